@@ -1,0 +1,65 @@
+package hwg
+
+import "fmt"
+
+// Config parameterises one Group. Durations are in ticks: the caller decides
+// how long a tick is (the runtime uses Config.TickInterval of the node; the
+// simulator uses virtual time). Zero fields take the documented default.
+type Config struct {
+	// Group is the group's id ("h/..." by convention).
+	Group GroupID
+	// Self is this process. Self.Node must be non-zero and Self.Inc ≥ 1.
+	Self Process
+
+	// RetransmitTicks is how often unacknowledged protocol messages
+	// (forwards, orders, prepares, accepts, joins, leaves) are sent again.
+	// Default 2. Lower recovers faster from loss at the cost of duplicates.
+	RetransmitTicks int
+	// ViewChangeTicks bounds how long a view change may take before a member
+	// takes it over with a higher ballot. A member of rank r waits
+	// ViewChangeTicks·(1+r), so members do not duel. Default 10; keep it
+	// several times the round-trip time in ticks.
+	ViewChangeTicks int
+	// FlushWaitTicks is how long a proposer that already has a majority
+	// waits for the remaining unsuspected members before excluding them.
+	// Default 4.
+	FlushWaitTicks int
+	// JoinRetryTicks is how often a joiner asks its contacts again.
+	// Default 4.
+	JoinRetryTicks int
+	// MaxBatch caps the entries in one Order or Forward. Default 256.
+	MaxBatch int
+	// MaxUnstable caps sequenced-but-not-stable messages: the coordinator
+	// stops sequencing (senders keep retrying) until slow members catch up,
+	// bounding every member's log. Default 8192.
+	MaxUnstable uint64
+	// ManualBlockOK makes the application answer every Block event with
+	// BlockOK (Hold.up / HoldOK.down). When false the group answers for it
+	// at once. A member that never answers is excluded by the view change
+	// after FlushWaitTicks.
+	ManualBlockOK bool
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	out := *c
+	if out.Group == "" {
+		return out, fmt.Errorf("%w: empty Group", ErrInvalidConfig)
+	}
+	if out.Self.Node == 0 || out.Self.Inc == 0 {
+		return out, fmt.Errorf("%w: Self must have a non-zero Node and Inc, got %v", ErrInvalidConfig, out.Self)
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&out.RetransmitTicks, 2)
+	def(&out.ViewChangeTicks, 10)
+	def(&out.FlushWaitTicks, 4)
+	def(&out.JoinRetryTicks, 4)
+	def(&out.MaxBatch, 256)
+	if out.MaxUnstable == 0 {
+		out.MaxUnstable = 8192
+	}
+	return out, nil
+}

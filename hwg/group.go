@@ -1,0 +1,506 @@
+package hwg
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Status is a Group's phase.
+type Status uint8
+
+const (
+	// StatusIdle: not a member and not joining (new, left or excluded).
+	StatusIdle Status = iota
+	// StatusJoining: asking contacts to be added.
+	StatusJoining
+	// StatusNormal: a member of View, multicasting in total order.
+	StatusNormal
+	// StatusFlushing: a view change is under way; this member has promised
+	// a ballot and its state for the old view is frozen.
+	StatusFlushing
+)
+
+var statusNames = [...]string{"Idle", "Joining", "Normal", "Flushing"}
+
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("Status(%d)", uint8(s))
+}
+
+// Group is one process's membership in one heavy-weight group: a
+// deterministic state machine. It is driven by Step (messages from peers),
+// Tick (the passage of time) and local requests (Bootstrap, Join, Leave,
+// Multicast, BlockOK, Suspect), and hands back what to do through Ready.
+//
+// A Group does no I/O, starts no goroutines, reads no clock and draws no
+// random numbers, so the same inputs always give the same outputs. It is not
+// safe for concurrent use: one goroutine (the node's event loop, or the
+// simulator) owns it.
+type Group struct {
+	cfg  Config
+	self Process
+	st   Status
+	view View
+	// decision is the last one this process applied, whether it installed
+	// the current view or ended a membership; kept across memberships. It
+	// is resent to members of its old view that missed it: an excluded
+	// process may be the only live witness that it was chosen.
+	decision *Decision
+	// lastView is the highest view ever installed, kept across memberships:
+	// a rejoining process installs only later views, so an old decision
+	// resent by a lagging member cannot merge its old history back.
+	lastView ViewID
+
+	// Sender side, for the current view.
+	lastSent uint64   // FIFO number of this member's last multicast in view
+	pending  []Entry  // own multicasts in view not yet seen sequenced
+	fwdFrom  int      // pending[fwdFrom:] have not been forwarded yet
+	queued   [][]byte // multicasts made while frozen: sent in the next view
+
+	// Member log of the current view: sequenced entries logBase+1..held.
+	log       []Entry
+	logBase   uint64
+	held      uint64
+	commit    uint64
+	delivered uint64
+	stable    uint64
+
+	co *coordinator // non-nil while coordinator of view in StatusNormal
+
+	// Acceptor side of the view change (reset at every install).
+	promised    Ballot
+	proposerOf  Process // proposer of promised, owed a PrepareOK
+	accepted    Ballot
+	acceptedDec *Decision
+	blockAcked  bool
+	frozen      *FlushState
+	maxRound    uint64
+	needTicks   int // ticks since a view change became needed or began
+
+	prop *proposal // our own proposal, if any
+
+	// Membership requests known to this member.
+	suspects map[Process]bool
+	joiners  []Process
+	leavers  map[Process]bool
+	leaving  bool
+	contacts []NodeID
+
+	ticks      uint64
+	lastHelped map[Process]uint64 // rate limit for answers to laggards
+
+	msgs   []Message
+	events []Event
+}
+
+// New returns a Group in StatusIdle. Call Bootstrap or Join next.
+func New(cfg Config) (*Group, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Group{
+		cfg:        c,
+		self:       c.Self,
+		suspects:   map[Process]bool{},
+		leavers:    map[Process]bool{},
+		lastHelped: map[Process]uint64{},
+	}, nil
+}
+
+// Bootstrap installs view 1 with the given members, which must include Self.
+// Every initial member must call Bootstrap with the same list; any other
+// process joins with Join.
+func (g *Group) Bootstrap(members []Process) error {
+	if g.st != StatusIdle {
+		return ErrAlreadyMember
+	}
+	v := View{ID: 1, Members: slices.Clone(members)}
+	if !v.Contains(g.self) {
+		return fmt.Errorf("%w: bootstrap members %v do not include %v", ErrInvalidConfig, members, g.self)
+	}
+	seen := map[NodeID]bool{}
+	for _, m := range members {
+		if m.Node == 0 || m.Inc == 0 || seen[m.Node] {
+			return fmt.Errorf("%w: bad or repeated bootstrap member %v", ErrInvalidConfig, m)
+		}
+		seen[m.Node] = true
+	}
+	g.install(v, nil)
+	return nil
+}
+
+// Join asks the contacts (any members; unknown or dead ones are harmless) to
+// add this process. It keeps asking every JoinRetryTicks until a view that
+// includes it is installed.
+func (g *Group) Join(contacts []NodeID) error {
+	if g.st != StatusIdle {
+		return ErrAlreadyMember
+	}
+	g.resetMembership()
+	g.st = StatusJoining
+	g.contacts = slices.DeleteFunc(slices.Clone(contacts), func(n NodeID) bool { return n == g.self.Node })
+	g.sendJoins()
+	return nil
+}
+
+// Leave asks the group to remove this member. The member keeps delivering
+// until the view change that removes it, then emits EventLeft.
+func (g *Group) Leave() error {
+	switch g.st {
+	case StatusIdle:
+		return ErrNotMember
+	case StatusJoining:
+		g.resetMembership()
+		g.emit(Event{Type: EventLeft})
+		return nil
+	}
+	g.leaving = true
+	if len(g.view.Members) == 1 {
+		g.finish(EventLeft)
+		return nil
+	}
+	g.leavers[g.self] = true
+	g.sendLeaves()
+	g.maybePropose()
+	return nil
+}
+
+// Multicast sends payload to the group in total order. In StatusNormal (and
+// while a Block is not yet answered) it is sent in the current view; after
+// BlockOK it is queued and sent in the next view. The payload must not be
+// modified afterwards.
+func (g *Group) Multicast(payload []byte) error {
+	switch g.st {
+	case StatusIdle, StatusJoining:
+		return ErrNotMember
+	case StatusFlushing:
+		if g.blockAcked {
+			g.queued = append(g.queued, payload)
+			return nil
+		}
+	}
+	g.send(payload)
+	return nil
+}
+
+// BlockOK answers EventBlock (HoldOK.down): this member will send nothing
+// more in the current view. Only needed with Config.ManualBlockOK.
+func (g *Group) BlockOK() {
+	if g.st != StatusFlushing || g.blockAcked {
+		return
+	}
+	g.ackBlock()
+}
+
+// Suspect reports that p seems to have failed. The liveness layer calls it
+// for every suspected process each tick; suspicions of processes outside
+// the view are ignored. Inc 0 means whichever incarnation of p.Node is a
+// member.
+func (g *Group) Suspect(p Process) {
+	if p.Inc == 0 {
+		p, _ = g.view.HasNode(p.Node)
+	}
+	if p == g.self || (g.st != StatusNormal && g.st != StatusFlushing) || !g.view.Contains(p) || g.suspects[p] {
+		return
+	}
+	g.suspects[p] = true
+	g.broadcast(Message{Type: MsgSuspicion, Subject: p})
+	g.maybePropose()
+}
+
+// Probe asks member peer whether the group went past this member's view.
+// The runtime calls it when peer's membership epoch (carried in its
+// heartbeats) changes: an idle member of an old view hears nothing else,
+// and per-group keepalives would make idle groups cost traffic. If peer
+// knows more, it answers with the decision this member missed or with
+// Stale.
+func (g *Group) Probe(peer NodeID) {
+	if g.st != StatusNormal && g.st != StatusFlushing {
+		return
+	}
+	if p, ok := g.view.HasNode(peer); ok && p != g.self {
+		g.sendTo(p, Message{Type: MsgSync})
+	}
+}
+
+// Tick advances time by one tick.
+func (g *Group) Tick() {
+	g.ticks++
+	every := func(n int) bool { return g.ticks%uint64(n) == 0 }
+	switch g.st {
+	case StatusJoining:
+		if every(g.cfg.JoinRetryTicks) {
+			g.sendJoins()
+		}
+		return
+	case StatusIdle:
+		return
+	}
+	if every(g.cfg.RetransmitTicks) {
+		g.retransmit()
+	}
+	if g.prop != nil {
+		g.prop.ticks++
+		g.tickProposal()
+	}
+	if g.st == StatusFlushing || g.needChange() {
+		g.needTicks++
+		wait := g.cfg.ViewChangeTicks * (1 + max(0, g.view.Rank(g.self)))
+		if g.prop == nil && g.needTicks > wait {
+			g.startProposal()
+		}
+	}
+}
+
+// Step applies one message from a peer. It returns an error (and changes
+// nothing) for input the protocol rejects: a message for another group,
+// node or incarnation, from a process outside the view, or that breaks the
+// protocol for its sender.
+func (g *Group) Step(m Message) error {
+	if err := g.validate(m); err != nil {
+		return err
+	}
+	switch g.st {
+	case StatusIdle, StatusJoining:
+		switch {
+		case m.Type == MsgCommit && g.st == StatusJoining:
+			g.onCommit(m)
+		case m.Type != MsgCommit && m.Type != MsgJoin:
+			g.helpLaggard(m)
+		}
+		return nil
+	}
+	if m.Type == MsgStale {
+		if m.View > g.view.ID {
+			g.finish(EventExcluded)
+		}
+		return nil
+	}
+	if m.Type == MsgCommit {
+		g.onCommit(m)
+		return nil
+	}
+	if m.Type == MsgJoin {
+		g.onJoin(m)
+		return nil
+	}
+	if m.View < g.view.ID || m.Type == MsgSync {
+		g.helpLaggard(m)
+		return nil
+	}
+	if m.View > g.view.ID {
+		// We are behind: ask the sender for what ended our view.
+		g.sendTo(m.From, Message{Type: MsgSync})
+		return nil
+	}
+	if !g.view.Contains(m.From) {
+		return fmt.Errorf("%w: %v in %v", ErrUnknownSender, m.From, g.view)
+	}
+	switch m.Type {
+	case MsgForward:
+		return g.onForward(m)
+	case MsgOrder:
+		return g.onOrder(m)
+	case MsgAck:
+		return g.onAck(m)
+	case MsgPrepare:
+		g.onPrepare(m)
+	case MsgPrepareOK:
+		g.onPrepareOK(m)
+	case MsgAccept:
+		g.onAccept(m)
+	case MsgAcceptOK:
+		g.onAcceptOK(m)
+	case MsgLeave:
+		g.leavers[m.From] = true
+		g.maybePropose()
+	case MsgSuspicion:
+		if m.Subject != g.self && g.view.Contains(m.Subject) && !g.suspects[m.Subject] {
+			g.suspects[m.Subject] = true
+			g.maybePropose()
+		}
+	}
+	return nil
+}
+
+// validate applies the rules every message must pass.
+func (g *Group) validate(m Message) error {
+	if m.Group != g.cfg.Group {
+		return fmt.Errorf("%w: %q, this is %q", ErrWrongGroup, m.Group, g.cfg.Group)
+	}
+	if m.To.Node != g.self.Node {
+		return fmt.Errorf("%w: to %d, this is %d", ErrWrongNode, m.To.Node, g.self.Node)
+	}
+	if m.To.Inc != 0 && m.To.Inc != g.self.Inc {
+		return fmt.Errorf("%w: to %v, this is %v", ErrStaleIncarnation, m.To, g.self)
+	}
+	if m.From.Node == 0 || m.From.Inc == 0 {
+		return fmt.Errorf("%w: no sender", ErrMalformed)
+	}
+	if m.Type == 0 || m.Type > MsgStale {
+		return fmt.Errorf("%w: type %d", ErrMalformed, m.Type)
+	}
+	if m.To.Inc == 0 && m.Type != MsgJoin {
+		return fmt.Errorf("%w: %v without a destination incarnation", ErrMalformed, m.Type)
+	}
+	if m.Decision != nil {
+		if err := m.Decision.validate(); err != nil {
+			return err
+		}
+	}
+	if m.State != nil && m.State.Decision != nil {
+		if err := m.State.Decision.validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Decision) validate() error {
+	if d.Next.ID != d.Prev+1 {
+		return fmt.Errorf("%w: decision from view %d to %d", ErrMalformed, d.Prev, d.Next.ID)
+	}
+	if n := len(d.Final); n > 0 && d.Final[n-1].Seq != d.Last {
+		return fmt.Errorf("%w: decision tail ends at %d, last is %d", ErrMalformed, d.Final[n-1].Seq, d.Last)
+	}
+	for i := 1; i < len(d.Final); i++ {
+		if d.Final[i].Seq != d.Final[i-1].Seq+1 {
+			return fmt.Errorf("%w: decision tail not contiguous at %d", ErrMalformed, d.Final[i].Seq)
+		}
+	}
+	for _, j := range d.Joined {
+		if !d.Next.Contains(j) {
+			return fmt.Errorf("%w: joiner %v not in the next view", ErrMalformed, j)
+		}
+	}
+	seen := map[NodeID]bool{}
+	for _, p := range d.Next.Members {
+		if p.Node == 0 || p.Inc == 0 || seen[p.Node] {
+			return fmt.Errorf("%w: bad or repeated member %v", ErrMalformed, p)
+		}
+		seen[p.Node] = true
+	}
+	return nil
+}
+
+// Ready returns what the caller must do and clears it. Outputs of the
+// coordinator that accumulated since the last call leave as one batch.
+func (g *Group) Ready() Ready {
+	g.flushBatches()
+	r := Ready{Messages: g.msgs, Events: g.events}
+	g.msgs, g.events = nil, nil
+	return r
+}
+
+// HasReady reports whether Ready would return anything.
+func (g *Group) HasReady() bool {
+	return len(g.msgs) > 0 || len(g.events) > 0 || g.batchPending()
+}
+
+// Info describes a Group for monitoring and for the simulator's fault
+// planner. Slices are copies.
+type Info struct {
+	Status    Status
+	View      View
+	Held      uint64
+	Commit    uint64
+	Delivered uint64
+	// Candidates are views this process has proposed or accepted but not
+	// installed: a view change may still install one of them.
+	Candidates []View
+}
+
+// Info returns a snapshot of the group's state.
+func (g *Group) Info() Info {
+	in := Info{Status: g.st, View: g.view.Clone(), Held: g.held, Commit: g.commit, Delivered: g.delivered}
+	if g.acceptedDec != nil {
+		in.Candidates = append(in.Candidates, g.acceptedDec.Next.Clone())
+	}
+	if g.prop != nil && g.prop.dec != nil {
+		in.Candidates = append(in.Candidates, g.prop.dec.Next.Clone())
+	}
+	return in
+}
+
+// Self returns this process.
+func (g *Group) Self() Process { return g.self }
+
+// ID returns the group's id.
+func (g *Group) ID() GroupID { return g.cfg.Group }
+
+func (g *Group) emit(e Event) {
+	e.Group = g.cfg.Group
+	if e.Type != EventInstall {
+		e.View = View{ID: g.view.ID}
+	}
+	g.events = append(g.events, e)
+}
+
+func (g *Group) sendTo(to Process, m Message) {
+	m.Group, m.From, m.To = g.cfg.Group, g.self, to
+	if m.View == 0 {
+		m.View = g.view.ID
+	}
+	if to == g.self {
+		// Local delivery keeps the proposer's own vote on the same path as
+		// everyone else's.
+		_ = g.Step(m)
+		return
+	}
+	g.msgs = append(g.msgs, m)
+}
+
+// broadcast sends m to every other member of the view.
+func (g *Group) broadcast(m Message) {
+	for _, p := range g.view.Members {
+		if p != g.self {
+			g.sendTo(p, m)
+		}
+	}
+}
+
+func (g *Group) sendJoins() {
+	for _, n := range g.contacts {
+		g.msgs = append(g.msgs, Message{Type: MsgJoin, Group: g.cfg.Group, From: g.self, To: Process{Node: n}})
+	}
+}
+
+func (g *Group) sendLeaves() {
+	g.broadcast(Message{Type: MsgLeave})
+}
+
+// resetMembership forgets everything about the previous membership.
+func (g *Group) resetMembership() {
+	g.view = View{}
+	g.resetView()
+	g.queued = nil
+	g.leaving = false
+	clear(g.suspects)
+	clear(g.leavers)
+	g.joiners = nil
+	g.contacts = nil
+}
+
+// resetView clears the per-view state.
+func (g *Group) resetView() {
+	g.lastSent, g.pending, g.fwdFrom = 0, nil, 0
+	g.log, g.logBase, g.held, g.commit, g.delivered, g.stable = nil, 0, 0, 0, 0, 0
+	g.co = nil
+	g.promised, g.proposerOf, g.accepted, g.acceptedDec = Ballot{}, Process{}, Ballot{}, nil
+	g.blockAcked, g.frozen, g.maxRound, g.needTicks = false, nil, 0, 0
+	g.prop = nil
+	clear(g.lastHelped)
+}
+
+// finish ends this membership with EventLeft or EventExcluded.
+func (g *Group) finish(t EventType) {
+	if g.leaving {
+		t = EventLeft
+	}
+	g.emit(Event{Type: t})
+	g.resetMembership()
+	g.st = StatusIdle
+}

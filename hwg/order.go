@@ -1,0 +1,247 @@
+package hwg
+
+import (
+	"fmt"
+	"slices"
+)
+
+// coordinator is the sequencer's state for one view.
+type coordinator struct {
+	next      map[Process]uint64 // next FIFO number expected from each sender
+	acked     map[Process]uint64 // highest contiguous seq each member holds
+	knows     map[Process]uint64 // commit point each member has acknowledged
+	batchFrom uint64             // entries after this seq are not yet sent
+	announced uint64             // commit point last sent to the members
+}
+
+func newCoordinator(v View) *coordinator {
+	c := &coordinator{next: map[Process]uint64{}, acked: map[Process]uint64{}, knows: map[Process]uint64{}}
+	for _, p := range v.Members {
+		c.next[p] = 1
+		c.acked[p] = 0
+	}
+	return c
+}
+
+// send multicasts payload in the current view.
+func (g *Group) send(payload []byte) {
+	g.lastSent++
+	e := Entry{ID: MsgID{Sender: g.self, View: g.view.ID, Seq: g.lastSent}, Payload: payload}
+	g.pending = append(g.pending, e)
+	g.emit(Event{Type: EventSend, Msg: e.ID, Payload: payload})
+	if g.co != nil {
+		g.sequence(e)
+	}
+}
+
+// sequence assigns the next seq to e if it is the next of its sender in
+// FIFO order and the unstable window has room. It reports whether it did.
+func (g *Group) sequence(e Entry) bool {
+	c := g.co
+	if e.ID.Seq != c.next[e.ID.Sender] || g.held-g.stable >= g.cfg.MaxUnstable {
+		return false
+	}
+	c.next[e.ID.Sender]++
+	e.Seq = g.held + 1
+	g.appendLog(e)
+	c.acked[g.self] = g.held
+	return true
+}
+
+// appendLog adds the next sequenced entry and retires own pending sends it
+// covers.
+func (g *Group) appendLog(e Entry) {
+	g.log = append(g.log, e)
+	g.held = e.Seq
+	if e.ID.Sender == g.self {
+		// INVARIANT: a sender's entries are sequenced in FIFO order, so the
+		// ones sequenced are a prefix of pending.
+		n := 0
+		for n < len(g.pending) && g.pending[n].ID.Seq <= e.ID.Seq {
+			n++
+		}
+		g.pending = g.pending[n:]
+		g.fwdFrom = max(0, g.fwdFrom-n)
+	}
+}
+
+func (g *Group) onForward(m Message) error {
+	if g.co == nil || g.st != StatusNormal {
+		return nil // not the sequencer (any more); the sender will retry
+	}
+	for _, e := range m.Entries {
+		if e.ID.Sender != m.From || e.ID.View != g.view.ID || e.Seq != 0 {
+			return fmt.Errorf("%w: forward of %v from %v", ErrForged, e.ID, m.From)
+		}
+	}
+	for _, e := range m.Entries {
+		if e.ID.Seq < g.co.next[m.From] {
+			continue // duplicate
+		}
+		if !g.sequence(e) {
+			break // gap or full window: the sender retransmits
+		}
+	}
+	g.advanceCommit()
+	return nil
+}
+
+func (g *Group) onOrder(m Message) error {
+	if m.From != g.view.Coordinator() {
+		return fmt.Errorf("%w: order from %v, coordinator is %v", ErrForged, m.From, g.view.Coordinator())
+	}
+	for i, e := range m.Entries {
+		if e.Seq != m.Seq+1+uint64(i) || e.ID.View != g.view.ID {
+			return fmt.Errorf("%w: order entry %d has seq %d view %d", ErrMalformed, m.Seq+1+uint64(i), e.Seq, e.ID.View)
+		}
+	}
+	if m.Commit > m.Seq+uint64(len(m.Entries)) && len(m.Entries) > 0 {
+		return fmt.Errorf("%w: commit %d beyond the entries sent", ErrForged, m.Commit)
+	}
+	if g.st != StatusNormal || g.co != nil {
+		return nil // frozen for the view change
+	}
+	for _, e := range m.Entries {
+		if e.Seq == g.held+1 {
+			g.appendLog(e)
+		} else if e.Seq > g.held+1 {
+			break // a gap: the coordinator resends from our ack
+		}
+	}
+	g.commit = max(g.commit, min(m.Commit, g.held))
+	g.stable = max(g.stable, min(m.Stable, g.held))
+	g.sendTo(m.From, Message{Type: MsgAck, Seq: g.held, Commit: g.commit})
+	g.deliverCommitted()
+	return nil
+}
+
+func (g *Group) onAck(m Message) error {
+	if g.co == nil || g.st != StatusNormal {
+		return nil
+	}
+	if m.Seq > g.held || m.Commit > g.commit {
+		return fmt.Errorf("%w: ack of %d/%d, sequenced %d/%d", ErrForged, m.Seq, m.Commit, g.held, g.commit)
+	}
+	c := g.co
+	c.acked[m.From] = max(c.acked[m.From], m.Seq)
+	c.knows[m.From] = max(c.knows[m.From], m.Commit)
+	g.advanceCommit()
+	return nil
+}
+
+// advanceCommit moves the commit point to the highest seq held by a
+// majority and the stable point to the highest held by all.
+func (g *Group) advanceCommit() {
+	acks := make([]uint64, 0, len(g.view.Members))
+	for _, p := range g.view.Members {
+		acks = append(acks, g.co.acked[p])
+	}
+	slices.Sort(acks)
+	// acks[len-q] is held by at least q members.
+	g.commit = max(g.commit, acks[len(acks)-g.view.Quorum()])
+	g.stable = max(g.stable, acks[0])
+	g.deliverCommitted()
+}
+
+// deliverCommitted delivers the log up to the commit point and drops what
+// every member holds and this member has delivered.
+func (g *Group) deliverCommitted() {
+	for g.delivered < g.commit {
+		e := g.log[g.delivered-g.logBase]
+		g.delivered++
+		g.emit(Event{Type: EventDeliver, Msg: e.ID, Payload: e.Payload})
+	}
+	if gc := min(g.stable, g.delivered); gc > g.logBase {
+		// Re-slice, never clear: messages handed out by Ready share these
+		// entries. The next append that grows the log drops the old array.
+		g.log = g.log[gc-g.logBase:]
+		g.logBase = gc
+	}
+}
+
+// batchPending reports whether the coordinator has something to announce.
+func (g *Group) batchPending() bool {
+	if g.co == nil {
+		return g.fwdFrom < len(g.pending) && g.st == StatusNormal
+	}
+	return g.co.batchFrom < g.held || g.co.announced < g.commit
+}
+
+// flushBatches turns what accumulated since the last Ready into one Order
+// per member (coordinator) or one Forward (sender).
+func (g *Group) flushBatches() {
+	if g.st != StatusNormal {
+		return
+	}
+	if g.co == nil {
+		if g.fwdFrom < len(g.pending) {
+			g.forward(g.pending[g.fwdFrom:])
+			g.fwdFrom = len(g.pending)
+		}
+		return
+	}
+	c := g.co
+	for c.batchFrom < g.held || c.announced < g.commit {
+		from := c.batchFrom
+		to := min(g.held, from+uint64(g.cfg.MaxBatch))
+		entries := g.log[from-g.logBase : to-g.logBase]
+		for _, p := range g.view.Members {
+			if p != g.self {
+				g.sendTo(p, Message{Type: MsgOrder, Seq: from, Entries: entries, Commit: min(g.commit, to), Stable: g.stable})
+			}
+		}
+		c.batchFrom, c.announced = to, min(g.commit, to)
+	}
+}
+
+func (g *Group) forward(entries []Entry) {
+	for len(entries) > 0 {
+		n := min(len(entries), g.cfg.MaxBatch)
+		g.sendTo(g.view.Coordinator(), Message{Type: MsgForward, Entries: slices.Clone(entries[:n])})
+		entries = entries[n:]
+	}
+}
+
+// retransmit resends what may have been lost. Called every RetransmitTicks.
+func (g *Group) retransmit() {
+	if g.st == StatusNormal {
+		if g.co == nil {
+			g.forward(g.pending[:min(len(g.pending), g.cfg.MaxBatch)])
+		} else {
+			g.retransmitOrders()
+		}
+	}
+	if g.leaving {
+		g.sendLeaves()
+	}
+	if g.needChange() && !g.actingProposer() {
+		for _, p := range g.view.Members { // view order: outputs stay deterministic
+			if g.suspects[p] {
+				g.broadcast(Message{Type: MsgSuspicion, Subject: p})
+			}
+		}
+	}
+}
+
+func (g *Group) retransmitOrders() {
+	c := g.co
+	// The coordinator's own pending sends wait for window room.
+	for len(g.pending) > 0 && g.sequence(g.pending[0]) {
+	}
+	g.advanceCommit()
+	for _, p := range g.view.Members {
+		if p == g.self || (c.acked[p] >= g.held && c.knows[p] >= g.commit) {
+			continue
+		}
+		from := c.acked[p]
+		to := min(g.held, from+uint64(g.cfg.MaxBatch))
+		var entries []Entry
+		if to > from {
+			entries = g.log[from-g.logBase : to-g.logBase]
+		}
+		g.sendTo(p, Message{Type: MsgOrder, Seq: from, Entries: entries, Commit: min(g.commit, max(to, from)), Stable: g.stable})
+	}
+}
+
+// IsZeroProcess reports whether p is the zero Process.
+func (p Process) IsZeroProcess() bool { return p == Process{} }

@@ -1,0 +1,475 @@
+package hwg
+
+import (
+	"fmt"
+	"slices"
+)
+
+// proposal is this member's attempt to end the current view.
+type proposal struct {
+	ballot  Ballot
+	oks     map[Process]*FlushState
+	acks    map[Process]bool
+	dec     *Decision // set once phase 2 (accept) has begun
+	ticks   int
+	exclude map[Process]bool // suspects when the proposal started
+}
+
+// needChange reports whether this member knows a reason to change the view.
+func (g *Group) needChange() bool {
+	if len(g.joiners) > 0 || g.leaving {
+		return true
+	}
+	for p := range g.suspects {
+		if g.view.Contains(p) {
+			return true
+		}
+	}
+	for p := range g.leavers {
+		if g.view.Contains(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// actingProposer reports whether this member is the first one of the view
+// it does not suspect: the one expected to run the next view change.
+func (g *Group) actingProposer() bool {
+	for _, p := range g.view.Members {
+		if p == g.self {
+			return true
+		}
+		if !g.suspects[p] {
+			return false
+		}
+	}
+	return false
+}
+
+// maybePropose starts a view change if one is needed and this member is the
+// one to run it. Others wait; they take over after ViewChangeTicks·(1+rank).
+func (g *Group) maybePropose() {
+	if (g.st != StatusNormal && g.st != StatusFlushing) || !g.needChange() || !g.actingProposer() {
+		return
+	}
+	if g.prop == nil {
+		g.startProposal()
+		return
+	}
+	if g.prop.dec == nil {
+		// Still collecting: a new reason is picked up when the decision is
+		// built. A new suspect of the quorum we wait for needs no restart.
+		for p := range g.suspects {
+			g.prop.exclude[p] = true
+		}
+		g.checkPrepareDone()
+	}
+}
+
+// startProposal begins phase 1 with a ballot higher than any seen.
+func (g *Group) startProposal() {
+	round := max(g.maxRound, g.promised.Round, g.accepted.Round) + 1
+	g.maxRound = round
+	g.prop = &proposal{
+		ballot:  Ballot{Round: round, Node: g.self.Node},
+		oks:     map[Process]*FlushState{},
+		acks:    map[Process]bool{},
+		exclude: map[Process]bool{},
+	}
+	for p := range g.suspects {
+		g.prop.exclude[p] = true
+	}
+	g.needTicks = 0
+	// Others first: handling our own vote may complete the view change
+	// (a view of one), after which nothing of this view may be sent.
+	g.broadcast(Message{Type: MsgPrepare, Ballot: g.prop.ballot})
+	g.sendTo(g.self, Message{Type: MsgPrepare, Ballot: g.prop.ballot})
+}
+
+func (g *Group) tickProposal() {
+	p := g.prop
+	if p.ticks > g.cfg.ViewChangeTicks {
+		g.prop = nil
+		g.startProposal()
+		return
+	}
+	if p.dec == nil {
+		if p.ticks >= g.cfg.FlushWaitTicks {
+			g.checkPrepareDone()
+		}
+		if g.prop == p && p.dec == nil && p.ticks%g.cfg.RetransmitTicks == 0 {
+			for _, m := range g.view.Members {
+				if p.oks[m] == nil && m != g.self {
+					g.sendTo(m, Message{Type: MsgPrepare, Ballot: p.ballot})
+				}
+			}
+		}
+		return
+	}
+	if p.ticks%g.cfg.RetransmitTicks == 0 {
+		for _, m := range g.view.Members {
+			if !p.acks[m] && m != g.self {
+				g.sendTo(m, Message{Type: MsgAccept, Ballot: p.ballot, Decision: p.dec})
+			}
+		}
+	}
+}
+
+// onPrepare: promise the ballot if it is the highest seen, stop (Hold.up),
+// and report the frozen state once the application has answered.
+func (g *Group) onPrepare(m Message) {
+	g.maxRound = max(g.maxRound, m.Ballot.Round)
+	if m.Ballot.Less(g.promised) {
+		return
+	}
+	g.promised, g.proposerOf = m.Ballot, m.From
+	if g.prop != nil && g.prop.ballot.Less(m.Ballot) {
+		g.prop = nil // a higher ballot took over
+	}
+	if g.st == StatusNormal {
+		g.block() // answers at once unless ManualBlockOK
+	} else if g.blockAcked {
+		g.sendPrepareOK()
+	}
+}
+
+// block moves from Normal to Flushing: stop sequencing and raise Hold.up.
+func (g *Group) block() {
+	g.st = StatusFlushing
+	g.co = nil
+	g.needTicks = 0
+	g.emit(Event{Type: EventBlock})
+	if !g.cfg.ManualBlockOK {
+		g.ackBlock()
+	}
+}
+
+// ackBlock freezes what this member holds of the view: from here on its
+// multicasts wait for the next view.
+func (g *Group) ackBlock() {
+	g.blockAcked = true
+	g.frozen = &FlushState{
+		Held:    g.held,
+		Log:     slices.Clone(g.log),
+		Pending: slices.Clone(g.pending),
+		Leaving: g.leaving,
+	}
+	if !g.proposerOf.IsZeroProcess() {
+		g.sendPrepareOK()
+	}
+}
+
+func (g *Group) sendPrepareOK() {
+	st := *g.frozen
+	st.Accepted, st.Decision = g.accepted, g.acceptedDec
+	g.sendTo(g.proposerOf, Message{Type: MsgPrepareOK, Ballot: g.promised, State: &st})
+}
+
+func (g *Group) onPrepareOK(m Message) {
+	p := g.prop
+	if p == nil || m.Ballot != p.ballot || p.dec != nil || m.State == nil {
+		return
+	}
+	p.oks[m.From] = m.State
+	g.checkPrepareDone()
+}
+
+// checkPrepareDone moves to phase 2 once a majority has answered and either
+// every unsuspected member has too or FlushWaitTicks have passed.
+func (g *Group) checkPrepareDone() {
+	p := g.prop
+	if p == nil || p.dec != nil || len(p.oks) < g.view.Quorum() {
+		return
+	}
+	if p.ticks < g.cfg.FlushWaitTicks {
+		for _, m := range g.view.Members {
+			if p.oks[m] == nil && !p.exclude[m] {
+				return
+			}
+		}
+	}
+	p.dec = g.buildDecision()
+	g.broadcast(Message{Type: MsgAccept, Ballot: p.ballot, Decision: p.dec})
+	g.sendTo(g.self, Message{Type: MsgAccept, Ballot: p.ballot, Decision: p.dec})
+}
+
+// buildDecision picks the value for phase 2. As in Paxos, a decision some
+// member accepted under the highest ballot must be proposed again, since it
+// may already be chosen. Otherwise the next view is the responders (less
+// leavers and suspects) plus joiners, and the tail of the old view is the
+// log of the responder that holds most, followed by every responder's
+// unsequenced multicasts in FIFO order.
+func (g *Group) buildDecision() *Decision {
+	p := g.prop
+	var best *FlushState
+	for _, st := range p.oks {
+		if st.Decision != nil && (best == nil || best.Accepted.Less(st.Accepted)) {
+			best = st
+		}
+	}
+	if best != nil {
+		return best.Decision
+	}
+	responders := make([]Process, 0, len(p.oks))
+	var longest *FlushState
+	for _, m := range g.view.Members { // view order keeps the result deterministic
+		st := p.oks[m]
+		if st == nil {
+			continue
+		}
+		responders = append(responders, m)
+		if longest == nil || st.Held > longest.Held {
+			longest = st
+		}
+	}
+	final := slices.Clone(longest.Log)
+	lastOf := map[Process]uint64{} // highest sequenced FIFO number per sender
+	for _, e := range final {
+		lastOf[e.ID.Sender] = max(lastOf[e.ID.Sender], e.ID.Seq)
+	}
+	seq := longest.Held
+	dec := &Decision{Prev: g.view.ID, Next: View{ID: g.view.ID + 1}}
+	restarted := map[NodeID]uint64{} // node → incarnation that is joining
+	for _, j := range g.joiners {
+		restarted[j.Node] = j.Inc
+	}
+	var doubtful []Process // suspected, or restarted as a joining incarnation
+	for _, m := range responders {
+		st := p.oks[m]
+		for _, e := range st.Pending {
+			if e.ID.Seq > lastOf[m] {
+				seq++
+				e.Seq = seq
+				final = append(final, e)
+			}
+		}
+		switch {
+		case st.Leaving || g.leavers[m]:
+			dec.Left = append(dec.Left, m)
+		case p.exclude[m] || restarted[m.Node] > m.Inc:
+			doubtful = append(doubtful, m)
+			fallthrough
+		default:
+			dec.Next.Members = append(dec.Next.Members, m)
+		}
+	}
+	// INVARIANT: the next view keeps a majority of this one, counting
+	// members that leave voluntarily (checked by proptest's
+	// primary-component checker). Doubtful responders answered, so they
+	// are alive: drop them, last first, only while the majority holds;
+	// the rest go in a later view change if the doubt persists.
+	for i := len(doubtful) - 1; i >= 0; i-- {
+		if len(dec.Next.Members)-1+len(dec.Left) < g.view.Quorum() {
+			break
+		}
+		dec.Next.Members = slices.DeleteFunc(dec.Next.Members, func(x Process) bool { return x == doubtful[i] })
+	}
+	for _, j := range g.joiners {
+		if _, ok := dec.Next.HasNode(j.Node); !ok {
+			dec.Next.Members = append(dec.Next.Members, j)
+			dec.Joined = append(dec.Joined, j)
+		}
+	}
+	dec.Final, dec.Last = final, seq
+	return dec
+}
+
+func (g *Group) onAccept(m Message) {
+	g.maxRound = max(g.maxRound, m.Ballot.Round)
+	if m.Ballot.Less(g.promised) || m.Decision == nil || m.Decision.Prev != g.view.ID {
+		return
+	}
+	g.promised = m.Ballot
+	g.accepted, g.acceptedDec = m.Ballot, m.Decision
+	if g.prop != nil && g.prop.ballot.Less(m.Ballot) {
+		g.prop = nil
+	}
+	if g.st == StatusNormal {
+		g.block()
+	}
+	g.sendTo(m.From, Message{Type: MsgAcceptOK, Ballot: m.Ballot})
+}
+
+func (g *Group) onAcceptOK(m Message) {
+	p := g.prop
+	if p == nil || p.dec == nil || m.Ballot != p.ballot {
+		return
+	}
+	p.acks[m.From] = true
+	if len(p.acks) < g.view.Quorum() {
+		return
+	}
+	// Chosen. Tell the old members and the joiners, then apply it here.
+	dec := p.dec
+	targets := slices.Clone(g.view.Members)
+	for _, n := range dec.Next.Members {
+		if !slices.Contains(targets, n) {
+			targets = append(targets, n)
+		}
+	}
+	for _, t := range targets {
+		if t != g.self {
+			g.sendTo(t, Message{Type: MsgCommit, Decision: dec})
+		}
+	}
+	g.applyDecision(dec)
+}
+
+func (g *Group) onCommit(m Message) {
+	dec := m.Decision
+	if dec == nil {
+		return
+	}
+	switch {
+	case g.st == StatusJoining:
+		if slices.Contains(dec.Joined, g.self) && dec.Next.ID > g.lastView {
+			g.install(dec.Next, dec)
+		}
+	case dec.Prev == g.view.ID:
+		g.applyDecision(dec)
+	case dec.Prev > g.view.ID:
+		// The group went past our view without us: we missed the decision
+		// that ended it and cannot have been a member of any view since.
+		// If the next view holds us, a join request of ours added us
+		// again: start over there as a new member.
+		rejoin := slices.Contains(dec.Joined, g.self) && !g.leaving
+		g.finish(EventExcluded)
+		if rejoin {
+			g.install(dec.Next, dec)
+		}
+	}
+}
+
+// applyDecision delivers the rest of the old view and installs the next one,
+// or ends this membership if the next view does not include this member.
+func (g *Group) applyDecision(dec *Decision) {
+	tail := dec.Final
+	for g.delivered < dec.Last {
+		s := g.delivered + 1
+		var e Entry
+		if len(tail) > 0 && s >= tail[0].Seq {
+			e = tail[s-tail[0].Seq]
+		} else {
+			// INVARIANT: the tail starts at or below every member's held
+			// seq + 1 (the stable point bounds every member's GC), so what
+			// it lacks this member holds itself.
+			if s <= g.logBase || s > g.held {
+				panic(fmt.Sprintf("hwg: %v in %v: decision ending at %d misses seq %d (log %d..%d)",
+					g.self, g.view, dec.Last, s, g.logBase+1, g.held))
+			}
+			e = g.log[s-1-g.logBase]
+		}
+		g.delivered = s
+		g.emit(Event{Type: EventDeliver, Msg: e.ID, Payload: e.Payload})
+	}
+	if dec.Next.Contains(g.self) {
+		g.install(dec.Next, dec)
+		return
+	}
+	g.decision = dec
+	if slices.Contains(dec.Left, g.self) {
+		g.leaving = true
+	}
+	g.finish(EventExcluded)
+}
+
+// install makes v the current view and sends what was queued during the
+// flush.
+func (g *Group) install(v View, dec *Decision) {
+	g.resetView()
+	g.view, g.decision = v.Clone(), dec
+	g.lastView = v.ID
+	g.st = StatusNormal
+	// Suspicions start afresh: the detector reports the live ones again
+	// every tick, and a member kept despite one must not force another
+	// view change by itself.
+	clear(g.suspects)
+	for p := range g.leavers {
+		if !v.Contains(p) {
+			delete(g.leavers, p)
+		}
+	}
+	g.joiners = slices.DeleteFunc(g.joiners, func(j Process) bool {
+		cur, ok := v.HasNode(j.Node)
+		return ok && cur.Inc >= j.Inc
+	})
+	g.contacts = nil
+	if v.Coordinator() == g.self {
+		g.co = newCoordinator(v)
+	}
+	g.emit(Event{Type: EventInstall, View: v.Clone()})
+	q := g.queued
+	g.queued = nil
+	for _, payload := range q {
+		g.send(payload)
+	}
+	if g.leaving {
+		g.leavers[g.self] = true
+		g.sendLeaves()
+	}
+	g.maybePropose()
+}
+
+// onJoin records a join request, or resends the decision to a joiner that
+// is already in the view but missed it.
+func (g *Group) onJoin(m Message) {
+	j := m.From
+	if !m.Subject.IsZeroProcess() {
+		j = m.Subject
+	}
+	if g.view.Contains(j) {
+		if g.decision != nil && g.decision.Next.ID == g.view.ID && slices.Contains(g.decision.Joined, j) {
+			g.sendTo(j, Message{Type: MsgCommit, View: g.decision.Prev, Decision: g.decision})
+		}
+		return
+	}
+	if cur, ok := g.view.HasNode(j.Node); ok && cur.Inc >= j.Inc {
+		return // an old incarnation's request, delayed
+	}
+	if !g.actingProposer() {
+		if !m.Subject.IsZeroProcess() {
+			return // relay once: two members that disagree on the proposer must not bounce it
+		}
+		// Relay to whoever runs view changes, as we see it.
+		for _, p := range g.view.Members {
+			if !g.suspects[p] {
+				g.sendTo(p, Message{Type: MsgJoin, Subject: j})
+				break
+			}
+		}
+		return
+	}
+	for i, o := range g.joiners {
+		if o.Node == j.Node {
+			if o.Inc >= j.Inc {
+				return
+			}
+			g.joiners = slices.Delete(g.joiners, i, i+1)
+			break
+		}
+	}
+	g.joiners = append(g.joiners, j)
+	if old, ok := g.view.HasNode(j.Node); ok && old.Inc < j.Inc {
+		// The node restarted: its old incarnation is gone.
+		g.suspects[old] = true
+	}
+	g.maybePropose()
+}
+
+// helpLaggard answers a process that is behind: with the decision that
+// ended its view if we have it, or with Stale if the group went on without
+// it. Answers are rate limited per process.
+func (g *Group) helpLaggard(m Message) {
+	if last, ok := g.lastHelped[m.From]; ok && g.ticks-last < uint64(g.cfg.RetransmitTicks) {
+		return
+	}
+	switch {
+	case g.decision != nil && m.View == g.decision.Prev:
+		g.lastHelped[m.From] = g.ticks
+		g.sendTo(m.From, Message{Type: MsgCommit, View: g.decision.Prev, Decision: g.decision})
+	case g.view.ID != 0 && m.View < g.view.ID && !g.view.Contains(m.From):
+		g.lastHelped[m.From] = g.ticks
+		g.sendTo(m.From, Message{Type: MsgStale})
+	}
+}
