@@ -45,6 +45,10 @@ type Event struct {
 	View    View
 	Msg     MsgID
 	Payload []byte
+	// EventInstall only: members of View not in the previous view, and
+	// members of the previous view that left voluntarily. A joining
+	// process sees itself in Joined.
+	Joined, Left []Process
 }
 
 // Ready is what a Group asks its caller to do: send Messages (in any order,

@@ -273,6 +273,11 @@ func (g *Group) Step(m Message) error {
 		}
 		return nil
 	}
+	if cur, ok := g.view.HasNode(m.From.Node); ok && cur.Inc < m.From.Inc {
+		// A newer incarnation speaks: the member's process is gone, even if
+		// the detector never heard it (it may have died at once).
+		g.Suspect(cur)
+	}
 	if m.Type == MsgStale {
 		if m.View > g.view.ID {
 			g.finish(EventExcluded)

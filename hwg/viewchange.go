@@ -398,7 +398,11 @@ func (g *Group) install(v View, dec *Decision) {
 	if v.Coordinator() == g.self {
 		g.co = newCoordinator(v)
 	}
-	g.emit(Event{Type: EventInstall, View: v.Clone()})
+	ev := Event{Type: EventInstall, View: v.Clone()}
+	if dec != nil {
+		ev.Joined, ev.Left = slices.Clone(dec.Joined), slices.Clone(dec.Left)
+	}
+	g.emit(ev)
 	q := g.queued
 	g.queued = nil
 	for _, payload := range q {

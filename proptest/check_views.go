@@ -91,6 +91,14 @@ func checkPrimaryComponent(tr []Event) []Violation {
 			if _, ok := first[groupView{e.Group, e.View}]; !ok {
 				first[groupView{e.Group, e.View}] = i
 			}
+			// The install names who left, so the property holds on every
+			// prefix, before the leavers' own leave events appear.
+			if e.View > 1 && len(e.Left) > 0 {
+				k := groupView{e.Group, e.View - 1}
+				for _, n := range e.Left {
+					leavers[k] = append(leavers[k], proc{node: n})
+				}
+			}
 		case EvLeave:
 			k := groupView{e.Group, e.View}
 			leavers[k] = append(leavers[k], e.proc())
@@ -126,6 +134,13 @@ func checkPrimaryComponent(tr []Event) []Violation {
 		left := 0
 		seen := make(map[proc]bool)
 		for _, p := range leavers[k] {
+			if p.inc == 0 { // named by an install: the node's member in prev
+				for i, n := range prev.Members {
+					if n == p.node {
+						p.inc = incAt(prev, i)
+					}
+				}
+			}
 			if !seen[p] && prev.includes(p) && !next.includes(p) {
 				seen[p] = true
 				left++

@@ -9,15 +9,15 @@ import (
 // item is something scheduled at a virtual time: a message arriving or a
 // node's tick.
 type item struct {
-	at   uint64
-	seq  uint64 // ties break on scheduling order, so runs are reproducible
-	to   hwg.NodeID
-	inc  uint64 // the incarnation a tick belongs to
-	tick bool
+	at    uint64
+	seq   uint64 // ties break on scheduling order, so runs are reproducible
+	to    hwg.NodeID
+	inc   uint64 // the incarnation a tick belongs to
+	tick  bool
 	hb    bool        // a heartbeat from From
 	from  hwg.Process // heartbeat sender
 	epoch uint64      // heartbeat: the sender's membership epoch
-	msg  hwg.Message
+	msg   hwg.Message
 }
 
 type queue []*item

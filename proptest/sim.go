@@ -342,6 +342,9 @@ func (s *Sim) record(n *simNode, e hwg.Event) {
 			base.Members = append(base.Members, uint64(m.Node))
 			base.Incs = append(base.Incs, m.Inc)
 		}
+		for _, m := range e.Left {
+			base.Left = append(base.Left, uint64(m.Node))
+		}
 		s.trace.Append(base)
 	case hwg.EventSend:
 		s.stats.Sent++
@@ -635,11 +638,7 @@ func Run(opts Options) Result {
 			break
 		}
 	}
-	s.Heal()
-	if !s.Quiesce(opts.QuiescentSteps) {
-		s.stats.PrimaryLost = s.primaryLost()
-	}
-	return Result{Trace: s.trace, Violations: s.Violations(), Stats: s.stats}
+	return Result{Trace: s.trace, Violations: s.finish(), Stats: s.stats}
 }
 
 // injectFault picks one enabled fault at random and applies it when it is
@@ -688,6 +687,17 @@ func (s *Sim) injectFault() {
 	case FaultLeave:
 		s.Leave(pick())
 	}
+}
+
+// finish heals, quiesces and checks. Liveness violations are dropped only
+// when the group provably lost its primary component (Stats.PrimaryLost).
+func (s *Sim) finish() []Violation {
+	s.Heal()
+	if !s.Quiesce(s.opts.QuiescentSteps) && s.primaryLost() {
+		s.stats.PrimaryLost = true
+		return safetyOnly(s.Violations())
+	}
+	return s.Violations()
 }
 
 // primaryLost reports whether the highest installed view has fewer live

@@ -33,6 +33,7 @@ type Event struct {
 	View    uint64   `json:"view,omitempty"`    // view id, increasing per group
 	Members []uint64 `json:"members,omitempty"` // install: ordered member node ids
 	Incs    []uint64 `json:"incs,omitempty"`    // install: incarnation of each member, if known
+	Left    []uint64 `json:"left,omitempty"`    // install: nodes of the previous view that left voluntarily
 	HWG     string   `json:"hwg,omitempty"`     // LWG install: the HWG it is mapped onto
 	HWGView uint64   `json:"hwgview,omitempty"` // LWG install: the HWG view it runs in
 	Msg     string   `json:"msg,omitempty"`     // send/deliver: globally unique message id
