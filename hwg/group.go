@@ -52,6 +52,11 @@ type Group struct {
 	// a rejoining process installs only later views, so an old decision
 	// resent by a lagging member cannot merge its old history back.
 	lastView ViewID
+	// retired keeps this process's acceptor state for the view it was
+	// excluded from by Stale. Paxos acceptors must never forget: the group
+	// went on, so a decision was chosen, and this process's accepted value
+	// may be the only live copy a laggard's quorum can find.
+	retired *retiredAcceptor
 
 	// Sender side, for the current view.
 	lastSent uint64   // FIFO number of this member's last multicast in view
@@ -83,7 +88,7 @@ type Group struct {
 
 	// Membership requests known to this member.
 	suspects map[Process]bool
-	joiners  []Process
+	joiners  map[Process]uint64 // join requests: process → tick last asked
 	leavers  map[Process]bool
 	leaving  bool
 	contacts []NodeID
@@ -106,6 +111,7 @@ func New(cfg Config) (*Group, error) {
 		self:       c.Self,
 		suspects:   map[Process]bool{},
 		leavers:    map[Process]bool{},
+		joiners:    map[Process]uint64{},
 		lastHelped: map[Process]uint64{},
 	}, nil
 }
@@ -154,6 +160,7 @@ func (g *Group) Leave() error {
 		return ErrNotMember
 	case StatusJoining:
 		g.resetMembership()
+		g.st = StatusIdle
 		g.emit(Event{Type: EventLeft})
 		return nil
 	}
@@ -200,6 +207,11 @@ func (g *Group) BlockOK() {
 // the view are ignored. Inc 0 means whichever incarnation of p.Node is a
 // member.
 func (g *Group) Suspect(p Process) {
+	for j := range g.joiners {
+		if j == p || (p.Inc == 0 && j.Node == p.Node) {
+			delete(g.joiners, j) // it asks again if it is alive
+		}
+	}
 	if p.Inc == 0 {
 		p, _ = g.view.HasNode(p.Node)
 	}
@@ -239,6 +251,11 @@ func (g *Group) Tick() {
 	case StatusIdle:
 		return
 	}
+	for j, at := range g.joiners {
+		if g.ticks-at > uint64(joinFreshTicks*g.cfg.JoinRetryTicks) {
+			delete(g.joiners, j) // no longer asking: it left or died
+		}
+	}
 	if every(g.cfg.RetransmitTicks) {
 		g.retransmit()
 	}
@@ -263,30 +280,41 @@ func (g *Group) Step(m Message) error {
 	if err := g.validate(m); err != nil {
 		return err
 	}
-	switch g.st {
-	case StatusIdle, StatusJoining:
-		switch {
-		case m.Type == MsgCommit && g.st == StatusJoining:
-			g.onCommit(m)
-		case m.Type != MsgCommit && m.Type != MsgJoin:
-			g.helpLaggard(m)
-		}
-		return nil
+	if err := g.step(m); err != nil {
+		return err
 	}
 	if cur, ok := g.view.HasNode(m.From.Node); ok && cur.Inc < m.From.Inc {
 		// A newer incarnation speaks: the member's process is gone, even if
 		// the detector never heard it (it may have died at once).
 		g.Suspect(cur)
 	}
+	return nil
+}
+
+func (g *Group) step(m Message) error {
+	if r := g.retired; r != nil && m.View == r.view.ID && m.View != g.view.ID && (m.Type == MsgPrepare || m.Type == MsgAccept) {
+		g.stepRetired(m)
+		return nil
+	}
+	switch g.st {
+	case StatusIdle, StatusJoining:
+		switch {
+		case m.Type == MsgCommit && g.st == StatusJoining:
+			return g.onCommit(m)
+		case m.Type != MsgCommit && m.Type != MsgJoin:
+			g.helpLaggard(m)
+		}
+		return nil
+	}
 	if m.Type == MsgStale {
 		if m.View > g.view.ID {
+			g.retire()
 			g.finish(EventExcluded)
 		}
 		return nil
 	}
 	if m.Type == MsgCommit {
-		g.onCommit(m)
-		return nil
+		return g.onCommit(m)
 	}
 	if m.Type == MsgJoin {
 		g.onJoin(m)
@@ -416,6 +444,10 @@ type Info struct {
 	// Candidates are views this process has proposed or accepted but not
 	// installed: a view change may still install one of them.
 	Candidates []View
+	// Decided is the next view of the last decision this process applied
+	// when that view is later than its own (it was excluded or left): a
+	// chosen view, zero if none.
+	Decided View
 }
 
 // Info returns a snapshot of the group's state.
@@ -426,6 +458,9 @@ func (g *Group) Info() Info {
 	}
 	if g.prop != nil && g.prop.dec != nil {
 		in.Candidates = append(in.Candidates, g.prop.dec.Next.Clone())
+	}
+	if g.decision != nil && g.decision.Next.ID > g.view.ID {
+		in.Decided = g.decision.Next.Clone()
 	}
 	return in
 }
@@ -485,7 +520,7 @@ func (g *Group) resetMembership() {
 	g.leaving = false
 	clear(g.suspects)
 	clear(g.leavers)
-	g.joiners = nil
+	clear(g.joiners)
 	g.contacts = nil
 }
 

@@ -2,7 +2,6 @@ package hwg
 
 import (
 	"math/rand/v2"
-	"os"
 	"slices"
 	"testing"
 )
@@ -31,7 +30,7 @@ type cluster struct {
 	// rng, if set, delivers queued messages in random order.
 	rng *rand.Rand
 
-	events map[NodeID][]Event
+	events  map[NodeID][]Event
 	sent    []Message // every message handed out by Ready, dropped or not
 	readies []readyOf // every non-empty Ready, in order
 }
@@ -192,6 +191,17 @@ func (c *cluster) installed(n NodeID) []View {
 	return out
 }
 
+// count returns how many events of type t node n emitted.
+func (c *cluster) count(n NodeID, t EventType) int {
+	k := 0
+	for _, e := range c.events[n] {
+		if e.Type == t {
+			k++
+		}
+	}
+	return k
+}
+
 // eventIndex returns the index of node n's first event matching f, or -1.
 func (c *cluster) eventIndex(n NodeID, f func(Event) bool) int {
 	return slices.IndexFunc(c.events[n], f)
@@ -218,13 +228,4 @@ func isType(t EventType) func(Event) bool {
 
 func isDeliver(payload string) func(Event) bool {
 	return func(e Event) bool { return e.Type == EventDeliver && string(e.Payload) == payload }
-}
-
-// knownBug skips a test that reproduces a known protocol bug unless
-// HWG_KNOWN_BUGS is set, so the suite stays green while the bug is open.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("HWG_KNOWN_BUGS") == "" {
-		t.Skip("known bug (set HWG_KNOWN_BUGS=1 to run): " + what)
-	}
 }

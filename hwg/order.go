@@ -29,8 +29,8 @@ func (g *Group) send(payload []byte) {
 	e := Entry{ID: MsgID{Sender: g.self, View: g.view.ID, Seq: g.lastSent}, Payload: payload}
 	g.pending = append(g.pending, e)
 	g.emit(Event{Type: EventSend, Msg: e.ID, Payload: payload})
-	if g.co != nil {
-		g.sequence(e)
+	if g.co != nil && g.sequence(e) {
+		g.advanceCommit() // a group of one commits at once
 	}
 }
 
@@ -181,6 +181,9 @@ func (g *Group) flushBatches() {
 		return
 	}
 	c := g.co
+	// Entries below logBase are held by every member already (a group of
+	// one collects them at once): nothing of them is left to send.
+	c.batchFrom = max(c.batchFrom, g.logBase)
 	for c.batchFrom < g.held || c.announced < g.commit {
 		from := c.batchFrom
 		to := min(g.held, from+uint64(g.cfg.MaxBatch))

@@ -1,6 +1,7 @@
 package hwg
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 )
@@ -231,7 +232,7 @@ func (g *Group) buildDecision() *Decision {
 	seq := longest.Held
 	dec := &Decision{Prev: g.view.ID, Next: View{ID: g.view.ID + 1}}
 	restarted := map[NodeID]uint64{} // node → incarnation that is joining
-	for _, j := range g.joiners {
+	for j := range g.joiners {
 		restarted[j.Node] = j.Inc
 	}
 	var doubtful []Process // suspected, or restarted as a joining incarnation
@@ -260,16 +261,34 @@ func (g *Group) buildDecision() *Decision {
 	// are alive: drop them, last first, only while the majority holds;
 	// the rest go in a later view change if the doubt persists.
 	for i := len(doubtful) - 1; i >= 0; i-- {
-		if len(dec.Next.Members)-1+len(dec.Left) < g.view.Quorum() {
-			break
+		if len(dec.Next.Members)-1 < g.view.Quorum() {
+			break // leavers do not count: the next view must stand on its own
 		}
 		dec.Next.Members = slices.DeleteFunc(dec.Next.Members, func(x Process) bool { return x == doubtful[i] })
 	}
-	for _, j := range g.joiners {
-		if _, ok := dec.Next.HasNode(j.Node); !ok {
-			dec.Next.Members = append(dec.Next.Members, j)
-			dec.Joined = append(dec.Joined, j)
+	// The members that answered (alive when the decision is built) stay a
+	// majority of the next view on their own, so joiners that crashed after
+	// asking cannot cost the view its majority; the rest wait for the next
+	// view change. A group of one admits one joiner anyway, or it could
+	// never grow.
+	if len(dec.Next.Members) == 0 && len(dec.Left) > 0 && len(dec.Left) < len(g.view.Members) {
+		// Everyone who answered is leaving, but not every member is: a view
+		// of nobody (or of unproven joiners) would end the group behind the
+		// others' backs. The first leaver stays one more view; it asks
+		// again once installed. Only a unanimous leave dissolves a group.
+		dec.Next.Members = append(dec.Next.Members, dec.Left[0])
+		dec.Left = dec.Left[1:]
+	}
+	alive := len(dec.Next.Members)
+	for _, j := range g.sortedJoiners() {
+		if _, ok := dec.Next.HasNode(j.Node); ok {
+			continue
 		}
+		if (len(dec.Next.Members)+1)/2+1 > alive && (len(dec.Joined) > 0 || len(g.view.Members) > 1) {
+			break
+		}
+		dec.Next.Members = append(dec.Next.Members, j)
+		dec.Joined = append(dec.Joined, j)
 	}
 	dec.Final, dec.Last = final, seq
 	return dec
@@ -316,10 +335,20 @@ func (g *Group) onAcceptOK(m Message) {
 	g.applyDecision(dec)
 }
 
-func (g *Group) onCommit(m Message) {
+func (g *Group) onCommit(m Message) error {
 	dec := m.Decision
 	if dec == nil {
-		return
+		return fmt.Errorf("%w: commit without a decision", ErrMalformed)
+	}
+	if dec.Prev == g.view.ID && g.st != StatusJoining {
+		// Decisions come from members of the view they end (the proposer, a
+		// witness) or of the view they install (answering a laggard).
+		if !g.view.Contains(m.From) && !dec.Next.Contains(m.From) {
+			return fmt.Errorf("%w: commit from %v", ErrUnknownSender, m.From)
+		}
+		if err := g.canApply(dec); err != nil {
+			return err
+		}
 	}
 	switch {
 	case g.st == StatusJoining:
@@ -339,6 +368,23 @@ func (g *Group) onCommit(m Message) {
 			g.install(dec.Next, dec)
 		}
 	}
+	return nil
+}
+
+// canApply checks that this member can deliver the decision's tail: what
+// the tail lacks below its first entry this member must hold itself.
+func (g *Group) canApply(dec *Decision) error {
+	if dec.Last <= g.delivered {
+		return nil
+	}
+	from := dec.Last + 1
+	if len(dec.Final) > 0 {
+		from = dec.Final[0].Seq
+	}
+	if from > g.delivered+1 && (from-1 > g.held || g.delivered < g.logBase) {
+		return fmt.Errorf("%w: decision tail starts at %d, this member holds %d..%d", ErrMalformed, from, g.logBase+1, g.held)
+	}
+	return nil
 }
 
 // applyDecision delivers the rest of the old view and installs the next one,
@@ -390,10 +436,11 @@ func (g *Group) install(v View, dec *Decision) {
 			delete(g.leavers, p)
 		}
 	}
-	g.joiners = slices.DeleteFunc(g.joiners, func(j Process) bool {
-		cur, ok := v.HasNode(j.Node)
-		return ok && cur.Inc >= j.Inc
-	})
+	for j := range g.joiners {
+		if cur, ok := v.HasNode(j.Node); ok && cur.Inc >= j.Inc {
+			delete(g.joiners, j)
+		}
+	}
 	g.contacts = nil
 	if v.Coordinator() == g.self {
 		g.co = newCoordinator(v)
@@ -444,16 +491,15 @@ func (g *Group) onJoin(m Message) {
 		}
 		return
 	}
-	for i, o := range g.joiners {
-		if o.Node == j.Node {
-			if o.Inc >= j.Inc {
+	for o := range g.joiners {
+		if o.Node == j.Node && o != j {
+			if o.Inc > j.Inc {
 				return
 			}
-			g.joiners = slices.Delete(g.joiners, i, i+1)
-			break
+			delete(g.joiners, o) // an older incarnation's request
 		}
 	}
-	g.joiners = append(g.joiners, j)
+	g.joiners[j] = g.ticks
 	if old, ok := g.view.HasNode(j.Node); ok && old.Inc < j.Inc {
 		// The node restarted: its old incarnation is gone.
 		g.suspects[old] = true
@@ -476,4 +522,69 @@ func (g *Group) helpLaggard(m Message) {
 		g.lastHelped[m.From] = g.ticks
 		g.sendTo(m.From, Message{Type: MsgStale})
 	}
+}
+
+// retiredAcceptor is the acceptor state of a view this process was
+// excluded from without learning the decision.
+type retiredAcceptor struct {
+	view     View
+	promised Ballot
+	accepted Ballot
+	dec      *Decision
+	state    FlushState
+}
+
+// retire keeps the acceptor state of the current view before an exclusion
+// by Stale wipes it.
+func (g *Group) retire() {
+	r := &retiredAcceptor{view: g.view.Clone(), promised: g.promised, accepted: g.accepted, dec: g.acceptedDec}
+	if g.frozen != nil {
+		r.state = *g.frozen
+	} else {
+		r.state = FlushState{Held: g.held, Log: slices.Clone(g.log)}
+	}
+	g.retired = r
+}
+
+// stepRetired answers Prepare and Accept of the retired view as an acceptor
+// only. A value was chosen for that view (the group went on), so any quorum
+// re-proposes it; this process never becomes a member through it.
+func (g *Group) stepRetired(m Message) {
+	r := g.retired
+	if !r.view.Contains(m.From) || m.Ballot.Less(r.promised) {
+		return
+	}
+	r.promised = m.Ballot
+	reply := Message{Type: MsgPrepareOK, Ballot: m.Ballot, View: r.view.ID}
+	if m.Type == MsgAccept {
+		if m.Decision == nil || m.Decision.Prev != r.view.ID {
+			return
+		}
+		r.accepted, r.dec = m.Ballot, m.Decision
+		reply.Type = MsgAcceptOK
+	} else {
+		st := r.state
+		st.Pending = nil // its own sends can no longer be delivered by it
+		st.Accepted, st.Decision = r.accepted, r.dec
+		reply.State = &st
+	}
+	g.sendTo(m.From, reply)
+}
+
+// joinFreshTicks is how recently, in JoinRetryTicks, a joiner must have
+// asked to be admitted: a joiner retries until it is in, so an old request
+// is no evidence that it is alive.
+const joinFreshTicks = 3
+
+// sortedJoiners returns the pending joiners (Tick expires stale ones),
+// oldest request first, ties by process, so decisions are deterministic.
+func (g *Group) sortedJoiners() []Process {
+	out := make([]Process, 0, len(g.joiners))
+	for j := range g.joiners {
+		out = append(out, j)
+	}
+	slices.SortFunc(out, func(a, b Process) int {
+		return cmp.Or(cmp.Compare(g.joiners[a], g.joiners[b]), cmp.Compare(a.Node, b.Node), cmp.Compare(a.Inc, b.Inc))
+	})
+	return out
 }

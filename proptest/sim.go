@@ -446,6 +446,9 @@ func (s *Sim) crashSafe(victim *simNode) bool {
 			views = append(views, in.View)
 		}
 		views = append(views, in.Candidates...)
+		if in.Decided.ID > 0 {
+			views = append(views, in.Decided)
+		}
 	}
 	for _, v := range views {
 		live := 0
@@ -475,15 +478,26 @@ func (s *Sim) Restart(id hwg.NodeID) bool {
 	return true
 }
 
-// Leave makes member id leave voluntarily, while the group keeps at least
-// three other members.
+// Leave makes member id leave voluntarily, while at least two other
+// members stay.
 func (s *Sim) Leave(id hwg.NodeID) bool {
 	n := s.node(id)
 	if n == nil || !n.alive || !n.member {
 		return false
 	}
 	in := n.g.Info()
-	if in.Status != hwg.StatusNormal || len(in.View.Members) <= 3 {
+	if in.Status != hwg.StatusNormal {
+		return false
+	}
+	// Keep at least two members that are not leaving: a group that every
+	// member leaves is dissolved, and nobody could join it after the heal.
+	staying := 0
+	for _, m := range in.View.Members {
+		if o := s.node(m.Node); o.member && o.inc == m.Inc && o != n {
+			staying++
+		}
+	}
+	if staying < 2 {
 		return false
 	}
 	if n.g.Leave() != nil {
@@ -700,16 +714,23 @@ func (s *Sim) finish() []Violation {
 	return s.Violations()
 }
 
-// primaryLost reports whether the highest installed view has fewer live
-// members (same incarnation) than a majority.
+// primaryLost reports whether the highest installed or chosen view has
+// fewer live members (same incarnation) than a majority.
 func (s *Sim) primaryLost() bool {
+	top := s.top
+	for _, n := range s.nodes {
+		// A view that was chosen but that nobody installed counts too.
+		if d := n.g.Info().Decided; n.alive && d.ID > top.ID {
+			top = d
+		}
+	}
 	live := 0
-	for _, m := range s.top.Members {
+	for _, m := range top.Members {
 		if n := s.node(m.Node); n.alive && n.inc == m.Inc {
 			live++
 		}
 	}
-	return live < s.top.Quorum()
+	return live < top.Quorum()
 }
 
 // Dump describes every node's state, for debugging a failed run.
