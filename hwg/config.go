@@ -38,6 +38,12 @@ type Config struct {
 	// at once. A member that never answers is excluded by the view change
 	// after FlushWaitTicks.
 	ManualBlockOK bool
+
+	// brokenFlush is a mutation for tests only (set through export_test.go):
+	// the member on this node skips the entries of a decision's tail that
+	// it did not hold itself, breaking virtual synchrony. It proves the
+	// simulator and checkers catch a broken flush.
+	brokenFlush NodeID
 }
 
 func (c *Config) withDefaults() (Config, error) {

@@ -396,6 +396,10 @@ func (g *Group) applyDecision(dec *Decision) {
 		var e Entry
 		if len(tail) > 0 && s >= tail[0].Seq {
 			e = tail[s-tail[0].Seq]
+			if g.cfg.brokenFlush == g.self.Node && s > g.held {
+				g.delivered = s // the mutation: skip what only the tail carries
+				continue
+			}
 		} else {
 			// INVARIANT: the tail starts at or below every member's held
 			// seq + 1 (the stable point bounds every member's GC), so what
