@@ -553,3 +553,38 @@ func BenchmarkCheckAll(b *testing.B) {
 		}
 	}
 }
+
+// TestPrimaryComponentCountsLeaversNamedByInstall: a view that keeps only a
+// minority of its predecessor is a violation, unless the others left
+// voluntarily. The install itself may name them ("left"), so the property
+// holds on a prefix where the leavers have not yet emitted their own leave
+// events.
+func TestPrimaryComponentCountsLeaversNamedByInstall(t *testing.T) {
+	check := func(withLeft bool) []Violation {
+		var b builder
+		b.installAll(g, 1, p1, p2, p3)
+		e := Event{Node: p1.node, Inc: p1.inc, Ev: EvInstall, Group: g, View: 2, Members: []uint64{1}}
+		if withLeft {
+			e.Left = []uint64{2, 3}
+		}
+		b.add(e)
+		return checkerByName(t, namePrimaryComponent).Check(b.tr)
+	}
+	if v := check(false); len(v) == 0 {
+		t.Fatal("view 2 [1] after [1 2 3] with nobody leaving must violate primary-component")
+	}
+	if v := check(true); len(v) != 0 {
+		t.Fatalf("view 2 [1] naming 2 and 3 as leavers is legal, got %v", v)
+	}
+}
+
+func checkerByName(t *testing.T, name string) Checker {
+	t.Helper()
+	for _, c := range Checkers() {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no checker %q", name)
+	return Checker{}
+}
