@@ -301,6 +301,12 @@ func (g *Group) step(m Message) error {
 		switch {
 		case m.Type == MsgCommit && g.st == StatusJoining:
 			return g.onCommit(m)
+		case m.Type == MsgPrepare && g.st == StatusJoining && m.View+1 > g.lastView &&
+			(g.decision == nil || m.View != g.decision.Prev):
+			// A proposer about to admit us asks whether we are alive. (If
+			// we hold the decision that ended its view, it needs that
+			// instead: helpLaggard below.)
+			g.sendTo(m.From, Message{Type: MsgJoin, View: m.View, Ballot: m.Ballot})
 		case m.Type != MsgCommit && m.Type != MsgJoin:
 			g.helpLaggard(m)
 		}

@@ -14,6 +14,9 @@ type proposal struct {
 	dec     *Decision // set once phase 2 (accept) has begun
 	ticks   int
 	exclude map[Process]bool // suspects when the proposal started
+	// joinOK are the joiners that answered this ballot's Prepare: only
+	// processes proven alive by this proposal enter the next view.
+	joinOK map[Process]bool
 }
 
 // needChange reports whether this member knows a reason to change the view.
@@ -77,6 +80,7 @@ func (g *Group) startProposal() {
 		oks:     map[Process]*FlushState{},
 		acks:    map[Process]bool{},
 		exclude: map[Process]bool{},
+		joinOK:  map[Process]bool{},
 	}
 	for p := range g.suspects {
 		g.prop.exclude[p] = true
@@ -85,6 +89,7 @@ func (g *Group) startProposal() {
 	// Others first: handling our own vote may complete the view change
 	// (a view of one), after which nothing of this view may be sent.
 	g.broadcast(Message{Type: MsgPrepare, Ballot: g.prop.ballot})
+	g.askJoiners()
 	g.sendTo(g.self, Message{Type: MsgPrepare, Ballot: g.prop.ballot})
 }
 
@@ -105,6 +110,7 @@ func (g *Group) tickProposal() {
 					g.sendTo(m, Message{Type: MsgPrepare, Ballot: p.ballot})
 				}
 			}
+			g.askJoiners()
 		}
 		return
 	}
@@ -189,6 +195,11 @@ func (g *Group) checkPrepareDone() {
 				return
 			}
 		}
+		for j := range g.joiners {
+			if !p.joinOK[j] {
+				return
+			}
+		}
 	}
 	p.dec = g.buildDecision()
 	g.broadcast(Message{Type: MsgAccept, Ballot: p.ballot, Decision: p.dec})
@@ -266,29 +277,14 @@ func (g *Group) buildDecision() *Decision {
 		}
 		dec.Next.Members = slices.DeleteFunc(dec.Next.Members, func(x Process) bool { return x == doubtful[i] })
 	}
-	// The members that answered (alive when the decision is built) stay a
-	// majority of the next view on their own, so joiners that crashed after
-	// asking cannot cost the view its majority; the rest wait for the next
-	// view change. A group of one admits one joiner anyway, or it could
-	// never grow.
-	if len(dec.Next.Members) == 0 && len(dec.Left) > 0 && len(dec.Left) < len(g.view.Members) {
-		// Everyone who answered is leaving, but not every member is: a view
-		// of nobody (or of unproven joiners) would end the group behind the
-		// others' backs. The first leaver stays one more view; it asks
-		// again once installed. Only a unanimous leave dissolves a group.
-		dec.Next.Members = append(dec.Next.Members, dec.Left[0])
-		dec.Left = dec.Left[1:]
-	}
-	alive := len(dec.Next.Members)
+	// Joiners enter only if they answered this ballot, like the members:
+	// everyone in the next view is proven alive when the decision is built,
+	// so joiners that crashed after asking cannot cost it its majority.
 	for _, j := range g.sortedJoiners() {
-		if _, ok := dec.Next.HasNode(j.Node); ok {
-			continue
+		if _, ok := dec.Next.HasNode(j.Node); !ok && p.joinOK[j] {
+			dec.Next.Members = append(dec.Next.Members, j)
+			dec.Joined = append(dec.Joined, j)
 		}
-		if (len(dec.Next.Members)+1)/2+1 > alive && (len(dec.Joined) > 0 || len(g.view.Members) > 1) {
-			break
-		}
-		dec.Next.Members = append(dec.Next.Members, j)
-		dec.Joined = append(dec.Joined, j)
 	}
 	dec.Final, dec.Last = final, seq
 	return dec
@@ -482,7 +478,9 @@ func (g *Group) onJoin(m Message) {
 	if cur, ok := g.view.HasNode(j.Node); ok && cur.Inc >= j.Inc {
 		return // an old incarnation's request, delayed
 	}
-	if !g.actingProposer() {
+	// Ballots restart with every view: an answer names the view too.
+	answer := g.prop != nil && g.prop.dec == nil && m.View == g.view.ID && m.Ballot == g.prop.ballot && m.Subject.IsZeroProcess()
+	if !g.actingProposer() && !answer {
 		if !m.Subject.IsZeroProcess() {
 			return // relay once: two members that disagree on the proposer must not bounce it
 		}
@@ -507,6 +505,11 @@ func (g *Group) onJoin(m Message) {
 	if old, ok := g.view.HasNode(j.Node); ok && old.Inc < j.Inc {
 		// The node restarted: its old incarnation is gone.
 		g.suspects[old] = true
+	}
+	if answer {
+		g.prop.joinOK[j] = true // alive now: it answered this ballot's Prepare
+		g.checkPrepareDone()
+		return
 	}
 	g.maybePropose()
 }
@@ -591,4 +594,16 @@ func (g *Group) sortedJoiners() []Process {
 		return cmp.Or(cmp.Compare(g.joiners[a], g.joiners[b]), cmp.Compare(a.Node, b.Node), cmp.Compare(a.Inc, b.Inc))
 	})
 	return out
+}
+
+// askJoiners sends the current ballot's Prepare to every pending joiner
+// that has not answered it yet; a joiner answers with Join carrying the
+// ballot, proving it is alive now.
+func (g *Group) askJoiners() {
+	p := g.prop
+	for _, j := range g.sortedJoiners() {
+		if !p.joinOK[j] {
+			g.sendTo(j, Message{Type: MsgPrepare, Ballot: p.ballot})
+		}
+	}
 }
