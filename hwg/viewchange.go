@@ -277,6 +277,14 @@ func (g *Group) buildDecision() *Decision {
 		}
 		dec.Next.Members = slices.DeleteFunc(dec.Next.Members, func(x Process) bool { return x == doubtful[i] })
 	}
+	if len(dec.Next.Members) == 0 && len(dec.Left) > 0 && len(dec.Left) < len(g.view.Members) {
+		// Everyone who answered is leaving, but not every member is: a view
+		// of nobody (or of joiners only) would end the group behind the
+		// others' backs. The first leaver stays one more view; it asks
+		// again once installed. Only a unanimous leave dissolves a group.
+		dec.Next.Members = append(dec.Next.Members, dec.Left[0])
+		dec.Left = dec.Left[1:]
+	}
 	// Joiners enter only if they answered this ballot, like the members:
 	// everyone in the next view is proven alive when the decision is built,
 	// so joiners that crashed after asking cannot cost it its majority.
