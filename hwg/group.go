@@ -87,11 +87,25 @@ type Group struct {
 	prop *proposal // our own proposal, if any
 
 	// Membership requests known to this member.
-	suspects map[Process]bool
+	// suspects maps each suspected member to the tick it was last reported.
+	// Suspicion is level-triggered: the detector reports it every tick and
+	// peers every RetransmitTicks, and one not refreshed for
+	// suspectTTL·RetransmitTicks expires. Otherwise members stuck in a long
+	// view change would keep suspicions from a partition that healed, and
+	// several would each act as the proposer.
+	suspects map[Process]uint64
 	joiners  map[Process]uint64 // join requests: process → tick last asked
 	leavers  map[Process]bool
 	leaving  bool
-	contacts []NodeID
+	// holding: this member asked to leave but was kept, because leaving
+	// would have emptied a group that excluded members who did not leave.
+	// It leaves once another member can carry the group on.
+	holding bool
+	// reachable are joiners that answered a probe: only they start a view
+	// change, so a joiner that can ask but not hear cannot force endless
+	// identical ones.
+	reachable map[Process]bool
+	contacts  []NodeID
 
 	ticks      uint64
 	lastHelped map[Process]uint64 // rate limit for answers to laggards
@@ -109,9 +123,10 @@ func New(cfg Config) (*Group, error) {
 	return &Group{
 		cfg:        c,
 		self:       c.Self,
-		suspects:   map[Process]bool{},
+		suspects:   map[Process]uint64{},
 		leavers:    map[Process]bool{},
 		joiners:    map[Process]uint64{},
+		reachable:  map[Process]bool{},
 		lastHelped: map[Process]uint64{},
 	}, nil
 }
@@ -165,7 +180,7 @@ func (g *Group) Leave() error {
 		return nil
 	}
 	g.leaving = true
-	if len(g.view.Members) == 1 {
+	if len(g.view.Members) == 1 && !g.holding {
 		g.finish(EventLeft)
 		return nil
 	}
@@ -210,17 +225,32 @@ func (g *Group) Suspect(p Process) {
 	for j := range g.joiners {
 		if j == p || (p.Inc == 0 && j.Node == p.Node) {
 			delete(g.joiners, j) // it asks again if it is alive
+			delete(g.reachable, j)
 		}
 	}
 	if p.Inc == 0 {
 		p, _ = g.view.HasNode(p.Node)
 	}
-	if p == g.self || (g.st != StatusNormal && g.st != StatusFlushing) || !g.view.Contains(p) || g.suspects[p] {
+	if p == g.self || (g.st != StatusNormal && g.st != StatusFlushing) || !g.view.Contains(p) {
 		return
 	}
-	g.suspects[p] = true
+	_, known := g.suspects[p]
+	g.suspects[p] = g.ticks
+	if known {
+		return
+	}
 	g.broadcast(Message{Type: MsgSuspicion, Subject: p})
 	g.maybePropose()
+}
+
+// suspectTTL is how many RetransmitTicks a suspicion lives without being
+// reported again.
+const suspectTTL = 3
+
+// suspected reports whether p is currently suspected.
+func (g *Group) suspected(p Process) bool {
+	_, ok := g.suspects[p]
+	return ok
 }
 
 // Probe asks member peer whether the group went past this member's view.
@@ -251,9 +281,15 @@ func (g *Group) Tick() {
 	case StatusIdle:
 		return
 	}
+	for p, at := range g.suspects {
+		if g.ticks-at > uint64(suspectTTL*g.cfg.RetransmitTicks) {
+			delete(g.suspects, p) // no longer reported: the doubt has passed
+		}
+	}
 	for j, at := range g.joiners {
 		if g.ticks-at > uint64(joinFreshTicks*g.cfg.JoinRetryTicks) {
 			delete(g.joiners, j) // no longer asking: it left or died
+			delete(g.reachable, j)
 		}
 	}
 	if every(g.cfg.RetransmitTicks) {
@@ -265,8 +301,7 @@ func (g *Group) Tick() {
 	}
 	if g.st == StatusFlushing || g.needChange() {
 		g.needTicks++
-		wait := g.cfg.ViewChangeTicks * (1 + max(0, g.view.Rank(g.self)))
-		if g.prop == nil && g.needTicks > wait {
+		if g.prop == nil && g.needTicks > g.patience() {
 			g.startProposal()
 		}
 	}
@@ -307,7 +342,13 @@ func (g *Group) step(m Message) error {
 			// we hold the decision that ended its view, it needs that
 			// instead: helpLaggard below.)
 			g.sendTo(m.From, Message{Type: MsgJoin, View: m.View, Ballot: m.Ballot})
-		case m.Type != MsgCommit && m.Type != MsgJoin:
+		case m.Type == MsgJoin:
+			// A witness of a decision that admitted the joiner may be the
+			// only live process left that can tell it so.
+			if d := g.decision; d != nil && slices.Contains(d.Joined, m.From) && m.Subject.IsZeroProcess() {
+				g.sendTo(m.From, Message{Type: MsgCommit, View: d.Prev, Decision: d})
+			}
+		case m.Type != MsgCommit:
 			g.helpLaggard(m)
 		}
 		return nil
@@ -357,9 +398,12 @@ func (g *Group) step(m Message) error {
 		g.leavers[m.From] = true
 		g.maybePropose()
 	case MsgSuspicion:
-		if m.Subject != g.self && g.view.Contains(m.Subject) && !g.suspects[m.Subject] {
-			g.suspects[m.Subject] = true
-			g.maybePropose()
+		if m.Subject != g.self && g.view.Contains(m.Subject) {
+			_, known := g.suspects[m.Subject]
+			g.suspects[m.Subject] = g.ticks
+			if !known {
+				g.maybePropose()
+			}
 		}
 	}
 	return nil
@@ -450,6 +494,10 @@ type Info struct {
 	// Candidates are views this process has proposed or accepted but not
 	// installed: a view change may still install one of them.
 	Candidates []View
+	// Accepted is the next view of the decision this process accepted in
+	// the current view change, zero if none. A view accepted by a majority
+	// of the current view is chosen.
+	Accepted View
 	// Decided is the next view of the last decision this process applied
 	// when that view is later than its own (it was excluded or left): a
 	// chosen view, zero if none.
@@ -460,7 +508,8 @@ type Info struct {
 func (g *Group) Info() Info {
 	in := Info{Status: g.st, View: g.view.Clone(), Held: g.held, Commit: g.commit, Delivered: g.delivered}
 	if g.acceptedDec != nil {
-		in.Candidates = append(in.Candidates, g.acceptedDec.Next.Clone())
+		in.Accepted = g.acceptedDec.Next.Clone()
+		in.Candidates = append(in.Candidates, in.Accepted)
 	}
 	if g.prop != nil && g.prop.dec != nil {
 		in.Candidates = append(in.Candidates, g.prop.dec.Next.Clone())
@@ -523,8 +572,9 @@ func (g *Group) resetMembership() {
 	g.view = View{}
 	g.resetView()
 	g.queued = nil
-	g.leaving = false
+	g.leaving, g.holding = false, false
 	clear(g.suspects)
+	clear(g.reachable)
 	clear(g.leavers)
 	clear(g.joiners)
 	g.contacts = nil

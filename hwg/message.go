@@ -86,6 +86,7 @@ type FlushState struct {
 	Accepted Ballot    `msgpack:"ab,omitempty"` // ballot of Decision
 	Decision *Decision `msgpack:"ad,omitempty"` // last accepted, nil if none
 	Leaving  bool      `msgpack:"lv,omitempty"` // the member asked to leave
+	Holding  bool      `msgpack:"hd,omitempty"` // kept despite leaving: must not leave the group empty
 }
 
 // Decision ends view Prev: the complete tail of Prev's message sequence and

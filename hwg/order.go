@@ -219,7 +219,7 @@ func (g *Group) retransmit() {
 	}
 	if g.needChange() && !g.actingProposer() {
 		for _, p := range g.view.Members { // view order: outputs stay deterministic
-			if g.suspects[p] {
+			if g.suspected(p) {
 				g.broadcast(Message{Type: MsgSuspicion, Subject: p})
 			}
 		}

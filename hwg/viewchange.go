@@ -21,8 +21,13 @@ type proposal struct {
 
 // needChange reports whether this member knows a reason to change the view.
 func (g *Group) needChange() bool {
-	if len(g.joiners) > 0 || g.leaving {
-		return true
+	if g.leaving && !(g.holding && len(g.view.Members) == 1) {
+		return true // a lone holder waits for someone to hand over to
+	}
+	for j := range g.joiners {
+		if g.reachable[j] {
+			return true
+		}
 	}
 	for p := range g.suspects {
 		if g.view.Contains(p) {
@@ -30,7 +35,7 @@ func (g *Group) needChange() bool {
 		}
 	}
 	for p := range g.leavers {
-		if g.view.Contains(p) {
+		if p != g.self && g.view.Contains(p) { // our own leave: the first clause
 			return true
 		}
 	}
@@ -44,7 +49,7 @@ func (g *Group) actingProposer() bool {
 		if p == g.self {
 			return true
 		}
-		if !g.suspects[p] {
+		if !g.suspected(p) {
 			return false
 		}
 	}
@@ -93,9 +98,26 @@ func (g *Group) startProposal() {
 	g.sendTo(g.self, Message{Type: MsgPrepare, Ballot: g.prop.ballot})
 }
 
+// patience is how long this member lets a view change run before it takes
+// over (or restarts its own): ViewChangeTicks·(1+r), r its rank among the
+// members it does not suspect, so the senior live member retries first and
+// proposers do not duel.
+func (g *Group) patience() int {
+	r := 0
+	for _, m := range g.view.Members {
+		if m == g.self {
+			break
+		}
+		if !g.suspected(m) {
+			r++
+		}
+	}
+	return g.cfg.ViewChangeTicks * (1 + r)
+}
+
 func (g *Group) tickProposal() {
 	p := g.prop
-	if p.ticks > g.cfg.ViewChangeTicks {
+	if p.ticks > g.patience() {
 		g.prop = nil
 		g.startProposal()
 		return
@@ -126,6 +148,9 @@ func (g *Group) tickProposal() {
 // onPrepare: promise the ballot if it is the highest seen, stop (Hold.up),
 // and report the frozen state once the application has answered.
 func (g *Group) onPrepare(m Message) {
+	if m.Ballot.IsZero() {
+		return // a probe of joiners only; members promise real ballots
+	}
 	g.maxRound = max(g.maxRound, m.Ballot.Round)
 	if m.Ballot.Less(g.promised) {
 		return
@@ -134,6 +159,7 @@ func (g *Group) onPrepare(m Message) {
 	if g.prop != nil && g.prop.ballot.Less(m.Ballot) {
 		g.prop = nil // a higher ballot took over
 	}
+	g.needTicks = 0 // someone is making progress: give it time
 	if g.st == StatusNormal {
 		g.block() // answers at once unless ManualBlockOK
 	} else if g.blockAcked {
@@ -161,6 +187,7 @@ func (g *Group) ackBlock() {
 		Log:     slices.Clone(g.log),
 		Pending: slices.Clone(g.pending),
 		Leaving: g.leaving,
+		Holding: g.holding,
 	}
 	if !g.proposerOf.IsZeroProcess() {
 		g.sendPrepareOK()
@@ -247,6 +274,7 @@ func (g *Group) buildDecision() *Decision {
 		restarted[j.Node] = j.Inc
 	}
 	var doubtful []Process // suspected, or restarted as a joining incarnation
+	holder := -1           // index in dec.Left of a leaver holding the group
 	for _, m := range responders {
 		st := p.oks[m]
 		for _, e := range st.Pending {
@@ -258,6 +286,9 @@ func (g *Group) buildDecision() *Decision {
 		}
 		switch {
 		case st.Leaving || g.leavers[m]:
+			if st.Holding && holder < 0 {
+				holder = len(dec.Left)
+			}
 			dec.Left = append(dec.Left, m)
 		case p.exclude[m] || restarted[m.Node] > m.Inc:
 			doubtful = append(doubtful, m)
@@ -277,13 +308,16 @@ func (g *Group) buildDecision() *Decision {
 		}
 		dec.Next.Members = slices.DeleteFunc(dec.Next.Members, func(x Process) bool { return x == doubtful[i] })
 	}
-	if len(dec.Next.Members) == 0 && len(dec.Left) > 0 && len(dec.Left) < len(g.view.Members) {
-		// Everyone who answered is leaving, but not every member is: a view
-		// of nobody (or of joiners only) would end the group behind the
-		// others' backs. The first leaver stays one more view; it asks
-		// again once installed. Only a unanimous leave dissolves a group.
-		dec.Next.Members = append(dec.Next.Members, dec.Left[0])
-		dec.Left = dec.Left[1:]
+	if len(dec.Next.Members) == 0 && len(dec.Left) > 0 && (len(dec.Left) < len(g.view.Members) || holder >= 0) {
+		// Everyone who answered is leaving, but someone who did not answer
+		// was not (now or when a holder was kept): a view of nobody, or of
+		// joiners only, would end the group behind their backs. One leaver
+		// (the holder, if any) stays and holds the group until another
+		// member can carry it on. Only a unanimous leave of a group that
+		// never left anyone behind dissolves it.
+		k := max(holder, 0)
+		dec.Next.Members = append(dec.Next.Members, dec.Left[k])
+		dec.Left = slices.Delete(dec.Left, k, k+1)
 	}
 	// Joiners enter only if they answered this ballot, like the members:
 	// everyone in the next view is proven alive when the decision is built,
@@ -308,6 +342,7 @@ func (g *Group) onAccept(m Message) {
 	if g.prop != nil && g.prop.ballot.Less(m.Ballot) {
 		g.prop = nil
 	}
+	g.needTicks = 0
 	if g.st == StatusNormal {
 		g.block()
 	}
@@ -418,6 +453,9 @@ func (g *Group) applyDecision(dec *Decision) {
 		g.emit(Event{Type: EventDeliver, Msg: e.ID, Payload: e.Payload})
 	}
 	if dec.Next.Contains(g.self) {
+		// Reported leaving, yet kept: hold the group (see buildDecision).
+		// Set before install, whose view-change check depends on it.
+		g.holding = g.holding || (g.frozen != nil && g.frozen.Leaving)
 		g.install(dec.Next, dec)
 		return
 	}
@@ -447,6 +485,7 @@ func (g *Group) install(v View, dec *Decision) {
 	for j := range g.joiners {
 		if cur, ok := v.HasNode(j.Node); ok && cur.Inc >= j.Inc {
 			delete(g.joiners, j)
+			delete(g.reachable, j)
 		}
 	}
 	g.contacts = nil
@@ -486,15 +525,17 @@ func (g *Group) onJoin(m Message) {
 	if cur, ok := g.view.HasNode(j.Node); ok && cur.Inc >= j.Inc {
 		return // an old incarnation's request, delayed
 	}
-	// Ballots restart with every view: an answer names the view too.
-	answer := g.prop != nil && g.prop.dec == nil && m.View == g.view.ID && m.Ballot == g.prop.ballot && m.Subject.IsZeroProcess()
-	if !g.actingProposer() && !answer {
+	direct := m.Subject.IsZeroProcess() && m.View == g.view.ID // ballots restart with every view
+	_, asked := g.joiners[j]
+	probed := direct && m.Ballot.IsZero() && asked
+	answer := direct && g.prop != nil && g.prop.dec == nil && !m.Ballot.IsZero() && m.Ballot == g.prop.ballot
+	if !g.actingProposer() && !answer && !probed {
 		if !m.Subject.IsZeroProcess() {
 			return // relay once: two members that disagree on the proposer must not bounce it
 		}
 		// Relay to whoever runs view changes, as we see it.
 		for _, p := range g.view.Members {
-			if !g.suspects[p] {
+			if !g.suspected(p) {
 				g.sendTo(p, Message{Type: MsgJoin, Subject: j})
 				break
 			}
@@ -512,11 +553,19 @@ func (g *Group) onJoin(m Message) {
 	g.joiners[j] = g.ticks
 	if old, ok := g.view.HasNode(j.Node); ok && old.Inc < j.Inc {
 		// The node restarted: its old incarnation is gone.
-		g.suspects[old] = true
+		g.suspects[old] = g.ticks
 	}
-	if answer {
+	switch {
+	case answer:
+		g.reachable[j] = true
 		g.prop.joinOK[j] = true // alive now: it answered this ballot's Prepare
 		g.checkPrepareDone()
+		return
+	case probed:
+		g.reachable[j] = true
+	case !g.reachable[j]:
+		// Prove it can hear us before a view change starts for it.
+		g.sendTo(j, Message{Type: MsgPrepare})
 		return
 	}
 	g.maybePropose()
@@ -566,7 +615,7 @@ func (g *Group) retire() {
 // re-proposes it; this process never becomes a member through it.
 func (g *Group) stepRetired(m Message) {
 	r := g.retired
-	if !r.view.Contains(m.From) || m.Ballot.Less(r.promised) {
+	if m.Ballot.IsZero() || !r.view.Contains(m.From) || m.Ballot.Less(r.promised) {
 		return
 	}
 	r.promised = m.Ballot

@@ -715,13 +715,27 @@ func (s *Sim) finish() []Violation {
 }
 
 // primaryLost reports whether the highest installed or chosen view has
-// fewer live members (same incarnation) than a majority.
+// fewer live members (same incarnation) than a majority. Chosen views are
+// known only from live processes, so a loss can go unrecognised (and then
+// fail liveness), never the other way round.
 func (s *Sim) primaryLost() bool {
 	top := s.top
+	acceptors := map[string]int{} // accepted next view → live acceptors
 	for _, n := range s.nodes {
-		// A view that was chosen but that nobody installed counts too.
-		if d := n.g.Info().Decided; n.alive && d.ID > top.ID {
-			top = d
+		if !n.alive {
+			continue
+		}
+		in := n.g.Info()
+		// A view that was chosen but that nobody installed counts too:
+		// one a process applied, or one a majority of its view accepted.
+		if in.Decided.ID > top.ID {
+			top = in.Decided
+		}
+		if a := in.Accepted; a.ID > top.ID {
+			key := a.String()
+			if acceptors[key]++; acceptors[key] >= in.View.Quorum() {
+				top = a
+			}
 		}
 	}
 	live := 0
