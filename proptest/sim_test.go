@@ -125,6 +125,12 @@ func TestRegressionSeeds(t *testing.T) {
 		{lwgsimDefaults(626), "everyone who answered was leaving and the rest was dead: a leaver must stay one view"},
 		{lwgsimDefaults(1873), "the fault planner did not see a chosen view nobody had installed"},
 		{lwgsimDefaults(41), "a group of one admitted a joiner whose request was long stale"},
+		{lwgsimDefaults(49), "ballots restart with each view: a delayed answer from view 1 admitted dead joiners in view 2"},
+		{simOptions(490, 2000), "a witness answered a laggard's Prepare as a joiner instead of with the decision"},
+		{Options{Seed: 13, Nodes: 5, Steps: 2000, Faults: FaultAll}, "only witnesses knew a decision that admitted two joiners, and ignored their joins"},
+		{simOptions(904, 2000), "a chosen view was not counted when classifying a lost primary"},
+		{simOptions(1984, 5000), "stale suspicions made several members act as proposer and duel"},
+		{simOptions(1674, 5000), "proposers duelled: restarts were not staggered and progress did not reset timers"},
 	} {
 		r := Run(c.opts)
 		if len(r.Violations) > 0 {
