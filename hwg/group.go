@@ -307,6 +307,27 @@ func (g *Group) Tick() {
 	}
 }
 
+// retransmit resends what may have been lost. Called every RetransmitTicks.
+func (g *Group) retransmit() {
+	if g.st == StatusNormal {
+		if g.co == nil {
+			g.forward(g.pending[:min(len(g.pending), g.cfg.MaxBatch)])
+		} else {
+			g.retransmitOrders()
+		}
+	}
+	if g.leaving {
+		g.sendLeaves()
+	}
+	if g.needChange() && !g.actingProposer() {
+		for _, p := range g.view.Members { // view order: outputs stay deterministic
+			if g.suspected(p) {
+				g.broadcast(Message{Type: MsgSuspicion, Subject: p})
+			}
+		}
+	}
+}
+
 // Step applies one message from a peer. It returns an error (and changes
 // nothing) for input the protocol rejects: a message for another group,
 // node or incarnation, from a process outside the view, or that breaks the

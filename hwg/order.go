@@ -205,27 +205,6 @@ func (g *Group) forward(entries []Entry) {
 	}
 }
 
-// retransmit resends what may have been lost. Called every RetransmitTicks.
-func (g *Group) retransmit() {
-	if g.st == StatusNormal {
-		if g.co == nil {
-			g.forward(g.pending[:min(len(g.pending), g.cfg.MaxBatch)])
-		} else {
-			g.retransmitOrders()
-		}
-	}
-	if g.leaving {
-		g.sendLeaves()
-	}
-	if g.needChange() && !g.actingProposer() {
-		for _, p := range g.view.Members { // view order: outputs stay deterministic
-			if g.suspected(p) {
-				g.broadcast(Message{Type: MsgSuspicion, Subject: p})
-			}
-		}
-	}
-}
-
 func (g *Group) retransmitOrders() {
 	c := g.co
 	// The coordinator's own pending sends wait for window room.
@@ -245,6 +224,3 @@ func (g *Group) retransmitOrders() {
 		g.sendTo(p, Message{Type: MsgOrder, Seq: from, Entries: entries, Commit: min(g.commit, max(to, from)), Stable: g.stable})
 	}
 }
-
-// IsZeroProcess reports whether p is the zero Process.
-func (p Process) IsZeroProcess() bool { return p == Process{} }

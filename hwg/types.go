@@ -19,6 +19,9 @@ type Process struct {
 
 func (p Process) String() string { return fmt.Sprintf("%d.%d", p.Node, p.Inc) }
 
+// IsZeroProcess reports whether p is the zero Process.
+func (p Process) IsZeroProcess() bool { return p == Process{} }
+
 // GroupID names a heavy-weight group. By convention HWG ids begin with "h/".
 type GroupID string
 
