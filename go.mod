@@ -2,4 +2,17 @@ module github.com/lwgkit/lwgkit
 
 go 1.26.8
 
-require pgregory.net/rapid v1.3.0 // indirect
+require (
+	github.com/hashicorp/go-hclog v1.6.3
+	github.com/vmihailenco/msgpack/v5 v5.4.1
+	go.etcd.io/bbolt v1.5.0
+	pgregory.net/rapid v1.3.0
+)
+
+require (
+	github.com/fatih/color v1.13.0 // indirect
+	github.com/mattn/go-colorable v0.1.12 // indirect
+	github.com/mattn/go-isatty v0.0.14 // indirect
+	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
+	golang.org/x/sys v0.45.0 // indirect
+)
