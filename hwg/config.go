@@ -33,6 +33,15 @@ type Config struct {
 	// stops sequencing (senders keep retrying) until slow members catch up,
 	// bounding every member's log. Default 8192.
 	MaxUnstable uint64
+	// MaxUnstableBytes caps the payload bytes of those messages. Default
+	// 4 MiB. A view change ships a member's unstable log and pending
+	// multicasts in one message, so MaxUnstableBytes plus members times
+	// MaxPendingBytes must stay below the transport's frame limit.
+	MaxUnstableBytes int
+	// MaxPendingBytes caps the payload bytes of this member's multicasts
+	// that wait to be sequenced (or for the next view); beyond it Multicast
+	// returns ErrBusy. Default 1 MiB.
+	MaxPendingBytes int
 	// ManualBlockOK makes the application answer every Block event with
 	// BlockOK (Hold.up / HoldOK.down). When false the group answers for it
 	// at once. A member that never answers is excluded by the view change
@@ -67,5 +76,7 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.MaxUnstable == 0 {
 		out.MaxUnstable = 8192
 	}
+	def(&out.MaxUnstableBytes, 4<<20)
+	def(&out.MaxPendingBytes, 1<<20)
 	return out, nil
 }

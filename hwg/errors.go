@@ -16,4 +16,7 @@ var (
 	ErrNotMember        = errors.New("hwg: not a member of the group")
 	ErrAlreadyMember    = errors.New("hwg: already a member or joining")
 	ErrInvalidConfig    = errors.New("hwg: invalid config")
+	ErrUnknownGroup     = errors.New("hwg: no such group on this node")
+	ErrNodeClosed       = errors.New("hwg: node closed")
+	ErrBusy             = errors.New("hwg: too many multicasts waiting; retry after some are sequenced")
 )

@@ -1,6 +1,9 @@
 package hwg
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // EventType is the kind of an Event.
 type EventType uint8
@@ -49,6 +52,10 @@ type Event struct {
 	// members of the previous view that left voluntarily. A joining
 	// process sees itself in Joined.
 	Joined, Left []Process
+	// At is when a Node emitted the event (before any frame it caused left
+	// the node), for merging traces of several processes. The pure core
+	// leaves it zero.
+	At time.Time
 }
 
 // Ready is what a Group asks its caller to do: send Messages (in any order,

@@ -3,3 +3,12 @@ package hwg
 // BreakFlushForTest arms the brokenFlush mutation on node n: its member
 // skips the part of a decision's tail it did not hold itself.
 func BreakFlushForTest(c *Config, n NodeID) { c.brokenFlush = n }
+
+// EncodeFrameForTest encodes one message as a frame, as a peer would.
+func EncodeFrameForTest(m Message) []byte {
+	b, err := encodeFrame(&frame{Msgs: []Message{m}})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -63,6 +63,11 @@ type Group struct {
 	pending  []Entry  // own multicasts in view not yet seen sequenced
 	fwdFrom  int      // pending[fwdFrom:] have not been forwarded yet
 	queued   [][]byte // multicasts made while frozen: sent in the next view
+	// waiting is the payload bytes of pending and queued, bounded by
+	// MaxPendingBytes; unstable is the coordinator's bytes sequenced but
+	// not yet held by all, bounded by MaxUnstableBytes. Together they
+	// bound the size of a flush.
+	waiting, unstable int
 
 	// Member log of the current view: sequenced entries logBase+1..held.
 	log       []Entry
@@ -198,11 +203,14 @@ func (g *Group) Multicast(payload []byte) error {
 	switch g.st {
 	case StatusIdle, StatusJoining:
 		return ErrNotMember
-	case StatusFlushing:
-		if g.blockAcked {
-			g.queued = append(g.queued, payload)
-			return nil
-		}
+	}
+	if g.waiting > 0 && g.waiting+len(payload) > g.cfg.MaxPendingBytes {
+		return ErrBusy
+	}
+	g.waiting += len(payload)
+	if g.st == StatusFlushing && g.blockAcked {
+		g.queued = append(g.queued, payload)
+		return nil
 	}
 	g.send(payload)
 	return nil
@@ -604,6 +612,7 @@ func (g *Group) resetMembership() {
 // resetView clears the per-view state.
 func (g *Group) resetView() {
 	g.lastSent, g.pending, g.fwdFrom = 0, nil, 0
+	g.waiting, g.unstable = 0, 0
 	g.log, g.logBase, g.held, g.commit, g.delivered, g.stable = nil, 0, 0, 0, 0, 0
 	g.co = nil
 	g.promised, g.proposerOf, g.accepted, g.acceptedDec = Ballot{}, Process{}, Ballot{}, nil

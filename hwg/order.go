@@ -12,10 +12,19 @@ type coordinator struct {
 	knows     map[Process]uint64 // commit point each member has acknowledged
 	batchFrom uint64             // entries after this seq are not yet sent
 	announced uint64             // commit point last sent to the members
+	// parked holds forwarded entries that arrived while the unstable
+	// window was full, in arrival order (FIFO per sender), sequenced as
+	// soon as acks open the window rather than at the sender's next
+	// retransmission. Bounded by MaxUnstable; beyond it senders retry.
+	parked []Entry
+	// dupAcks counts acks from a member that did not advance while it is
+	// behind what was sent: two in a row mean a lost Order, resent at once
+	// (fast retransmit) instead of at the next tick.
+	dupAcks map[Process]int
 }
 
 func newCoordinator(v View) *coordinator {
-	c := &coordinator{next: map[Process]uint64{}, acked: map[Process]uint64{}, knows: map[Process]uint64{}}
+	c := &coordinator{next: map[Process]uint64{}, acked: map[Process]uint64{}, knows: map[Process]uint64{}, dupAcks: map[Process]int{}}
 	for _, p := range v.Members {
 		c.next[p] = 1
 		c.acked[p] = 0
@@ -38,14 +47,21 @@ func (g *Group) send(payload []byte) {
 // FIFO order and the unstable window has room. It reports whether it did.
 func (g *Group) sequence(e Entry) bool {
 	c := g.co
-	if e.ID.Seq != c.next[e.ID.Sender] || g.held-g.stable >= g.cfg.MaxUnstable {
+	if e.ID.Seq != c.next[e.ID.Sender] || g.windowFull() {
 		return false
 	}
 	c.next[e.ID.Sender]++
 	e.Seq = g.held + 1
 	g.appendLog(e)
+	g.unstable += len(e.Payload)
 	c.acked[g.self] = g.held
 	return true
+}
+
+// windowFull reports whether the coordinator must stop sequencing until
+// slow members catch up.
+func (g *Group) windowFull() bool {
+	return g.held-g.stable >= g.cfg.MaxUnstable || (g.held > g.stable && g.unstable >= g.cfg.MaxUnstableBytes)
 }
 
 // appendLog adds the next sequenced entry and retires own pending sends it
@@ -58,6 +74,7 @@ func (g *Group) appendLog(e Entry) {
 		// ones sequenced are a prefix of pending.
 		n := 0
 		for n < len(g.pending) && g.pending[n].ID.Seq <= e.ID.Seq {
+			g.waiting -= len(g.pending[n].Payload)
 			n++
 		}
 		g.pending = g.pending[n:]
@@ -74,16 +91,50 @@ func (g *Group) onForward(m Message) error {
 			return fmt.Errorf("%w: forward of %v from %v", ErrForged, e.ID, m.From)
 		}
 	}
+	c := g.co
 	for _, e := range m.Entries {
-		if e.ID.Seq < g.co.next[m.From] {
+		if e.ID.Seq < c.next[m.From] {
 			continue // duplicate
 		}
+		if len(c.parked) > 0 || g.windowFull() {
+			g.park(e)
+			continue
+		}
 		if !g.sequence(e) {
-			break // gap or full window: the sender retransmits
+			break // a gap: the sender retransmits
 		}
 	}
 	g.advanceCommit()
 	return nil
+}
+
+// park keeps e for when the window opens, if it extends what its sender
+// has sequenced or parked so far and there is room.
+func (g *Group) park(e Entry) {
+	c := g.co
+	want := c.next[e.ID.Sender]
+	for i := len(c.parked) - 1; i >= 0; i-- {
+		if c.parked[i].ID.Sender == e.ID.Sender {
+			want = c.parked[i].ID.Seq + 1
+			break
+		}
+	}
+	if e.ID.Seq == want && uint64(len(c.parked)) < g.cfg.MaxUnstable {
+		c.parked = append(c.parked, e)
+	}
+}
+
+// unpark sequences what waited for the window: parked forwards, then the
+// coordinator's own multicasts.
+func (g *Group) unpark() {
+	c := g.co
+	n := 0
+	for n < len(c.parked) && g.sequence(c.parked[n]) {
+		n++
+	}
+	c.parked = c.parked[n:]
+	for len(c.parked) == 0 && len(g.pending) > 0 && g.sequence(g.pending[0]) {
+	}
 }
 
 func (g *Group) onOrder(m Message) error {
@@ -123,7 +174,15 @@ func (g *Group) onAck(m Message) error {
 		return fmt.Errorf("%w: ack of %d/%d, sequenced %d/%d", ErrForged, m.Seq, m.Commit, g.held, g.commit)
 	}
 	c := g.co
-	c.acked[m.From] = max(c.acked[m.From], m.Seq)
+	switch {
+	case m.Seq > c.acked[m.From]:
+		c.acked[m.From], c.dupAcks[m.From] = m.Seq, 0
+	case m.Seq < c.batchFrom:
+		if c.dupAcks[m.From]++; c.dupAcks[m.From] >= 2 {
+			c.dupAcks[m.From] = 0
+			g.resend(m.From)
+		}
+	}
 	c.knows[m.From] = max(c.knows[m.From], m.Commit)
 	g.advanceCommit()
 	return nil
@@ -139,7 +198,13 @@ func (g *Group) advanceCommit() {
 	slices.Sort(acks)
 	// acks[len-q] is held by at least q members.
 	g.commit = max(g.commit, acks[len(acks)-g.view.Quorum()])
-	g.stable = max(g.stable, acks[0])
+	if acks[0] > g.stable {
+		for s := g.stable + 1; s <= acks[0]; s++ {
+			g.unstable -= len(g.log[s-1-g.logBase].Payload)
+		}
+		g.stable = acks[0]
+		g.unpark() // the window opened
+	}
 	g.deliverCommitted()
 }
 
@@ -207,20 +272,35 @@ func (g *Group) forward(entries []Entry) {
 
 func (g *Group) retransmitOrders() {
 	c := g.co
-	// The coordinator's own pending sends wait for window room.
-	for len(g.pending) > 0 && g.sequence(g.pending[0]) {
-	}
+	g.unpark()
 	g.advanceCommit()
 	for _, p := range g.view.Members {
-		if p == g.self || (c.acked[p] >= g.held && c.knows[p] >= g.commit) {
-			continue
+		if p != g.self && (c.acked[p] < g.held || c.knows[p] < g.commit) {
+			g.resend(p)
 		}
-		from := c.acked[p]
+	}
+}
+
+// resendBatches bounds one resend to a member: enough to refill a gap left
+// by a lost frame quickly, without flooding a member that is merely slow.
+const resendBatches = 16
+
+// resend sends member p what it has not acknowledged, from its ack on, in
+// up to resendBatches Orders (one empty Order if it only lacks the commit
+// point).
+func (g *Group) resend(p Process) {
+	c := g.co
+	from := c.acked[p]
+	for i := 0; i < resendBatches; i++ {
 		to := min(g.held, from+uint64(g.cfg.MaxBatch))
 		var entries []Entry
 		if to > from {
 			entries = g.log[from-g.logBase : to-g.logBase]
 		}
 		g.sendTo(p, Message{Type: MsgOrder, Seq: from, Entries: entries, Commit: min(g.commit, max(to, from)), Stable: g.stable})
+		if to == g.held {
+			break
+		}
+		from = to
 	}
 }

@@ -500,6 +500,7 @@ func (g *Group) install(v View, dec *Decision) {
 	q := g.queued
 	g.queued = nil
 	for _, payload := range q {
+		g.waiting += len(payload)
 		g.send(payload)
 	}
 	if g.leaving {

@@ -140,6 +140,7 @@ type Sim struct {
 	// final round of the quiescent phase
 	finalView hwg.ViewID
 	finalIDs  []string
+	finalSent map[hwg.NodeID]bool
 	finalGot  map[hwg.NodeID]map[string]bool
 }
 
@@ -592,11 +593,10 @@ func (s *Sim) Quiesce(maxSteps int) bool {
 				// A first (or, after another view change, a new) final
 				// round in this view.
 				s.finalView, s.finalIDs, s.finalGot = v, nil, map[hwg.NodeID]map[string]bool{}
-				for _, n := range s.nodes {
-					s.nextPay++
-					s.must(n.g.Multicast(fmt.Appendf(nil, "final%d", s.nextPay)))
-					s.drain(n)
-				}
+				s.finalSent = map[hwg.NodeID]bool{}
+				s.sendFinal()
+			case len(s.finalSent) < len(s.nodes):
+				s.sendFinal() // a member was busy (flow control): try again
 			case s.finalDone():
 				s.stats.Converged = true
 				return true
@@ -607,6 +607,24 @@ func (s *Sim) Quiesce(maxSteps int) bool {
 		}
 	}
 	return false
+}
+
+// sendFinal makes every node that has not yet done so multicast its
+// final-round message; a busy group (ErrBusy) is tried again later.
+func (s *Sim) sendFinal() {
+	for _, n := range s.nodes {
+		if s.finalSent[n.id] {
+			continue
+		}
+		err := n.g.Multicast(fmt.Appendf(nil, "final%d", s.nextPay+1))
+		if errors.Is(err, hwg.ErrBusy) {
+			continue
+		}
+		s.must(err)
+		s.nextPay++
+		s.finalSent[n.id] = true
+		s.drain(n)
+	}
 }
 
 func (s *Sim) finalDone() bool {

@@ -29,13 +29,19 @@ func simRuns(t *testing.T) (runs, steps int) {
 // simOptions varies the cluster with the seed so the runs cover 3 to 7
 // nodes and both ways of answering Block.
 func simOptions(seed uint64, steps int) Options {
-	return Options{
+	o := Options{
 		Seed:          seed,
 		Nodes:         3 + int(seed%5),
 		Steps:         steps + int(seed%3)*steps*3/4,
 		Faults:        FaultAll,
 		ManualBlockOK: seed%2 == 0,
 	}
+	if seed%4 == 1 {
+		// Tight windows: the sequencer parks forwards, the flow-control
+		// paths and ErrBusy run under faults too.
+		o.Group.MaxUnstable, o.Group.MaxUnstableBytes, o.Group.MaxPendingBytes = 8, 64, 32
+	}
+	return o
 }
 
 // TestSimulations runs seeded simulations with every fault and checks every

@@ -1,0 +1,344 @@
+package hwg_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/hwg/transport"
+	"github.com/lwgkit/lwgkit/proptest"
+	"github.com/lwgkit/lwgkit/storage"
+)
+
+// TestMain lets the test binary double as a cluster node for
+// TestMultiProcess: with LWGKIT_MP_NODE set it runs one node and exits.
+func TestMain(m *testing.M) {
+	if os.Getenv("LWGKIT_MP_NODE") != "" {
+		if err := runClusterNode(); err != nil {
+			fmt.Fprintln(os.Stderr, "node:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+const mpCluster, mpGroup = "mp-test", hwg.GroupID("h/mp")
+
+// runClusterNode is one node process: identity from its bbolt file, TCP to
+// the others, bootstrap (first incarnation) or join (later ones), then
+// multicast continuously and trace every event until SIGTERM.
+func runClusterNode() error {
+	id, _ := strconv.ParseUint(os.Getenv("LWGKIT_MP_NODE"), 10, 64)
+	db, err := storage.Open(os.Getenv("LWGKIT_MP_DB"), storage.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	me, err := db.Start(id, mpCluster)
+	if err != nil {
+		return err
+	}
+	self := hwg.Process{Node: hwg.NodeID(id), Inc: me.Incarnation}
+	tr, err := transport.NewTCP(transport.TCPConfig{Cluster: mpCluster, Self: transport.Peer{Node: id, Inc: me.Incarnation}, Listen: os.Getenv("LWGKIT_MP_LISTEN")})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	var all []hwg.Process
+	var others []hwg.NodeID
+	for _, kv := range strings.Split(os.Getenv("LWGKIT_MP_PEERS"), ",") {
+		k, addr, _ := strings.Cut(kv, "=")
+		n, _ := strconv.ParseUint(k, 10, 64)
+		all = append(all, hwg.Process{Node: hwg.NodeID(n), Inc: 1})
+		if n != id {
+			tr.AddPeer(n, addr)
+			others = append(others, hwg.NodeID(n))
+		}
+	}
+	node, err := hwg.NewNode(hwg.FastTiming(hwg.NodeConfig{Self: self, Transport: tr}))
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	traceFile, err := os.OpenFile(os.Getenv("LWGKIT_MP_TRACE"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer traceFile.Close()
+	go func() {
+		for e := range node.Events() {
+			if line := traceLine(self, e); line != nil {
+				traceFile.Write(line) // unbuffered: a kill -9 loses at most this line
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if me.Incarnation == 1 {
+		err = node.Bootstrap(ctx, mpGroup, all)
+	} else {
+		err = node.Join(ctx, mpGroup, others)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return nil
+		case <-tick.C:
+			node.Multicast(context.Background(), mpGroup, fmt.Appendf(nil, "%v/%d", self, i))
+		}
+	}
+}
+
+func traceLine(self hwg.Process, e hwg.Event) []byte {
+	ev := proptest.Event{T: uint64(e.At.UnixNano()), Node: uint64(self.Node), Inc: self.Inc, Group: string(e.Group), View: uint64(e.View.ID)}
+	switch e.Type {
+	case hwg.EventInstall:
+		ev.Ev = proptest.EvInstall
+		for _, m := range e.View.Members {
+			ev.Members, ev.Incs = append(ev.Members, uint64(m.Node)), append(ev.Incs, m.Inc)
+		}
+		for _, m := range e.Left {
+			ev.Left = append(ev.Left, uint64(m.Node))
+		}
+	case hwg.EventSend:
+		ev.Ev, ev.Msg = proptest.EvSend, e.Msg.String()
+	case hwg.EventDeliver:
+		ev.Ev, ev.Msg, ev.From = proptest.EvDeliver, e.Msg.String(), uint64(e.Msg.Sender.Node)
+	case hwg.EventLeft:
+		ev.Ev = proptest.EvLeave
+	default:
+		return nil
+	}
+	b, _ := json.Marshal(ev)
+	return append(b, '\n')
+}
+
+type mpProc struct {
+	id    uint64
+	cmd   *exec.Cmd
+	trace string
+}
+
+// TestMultiProcess runs five node processes over loopback TCP with
+// continuous multicast, kills one with SIGKILL, then the coordinator,
+// restarts the first as a new incarnation, and checks the merged traces
+// with every checker of the simulator.
+func TestMultiProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five processes; skipped with -short")
+	}
+	dir := t.TempDir()
+	addrs := freeAddrs(t, 5)
+	var peers []string
+	for i, a := range addrs {
+		peers = append(peers, fmt.Sprintf("%d=%s", i+1, a))
+	}
+	procs := map[uint64]*mpProc{}
+	var crashes []proptest.Event
+	start := func(id uint64) {
+		p := &mpProc{id: id, trace: filepath.Join(dir, fmt.Sprintf("trace-%d-%d.jsonl", id, time.Now().UnixNano()))}
+		p.cmd = exec.Command(os.Args[0], "-test.run=^$")
+		p.cmd.Env = append(os.Environ(),
+			"LWGKIT_MP_NODE="+strconv.FormatUint(id, 10),
+			"LWGKIT_MP_DB="+filepath.Join(dir, fmt.Sprintf("node-%d.db", id)),
+			"LWGKIT_MP_LISTEN="+addrs[id-1],
+			"LWGKIT_MP_PEERS="+strings.Join(peers, ","),
+			"LWGKIT_MP_TRACE="+p.trace)
+		out, err := p.cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.cmd.Stderr = os.Stderr
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan bool, 1)
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				if sc.Text() == "ready" {
+					ready <- true
+				}
+			}
+			close(ready)
+		}()
+		select {
+		case ok := <-ready:
+			if !ok {
+				t.Fatalf("node %d exited before it was ready", id)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("node %d not ready after 20s", id)
+		}
+		procs[id] = p
+	}
+	t.Cleanup(func() {
+		for _, p := range procs {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+	})
+	for id := uint64(1); id <= 5; id++ {
+		start(id)
+	}
+	time.Sleep(500 * time.Millisecond) // traffic in the first view
+
+	// Both kills hit a first incarnation.
+	kill := func(id uint64) {
+		p := procs[id]
+		crashes = append(crashes, proptest.Event{T: uint64(time.Now().UnixNano()), Node: id, Inc: 1, Ev: proptest.EvCrash})
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		p.cmd.Wait()
+		delete(procs, id)
+	}
+	// waitView returns how long until every live node installed a view
+	// without the node just killed.
+	waitView := func(gone uint64, what string) time.Duration {
+		t0 := time.Now()
+		for time.Since(t0) < 15*time.Second {
+			done := true
+			for _, p := range procs {
+				v := lastInstall(t, p.trace)
+				if v == nil || slices.Contains(v.Members, gone) {
+					done = false
+				}
+			}
+			if done {
+				return time.Since(t0)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("%s: survivors did not install a view without node %d within 15s", what, gone)
+		return 0
+	}
+
+	kill(5)
+	d1 := waitView(5, "kill -9 of node 5")
+	coord := lastInstall(t, procs[2].trace).Members[0]
+	kill(coord)
+	d2 := waitView(coord, "kill -9 of the coordinator")
+	start(5) // incarnation 2 from its data file; Join returns once it is in
+	time.Sleep(500 * time.Millisecond)
+	for _, p := range procs {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for id, p := range procs {
+		if err := p.cmd.Wait(); err != nil {
+			t.Errorf("node %d: %v", id, err)
+		}
+	}
+	procs = nil
+	t.Logf("kill -9 of node 5 → new view at all survivors: %v; of the coordinator (node %d): %v", d1, coord, d2)
+
+	// Merge the traces by the time each node's loop emitted the event.
+	tr := append(proptest.Trace{}, crashes...)
+	files, _ := filepath.Glob(filepath.Join(dir, "trace-*.jsonl"))
+	for _, f := range files {
+		tr = append(tr, readTrace(t, f)...)
+	}
+	sort.SliceStable(tr, func(i, j int) bool { return tr[i].T < tr[j].T })
+	merged := filepath.Join(dir, "merged.jsonl")
+	var buf bytes.Buffer
+	if err := tr.WriteJSONL(&buf); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(merged, buf.Bytes(), 0o644)
+	sends, delivers := 0, 0
+	for _, e := range tr {
+		switch e.Ev {
+		case proptest.EvSend:
+			sends++
+		case proptest.EvDeliver:
+			delivers++
+		}
+	}
+	t.Logf("merged trace: %d events, %d sends, %d deliveries (%s)", len(tr), sends, delivers, merged)
+	if delivers == 0 {
+		t.Fatal("nothing was delivered")
+	}
+	for _, v := range proptest.CheckAll(tr) {
+		t.Error(v)
+	}
+	// The restarted node and the two other survivors end in one view.
+	final := map[string]bool{}
+	for _, f := range files {
+		if v := lastInstall(t, f); v != nil && v.Node != coord && !(v.Node == 5 && v.Inc == 1) {
+			final[fmt.Sprint(v.View, v.Members, v.Incs)] = true
+		}
+	}
+	if len(final) != 1 {
+		t.Errorf("survivors ended in different views: %v", final)
+	}
+}
+
+func freeAddrs(t *testing.T, n int) []string {
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, l.Addr().String())
+		l.Close()
+	}
+	return out
+}
+
+// readTrace reads a node's trace, dropping a last line cut short by kill -9.
+func readTrace(t *testing.T, path string) proptest.Trace {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	if i := bytes.LastIndexByte(b, '\n'); i+1 != len(b) {
+		b = b[:i+1]
+	}
+	var tr proptest.Trace
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var e proptest.Event
+		if err := json.Unmarshal(line, &e); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		tr = append(tr, e)
+	}
+	return tr
+}
+
+func lastInstall(t *testing.T, path string) *proptest.Event {
+	tr := readTrace(t, path)
+	for i := len(tr) - 1; i >= 0; i-- {
+		if tr[i].Ev == proptest.EvInstall {
+			return &tr[i]
+		}
+	}
+	return nil
+}

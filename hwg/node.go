@@ -1,0 +1,276 @@
+package hwg
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lwgkit/lwgkit/hwg/transport"
+)
+
+// NodeConfig configures a Node. Zero fields take the defaults shown.
+type NodeConfig struct {
+	// Self is this node and its incarnation, which must be new at every
+	// start (see package storage).
+	Self Process
+	// Transport carries frames to other nodes. The Node uses it and the
+	// caller closes it after Node.Close.
+	Transport transport.Transport
+	// TickInterval is the real time of one tick of every Group and of the
+	// Detector. Default 50ms, which with the default DetectorConfig
+	// suspects a silent node after 500ms and installs the view without it
+	// in about a second. FastTiming gives about 200ms on loopback.
+	TickInterval time.Duration
+	// Detector configures the failure detector, in ticks.
+	Detector DetectorConfig
+	// Group is the template for every group's Config (Group and Self are
+	// filled in per group).
+	Group Config
+	// Logger receives the node's logs. Default: silent.
+	Logger hclog.Logger
+}
+
+// FastTiming returns c with timing for a fast local network: 10ms ticks and
+// a node suspected after 100ms of silence.
+func FastTiming(c NodeConfig) NodeConfig {
+	c.TickInterval = 10 * time.Millisecond
+	c.Detector = DetectorConfig{HeartbeatTicks: 2, SuspectTicks: 10}
+	return c
+}
+
+// Node runs the groups of one node: one event-loop goroutine feeds every
+// Group and the shared Detector with frames, ticks and requests, and
+// carries out what they ask.
+//
+// All methods are safe for concurrent use. Blocking methods take a
+// context; they return its error if it ends first, and the request they
+// made stays in effect (a Join goes on; Leave undoes it).
+//
+// Events (views, deliveries, Block upcalls and the rest) arrive in order on
+// Events. The loop never blocks on a slow reader: events wait in an
+// unbounded queue, so a reader that stops reading makes memory grow.
+type Node struct {
+	cfg    NodeConfig
+	log    hclog.Logger
+	tr     transport.Transport
+	reqs   chan func()
+	mcast  chan multicastReq // bounded: backpressure for senders
+	known  sync.Map          // GroupID → struct{}: groups with a Group on this node
+	events chan Event
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+
+	// Owned by the loop goroutine.
+	det      *Detector
+	groups   map[GroupID]*Group
+	contacts map[GroupID][]NodeID // last view's other members, to rejoin through
+	waiters  map[GroupID][]waiter
+	queue    eventQueue // events not yet taken by the reader
+	// backlog holds multicasts a busy group could not take yet (ErrBusy),
+	// in order; while it is full the loop stops taking new ones, which
+	// blocks senders: backpressure from the slowest member to the app.
+	backlog     map[GroupID][][]byte
+	backlogSize int
+	outbox      map[NodeID][]Message
+	epoch       uint64 // bumped at every install or exclusion, sent in every frame
+	peerEpoch   map[NodeID]uint64
+	reprobe     map[NodeID]int
+	watched     map[NodeID]bool
+}
+
+type multicastReq struct {
+	group   GroupID
+	payload []byte
+}
+
+// multicastQueue is how many multicasts may wait for the loop.
+const multicastQueue = 8192
+
+type waiter struct {
+	until EventType // EventInstall (with self in the view) or EventLeft
+	ch    chan error
+}
+
+// NewNode starts a node's event loop. Call Close to stop it.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	if cfg.Self.Node == 0 || cfg.Self.Inc == 0 {
+		return nil, fmt.Errorf("%w: Self must have a non-zero Node and Inc, got %v", ErrInvalidConfig, cfg.Self)
+	}
+	if cfg.Transport == nil {
+		return nil, fmt.Errorf("%w: no Transport", ErrInvalidConfig)
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = 50 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	n := &Node{
+		cfg:       cfg,
+		log:       cfg.Logger.Named("hwg").With("node", cfg.Self.String()),
+		tr:        cfg.Transport,
+		reqs:      make(chan func()),
+		mcast:     make(chan multicastReq, multicastQueue),
+		events:    make(chan Event, 1024),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		det:       NewDetector(cfg.Self, cfg.Detector),
+		groups:    map[GroupID]*Group{},
+		contacts:  map[GroupID][]NodeID{},
+		waiters:   map[GroupID][]waiter{},
+		outbox:    map[NodeID][]Message{},
+		backlog:   map[GroupID][][]byte{},
+		peerEpoch: map[NodeID]uint64{},
+		reprobe:   map[NodeID]int{},
+		watched:   map[NodeID]bool{},
+	}
+	go n.run()
+	return n, nil
+}
+
+// Events returns the channel of every group's events, in order.
+func (n *Node) Events() <-chan Event { return n.events }
+
+// Self returns this node's process.
+func (n *Node) Self() Process { return n.cfg.Self }
+
+// Bootstrap creates group with view 1 = members (which must include this
+// node). Every initial member calls it with the same list.
+func (n *Node) Bootstrap(ctx context.Context, group GroupID, members []Process) error {
+	return n.do(ctx, func() error {
+		g, err := n.newGroup(group)
+		if err != nil {
+			return err
+		}
+		if err := g.Bootstrap(members); err != nil {
+			delete(n.groups, group)
+			n.known.Delete(group)
+			return err
+		}
+		return nil
+	})
+}
+
+// Join asks the contacts to add this node to group and returns once a view
+// that includes it is installed.
+func (n *Node) Join(ctx context.Context, group GroupID, contacts []NodeID) error {
+	ch := make(chan error, 1)
+	err := n.do(ctx, func() error {
+		g, err := n.newGroup(group)
+		if err != nil {
+			return err
+		}
+		n.contacts[group] = slices.Clone(contacts)
+		n.waiters[group] = append(n.waiters[group], waiter{until: EventInstall, ch: ch})
+		return g.Join(contacts)
+	})
+	if err != nil {
+		return err
+	}
+	return n.wait(ctx, ch)
+}
+
+// Leave removes this node from group and returns once it has left.
+func (n *Node) Leave(ctx context.Context, group GroupID) error {
+	ch := make(chan error, 1)
+	err := n.do(ctx, func() error {
+		g := n.groups[group]
+		if g == nil {
+			return fmt.Errorf("%w: %q", ErrUnknownGroup, group)
+		}
+		n.waiters[group] = append(n.waiters[group], waiter{until: EventLeft, ch: ch})
+		return g.Leave()
+	})
+	if err != nil {
+		return err
+	}
+	return n.wait(ctx, ch)
+}
+
+// Multicast sends payload to group in total order. It queues the message
+// for the event loop and returns; it blocks (until ctx ends) only while the
+// queue is full. Multicasts from one goroutine keep their order. It returns
+// ErrUnknownGroup for a group this node has not bootstrapped or joined; a
+// message that reaches the group after it was left is dropped and logged.
+// The payload must not be modified afterwards.
+func (n *Node) Multicast(ctx context.Context, group GroupID, payload []byte) error {
+	select {
+	case <-n.done:
+		return ErrNodeClosed
+	default:
+	}
+	if _, ok := n.known.Load(group); !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownGroup, group)
+	}
+	select {
+	case n.mcast <- multicastReq{group, payload}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return ErrNodeClosed
+	}
+}
+
+// BlockOK answers an EventBlock of group (only with Config.ManualBlockOK).
+func (n *Node) BlockOK(ctx context.Context, group GroupID) error {
+	return n.do(ctx, func() error {
+		g := n.groups[group]
+		if g == nil {
+			return fmt.Errorf("%w: %q", ErrUnknownGroup, group)
+		}
+		g.BlockOK()
+		return nil
+	})
+}
+
+// Info returns a snapshot of group's state.
+func (n *Node) Info(ctx context.Context, group GroupID) (Info, error) {
+	var in Info
+	err := n.do(ctx, func() error {
+		g := n.groups[group]
+		if g == nil {
+			return fmt.Errorf("%w: %q", ErrUnknownGroup, group)
+		}
+		in = g.Info()
+		return nil
+	})
+	return in, err
+}
+
+// Close stops the event loop. Waiting calls return ErrNodeClosed. It does
+// not close the transport.
+func (n *Node) Close() error {
+	n.once.Do(func() { close(n.stop) })
+	<-n.done
+	return nil
+}
+
+// do runs f on the loop goroutine and returns its error.
+func (n *Node) do(ctx context.Context, f func() error) error {
+	ch := make(chan error, 1)
+	select {
+	case n.reqs <- func() { ch <- f() }:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return ErrNodeClosed
+	}
+	return n.wait(ctx, ch)
+}
+
+func (n *Node) wait(ctx context.Context, ch chan error) error {
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return ErrNodeClosed
+	}
+}

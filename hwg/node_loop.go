@@ -1,0 +1,363 @@
+package hwg
+
+import (
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/lwgkit/lwgkit/hwg/transport"
+)
+
+// probeRepeats is how many heartbeats after a peer's membership epoch
+// changed this node probes it in every shared group, so a lost probe or
+// answer is retried.
+const probeRepeats = 8
+
+// drainBatch bounds how many inputs one loop iteration takes before it
+// flushes: larger batches mean fewer, bigger frames under load.
+const drainBatch = 256
+
+func (n *Node) run() {
+	defer close(n.done)
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	inbound := n.tr.Inbound()
+	for {
+		// Hand queued events to the reader without ever blocking on it.
+		var out chan Event
+		var next Event
+		if n.queue.len() > 0 {
+			out, next = n.events, n.queue.peek()
+		}
+		mcast := n.mcast
+		if n.backlogSize >= multicastQueue {
+			mcast = nil // full: let senders block
+		}
+		select {
+		case <-n.stop:
+			n.shutdown()
+			return
+		case out <- next:
+			n.queue.pop()
+			continue
+		case <-ticker.C:
+			n.tick()
+		case in, ok := <-inbound:
+			if !ok {
+				inbound = nil // transport closed: keep serving requests
+				continue
+			}
+			n.receive(in)
+		case f := <-n.reqs:
+			f()
+		case m := <-mcast:
+			n.multicast(m)
+		}
+		// Take whatever else is ready before flushing, so bursts share
+		// frames.
+	drain:
+		for range drainBatch {
+			select {
+			case in, ok := <-inbound:
+				if !ok {
+					inbound = nil
+					break drain
+				}
+				n.receive(in)
+			case f := <-n.reqs:
+				f()
+			case m := <-mcast:
+				n.multicast(m)
+			default:
+				break drain
+			}
+		}
+		n.retryBacklog()
+		n.flush()
+	}
+}
+
+func (n *Node) shutdown() {
+	for g, ws := range n.waiters {
+		for _, w := range ws {
+			w.ch <- ErrNodeClosed
+		}
+		delete(n.waiters, g)
+	}
+	close(n.events)
+}
+
+func (n *Node) multicast(m multicastReq) {
+	g := n.groups[m.group]
+	if g == nil {
+		n.log.Warn("dropping multicast to a group this node left", "group", m.group)
+		return
+	}
+	if len(n.backlog[m.group]) == 0 {
+		err := g.Multicast(m.payload)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ErrBusy) {
+			n.log.Warn("dropping multicast", "group", m.group, "error", err)
+			return
+		}
+	}
+	n.backlog[m.group] = append(n.backlog[m.group], m.payload)
+	n.backlogSize++
+}
+
+// retryBacklog hands busy groups what they could not take before, in
+// order, as far as they take it now.
+func (n *Node) retryBacklog() {
+	for id, b := range n.backlog {
+		g := n.groups[id]
+		k := 0
+		for ; g != nil && k < len(b); k++ {
+			if err := g.Multicast(b[k]); errors.Is(err, ErrBusy) {
+				break
+			} else if err != nil {
+				n.log.Warn("dropping multicast", "group", id, "error", err)
+			}
+		}
+		if g == nil {
+			k = len(b) // the group is gone
+		}
+		n.backlogSize -= k
+		if k == len(b) {
+			delete(n.backlog, id)
+		} else {
+			n.backlog[id] = b[k:]
+		}
+	}
+}
+
+func (n *Node) newGroup(id GroupID) (*Group, error) {
+	if g := n.groups[id]; g != nil {
+		if g.Info().Status != StatusIdle {
+			return nil, ErrAlreadyMember
+		}
+		return g, nil
+	}
+	cfg := n.cfg.Group
+	cfg.Group, cfg.Self = id, n.cfg.Self
+	g, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n.groups[id] = g
+	n.known.Store(id, struct{}{})
+	return g, nil
+}
+
+func (n *Node) tick() {
+	heartbeats := n.det.Tick()
+	suspected := n.det.Suspected()
+	for _, g := range n.groups {
+		for _, p := range suspected {
+			g.Suspect(p)
+		}
+		g.Tick()
+	}
+	// Every frame is a heartbeat; send a bare one only where nothing else
+	// is going this round.
+	n.retryBacklog()
+	n.flush()
+	for _, to := range heartbeats {
+		n.send(to, nil)
+	}
+}
+
+func (n *Node) receive(in transport.Inbound) {
+	from := Process{Node: NodeID(in.From.Node), Inc: in.From.Inc}
+	n.det.Heard(from)
+	f, err := decodeFrame(in.Frame)
+	if err != nil {
+		n.log.Warn("dropping frame", "from", from, "error", err)
+		return
+	}
+	if f.Epoch != n.peerEpoch[from.Node] {
+		n.peerEpoch[from.Node], n.reprobe[from.Node] = f.Epoch, probeRepeats
+	}
+	if len(f.Msgs) == 0 && n.reprobe[from.Node] > 0 {
+		// The peer's memberships changed: a member of ours stuck in an old
+		// view would otherwise hear nothing (idle groups send nothing).
+		n.reprobe[from.Node]--
+		for _, g := range n.groups {
+			g.Probe(from.Node)
+		}
+	}
+	for _, m := range f.Msgs {
+		if m.From != from {
+			n.log.Warn("dropping message from another process than the connection's", "conn", from, "from", m.From, "type", m.Type)
+			continue
+		}
+		g := n.groups[m.Group]
+		if g == nil {
+			continue // a group this node is not in (any more)
+		}
+		if err := g.Step(m); err != nil {
+			n.log.Debug("message rejected", "group", m.Group, "from", m.From, "type", m.Type, "error", err)
+		}
+	}
+}
+
+// flush carries out what every group asks for: events to the reader and
+// messages out, one frame per destination node.
+func (n *Node) flush() {
+	for id, g := range n.groups {
+		if !g.HasReady() {
+			continue
+		}
+		rd := g.Ready()
+		for _, m := range rd.Messages {
+			n.outbox[m.To.Node] = append(n.outbox[m.To.Node], m)
+		}
+		for _, e := range rd.Events {
+			n.event(id, g, e)
+		}
+	}
+	for to, msgs := range n.outbox {
+		n.send(to, msgs)
+		delete(n.outbox, to)
+	}
+}
+
+func (n *Node) send(to NodeID, msgs []Message) {
+	b, err := encodeFrame(&frame{Epoch: n.epoch, Msgs: msgs})
+	if err != nil {
+		n.log.Error("encoding frame", "to", to, "error", err)
+		return
+	}
+	if err := n.tr.Send(uint64(to), b); err != nil {
+		n.log.Debug("send failed", "to", to, "error", err)
+	}
+}
+
+func (n *Node) event(id GroupID, g *Group, e Event) {
+	e.At = time.Now()
+	switch e.Type {
+	case EventInstall:
+		n.epoch++
+		var others []NodeID
+		for _, m := range e.View.Members {
+			if m.Node != n.cfg.Self.Node {
+				others = append(others, m.Node)
+			}
+		}
+		n.contacts[id] = others
+		n.rewatch()
+		n.complete(id, EventInstall, nil)
+	case EventExcluded:
+		n.epoch++
+		// Excluded members rejoin as new members, through the last view.
+		if g.Info().Status == StatusIdle {
+			if err := g.Join(n.contacts[id]); err != nil {
+				n.log.Error("rejoining", "group", id, "error", err)
+			}
+		}
+	case EventLeft:
+		n.epoch++
+		delete(n.groups, id)
+		n.known.Delete(id)
+		delete(n.contacts, id)
+		n.rewatch()
+		n.complete(id, EventLeft, nil)
+	}
+	n.pushEvent(e)
+}
+
+// pushEvent hands e to the reader, or queues it behind those it has not
+// taken yet; the loop never blocks on the reader.
+func (n *Node) pushEvent(e Event) {
+	if n.queue.len() == 0 {
+		select {
+		case n.events <- e:
+			return
+		default:
+		}
+	}
+	n.queue.push(e)
+}
+
+// eventQueue is a FIFO of events in fixed-size chunks: an event is copied
+// once in and once out, never moved as the backlog grows.
+type eventQueue struct {
+	chunks [][]Event
+	head   int // next event in chunks[0]
+	n      int
+}
+
+const eventChunk = 512
+
+func (q *eventQueue) len() int { return q.n }
+
+func (q *eventQueue) push(e Event) {
+	if len(q.chunks) == 0 || len(q.chunks[len(q.chunks)-1]) == eventChunk {
+		q.chunks = append(q.chunks, make([]Event, 0, eventChunk))
+	}
+	last := &q.chunks[len(q.chunks)-1]
+	*last = append(*last, e)
+	q.n++
+}
+
+func (q *eventQueue) peek() Event { return q.chunks[0][q.head] }
+
+func (q *eventQueue) pop() {
+	q.chunks[0][q.head] = Event{}
+	q.head++
+	q.n--
+	if q.head == len(q.chunks[0]) && (len(q.chunks) > 1 || q.head == eventChunk) {
+		q.chunks[0] = nil
+		q.chunks = q.chunks[1:]
+		q.head = 0
+	} else if q.n == 0 {
+		q.chunks[0], q.head = q.chunks[0][:0], 0
+	}
+}
+
+func (n *Node) complete(id GroupID, t EventType, err error) {
+	ws := n.waiters[id]
+	keep := ws[:0]
+	for _, w := range ws {
+		if w.until == t {
+			w.ch <- err
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	if len(keep) == 0 {
+		delete(n.waiters, id)
+	} else {
+		n.waiters[id] = keep
+	}
+}
+
+// rewatch makes the detector watch exactly the nodes this node shares a
+// group with (or joins through): one heartbeat stream per pair of nodes,
+// however many groups they share.
+func (n *Node) rewatch() {
+	want := map[NodeID]bool{}
+	for id := range n.groups {
+		for _, c := range n.contacts[id] {
+			want[c] = true
+		}
+	}
+	for c := range n.watched {
+		if !want[c] {
+			n.det.Unwatch(c)
+			delete(n.watched, c)
+		}
+	}
+	keys := make([]NodeID, 0, len(want))
+	for c := range want {
+		if !n.watched[c] {
+			keys = append(keys, c)
+		}
+	}
+	slices.Sort(keys)
+	for _, c := range keys {
+		n.det.Watch(c)
+		n.watched[c] = true
+	}
+}

@@ -1,0 +1,217 @@
+package hwg_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/hwg/transport"
+)
+
+// The runtime does I/O and real timers, so these tests use real (short)
+// time with FastTiming; protocol behaviour is proven in the simulator.
+
+const grp hwg.GroupID = "h/node-test"
+
+type testNode struct {
+	*hwg.Node
+	ep transport.Transport
+}
+
+func startNodes(t *testing.T, net *transport.MemNetwork, ids ...hwg.NodeID) map[hwg.NodeID]*testNode {
+	t.Helper()
+	out := map[hwg.NodeID]*testNode{}
+	for _, id := range ids {
+		out[id] = startNode(t, net, hwg.Process{Node: id, Inc: 1})
+	}
+	return out
+}
+
+func startNode(t *testing.T, net *transport.MemNetwork, p hwg.Process) *testNode {
+	t.Helper()
+	ep := net.Endpoint(transport.Peer{Node: uint64(p.Node), Inc: p.Inc})
+	n, err := hwg.NewNode(hwg.FastTiming(hwg.NodeConfig{Self: p, Transport: ep}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); ep.Close() })
+	return &testNode{Node: n, ep: ep}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor reads n's events until pred holds for one, or fails after the
+// context's deadline.
+func waitFor(t *testing.T, ctx context.Context, n *testNode, what string, pred func(hwg.Event) bool) hwg.Event {
+	t.Helper()
+	for {
+		select {
+		case e, ok := <-n.Events():
+			if !ok {
+				t.Fatalf("node %v closed while waiting for %s", n.Self(), what)
+			}
+			if pred(e) {
+				return e
+			}
+		case <-ctx.Done():
+			t.Fatalf("node %v: no %s: %v", n.Self(), what, ctx.Err())
+		}
+	}
+}
+
+func members(ids ...hwg.NodeID) []hwg.Process {
+	var ps []hwg.Process
+	for _, id := range ids {
+		ps = append(ps, hwg.Process{Node: id, Inc: 1})
+	}
+	return ps
+}
+
+func TestNodeTotalOrderOverMemNetwork(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	nodes := startNodes(t, net, 1, 2, 3)
+	for _, n := range nodes {
+		if err := n.Bootstrap(ctx, grp, members(1, 2, 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const per = 200
+	for id, n := range nodes {
+		go func() {
+			for i := range per {
+				if err := n.Multicast(ctx, grp, fmt.Appendf(nil, "%d/%d", id, i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	orders := map[hwg.NodeID][]string{}
+	for id, n := range nodes {
+		for len(orders[id]) < 3*per {
+			e := waitFor(t, ctx, n, "deliveries", func(e hwg.Event) bool { return e.Type == hwg.EventDeliver })
+			orders[id] = append(orders[id], string(e.Payload))
+		}
+	}
+	if !slices.Equal(orders[1], orders[2]) || !slices.Equal(orders[1], orders[3]) {
+		t.Fatal("nodes delivered in different orders")
+	}
+	// FIFO per sender.
+	next := map[string]int{}
+	for _, p := range orders[1] {
+		var sender, i int
+		fmt.Sscanf(p, "%d/%d", &sender, &i)
+		if k := fmt.Sprint(sender); i != next[k] {
+			t.Fatalf("sender %d: got %d, want %d", sender, i, next[k])
+		}
+		next[fmt.Sprint(sender)]++
+	}
+}
+
+func TestNodeExcludesCrashedMember(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	nodes := startNodes(t, net, 1, 2, 3)
+	for _, n := range nodes {
+		if err := n.Bootstrap(ctx, grp, members(1, 2, 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	nodes[3].Close()
+	nodes[3].ep.Close() // silence, as after kill -9
+	for _, id := range []hwg.NodeID{1, 2} {
+		e := waitFor(t, ctx, nodes[id], "a view without 3", func(e hwg.Event) bool {
+			return e.Type == hwg.EventInstall && !e.View.Contains(hwg.Process{Node: 3, Inc: 1})
+		})
+		if !slices.Equal(e.View.Members, members(1, 2)) {
+			t.Fatalf("node %d installed %v", id, e.View)
+		}
+	}
+	t.Logf("crash to new view at both survivors: %v", time.Since(start))
+}
+
+func TestNodeJoinAndLeave(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	nodes := startNodes(t, net, 1, 2, 3)
+	for _, n := range nodes {
+		if err := n.Bootstrap(ctx, grp, members(1, 2, 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	four := startNode(t, net, hwg.Process{Node: 4, Inc: 1})
+	if err := four.Join(ctx, grp, []hwg.NodeID{2}); err != nil {
+		t.Fatal(err)
+	}
+	in, err := four.Info(ctx, grp)
+	if err != nil || !in.View.Contains(four.Self()) || len(in.View.Members) != 4 {
+		t.Fatalf("after Join: %+v, %v", in, err)
+	}
+	if err := nodes[2].Leave(ctx, grp); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, nodes[1], "a view without 2", func(e hwg.Event) bool {
+		return e.Type == hwg.EventInstall && len(e.View.Members) == 3 && !e.View.Contains(hwg.Process{Node: 2, Inc: 1})
+	})
+	if _, err := nodes[2].Info(ctx, grp); !errors.Is(err, hwg.ErrUnknownGroup) {
+		t.Fatalf("after Leave, Info = %v, want ErrUnknownGroup", err)
+	}
+}
+
+func TestNodeDropsSpoofedMessages(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	nodes := startNodes(t, net, 1, 2)
+	for _, n := range nodes {
+		if err := n.Bootstrap(ctx, grp, members(1, 2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := nodes[2].Info(ctx, grp)
+	// Node 9 sends a Commit claiming to come from node 1.
+	rogue := net.Endpoint(transport.Peer{Node: 9, Inc: 1})
+	defer rogue.Close()
+	forged := hwg.Message{Type: hwg.MsgCommit, Group: grp, From: hwg.Process{Node: 1, Inc: 1}, To: hwg.Process{Node: 2, Inc: 1}, View: 1,
+		Decision: &hwg.Decision{Prev: 1, Next: hwg.View{ID: 2, Members: members(2)}}}
+	if err := rogue.Send(2, hwg.EncodeFrameForTest(forged)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rogue.Send(2, []byte("garbage")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the runtime does real I/O; give the frames time to arrive
+	after, _ := nodes[2].Info(ctx, grp)
+	if after.View.ID != before.View.ID || after.Status != before.Status {
+		t.Fatalf("a spoofed or garbage frame changed the group: %+v → %+v", before, after)
+	}
+}
+
+func TestNodeCloseEndsWaits(t *testing.T) {
+	net := transport.NewMemNetwork()
+	n := startNode(t, net, hwg.Process{Node: 1, Inc: 1})
+	errc := make(chan error, 1)
+	go func() { errc <- n.Join(context.Background(), grp, []hwg.NodeID{2}) }() // nobody answers
+	time.Sleep(20 * time.Millisecond)
+	n.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, hwg.ErrNodeClosed) {
+			t.Fatalf("Join after Close = %v, want ErrNodeClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Join did not return after Close")
+	}
+	if err := n.Multicast(context.Background(), grp, nil); !errors.Is(err, hwg.ErrNodeClosed) {
+		t.Fatalf("Multicast after Close = %v, want ErrNodeClosed", err)
+	}
+}
