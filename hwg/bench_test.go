@@ -112,7 +112,6 @@ func BenchmarkOrderedMulticast(b *testing.B) {
 			for b.Loop() {
 				raws = append(raws, rawFanout(b, payload, msgs))
 				ords = append(ords, orderedRun(b, payload, msgs))
-				b.Logf("iteration: raw %.0f ordered %.0f", raws[len(raws)-1], ords[len(ords)-1])
 			}
 			ordered, raw := median(ords), median(raws)
 			b.ReportMetric(ordered, "msgs/s")
