@@ -20,9 +20,7 @@ import (
 	"time"
 
 	"github.com/lwgkit/lwgkit/hwg"
-	"github.com/lwgkit/lwgkit/hwg/transport"
 	"github.com/lwgkit/lwgkit/proptest"
-	"github.com/lwgkit/lwgkit/storage"
 )
 
 // TestMain lets the test binary double as a cluster node for
@@ -40,42 +38,31 @@ func TestMain(m *testing.M) {
 
 const mpCluster, mpGroup = "mp-test", hwg.GroupID("h/mp")
 
-// runClusterNode is one node process: identity from its bbolt file, TCP to
-// the others, bootstrap (first incarnation) or join (later ones), then
-// multicast continuously and trace every event until SIGTERM.
+// runClusterNode is one node process (hwg.Start: identity from its bbolt
+// file, TCP to the others): bootstrap as a first incarnation or join as a
+// later one, then multicast continuously and trace every event until
+// SIGTERM.
 func runClusterNode() error {
 	id, _ := strconv.ParseUint(os.Getenv("LWGKIT_MP_NODE"), 10, 64)
-	db, err := storage.Open(os.Getenv("LWGKIT_MP_DB"), storage.Options{})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	me, err := db.Start(id, mpCluster)
-	if err != nil {
-		return err
-	}
-	self := hwg.Process{Node: hwg.NodeID(id), Inc: me.Incarnation}
-	tr, err := transport.NewTCP(transport.TCPConfig{Cluster: mpCluster, Self: transport.Peer{Node: id, Inc: me.Incarnation}, Listen: os.Getenv("LWGKIT_MP_LISTEN")})
-	if err != nil {
-		return err
-	}
-	defer tr.Close()
 	var all []hwg.Process
 	var others []hwg.NodeID
+	peers := map[hwg.NodeID]string{}
 	for _, kv := range strings.Split(os.Getenv("LWGKIT_MP_PEERS"), ",") {
 		k, addr, _ := strings.Cut(kv, "=")
 		n, _ := strconv.ParseUint(k, 10, 64)
 		all = append(all, hwg.Process{Node: hwg.NodeID(n), Inc: 1})
 		if n != id {
-			tr.AddPeer(n, addr)
+			peers[hwg.NodeID(n)] = addr
 			others = append(others, hwg.NodeID(n))
 		}
 	}
-	node, err := hwg.NewNode(hwg.FastTiming(hwg.NodeConfig{Self: self, Transport: tr}))
+	node, err := hwg.Start(hwg.StartConfig{Node: hwg.NodeID(id), Cluster: mpCluster, DataFile: os.Getenv("LWGKIT_MP_DB"),
+		Listen: os.Getenv("LWGKIT_MP_LISTEN"), Peers: peers, Config: hwg.FastTiming(hwg.NodeConfig{})})
 	if err != nil {
 		return err
 	}
 	defer node.Close()
+	self := node.Self()
 	traceFile, err := os.OpenFile(os.Getenv("LWGKIT_MP_TRACE"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -90,7 +77,7 @@ func runClusterNode() error {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if me.Incarnation == 1 {
+	if self.Inc == 1 {
 		err = node.Bootstrap(ctx, mpGroup, all)
 	} else {
 		err = node.Join(ctx, mpGroup, others)

@@ -2,7 +2,9 @@ package hwg
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"time"
@@ -64,6 +66,7 @@ type Node struct {
 	stop   chan struct{}
 	done   chan struct{}
 	once   sync.Once
+	owned  []io.Closer // what Start opened, closed by Close
 
 	// Owned by the loop goroutine.
 	det      *Detector
@@ -243,12 +246,19 @@ func (n *Node) Info(ctx context.Context, group GroupID) (Info, error) {
 	return in, err
 }
 
-// Close stops the event loop. Waiting calls return ErrNodeClosed. It does
-// not close the transport.
+// Close stops the event loop. Waiting calls return ErrNodeClosed. It
+// closes the transport and data file only if Start opened them.
 func (n *Node) Close() error {
-	n.once.Do(func() { close(n.stop) })
+	var err error
+	n.once.Do(func() {
+		close(n.stop)
+		<-n.done
+		for _, c := range n.owned {
+			err = errors.Join(err, c.Close())
+		}
+	})
 	<-n.done
-	return nil
+	return err
 }
 
 // do runs f on the loop goroutine and returns its error.
