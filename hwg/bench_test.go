@@ -140,20 +140,8 @@ func orderedRun(b *testing.B, payload []byte, msgs int) float64 {
 
 // rawFanout sends msgs frames of payload's size from one TCP transport to
 // two others and returns frames per second delivered at both.
-func rawFanout(b *testing.B, payload []byte, msgs int) float64 { return rawFanoutT(b, payload, msgs) }
-
-func rawFanoutT(b testing.TB, payload []byte, msgs int) float64 {
-	var trs []*transport.TCP
-	for i := 1; i <= 3; i++ {
-		tr, err := transport.NewTCP(transport.TCPConfig{Cluster: "raw", Self: transport.Peer{Node: uint64(i), Inc: 1}, Listen: "127.0.0.1:0", SendQueue: msgs})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer tr.Close()
-		trs = append(trs, tr)
-	}
-	trs[0].AddPeer(2, trs[1].Addr())
-	trs[0].AddPeer(3, trs[2].Addr())
+func rawFanout(b testing.TB, payload []byte, msgs int) float64 {
+	trs := rawTransports(b, msgs)
 	// Connect first, so the measurement is of streaming, not dialing.
 	for _, to := range []uint64{2, 3} {
 		trs[0].Send(to, []byte("hello"))
@@ -227,17 +215,7 @@ func BenchmarkLatency(b *testing.B) {
 func FastTimingFor(c hwg.NodeConfig) hwg.NodeConfig { return hwg.FastTiming(c) }
 
 func rawLatency(b *testing.B, rounds int) (p50, p99 time.Duration) {
-	var trs []*transport.TCP
-	for i := 1; i <= 3; i++ {
-		tr, err := transport.NewTCP(transport.TCPConfig{Cluster: "raw", Self: transport.Peer{Node: uint64(i), Inc: 1}, Listen: "127.0.0.1:0"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer tr.Close()
-		trs = append(trs, tr)
-	}
-	trs[0].AddPeer(2, trs[1].Addr())
-	trs[0].AddPeer(3, trs[2].Addr())
+	trs := rawTransports(b, 0)
 	var lat []time.Duration
 	for i := range rounds + 1 {
 		start := time.Now()
@@ -367,4 +345,21 @@ func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// rawTransports starts three bare TCP transports for the baselines, the
+// first knowing the other two; sendQueue 0 takes the default.
+func rawTransports(tb testing.TB, sendQueue int) []*transport.TCP {
+	var trs []*transport.TCP
+	for i := 1; i <= 3; i++ {
+		tr, err := transport.NewTCP(transport.TCPConfig{Cluster: "raw", Self: transport.Peer{Node: uint64(i), Inc: 1}, Listen: "127.0.0.1:0", SendQueue: sendQueue})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { tr.Close() })
+		trs = append(trs, tr)
+	}
+	trs[0].AddPeer(2, trs[1].Addr())
+	trs[0].AddPeer(3, trs[2].Addr())
+	return trs
 }

@@ -67,6 +67,18 @@ func waitFor(t *testing.T, ctx context.Context, n *testNode, what string, pred f
 	}
 }
 
+// bootstrapped starts nodes with the given ids and bootstraps grp on all.
+func bootstrapped(t *testing.T, ctx context.Context, net *transport.MemNetwork, ids ...hwg.NodeID) map[hwg.NodeID]*testNode {
+	t.Helper()
+	nodes := startNodes(t, net, ids...)
+	for _, n := range nodes {
+		if err := n.Bootstrap(ctx, grp, members(ids...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
 func members(ids ...hwg.NodeID) []hwg.Process {
 	var ps []hwg.Process
 	for _, id := range ids {
@@ -78,12 +90,7 @@ func members(ids ...hwg.NodeID) []hwg.Process {
 func TestNodeTotalOrderOverMemNetwork(t *testing.T) {
 	ctx := ctxT(t)
 	net := transport.NewMemNetwork()
-	nodes := startNodes(t, net, 1, 2, 3)
-	for _, n := range nodes {
-		if err := n.Bootstrap(ctx, grp, members(1, 2, 3)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes := bootstrapped(t, ctx, net, 1, 2, 3)
 	const per = 200
 	for id, n := range nodes {
 		go func() {
@@ -120,12 +127,7 @@ func TestNodeTotalOrderOverMemNetwork(t *testing.T) {
 func TestNodeExcludesCrashedMember(t *testing.T) {
 	ctx := ctxT(t)
 	net := transport.NewMemNetwork()
-	nodes := startNodes(t, net, 1, 2, 3)
-	for _, n := range nodes {
-		if err := n.Bootstrap(ctx, grp, members(1, 2, 3)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes := bootstrapped(t, ctx, net, 1, 2, 3)
 	start := time.Now()
 	nodes[3].Close()
 	nodes[3].ep.Close() // silence, as after kill -9
@@ -143,12 +145,7 @@ func TestNodeExcludesCrashedMember(t *testing.T) {
 func TestNodeJoinAndLeave(t *testing.T) {
 	ctx := ctxT(t)
 	net := transport.NewMemNetwork()
-	nodes := startNodes(t, net, 1, 2, 3)
-	for _, n := range nodes {
-		if err := n.Bootstrap(ctx, grp, members(1, 2, 3)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes := bootstrapped(t, ctx, net, 1, 2, 3)
 	four := startNode(t, net, hwg.Process{Node: 4, Inc: 1})
 	if err := four.Join(ctx, grp, []hwg.NodeID{2}); err != nil {
 		t.Fatal(err)
