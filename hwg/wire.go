@@ -1,6 +1,7 @@
 package hwg
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -23,13 +24,22 @@ const (
 	maxDepth        = 32      // nesting (msgpack decodes recursively); frames use < 10
 )
 
-// encodeFrame serialises f with msgpack.
+// encodeFrame serialises f with msgpack into a buffer sized up front:
+// batched frames run to tens of kilobytes, and growing the buffer while
+// encoding cost more than the encoding.
 func encodeFrame(f *frame) ([]byte, error) {
-	b, err := msgpack.Marshal(f)
-	if err != nil {
+	est := 16
+	for i := range f.Msgs {
+		est += 96
+		for _, e := range f.Msgs[i].Entries {
+			est += len(e.Payload) + 40
+		}
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, est))
+	if err := msgpack.NewEncoder(buf).Encode(f); err != nil {
 		return nil, fmt.Errorf("hwg: encoding frame: %w", err)
 	}
-	return b, nil
+	return buf.Bytes(), nil
 }
 
 // decodeFrame parses a frame. Malformed input returns an error wrapping

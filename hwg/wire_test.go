@@ -87,3 +87,23 @@ func TestDecodeFrameRejectsHostileLengths(t *testing.T) {
 		t.Errorf("nesting within the limit rejected: %v", err)
 	}
 }
+
+// Entries are hand-encoded as a six-field array; anything else is
+// malformed, not silently half-decoded.
+func TestEntryWireShape(t *testing.T) {
+	good, err := encodeFrame(&frame{Msgs: []Message{{Type: MsgForward, Group: "h/1", From: proc(1), To: proc(2),
+		Entries: []Entry{{ID: MsgID{Sender: proc(1), View: 1, Seq: 1}, Payload: []byte("p")}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The entry's array header 0x96 (fixarray of 6) is unique in this frame.
+	i := bytes.IndexByte(good, 0x96)
+	if i < 0 {
+		t.Fatal("no six-field entry in the encoding")
+	}
+	bad := bytes.Clone(good)
+	bad[i] = 0x95 // five fields
+	if _, err := decodeFrame(bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a five-field entry decoded: %v", err)
+	}
+}
