@@ -40,7 +40,8 @@ type Config struct {
 	MaxUnstableBytes int
 	// MaxPendingBytes caps the payload bytes of this member's multicasts
 	// that wait to be sequenced (or for the next view); beyond it Multicast
-	// returns ErrBusy. Default 1 MiB.
+	// returns ErrBusy. It is also the largest payload (ErrTooLarge).
+	// Default 1 MiB.
 	MaxPendingBytes int
 	// ManualBlockOK makes the application answer every Block event with
 	// BlockOK (Hold.up / HoldOK.down). When false the group answers for it

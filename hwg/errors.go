@@ -19,4 +19,5 @@ var (
 	ErrUnknownGroup     = errors.New("hwg: no such group on this node")
 	ErrNodeClosed       = errors.New("hwg: node closed")
 	ErrBusy             = errors.New("hwg: too many multicasts waiting; retry after some are sequenced")
+	ErrTooLarge         = errors.New("hwg: payload exceeds MaxPendingBytes")
 )

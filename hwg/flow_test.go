@@ -86,3 +86,17 @@ func TestFastRetransmitOnDuplicateAcks(t *testing.T) {
 		t.Fatalf("node 3 delivered %v without any tick, want all three", got)
 	}
 }
+
+// No single payload may exceed MaxPendingBytes: a flush ships pending
+// multicasts in one message, which must fit in a frame.
+func TestMulticastTooLarge(t *testing.T) {
+	c := newCluster(t, Config{MaxPendingBytes: 10}, procs(3)...)
+	if err := c.g(2).Multicast(make([]byte, 11)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("11 bytes with a 10-byte limit: %v, want ErrTooLarge", err)
+	}
+	c.multicast(2, "0123456789") // exactly the limit is fine
+	c.tick(5)
+	if got := c.delivered(1, 1); len(got) != 1 {
+		t.Fatalf("delivered %v, want the one that was taken", got)
+	}
+}

@@ -204,6 +204,11 @@ func (g *Group) Multicast(payload []byte) error {
 	case StatusIdle, StatusJoining:
 		return ErrNotMember
 	}
+	if len(payload) > g.cfg.MaxPendingBytes {
+		// A flush ships pending multicasts in one message, which must fit
+		// in a frame.
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(payload))
+	}
 	if g.waiting > 0 && g.waiting+len(payload) > g.cfg.MaxPendingBytes {
 		return ErrBusy
 	}

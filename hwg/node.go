@@ -79,6 +79,7 @@ type Node struct {
 	// blocks senders: backpressure from the slowest member to the app.
 	backlog     map[GroupID][][]byte
 	backlogSize int
+	maxPayload  int // the groups' MaxPendingBytes, checked at Multicast
 	outbox      map[NodeID][]Message
 	epoch       uint64 // bumped at every install or exclusion, sent in every frame
 	peerEpoch   map[NodeID]uint64
@@ -132,6 +133,13 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		reprobe:   map[NodeID]int{},
 		watched:   map[NodeID]bool{},
 	}
+	gc := cfg.Group
+	gc.Group, gc.Self = "check", cfg.Self
+	d, err := gc.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n.maxPayload = d.MaxPendingBytes
 	go n.run()
 	return n, nil
 }
@@ -198,6 +206,7 @@ func (n *Node) Leave(ctx context.Context, group GroupID) error {
 // Multicast sends payload to group in total order. It queues the message
 // for the event loop and returns; it blocks (until ctx ends) only while the
 // queue is full. Multicasts from one goroutine keep their order. It returns
+// ErrTooLarge for a payload over the groups' MaxPendingBytes and
 // ErrUnknownGroup for a group this node has not bootstrapped or joined; a
 // message that reaches the group after it was left is dropped and logged.
 // The payload must not be modified afterwards.
@@ -209,6 +218,9 @@ func (n *Node) Multicast(ctx context.Context, group GroupID, payload []byte) err
 	}
 	if _, ok := n.known.Load(group); !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownGroup, group)
+	}
+	if len(payload) > n.maxPayload {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(payload), n.maxPayload)
 	}
 	select {
 	case n.mcast <- multicastReq{group, payload}:

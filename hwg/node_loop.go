@@ -218,9 +218,45 @@ func (n *Node) flush() {
 		}
 	}
 	for to, msgs := range n.outbox {
-		n.send(to, msgs)
+		// Messages of many groups share a frame; split it so none exceeds
+		// the budget (each message alone fits: see Config.MaxPendingBytes).
+		start, size := 0, 0
+		for i := range msgs {
+			if m := messageSize(&msgs[i]); size+m > frameBudget && i > start {
+				n.send(to, msgs[start:i])
+				start, size = i, 0
+			}
+			size += messageSize(&msgs[i])
+		}
+		n.send(to, msgs[start:])
 		delete(n.outbox, to)
 	}
+}
+
+// frameBudget is the most a frame of batched messages may carry: well under
+// the transport's default 16 MiB limit.
+const frameBudget = 8 << 20
+
+// messageSize estimates m's encoded size.
+func messageSize(m *Message) int {
+	size := 96
+	for _, e := range m.Entries {
+		size += len(e.Payload) + 40
+	}
+	if m.State != nil {
+		for _, e := range m.State.Log {
+			size += len(e.Payload) + 40
+		}
+		for _, e := range m.State.Pending {
+			size += len(e.Payload) + 40
+		}
+	}
+	if m.Decision != nil {
+		for _, e := range m.Decision.Final {
+			size += len(e.Payload) + 40
+		}
+	}
+	return size
 }
 
 func (n *Node) send(to NodeID, msgs []Message) {
@@ -229,7 +265,10 @@ func (n *Node) send(to NodeID, msgs []Message) {
 		n.log.Error("encoding frame", "to", to, "error", err)
 		return
 	}
-	if err := n.tr.Send(uint64(to), b); err != nil {
+	switch err := n.tr.Send(uint64(to), b); {
+	case errors.Is(err, transport.ErrFrameTooLarge):
+		n.log.Error("frame over the transport's limit: raise it or lower MaxUnstableBytes/MaxPendingBytes", "to", to, "bytes", len(b))
+	case err != nil:
 		n.log.Debug("send failed", "to", to, "error", err)
 	}
 }
@@ -261,8 +300,12 @@ func (n *Node) event(id GroupID, g *Group, e Event) {
 		delete(n.groups, id)
 		n.known.Delete(id)
 		delete(n.contacts, id)
+		n.backlogSize -= len(n.backlog[id])
+		delete(n.backlog, id) // dropped: the group is gone
 		n.rewatch()
 		n.complete(id, EventLeft, nil)
+		// A Join still waiting (Leave undid it) ends too.
+		n.complete(id, EventInstall, ErrNotMember)
 	}
 	n.pushEvent(e)
 }

@@ -212,3 +212,48 @@ func TestNodeCloseEndsWaits(t *testing.T) {
 		t.Fatalf("Multicast after Close = %v, want ErrNodeClosed", err)
 	}
 }
+
+// A payload too large for a flush is refused at once; before, it was taken,
+// could never be framed, and wedged the group.
+func TestNodeRejectsOversizedPayload(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	nodes := bootstrapped(t, ctx, net, 1, 2)
+	if err := nodes[1].Multicast(ctx, grp, make([]byte, 1<<20+1)); !errors.Is(err, hwg.ErrTooLarge) {
+		t.Fatalf("oversized multicast: %v, want ErrTooLarge", err)
+	}
+	if err := nodes[1].Multicast(ctx, grp, []byte("small")); err != nil {
+		t.Fatal(err)
+	}
+	e := waitFor(t, ctx, nodes[2], "the small multicast", func(e hwg.Event) bool { return e.Type == hwg.EventDeliver })
+	if string(e.Payload) != "small" {
+		t.Fatalf("delivered %q", e.Payload)
+	}
+}
+
+// Leave undoes a Join still in progress: the Join returns rather than
+// waiting for a view that will not come.
+func TestNodeLeaveEndsPendingJoin(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	n := startNode(t, net, hwg.Process{Node: 1, Inc: 1})
+	errc := make(chan error, 1)
+	go func() { errc <- n.Join(ctx, grp, []hwg.NodeID{2}) }() // nobody answers
+	for {
+		if _, err := n.Info(ctx, grp); err == nil {
+			break // the join is under way
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := n.Leave(ctx, grp); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, hwg.ErrNotMember) {
+			t.Fatalf("Join after Leave = %v, want ErrNotMember", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Join still waiting after Leave")
+	}
+}

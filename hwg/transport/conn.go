@@ -78,6 +78,14 @@ func (c *conn) wake() {
 
 // close closes the connection once and detaches it from the transport.
 // Safe to call from any goroutine, any number of times.
+// abandon closes a connection whose reader never started, and marks that
+// reader finished: a connection adopted in its place waits for it (see
+// readLoop), and would otherwise wait forever.
+func (c *conn) abandon() {
+	c.close()
+	close(c.readDone)
+}
+
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		close(c.done)
@@ -227,6 +235,8 @@ func (c *conn) readLoop() {
 		// replaced has finished, so frames stay in order across the swap.
 		select {
 		case <-c.prevRead:
+		case <-c.done: // this connection was closed meanwhile
+			return
 		case <-c.t.ctx.Done():
 			c.close()
 			return

@@ -304,12 +304,12 @@ func (t *TCP) serveConn(nc net.Conn) {
 		return
 	}
 	if err := c.accept(); err != nil {
-		c.close()
+		c.abandon()
 		t.logRejected(c, err)
 		return
 	}
 	if err := t.start(c); err != nil {
-		c.close()
+		c.abandon()
 	}
 }
 
@@ -333,7 +333,7 @@ func (t *TCP) dial(ctx context.Context, addr string) (Peer, error) {
 		err = t.adopt(c)
 	}
 	if err != nil {
-		c.close()
+		c.abandon()
 		t.logRejected(c, err)
 		if errors.Is(err, errDuplicate) {
 			return c.peer, nil
@@ -341,7 +341,7 @@ func (t *TCP) dial(ctx context.Context, addr string) (Peer, error) {
 		return c.peer, err
 	}
 	if err := t.start(c); err != nil {
-		c.close()
+		c.abandon()
 		return c.peer, err
 	}
 	return c.peer, nil
