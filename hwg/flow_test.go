@@ -2,6 +2,7 @@ package hwg
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -98,5 +99,29 @@ func TestMulticastTooLarge(t *testing.T) {
 	c.tick(5)
 	if got := c.delivered(1, 1); len(got) != 1 {
 		t.Fatalf("delivered %v, want the one that was taken", got)
+	}
+}
+
+// Fast retransmit happens once per loss: the acks that resent Orders draw
+// must not trigger further resends until the member advances, or resends
+// and acks feed each other in a storm (found under load: gigabytes of
+// Orders).
+func TestFastRetransmitOncePerLoss(t *testing.T) {
+	c := newCluster(t, Config{RetransmitTicks: 1000}, procs(3)...)
+	c.drop = func(m Message) bool { return m.Type == MsgOrder && m.To.Node == 3 } // node 3 stays behind
+	for i := range 3 {
+		c.multicast(1, fmt.Sprint("m", i))
+		c.pump()
+	}
+	before := len(c.sentOf(MsgOrder))
+	for range 10 { // node 3 keeps acking seq 0
+		if err := c.g(1).Step(Message{Type: MsgAck, Group: testGroup, From: proc(3), To: proc(1), View: 1}); err != nil {
+			t.Fatal(err)
+		}
+		c.collect()
+	}
+	// Three entries fit one batch, so one episode is exactly one Order.
+	if resent := len(c.sentOf(MsgOrder)) - before; resent != 1 {
+		t.Fatalf("ten duplicate acks caused %d resent Orders, want 1 (one episode)", resent)
 	}
 }

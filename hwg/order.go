@@ -19,12 +19,16 @@ type coordinator struct {
 	parked []Entry
 	// dupAcks counts acks from a member that did not advance while it is
 	// behind what was sent: two in a row mean a lost Order, resent at once
-	// (fast retransmit) instead of at the next tick.
-	dupAcks map[Process]int
+	// (fast retransmit) instead of at the next tick. recovering marks a
+	// member resent to and not yet advanced: once per loss, as in TCP, or
+	// the acks of the resent Orders would trigger resends in a storm.
+	dupAcks    map[Process]int
+	recovering map[Process]bool
 }
 
 func newCoordinator(v View) *coordinator {
-	c := &coordinator{next: map[Process]uint64{}, acked: map[Process]uint64{}, knows: map[Process]uint64{}, dupAcks: map[Process]int{}}
+	c := &coordinator{next: map[Process]uint64{}, acked: map[Process]uint64{}, knows: map[Process]uint64{},
+		dupAcks: map[Process]int{}, recovering: map[Process]bool{}}
 	for _, p := range v.Members {
 		c.next[p] = 1
 		c.acked[p] = 0
@@ -176,10 +180,10 @@ func (g *Group) onAck(m Message) error {
 	c := g.co
 	switch {
 	case m.Seq > c.acked[m.From]:
-		c.acked[m.From], c.dupAcks[m.From] = m.Seq, 0
-	case m.Seq < c.batchFrom:
+		c.acked[m.From], c.dupAcks[m.From], c.recovering[m.From] = m.Seq, 0, false
+	case m.Seq < c.batchFrom && !c.recovering[m.From]:
 		if c.dupAcks[m.From]++; c.dupAcks[m.From] >= 2 {
-			c.dupAcks[m.From] = 0
+			c.dupAcks[m.From], c.recovering[m.From] = 0, true
 			g.resend(m.From)
 		}
 	}
