@@ -101,23 +101,8 @@ func runClusterNode() error {
 }
 
 func traceLine(self hwg.Process, e hwg.Event) []byte {
-	ev := proptest.Event{T: uint64(e.At.UnixNano()), Node: uint64(self.Node), Inc: self.Inc, Group: string(e.Group), View: uint64(e.View.ID)}
-	switch e.Type {
-	case hwg.EventInstall:
-		ev.Ev = proptest.EvInstall
-		for _, m := range e.View.Members {
-			ev.Members, ev.Incs = append(ev.Members, uint64(m.Node)), append(ev.Incs, m.Inc)
-		}
-		for _, m := range e.Left {
-			ev.Left = append(ev.Left, uint64(m.Node))
-		}
-	case hwg.EventSend:
-		ev.Ev, ev.Msg = proptest.EvSend, e.Msg.String()
-	case hwg.EventDeliver:
-		ev.Ev, ev.Msg, ev.From = proptest.EvDeliver, e.Msg.String(), uint64(e.Msg.Sender.Node)
-	case hwg.EventLeft:
-		ev.Ev = proptest.EvLeave
-	default:
+	ev, ok := proptest.FromHWG(self, e, uint64(e.At.UnixNano()))
+	if !ok {
 		return nil
 	}
 	b, _ := json.Marshal(ev)

@@ -159,8 +159,9 @@ func (n *Node) tick() {
 		}
 		g.Tick()
 	}
-	// Every frame is a heartbeat; send a bare one only where nothing else
-	// is going this round.
+	// Every frame is a heartbeat, yet a bare one goes to every watched peer
+	// even if a frame just went: probes of lagging members ride on bare
+	// heartbeats only (see receive), so they cannot be skipped under load.
 	n.retryBacklog()
 	n.flush()
 	for _, to := range heartbeats {
@@ -222,11 +223,12 @@ func (n *Node) flush() {
 		// the budget (each message alone fits: see Config.MaxPendingBytes).
 		start, size := 0, 0
 		for i := range msgs {
-			if m := messageSize(&msgs[i]); size+m > frameBudget && i > start {
+			m := messageSize(&msgs[i])
+			if size+m > frameBudget && i > start {
 				n.send(to, msgs[start:i])
 				start, size = i, 0
 			}
-			size += messageSize(&msgs[i])
+			size += m
 		}
 		n.send(to, msgs[start:])
 		delete(n.outbox, to)

@@ -330,7 +330,10 @@ func (s *Sim) delay() uint64 {
 }
 
 func (s *Sim) record(n *simNode, e hwg.Event) {
-	base := Event{T: uint64(s.stats.Steps), Node: uint64(n.id), Inc: n.inc, Group: string(e.Group), View: uint64(e.View.ID)}
+	ev, traced := FromHWG(n.self(), e, uint64(s.stats.Steps))
+	if traced {
+		s.trace.Append(ev)
+	}
 	switch e.Type {
 	case hwg.EventInstall:
 		n.epoch++
@@ -338,35 +341,22 @@ func (s *Sim) record(n *simNode, e hwg.Event) {
 			s.top = e.View.Clone()
 		}
 		s.stats.Installs++
-		base.Ev = EvInstall
-		for _, m := range e.View.Members {
-			base.Members = append(base.Members, uint64(m.Node))
-			base.Incs = append(base.Incs, m.Inc)
-		}
-		for _, m := range e.Left {
-			base.Left = append(base.Left, uint64(m.Node))
-		}
-		s.trace.Append(base)
 	case hwg.EventSend:
 		s.stats.Sent++
-		base.Ev, base.Msg = EvSend, e.Msg.String()
-		s.payloads[base.Msg] = string(e.Payload)
-		s.trace.Append(base)
+		s.payloads[ev.Msg] = string(e.Payload)
 		if e.View.ID == s.finalView && len(e.Payload) > 5 && string(e.Payload[:5]) == "final" {
-			s.finalIDs = append(s.finalIDs, base.Msg)
+			s.finalIDs = append(s.finalIDs, ev.Msg)
 		}
 	case hwg.EventDeliver:
 		s.stats.Delivered++
-		base.Ev, base.Msg, base.From = EvDeliver, e.Msg.String(), uint64(e.Msg.Sender.Node)
-		if sent, ok := s.payloads[base.Msg]; ok && sent != string(e.Payload) {
-			s.violation("payload-integrity", fmt.Sprintf("node %v delivered %s with payload %q, sent %q", n.self(), base.Msg, e.Payload, sent))
+		if sent, ok := s.payloads[ev.Msg]; ok && sent != string(e.Payload) {
+			s.violation("payload-integrity", fmt.Sprintf("node %v delivered %s with payload %q, sent %q", n.self(), ev.Msg, e.Payload, sent))
 		}
-		s.trace.Append(base)
 		if s.finalGot != nil && e.View.ID == s.finalView {
 			if s.finalGot[n.id] == nil {
 				s.finalGot[n.id] = map[string]bool{}
 			}
-			s.finalGot[n.id][base.Msg] = true
+			s.finalGot[n.id][ev.Msg] = true
 		}
 	case hwg.EventBlock:
 		if s.opts.ManualBlockOK {
@@ -376,8 +366,6 @@ func (s *Sim) record(n *simNode, e hwg.Event) {
 		}
 	case hwg.EventLeft:
 		s.stats.Leaves++
-		base.Ev = EvLeave
-		s.trace.Append(base)
 		n.member = false
 		if s.healed {
 			// After the heal every node belongs in the group.

@@ -285,3 +285,21 @@ func ctxT(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// connectAll tells every node every other's address and gets frame through
+// between every pair.
+func connectAll(t *testing.T, nodes []*node, frame string) {
+	t.Helper()
+	for _, x := range nodes {
+		for _, y := range nodes {
+			x.AddPeer(y.Self().Node, y.Addr())
+		}
+	}
+	for _, x := range nodes {
+		for _, y := range nodes {
+			if x != y {
+				sendUntil(t, x, y.Self().Node, frame, y)
+			}
+		}
+	}
+}

@@ -64,20 +64,9 @@ func TestTCPTwoNodes(t *testing.T) {
 
 func TestTCPThreeNodes(t *testing.T) {
 	nodes := []*node{newNode(t, 1, 1, nil), newNode(t, 2, 1, nil), newNode(t, 3, 1, nil)}
-	for _, x := range nodes {
-		for _, y := range nodes {
-			x.AddPeer(y.Self().Node, y.Addr())
-		}
-	}
 	// Connect every pair first: frames may be lost while two nodes race
 	// to dial each other (TestTCPSimultaneousDialKeepsOneConnection).
-	for _, x := range nodes {
-		for _, y := range nodes {
-			if x != y {
-				sendUntil(t, x, y.Self().Node, "ping", y)
-			}
-		}
-	}
+	connectAll(t, nodes, "ping")
 	for _, x := range nodes {
 		waitFor(t, "two connections per node", func() bool { return x.ConnCount() == 2 && x.connections() == 2 })
 		drain(x)
@@ -536,18 +525,7 @@ func TestTCPCloseReleasesGoroutines(t *testing.T) {
 			}
 		}))
 	}
-	for _, x := range nodes {
-		for _, y := range nodes {
-			x.AddPeer(y.Self().Node, y.Addr())
-		}
-	}
-	for _, x := range nodes {
-		for _, y := range nodes {
-			if x != y {
-				sendUntil(t, x, y.Self().Node, "hi", y)
-			}
-		}
-	}
+	connectAll(t, nodes, "hi")
 	// A connection mid-handshake and one that is just idle.
 	rawDial(t, nodes[0].Addr(), []byte("\x00\x00"))
 	rawDial(t, nodes[1].Addr(), nil)

@@ -1,0 +1,30 @@
+package proptest
+
+import "github.com/lwgkit/lwgkit/hwg"
+
+// FromHWG turns an event of process p into a trace event at step t. It
+// reports false for events the trace does not record (Block, Excluded).
+// The simulator uses it, and so can anyone tracing real nodes: stamp t
+// with hwg.Event.At to merge the traces of several processes.
+func FromHWG(p hwg.Process, e hwg.Event, t uint64) (Event, bool) {
+	ev := Event{T: t, Node: uint64(p.Node), Inc: p.Inc, Group: string(e.Group), View: uint64(e.View.ID)}
+	switch e.Type {
+	case hwg.EventInstall:
+		ev.Ev = EvInstall
+		for _, m := range e.View.Members {
+			ev.Members, ev.Incs = append(ev.Members, uint64(m.Node)), append(ev.Incs, m.Inc)
+		}
+		for _, m := range e.Left {
+			ev.Left = append(ev.Left, uint64(m.Node))
+		}
+	case hwg.EventSend:
+		ev.Ev, ev.Msg = EvSend, e.Msg.String()
+	case hwg.EventDeliver:
+		ev.Ev, ev.Msg, ev.From = EvDeliver, e.Msg.String(), uint64(e.Msg.Sender.Node)
+	case hwg.EventLeft:
+		ev.Ev = EvLeave
+	default:
+		return Event{}, false
+	}
+	return ev, true
+}
