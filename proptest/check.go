@@ -37,6 +37,8 @@ const (
 	nameInitialView       = "initial-view"
 	nameViewAgreement     = "view-agreement"
 	namePrimaryComponent  = "primary-component"
+	nameLWGCarrier        = "lwg-carrier"
+	nameOneCarrier        = "one-carrier"
 	nameDeliveryIntegrity = "delivery-integrity"
 	nameNoDuplication     = "no-duplication"
 	nameSendingView       = "sending-view"
@@ -53,11 +55,13 @@ func Checkers() []Checker {
 		{nameLocalMonotonicity, "per process and group, installed view ids strictly increase", checkLocalMonotonicity},
 		{nameInitialView, "sends and deliveries happen in the process's latest installed view of the group", checkInitialView},
 		{nameViewAgreement, "all installs of a (group, view) carry the same membership", checkViewAgreement},
-		{namePrimaryComponent, "view v+1 keeps a majority of view v, counting members that left voluntarily", checkPrimaryComponent},
+		{namePrimaryComponent, "in groups other than LWGs (ids not beginning l/), view v+1 keeps a majority of view v, counting members that left voluntarily", checkPrimaryComponent},
+		{nameLWGCarrier, "every LWG install names hwg and hwgview, and the installing process's latest installed view of hwg is hwgview and contains every member of the LWG view", checkLWGCarrier},
+		{nameOneCarrier, "all installs of an LWG view name the same hwg; a process sends and delivers in an LWG only while its latest install of the carrier named by its latest LWG install is that install's hwgview, and it has not left the carrier since", checkOneCarrier},
 		{nameDeliveryIntegrity, "every delivery matches an earlier send of the same message, group and sender", checkDeliveryIntegrity},
 		{nameNoDuplication, "a message is sent once and delivered at most once per process", checkNoDuplication},
 		{nameSendingView, "a message is delivered in the view it was sent in", checkSendingView},
-		{nameVirtualSynchrony, "processes moving together from v to v+1 delivered the same messages in v, including their own", checkVirtualSynchrony},
+		{nameVirtualSynchrony, "processes moving together from view v to the next view (v+1; for an LWG, the next view id anyone installed) delivered the same messages in v, including their own", checkVirtualSynchrony},
 		{nameFIFO, "each process delivers a prefix of each sender's sends in a view, in send order", checkFIFO},
 		{nameTotalOrder, "per group, the union of all processes' delivery orders is acyclic", checkTotalOrder},
 		{nameLiveness, "after a heal, live processes converge on one final view and deliver all of its messages", checkLiveness},

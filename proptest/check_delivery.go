@@ -93,10 +93,12 @@ type epoch struct {
 	sent      []string
 }
 
-// survivor is an epoch that ended with the process installing the next view.
+// survivor is an epoch that ended with the process installing the next view
+// of the group (see nextView).
 type survivor struct {
 	p     proc
 	t     uint64 // step of the install of the next view
+	next  uint64 // the next view
 	epoch *epoch
 }
 
@@ -105,15 +107,16 @@ func checkVirtualSynchrony(tr []Event) []Violation {
 	cur := make(map[procGroup]*epoch)
 	groupsOf := make(map[proc][]string) // groups with an open epoch, to close on crash
 	survivors := make(map[groupView][]survivor)
+	succ := lwgSuccessors(tr)
 	for i := range tr {
 		e := &tr[i]
 		k := procGroup{e.proc(), e.Group}
 		switch e.Ev {
 		case EvInstall:
 			if ep, ok := cur[k]; ok {
-				if e.View == ep.view+1 {
+				if next, ok := nextView(succ, e.Group, ep.view); ok && e.View == next {
 					gv := groupView{e.Group, ep.view}
-					survivors[gv] = append(survivors[gv], survivor{k.p, e.T, ep})
+					survivors[gv] = append(survivors[gv], survivor{k.p, e.T, next, ep})
 				}
 			} else {
 				groupsOf[k.p] = append(groupsOf[k.p], e.Group)
@@ -160,7 +163,7 @@ func checkVirtualSynchrony(tr []Event) []Violation {
 					}
 				}
 				r.put(gv.group, s.t, fmt.Sprintf("%s moved from view %d to %d without delivering %s, delivered in view %d by %s",
-					s.p, gv.view, gv.view+1, listIDs(missed), gv.view, union[missed[0]]))
+					s.p, gv.view, s.next, listIDs(missed), gv.view, union[missed[0]]))
 			}
 			var own []string
 			for _, m := range s.epoch.sent {
@@ -170,7 +173,7 @@ func checkVirtualSynchrony(tr []Event) []Violation {
 			}
 			if len(own) > 0 {
 				r.add(gv.group, s.t, "%s moved from view %d to %d without delivering its own messages %s",
-					s.p, gv.view, gv.view+1, listIDs(own))
+					s.p, gv.view, s.next, listIDs(own))
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,12 @@ func (b *builder) installAll(g string, v uint64, ps ...proc) {
 	for _, p := range ps {
 		b.install(p, g, v, members...)
 	}
+}
+
+// installLWG has p install view v of LWG lg on carrier view hv of HWG hg;
+// incs may be nil.
+func (b *builder) installLWG(p proc, lg string, v uint64, hg string, hv uint64, members, incs []uint64) {
+	b.add(Event{Node: p.node, Inc: p.inc, Ev: EvInstall, Group: lg, View: v, Members: members, Incs: incs, HWG: hg, HWGView: hv})
 }
 
 func (b *builder) send(p proc, g string, v uint64, msg string) {
@@ -145,7 +152,7 @@ func TestGoodTrace(t *testing.T) {
 
 func TestCheckersStable(t *testing.T) {
 	want := []string{"self-inclusion", "local-monotonicity", "initial-view", "view-agreement",
-		"primary-component", "delivery-integrity", "no-duplication", "sending-view",
+		"primary-component", "lwg-carrier", "one-carrier", "delivery-integrity", "no-duplication", "sending-view",
 		"virtual-synchrony", "fifo", "total-order", "liveness"}
 	var got []string
 	for _, c := range Checkers() {
@@ -211,6 +218,54 @@ func TestViolations(t *testing.T) {
 			b.installIncs(p1, g, 1, []uint64{1, 2, 3}, []uint64{1, 1, 1})
 			b.installIncs(p1, g, 2, []uint64{1, 2, 3}, []uint64{1, 2, 2})
 		}},
+		{"LWG install names no carrier", nameLWGCarrier, true, func(b *builder) {
+			b.installAll(g, 1, p1)
+			b.install(p1, "l/a", 1, 1)
+		}},
+		{"LWG install names no carrier view", nameLWGCarrier, true, func(b *builder) {
+			b.installAll(g, 1, p1)
+			b.installLWG(p1, "l/a", 1, g, 0, []uint64{1}, nil)
+		}},
+		{"carrier never installed", nameLWGCarrier, true, func(b *builder) {
+			b.installAll(g, 1, p1)
+			b.installLWG(p1, "l/a", 1, "h/9", 1, []uint64{1}, nil)
+		}},
+		{"carrier view is not the latest", nameLWGCarrier, true, func(b *builder) {
+			b.installAll(g, 1, p1, p2)
+			b.installAll(g, 2, p1, p2)
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+		}},
+		{"LWG member outside the carrier view", nameLWGCarrier, true, func(b *builder) {
+			b.installAll(g, 1, p1, p2)
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2, 3}, nil)
+			b.installLWG(p2, "l/a", 1, g, 1, []uint64{1, 2, 3}, nil)
+		}},
+		{"LWG member's incarnation outside the carrier view", nameLWGCarrier, true, func(b *builder) {
+			b.installIncs(p1, g, 1, []uint64{1, 2}, []uint64{1, 1})
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, []uint64{1, 2})
+		}},
+		{"two carriers for one LWG view", nameOneCarrier, true, func(b *builder) {
+			b.installAll(g, 1, p1, p2)
+			b.installAll("h/2", 1, p1, p2)
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.installLWG(p2, "l/a", 1, "h/2", 1, []uint64{1, 2}, nil)
+		}},
+		{"LWG send after the carrier moved on", nameOneCarrier, true, func(b *builder) {
+			b.installAll(g, 1, p1, p2)
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.installLWG(p2, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.installAll(g, 2, p1, p2)
+			b.send(p1, "l/a", 1, "a")
+		}},
+		{"LWG delivery after leaving the carrier", nameOneCarrier, true, func(b *builder) {
+			b.installAll(g, 1, p1, p2, p3)
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.installLWG(p2, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.send(p1, "l/a", 1, "a")
+			b.deliver(p1, "l/a", 1, "a", 1)
+			b.leave(p2, g, 1)
+			b.deliver(p2, "l/a", 1, "a", 1)
+		}},
 		{"never sent", nameDeliveryIntegrity, true, func(b *builder) {
 			b.installAll(g, 1, p1, p2)
 			b.deliver(p2, g, 1, "x", 1)
@@ -255,6 +310,18 @@ func TestViolations(t *testing.T) {
 			b.deliver(p1, g, 1, "m", 3)
 			b.crash(p3)
 			b.installAll(g, 2, p1, p2)
+		}},
+		{"LWG survivors disagree across a gap in view ids", nameVirtualSynchrony, true, func(b *builder) {
+			b.installAll(g, 1, p1, p2, p3)
+			for _, p := range []proc{p1, p2, p3} {
+				b.installLWG(p, "l/a", 2, g, 1, []uint64{1, 2, 3}, nil)
+			}
+			b.send(p3, "l/a", 2, "m")
+			b.deliver(p1, "l/a", 2, "m", 3)
+			b.crash(p3)
+			b.installAll(g, 2, p1, p2)
+			b.installLWG(p1, "l/a", 5, g, 2, []uint64{1, 2}, nil)
+			b.installLWG(p2, "l/a", 5, g, 2, []uint64{1, 2}, nil)
 		}},
 		{"own message lost", nameVirtualSynchrony, true, func(b *builder) {
 			b.installAll(g, 1, p1, p2)
@@ -587,4 +654,173 @@ func checkerByName(t *testing.T, name string) Checker {
 	}
 	t.Fatalf("no checker %q", name)
 	return Checker{}
+}
+
+// lwgTrace is a correct run with two LWGs on one HWG: LWG view ids skip
+// values; a crash leaves l/a with a minority of its previous view, which is
+// legal because the carrier keeps the majority; a restarted incarnation
+// rejoins the HWG and then l/a.
+func lwgTrace() Trace {
+	ps := []proc{{1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}}
+	p4, p5 := ps[3], ps[4]
+	var b builder
+	b.installAll(g, 1, ps...)
+	for _, p := range ps[:3] {
+		b.installLWG(p, "l/a", 3, g, 1, []uint64{1, 2, 3}, nil)
+	}
+	for _, p := range ps[3:] {
+		b.installLWG(p, "l/b", 1, g, 1, []uint64{4, 5}, nil)
+	}
+	b.send(p1, "l/a", 3, "a1")
+	b.deliverAll("l/a", 3, "a1", 1, p1, p2, p3)
+	b.send(p4, "l/b", 1, "b1")
+	b.deliverAll("l/b", 1, "b1", 4, p4, p5)
+
+	b.crash(p2)
+	b.crash(p3)
+	b.installAll(g, 2, p1, p4, p5)
+	b.installLWG(p1, "l/a", 7, g, 2, []uint64{1}, nil)
+	b.installLWG(p4, "l/b", 2, g, 2, []uint64{4, 5}, nil)
+	b.installLWG(p5, "l/b", 2, g, 2, []uint64{4, 5}, nil)
+	b.send(p1, "l/a", 7, "a2")
+	b.deliver(p1, "l/a", 7, "a2", 1)
+
+	b.heal()
+	p2b := proc{2, 2}
+	for _, p := range []proc{p1, p2b, p4, p5} {
+		b.installIncs(p, g, 3, []uint64{1, 2, 4, 5}, []uint64{1, 2, 1, 1})
+	}
+	for _, p := range []proc{p1, p2b} {
+		b.installLWG(p, "l/a", 9, g, 3, []uint64{1, 2}, []uint64{1, 2})
+	}
+	b.installLWG(p4, "l/b", 3, g, 3, []uint64{4, 5}, nil)
+	b.installLWG(p5, "l/b", 3, g, 3, []uint64{4, 5}, nil)
+	b.send(p2b, "l/a", 9, "a3")
+	b.deliverAll("l/a", 9, "a3", 2, p1, p2b)
+	b.send(p5, "l/b", 3, "b2")
+	b.deliverAll("l/b", 3, "b2", 5, p4, p5)
+	return b.tr
+}
+
+func TestLWGTrace(t *testing.T) {
+	tr := lwgTrace()
+	expectClean(t, tr)
+	// The trace does exercise primary-component's exemption: as an HWG with
+	// consecutive view ids, l/a's step from [1 2 3] to [1] is a violation.
+	hw := slices.Clone(tr)
+	renumber := map[uint64]uint64{3: 1, 7: 2, 9: 3}
+	for i := range hw {
+		if hw[i].Group == "l/a" {
+			hw[i].Group, hw[i].View, hw[i].HWG, hw[i].HWGView = "h/a", renumber[hw[i].View], "", 0
+		}
+	}
+	if vs := checkerByName(t, namePrimaryComponent).Check(hw); len(vs) != 1 || vs[0].Group != "h/a" {
+		t.Errorf("primary-component on l/a renamed h/a: got %v, want one violation", vs)
+	}
+}
+
+// TestPrimaryComponentIgnoresLWGs: the same minority successor is a
+// violation in an HWG and legal in an LWG.
+func TestPrimaryComponentIgnoresLWGs(t *testing.T) {
+	build := func(group string) []Event {
+		var b builder
+		b.installAll(group, 1, p1, p2, p3)
+		b.installAll(group, 2, p1)
+		return b.tr
+	}
+	check := checkerByName(t, namePrimaryComponent).Check
+	if vs := check(build("h/x")); len(vs) != 1 || vs[0].Group != "h/x" {
+		t.Errorf("h/x: got %v, want one violation", vs)
+	}
+	if vs := check(build("l/x")); len(vs) != 0 {
+		t.Errorf("l/x: got %v, want none", vs)
+	}
+}
+
+// TestLWGNearMisses: corrected versions of the lwg-carrier and one-carrier
+// negative tests are accepted by every checker.
+func TestLWGNearMisses(t *testing.T) {
+	tests := []struct {
+		name  string
+		build func(b *builder)
+	}{
+		{"LWG on the latest carrier view", func(b *builder) {
+			b.installAll(g, 1, p1, p2)
+			b.installAll(g, 2, p1, p2)
+			b.installLWG(p1, "l/a", 1, g, 2, []uint64{1, 2}, nil)
+		}},
+		{"LWG incarnations match the carrier's", func(b *builder) {
+			b.installIncs(p1, g, 1, []uint64{1, 2}, []uint64{1, 2})
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, []uint64{1, 2})
+		}},
+		{"LWG without incs matches by node", func(b *builder) {
+			b.installIncs(p1, g, 1, []uint64{1, 2}, []uint64{1, 2})
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+		}},
+		{"carrier without incs matches by node", func(b *builder) {
+			b.installAll(g, 1, p1, p2)
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, []uint64{1, 7})
+		}},
+		{"successive LWG views on different carriers", func(b *builder) {
+			b.installAll(g, 1, p1, p2)
+			b.installAll("h/2", 1, p1, p2)
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.installLWG(p2, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.installLWG(p1, "l/a", 4, "h/2", 1, []uint64{1, 2}, nil)
+			b.installLWG(p2, "l/a", 4, "h/2", 1, []uint64{1, 2}, nil)
+		}},
+		{"LWG reinstalled on the carrier's new view before sending", func(b *builder) {
+			b.installAll(g, 1, p1, p2)
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.installLWG(p2, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.installAll(g, 2, p1, p2)
+			b.installLWG(p1, "l/a", 2, g, 2, []uint64{1, 2}, nil)
+			b.installLWG(p2, "l/a", 2, g, 2, []uint64{1, 2}, nil)
+			b.send(p1, "l/a", 2, "a")
+			b.deliverAll("l/a", 2, "a", 1, p1, p2)
+		}},
+		{"LWG delivery before leaving the carrier", func(b *builder) {
+			b.installAll(g, 1, p1, p2, p3)
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.installLWG(p2, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.send(p1, "l/a", 1, "a")
+			b.deliverAll("l/a", 1, "a", 1, p1, p2)
+			b.leave(p2, g, 1)
+		}},
+		{"carrier left, then rejoined and LWG reinstalled", func(b *builder) {
+			b.installAll(g, 1, p1, p2, p3)
+			b.installLWG(p2, "l/a", 1, g, 1, []uint64{2}, nil)
+			b.leave(p2, g, 1)
+			b.add(Event{Node: 1, Inc: 1, Ev: EvInstall, Group: g, View: 2, Members: []uint64{1, 3}, Left: []uint64{2}})
+			b.add(Event{Node: 3, Inc: 1, Ev: EvInstall, Group: g, View: 2, Members: []uint64{1, 3}, Left: []uint64{2}})
+			b.installAll(g, 3, p1, p2, p3)
+			b.installLWG(p2, "l/a", 2, g, 3, []uint64{2}, nil)
+			b.send(p2, "l/a", 2, "a")
+			b.deliver(p2, "l/a", 2, "a", 2)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b builder
+			tc.build(&b)
+			expectClean(t, b.tr)
+		})
+	}
+}
+
+// TestVirtualSynchronyLWGNextView: an LWG's next view is the next id anyone
+// installed, and the report names it.
+func TestVirtualSynchronyLWGNextView(t *testing.T) {
+	var b builder
+	b.installAll(g, 1, p1, p2)
+	b.installLWG(p1, "l/a", 2, g, 1, []uint64{1, 2}, nil)
+	b.installLWG(p2, "l/a", 2, g, 1, []uint64{1, 2}, nil)
+	b.send(p1, "l/a", 2, "m")
+	b.installAll(g, 2, p1, p2)
+	b.installLWG(p1, "l/a", 6, g, 2, []uint64{1, 2}, nil)
+	b.installLWG(p2, "l/a", 6, g, 2, []uint64{1, 2}, nil)
+	vs := expectOnly(t, b.tr, nameVirtualSynchrony, true)
+	if len(vs) != 1 || !strings.Contains(vs[0].Detail, "n1.i1 moved from view 2 to 6 without delivering its own messages m") {
+		t.Errorf("got %v, want n1.i1's own message m lost between views 2 and 6", vs)
+	}
 }

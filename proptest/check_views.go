@@ -80,12 +80,20 @@ func checkViewAgreement(tr []Event) []Violation {
 	return r.result()
 }
 
+// checkPrimaryComponent applies to every group but LWGs. An LWG view need
+// not keep a majority of its predecessor: the carrier HWG is the primary
+// component, and when a member crashes the LWG keeps the old members that
+// are in the new HWG view, however few. HWG view ids are consecutive, so the
+// successor of view v is v+1.
 func checkPrimaryComponent(tr []Event) []Violation {
 	r := reporter{name: namePrimaryComponent}
 	first := make(map[groupView]int)      // first install of each view
 	leavers := make(map[groupView][]proc) // processes that left from each view
 	for i := range tr {
 		e := &tr[i]
+		if isLWG(e.Group) {
+			continue
+		}
 		switch e.Ev {
 		case EvInstall:
 			if _, ok := first[groupView{e.Group, e.View}]; !ok {

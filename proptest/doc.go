@@ -48,12 +48,29 @@
 // # Checkers
 //
 // CheckAll runs every checker: self-inclusion, local-monotonicity,
-// initial-view, view-agreement, primary-component, delivery-integrity,
-// no-duplication, sending-view, virtual-synchrony (with self-delivery),
-// fifo, total-order (no cycle in the union of all processes' delivery
-// orders, not merely pairwise agreement) and liveness (after a heal, every
-// live node ends in one view with all of them and delivers everything sent
-// in it). Each checker has a negative test that feeds it a trace breaking
-// exactly its property. Traces from real processes, written in the same
-// schema, are checked the same way.
+// initial-view, view-agreement, primary-component (HWGs only),
+// lwg-carrier, one-carrier, delivery-integrity, no-duplication,
+// sending-view, virtual-synchrony (with self-delivery), fifo, total-order
+// (no cycle in the union of all processes' delivery orders, not merely
+// pairwise agreement) and liveness (after a heal, every live node ends in
+// one view with all of them and delivers everything sent in it). Each
+// checker has a negative test that feeds it a trace breaking exactly its
+// property. Traces from real processes, written in the same schema, are
+// checked the same way.
+//
+// The per-group checkers treat LWGs (ids beginning l/) like HWGs, with two
+// differences. LWG view ids increase but may skip values, so where a checker
+// needs the view after v (virtual-synchrony) an LWG's is the next higher id
+// any process installed, where an HWG's is v+1. And primary-component skips
+// LWGs: the carrier HWG is the primary component, and when a member crashes
+// an LWG keeps the old members that are in the new HWG view, however few.
+// Two checkers tie LWGs to their carriers. lwg-carrier: every LWG install
+// names "hwg" and "hwgview", and at that point the installing process's
+// latest installed view of hwg is hwgview and contains every member of the
+// LWG view (by node, and by incarnation when both installs name them).
+// one-carrier: all installs of one LWG view name the same hwg, and a process
+// sends and delivers in an LWG only while its latest install of the carrier
+// named by its latest install of the LWG is that install's hwgview and it
+// has not left the carrier since; so every change of the carrier's view
+// must be followed by a new LWG view before the LWG is used again.
 package proptest
