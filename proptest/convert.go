@@ -1,6 +1,9 @@
 package proptest
 
-import "github.com/lwgkit/lwgkit/hwg"
+import (
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
+)
 
 // FromHWG turns an event of process p into a trace event at step t. It
 // reports false for events the trace does not record (Block, Excluded).
@@ -22,6 +25,32 @@ func FromHWG(p hwg.Process, e hwg.Event, t uint64) (Event, bool) {
 	case hwg.EventDeliver:
 		ev.Ev, ev.Msg, ev.From = EvDeliver, e.Msg.String(), uint64(e.Msg.Sender.Node)
 	case hwg.EventLeft:
+		ev.Ev = EvLeave
+	default:
+		return Event{}, false
+	}
+	return ev, true
+}
+
+// FromLWG turns an LWG event of process p into a trace event at step t. It
+// reports false for events the trace does not record (Block, Excluded).
+// Message ids are the payloads, which the caller must make unique.
+func FromLWG(p hwg.Process, e lwg.Event, t uint64) (Event, bool) {
+	ev := Event{T: t, Node: uint64(p.Node), Inc: p.Inc, Group: string(e.LWG), View: e.View.ID}
+	switch e.Type {
+	case lwg.EventInstall:
+		ev.Ev, ev.HWG, ev.HWGView = EvInstall, string(e.HWG), uint64(e.HWGView)
+		for _, m := range e.View.Members {
+			ev.Members, ev.Incs = append(ev.Members, uint64(m.Node)), append(ev.Incs, m.Inc)
+		}
+		for _, m := range e.Left {
+			ev.Left = append(ev.Left, uint64(m.Node))
+		}
+	case lwg.EventSend:
+		ev.Ev, ev.Msg = EvSend, string(e.Payload)
+	case lwg.EventDeliver:
+		ev.Ev, ev.Msg, ev.From = EvDeliver, string(e.Payload), uint64(e.From.Node)
+	case lwg.EventLeft:
 		ev.Ev = EvLeave
 	default:
 		return Event{}, false

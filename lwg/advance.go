@@ -1,0 +1,217 @@
+package lwg
+
+import (
+	"slices"
+
+	"github.com/lwgkit/lwgkit/hwg"
+)
+
+// advance moves every request in progress as far as the local state allows:
+// joins and leaves through the directory and their carrier, switches, and
+// the acknowledgements and announcements a switch waits on. It runs after
+// every input. Everything it sends is guarded by an in-flight flag that the
+// request's own delivery clears, so it never sends twice what is in flight.
+func (c *Core) advance() {
+	if !c.dir.synced {
+		return
+	}
+	seen := make(map[ID]bool, len(c.order))
+	live := c.order[:0]
+	for _, l := range c.order {
+		in := c.intents[l]
+		if in == nil || seen[l] {
+			continue
+		}
+		seen[l] = true
+		if in.leave {
+			c.advanceLeave(l, in)
+		} else {
+			c.advanceJoin(l, in)
+		}
+		if c.intents[l] != nil {
+			live = append(live, l)
+		}
+	}
+	c.order = live
+	for _, l := range sortedKeys(c.switches) {
+		c.advanceSwitch(l, c.switches[l])
+	}
+	for _, l := range sortedKeys(c.pendingEP) {
+		delete(c.pendingEP, l)
+		ep := c.eps[l]
+		switch {
+		case ep == nil:
+		case ep.awaitAdopt:
+			c.pendingEP[l] = true // until the install
+			c.advanceAdopt(ep)
+		case ep.held:
+			c.sendFlushOK(ep) // marks it pending again if it must wait
+		}
+	}
+}
+
+func (c *Core) advanceJoin(l ID, in *intent) {
+	if c.eps[l] != nil {
+		delete(c.intents, l)
+		return
+	}
+	b, ok := c.dir.lwgs[l]
+	if !ok || !c.dir.alive(b.HWG) {
+		// Unbound, or its carrier died with every member: bind it (again);
+		// a bind names the version it replaces, so one of many wins.
+		if !in.bindSent {
+			c.ctl(c.cfg.Directory, kBind, item{LWG: l, Ver: b.Ver, Group: c.cfg.Place(l)})
+			in.bindSent = true
+		}
+		return
+	}
+	h := b.HWG
+	// Follow moves the local directory copy has not caught up with.
+	for range 8 {
+		car := c.carriers[h]
+		if car == nil || !car.synced {
+			c.needCarrier(h)
+			return
+		}
+		g, ok := car.gone[l]
+		if !ok || g.To == "" {
+			break
+		}
+		h = g.To
+	}
+	car := c.carriers[h]
+	c.pin(car)
+	if e := car.entries[l]; e != nil && e.Fl != nil && e.Fl.To != "" {
+		return // switching: join on the new carrier
+	}
+	if in.joinOn == "" {
+		c.ctl(h, kJoin, item{LWG: l, Ver: b.Ver})
+		in.joinOn = h
+	}
+}
+
+func (c *Core) advanceLeave(l ID, in *intent) {
+	ep := c.eps[l]
+	if ep == nil {
+		if in.joinOn == "" {
+			delete(c.intents, l)
+		}
+		return // a join still in flight completes first, then leaves
+	}
+	if ep.awaitAdopt {
+		return
+	}
+	if e := c.carriers[ep.h].entries[l]; e != nil && e.Fl != nil && e.Fl.To != "" {
+		return
+	}
+	if in.leaveOn == "" {
+		c.ctl(ep.h, kLeave, item{LWG: l})
+		in.leaveOn = ep.h
+	}
+}
+
+func (c *Core) advanceSwitch(l ID, sw *switchReq) {
+	ep := c.eps[l]
+	if ep == nil {
+		delete(c.switches, l)
+		return
+	}
+	if ep.awaitAdopt {
+		return
+	}
+	h, ok := c.dir.bases[sw.base]
+	if !ok {
+		if !sw.bound {
+			c.ctl(c.cfg.Directory, kBind, item{Group: sw.base})
+			sw.bound = true
+		}
+		return
+	}
+	if h == ep.h {
+		delete(c.switches, l) // there already
+		return
+	}
+	c.needCarrier(h)
+	e := c.carriers[ep.h].entries[l]
+	if e == nil || e.Fl != nil || sw.sent {
+		return // wait for the flush in progress (perhaps the switch) to end
+	}
+	if sw.started != 0 && sw.started != e.View.ID {
+		sw.started = 0 // a carrier view change interrupted it: try again
+	}
+	if sw.started == 0 {
+		c.ctl(ep.h, kSwitch, item{LWG: l, View: e.View.ID, Group: h})
+		sw.sent = true
+	}
+}
+
+// advanceAdopt announces a switched LWG on its new carrier. The announcer
+// is the first member of the LWG's last view that is in the carrier's
+// current view, so a crash of the coordinator after the switch point hands
+// the duty on at the carrier's next view.
+func (c *Core) advanceAdopt(ep *endpoint) {
+	t := c.carriers[ep.h]
+	c.pin(t)
+	if !t.synced {
+		c.needCarrier(ep.h)
+		return
+	}
+	if ep.adoptSent {
+		return
+	}
+	for _, m := range ep.view.Members {
+		if t.view.Contains(m) {
+			if m == c.self {
+				c.send(ep.h, &control{Kind: kAdopt, Items: []item{{LWG: ep.id, View: ep.view.ID + 1, Members: slices.Clone(ep.view.Members)}}})
+				ep.adoptSent = true
+			}
+			return
+		}
+	}
+}
+
+// needCarrier makes this node a member of carrier h: register in the
+// directory, then join through the registered members (or bootstrap it, if
+// the directory made this process its creator).
+func (c *Core) needCarrier(h hwg.GroupID) {
+	car := c.carriers[h]
+	if car == nil {
+		car = newCarrier(c, h)
+		c.carriers[h] = car
+	}
+	c.pin(car)
+	if car.member {
+		return
+	}
+	if car.joining {
+		if car.joinTicks > c.cfg.JoinTimeoutTicks {
+			// The carrier may have died meanwhile: stop (EventLeft follows,
+			// which unregisters) and ask the directory again.
+			car.joining = false
+			c.act(Action{Type: ActLeave, Group: h})
+		}
+		return
+	}
+	rec := c.dir.carriers[h]
+	if rec == nil {
+		return
+	}
+	if rec.Creator == c.self && !c.booted[h] {
+		c.booted[h] = true
+		car.joining, car.joinTicks = true, 0
+		c.act(Action{Type: ActBootstrap, Group: h, Members: []hwg.Process{c.self}})
+		return
+	}
+	if !rec.has(c.self) {
+		if !car.regSent {
+			c.send(c.cfg.Directory, &control{Kind: kReg, Group: h})
+			car.regSent = true
+		}
+		return
+	}
+	car.joining, car.joinTicks = true, 0
+	c.act(Action{Type: ActJoin, Group: h, Contacts: nodesOf(rec.Regs, c.self.Node)})
+}
+
+// pin marks car as needed now, which postpones its lazy leave.
+func (c *Core) pin(car *carrier) { car.pinned = c.ticks }

@@ -1,0 +1,64 @@
+package lwg
+
+import (
+	"fmt"
+
+	"github.com/lwgkit/lwgkit/hwg"
+)
+
+// Placement names the HWG an LWG is created on: a base name the directory
+// resolves to a live carrier ("h/shared" resolves to "h/shared#3"). It must
+// be a pure function.
+type Placement func(ID) hwg.GroupID
+
+// PerLWG is the baseline placement: one HWG per LWG.
+func PerLWG(l ID) hwg.GroupID { return hwg.GroupID("h/" + string(l)) }
+
+// Shared places every LWG on one HWG named base.
+func Shared(base hwg.GroupID) Placement { return func(ID) hwg.GroupID { return base } }
+
+// Config parameterises a Core. Durations are in ticks of Core.Tick.
+type Config struct {
+	// Self is this node's process.
+	Self hwg.Process
+	// Directory is the cluster-wide HWG holding the LWG→HWG directory.
+	// Every node is a member. Default "h/dir".
+	Directory hwg.GroupID
+	// Place chooses the carrier of a new LWG. Default Shared("h/lwg").
+	Place Placement
+	// ManualHoldOK makes the application answer every EventBlock with
+	// HoldOK. When false the Core answers at once.
+	ManualHoldOK bool
+	// JoinTimeoutTicks bounds an HWG join made for an LWG; after it the
+	// Core withdraws its registration and asks the directory again (the
+	// carrier may have died meanwhile). Default 200.
+	JoinTimeoutTicks int
+	// IdleTicks is how long the node stays in a carrier with no local
+	// endpoint before leaving it (lazy leave). Default 50.
+	IdleTicks int
+	// SwitchTimeoutTicks bounds a switch: if the members have not all
+	// joined the new carrier by then, the switch's initiator aborts it.
+	// Default 400.
+	SwitchTimeoutTicks int
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Self.Node == 0 || c.Self.Inc == 0 {
+		return c, fmt.Errorf("%w: Self must have a non-zero Node and Inc, got %v", ErrInvalidConfig, c.Self)
+	}
+	if c.Directory == "" {
+		c.Directory = "h/dir"
+	}
+	if c.Place == nil {
+		c.Place = Shared("h/lwg")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.JoinTimeoutTicks, 200)
+	def(&c.IdleTicks, 50)
+	def(&c.SwitchTimeoutTicks, 400)
+	return c, nil
+}

@@ -1,0 +1,695 @@
+package lwg
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/lwgkit/lwgkit/hwg"
+)
+
+// Core hosts every LWG endpoint of one node: a pure, deterministic state
+// machine driven by the events of the node's HWGs (HWGEvent), Tick and the
+// application's requests, which hands back what must happen through Ready.
+// It starts no goroutines, reads no clock and does no I/O. One goroutine
+// owns a Core (a Service's loop, or a simulator).
+type Core struct {
+	cfg      Config
+	self     hwg.Process
+	dir      *directory
+	carriers map[hwg.GroupID]*carrier
+	eps      map[ID]*endpoint
+	intents  map[ID]*intent
+	order    []ID // intents in request order, so advance is deterministic
+	switches map[ID]*switchReq
+	// pendingEP: endpoints waiting to acknowledge a switch or to see their
+	// LWG announced on its new carrier; advance retries them.
+	pendingEP map[ID]bool
+	// booted: carriers this process bootstrapped (it must never do so twice).
+	booted  map[hwg.GroupID]bool
+	dirWant dirWant
+	ticks   uint64
+
+	actions []Action
+	events  []Event
+	batch   map[hwg.GroupID][]*control // control messages not yet sent, per HWG
+	stats   Stats
+}
+
+// endpoint is this node's membership in one LWG.
+type endpoint struct {
+	id   ID
+	h    hwg.GroupID // current carrier
+	view View
+	// blocked: EventBlock raised, HoldOK not yet given. held: HoldOK given;
+	// multicasts queue until the next install.
+	blocked, held bool
+	queue         [][]byte
+	// okSent is the view whose flush this member acknowledged.
+	okSent uint64
+	// awaitAdopt: the LWG switched to h and waits for its announcement.
+	awaitAdopt bool
+	adoptSent  bool
+}
+
+// intent is a Join or Leave in progress.
+type intent struct {
+	leave    bool
+	bindSent bool        // a kBind is in flight
+	joinOn   hwg.GroupID // carrier of an in-flight kJoin
+	leaveOn  hwg.GroupID // carrier of an in-flight kLeave
+}
+
+type switchReq struct {
+	base    hwg.GroupID
+	sent    bool   // kSwitch in flight
+	started uint64 // view whose flush is the switch, once applied
+	ticks   int
+	bound   bool // a kBind for base is in flight
+}
+
+// dirWant is how this node takes part in the directory HWG.
+type dirWant struct {
+	boot     []hwg.Process
+	contacts []hwg.NodeID
+	asked    bool
+}
+
+// NewCore returns a Core for cfg.Self. It does nothing until the directory
+// is started with BootstrapDirectory or JoinDirectory.
+func NewCore(cfg Config) (*Core, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Core{
+		cfg:       cfg,
+		self:      cfg.Self,
+		carriers:  map[hwg.GroupID]*carrier{},
+		eps:       map[ID]*endpoint{},
+		intents:   map[ID]*intent{},
+		switches:  map[ID]*switchReq{},
+		pendingEP: map[ID]bool{},
+		booted:    map[hwg.GroupID]bool{},
+		batch:     map[hwg.GroupID][]*control{},
+	}
+	c.dir = newDirectory(cfg.Directory)
+	c.dir.me = cfg.Self
+	c.dir.applied = c.dirApplied
+	return c, nil
+}
+
+// BootstrapDirectory creates the directory HWG with the given initial
+// members (which must include this node); every initial member calls it
+// with the same list.
+func (c *Core) BootstrapDirectory(members []hwg.Process) error {
+	if !slices.Contains(members, c.self) {
+		return fmt.Errorf("%w: directory members %v do not include %v", ErrInvalidConfig, members, c.self)
+	}
+	c.dirWant = dirWant{boot: slices.Clone(members), asked: true}
+	c.act(Action{Type: ActBootstrap, Group: c.cfg.Directory, Members: slices.Clone(members)})
+	return nil
+}
+
+// JoinDirectory joins the directory HWG through contacts (any nodes of the
+// cluster).
+func (c *Core) JoinDirectory(contacts []hwg.NodeID) error {
+	c.dirWant = dirWant{contacts: slices.Clone(contacts), asked: true}
+	c.act(Action{Type: ActJoin, Group: c.cfg.Directory, Contacts: slices.Clone(contacts)})
+	return nil
+}
+
+func validID(l ID) error {
+	if l == "" || len(l) > maxIDLen {
+		return fmt.Errorf("%w: %q", ErrBadID, l)
+	}
+	return nil
+}
+
+// Join makes this node a member of l, creating it if it does not exist. The
+// join completes with an EventInstall whose Joined holds this node.
+func (c *Core) Join(l ID) error {
+	if err := validID(l); err != nil {
+		return err
+	}
+	if c.eps[l] != nil {
+		return ErrAlreadyMember
+	}
+	if in := c.intents[l]; in != nil {
+		if !in.leave {
+			return ErrAlreadyMember
+		}
+		in.leave = false
+		return nil
+	}
+	c.intents[l] = &intent{}
+	c.order = append(c.order, l)
+	c.advance()
+	return nil
+}
+
+// Leave removes this node from l. It completes with EventLeft.
+func (c *Core) Leave(l ID) error {
+	in := c.intents[l]
+	if c.eps[l] == nil {
+		if in == nil || in.leave {
+			return ErrNotMember
+		}
+		if in.joinOn == "" {
+			delete(c.intents, l) // not asked yet: just forget it
+			return nil
+		}
+	}
+	if in == nil {
+		in = &intent{}
+		c.intents[l] = in
+		c.order = append(c.order, l)
+	}
+	in.leave = true
+	c.advance()
+	return nil
+}
+
+// Multicast sends payload to l in total order. It is sent at once in the
+// current view, or, after HoldOK, queued and sent in the next view.
+func (c *Core) Multicast(l ID, payload []byte) error {
+	ep := c.eps[l]
+	if ep == nil {
+		return ErrNotMember
+	}
+	if ep.held || ep.awaitAdopt || c.carriers[ep.h].blockAcked {
+		ep.queue = append(ep.queue, payload)
+		return nil
+	}
+	c.sendData(ep, payload)
+	return nil
+}
+
+func (c *Core) sendData(ep *endpoint, payload []byte) {
+	c.flushBatch(ep.h) // control messages made earlier go first
+	c.act(Action{Type: ActMulticast, Group: ep.h, Payload: encodeData(ep.id, ep.view.ID, payload)})
+	c.emit(Event{Type: EventSend, LWG: ep.id, View: View{ID: ep.view.ID}, Payload: payload})
+}
+
+// HoldOK answers l's EventBlock (only with Config.ManualHoldOK): this
+// member sends nothing more in the current view.
+func (c *Core) HoldOK(l ID) error {
+	ep := c.eps[l]
+	if ep == nil {
+		return ErrNotMember
+	}
+	if !ep.blocked {
+		return ErrNotHolding
+	}
+	c.holdOK(ep)
+	c.advance()
+	return nil
+}
+
+// Switch moves l to the carrier the directory resolves base to (creating
+// it if needed). This node must be a member of l. The switch completes
+// when l installs a view whose HWG is the new carrier; it is abandoned if
+// the members cannot all join the new carrier within SwitchTimeoutTicks or
+// a view change of the old carrier interrupts it.
+func (c *Core) Switch(l ID, base hwg.GroupID) error {
+	ep := c.eps[l]
+	if ep == nil {
+		return ErrNotMember
+	}
+	if c.switches[l] != nil || ep.awaitAdopt {
+		return ErrSwitching
+	}
+	c.switches[l] = &switchReq{base: base}
+	c.advance()
+	return nil
+}
+
+// Tick advances time by one tick: HWG join timeouts, switch timeouts and
+// lazy leaves of idle carriers. Idle LWGs have no timers.
+func (c *Core) Tick() {
+	c.ticks++
+	for _, h := range sortedKeys(c.carriers) {
+		car := c.carriers[h]
+		if car.joining {
+			car.joinTicks++
+		}
+		if car.member && len(car.local) == 0 && c.ticks-car.pinned > uint64(c.cfg.IdleTicks) && !car.blocking {
+			c.act(Action{Type: ActLeave, Group: h})
+			car.pinned = c.ticks // do not ask again until it answers
+		}
+	}
+	for _, l := range sortedKeys(c.switches) {
+		sw := c.switches[l]
+		sw.ticks++
+		if sw.ticks <= c.cfg.SwitchTimeoutTicks {
+			continue
+		}
+		ep := c.eps[l]
+		if ep != nil && sw.started != 0 {
+			if e := c.carriers[ep.h].entries[l]; e != nil && e.Fl != nil && e.Fl.To != "" && e.View.ID == sw.started {
+				c.ctl(ep.h, kAbort, item{LWG: l, View: sw.started, Group: sw.base})
+			}
+		}
+		delete(c.switches, l)
+	}
+	c.advance()
+}
+
+// Ready returns what the caller must do and resets it.
+func (c *Core) Ready() Ready {
+	for _, h := range sortedKeys(c.batch) {
+		c.flushBatch(h)
+	}
+	rd := Ready{Actions: c.actions, Events: c.events}
+	c.actions, c.events = nil, nil
+	return rd
+}
+
+// Stats returns the counters.
+func (c *Core) Stats() Stats { return c.stats }
+
+// Lookup returns the carrier the local directory copy binds l to.
+func (c *Core) Lookup(l ID) (hwg.GroupID, bool) {
+	b, ok := c.dir.lwgs[l]
+	return b.HWG, ok
+}
+
+// View returns this node's current view of l and its carrier.
+func (c *Core) View(l ID) (View, hwg.GroupID, bool) {
+	ep := c.eps[l]
+	if ep == nil {
+		return View{}, "", false
+	}
+	return ep.view.Clone(), ep.h, true
+}
+
+// Endpoints returns the number of local LWG endpoints.
+func (c *Core) Endpoints() int { return len(c.eps) }
+
+// HWGEvent hands the Core one event of one of the node's HWGs, in the order
+// the HWG layer emitted them.
+func (c *Core) HWGEvent(e hwg.Event) {
+	if e.Group == c.cfg.Directory {
+		c.dirEvent(&e)
+	} else if car := c.carriers[e.Group]; car != nil {
+		c.carrierEvent(car, &e)
+	}
+	c.advance()
+}
+
+func (c *Core) dirEvent(e *hwg.Event) {
+	d := c.dir
+	switch e.Type {
+	case hwg.EventInstall:
+		if d.onInstall(c.self, e, d) {
+			c.send(d.group, &control{Kind: kSnapshot, View: e.View.ID, Snap: d.snapshot()})
+		}
+	case hwg.EventDeliver:
+		c.replicaDeliver(&d.replica, d, e)
+	case hwg.EventBlock:
+		c.act(Action{Type: ActBlockOK, Group: d.group})
+	case hwg.EventExcluded, hwg.EventLeft:
+		// Out of the cluster: join again as a new member. Carriers are not
+		// touched; their own views decide their membership.
+		contacts := nodesOf(d.view.Members, c.self.Node)
+		if len(contacts) == 0 {
+			contacts = c.dirWant.contacts
+		}
+		d.onGone(d)
+		c.dirWant.contacts = contacts
+		c.act(Action{Type: ActJoin, Group: d.group, Contacts: contacts})
+	}
+}
+
+func nodesOf(ps []hwg.Process, except hwg.NodeID) []hwg.NodeID {
+	var out []hwg.NodeID
+	for _, p := range ps {
+		if p.Node != except {
+			out = append(out, p.Node)
+		}
+	}
+	return out
+}
+
+// replicaDeliver applies one delivered payload to a replicated state,
+// buffering it while the state is not synced.
+func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
+	if len(e.Payload) == 0 || e.Payload[0] != tagControl {
+		if r.group != c.cfg.Directory {
+			c.dataDelivered(c.carriers[r.group], e)
+		} else {
+			c.stats.Malformed++
+		}
+		return
+	}
+	ctl, err := decodeControl(e.Payload)
+	if err != nil {
+		c.stats.Malformed++
+		return
+	}
+	from := e.Msg.Sender
+	if !r.synced {
+		if ctl.Kind != kSnapshot || ctl.View != r.view.ID {
+			r.buf = append(r.buf, delivery{from, e.Payload})
+			return
+		}
+		if err := st.restore(ctl.Snap); err != nil {
+			c.stats.Malformed++
+			return
+		}
+		r.synced, r.owed = true, map[hwg.Process]bool{}
+		buf := r.buf
+		r.buf = nil
+		for _, d := range buf {
+			ctl, _ := decodeControl(d.payload) // decoded once already
+			if ctl.Kind != kSnapshot {
+				st.apply(d.from, ctl)
+			}
+		}
+		return
+	}
+	if ctl.Kind == kSnapshot {
+		if ctl.View == r.view.ID {
+			clear(r.owed)
+		}
+		return
+	}
+	st.apply(from, ctl)
+}
+
+func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
+	switch e.Type {
+	case hwg.EventInstall:
+		car.joining, car.joinTicks = false, 0
+		car.blocking, car.blockAcked = false, false
+		if car.onInstall(c.self, e, car) {
+			c.send(car.group, &control{Kind: kSnapshot, View: e.View.ID, Snap: car.snapshot()})
+		}
+	case hwg.EventDeliver:
+		c.replicaDeliver(&car.replica, car, e)
+	case hwg.EventBlock:
+		car.blocking = true
+		for _, l := range c.localOn(car) {
+			c.raiseHold(c.eps[l])
+		}
+		c.maybeBlockOK(car)
+	case hwg.EventLeft, hwg.EventExcluded:
+		c.carrierGone(car, e.Type == hwg.EventLeft)
+	}
+}
+
+// localOn returns the local endpoints carried by car, sorted.
+func (c *Core) localOn(car *carrier) []ID { return sortedKeys(car.local) }
+
+// attach moves ep onto carrier h.
+func (c *Core) attach(ep *endpoint, h hwg.GroupID) {
+	if old := c.carriers[ep.h]; old != nil {
+		delete(old.local, ep.id)
+	}
+	ep.h = h
+	t := c.carriers[h]
+	if t == nil {
+		t = newCarrier(c, h)
+		c.carriers[h] = t
+	}
+	t.local[ep.id] = ep
+}
+
+func (c *Core) maybeBlockOK(car *carrier) {
+	if !car.blocking || car.blockAcked {
+		return
+	}
+	for _, ep := range car.local {
+		if !ep.held && !ep.awaitAdopt {
+			return
+		}
+	}
+	car.blockAcked = true
+	c.flushBatch(car.group)
+	c.act(Action{Type: ActBlockOK, Group: car.group})
+}
+
+// carrierGone ends every local endpoint on car: the node left the carrier
+// or was excluded from it.
+func (c *Core) carrierGone(car *carrier, left bool) {
+	for _, l := range c.localOn(car) {
+		ep := c.eps[l]
+		delete(c.eps, l)
+		delete(c.switches, l)
+		delete(c.pendingEP, l)
+		t := EventExcluded
+		if left {
+			t = EventLeft
+		}
+		c.emit(Event{Type: t, LWG: l, View: View{ID: ep.view.ID}})
+		if in := c.intents[l]; in != nil && in.leave {
+			delete(c.intents, l)
+		}
+	}
+	for _, in := range c.intents {
+		if in.joinOn == car.group {
+			in.joinOn = ""
+		}
+		if in.leaveOn == car.group {
+			in.leaveOn = ""
+		}
+	}
+	car.onGone(car)
+	clear(car.local)
+	car.regSent, car.joining = false, false
+	car.blocking, car.blockAcked = false, false
+	delete(c.batch, car.group)
+	c.send(c.cfg.Directory, &control{Kind: kUnreg, Group: car.group})
+}
+
+// raiseHold raises Hold.up on ep, unless it is up already.
+func (c *Core) raiseHold(ep *endpoint) {
+	if ep.blocked || ep.held || ep.awaitAdopt {
+		return
+	}
+	ep.blocked = true
+	c.emit(Event{Type: EventBlock, LWG: ep.id, View: View{ID: ep.view.ID}})
+	if !c.cfg.ManualHoldOK {
+		c.holdOK(ep)
+	}
+}
+
+func (c *Core) holdOK(ep *endpoint) {
+	ep.blocked, ep.held = false, true
+	c.sendFlushOK(ep)
+	c.maybeBlockOK(c.carriers[ep.h])
+}
+
+// sendFlushOK acknowledges the flush of ep's LWG if it has one this member
+// has not acknowledged, and if, for a switch, this node is in the new
+// carrier already.
+func (c *Core) sendFlushOK(ep *endpoint) {
+	if !ep.held {
+		return
+	}
+	car := c.carriers[ep.h]
+	e := car.entries[ep.id]
+	if e == nil || e.Fl == nil || ep.okSent == e.View.ID || !slices.Contains(e.Fl.Need, c.self) {
+		return
+	}
+	if to := e.Fl.To; to != "" {
+		if t := c.carriers[to]; t == nil || !t.synced {
+			c.needCarrier(to)
+			c.pendingEP[ep.id] = true
+			return
+		}
+	}
+	ep.okSent = e.View.ID
+	c.ctl(ep.h, kFlushOK, item{LWG: ep.id, View: e.View.ID})
+}
+
+// Table callbacks: the carrier's replicated transitions tell the Core what
+// they mean for local endpoints.
+
+func (c *Core) flushStarted(car *carrier, l ID, e *entry) {
+	if ep := c.eps[l]; ep != nil && ep.h == car.group {
+		c.raiseHold(ep)
+		c.sendFlushOK(ep)
+	}
+}
+
+func (c *Core) switchAborted(car *carrier, l ID) {
+	if ep := c.eps[l]; ep != nil && ep.h == car.group {
+		c.sendFlushOK(ep)
+	}
+}
+
+func (c *Core) installed(car *carrier, l ID, old, v View, joined, left []hwg.Process) {
+	ep := c.eps[l]
+	if ep != nil && ep.h != car.group {
+		if !ep.awaitAdopt || !v.Contains(c.self) {
+			return // a stale life of l on a carrier it left
+		}
+		c.attach(ep, car.group)
+	}
+	if !v.Contains(c.self) {
+		if ep != nil {
+			c.endEndpoint(car, ep, slices.Contains(left, c.self))
+		}
+		return
+	}
+	if ep == nil {
+		ep = &endpoint{id: l}
+		c.eps[l] = ep
+		c.attach(ep, car.group)
+	}
+	ep.view = v
+	ep.blocked, ep.held, ep.awaitAdopt, ep.adoptSent = false, false, false, false
+	c.emit(Event{Type: EventInstall, LWG: l, View: v.Clone(), Joined: joined, Left: left, HWG: car.group, HWGView: car.view.ID})
+	if in := c.intents[l]; in != nil {
+		if in.leave {
+			in.joinOn = "" // a Leave came while joining: ask now
+		} else {
+			delete(c.intents, l)
+		}
+	}
+	if car.blocking {
+		if car.blockAcked {
+			ep.held = true // too late to send in this carrier view
+		} else {
+			c.raiseHold(ep)
+		}
+	}
+	q := ep.queue
+	ep.queue = nil
+	for i, p := range q {
+		if ep.held {
+			ep.queue = append(ep.queue, q[i:]...)
+			break
+		}
+		c.sendData(ep, p)
+	}
+}
+
+func (c *Core) endEndpoint(car *carrier, ep *endpoint, left bool) {
+	delete(c.eps, ep.id)
+	delete(c.switches, ep.id)
+	delete(c.pendingEP, ep.id)
+	delete(car.local, ep.id)
+	t := EventExcluded
+	if left {
+		t = EventLeft
+	}
+	c.emit(Event{Type: t, LWG: ep.id, View: View{ID: ep.view.ID}})
+	if in := c.intents[ep.id]; in != nil && in.leave {
+		delete(c.intents, ep.id)
+	}
+}
+
+func (c *Core) ended(car *carrier, l ID, last View, left []hwg.Process) {
+	if ep := c.eps[l]; ep != nil && ep.h == car.group {
+		c.endEndpoint(car, ep, slices.Contains(left, c.self))
+	}
+}
+
+func (c *Core) moved(car *carrier, l ID, last View, to hwg.GroupID) {
+	ep := c.eps[l]
+	if ep == nil || ep.h != car.group {
+		return
+	}
+	c.attach(ep, to)
+	ep.awaitAdopt, ep.adoptSent = true, false
+	ep.view = last
+	c.pendingEP[l] = true
+	delete(c.switches, l)
+}
+
+// dataDelivered hands a data message to its local endpoint, if any.
+func (c *Core) dataDelivered(car *carrier, e *hwg.Event) {
+	if car == nil || !car.synced {
+		c.stats.Interference++
+		return
+	}
+	l, view, payload, err := decodeData(e.Payload)
+	if err != nil {
+		c.stats.Malformed++
+		return
+	}
+	ep := c.eps[l]
+	if ep == nil || ep.h != car.group || ep.awaitAdopt {
+		c.stats.Interference++
+		return
+	}
+	if ent := car.entries[l]; ent == nil || ent.View.ID != view || !ent.View.Contains(e.Msg.Sender) {
+		c.stats.Stale++
+		return
+	}
+	c.stats.Delivered++
+	c.emit(Event{Type: EventDeliver, LWG: l, View: View{ID: view}, From: e.Msg.Sender, Payload: payload})
+}
+
+// ownApplied clears what this process had in flight once its own request
+// was applied; ok reports whether it took effect (if not, the request is
+// made again when possible).
+func (c *Core) ownApplied(car *carrier, from hwg.Process, k kind, l ID, ok bool) {
+	if from != c.self {
+		return
+	}
+	switch k {
+	case kJoin:
+		if in := c.intents[l]; in != nil && in.joinOn == car.group && !ok {
+			in.joinOn = ""
+		}
+	case kLeave:
+		if in := c.intents[l]; in != nil && in.leaveOn == car.group && !ok {
+			in.leaveOn = ""
+		}
+	case kSwitch:
+		if sw := c.switches[l]; sw != nil {
+			sw.sent = false
+			if ok {
+				sw.started = car.entries[l].View.ID
+			}
+		}
+	}
+}
+
+func (c *Core) dirApplied(ctl *control) {
+	switch ctl.Kind {
+	case kBind:
+		for _, it := range ctl.Items {
+			if it.LWG == "" {
+				for _, sw := range c.switches {
+					if sw.base == it.Group {
+						sw.bound = false
+					}
+				}
+			} else if in := c.intents[it.LWG]; in != nil {
+				in.bindSent = false
+			}
+		}
+	case kReg:
+		if car := c.carriers[ctl.Group]; car != nil {
+			car.regSent = false
+		}
+	}
+}
+
+// ctl queues one control item for group h. Items of a batchable kind made
+// in a row ride in one message: a node joining n LWGs sends one kJoin.
+func (c *Core) ctl(h hwg.GroupID, k kind, it item) {
+	b := c.batch[h]
+	if n := len(b); n > 0 && b[n-1].Kind == k && (k == kJoin || k == kLeave || k == kFlushOK || k == kBind) {
+		b[n-1].Items = append(b[n-1].Items, it)
+		return
+	}
+	c.batch[h] = append(b, &control{Kind: k, Items: []item{it}})
+}
+
+// send queues a whole control message for group h.
+func (c *Core) send(h hwg.GroupID, ctl *control) { c.batch[h] = append(c.batch[h], ctl) }
+
+func (c *Core) flushBatch(h hwg.GroupID) {
+	for _, ctl := range c.batch[h] {
+		c.act(Action{Type: ActMulticast, Group: h, Payload: encodeControl(ctl)})
+	}
+	delete(c.batch, h)
+}
+
+func (c *Core) act(a Action) { c.actions = append(c.actions, a) }
+
+func (c *Core) emit(e Event) { c.events = append(c.events, e) }

@@ -1,0 +1,210 @@
+package lwg
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/lwgkit/lwgkit/hwg"
+)
+
+// binding is where an LWG lives. Ver counts the bindings of the LWG; a
+// rebind names the version it replaces, so concurrent rebinds cannot both
+// win.
+type binding struct {
+	HWG hwg.GroupID `msgpack:"h"`
+	Ver uint64      `msgpack:"v"`
+}
+
+// carrierRec is a live carrier HWG as the directory knows it. Regs holds
+// every process that is or is becoming a member (a node registers before it
+// joins and unregisters after it leaves), so a carrier whose Regs empties,
+// by unregistration or because the directory excluded its members, has no
+// live member and never will: it is dead.
+type carrierRec struct {
+	Base    hwg.GroupID   `msgpack:"b"`
+	Creator hwg.Process   `msgpack:"c"`
+	Regs    []hwg.Process `msgpack:"r"` // sorted
+}
+
+func (r *carrierRec) has(p hwg.Process) bool {
+	_, ok := slices.BinarySearchFunc(r.Regs, p, cmpProcess)
+	return ok
+}
+
+func cmpProcess(a, b hwg.Process) int {
+	if a.Node != b.Node {
+		if a.Node < b.Node {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case a.Inc < b.Inc:
+		return -1
+	case a.Inc > b.Inc:
+		return 1
+	}
+	return 0
+}
+
+// directory is the LWG→HWG directory, replicated in the cluster-wide
+// directory HWG by the replica mechanism. Every update is an ordered
+// multicast, so every node's copy passes through the same states, and an
+// LWG has one binding at any point of the directory's order.
+type directory struct {
+	replica
+	lwgs     map[ID]binding
+	carriers map[hwg.GroupID]*carrierRec
+	bases    map[hwg.GroupID]hwg.GroupID // base → its live carrier
+	gen      uint64                      // carriers ever created
+
+	// me is this process; applied is called for every update it made,
+	// after it was applied, so the Core can clear what it had in flight.
+	me      hwg.Process
+	applied func(c *control)
+}
+
+func newDirectory(g hwg.GroupID) *directory {
+	d := &directory{replica: replica{group: g}}
+	d.reset()
+	return d
+}
+
+func (d *directory) reset() {
+	d.lwgs = map[ID]binding{}
+	d.carriers = map[hwg.GroupID]*carrierRec{}
+	d.bases = map[hwg.GroupID]hwg.GroupID{}
+	d.gen = 0
+}
+
+// alive reports whether h is a live carrier.
+func (d *directory) alive(h hwg.GroupID) bool { return d.carriers[h] != nil }
+
+// boundary removes the registrations of processes the directory view
+// excluded: they are gone from the cluster.
+func (d *directory) boundary(ev *hwg.Event) {
+	for _, h := range sortedKeys(d.carriers) {
+		rec := d.carriers[h]
+		rec.Regs = slices.DeleteFunc(rec.Regs, func(p hwg.Process) bool { return !ev.View.Contains(p) })
+		if len(rec.Regs) == 0 {
+			d.kill(h)
+		}
+	}
+}
+
+func (d *directory) kill(h hwg.GroupID) {
+	rec := d.carriers[h]
+	delete(d.carriers, h)
+	if d.bases[rec.Base] == h {
+		delete(d.bases, rec.Base)
+	}
+}
+
+// resolve returns base's live carrier, creating one registered to creator.
+func (d *directory) resolve(base hwg.GroupID, creator hwg.Process) hwg.GroupID {
+	if h, ok := d.bases[base]; ok {
+		return h
+	}
+	d.gen++
+	h := hwg.GroupID(fmt.Sprintf("%s#%d", base, d.gen))
+	d.carriers[h] = &carrierRec{Base: base, Creator: creator, Regs: []hwg.Process{creator}}
+	d.bases[base] = h
+	return h
+}
+
+func (d *directory) apply(from hwg.Process, c *control) {
+	switch c.Kind {
+	case kBind:
+		for _, it := range c.Items {
+			if it.LWG == "" {
+				d.resolve(it.Group, from)
+				continue
+			}
+			cur, ok := d.lwgs[it.LWG]
+			if cur.Ver != it.Ver || (ok && d.alive(cur.HWG)) {
+				continue // another bind won, or the carrier is alive
+			}
+			d.lwgs[it.LWG] = binding{HWG: d.resolve(it.Group, from), Ver: it.Ver + 1}
+		}
+	case kRebind:
+		it := c.Items[0]
+		if cur, ok := d.lwgs[it.LWG]; ok && cur.Ver == it.Ver && d.alive(it.Group) {
+			d.lwgs[it.LWG] = binding{HWG: it.Group, Ver: it.Ver + 1}
+		}
+	case kReg:
+		if rec := d.carriers[c.Group]; rec != nil && !rec.has(from) {
+			i, _ := slices.BinarySearchFunc(rec.Regs, from, cmpProcess)
+			rec.Regs = slices.Insert(rec.Regs, i, from)
+		}
+	case kUnreg:
+		if rec := d.carriers[c.Group]; rec != nil {
+			if i, ok := slices.BinarySearchFunc(rec.Regs, from, cmpProcess); ok {
+				rec.Regs = slices.Delete(rec.Regs, i, i+1)
+				if len(rec.Regs) == 0 {
+					d.kill(c.Group)
+				}
+			}
+		}
+	default:
+		return // carrier kinds have no meaning here
+	}
+	if d.applied != nil && from == d.me {
+		d.applied(c)
+	}
+}
+
+type dirSnap struct {
+	L   []dirSnapLWG                `msgpack:"l"`
+	C   map[hwg.GroupID]*carrierRec `msgpack:"c"`
+	Gen uint64                      `msgpack:"g"`
+}
+
+type dirSnapLWG struct {
+	ID ID `msgpack:"i"`
+	binding
+}
+
+func (d *directory) snapshot() []byte {
+	s := dirSnap{C: d.carriers, Gen: d.gen}
+	for _, l := range sortedKeys(d.lwgs) {
+		s.L = append(s.L, dirSnapLWG{l, d.lwgs[l]})
+	}
+	b, err := msgpack.Marshal(&s)
+	if err != nil {
+		panic(fmt.Sprintf("lwg: encoding directory snapshot: %v", err))
+	}
+	return b
+}
+
+func (d *directory) restore(b []byte) error {
+	var s dirSnap
+	if err := msgpack.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("%w: directory snapshot: %v", ErrMalformed, err)
+	}
+	d.reset()
+	d.gen = s.Gen
+	for _, l := range s.L {
+		d.lwgs[l.ID] = l.binding
+	}
+	for h, rec := range s.C {
+		if rec == nil {
+			return fmt.Errorf("%w: directory snapshot: nil carrier %s", ErrMalformed, h)
+		}
+		slices.SortFunc(rec.Regs, cmpProcess)
+		d.carriers[h] = rec
+		d.bases[rec.Base] = h
+	}
+	return nil
+}
+
+func sortedKeys[K ~string, V any](m map[K]V) []K {
+	ks := make([]K, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, func(a, b K) int { return strings.Compare(string(a), string(b)) })
+	return ks
+}

@@ -1,0 +1,293 @@
+package lwg
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/lwgkit/lwgkit/hwg"
+)
+
+// entry is one LWG in a carrier's table.
+type entry struct {
+	View View   `msgpack:"v"`
+	Fl   *flush `msgpack:"f,omitempty"`
+}
+
+// flush is an LWG flush in progress: it began when a join, leave or switch
+// was delivered in view View, and completes at the point of the carrier's
+// total order where the last member's FLUSH_OK is delivered, which every
+// member computes alike (the NEWVIEW of the paper is implicit).
+type flush struct {
+	Need   []hwg.Process `msgpack:"n"`           // members whose FLUSH_OK is missing
+	Joins  []hwg.Process `msgpack:"j,omitempty"` // in delivery order
+	Leaves []hwg.Process `msgpack:"l,omitempty"`
+	To     hwg.GroupID   `msgpack:"t,omitempty"` // switch target, if a switch
+}
+
+// gone records an LWG that left this carrier: moved to To, or ended with
+// no members (To empty). View is its last view here, so a later life or
+// arrival continues its view ids; a moved record also redirects joiners
+// whose directory is behind.
+type gone struct {
+	View uint64      `msgpack:"v"`
+	To   hwg.GroupID `msgpack:"t,omitempty"`
+}
+
+// carrier is this node's membership in one carrier HWG: the replicated
+// LWG table of every LWG on it (kept by every member, whether or not it
+// has an endpoint) and this node's local progress in joining it.
+type carrier struct {
+	replica
+	core    *Core
+	entries map[ID]*entry
+	gone    map[ID]gone
+
+	// Local, not replicated.
+	local      map[ID]*endpoint // local endpoints on this carrier
+	regSent    bool             // a kReg is in flight
+	joining    bool             // ActJoin or ActBootstrap issued, no install yet
+	joinTicks  int
+	blocking   bool // the HWG raised Block and has not installed since
+	blockAcked bool // ActBlockOK issued for it
+	pinned     uint64
+	idle       int
+}
+
+func newCarrier(core *Core, h hwg.GroupID) *carrier {
+	car := &carrier{core: core, replica: replica{group: h}, local: map[ID]*endpoint{}}
+	car.reset()
+	return car
+}
+
+func (car *carrier) reset() {
+	car.entries = map[ID]*entry{}
+	car.gone = map[ID]gone{}
+}
+
+// INVARIANT: the table changes only through apply and boundary, both
+// deterministic in the carrier's delivery sequence; checked by the
+// simulator's view-agreement checker over every LWG install.
+
+func (car *carrier) apply(from hwg.Process, c *control) {
+	switch c.Kind {
+	case kJoin:
+		for _, it := range c.Items {
+			car.core.ownApplied(car, from, c.Kind, it.LWG, car.join(from, it))
+		}
+	case kLeave:
+		for _, it := range c.Items {
+			car.core.ownApplied(car, from, c.Kind, it.LWG, car.leave(from, it.LWG))
+		}
+	case kFlushOK:
+		for _, it := range c.Items {
+			car.flushOK(from, it)
+		}
+	case kSwitch:
+		it := c.Items[0]
+		car.core.ownApplied(car, from, c.Kind, it.LWG, car.startSwitch(from, it))
+	case kAbort:
+		it := c.Items[0]
+		if e := car.entries[it.LWG]; e != nil && e.Fl != nil && e.Fl.To != "" && e.View.ID == it.View && e.View.Contains(from) {
+			e.Fl.To = ""
+			car.core.switchAborted(car, it.LWG)
+		}
+	case kAdopt:
+		car.adopt(c.Items[0])
+	default:
+		car.core.stats.Malformed++ // directory kinds have no meaning here
+	}
+}
+
+func (car *carrier) join(from hwg.Process, it item) bool {
+	l := it.LWG
+	if g, ok := car.gone[l]; ok && g.To != "" {
+		return false // moved: the joiner follows the record
+	}
+	e := car.entries[l]
+	if e == nil {
+		id := firstViewID(it.Ver)
+		if g, ok := car.gone[l]; ok && g.View >= id {
+			id = g.View + 1
+		}
+		delete(car.gone, l)
+		e = &entry{}
+		car.entries[l] = e
+		car.install(l, e, View{ID: id, Members: []hwg.Process{from}}, []hwg.Process{from}, nil)
+		return true
+	}
+	if e.View.Contains(from) || (e.Fl != nil && slices.Contains(e.Fl.Joins, from)) {
+		return true
+	}
+	if e.Fl != nil && e.Fl.To != "" {
+		return false // a switch admits nobody; ask again on the new carrier
+	}
+	car.startFlush(l, e, "")
+	e.Fl.Joins = append(e.Fl.Joins, from)
+	return true
+}
+
+func (car *carrier) leave(from hwg.Process, l ID) bool {
+	e := car.entries[l]
+	if e == nil || !e.View.Contains(from) {
+		return true // nothing to leave
+	}
+	if e.Fl != nil {
+		if e.Fl.To != "" {
+			return false
+		}
+		if slices.Contains(e.Fl.Leaves, from) {
+			return true
+		}
+	}
+	car.startFlush(l, e, "")
+	e.Fl.Leaves = append(e.Fl.Leaves, from)
+	return true
+}
+
+func (car *carrier) startSwitch(from hwg.Process, it item) bool {
+	e := car.entries[it.LWG]
+	if e == nil || e.Fl != nil || e.View.ID != it.View || !e.View.Contains(from) || it.Group == car.group {
+		return false
+	}
+	car.startFlush(it.LWG, e, it.Group)
+	return true
+}
+
+func (car *carrier) startFlush(l ID, e *entry, to hwg.GroupID) {
+	if e.Fl != nil {
+		return
+	}
+	e.Fl = &flush{Need: slices.Clone(e.View.Members), To: to}
+	car.core.flushStarted(car, l, e)
+}
+
+func (car *carrier) flushOK(from hwg.Process, it item) {
+	e := car.entries[it.LWG]
+	if e == nil || e.Fl == nil || e.View.ID != it.View {
+		return // stale: the flush ended at a carrier view change
+	}
+	i := slices.Index(e.Fl.Need, from)
+	if i < 0 {
+		return
+	}
+	e.Fl.Need = slices.Delete(e.Fl.Need, i, i+1)
+	if len(e.Fl.Need) > 0 {
+		return
+	}
+	fl := e.Fl
+	if fl.To != "" {
+		// The switch point: the LWG leaves this carrier here.
+		delete(car.entries, it.LWG)
+		car.gone[it.LWG] = gone{View: e.View.ID, To: fl.To}
+		car.core.moved(car, it.LWG, e.View, fl.To)
+		return
+	}
+	car.finish(it.LWG, e, nil)
+}
+
+// finish ends e's flush (or, with no flush, a carrier view change) and
+// installs the next view: members minus leavers plus joiners, restricted to
+// keep (the new carrier view) if given.
+func (car *carrier) finish(l ID, e *entry, keep *hwg.View) {
+	var joined, left []hwg.Process
+	next := slices.Clone(e.View.Members)
+	if fl := e.Fl; fl != nil {
+		left = slices.Clone(fl.Leaves)
+		next = slices.DeleteFunc(next, func(p hwg.Process) bool { return slices.Contains(fl.Leaves, p) })
+		for _, j := range fl.Joins {
+			if keep == nil || keep.Contains(j) {
+				next = append(next, j)
+				joined = append(joined, j)
+			}
+		}
+	}
+	if keep != nil {
+		next = slices.DeleteFunc(next, func(p hwg.Process) bool { return !keep.Contains(p) })
+	}
+	id := e.View.ID + 1
+	if len(next) == 0 {
+		delete(car.entries, l)
+		car.gone[l] = gone{View: e.View.ID}
+		car.core.ended(car, l, e.View, left)
+		return
+	}
+	car.install(l, e, View{ID: id, Members: next}, joined, left)
+}
+
+func (car *carrier) adopt(it item) {
+	l := it.LWG
+	if car.entries[l] != nil {
+		return // announced already
+	}
+	if g, ok := car.gone[l]; ok && g.View >= it.View {
+		return // a late announcement of a life that moved on
+	}
+	members := slices.DeleteFunc(slices.Clone(it.Members), func(p hwg.Process) bool { return !car.view.Contains(p) })
+	if len(members) == 0 {
+		return
+	}
+	delete(car.gone, l)
+	e := &entry{}
+	car.entries[l] = e
+	car.install(l, e, View{ID: it.View, Members: members}, nil, nil)
+}
+
+func (car *carrier) install(l ID, e *entry, v View, joined, left []hwg.Process) {
+	old := e.View
+	e.View, e.Fl = v, nil
+	car.core.installed(car, l, old, v, joined, left)
+}
+
+// boundary is failure multiplexing: one carrier view change is the flush of
+// every LWG on it. Each installs the next view, keeping the members still in
+// the carrier, completing the joins and leaves its own flush had collected
+// and cancelling its switch.
+func (car *carrier) boundary(ev *hwg.Event) {
+	keep := ev.View
+	for _, l := range sortedKeys(car.entries) {
+		car.finish(l, car.entries[l], &keep)
+	}
+}
+
+type tableSnap struct {
+	E []tableSnapEntry `msgpack:"e"`
+	G map[ID]gone      `msgpack:"g"`
+}
+
+type tableSnapEntry struct {
+	L ID `msgpack:"l"`
+	entry
+}
+
+func (car *carrier) snapshot() []byte {
+	s := tableSnap{G: car.gone}
+	for _, l := range sortedKeys(car.entries) {
+		s.E = append(s.E, tableSnapEntry{l, *car.entries[l]})
+	}
+	b, err := msgpack.Marshal(&s)
+	if err != nil {
+		panic(fmt.Sprintf("lwg: encoding table snapshot: %v", err))
+	}
+	return b
+}
+
+func (car *carrier) restore(b []byte) error {
+	var s tableSnap
+	if err := msgpack.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("%w: table snapshot: %v", ErrMalformed, err)
+	}
+	car.reset()
+	for _, se := range s.E {
+		e := se.entry
+		if len(e.View.Members) == 0 {
+			return fmt.Errorf("%w: table snapshot: LWG %s has no members", ErrMalformed, se.L)
+		}
+		car.entries[se.L] = &e
+	}
+	if s.G != nil {
+		car.gone = s.G
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package lwg
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/lwgkit/lwgkit/hwg"
+)
+
+// Every payload the Core multicasts in an HWG begins with a tag byte. Data
+// is hand-encoded because it is the hot path; control messages are msgpack.
+const (
+	tagData    byte = 1 // <DATA, lwgid, view, payload>
+	tagControl byte = 2 // one control message
+)
+
+// maxIDLen bounds an LWG id so that a data header stays small.
+const maxIDLen = 255
+
+// encodeData frames one application payload for LWG l sent in view.
+func encodeData(l ID, view uint64, payload []byte) []byte {
+	b := make([]byte, 0, 2+len(l)+binary.MaxVarintLen64+len(payload))
+	b = append(b, tagData, byte(len(l)))
+	b = append(b, l...)
+	b = binary.AppendUvarint(b, view)
+	return append(b, payload...)
+}
+
+// decodeData parses a tagData payload. The returned payload aliases b.
+func decodeData(b []byte) (l ID, view uint64, payload []byte, err error) {
+	if len(b) < 2 || b[0] != tagData {
+		return "", 0, nil, fmt.Errorf("%w: short data header", ErrMalformed)
+	}
+	n := int(b[1])
+	if n == 0 || len(b) < 2+n {
+		return "", 0, nil, fmt.Errorf("%w: bad LWG id length %d", ErrMalformed, n)
+	}
+	l = ID(b[2 : 2+n])
+	view, k := binary.Uvarint(b[2+n:])
+	if k <= 0 {
+		return "", 0, nil, fmt.Errorf("%w: bad view number", ErrMalformed)
+	}
+	return l, view, b[2+n+k:], nil
+}
+
+// kind is the type of a control message.
+type kind uint8
+
+// Control messages. The first group is ordered in a carrier HWG and applied
+// to its LWG table; the second in the directory HWG. Snapshot serves both.
+const (
+	kJoin     kind = iota + 1 // Items[].LWG (+Ver): add the sender
+	kLeave                    // Items[].LWG: remove the sender
+	kFlushOK                  // Items[].LWG+View: the sender holds for the flush of View
+	kSwitch                   // Items[0]: LWG+View, move it to Group
+	kAbort                    // Items[0]: LWG+View, cancel its switch
+	kAdopt                    // Items[0]: LWG+View+Members, now carried here
+	kSnapshot                 // Snap: the replicated state at the install of View
+	kBind                     // Items[].LWG+Ver+Group(base): bind the LWG (or just the base if LWG is empty)
+	kRebind                   // Items[0]: LWG+Ver, now on Group (after a switch)
+	kReg                      // Group: the sender is or is becoming a member
+	kUnreg                    // Group: the sender is no longer a member
+	kindLimit
+)
+
+var kindNames = [...]string{"", "join", "leave", "flushok", "switch", "abort", "adopt", "snapshot", "bind", "rebind", "reg", "unreg"}
+
+func (k kind) String() string {
+	if k < kindLimit && k != 0 {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// control is one control message.
+type control struct {
+	Kind  kind        `msgpack:"k"`
+	Items []item      `msgpack:"i,omitempty"`
+	Group hwg.GroupID `msgpack:"g,omitempty"`
+	View  hwg.ViewID  `msgpack:"v,omitempty"`
+	Snap  []byte      `msgpack:"s,omitempty"`
+}
+
+// item is the per-LWG part of a control message; which fields matter
+// depends on the kind.
+type item struct {
+	LWG     ID            `msgpack:"l,omitempty"`
+	Ver     uint64        `msgpack:"r,omitempty"`
+	View    uint64        `msgpack:"v,omitempty"`
+	Group   hwg.GroupID   `msgpack:"g,omitempty"`
+	Members []hwg.Process `msgpack:"m,omitempty"`
+}
+
+func encodeControl(c *control) []byte {
+	b, err := msgpack.Marshal(c)
+	if err != nil {
+		// Only plain structs of known types are encoded.
+		panic(fmt.Sprintf("lwg: encoding %v: %v", c.Kind, err))
+	}
+	return append([]byte{tagControl}, b...)
+}
+
+// decodeControl parses a tagControl payload and checks what every kind
+// needs, so the appliers can trust their input's shape.
+func decodeControl(b []byte) (*control, error) {
+	if len(b) < 1 || b[0] != tagControl {
+		return nil, fmt.Errorf("%w: not a control message", ErrMalformed)
+	}
+	var c control
+	if err := msgpack.Unmarshal(b[1:], &c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if c.Kind == 0 || c.Kind >= kindLimit {
+		return nil, fmt.Errorf("%w: unknown control kind %d", ErrMalformed, c.Kind)
+	}
+	for _, it := range c.Items {
+		if len(it.LWG) > maxIDLen || (it.LWG == "" && c.Kind != kBind) {
+			return nil, fmt.Errorf("%w: %v item with bad LWG id %q", ErrMalformed, c.Kind, it.LWG)
+		}
+	}
+	switch c.Kind {
+	case kSwitch, kAbort, kAdopt, kRebind:
+		if len(c.Items) != 1 {
+			return nil, fmt.Errorf("%w: %v needs one item, has %d", ErrMalformed, c.Kind, len(c.Items))
+		}
+	case kReg, kUnreg:
+		if c.Group == "" {
+			return nil, fmt.Errorf("%w: %v without a group", ErrMalformed, c.Kind)
+		}
+	}
+	if (c.Kind == kSwitch || c.Kind == kRebind || c.Kind == kBind) && slices.ContainsFunc(c.Items, func(it item) bool { return it.Group == "" }) {
+		return nil, fmt.Errorf("%w: %v item without a group", ErrMalformed, c.Kind)
+	}
+	return &c, nil
+}

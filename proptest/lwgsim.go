@@ -1,0 +1,825 @@
+package proptest
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
+)
+
+// LWGOptions configures a simulation of the LWG layer: every node runs the
+// real lwg.Core over real hwg cores (a directory HWG and carriers) on the
+// simulated network. Zero fields take the defaults shown.
+type LWGOptions struct {
+	Seed  uint64
+	Nodes int // default 5
+	LWGs  int // default 20
+	// Size is the number of nodes each LWG is assigned to. Default 3.
+	Size  int
+	Steps int // scheduler steps with workload and faults; default 3000
+	// Carriers is the number of shared carrier bases the LWGs are spread
+	// over; 0 places each LWG on its own HWG (the baseline).
+	Carriers int
+	// Switches is the number of switch requests made during the run, at
+	// random times, to random carrier bases.
+	Switches       int
+	Faults         Faults
+	QuiescentSteps int     // default 300,000
+	SendRate       float64 // chance per step of an LWG multicast; default 0.2
+	FaultRate      float64 // chance per step of a fault; default 0.005
+	// ManualHoldOK makes the application answer Hold.up after a random
+	// delay, multicasting meanwhile.
+	ManualHoldOK bool
+	Group        hwg.Config
+	Detector     hwg.DetectorConfig
+}
+
+func (o *LWGOptions) defaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.Nodes, 5)
+	def(&o.LWGs, 20)
+	def(&o.Size, 3)
+	o.Size = min(o.Size, o.Nodes)
+	def(&o.Steps, 3000)
+	def(&o.QuiescentSteps, 300_000)
+	if o.SendRate == 0 {
+		o.SendRate = 0.2
+	}
+	if o.FaultRate == 0 {
+		o.FaultRate = 0.005
+	}
+	if o.Detector.SuspectTicks == 0 {
+		o.Detector.SuspectTicks = 8
+	}
+}
+
+// LWGStats counts what an LWG simulation did.
+type LWGStats struct {
+	Steps, Crashes, Restarts, Partitions, Dropped, Duplicated int
+	Joins, Leaves, Switches, Switched                        int
+	LWGInstalls, Sent, Delivered                             int
+	HWGInstalls                                              int
+	Interference, Stale, Malformed                           uint64
+	Converged                                                bool
+	PrimaryLost                                              bool
+}
+
+type lwgSimNode struct {
+	id     hwg.NodeID
+	inc    uint64
+	alive  bool
+	groups map[hwg.GroupID]*hwg.Group
+	// backlog holds multicasts a busy group refused (hwg.ErrBusy), in order;
+	// a BlockOK waits behind them, as in the node runtime.
+	backlog map[hwg.GroupID][]lwg.Action
+	det     *hwg.Detector
+	core    *lwg.Core
+	// assigned LWGs the workload keeps this node in; left ones it left on
+	// purpose (FaultLeave) until it rejoins.
+	left      map[lwg.ID]bool
+	epoch     uint64
+	peerEpoch map[hwg.NodeID]uint64
+	reprobe   map[hwg.NodeID]int
+}
+
+func (n *lwgSimNode) self() hwg.Process { return hwg.Process{Node: n.id, Inc: n.inc} }
+
+// LWGSim is a deterministic cluster running the LWG layer.
+type LWGSim struct {
+	opts   LWGOptions
+	rng    *rand.Rand
+	net    network
+	now    uint64
+	nodes  []*lwgSimNode
+	assign map[lwg.ID][]hwg.NodeID
+	ids    []lwg.ID
+	trace  Trace
+	stats  LWGStats
+	healed bool
+	drop   float64
+	dup    float64
+	reord  bool
+	extra  []Violation
+	pay    uint64
+	// switches still to request, at these steps.
+	switchAt []int
+	// final round per LWG
+	final map[lwg.ID]*lwgFinal
+}
+
+type lwgFinal struct {
+	view uint64
+	sent map[hwg.NodeID]string
+	got  map[hwg.NodeID]map[string]bool
+}
+
+const lwgDir hwg.GroupID = "h/dir"
+
+// NewLWGSim builds the cluster: every node bootstraps the directory and
+// joins the LWGs assigned to it.
+func NewLWGSim(opts LWGOptions) *LWGSim {
+	opts.defaults()
+	s := &LWGSim{
+		opts:   opts,
+		rng:    rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5bd1e995)),
+		net:    network{cut: map[[2]hwg.NodeID]bool{}},
+		assign: map[lwg.ID][]hwg.NodeID{},
+	}
+	if opts.Faults.Has(FaultDrop) {
+		s.drop = 0.03
+	}
+	if opts.Faults.Has(FaultDup) {
+		s.dup = 0.02
+	}
+	s.reord = opts.Faults.Has(FaultReorder)
+	for i := range opts.LWGs {
+		l := lwg.ID(fmt.Sprintf("l/%d", i))
+		s.ids = append(s.ids, l)
+		perm := s.rng.Perm(opts.Nodes)[:opts.Size]
+		for _, k := range perm {
+			s.assign[l] = append(s.assign[l], hwg.NodeID(k+1))
+		}
+		slices.Sort(s.assign[l])
+	}
+	for range opts.Switches {
+		s.switchAt = append(s.switchAt, s.rng.IntN(max(1, opts.Steps)))
+	}
+	slices.Sort(s.switchAt)
+	var members []hwg.Process
+	for i := 1; i <= opts.Nodes; i++ {
+		n := &lwgSimNode{id: hwg.NodeID(i), inc: 1}
+		s.nodes = append(s.nodes, n)
+		members = append(members, n.self())
+	}
+	for _, n := range s.nodes {
+		s.start(n)
+		s.must(n.core.BootstrapDirectory(members))
+		s.joinAssigned(n)
+		s.drain(n)
+	}
+	return s
+}
+
+func (s *LWGSim) place(l lwg.ID) hwg.GroupID {
+	if s.opts.Carriers == 0 {
+		return lwg.PerLWG(l)
+	}
+	h := 0
+	for _, b := range []byte(l) {
+		h = h*31 + int(b)
+	}
+	return hwg.GroupID(fmt.Sprintf("h/c%d", h%s.opts.Carriers))
+}
+
+func (s *LWGSim) must(err error) {
+	if err != nil {
+		panic(fmt.Sprintf("proptest: LWG simulator misuse: %v", err))
+	}
+}
+
+func (s *LWGSim) start(n *lwgSimNode) {
+	core, err := lwg.NewCore(lwg.Config{Self: n.self(), Directory: lwgDir, Place: s.place, ManualHoldOK: s.opts.ManualHoldOK,
+		JoinTimeoutTicks: 100, IdleTicks: 30, SwitchTimeoutTicks: 200})
+	s.must(err)
+	n.core, n.alive = core, true
+	n.groups, n.backlog = map[hwg.GroupID]*hwg.Group{}, map[hwg.GroupID][]lwg.Action{}
+	n.left = map[lwg.ID]bool{}
+	n.det = hwg.NewDetector(n.self(), s.opts.Detector)
+	n.peerEpoch, n.reprobe = map[hwg.NodeID]uint64{}, map[hwg.NodeID]int{}
+	for _, o := range s.nodes {
+		n.det.Watch(o.id)
+	}
+	s.net.schedule(&item{at: s.now + 1 + s.rng.Uint64N(tickUnits), to: n.id, inc: n.inc, tick: true})
+}
+
+func (s *LWGSim) joinAssigned(n *lwgSimNode) {
+	for _, l := range s.ids {
+		if slices.Contains(s.assign[l], n.id) && !n.left[l] {
+			if _, _, ok := n.core.View(l); !ok {
+				err := n.core.Join(l)
+				if err != nil && !errors.Is(err, lwg.ErrAlreadyMember) {
+					s.must(err)
+				}
+			}
+		}
+	}
+}
+
+func (s *LWGSim) node(id hwg.NodeID) *lwgSimNode {
+	if id == 0 || int(id) > len(s.nodes) {
+		return nil
+	}
+	return s.nodes[id-1]
+}
+
+// group returns n's hwg core for g, creating it.
+func (s *LWGSim) group(n *lwgSimNode, g hwg.GroupID) *hwg.Group {
+	if grp := n.groups[g]; grp != nil {
+		return grp
+	}
+	cfg := s.opts.Group
+	cfg.Group, cfg.Self, cfg.ManualBlockOK = g, n.self(), true
+	grp, err := hwg.New(cfg)
+	s.must(err)
+	n.groups[g] = grp
+	return grp
+}
+
+// Step runs the next scheduled item. It reports false when nothing is
+// scheduled.
+func (s *LWGSim) Step() bool {
+	it := s.net.next()
+	if it == nil {
+		return false
+	}
+	s.stats.Steps++
+	s.now = max(s.now, it.at)
+	n := s.node(it.to)
+	switch {
+	case it.tick:
+		if n.alive && n.inc == it.inc {
+			s.tick(n)
+			s.net.schedule(&item{at: s.now + tickUnits, to: n.id, inc: n.inc, tick: true})
+		}
+	case !n.alive:
+	case it.hb:
+		n.det.Heard(it.from)
+		if key := it.from.Node; n.peerEpoch[key] != it.epoch {
+			n.peerEpoch[key], n.reprobe[key] = it.epoch, probeRepeats
+		}
+		if n.reprobe[it.from.Node] > 0 {
+			n.reprobe[it.from.Node]--
+			for _, g := range sortedKeys(n.groups) {
+				n.groups[g].Probe(it.from.Node)
+			}
+			s.drain(n)
+		}
+	case it.msg.Type == 0:
+		// a delayed HoldOK from the application
+		if n.inc == it.inc {
+			_ = n.core.HoldOK(lwg.ID(it.msg.Group)) // it may have been answered by an install
+			s.drain(n)
+		}
+	default:
+		n.det.Heard(it.msg.From)
+		if g := n.groups[it.msg.Group]; g != nil {
+			if err := g.Step(it.msg); err != nil && !errors.Is(err, hwg.ErrStaleIncarnation) {
+				s.violation("protocol-error", fmt.Sprintf("node %v rejected %v from %v in %s: %v", n.self(), it.msg.Type, it.msg.From, it.msg.Group, err))
+			}
+			s.drain(n)
+		}
+	}
+	return true
+}
+
+func (s *LWGSim) tick(n *lwgSimNode) {
+	for _, to := range n.det.Tick() {
+		s.send(n.id, to, &item{hb: true, from: n.self(), epoch: n.epoch})
+	}
+	sus := n.det.Suspected()
+	for _, g := range sortedKeys(n.groups) {
+		grp := n.groups[g]
+		for _, p := range sus {
+			grp.Suspect(p)
+		}
+		grp.Tick()
+	}
+	n.core.Tick()
+	s.drain(n)
+}
+
+// drain carries out what n's cores ask until they are quiet: hwg messages
+// go to the network, hwg events to the trace and the lwg core, lwg actions
+// to the hwg cores, lwg events to the trace.
+func (s *LWGSim) drain(n *lwgSimNode) {
+	for {
+		busy := false
+		for _, g := range sortedKeys(n.groups) {
+			rd := n.groups[g].Ready()
+			if rd.Empty() {
+				continue
+			}
+			busy = true
+			for _, m := range rd.Messages {
+				s.send(n.id, m.To.Node, &item{msg: m})
+			}
+			for _, e := range rd.Events {
+				s.recordHWG(n, e)
+				n.core.HWGEvent(e)
+			}
+		}
+		if s.retryBacklog(n) {
+			busy = true
+		}
+		rd := n.core.Ready()
+		if !rd.Empty() {
+			busy = true
+			for _, a := range rd.Actions {
+				s.do(n, a)
+			}
+			for _, e := range rd.Events {
+				s.recordLWG(n, e)
+			}
+		}
+		if !busy {
+			return
+		}
+	}
+}
+
+func (s *LWGSim) do(n *lwgSimNode, a lwg.Action) {
+	if len(n.backlog[a.Group]) > 0 && (a.Type == lwg.ActMulticast || a.Type == lwg.ActBlockOK) {
+		n.backlog[a.Group] = append(n.backlog[a.Group], a)
+		return
+	}
+	g := s.group(n, a.Group)
+	switch a.Type {
+	case lwg.ActBootstrap:
+		if err := g.Bootstrap(a.Members); err != nil {
+			s.violation("lwg-action", fmt.Sprintf("node %v: bootstrap %s: %v", n.self(), a.Group, err))
+		}
+	case lwg.ActJoin:
+		if err := g.Join(a.Contacts); err != nil && !errors.Is(err, hwg.ErrAlreadyMember) {
+			s.violation("lwg-action", fmt.Sprintf("node %v: join %s: %v", n.self(), a.Group, err))
+		}
+	case lwg.ActLeave:
+		_ = g.Leave() // not a member any more is fine: the event says so
+	case lwg.ActMulticast:
+		switch err := g.Multicast(a.Payload); {
+		case errors.Is(err, hwg.ErrBusy):
+			n.backlog[a.Group] = append(n.backlog[a.Group], a)
+		case errors.Is(err, hwg.ErrNotMember):
+			// The group ended under the request; the lwg core learns it
+			// from the group's event.
+		case err != nil:
+			s.violation("lwg-action", fmt.Sprintf("node %v: multicast in %s: %v", n.self(), a.Group, err))
+		}
+	case lwg.ActBlockOK:
+		g.BlockOK()
+	}
+}
+
+func (s *LWGSim) retryBacklog(n *lwgSimNode) bool {
+	progress := false
+	for _, g := range sortedKeys(n.backlog) {
+		q := n.backlog[g]
+		delete(n.backlog, g)
+		for i, a := range q {
+			s.do(n, a)
+			if len(n.backlog[g]) > 0 {
+				n.backlog[g] = append(n.backlog[g], q[i+1:]...)
+				break
+			}
+			progress = true
+		}
+	}
+	return progress
+}
+
+func (s *LWGSim) send(from, to hwg.NodeID, it *item) {
+	if s.node(to) == nil {
+		return
+	}
+	copies := 1
+	if !s.healed {
+		if s.drop > 0 && s.rng.Float64() < s.drop {
+			s.stats.Dropped++
+			return
+		}
+		if s.dup > 0 && s.rng.Float64() < s.dup {
+			s.stats.Duplicated++
+			copies = 2
+		}
+	}
+	for range copies {
+		c := *it
+		c.to = to
+		if s.reord && !s.healed {
+			c.at = s.now + 1 + s.rng.Uint64N(6*tickUnits)
+		} else {
+			c.at = s.now + 1 + s.rng.Uint64N(4)
+		}
+		if s.net.linkCut(from, to) {
+			continue
+		}
+		s.net.schedule(&c)
+	}
+}
+
+func (s *LWGSim) recordHWG(n *lwgSimNode, e hwg.Event) {
+	if ev, ok := FromHWG(n.self(), e, uint64(s.stats.Steps)); ok {
+		if ev.Msg != "" {
+			ev.Msg = string(e.Group) + ":" + ev.Msg // hwg message ids are per group
+		}
+		s.trace.Append(ev)
+	}
+	switch e.Type {
+	case hwg.EventInstall:
+		n.epoch++
+		s.stats.HWGInstalls++
+	case hwg.EventExcluded:
+		n.epoch++
+		if e.Group != lwgDir {
+			delete(n.groups, e.Group) // a later join starts a fresh core
+		}
+	case hwg.EventLeft:
+		delete(n.groups, e.Group)
+		delete(n.backlog, e.Group)
+	}
+}
+
+func (s *LWGSim) recordLWG(n *lwgSimNode, e lwg.Event) {
+	if ev, ok := FromLWG(n.self(), e, uint64(s.stats.Steps)); ok {
+		s.trace.Append(ev)
+	}
+	switch e.Type {
+	case lwg.EventInstall:
+		s.stats.LWGInstalls++
+		if f := s.final[e.LWG]; f != nil && f.view != e.View.ID {
+			delete(s.final, e.LWG) // the final round starts over in the new view
+		}
+	case lwg.EventSend:
+		s.stats.Sent++
+	case lwg.EventDeliver:
+		s.stats.Delivered++
+		if f := s.final[e.LWG]; f != nil && f.view == e.View.ID {
+			if f.got[n.id] == nil {
+				f.got[n.id] = map[string]bool{}
+			}
+			f.got[n.id][string(e.Payload)] = true
+		}
+	case lwg.EventBlock:
+		if s.opts.ManualHoldOK {
+			s.net.schedule(&item{at: s.now + 1 + s.rng.Uint64N(2*tickUnits), to: n.id, inc: n.inc, msg: hwg.Message{Group: hwg.GroupID(e.LWG)}})
+		}
+	case lwg.EventExcluded, lwg.EventLeft:
+		if s.healed || e.Type == lwg.EventExcluded && !n.left[e.LWG] {
+			// Excluded endpoints ask to join again (after the heal, all do).
+			delete(n.left, e.LWG)
+			s.joinAssigned(n)
+		}
+	}
+}
+
+func (s *LWGSim) violation(checker, detail string) {
+	if len(s.extra) < 20 {
+		s.extra = append(s.extra, Violation{Checker: checker, T: uint64(s.stats.Steps), Detail: detail})
+	}
+}
+
+// Multicast makes a random member of a random LWG multicast.
+func (s *LWGSim) Multicast() {
+	n := s.nodes[s.rng.IntN(len(s.nodes))]
+	if !n.alive {
+		return
+	}
+	l := s.ids[s.rng.IntN(len(s.ids))]
+	if _, _, ok := n.core.View(l); !ok {
+		return
+	}
+	s.pay++
+	s.must(n.core.Multicast(l, fmt.Appendf(nil, "%s:m%d", l, s.pay)))
+	s.drain(n)
+}
+
+// Switch asks a random member of a random LWG to move it to a random base.
+func (s *LWGSim) Switch() {
+	l := s.ids[s.rng.IntN(len(s.ids))]
+	ms := s.assign[l]
+	n := s.node(ms[s.rng.IntN(len(ms))])
+	var base hwg.GroupID
+	if s.opts.Carriers == 0 {
+		base = hwg.GroupID(fmt.Sprintf("h/%s/alt%d", l, s.rng.IntN(2)))
+	} else {
+		base = hwg.GroupID(fmt.Sprintf("h/c%d", s.rng.IntN(s.opts.Carriers+1)))
+	}
+	if !n.alive || n.core.Switch(l, base) != nil {
+		return
+	}
+	s.stats.Switches++
+	s.drain(n)
+}
+
+// Crash kills node id if every view of every group stays with a live
+// majority.
+func (s *LWGSim) Crash(id hwg.NodeID) bool {
+	n := s.node(id)
+	if n == nil || !n.alive || !s.crashSafe(n) {
+		return false
+	}
+	n.alive = false
+	s.stats.Crashes++
+	s.trace.Append(Event{T: uint64(s.stats.Steps), Node: uint64(n.id), Inc: n.inc, Ev: EvCrash})
+	return true
+}
+
+func (s *LWGSim) crashSafe(victim *lwgSimNode) bool {
+	for _, n := range s.nodes {
+		if !n.alive {
+			continue
+		}
+		for _, g := range n.groups {
+			in := g.Info()
+			if in.Status == hwg.StatusIdle {
+				continue
+			}
+			views := append([]hwg.View{in.View}, in.Candidates...)
+			if in.Decided.ID > 0 {
+				views = append(views, in.Decided)
+			}
+			for _, v := range views {
+				live := 0
+				for _, m := range v.Members {
+					if o := s.node(m.Node); o != victim && o.alive && o.inc == m.Inc {
+						live++
+					}
+				}
+				if live < v.Quorum() {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// Restart brings a crashed node back as a new incarnation: it joins the
+// directory and its assigned LWGs again.
+func (s *LWGSim) Restart(id hwg.NodeID) bool {
+	n := s.node(id)
+	if n == nil || n.alive {
+		return false
+	}
+	n.inc++
+	s.stats.Restarts++
+	s.start(n)
+	var contacts []hwg.NodeID
+	for _, o := range s.nodes {
+		if o != n {
+			contacts = append(contacts, o.id)
+		}
+	}
+	s.must(n.core.JoinDirectory(contacts))
+	s.joinAssigned(n)
+	s.drain(n)
+	return true
+}
+
+func (s *LWGSim) injectFault() {
+	pick := func() *lwgSimNode { return s.nodes[s.rng.IntN(len(s.nodes))] }
+	var kinds []Faults
+	for _, f := range []Faults{FaultCrash, FaultPartition, FaultJoin, FaultLeave} {
+		if s.opts.Faults.Has(f) {
+			kinds = append(kinds, f)
+		}
+	}
+	if len(kinds) == 0 {
+		return
+	}
+	switch kinds[s.rng.IntN(len(kinds))] {
+	case FaultCrash:
+		for _, n := range s.nodes {
+			if !n.alive && s.rng.IntN(2) == 0 {
+				s.Restart(n.id)
+				return
+			}
+		}
+		s.Crash(pick().id)
+	case FaultPartition:
+		if len(s.net.cut) > 0 && s.rng.IntN(2) == 0 {
+			clear(s.net.cut)
+			return
+		}
+		in := map[hwg.NodeID]bool{}
+		for _, n := range s.nodes {
+			if s.rng.IntN(3) == 0 {
+				in[n.id] = true
+			}
+		}
+		if len(in) == 0 || len(in) == len(s.nodes) {
+			return
+		}
+		clear(s.net.cut)
+		oneWay := s.rng.IntN(3) == 0
+		for _, a := range s.nodes {
+			for _, b := range s.nodes {
+				if in[a.id] && !in[b.id] {
+					s.net.cut[[2]hwg.NodeID{a.id, b.id}] = true
+					if !oneWay {
+						s.net.cut[[2]hwg.NodeID{b.id, a.id}] = true
+					}
+				}
+			}
+		}
+		s.stats.Partitions++
+	case FaultJoin:
+		n := pick()
+		if !n.alive || len(n.left) == 0 {
+			return
+		}
+		l := sortedKeys(n.left)[0]
+		delete(n.left, l)
+		if n.core.Join(l) == nil {
+			s.stats.Joins++
+		}
+		s.drain(n)
+	case FaultLeave:
+		n := pick()
+		l := s.ids[s.rng.IntN(len(s.ids))]
+		if !n.alive || n.core.Leave(l) != nil {
+			return
+		}
+		n.left[l] = true
+		s.stats.Leaves++
+		s.drain(n)
+	}
+}
+
+// Heal ends the fault phase: links reconnect, loss stops, crashed nodes
+// restart and every node rejoins the LWGs assigned to it.
+func (s *LWGSim) Heal() {
+	s.healed = true
+	clear(s.net.cut)
+	s.trace.Append(Event{T: uint64(s.stats.Steps), Ev: EvHeal})
+	for _, n := range s.nodes {
+		if !n.alive {
+			s.Restart(n.id)
+			continue
+		}
+		clear(n.left)
+		s.joinAssigned(n)
+		s.drain(n)
+	}
+}
+
+// lwgConverged reports whether every node assigned to l is in one view of l
+// that holds exactly them.
+func (s *LWGSim) lwgConverged(l lwg.ID) (uint64, bool) {
+	var id uint64
+	for i, nid := range s.assign[l] {
+		n := s.node(nid)
+		v, _, ok := n.core.View(l)
+		if !ok || len(v.Members) != len(s.assign[l]) || !v.Contains(n.self()) {
+			return 0, false
+		}
+		if i == 0 {
+			id = v.ID
+		} else if v.ID != id {
+			return 0, false
+		}
+	}
+	return id, true
+}
+
+// Quiesce runs after Heal until every LWG has converged and delivered a
+// final round of multicasts in its final view at every member.
+func (s *LWGSim) Quiesce(maxSteps int) bool {
+	s.final = map[lwg.ID]*lwgFinal{}
+	for range maxSteps {
+		if s.stats.Steps%50 == 0 && s.quiet() {
+			s.stats.Converged = true
+			// Settle: let control messages in flight arrive.
+			for range 5000 {
+				s.Step()
+			}
+			return true
+		}
+		if !s.Step() {
+			return false
+		}
+	}
+	return false
+}
+
+func (s *LWGSim) quiet() bool {
+	done := true
+	for _, l := range s.ids {
+		v, ok := s.lwgConverged(l)
+		if !ok {
+			done = false
+			continue
+		}
+		f := s.final[l]
+		if f == nil || f.view != v {
+			f = &lwgFinal{view: v, sent: map[hwg.NodeID]string{}, got: map[hwg.NodeID]map[string]bool{}}
+			s.final[l] = f
+		}
+		for _, nid := range s.assign[l] {
+			if _, ok := f.sent[nid]; ok {
+				continue
+			}
+			s.pay++
+			p := fmt.Sprintf("%s:final%d", l, s.pay)
+			n := s.node(nid)
+			s.must(n.core.Multicast(l, []byte(p)))
+			f.sent[nid] = p
+			s.drain(n)
+		}
+		for _, nid := range s.assign[l] {
+			for _, p := range f.sent {
+				if !f.got[nid][p] {
+					done = false
+				}
+			}
+		}
+	}
+	return done
+}
+
+// Violations runs the checkers: all of them on the directory and the LWGs,
+// and the safety ones on carriers (a node leaves a carrier it no longer
+// needs, or is excluded from one and has no reason to come back, so the
+// liveness checker's "every node that installed it" does not apply).
+func (s *LWGSim) Violations() []Violation {
+	out := slices.Clone(s.extra)
+	var live Trace
+	for _, e := range s.trace {
+		if e.Group == "" || e.Group == string(lwgDir) || strings.HasPrefix(e.Group, "l/") {
+			live = append(live, e)
+		}
+	}
+	for _, c := range Checkers() {
+		if c.Name == nameLiveness {
+			out = append(out, c.Check(live)...)
+		} else {
+			out = append(out, c.Check(s.trace)...)
+		}
+	}
+	for _, n := range s.nodes {
+		if n.alive {
+			st := n.core.Stats()
+			s.stats.Interference += st.Interference
+			s.stats.Stale += st.Stale
+			s.stats.Malformed += st.Malformed
+		}
+	}
+	if s.stats.Stale > 0 || s.stats.Malformed > 0 {
+		out = append(out, Violation{Checker: "lwg-stale-data", Detail: fmt.Sprintf("%d data messages of another view or sender, %d malformed", s.stats.Stale, s.stats.Malformed)})
+	}
+	return out
+}
+
+// LWGResult is the outcome of RunLWG.
+type LWGResult struct {
+	Trace      Trace
+	Violations []Violation
+	Stats      LWGStats
+}
+
+// RunLWG performs one seeded LWG simulation: Steps steps of multicasts,
+// switches and faults, then Heal, the quiescent phase and every checker.
+func RunLWG(opts LWGOptions) LWGResult {
+	s := NewLWGSim(opts)
+	opts = s.opts
+	for step := range opts.Steps {
+		if s.rng.Float64() < opts.SendRate {
+			s.Multicast()
+		}
+		for len(s.switchAt) > 0 && s.switchAt[0] <= step {
+			s.switchAt = s.switchAt[1:]
+			s.Switch()
+		}
+		if opts.Faults != FaultNone && s.rng.Float64() < opts.FaultRate {
+			s.injectFault()
+		}
+		if !s.Step() {
+			break
+		}
+	}
+	s.Heal()
+	if !s.Quiesce(opts.QuiescentSteps) {
+		s.violation(nameLiveness, "the LWGs did not converge after the heal:\n"+s.Dump())
+	}
+	return LWGResult{Trace: s.trace, Violations: s.Violations(), Stats: s.stats}
+}
+
+// Dump describes every node's LWG views, for debugging a failed run.
+func (s *LWGSim) Dump() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "virtual time %d, step %d\n", s.now, s.stats.Steps)
+	for _, n := range s.nodes {
+		fmt.Fprintf(&b, "  node %v alive=%v groups:", n.self(), n.alive)
+		for _, g := range sortedKeys(n.groups) {
+			in := n.groups[g].Info()
+			fmt.Fprintf(&b, " %s=%v/%v", g, in.Status, in.View)
+		}
+		b.WriteString("\n")
+		for _, l := range s.ids {
+			if !slices.Contains(s.assign[l], n.id) {
+				continue
+			}
+			v, h, ok := n.core.View(l)
+			bound, _ := n.core.Lookup(l)
+			fmt.Fprintf(&b, "    %s: ok=%v %v on %s (dir %s)\n", l, ok, v, h, bound)
+		}
+	}
+	return b.String()
+}
