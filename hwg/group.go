@@ -117,6 +117,9 @@ type Group struct {
 
 	msgs   []Message
 	events []Event
+	// The slices of the last ReadyReuse, refilled at the next.
+	spareMsgs   []Message
+	spareEvents []Event
 }
 
 // New returns a Group in StatusIdle. Call Bootstrap or Join next.
@@ -512,6 +515,44 @@ func (g *Group) Ready() Ready {
 	return r
 }
 
+// ReadyReuse is Ready for a caller that is done with the slices it
+// returned by the time it calls ReadyReuse (or TakeEvents) again: the group
+// then refills them rather than growing new ones, so a busy group does not
+// allocate (and copy) its outputs afresh at every call. Payloads are shared
+// as with Ready.
+func (g *Group) ReadyReuse() Ready {
+	g.flushBatches()
+	r := Ready{Messages: g.msgs}
+	clear(g.spareMsgs) // done with: it holds payloads
+	g.msgs, g.spareMsgs = g.spareMsgs[:0], g.msgs
+	if cap(g.msgs) > maxSpare {
+		g.msgs = nil
+	}
+	r.Events = g.TakeEvents()
+	return r
+}
+
+// TakeEvents returns the events emitted so far (those the next Ready would
+// return) and leaves the messages for Ready, so that messages still
+// accumulate into batches while events are handed on after every input.
+// The slice is the caller's until it calls TakeEvents or ReadyReuse again,
+// as with ReadyReuse.
+func (g *Group) TakeEvents() []Event {
+	ev := g.events
+	if len(ev) == 0 {
+		return nil
+	}
+	clear(g.spareEvents)
+	g.events, g.spareEvents = g.spareEvents[:0], ev
+	if cap(g.events) > maxSpare {
+		g.events = nil
+	}
+	return ev
+}
+
+// maxSpare bounds the outputs ReadyReuse keeps for reuse.
+const maxSpare = 1 << 14
+
 // HasReady reports whether Ready would return anything.
 func (g *Group) HasReady() bool {
 	return len(g.msgs) > 0 || len(g.events) > 0 || g.batchPending()
@@ -565,7 +606,17 @@ func (g *Group) emit(e Event) {
 	if e.Type != EventInstall {
 		e.View = View{ID: g.view.ID}
 	}
-	g.events = append(g.events, e)
+	g.events = append(grow(g.events), e)
+}
+
+// grow makes room for one more element, doubling s when it is full: append
+// grows large slices by a quarter at a time, and a busy group's log and
+// event buffers would be copied (and allocated) several times over.
+func grow[T any](s []T) []T {
+	if len(s) == cap(s) {
+		return slices.Grow(s, len(s)+16)
+	}
+	return s
 }
 
 func (g *Group) sendTo(to Process, m Message) {

@@ -33,6 +33,10 @@ type cluster struct {
 	events  map[NodeID][]Event
 	sent    []Message // every message handed out by Ready, dropped or not
 	readies []readyOf // every non-empty Ready, in order
+
+	// reuse collects as the node runtime does, with TakeEvents and
+	// ReadyReuse (whose slices the group refills later), copying them.
+	reuse bool
 }
 
 type readyOf struct {
@@ -101,7 +105,7 @@ func (c *cluster) collect() {
 		if c.down[n] {
 			continue
 		}
-		rd := c.groups[n].Ready()
+		rd := c.ready(c.groups[n])
 		if rd.Empty() {
 			continue
 		}
@@ -114,6 +118,25 @@ func (c *cluster) collect() {
 			}
 		}
 	}
+}
+
+// ready returns g's Ready, or with reuse the same outputs gathered through
+// TakeEvents and ReadyReuse and copied out of the group's buffers.
+func (c *cluster) ready(g *Group) Ready {
+	if !c.reuse {
+		return g.Ready()
+	}
+	ev := slices.Clone(g.TakeEvents())
+	rd := g.ReadyReuse()
+	ev = append(ev, rd.Events...)
+	msgs := slices.Clone(rd.Messages)
+	if len(ev) == 0 {
+		ev = nil
+	}
+	if len(msgs) == 0 {
+		msgs = nil
+	}
+	return Ready{Messages: msgs, Events: ev}
 }
 
 // pump delivers messages until none is left.

@@ -85,6 +85,7 @@ type Node struct {
 	peerEpoch   map[NodeID]uint64
 	reprobe     map[NodeID]int
 	watched     map[NodeID]bool
+	work        int // entries taken since the last flush (see drainEntries)
 }
 
 type multicastReq struct {

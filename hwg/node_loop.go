@@ -17,13 +17,23 @@ const probeRepeats = 8
 // flushes: larger batches mean fewer, bigger frames under load.
 const drainBatch = 256
 
+// drainEntries bounds the multicasts (taken from senders or arriving in
+// Orders and Forwards) one loop iteration takes before it flushes. A member
+// that fell behind can find dozens of large frames waiting; taking them all
+// at once would turn them into tens of thousands of events in one Ready,
+// which costs more to collect and hand over than a few smaller flushes.
+const drainEntries = 2048
+
 func (n *Node) run() {
 	defer close(n.done)
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	inbound := n.tr.Inbound()
 	for {
-		// Hand queued events to the reader without ever blocking on it.
+		// Hand queued events to the reader without ever blocking on it:
+		// as many as the channel takes now, then wait for room in the
+		// select below with the rest.
+		n.pumpEvents()
 		var out chan Event
 		var next Event
 		if n.queue.len() > 0 {
@@ -47,31 +57,37 @@ func (n *Node) run() {
 				inbound = nil // transport closed: keep serving requests
 				continue
 			}
-			n.receive(in)
+			n.work = n.receive(in)
 		case f := <-n.reqs:
 			f()
 		case m := <-mcast:
 			n.multicast(m)
+			n.work = 1
 		}
 		// Take whatever else is ready before flushing, so bursts share
 		// frames.
 	drain:
 		for range drainBatch {
+			if n.work >= drainEntries {
+				break
+			}
 			select {
 			case in, ok := <-inbound:
 				if !ok {
 					inbound = nil
 					break drain
 				}
-				n.receive(in)
+				n.work += n.receive(in)
 			case f := <-n.reqs:
 				f()
 			case m := <-mcast:
 				n.multicast(m)
+				n.work++
 			default:
 				break drain
 			}
 		}
+		n.work = 0
 		n.retryBacklog()
 		n.flush()
 	}
@@ -96,6 +112,7 @@ func (n *Node) multicast(m multicastReq) {
 	if len(n.backlog[m.group]) == 0 {
 		err := g.Multicast(m.payload)
 		if err == nil {
+			n.takeEvents(m.group, g)
 			return
 		}
 		if !errors.Is(err, ErrBusy) {
@@ -169,13 +186,15 @@ func (n *Node) tick() {
 	}
 }
 
-func (n *Node) receive(in transport.Inbound) {
+// receive steps the messages of one frame and returns how many entries
+// they carried.
+func (n *Node) receive(in transport.Inbound) (entries int) {
 	from := Process{Node: NodeID(in.From.Node), Inc: in.From.Inc}
 	n.det.Heard(from)
 	f, err := decodeFrame(in.Frame)
 	if err != nil {
 		n.log.Warn("dropping frame", "from", from, "error", err)
-		return
+		return 0
 	}
 	if f.Epoch != n.peerEpoch[from.Node] {
 		n.peerEpoch[from.Node], n.reprobe[from.Node] = f.Epoch, probeRepeats
@@ -197,9 +216,33 @@ func (n *Node) receive(in transport.Inbound) {
 		if g == nil {
 			continue // a group this node is not in (any more)
 		}
+		entries += len(m.Entries)
 		if err := g.Step(m); err != nil {
 			n.log.Debug("message rejected", "group", m.Group, "from", m.From, "type", m.Type, "error", err)
 		}
+		n.takeEvents(m.Group, g)
+	}
+	return entries
+}
+
+// takeEvents hands g's events to the reader at once rather than at the
+// next flush: a Step can deliver thousands, and collecting them in the
+// group until the flush costs more than passing them on.
+func (n *Node) takeEvents(id GroupID, g *Group) {
+	n.events1(id, g, g.TakeEvents())
+}
+
+// events1 handles events that one input caused, stamped with one clock
+// reading taken after that input arrived: a delivery must not look older
+// than the send it delivers, even across processes.
+func (n *Node) events1(id GroupID, g *Group, ev []Event) {
+	if len(ev) == 0 {
+		return
+	}
+	now := time.Now()
+	for i := range ev {
+		ev[i].At = now
+		n.event(id, g, &ev[i])
 	}
 }
 
@@ -210,13 +253,13 @@ func (n *Node) flush() {
 		if !g.HasReady() {
 			continue
 		}
-		rd := g.Ready()
+		// Done with rd before the next flush: messages are copied into the
+		// outbox and encoded below, events are copied to the reader.
+		rd := g.ReadyReuse()
 		for _, m := range rd.Messages {
 			n.outbox[m.To.Node] = append(n.outbox[m.To.Node], m)
 		}
-		for _, e := range rd.Events {
-			n.event(id, g, e)
-		}
+		n.events1(id, g, rd.Events)
 	}
 	for to, msgs := range n.outbox {
 		// Messages of many groups share a frame; split it so none exceeds
@@ -275,8 +318,8 @@ func (n *Node) send(to NodeID, msgs []Message) {
 	}
 }
 
-func (n *Node) event(id GroupID, g *Group, e Event) {
-	e.At = time.Now()
+// event carries out what e asks of the node and hands it to the reader.
+func (n *Node) event(id GroupID, g *Group, e *Event) {
 	switch e.Type {
 	case EventInstall:
 		n.epoch++
@@ -314,15 +357,29 @@ func (n *Node) event(id GroupID, g *Group, e Event) {
 
 // pushEvent hands e to the reader, or queues it behind those it has not
 // taken yet; the loop never blocks on the reader.
-func (n *Node) pushEvent(e Event) {
+func (n *Node) pushEvent(e *Event) {
 	if n.queue.len() == 0 {
 		select {
-		case n.events <- e:
+		case n.events <- *e:
 			return
 		default:
 		}
 	}
 	n.queue.push(e)
+}
+
+// pumpEvents hands the reader queued events while the channel has room,
+// without blocking: a plain send per event is far cheaper than a pass
+// through the loop's select for each.
+func (n *Node) pumpEvents() {
+	for n.queue.len() > 0 {
+		select {
+		case n.events <- n.queue.peek():
+			n.queue.pop()
+		default:
+			return
+		}
+	}
 }
 
 // eventQueue is a FIFO of events in fixed-size chunks: an event is copied
@@ -331,18 +388,31 @@ type eventQueue struct {
 	chunks [][]Event
 	head   int // next event in chunks[0]
 	n      int
+	free   [][]Event // emptied chunks, reused by pushes that need one
 }
+
+// eventFree bounds the emptied chunks an eventQueue keeps: a backlog that
+// comes and goes under load reuses its memory rather than allocating new
+// chunks each time.
+const eventFree = 8
 
 const eventChunk = 512
 
 func (q *eventQueue) len() int { return q.n }
 
-func (q *eventQueue) push(e Event) {
+func (q *eventQueue) push(e *Event) {
 	if len(q.chunks) == 0 || len(q.chunks[len(q.chunks)-1]) == eventChunk {
-		q.chunks = append(q.chunks, make([]Event, 0, eventChunk))
+		var c []Event
+		if k := len(q.free); k > 0 {
+			c, q.free[k-1] = q.free[k-1], nil
+			q.free = q.free[:k-1]
+		} else {
+			c = make([]Event, 0, eventChunk)
+		}
+		q.chunks = append(q.chunks, c)
 	}
 	last := &q.chunks[len(q.chunks)-1]
-	*last = append(*last, e)
+	*last = append(*last, *e)
 	q.n++
 }
 
@@ -353,6 +423,9 @@ func (q *eventQueue) pop() {
 	q.head++
 	q.n--
 	if q.head == len(q.chunks[0]) && (len(q.chunks) > 1 || q.head == eventChunk) {
+		if len(q.free) < eventFree {
+			q.free = append(q.free, q.chunks[0][:0]) // pop cleared every event in it
+		}
 		q.chunks[0] = nil
 		q.chunks = q.chunks[1:]
 		q.head = 0

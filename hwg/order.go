@@ -71,7 +71,7 @@ func (g *Group) windowFull() bool {
 // appendLog adds the next sequenced entry and retires own pending sends it
 // covers.
 func (g *Group) appendLog(e Entry) {
-	g.log = append(g.log, e)
+	g.log = append(grow(g.log), e)
 	g.held = e.Seq
 	if e.ID.Sender == g.self {
 		// INVARIANT: a sender's entries are sequenced in FIFO order, so the
