@@ -66,7 +66,11 @@ func (c *Core) advanceJoin(l ID, in *intent) {
 		return
 	}
 	h := b.HWG
-	// Follow moves the local directory copy has not caught up with.
+	// Follow moves the local directory copy has not caught up with. A
+	// join that followed one carries the move's last view and members: it
+	// continues the LWG's view ids, and does not start the LWG afresh while
+	// a member that moved may still announce it.
+	var moved gone
 	for range 8 {
 		car := c.carriers[h]
 		if car == nil || !car.synced {
@@ -77,15 +81,23 @@ func (c *Core) advanceJoin(l ID, in *intent) {
 		if !ok || g.To == "" {
 			break
 		}
-		h = g.To
+		h, moved = g.To, g
 	}
 	car := c.carriers[h]
 	c.pin(car)
-	if e := car.entries[l]; e != nil && e.Fl != nil && e.Fl.To != "" {
+	e := car.entries[l]
+	if e != nil && e.Fl != nil && e.Fl.To != "" {
 		return // switching: join on the new carrier
 	}
+	if e == nil && slices.ContainsFunc(moved.Members, car.view.Contains) {
+		return // wait for the announcement
+	}
 	if in.joinOn == "" {
-		c.ctl(h, kJoin, item{LWG: l, Ver: b.Ver})
+		it := item{LWG: l, Ver: b.Ver}
+		if moved.To != "" {
+			it.View, it.Members = moved.View+1, moved.Members
+		}
+		c.ctl(h, kJoin, it)
 		in.joinOn = h
 	}
 }

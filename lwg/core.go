@@ -28,6 +28,9 @@ type Core struct {
 	booted  map[hwg.GroupID]bool
 	dirWant dirWant
 	ticks   uint64
+	// replaying: installs are replays of a switched LWG's past on its new
+	// carrier, so queued multicasts wait for the last of them.
+	replaying bool
 
 	actions []Action
 	events  []Event
@@ -49,6 +52,11 @@ type endpoint struct {
 	// awaitAdopt: the LWG switched to h and waits for its announcement.
 	awaitAdopt bool
 	adoptSent  bool
+	// incoming: the carrier this member acknowledged a switch to; early
+	// holds the LWG's events there until this node sees the switch point.
+	incoming   hwg.GroupID
+	early      []Event
+	rebindSent bool
 }
 
 // intent is a Join or Leave in progress.
@@ -232,7 +240,7 @@ func (c *Core) Tick() {
 		if car.joining {
 			car.joinTicks++
 		}
-		if car.member && len(car.local) == 0 && c.ticks-car.pinned > uint64(c.cfg.IdleTicks) && !car.blocking {
+		if car.member && len(car.local) == 0 && len(car.incoming) == 0 && c.ticks-car.pinned > uint64(c.cfg.IdleTicks) && !car.blocking && !c.dirBindsTo(h) {
 			c.act(Action{Type: ActLeave, Group: h})
 			car.pinned = c.ticks // do not ask again until it answers
 		}
@@ -252,6 +260,27 @@ func (c *Core) Tick() {
 		delete(c.switches, l)
 	}
 	c.advance()
+}
+
+// dirBindsTo reports whether the directory still binds an LWG to h. Such a
+// carrier is kept even when idle: the LWG moved on and its new coordinator
+// has not corrected the directory yet, and a carrier that died meanwhile
+// would let a joiner start the LWG afresh elsewhere.
+func (c *Core) dirBindsTo(h hwg.GroupID) bool {
+	for _, b := range c.dir.lwgs {
+		if b.HWG == h {
+			if car := c.carriers[h]; car != nil && car.synced {
+				for l := range car.gone {
+					if c.dir.lwgs[l].HWG == h {
+						return true
+					}
+				}
+				return false
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // Ready returns what the caller must do and resets it.
@@ -316,6 +345,20 @@ func (c *Core) dirEvent(e *hwg.Event) {
 		}
 		d.onGone(d)
 		c.dirWant.contacts = contacts
+		// What this node had in flight in the directory is lost with its
+		// membership: ask again once back.
+		for _, car := range c.carriers {
+			car.regSent = false
+		}
+		for _, in := range c.intents {
+			in.bindSent = false
+		}
+		for _, sw := range c.switches {
+			sw.bound = false
+		}
+		for _, ep := range c.eps {
+			ep.rebindSent = false
+		}
 		c.act(Action{Type: ActJoin, Group: d.group, Contacts: contacts})
 	}
 }
@@ -431,19 +474,19 @@ func (c *Core) maybeBlockOK(car *carrier) {
 // carrierGone ends every local endpoint on car: the node left the carrier
 // or was excluded from it.
 func (c *Core) carrierGone(car *carrier, left bool) {
+	// Endpoints on car end, and so do those that were about to arrive on
+	// it: they would have lived here.
+	var gone []*endpoint
 	for _, l := range c.localOn(car) {
-		ep := c.eps[l]
-		delete(c.eps, l)
-		delete(c.switches, l)
-		delete(c.pendingEP, l)
-		t := EventExcluded
-		if left {
-			t = EventLeft
+		gone = append(gone, c.eps[l])
+	}
+	for _, l := range sortedKeys(car.incoming) {
+		if ep := c.eps[l]; ep != nil {
+			gone = append(gone, ep)
 		}
-		c.emit(Event{Type: t, LWG: l, View: View{ID: ep.view.ID}})
-		if in := c.intents[l]; in != nil && in.leave {
-			delete(c.intents, l)
-		}
+	}
+	for _, ep := range gone {
+		c.endEndpoint(c.carriers[ep.h], ep, left && ep.h == car.group)
 	}
 	for _, in := range c.intents {
 		if in.joinOn == car.group {
@@ -499,6 +542,10 @@ func (c *Core) sendFlushOK(ep *endpoint) {
 		}
 	}
 	ep.okSent = e.View.ID
+	if to := e.Fl.To; to != "" {
+		ep.incoming = to
+		c.carriers[to].incoming[ep.id] = true
+	}
 	c.ctl(ep.h, kFlushOK, item{LWG: ep.id, View: e.View.ID})
 }
 
@@ -513,22 +560,36 @@ func (c *Core) flushStarted(car *carrier, l ID, e *entry) {
 }
 
 func (c *Core) switchAborted(car *carrier, l ID) {
-	if ep := c.eps[l]; ep != nil && ep.h == car.group {
-		c.sendFlushOK(ep)
+	ep := c.eps[l]
+	if ep == nil || ep.h != car.group {
+		return
 	}
+	c.dropIncoming(ep)
+	ep.okSent = 0 // acknowledge the flush again, as a plain one
+	c.sendFlushOK(ep)
 }
 
 func (c *Core) installed(car *carrier, l ID, old, v View, joined, left []hwg.Process) {
 	ep := c.eps[l]
+	ev := Event{Type: EventInstall, LWG: l, View: v.Clone(), Joined: joined, Left: left, HWG: car.group, HWGView: car.view.ID}
 	if ep != nil && ep.h != car.group {
-		if !ep.awaitAdopt || !v.Contains(c.self) {
-			return // a stale life of l on a carrier it left
+		if c.switchingTo(ep) == car.group {
+			// The LWG reached its new carrier in that carrier's order before
+			// this node saw the switch point in the old one: keep what
+			// happens to it here until then.
+			ep.early = append(ep.early, ev)
 		}
-		c.attach(ep, car.group)
+		return
 	}
+	c.installLocal(car, ep, ev)
+}
+
+// installLocal carries out an install of ep's LWG on car for this node.
+func (c *Core) installLocal(car *carrier, ep *endpoint, ev Event) {
+	l, v := ev.LWG, ev.View
 	if !v.Contains(c.self) {
 		if ep != nil {
-			c.endEndpoint(car, ep, slices.Contains(left, c.self))
+			c.endEndpoint(car, ep, slices.Contains(ev.Left, c.self))
 		}
 		return
 	}
@@ -537,9 +598,10 @@ func (c *Core) installed(car *carrier, l ID, old, v View, joined, left []hwg.Pro
 		c.eps[l] = ep
 		c.attach(ep, car.group)
 	}
+	c.dropIncoming(ep) // a switch this node acknowledged ended without moving
 	ep.view = v
 	ep.blocked, ep.held, ep.awaitAdopt, ep.adoptSent = false, false, false, false
-	c.emit(Event{Type: EventInstall, LWG: l, View: v.Clone(), Joined: joined, Left: left, HWG: car.group, HWGView: car.view.ID})
+	c.emit(ev)
 	if in := c.intents[l]; in != nil {
 		if in.leave {
 			in.joinOn = "" // a Leave came while joining: ask now
@@ -547,6 +609,7 @@ func (c *Core) installed(car *carrier, l ID, old, v View, joined, left []hwg.Pro
 			delete(c.intents, l)
 		}
 	}
+	c.checkBinding(ep)
 	if car.blocking {
 		if car.blockAcked {
 			ep.held = true // too late to send in this carrier view
@@ -554,10 +617,17 @@ func (c *Core) installed(car *carrier, l ID, old, v View, joined, left []hwg.Pro
 			c.raiseHold(ep)
 		}
 	}
+	if !c.replaying {
+		c.sendQueued(ep)
+	}
+}
+
+// sendQueued sends the multicasts ep queued while it was held.
+func (c *Core) sendQueued(ep *endpoint) {
 	q := ep.queue
 	ep.queue = nil
 	for i, p := range q {
-		if ep.held {
+		if ep.held || ep.awaitAdopt {
 			ep.queue = append(ep.queue, q[i:]...)
 			break
 		}
@@ -565,7 +635,39 @@ func (c *Core) installed(car *carrier, l ID, old, v View, joined, left []hwg.Pro
 	}
 }
 
+// dropIncoming forgets ep's pending arrival on another carrier.
+func (c *Core) dropIncoming(ep *endpoint) {
+	if ep.incoming == "" {
+		return
+	}
+	t := c.carriers[ep.incoming]
+	ep.incoming, ep.early = "", nil
+	if t != nil {
+		delete(t.incoming, ep.id)
+		c.maybeBlockOK(t)
+	}
+}
+
+// switchingTo returns the carrier ep's LWG is switching to, if this node
+// acknowledged that switch and has not yet seen its switch point.
+func (c *Core) switchingTo(ep *endpoint) hwg.GroupID { return ep.incoming }
+
+// checkBinding has the coordinator of an LWG correct the directory when it
+// still names another carrier (after a switch).
+func (c *Core) checkBinding(ep *endpoint) {
+	if ep.view.Coordinator() != c.self || ep.rebindSent || ep.awaitAdopt {
+		return
+	}
+	b, ok := c.dir.lwgs[ep.id]
+	if !ok || b.HWG == ep.h || !c.dir.synced {
+		return
+	}
+	c.send(c.cfg.Directory, &control{Kind: kRebind, Items: []item{{LWG: ep.id, Ver: b.Ver, Group: ep.h}}})
+	ep.rebindSent = true
+}
+
 func (c *Core) endEndpoint(car *carrier, ep *endpoint, left bool) {
+	c.dropIncoming(ep)
 	delete(c.eps, ep.id)
 	delete(c.switches, ep.id)
 	delete(c.pendingEP, ep.id)
@@ -596,6 +698,33 @@ func (c *Core) moved(car *carrier, l ID, last View, to hwg.GroupID) {
 	ep.view = last
 	c.pendingEP[l] = true
 	delete(c.switches, l)
+	t := c.carriers[to]
+	ep.incoming = ""
+	delete(t.incoming, l)
+	// Replay what the LWG did on its new carrier before this node saw the
+	// switch point. Its installs may name older views of that carrier:
+	// they happened then in its order. Queued multicasts wait for the last.
+	early := ep.early
+	ep.early = nil
+	c.replaying = true
+	for _, ev := range early {
+		if ep = c.eps[l]; ep == nil {
+			break
+		}
+		if ev.Type == EventInstall {
+			c.installLocal(t, ep, ev)
+		} else {
+			c.emit(ev)
+		}
+	}
+	c.replaying = false
+	if ep = c.eps[l]; ep != nil && !ep.awaitAdopt {
+		if e := t.entries[l]; e != nil && e.Fl != nil {
+			c.flushStarted(t, l, e) // a flush began there meanwhile
+		}
+		c.sendQueued(ep)
+	}
+	c.maybeBlockOK(t)
 }
 
 // dataDelivered hands a data message to its local endpoint, if any.
@@ -610,7 +739,8 @@ func (c *Core) dataDelivered(car *carrier, e *hwg.Event) {
 		return
 	}
 	ep := c.eps[l]
-	if ep == nil || ep.h != car.group || ep.awaitAdopt {
+	early := ep != nil && ep.h != car.group && c.switchingTo(ep) == car.group
+	if ep == nil || (ep.h != car.group && !early) || ep.awaitAdopt {
 		c.stats.Interference++
 		return
 	}
@@ -619,7 +749,12 @@ func (c *Core) dataDelivered(car *carrier, e *hwg.Event) {
 		return
 	}
 	c.stats.Delivered++
-	c.emit(Event{Type: EventDeliver, LWG: l, View: View{ID: view}, From: e.Msg.Sender, Payload: payload})
+	ev := Event{Type: EventDeliver, LWG: l, View: View{ID: view}, From: e.Msg.Sender, Payload: payload}
+	if early {
+		ep.early = append(ep.early, ev)
+		return
+	}
+	c.emit(ev)
 }
 
 // ownApplied clears what this process had in flight once its own request
@@ -666,6 +801,12 @@ func (c *Core) dirApplied(ctl *control) {
 		if car := c.carriers[ctl.Group]; car != nil {
 			car.regSent = false
 		}
+	case kRebind:
+		// Checked again at the LWG's next install, not now: a rebind that
+		// lost to another binding must not be retried in a loop.
+		if ep := c.eps[ctl.Items[0].LWG]; ep != nil {
+			ep.rebindSent = false
+		}
 	}
 }
 
@@ -693,3 +834,22 @@ func (c *Core) flushBatch(h hwg.GroupID) {
 func (c *Core) act(a Action) { c.actions = append(c.actions, a) }
 
 func (c *Core) emit(e Event) { c.events = append(c.events, e) }
+
+// Debug describes the Core's requests in progress and carriers, for
+// debugging; the format is not stable.
+func (c *Core) Debug() string {
+	var b []byte
+	b = fmt.Appendf(b, "dir synced=%v view=%v owed=%d carriers=%d\n", c.dir.synced, c.dir.view, len(c.dir.owed), len(c.dir.carriers))
+	for _, h := range sortedKeys(c.carriers) {
+		car := c.carriers[h]
+		rec := c.dir.carriers[h]
+		b = fmt.Appendf(b, "  carrier %s member=%v synced=%v view=%v joining=%v(%d) regSent=%v local=%d incoming=%d blocking=%v/%v entries=%d dirrec=%v\n",
+			h, car.member, car.synced, car.view, car.joining, car.joinTicks, car.regSent, len(car.local), len(car.incoming), car.blocking, car.blockAcked, len(car.entries), rec)
+	}
+	for _, l := range c.order {
+		if in := c.intents[l]; in != nil {
+			b = fmt.Appendf(b, "  intent %s %+v\n", l, *in)
+		}
+	}
+	return string(b)
+}

@@ -83,13 +83,28 @@ func (d *directory) reset() {
 // alive reports whether h is a live carrier.
 func (d *directory) alive(h hwg.GroupID) bool { return d.carriers[h] != nil }
 
-// boundary removes the registrations of processes the directory view
-// excluded: they are gone from the cluster.
+// boundary drops the registrations of processes that a newer incarnation
+// of their node has replaced: they crashed, so they are in no carrier.
+//
+// A process the directory view merely excluded keeps its registrations: it
+// may be alive behind a partition, still running its LWGs in its carriers,
+// and declaring those carriers dead would let a joiner start a second life
+// of their LWGs beside the first. So a carrier dies only when each of its
+// registered members has left it or restarted; a node that crashes and
+// never comes back keeps its carriers alive (and their LWGs bound) for good.
 func (d *directory) boundary(ev *hwg.Event) {
+	for _, p := range ev.View.Members {
+		d.supersede(p)
+	}
+}
+
+// supersede drops the registrations of older incarnations of p's node.
+func (d *directory) supersede(p hwg.Process) {
 	for _, h := range sortedKeys(d.carriers) {
 		rec := d.carriers[h]
-		rec.Regs = slices.DeleteFunc(rec.Regs, func(p hwg.Process) bool { return !ev.View.Contains(p) })
-		if len(rec.Regs) == 0 {
+		n := len(rec.Regs)
+		rec.Regs = slices.DeleteFunc(rec.Regs, func(q hwg.Process) bool { return q.Node == p.Node && q.Inc < p.Inc })
+		if len(rec.Regs) == 0 && n > 0 {
 			d.kill(h)
 		}
 	}

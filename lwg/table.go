@@ -31,8 +31,9 @@ type flush struct {
 // arrival continues its view ids; a moved record also redirects joiners
 // whose directory is behind.
 type gone struct {
-	View uint64      `msgpack:"v"`
-	To   hwg.GroupID `msgpack:"t,omitempty"`
+	View    uint64        `msgpack:"v"`
+	To      hwg.GroupID   `msgpack:"t,omitempty"`
+	Members []hwg.Process `msgpack:"m,omitempty"` // moved: the members that left with it
 }
 
 // carrier is this node's membership in one carrier HWG: the replicated
@@ -46,6 +47,7 @@ type carrier struct {
 
 	// Local, not replicated.
 	local      map[ID]*endpoint // local endpoints on this carrier
+	incoming   map[ID]bool      // local endpoints switching to this carrier
 	regSent    bool             // a kReg is in flight
 	joining    bool             // ActJoin or ActBootstrap issued, no install yet
 	joinTicks  int
@@ -56,7 +58,7 @@ type carrier struct {
 }
 
 func newCarrier(core *Core, h hwg.GroupID) *carrier {
-	car := &carrier{core: core, replica: replica{group: h}, local: map[ID]*endpoint{}}
+	car := &carrier{core: core, replica: replica{group: h}, local: map[ID]*endpoint{}, incoming: map[ID]bool{}}
 	car.reset()
 	return car
 }
@@ -107,7 +109,12 @@ func (car *carrier) join(from hwg.Process, it item) bool {
 	}
 	e := car.entries[l]
 	if e == nil {
-		id := firstViewID(it.Ver)
+		if slices.ContainsFunc(it.Members, car.view.Contains) {
+			// The joiner followed a move here, and a member that moved is
+			// still in this carrier: its announcement may come yet.
+			return false
+		}
+		id := max(firstViewID(it.Ver), it.View)
 		if g, ok := car.gone[l]; ok && g.View >= id {
 			id = g.View + 1
 		}
@@ -180,7 +187,7 @@ func (car *carrier) flushOK(from hwg.Process, it item) {
 	if fl.To != "" {
 		// The switch point: the LWG leaves this carrier here.
 		delete(car.entries, it.LWG)
-		car.gone[it.LWG] = gone{View: e.View.ID, To: fl.To}
+		car.gone[it.LWG] = gone{View: e.View.ID, To: fl.To, Members: slices.Clone(e.View.Members)}
 		car.core.moved(car, it.LWG, e.View, fl.To)
 		return
 	}

@@ -130,6 +130,10 @@ func checkVirtualSynchrony(tr []Event) []Violation {
 			if ep, ok := cur[k]; ok {
 				ep.sent = append(ep.sent, e.Msg)
 			}
+		case EvLeave, EvExclude:
+			// The membership ended; a later install is a new one, not a
+			// move from this view.
+			delete(cur, k)
 		case EvCrash:
 			for _, g := range groupsOf[k.p] {
 				delete(cur, procGroup{k.p, g})

@@ -52,42 +52,64 @@ func containsMember(e *Event, node, inc uint64, withInc bool) bool {
 	return false
 }
 
+// carrierViews tracks, per process and HWG, the views it installed since
+// it last joined (a leave or exclusion forgets them): an LWG event may name
+// only such a view.
+type carrierViews struct {
+	installed map[procGroup]map[uint64]int // view → trace index
+}
+
+func (cv *carrierViews) see(i int, e *Event) {
+	k := procGroup{e.proc(), e.Group}
+	switch e.Ev {
+	case EvInstall:
+		if cv.installed[k] == nil {
+			cv.installed[k] = map[uint64]int{}
+		}
+		cv.installed[k][e.View] = i
+	case EvLeave, EvExclude:
+		delete(cv.installed, k)
+	}
+}
+
+// lookup returns the trace index of p's install of view v of hwg, if p is
+// still in the membership that installed it.
+func (cv *carrierViews) lookup(p proc, hwg string, v uint64) (int, bool) {
+	j, ok := cv.installed[procGroup{p, hwg}][v]
+	return j, ok
+}
+
 // checkLWGCarrier: every install of an LWG names its carrier (hwg and
-// hwgview), and at that point the installing process's latest installed view
-// of the carrier is that hwgview and contains every member of the LWG view.
+// hwgview), the installing process installed that view of the carrier and
+// has not left or been excluded from the carrier since, and that carrier
+// view contains every member of the LWG view. (A member that reaches a
+// switched LWG's new carrier late replays its installs there, so hwgview
+// may be older than the process's latest view of the carrier.)
 func checkLWGCarrier(tr []Event) []Violation {
 	r := reporter{name: nameLWGCarrier}
-	latest := make(map[procGroup]int) // trace index of each process's latest install of each group
+	cv := carrierViews{installed: map[procGroup]map[uint64]int{}}
 	for i := range tr {
 		e := &tr[i]
-		if e.Ev != EvInstall {
-			continue
+		if e.Ev == EvInstall && isLWG(e.Group) {
+			checkCarrierAt(&r, tr, &cv, e)
 		}
-		p := e.proc()
-		if isLWG(e.Group) {
-			checkCarrierAt(&r, tr, latest, e)
-		}
-		latest[procGroup{p, e.Group}] = i
+		cv.see(i, e)
 	}
 	return r.result()
 }
 
-func checkCarrierAt(r *reporter, tr []Event, latest map[procGroup]int, e *Event) {
+func checkCarrierAt(r *reporter, tr []Event, cv *carrierViews, e *Event) {
 	p := e.proc()
 	if e.HWG == "" || e.HWGView == 0 {
 		r.add(e.Group, e.T, "%s installed view %d without naming its carrier (hwg %q, hwgview %d)", p, e.View, e.HWG, e.HWGView)
 		return
 	}
-	j, ok := latest[procGroup{p, e.HWG}]
+	j, ok := cv.lookup(p, e.HWG, e.HWGView)
 	if !ok {
-		r.add(e.Group, e.T, "%s installed view %d on %s view %d, but it has installed no view of %s", p, e.View, e.HWG, e.HWGView, e.HWG)
+		r.add(e.Group, e.T, "%s installed view %d on %s view %d, but it is not in that view of %s", p, e.View, e.HWG, e.HWGView, e.HWG)
 		return
 	}
 	h := &tr[j]
-	if h.View != e.HWGView {
-		r.add(e.Group, e.T, "%s installed view %d on %s view %d, but its latest view of %s is %d (t=%d)", p, e.View, e.HWG, e.HWGView, e.HWG, h.View, h.T)
-		return
-	}
 	withInc := e.hasIncs()
 	var missing []string
 	for i, n := range e.Members {
@@ -105,25 +127,25 @@ func checkCarrierAt(r *reporter, tr []Event, latest map[procGroup]int, e *Event)
 	}
 }
 
-// checkOneCarrier: all installs of an (LWG, view) name the same hwg, and a
-// process sends and delivers in an LWG only while its latest install of the
-// carrier named by its latest install of the LWG is the named hwgview, and
-// it has not left the carrier since. The trace records no exclusion; an
-// excluded process's next install of the carrier is a later view.
+// checkOneCarrier: all installs of an (LWG, view) name the same hwg; a
+// process sends in an LWG only while the carrier view its latest LWG install
+// names is its latest view of that carrier; and it delivers only while it is
+// still in that carrier view's membership (it installed it and has not left
+// or been excluded since; deliveries a late member replays may name an older
+// carrier view).
 func checkOneCarrier(tr []Event) []Violation {
 	r := reporter{name: nameOneCarrier}
 	first := make(map[groupView]int) // first install naming a carrier of each LWG view
 	latest := make(map[procGroup]int)
-	left := make(map[procGroup]int) // leave after the latest install
+	cv := carrierViews{installed: map[procGroup]map[uint64]int{}}
 	for i := range tr {
 		e := &tr[i]
 		k := procGroup{e.proc(), e.Group}
 		switch e.Ev {
 		case EvInstall:
 			latest[k] = i
-			delete(left, k)
 			if !isLWG(e.Group) || e.HWG == "" { // a missing carrier is lwg-carrier's business
-				continue
+				break
 			}
 			gv := groupView{e.Group, e.View}
 			j, ok := first[gv]
@@ -133,36 +155,26 @@ func checkOneCarrier(tr []Event) []Violation {
 				r.add(e.Group, e.T, "%s installed view %d on %s, but %s installed it on %s (t=%d)",
 					k.p, e.View, e.HWG, f.proc(), f.HWG, f.T)
 			}
-		case EvLeave:
-			left[k] = i
 		case EvSend, EvDeliver:
-			if !isLWG(e.Group) {
-				continue
-			}
 			j, ok := latest[k]
-			if !ok { // initial-view's business
-				continue
+			if !isLWG(e.Group) || !ok { // no install: initial-view's business
+				break
 			}
 			l := &tr[j]
 			if l.HWG == "" || l.HWGView == 0 {
-				continue
+				break
 			}
-			hk := procGroup{k.p, l.HWG}
-			h, ok := latest[hk]
-			switch {
-			case !ok:
-				r.add(e.Group, e.T, "%s %s message %s in view %d on %s view %d, but it has installed no view of %s",
+			if _, ok := cv.lookup(k.p, l.HWG, l.HWGView); !ok {
+				r.add(e.Group, e.T, "%s %s message %s in view %d on %s view %d, but it is not in that view of %s",
 					k.p, verb(e.Ev), e.Msg, l.View, l.HWG, l.HWGView, l.HWG)
-			case tr[h].View != l.HWGView:
+				break
+			}
+			if h := &tr[latest[procGroup{k.p, l.HWG}]]; e.Ev == EvSend && h.View != l.HWGView {
 				r.add(e.Group, e.T, "%s %s message %s in view %d on %s view %d, but its latest view of %s is %d (t=%d)",
-					k.p, verb(e.Ev), e.Msg, l.View, l.HWG, l.HWGView, l.HWG, tr[h].View, tr[h].T)
-			default:
-				if x, gone := left[hk]; gone {
-					r.add(e.Group, e.T, "%s %s message %s in view %d on %s view %d, but it left %s (t=%d)",
-						k.p, verb(e.Ev), e.Msg, l.View, l.HWG, l.HWGView, l.HWG, tr[x].T)
-				}
+					k.p, verb(e.Ev), e.Msg, l.View, l.HWG, l.HWGView, l.HWG, h.View, h.T)
 			}
 		}
+		cv.see(i, e)
 	}
 	return r.result()
 }

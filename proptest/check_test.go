@@ -230,10 +230,14 @@ func TestViolations(t *testing.T) {
 			b.installAll(g, 1, p1)
 			b.installLWG(p1, "l/a", 1, "h/9", 1, []uint64{1}, nil)
 		}},
-		{"carrier view is not the latest", nameLWGCarrier, true, func(b *builder) {
+		{"carrier view the process was excluded from", nameLWGCarrier, true, func(b *builder) {
 			b.installAll(g, 1, p1, p2)
-			b.installAll(g, 2, p1, p2)
+			b.add(Event{Node: p1.node, Inc: p1.inc, Ev: EvExclude, Group: g, View: 1})
 			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+		}},
+		{"carrier view the process never installed", nameLWGCarrier, true, func(b *builder) {
+			b.installAll(g, 1, p1, p2)
+			b.installLWG(p1, "l/a", 1, g, 2, []uint64{1, 2}, nil)
 		}},
 		{"LWG member outside the carrier view", nameLWGCarrier, true, func(b *builder) {
 			b.installAll(g, 1, p1, p2)
@@ -744,6 +748,12 @@ func TestLWGNearMisses(t *testing.T) {
 		name  string
 		build func(b *builder)
 	}{
+		{"LWG install replayed on an older carrier view", func(b *builder) {
+			b.installAll(g, 1, p1, p2)
+			b.installAll(g, 2, p1, p2)
+			b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+			b.installLWG(p2, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+		}},
 		{"LWG on the latest carrier view", func(b *builder) {
 			b.installAll(g, 1, p1, p2)
 			b.installAll(g, 2, p1, p2)

@@ -6,7 +6,7 @@ import (
 )
 
 // FromHWG turns an event of process p into a trace event at step t. It
-// reports false for events the trace does not record (Block, Excluded).
+// reports false for events the trace does not record (Block).
 // The simulator uses it, and so can anyone tracing real nodes: stamp t
 // with hwg.Event.At to merge the traces of several processes.
 func FromHWG(p hwg.Process, e hwg.Event, t uint64) (Event, bool) {
@@ -26,6 +26,8 @@ func FromHWG(p hwg.Process, e hwg.Event, t uint64) (Event, bool) {
 		ev.Ev, ev.Msg, ev.From = EvDeliver, e.Msg.String(), uint64(e.Msg.Sender.Node)
 	case hwg.EventLeft:
 		ev.Ev = EvLeave
+	case hwg.EventExcluded:
+		ev.Ev = EvExclude
 	default:
 		return Event{}, false
 	}
@@ -33,7 +35,7 @@ func FromHWG(p hwg.Process, e hwg.Event, t uint64) (Event, bool) {
 }
 
 // FromLWG turns an LWG event of process p into a trace event at step t. It
-// reports false for events the trace does not record (Block, Excluded).
+// reports false for events the trace does not record (Block).
 // Message ids are the payloads, which the caller must make unique.
 func FromLWG(p hwg.Process, e lwg.Event, t uint64) (Event, bool) {
 	ev := Event{T: t, Node: uint64(p.Node), Inc: p.Inc, Group: string(e.LWG), View: e.View.ID}
@@ -52,6 +54,8 @@ func FromLWG(p hwg.Process, e lwg.Event, t uint64) (Event, bool) {
 		ev.Ev, ev.Msg, ev.From = EvDeliver, string(e.Payload), uint64(e.From.Node)
 	case lwg.EventLeft:
 		ev.Ev = EvLeave
+	case lwg.EventExcluded:
+		ev.Ev = EvExclude
 	default:
 		return Event{}, false
 	}

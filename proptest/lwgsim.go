@@ -64,12 +64,12 @@ func (o *LWGOptions) defaults() {
 // LWGStats counts what an LWG simulation did.
 type LWGStats struct {
 	Steps, Crashes, Restarts, Partitions, Dropped, Duplicated int
-	Joins, Leaves, Switches, Switched                        int
-	LWGInstalls, Sent, Delivered                             int
-	HWGInstalls                                              int
-	Interference, Stale, Malformed                           uint64
-	Converged                                                bool
-	PrimaryLost                                              bool
+	Joins, Leaves, Switches, Switched                         int
+	LWGInstalls, Sent, Delivered                              int
+	HWGInstalls                                               int
+	Interference, Stale, Malformed                            uint64
+	Converged                                                 bool
+	PrimaryLost                                               bool
 }
 
 type lwgSimNode struct {
@@ -312,27 +312,36 @@ func (s *LWGSim) drain(n *lwgSimNode) {
 				s.send(n.id, m.To.Node, &item{msg: m})
 			}
 			for _, e := range rd.Events {
+				// One event at a time, as a runtime does: the LWG events it
+				// causes enter the trace before the group's next event.
 				s.recordHWG(n, e)
 				n.core.HWGEvent(e)
+				s.coreReady(n)
 			}
 		}
 		if s.retryBacklog(n) {
 			busy = true
 		}
-		rd := n.core.Ready()
-		if !rd.Empty() {
+		if s.coreReady(n) {
 			busy = true
-			for _, a := range rd.Actions {
-				s.do(n, a)
-			}
-			for _, e := range rd.Events {
-				s.recordLWG(n, e)
-			}
 		}
 		if !busy {
 			return
 		}
 	}
+}
+
+// coreReady carries out what n's lwg core asks; it reports whether there
+// was anything.
+func (s *LWGSim) coreReady(n *lwgSimNode) bool {
+	rd := n.core.Ready()
+	for _, a := range rd.Actions {
+		s.do(n, a)
+	}
+	for _, e := range rd.Events {
+		s.recordLWG(n, e)
+	}
+	return !rd.Empty()
 }
 
 func (s *LWGSim) do(n *lwgSimNode, a lwg.Action) {
@@ -426,12 +435,10 @@ func (s *LWGSim) recordHWG(n *lwgSimNode, e hwg.Event) {
 		n.epoch++
 		s.stats.HWGInstalls++
 	case hwg.EventExcluded:
+		// The group's core stays: a later join reuses it, and it remembers
+		// the views it installed, so it never installs one twice.
 		n.epoch++
-		if e.Group != lwgDir {
-			delete(n.groups, e.Group) // a later join starts a fresh core
-		}
 	case hwg.EventLeft:
-		delete(n.groups, e.Group)
 		delete(n.backlog, e.Group)
 	}
 }
@@ -806,7 +813,7 @@ func (s *LWGSim) Dump() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "virtual time %d, step %d\n", s.now, s.stats.Steps)
 	for _, n := range s.nodes {
-		fmt.Fprintf(&b, "  node %v alive=%v groups:", n.self(), n.alive)
+		fmt.Fprintf(&b, "  node %v alive=%v %s groups:", n.self(), n.alive, n.core.Debug())
 		for _, g := range sortedKeys(n.groups) {
 			in := n.groups[g].Info()
 			fmt.Fprintf(&b, " %s=%v/%v", g, in.Status, in.View)

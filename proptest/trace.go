@@ -18,6 +18,7 @@ const (
 	EvDeliver = "deliver" // a process delivered a message
 	EvCrash   = "crash"   // a process crashed; a restart is a higher Inc
 	EvLeave   = "leave"   // a process voluntarily left a group from a view
+	EvExclude = "exclude" // a view change went on without the process (it rejoins as a new member)
 	EvApply   = "apply"   // a replicated object applied an update
 	EvHeal    = "heal"    // no more faults after this point
 )
@@ -172,7 +173,7 @@ func validate(e *Event) error {
 		return errors.New(`missing "ev"`)
 	case EvHeal:
 		return nil
-	case EvInstall, EvSend, EvDeliver, EvCrash, EvLeave, EvApply:
+	case EvInstall, EvSend, EvDeliver, EvCrash, EvLeave, EvExclude, EvApply:
 	default:
 		return fmt.Errorf("unknown event kind %q", e.Ev)
 	}
@@ -189,7 +190,7 @@ func validate(e *Event) error {
 		req(e.Group != "", "group")
 		req(e.Msg != "", "msg")
 		req(e.From != 0, "from")
-	case EvLeave:
+	case EvLeave, EvExclude:
 		req(e.Group != "", "group")
 	case EvApply:
 		req(e.Group != "", "group")
