@@ -1,7 +1,6 @@
 package hwg
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -26,7 +25,7 @@ const (
 
 // encodeFrame serialises f with msgpack into a buffer sized up front:
 // batched frames run to tens of kilobytes, and growing the buffer while
-// encoding cost more than the encoding.
+// encoding cost more than the encoding. See wire_fast.go.
 func encodeFrame(f *frame) ([]byte, error) {
 	est := 16
 	for i := range f.Msgs {
@@ -35,11 +34,11 @@ func encodeFrame(f *frame) ([]byte, error) {
 			est += len(e.Payload) + 40
 		}
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, est))
-	if err := msgpack.NewEncoder(buf).Encode(f); err != nil {
+	b, err := appendFrame(make([]byte, 0, est), f)
+	if err != nil {
 		return nil, fmt.Errorf("hwg: encoding frame: %w", err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // decodeFrame parses a frame. Malformed input returns an error wrapping
@@ -48,8 +47,13 @@ func decodeFrame(b []byte) (frame, error) {
 	// msgpack allocates a container's declared length up front (its own
 	// limit does not apply in v5.4.1), so a 30-byte frame could ask for
 	// gigabytes: check every declared length against the bytes first.
+	// The fast decoder relies on it too.
 	if err := checkMsgpack(b); err != nil {
 		return frame{}, fmt.Errorf("%w: frame: %v", ErrMalformed, err)
+	}
+	d := fastDecoder{b: b}
+	if f, err := d.frame(); err == nil {
+		return f, nil
 	}
 	var f frame
 	if err := msgpack.Unmarshal(b, &f); err != nil {

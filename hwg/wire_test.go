@@ -5,6 +5,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -51,6 +53,18 @@ func FuzzDecodeFrame(f *testing.F) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
 			return
+		}
+		// Whatever the fast decoder accepts, msgpack decodes alike.
+		if d := (fastDecoder{b: b}); checkMsgpack(b) == nil {
+			if fast, err := d.frame(); err == nil {
+				var slow frame
+				if err := msgpack.Unmarshal(b, &slow); err != nil {
+					t.Fatalf("fast decoder accepted what msgpack rejects (%v): %+v", err, fast)
+				}
+				if !reflect.DeepEqual(fast, slow) {
+					t.Fatalf("decodings differ\nfast %+v\nslow %+v", fast, slow)
+				}
+			}
 		}
 		g, _ := New(Config{Group: "h/1", Self: proc(1)})
 		_ = g.Bootstrap([]Process{proc(1), proc(2), proc(3)})
