@@ -192,16 +192,7 @@ func (c *Core) needCarrier(h hwg.GroupID) {
 		c.carriers[h] = car
 	}
 	c.pin(car)
-	if car.member {
-		return
-	}
-	if car.joining {
-		if car.joinTicks > c.cfg.JoinTimeoutTicks {
-			// The carrier may have died meanwhile: stop (EventLeft follows,
-			// which unregisters) and ask the directory again.
-			car.joining = false
-			c.act(Action{Type: ActLeave, Group: h})
-		}
+	if car.member || car.joining || car.unregSent {
 		return
 	}
 	rec := c.dir.carriers[h]
@@ -214,7 +205,7 @@ func (c *Core) needCarrier(h hwg.GroupID) {
 		c.act(Action{Type: ActBootstrap, Group: h, Members: []hwg.Process{c.self}})
 		return
 	}
-	if !rec.has(c.self) {
+	if !rec.registered(c.self) {
 		if !car.regSent {
 			c.send(c.cfg.Directory, &control{Kind: kReg, Group: h})
 			car.regSent = true

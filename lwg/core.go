@@ -239,8 +239,15 @@ func (c *Core) Tick() {
 		car := c.carriers[h]
 		if car.joining {
 			car.joinTicks++
+			if car.joinTicks > c.cfg.JoinTimeoutTicks {
+				// The carrier may have died meanwhile: stop (EventLeft
+				// follows, which unregisters); if it is still needed, the
+				// next attempt asks the directory again.
+				car.joining = false
+				c.act(Action{Type: ActLeave, Group: h})
+			}
 		}
-		if car.member && len(car.local) == 0 && len(car.incoming) == 0 && c.ticks-car.pinned > uint64(c.cfg.IdleTicks) && !car.blocking && !c.dirBindsTo(h) {
+		if car.member && c.dir.synced && len(car.local) == 0 && len(car.incoming) == 0 && c.ticks-car.pinned > uint64(c.cfg.IdleTicks) && !car.blocking && !c.dirBindsTo(h) {
 			c.act(Action{Type: ActLeave, Group: h})
 			car.pinned = c.ticks // do not ask again until it answers
 		}
@@ -348,7 +355,7 @@ func (c *Core) dirEvent(e *hwg.Event) {
 		// What this node had in flight in the directory is lost with its
 		// membership: ask again once back.
 		for _, car := range c.carriers {
-			car.regSent = false
+			car.regSent, car.unregSent = false, false
 		}
 		for _, in := range c.intents {
 			in.bindSent = false
@@ -408,6 +415,13 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 				st.apply(d.from, ctl)
 			}
 		}
+		if r == &c.dir.replica {
+			// Back in the directory: correct what it says of the LWGs this
+			// node coordinates (a rebind may have been lost with it).
+			for _, l := range sortedKeys(c.eps) {
+				c.checkBinding(c.eps[l])
+			}
+		}
 		return
 	}
 	if ctl.Kind == kSnapshot {
@@ -422,6 +436,10 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 	switch e.Type {
 	case hwg.EventInstall:
+		if !car.member {
+			// Now a member: tell the directory (the creator is one already).
+			c.send(c.cfg.Directory, &control{Kind: kMember, Group: car.group})
+		}
 		car.joining, car.joinTicks = false, 0
 		car.blocking, car.blockAcked = false, false
 		if car.onInstall(c.self, e, car) {
@@ -502,6 +520,7 @@ func (c *Core) carrierGone(car *carrier, left bool) {
 	car.blocking, car.blockAcked = false, false
 	delete(c.batch, car.group)
 	c.send(c.cfg.Directory, &control{Kind: kUnreg, Group: car.group})
+	car.unregSent = true
 }
 
 // raiseHold raises Hold.up on ep, unless it is up already.
@@ -801,6 +820,17 @@ func (c *Core) dirApplied(ctl *control) {
 		if car := c.carriers[ctl.Group]; car != nil {
 			car.regSent = false
 		}
+	case kUnreg:
+		if car := c.carriers[ctl.Group]; car != nil {
+			car.unregSent = false
+		}
+	case kMember:
+		if car := c.carriers[ctl.Group]; car != nil && car.member && !c.dir.alive(car.group) {
+			// Every other member left or restarted before this node's
+			// membership reached the directory, which declared the
+			// carrier dead: its LWGs may live again elsewhere, so leave.
+			c.act(Action{Type: ActLeave, Group: car.group})
+		}
 	case kRebind:
 		// Checked again at the LWG's next install, not now: a rebind that
 		// lost to another binding must not be retried in a loop.
@@ -825,6 +855,9 @@ func (c *Core) ctl(h hwg.GroupID, k kind, it item) {
 func (c *Core) send(h hwg.GroupID, ctl *control) { c.batch[h] = append(c.batch[h], ctl) }
 
 func (c *Core) flushBatch(h hwg.GroupID) {
+	if h == c.cfg.Directory && !c.dir.member {
+		return // kept until this node is in the directory (again)
+	}
 	for _, ctl := range c.batch[h] {
 		c.act(Action{Type: ActMulticast, Group: h, Payload: encodeControl(ctl)})
 	}
@@ -843,8 +876,8 @@ func (c *Core) Debug() string {
 	for _, h := range sortedKeys(c.carriers) {
 		car := c.carriers[h]
 		rec := c.dir.carriers[h]
-		b = fmt.Appendf(b, "  carrier %s member=%v synced=%v view=%v joining=%v(%d) regSent=%v local=%d incoming=%d blocking=%v/%v entries=%d dirrec=%v\n",
-			h, car.member, car.synced, car.view, car.joining, car.joinTicks, car.regSent, len(car.local), len(car.incoming), car.blocking, car.blockAcked, len(car.entries), rec)
+		b = fmt.Appendf(b, "  carrier %s member=%v synced=%v view=%v joining=%v(%d) reg=%v/%v local=%d incoming=%d blocking=%v/%v entries=%d dirrec=%v\n",
+			h, car.member, car.synced, car.view, car.joining, car.joinTicks, car.regSent, car.unregSent, len(car.local), len(car.incoming), car.blocking, car.blockAcked, len(car.entries), rec)
 	}
 	for _, l := range c.order {
 		if in := c.intents[l]; in != nil {

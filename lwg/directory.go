@@ -18,20 +18,43 @@ type binding struct {
 	Ver uint64      `msgpack:"v"`
 }
 
-// carrierRec is a live carrier HWG as the directory knows it. Regs holds
-// every process that is or is becoming a member (a node registers before it
-// joins and unregisters after it leaves), so a carrier whose Regs empties,
-// by unregistration or because the directory excluded its members, has no
-// live member and never will: it is dead.
+// carrierRec is a live carrier HWG as the directory knows it. A node
+// registers as pending before it joins (Pending: the contacts a joiner asks
+// are the members), as a member once it installed a view (Regs; the creator
+// is one from the start), and unregisters after it leaves. A carrier whose
+// Regs empties has no live member, and a pending joiner can only be admitted
+// by a member: it is dead, and pending joiners give up on it.
 type carrierRec struct {
 	Base    hwg.GroupID   `msgpack:"b"`
 	Creator hwg.Process   `msgpack:"c"`
-	Regs    []hwg.Process `msgpack:"r"` // sorted
+	Regs    []hwg.Process `msgpack:"r"`           // members, sorted
+	Pending []hwg.Process `msgpack:"p,omitempty"` // joiners, sorted
 }
 
 func (r *carrierRec) has(p hwg.Process) bool {
 	_, ok := slices.BinarySearchFunc(r.Regs, p, cmpProcess)
 	return ok
+}
+
+// registered reports whether p is a member or a pending joiner.
+func (r *carrierRec) registered(p hwg.Process) bool {
+	_, ok := slices.BinarySearchFunc(r.Pending, p, cmpProcess)
+	return ok || r.has(p)
+}
+
+func insertSorted(s []hwg.Process, p hwg.Process) []hwg.Process {
+	i, ok := slices.BinarySearchFunc(s, p, cmpProcess)
+	if ok {
+		return s
+	}
+	return slices.Insert(s, i, p)
+}
+
+func removeSorted(s []hwg.Process, p hwg.Process) []hwg.Process {
+	if i, ok := slices.BinarySearchFunc(s, p, cmpProcess); ok {
+		return slices.Delete(s, i, i+1)
+	}
+	return s
 }
 
 func cmpProcess(a, b hwg.Process) int {
@@ -102,8 +125,10 @@ func (d *directory) boundary(ev *hwg.Event) {
 func (d *directory) supersede(p hwg.Process) {
 	for _, h := range sortedKeys(d.carriers) {
 		rec := d.carriers[h]
+		older := func(q hwg.Process) bool { return q.Node == p.Node && q.Inc < p.Inc }
 		n := len(rec.Regs)
-		rec.Regs = slices.DeleteFunc(rec.Regs, func(q hwg.Process) bool { return q.Node == p.Node && q.Inc < p.Inc })
+		rec.Regs = slices.DeleteFunc(rec.Regs, older)
+		rec.Pending = slices.DeleteFunc(rec.Pending, older)
 		if len(rec.Regs) == 0 && n > 0 {
 			d.kill(h)
 		}
@@ -151,13 +176,18 @@ func (d *directory) apply(from hwg.Process, c *control) {
 		}
 	case kReg:
 		if rec := d.carriers[c.Group]; rec != nil && !rec.has(from) {
-			i, _ := slices.BinarySearchFunc(rec.Regs, from, cmpProcess)
-			rec.Regs = slices.Insert(rec.Regs, i, from)
+			rec.Pending = insertSorted(rec.Pending, from)
+		}
+	case kMember:
+		if rec := d.carriers[c.Group]; rec != nil {
+			rec.Pending = removeSorted(rec.Pending, from)
+			rec.Regs = insertSorted(rec.Regs, from)
 		}
 	case kUnreg:
 		if rec := d.carriers[c.Group]; rec != nil {
-			if i, ok := slices.BinarySearchFunc(rec.Regs, from, cmpProcess); ok {
-				rec.Regs = slices.Delete(rec.Regs, i, i+1)
+			rec.Pending = removeSorted(rec.Pending, from)
+			if n := len(rec.Regs); n > 0 {
+				rec.Regs = removeSorted(rec.Regs, from)
 				if len(rec.Regs) == 0 {
 					d.kill(c.Group)
 				}
@@ -209,6 +239,7 @@ func (d *directory) restore(b []byte) error {
 			return fmt.Errorf("%w: directory snapshot: nil carrier %s", ErrMalformed, h)
 		}
 		slices.SortFunc(rec.Regs, cmpProcess)
+		slices.SortFunc(rec.Pending, cmpProcess)
 		d.carriers[h] = rec
 		d.bases[rec.Base] = h
 	}

@@ -49,6 +49,7 @@ type carrier struct {
 	local      map[ID]*endpoint // local endpoints on this carrier
 	incoming   map[ID]bool      // local endpoints switching to this carrier
 	regSent    bool             // a kReg is in flight
+	unregSent  bool             // a kUnreg is in flight: rejoin only after it is applied
 	joining    bool             // ActJoin or ActBootstrap issued, no install yet
 	joinTicks  int
 	blocking   bool // the HWG raised Block and has not installed since

@@ -63,10 +63,11 @@ const (
 	kRebind                   // Items[0]: LWG+Ver, now on Group (after a switch)
 	kReg                      // Group: the sender is or is becoming a member
 	kUnreg                    // Group: the sender is no longer a member
+	kMember                   // Group: the sender installed a view of it
 	kindLimit
 )
 
-var kindNames = [...]string{"", "join", "leave", "flushok", "switch", "abort", "adopt", "snapshot", "bind", "rebind", "reg", "unreg"}
+var kindNames = [...]string{"", "join", "leave", "flushok", "switch", "abort", "adopt", "snapshot", "bind", "rebind", "reg", "unreg", "member"}
 
 func (k kind) String() string {
 	if k < kindLimit && k != 0 {
@@ -126,7 +127,7 @@ func decodeControl(b []byte) (*control, error) {
 		if len(c.Items) != 1 {
 			return nil, fmt.Errorf("%w: %v needs one item, has %d", ErrMalformed, c.Kind, len(c.Items))
 		}
-	case kReg, kUnreg:
+	case kReg, kUnreg, kMember:
 		if c.Group == "" {
 			return nil, fmt.Errorf("%w: %v without a group", ErrMalformed, c.Kind)
 		}

@@ -434,11 +434,12 @@ func (s *LWGSim) recordHWG(n *lwgSimNode, e hwg.Event) {
 	case hwg.EventInstall:
 		n.epoch++
 		s.stats.HWGInstalls++
-	case hwg.EventExcluded:
+	case hwg.EventExcluded, hwg.EventLeft:
 		// The group's core stays: a later join reuses it, and it remembers
-		// the views it installed, so it never installs one twice.
+		// the views it installed, so it never installs one twice. What the
+		// lwg core asked to multicast there before it learns of this is
+		// lost, as the runtime loses it.
 		n.epoch++
-	case hwg.EventLeft:
 		delete(n.backlog, e.Group)
 	}
 }
