@@ -237,6 +237,16 @@ func (c *Core) Tick() {
 	c.ticks++
 	for _, h := range sortedKeys(c.carriers) {
 		car := c.carriers[h]
+		if car.member && !car.synced {
+			// Admitted but no snapshot: if no member that holds the table
+			// is left (it failed before sending it), none ever comes. Leave
+			// and join again; a carrier that everyone leaves dies, and its
+			// LWGs, which had no live member, start afresh elsewhere.
+			if car.joinTicks++; car.joinTicks > c.cfg.JoinTimeoutTicks {
+				car.joinTicks = 0
+				c.act(Action{Type: ActLeave, Group: h})
+			}
+		}
 		if car.joining {
 			car.joinTicks++
 			if car.joinTicks > c.cfg.JoinTimeoutTicks {
@@ -415,9 +425,22 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 				st.apply(d.from, ctl)
 			}
 		}
-		if r == &c.dir.replica {
-			// Back in the directory: correct what it says of the LWGs this
-			// node coordinates (a rebind may have been lost with it).
+		if r != &c.dir.replica {
+			// It holds the table now: a member in the directory's sense.
+			c.send(c.cfg.Directory, &control{Kind: kMember, Group: r.group})
+		} else {
+			// Back in the directory: correct what it says of this node's
+			// carriers and of the LWGs it coordinates (updates may have
+			// been lost with its membership).
+			for _, h := range sortedKeys(c.carriers) {
+				if car := c.carriers[h]; car.synced {
+					if rec := c.dir.carriers[h]; rec == nil {
+						c.act(Action{Type: ActLeave, Group: h}) // declared dead meanwhile
+					} else if !rec.has(c.self) {
+						c.send(c.cfg.Directory, &control{Kind: kMember, Group: h})
+					}
+				}
+			}
 			for _, l := range sortedKeys(c.eps) {
 				c.checkBinding(c.eps[l])
 			}
@@ -436,11 +459,10 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 	switch e.Type {
 	case hwg.EventInstall:
-		if !car.member {
-			// Now a member: tell the directory (the creator is one already).
-			c.send(c.cfg.Directory, &control{Kind: kMember, Group: car.group})
+		if car.joining || car.synced {
+			car.joinTicks = 0
 		}
-		car.joining, car.joinTicks = false, 0
+		car.joining = false
 		car.blocking, car.blockAcked = false, false
 		if car.onInstall(c.self, e, car) {
 			c.send(car.group, &control{Kind: kSnapshot, View: e.View.ID, Snap: car.snapshot()})

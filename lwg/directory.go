@@ -19,11 +19,11 @@ type binding struct {
 }
 
 // carrierRec is a live carrier HWG as the directory knows it. A node
-// registers as pending before it joins (Pending: the contacts a joiner asks
-// are the members), as a member once it installed a view (Regs; the creator
-// is one from the start), and unregisters after it leaves. A carrier whose
-// Regs empties has no live member, and a pending joiner can only be admitted
-// by a member: it is dead, and pending joiners give up on it.
+// registers as pending before it joins, as a member once it holds the
+// carrier's LWG table (Regs; the creator is one from the start), and
+// unregisters after it leaves or is excluded. A carrier whose Regs empties
+// has no member left that holds its table: it is dead, and pending joiners
+// and members still waiting for the table give up on it.
 type carrierRec struct {
 	Base    hwg.GroupID   `msgpack:"b"`
 	Creator hwg.Process   `msgpack:"c"`
