@@ -362,8 +362,18 @@ func (c *Core) dirEvent(e *hwg.Event) {
 		}
 		d.onGone(d)
 		c.dirWant.contacts = contacts
-		// What this node had in flight in the directory is lost with its
-		// membership: ask again once back.
+		c.forgetInFlight(d.group)
+		c.act(Action{Type: ActJoin, Group: d.group, Contacts: contacts})
+	}
+}
+
+// forgetInFlight clears what this node had in flight in group h: it was
+// lost with the node's membership, or its effect (which this node could not
+// watch) is in the snapshot it restored. Requests are made again as needed;
+// every one is idempotent or names the version it replaces, so a repeat is
+// harmless.
+func (c *Core) forgetInFlight(h hwg.GroupID) {
+	if h == c.cfg.Directory {
 		for _, car := range c.carriers {
 			car.regSent, car.unregSent = false, false
 		}
@@ -376,7 +386,15 @@ func (c *Core) dirEvent(e *hwg.Event) {
 		for _, ep := range c.eps {
 			ep.rebindSent = false
 		}
-		c.act(Action{Type: ActJoin, Group: d.group, Contacts: contacts})
+		return
+	}
+	for _, in := range c.intents {
+		if in.joinOn == h {
+			in.joinOn = ""
+		}
+		if in.leaveOn == h {
+			in.leaveOn = ""
+		}
 	}
 }
 
@@ -417,6 +435,7 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 			return
 		}
 		r.synced, r.owed = true, map[hwg.Process]bool{}
+		c.forgetInFlight(r.group)
 		buf := r.buf
 		r.buf = nil
 		for _, d := range buf {
@@ -528,14 +547,7 @@ func (c *Core) carrierGone(car *carrier, left bool) {
 	for _, ep := range gone {
 		c.endEndpoint(c.carriers[ep.h], ep, left && ep.h == car.group)
 	}
-	for _, in := range c.intents {
-		if in.joinOn == car.group {
-			in.joinOn = ""
-		}
-		if in.leaveOn == car.group {
-			in.leaveOn = ""
-		}
-	}
+	c.forgetInFlight(car.group)
 	car.onGone(car)
 	clear(car.local)
 	car.regSent, car.joining = false, false
