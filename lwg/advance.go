@@ -73,6 +73,14 @@ func (c *Core) advanceJoin(l ID, in *intent) {
 	var moved gone
 	for range 8 {
 		car := c.carriers[h]
+		if moved.To != "" && !c.dir.alive(h) {
+			// It moved to a carrier that died: it has no member left.
+			if !in.bindSent {
+				c.ctl(c.cfg.Directory, kBind, item{LWG: l, Ver: b.Ver, Group: c.cfg.Place(l), From: h})
+				in.bindSent = true
+			}
+			return
+		}
 		if car == nil || !car.synced {
 			c.needCarrier(h)
 			return

@@ -279,21 +279,19 @@ func (c *Core) Tick() {
 	c.advance()
 }
 
-// dirBindsTo reports whether the directory still binds an LWG to h. Such a
-// carrier is kept even when idle: the LWG moved on and its new coordinator
-// has not corrected the directory yet, and a carrier that died meanwhile
-// would let a joiner start the LWG afresh elsewhere.
+// dirBindsTo reports whether carrier h must stay although this node has
+// no endpoint on it: an LWG moved from h to a live carrier and the
+// directory does not say so yet. Joiners whose directory copy is behind
+// find the LWG through h's record of the move, and the directory lets an
+// LWG start afresh only when the carrier it moved to died, which would be
+// wrong while its members live elsewhere.
 func (c *Core) dirBindsTo(h hwg.GroupID) bool {
-	for _, b := range c.dir.lwgs {
-		if b.HWG == h {
-			if car := c.carriers[h]; car != nil && car.synced {
-				for l := range car.gone {
-					if c.dir.lwgs[l].HWG == h {
-						return true
-					}
-				}
-				return false
-			}
+	car := c.carriers[h]
+	if car == nil || !car.synced {
+		return true
+	}
+	for _, l := range sortedKeys(car.gone) {
+		if g := car.gone[l]; g.To != "" && c.dir.alive(g.To) && c.dir.lwgs[l].HWG != g.To {
 			return true
 		}
 	}

@@ -163,9 +163,14 @@ func (d *directory) apply(from hwg.Process, c *control) {
 				d.resolve(it.Group, from)
 				continue
 			}
+			// Bind only an LWG that is unbound or whose carrier is dead, or
+			// that moved to a carrier now dead (From) before the directory
+			// learnt of the move. Members that moved on from a carrier keep
+			// it alive until the directory follows them, so a dead From
+			// means every member of the LWG is gone.
 			cur, ok := d.lwgs[it.LWG]
-			if cur.Ver != it.Ver || (ok && d.alive(cur.HWG)) {
-				continue // another bind won, or the carrier is alive
+			if cur.Ver != it.Ver || (ok && d.alive(cur.HWG) && (it.From == "" || d.alive(it.From))) {
+				continue // another bind won, or the LWG may be alive
 			}
 			d.lwgs[it.LWG] = binding{HWG: d.resolve(it.Group, from), Ver: it.Ver + 1}
 		}

@@ -93,6 +93,8 @@ type item struct {
 	View    uint64        `msgpack:"v,omitempty"`
 	Group   hwg.GroupID   `msgpack:"g,omitempty"`
 	Members []hwg.Process `msgpack:"m,omitempty"`
+	// From (kBind): the carrier the LWG moved to, found dead by the sender.
+	From hwg.GroupID `msgpack:"f,omitempty"`
 }
 
 func encodeControl(c *control) []byte {
