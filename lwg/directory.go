@@ -148,6 +148,12 @@ func (d *directory) resolve(base hwg.GroupID, creator hwg.Process) hwg.GroupID {
 	if h, ok := d.bases[base]; ok {
 		return h
 	}
+	return d.create(base, creator)
+}
+
+// create makes a new carrier for base, registered to creator, and makes it
+// base's carrier.
+func (d *directory) create(base hwg.GroupID, creator hwg.Process) hwg.GroupID {
 	d.gen++
 	h := hwg.GroupID(fmt.Sprintf("%s#%d", base, d.gen))
 	d.carriers[h] = &carrierRec{Base: base, Creator: creator, Regs: []hwg.Process{creator}}
@@ -172,7 +178,13 @@ func (d *directory) apply(from hwg.Process, c *control) {
 			if cur.Ver != it.Ver || (ok && d.alive(cur.HWG) && (it.From == "" || d.alive(it.From))) {
 				continue // another bind won, or the LWG may be alive
 			}
-			d.lwgs[it.LWG] = binding{HWG: d.resolve(it.Group, from), Ver: it.Ver + 1}
+			h := d.resolve(it.Group, from)
+			if ok && h == cur.HWG {
+				// The carrier it moved from holds the record of the move,
+				// which turns joiners away: start afresh on a new one.
+				h = d.create(it.Group, from)
+			}
+			d.lwgs[it.LWG] = binding{HWG: h, Ver: it.Ver + 1}
 		}
 	case kRebind:
 		it := c.Items[0]
