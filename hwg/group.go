@@ -116,10 +116,12 @@ type Group struct {
 	lastHelped map[Process]uint64 // rate limit for answers to laggards
 
 	msgs   []Message
-	events []Event
-	// The slices of the last ReadyReuse, refilled at the next.
+	events []output
+	// The slices handed out last by ReadyReuse, TakeEvents and takeOutputs,
+	// refilled at the next call.
 	spareMsgs   []Message
 	spareEvents []Event
+	spareOut    []output
 }
 
 // New returns a Group in StatusIdle. Call Bootstrap or Join next.
@@ -510,8 +512,10 @@ func (d *Decision) validate() error {
 // coordinator that accumulated since the last call leave as one batch.
 func (g *Group) Ready() Ready {
 	g.flushBatches()
-	r := Ready{Messages: g.msgs, Events: g.events}
-	g.msgs, g.events = nil, nil
+	r := Ready{Messages: g.msgs, Events: expand(nil, g.events)}
+	g.msgs = nil
+	clear(g.events) // expanded: the group keeps the slice
+	g.events = g.events[:0]
 	return r
 }
 
@@ -521,15 +525,19 @@ func (g *Group) Ready() Ready {
 // allocate (and copy) its outputs afresh at every call. Payloads are shared
 // as with Ready.
 func (g *Group) ReadyReuse() Ready {
+	return Ready{Messages: g.readyMessages(), Events: g.TakeEvents()}
+}
+
+// readyMessages is the messages of ReadyReuse.
+func (g *Group) readyMessages() []Message {
 	g.flushBatches()
-	r := Ready{Messages: g.msgs}
+	msgs := g.msgs
 	clear(g.spareMsgs) // done with: it holds payloads
-	g.msgs, g.spareMsgs = g.spareMsgs[:0], g.msgs
+	g.msgs, g.spareMsgs = g.spareMsgs[:0], msgs
 	if cap(g.msgs) > maxSpare {
 		g.msgs = nil
 	}
-	r.Events = g.TakeEvents()
-	return r
+	return msgs
 }
 
 // TakeEvents returns the events emitted so far (those the next Ready would
@@ -538,20 +546,85 @@ func (g *Group) ReadyReuse() Ready {
 // The slice is the caller's until it calls TakeEvents or ReadyReuse again,
 // as with ReadyReuse.
 func (g *Group) TakeEvents() []Event {
-	ev := g.events
-	if len(ev) == 0 {
+	if len(g.events) == 0 {
 		return nil
 	}
 	clear(g.spareEvents)
-	g.events, g.spareEvents = g.spareEvents[:0], ev
-	if cap(g.events) > maxSpare {
-		g.events = nil
+	ev := expand(g.spareEvents[:0], g.events)
+	clear(g.events)
+	g.events = g.events[:0]
+	g.spareEvents = ev
+	if cap(ev) > maxSpare {
+		g.spareEvents = nil
 	}
 	return ev
 }
 
+// takeOutputs is TakeEvents without expanding runs of deliveries, for the
+// node runtime; the slice is the caller's until the next takeOutputs.
+func (g *Group) takeOutputs() []output {
+	out := g.events
+	if len(out) == 0 {
+		return nil
+	}
+	clear(g.spareOut)
+	g.events, g.spareOut = g.spareOut[:0], out
+	if cap(g.events) > maxSpare {
+		g.events = nil
+	}
+	return out
+}
+
 // maxSpare bounds the outputs ReadyReuse keeps for reuse.
 const maxSpare = 1 << 14
+
+// output is one pending event, or a run of deliveries: an EventDeliver
+// like ev, with Msg and Payload from the entry, for every entry of run.
+// A run shares the log's entries, which are never modified once appended,
+// so a Step that delivers thousands of messages records one output rather
+// than thousands of 184-byte Events.
+type output struct {
+	ev  Event
+	run []Entry
+}
+
+// events returns how many events o stands for.
+func (o *output) events() int {
+	if o.run == nil {
+		return 1
+	}
+	return len(o.run)
+}
+
+// deliver returns the EventDeliver for o.run[i].
+func (o *output) deliver(i int) Event {
+	e := o.ev
+	e.Msg, e.Payload = o.run[i].ID, o.run[i].Payload
+	return e
+}
+
+// expand appends the events that outs stand for to dst (nil stays nil when
+// there are none).
+func expand(dst []Event, outs []output) []Event {
+	n := 0
+	for i := range outs {
+		n += outs[i].events()
+	}
+	if n == 0 {
+		return dst
+	}
+	dst = slices.Grow(dst, n)
+	for i := range outs {
+		if outs[i].run == nil {
+			dst = append(dst, outs[i].ev)
+			continue
+		}
+		for k := range outs[i].run {
+			dst = append(dst, outs[i].deliver(k))
+		}
+	}
+	return dst
+}
 
 // HasReady reports whether Ready would return anything.
 func (g *Group) HasReady() bool {
@@ -606,7 +679,13 @@ func (g *Group) emit(e Event) {
 	if e.Type != EventInstall {
 		e.View = View{ID: g.view.ID}
 	}
-	g.events = append(grow(g.events), e)
+	g.events = append(grow(g.events), output{ev: e})
+}
+
+// emitRun emits an EventDeliver for every entry of run, in order.
+func (g *Group) emitRun(run []Entry) {
+	ev := Event{Type: EventDeliver, Group: g.cfg.Group, View: View{ID: g.view.ID}}
+	g.events = append(grow(g.events), output{ev: ev, run: run})
 }
 
 // grow makes room for one more element, doubling s when it is full: append

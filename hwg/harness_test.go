@@ -37,6 +37,7 @@ type cluster struct {
 	// reuse collects as the node runtime does, with TakeEvents and
 	// ReadyReuse (whose slices the group refills later), copying them.
 	reuse bool
+	takes int
 }
 
 type readyOf struct {
@@ -126,7 +127,14 @@ func (c *cluster) ready(g *Group) Ready {
 	if !c.reuse {
 		return g.Ready()
 	}
-	ev := slices.Clone(g.TakeEvents())
+	// Both ways the runtime may take events: expanded, or as outputs whose
+	// runs of deliveries it expands itself.
+	var ev []Event
+	if c.takes++; c.takes%2 == 0 {
+		ev = slices.Clone(g.TakeEvents())
+	} else {
+		ev = expand(nil, g.takeOutputs())
+	}
 	rd := g.ReadyReuse()
 	ev = append(ev, rd.Events...)
 	msgs := slices.Clone(rd.Messages)

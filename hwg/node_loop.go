@@ -229,20 +229,27 @@ func (n *Node) receive(in transport.Inbound) (entries int) {
 // next flush: a Step can deliver thousands, and collecting them in the
 // group until the flush costs more than passing them on.
 func (n *Node) takeEvents(id GroupID, g *Group) {
-	n.events1(id, g, g.TakeEvents())
+	n.outputs(id, g, g.takeOutputs())
 }
 
-// events1 handles events that one input caused, stamped with one clock
+// outputs handles events that one input caused, stamped with one clock
 // reading taken after that input arrived: a delivery must not look older
-// than the send it delivers, even across processes.
-func (n *Node) events1(id GroupID, g *Group, ev []Event) {
-	if len(ev) == 0 {
+// than the send it delivers, even across processes. Runs of deliveries go
+// to the reader as they are, sharing the group's log: they ask nothing of
+// the node.
+func (n *Node) outputs(id GroupID, g *Group, outs []output) {
+	if len(outs) == 0 {
 		return
 	}
 	now := time.Now()
-	for i := range ev {
-		ev[i].At = now
-		n.event(id, g, &ev[i])
+	for i := range outs {
+		o := &outs[i]
+		o.ev.At = now
+		if o.run == nil {
+			n.event(id, g, &o.ev)
+		} else {
+			n.pushRun(o)
+		}
 	}
 }
 
@@ -253,13 +260,12 @@ func (n *Node) flush() {
 		if !g.HasReady() {
 			continue
 		}
-		// Done with rd before the next flush: messages are copied into the
-		// outbox and encoded below, events are copied to the reader.
-		rd := g.ReadyReuse()
-		for _, m := range rd.Messages {
+		// Done with the messages before the next flush: they are copied
+		// into the outbox and encoded below.
+		for _, m := range g.readyMessages() {
 			n.outbox[m.To.Node] = append(n.outbox[m.To.Node], m)
 		}
-		n.events1(id, g, rd.Events)
+		n.outputs(id, g, g.takeOutputs())
 	}
 	for to, msgs := range n.outbox {
 		// Messages of many groups share a frame; split it so none exceeds
@@ -365,7 +371,26 @@ func (n *Node) pushEvent(e *Event) {
 		default:
 		}
 	}
-	n.queue.push(e)
+	n.queue.push(output{ev: *e})
+}
+
+// pushRun hands the reader a run of deliveries, queueing what the channel
+// does not take now.
+func (n *Node) pushRun(o *output) {
+	i := 0
+	if n.queue.len() == 0 {
+	send:
+		for ; i < len(o.run); i++ {
+			select {
+			case n.events <- o.deliver(i):
+			default:
+				break send
+			}
+		}
+	}
+	if i < len(o.run) {
+		n.queue.push(output{ev: o.ev, run: o.run[i:]})
+	}
 }
 
 // pumpEvents hands the reader queued events while the channel has room,
@@ -383,12 +408,15 @@ func (n *Node) pumpEvents() {
 }
 
 // eventQueue is a FIFO of events in fixed-size chunks: an event is copied
-// once in and once out, never moved as the backlog grows.
+// once in and once out, never moved as the backlog grows. A run of
+// deliveries is one item, expanded into events one at a time as the
+// reader takes them.
 type eventQueue struct {
-	chunks [][]Event
-	head   int // next event in chunks[0]
-	n      int
-	free   [][]Event // emptied chunks, reused by pushes that need one
+	chunks [][]output
+	head   int        // next item in chunks[0]
+	sub    int        // next delivery of that item, if it is a run
+	n      int        // events queued
+	free   [][]output // emptied chunks, reused by pushes that need one
 }
 
 // eventFree bounds the emptied chunks an eventQueue keeps: a backlog that
@@ -396,35 +424,48 @@ type eventQueue struct {
 // chunks each time.
 const eventFree = 8
 
-const eventChunk = 512
+const eventChunk = 256
 
 func (q *eventQueue) len() int { return q.n }
 
-func (q *eventQueue) push(e *Event) {
+func (q *eventQueue) push(o output) {
 	if len(q.chunks) == 0 || len(q.chunks[len(q.chunks)-1]) == eventChunk {
-		var c []Event
+		var c []output
 		if k := len(q.free); k > 0 {
 			c, q.free[k-1] = q.free[k-1], nil
 			q.free = q.free[:k-1]
 		} else {
-			c = make([]Event, 0, eventChunk)
+			c = make([]output, 0, eventChunk)
 		}
 		q.chunks = append(q.chunks, c)
 	}
 	last := &q.chunks[len(q.chunks)-1]
-	*last = append(*last, *e)
-	q.n++
+	*last = append(*last, o)
+	q.n += o.events()
 }
 
-func (q *eventQueue) peek() Event { return q.chunks[0][q.head] }
+func (q *eventQueue) peek() Event {
+	o := &q.chunks[0][q.head]
+	if o.run == nil {
+		return o.ev
+	}
+	return o.deliver(q.sub)
+}
 
 func (q *eventQueue) pop() {
-	q.chunks[0][q.head] = Event{}
-	q.head++
 	q.n--
+	o := &q.chunks[0][q.head]
+	if o.run != nil {
+		if q.sub++; q.sub < len(o.run) {
+			return
+		}
+		q.sub = 0
+	}
+	*o = output{}
+	q.head++
 	if q.head == len(q.chunks[0]) && (len(q.chunks) > 1 || q.head == eventChunk) {
 		if len(q.free) < eventFree {
-			q.free = append(q.free, q.chunks[0][:0]) // pop cleared every event in it
+			q.free = append(q.free, q.chunks[0][:0]) // pop cleared every item in it
 		}
 		q.chunks[0] = nil
 		q.chunks = q.chunks[1:]

@@ -215,10 +215,9 @@ func (g *Group) advanceCommit() {
 // deliverCommitted delivers the log up to the commit point and drops what
 // every member holds and this member has delivered.
 func (g *Group) deliverCommitted() {
-	for g.delivered < g.commit {
-		e := g.log[g.delivered-g.logBase]
-		g.delivered++
-		g.emit(Event{Type: EventDeliver, Msg: e.ID, Payload: e.Payload})
+	if g.delivered < g.commit {
+		g.emitRun(g.log[g.delivered-g.logBase : g.commit-g.logBase : g.commit-g.logBase])
+		g.delivered = g.commit
 	}
 	if gc := min(g.stable, g.delivered); gc > g.logBase {
 		// Re-slice, never clear: messages handed out by Ready share these
