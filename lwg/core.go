@@ -65,6 +65,7 @@ type intent struct {
 	bindSent bool        // a kBind is in flight
 	joinOn   hwg.GroupID // carrier of an in-flight kJoin
 	leaveOn  hwg.GroupID // carrier of an in-flight kLeave
+	rejoin   bool        // Join came during the leave: join once it is done
 }
 
 type switchReq struct {
@@ -143,10 +144,14 @@ func (c *Core) Join(l ID) error {
 		return ErrAlreadyMember
 	}
 	if in := c.intents[l]; in != nil {
-		if !in.leave {
+		switch {
+		case !in.leave:
 			return ErrAlreadyMember
+		case in.leaveOn != "":
+			in.rejoin = true // the leave is under way: join again after it
+		default:
+			in.leave = false // the leave was not asked yet: stay
 		}
-		in.leave = false
 		return nil
 	}
 	c.intents[l] = &intent{}
@@ -172,7 +177,7 @@ func (c *Core) Leave(l ID) error {
 		c.intents[l] = in
 		c.order = append(c.order, l)
 	}
-	in.leave = true
+	in.leave, in.rejoin = true, false
 	c.advance()
 	return nil
 }
@@ -483,6 +488,15 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 		car.blocking, car.blockAcked = false, false
 		if car.onInstall(c.self, e, car) {
 			c.send(car.group, &control{Kind: kSnapshot, View: e.View.ID, Snap: car.snapshot()})
+			// Register the joiners as members now, before anything this
+			// node says later (such as its own departure) can leave the
+			// directory thinking the carrier has no member: the snapshot
+			// will reach them unless the view changes first, and then a
+			// member of the next view owes it.
+			joined := slices.DeleteFunc(slices.Clone(e.Joined), func(p hwg.Process) bool { return p == c.self })
+			if len(joined) > 0 {
+				c.send(c.cfg.Directory, &control{Kind: kMember, Group: car.group, Items: []item{{Members: joined}}})
+			}
 		}
 	case hwg.EventDeliver:
 		c.replicaDeliver(&car.replica, car, e)
@@ -729,7 +743,11 @@ func (c *Core) endEndpoint(car *carrier, ep *endpoint, left bool) {
 	}
 	c.emit(Event{Type: t, LWG: ep.id, View: View{ID: ep.view.ID}})
 	if in := c.intents[ep.id]; in != nil && in.leave {
-		delete(c.intents, ep.id)
+		if in.rejoin {
+			*in = intent{}
+		} else {
+			delete(c.intents, ep.id)
+		}
 	}
 }
 

@@ -197,8 +197,14 @@ func (d *directory) apply(from hwg.Process, c *control) {
 		}
 	case kMember:
 		if rec := d.carriers[c.Group]; rec != nil {
-			rec.Pending = removeSorted(rec.Pending, from)
-			rec.Regs = insertSorted(rec.Regs, from)
+			who := []hwg.Process{from}
+			if len(c.Items) > 0 {
+				who = c.Items[0].Members // a member registers the joiners it admitted
+			}
+			for _, p := range who {
+				rec.Pending = removeSorted(rec.Pending, p)
+				rec.Regs = insertSorted(rec.Regs, p)
+			}
 		}
 	case kUnreg:
 		if rec := d.carriers[c.Group]; rec != nil {

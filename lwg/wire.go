@@ -63,7 +63,7 @@ const (
 	kRebind                   // Items[0]: LWG+Ver, now on Group (after a switch)
 	kReg                      // Group: the sender is or is becoming a member
 	kUnreg                    // Group: the sender is no longer a member
-	kMember                   // Group: the sender installed a view of it
+	kMember                   // Group: the sender (or Items[0].Members) holds its table
 	kindLimit
 )
 
@@ -120,7 +120,7 @@ func decodeControl(b []byte) (*control, error) {
 		return nil, fmt.Errorf("%w: unknown control kind %d", ErrMalformed, c.Kind)
 	}
 	for _, it := range c.Items {
-		if len(it.LWG) > maxIDLen || (it.LWG == "" && c.Kind != kBind) {
+		if len(it.LWG) > maxIDLen || (it.LWG == "" && c.Kind != kBind && c.Kind != kMember) {
 			return nil, fmt.Errorf("%w: %v item with bad LWG id %q", ErrMalformed, c.Kind, it.LWG)
 		}
 	}

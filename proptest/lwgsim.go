@@ -113,6 +113,8 @@ type LWGSim struct {
 	switchAt []int
 	// final round per LWG
 	final map[lwg.ID]*lwgFinal
+	// top is the highest view of each HWG anyone installed.
+	top map[hwg.GroupID]hwg.View
 }
 
 type lwgFinal struct {
@@ -132,6 +134,7 @@ func NewLWGSim(opts LWGOptions) *LWGSim {
 		rng:    rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5bd1e995)),
 		net:    network{cut: map[[2]hwg.NodeID]bool{}},
 		assign: map[lwg.ID][]hwg.NodeID{},
+		top:    map[hwg.GroupID]hwg.View{},
 	}
 	if opts.Faults.Has(FaultDrop) {
 		s.drop = 0.03
@@ -434,6 +437,9 @@ func (s *LWGSim) recordHWG(n *lwgSimNode, e hwg.Event) {
 	case hwg.EventInstall:
 		n.epoch++
 		s.stats.HWGInstalls++
+		if e.View.ID > s.top[e.Group].ID {
+			s.top[e.Group] = e.View.Clone()
+		}
 	case hwg.EventExcluded, hwg.EventLeft:
 		// The group's core stays: a later join reuses it, and it remembers
 		// the views it installed, so it never installs one twice. What the
@@ -804,9 +810,39 @@ func RunLWG(opts LWGOptions) LWGResult {
 	}
 	s.Heal()
 	if !s.Quiesce(opts.QuiescentSteps) {
+		if s.primaryLost() {
+			// A vote counted after its voter crashed cost an HWG its
+			// primary component (see Stats.PrimaryLost): liveness is not
+			// owed, safety is.
+			s.stats.PrimaryLost = true
+			return LWGResult{Trace: s.trace, Violations: safetyOnly(s.Violations()), Stats: s.stats}
+		}
 		s.violation(nameLiveness, "the LWGs did not converge after the heal:\n"+s.Dump())
 	}
 	return LWGResult{Trace: s.trace, Violations: s.Violations(), Stats: s.stats}
+}
+
+// primaryLost reports whether some HWG's highest installed view has fewer
+// live members (same incarnation) than a majority.
+func (s *LWGSim) primaryLost() bool {
+	for _, g := range sortedKeys(s.top) {
+		v := s.top[g]
+		live := 0
+		for _, m := range v.Members {
+			if n := s.node(m.Node); n.alive && n.inc == m.Inc {
+				live++
+			}
+		}
+		if live < v.Quorum() {
+			// Unless everyone left it on purpose since: a carrier may end.
+			for _, n := range s.nodes {
+				if grp := n.groups[g]; n.alive && grp != nil && grp.Info().Status != hwg.StatusIdle {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // Dump describes every node's LWG views, for debugging a failed run.

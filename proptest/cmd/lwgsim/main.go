@@ -1,8 +1,10 @@
-// Command lwgsim runs seeded simulations of an HWG cluster under faults and
-// checks every virtual-synchrony invariant on the trace.
+// Command lwgsim runs seeded simulations of an HWG cluster, or with -lwgs
+// of light-weight groups on HWGs, under faults and checks every
+// virtual-synchrony invariant on the trace.
 //
 //	go run ./proptest/cmd/lwgsim -seed 7 -nodes 5 -steps 5000 -faults all -trace /tmp/t.jsonl
 //	go run ./proptest/cmd/lwgsim -seeds 1-200 -nodes 5 -steps 5000 -faults all
+//	go run ./proptest/cmd/lwgsim -seeds 1-200 -lwgs 1000 -switches 50 -carriers 3
 //
 // The same flags always give the same run and a byte-identical trace. It
 // exits 1 if any run violates an invariant and 2 on bad flags.
@@ -36,6 +38,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	manual := fs.Bool("manual-blockok", false, "members answer Block after a delay instead of at once")
 	tracePath := fs.String("trace", "", "write the trace as JSON Lines to this file (single seed only)")
 	quiet := fs.Bool("q", false, "with -seeds, print only failing runs and the total")
+	lwgs := fs.Int("lwgs", 0, "simulate this many LWGs on HWGs (0: a single HWG)")
+	switches := fs.Int("switches", 0, "with -lwgs: switch requests during the run")
+	carriers := fs.Int("carriers", 3, "with -lwgs: shared carrier HWGs the LWGs are placed on; 0 gives each LWG its own")
+	size := fs.Int("lwg-size", 3, "with -lwgs: nodes each LWG is assigned to")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -44,8 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	if *nodes < 1 || *steps < 1 {
-		fmt.Fprintln(stderr, "lwgsim: -nodes and -steps must be positive")
+	if *nodes < 1 || *steps < 1 || *lwgs < 0 || *switches < 0 || *carriers < 0 || *size < 1 {
+		fmt.Fprintln(stderr, "lwgsim: -nodes, -steps and -lwg-size must be positive, -lwgs, -switches and -carriers not negative")
 		return 2
 	}
 	from, to := *seed, *seed
@@ -62,13 +68,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	failed := 0
 	for s := from; s <= to; s++ {
 		start := time.Now()
-		r := proptest.Run(proptest.Options{Seed: s, Nodes: *nodes, Steps: *steps, Faults: f, ManualBlockOK: *manual})
-		elapsed := time.Since(start)
-		if len(r.Violations) > 0 {
-			failed++
-		}
-		if !*quiet || len(r.Violations) > 0 {
-			summarize(stdout, s, r, elapsed)
+		var r proptest.Result
+		if *lwgs > 0 {
+			lr := proptest.RunLWG(proptest.LWGOptions{Seed: s, Nodes: *nodes, LWGs: *lwgs, Size: *size, Steps: *steps,
+				Carriers: *carriers, Switches: *switches, Faults: f, ManualHoldOK: *manual})
+			r = proptest.Result{Trace: lr.Trace, Violations: lr.Violations}
+			if len(r.Violations) > 0 {
+				failed++
+			}
+			if !*quiet || len(r.Violations) > 0 {
+				summarizeLWG(stdout, s, lr, time.Since(start))
+			}
+		} else {
+			r = proptest.Run(proptest.Options{Seed: s, Nodes: *nodes, Steps: *steps, Faults: f, ManualBlockOK: *manual})
+			if len(r.Violations) > 0 {
+				failed++
+			}
+			if !*quiet || len(r.Violations) > 0 {
+				summarize(stdout, s, r, time.Since(start))
+			}
 		}
 		if *tracePath != "" {
 			if err := writeTrace(*tracePath, r.Trace); err != nil {
@@ -104,6 +122,24 @@ func summarize(w io.Writer, seed uint64, r proptest.Result, elapsed time.Duratio
 	fmt.Fprintf(w, "  verdict: %s\n", verdict)
 	for _, v := range r.Violations {
 		fmt.Fprintf(w, "    %s\n", v)
+	}
+}
+
+func summarizeLWG(w io.Writer, seed uint64, r proptest.LWGResult, elapsed time.Duration) {
+	st := r.Stats
+	verdict := "ok: every checker passed"
+	if len(r.Violations) > 0 {
+		verdict = fmt.Sprintf("VIOLATED: %d violations", len(r.Violations))
+	}
+	fmt.Fprintf(w, "seed %d: %d steps in %v\n", seed, st.Steps, elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "  LWG views installed %d, HWG views %d, messages sent %d, delivered %d, interference %d\n",
+		st.LWGInstalls, st.HWGInstalls, st.Sent, st.Delivered, st.Interference)
+	fmt.Fprintf(w, "  switches requested %d; crashes %d, restarts %d, partitions %d, dropped %d, duplicated %d, joins %d, leaves %d\n",
+		st.Switches, st.Crashes, st.Restarts, st.Partitions, st.Dropped, st.Duplicated, st.Joins, st.Leaves)
+	fmt.Fprintf(w, "  converged after heal: %v\n", st.Converged)
+	fmt.Fprintf(w, "  verdict: %s\n", verdict)
+	for _, v := range r.Violations {
+		fmt.Fprintf(w, "    %.2000s\n", v)
 	}
 }
 
