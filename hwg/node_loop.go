@@ -192,6 +192,8 @@ func (n *Node) receive(in transport.Inbound) (entries int) {
 	from := Process{Node: NodeID(in.From.Node), Inc: in.From.Inc}
 	n.det.Heard(from)
 	f, err := decodeFrame(in.Frame)
+	// Nothing decoded refers to the frame (payloads are copied out).
+	transport.PutBuffer(in.Frame)
 	if err != nil {
 		n.log.Warn("dropping frame", "from", from, "error", err)
 		return 0
@@ -273,7 +275,7 @@ func (n *Node) flush() {
 		start, size := 0, 0
 		for i := range msgs {
 			m := messageSize(&msgs[i])
-			if size+m > frameBudget && i > start {
+			if size+m > frameTarget && i > start {
 				n.send(to, msgs[start:i])
 				start, size = i, 0
 			}
@@ -284,9 +286,11 @@ func (n *Node) flush() {
 	}
 }
 
-// frameBudget is the most a frame of batched messages may carry: well under
-// the transport's default 16 MiB limit.
-const frameBudget = 8 << 20
+// frameTarget is the most a frame of batched messages carries (a message
+// larger than that goes in a frame of its own): about the size the
+// transport reads into pooled buffers, and well under its default 16 MiB
+// limit. Many groups' messages still share a frame.
+const frameTarget = 64 << 10
 
 // messageSize estimates m's encoded size.
 func messageSize(m *Message) int {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/lwgkit/lwgkit/hwg/transport"
 )
 
 // frame is what one transport frame carries between two nodes: the
@@ -25,7 +27,9 @@ const (
 
 // encodeFrame serialises f with msgpack into a buffer sized up front:
 // batched frames run to tens of kilobytes, and growing the buffer while
-// encoding cost more than the encoding. See wire_fast.go.
+// encoding cost more than the encoding. See wire_fast.go. The buffer comes
+// from the transport's pool, to which the transport returns it once
+// written.
 func encodeFrame(f *frame) ([]byte, error) {
 	est := 16
 	for i := range f.Msgs {
@@ -34,7 +38,7 @@ func encodeFrame(f *frame) ([]byte, error) {
 			est += len(e.Payload) + 40
 		}
 	}
-	b, err := appendFrame(make([]byte, 0, est), f)
+	b, err := appendFrame(transport.GetBuffer(est), f)
 	if err != nil {
 		return nil, fmt.Errorf("hwg: encoding frame: %w", err)
 	}

@@ -364,7 +364,8 @@ type batchWriter struct {
 }
 
 // add buffers frames (the bufio.Writer writes through when it fills) and
-// clears batch, whose frames are garbage once copied.
+// clears batch; the transport owns its frames, which are garbage once
+// copied, so they go back to the buffer pool.
 func (w *batchWriter) add(batch [][]byte) {
 	for i, f := range batch {
 		if w.err == nil {
@@ -372,6 +373,7 @@ func (w *batchWriter) add(batch [][]byte) {
 			w.frames++
 			w.bytes += uint64(HeaderSize + len(f))
 		}
+		PutBuffer(f)
 		batch[i] = nil
 	}
 }

@@ -37,7 +37,9 @@ const readChunk = 64 << 10
 // maxSize, and any other error from r as is, wrapped only with context.
 //
 // ReadFrame reads exactly the frame's bytes from r; wrap a net.Conn in a
-// bufio.Reader to avoid one system call per read.
+// bufio.Reader to avoid one system call per read. A frame of up to
+// readChunk bytes may be read into a buffer from GetBuffer, so the caller
+// may give it back with PutBuffer once done with it.
 func ReadFrame(r io.Reader, maxSize int) ([]byte, error) {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxFrame
@@ -51,7 +53,12 @@ func ReadFrame(r io.Reader, maxSize int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: length %d, limit %d", ErrFrameTooLarge, n, maxSize)
 	}
 	size := int(n)
-	buf := make([]byte, min(size, readChunk))
+	var buf []byte
+	if size <= readChunk {
+		buf = GetBuffer(size)[:size]
+	} else {
+		buf = make([]byte, readChunk)
+	}
 	off := 0
 	for {
 		k, err := io.ReadFull(r, buf[off:])

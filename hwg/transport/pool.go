@@ -1,0 +1,48 @@
+package transport
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// Frame buffers of poolMin bytes and more are pooled by power-of-two
+// capacity up to poolMax. A busy connection reads and writes frames of
+// tens of kilobytes many times a second; allocating each afresh (zeroed)
+// cost more than the copying, and on a VM the page faults of a growing
+// heap cost more again. Smaller frames are allocated as before: pooling
+// them would hand a reader that never returns its frames larger buffers
+// than it needs.
+const (
+	poolMinShift = 12 // 4 KiB
+	poolMaxShift = 20 // 1 MiB
+	poolMin      = 1 << poolMinShift
+	poolMax      = 1 << poolMaxShift
+)
+
+var pools [poolMaxShift - poolMinShift + 1]sync.Pool
+
+// GetBuffer returns an empty buffer with room for at least n bytes, reused
+// from frames returned with PutBuffer when there is one.
+func GetBuffer(n int) []byte {
+	if n < poolMin || n > poolMax {
+		return make([]byte, 0, n)
+	}
+	c := bits.Len(uint(n-1)) - poolMinShift // smallest class that holds n
+	if p, ok := pools[c].Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, 1<<(c+poolMinShift))
+}
+
+// PutBuffer gives b back for reuse by GetBuffer. Neither b nor any slice
+// of it may be used afterwards. The transport puts every frame it has
+// written; a receiver that is done with an Inbound frame may put it.
+func PutBuffer(b []byte) {
+	size := cap(b)
+	if size < poolMin {
+		return
+	}
+	c := min(bits.Len(uint(size))-1, poolMaxShift) - poolMinShift // largest class b fills
+	b = b[: 0 : 1<<(c+poolMinShift)]
+	pools[c].Put(&b)
+}
