@@ -1,7 +1,10 @@
 package proptest
 
 import (
+	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -20,25 +23,107 @@ func TestLWGSimNoFaults(t *testing.T) {
 	}
 }
 
-func TestLWGSimSwitches(t *testing.T) {
-	for _, carriers := range []int{0, 2} {
-		for seed := uint64(1); seed <= 5; seed++ {
-			res := RunLWG(LWGOptions{Seed: seed, Nodes: 4, LWGs: 8, Carriers: carriers, Steps: 3000, Switches: 10})
-			for _, v := range res.Violations {
-				t.Errorf("seed %d carriers=%d: %v", seed, carriers, v)
-			}
-			t.Logf("seed %d carriers=%d: switches %d installs %d delivered %d converged %v", seed, carriers, res.Stats.Switches, res.Stats.LWGInstalls, res.Stats.Delivered, res.Stats.Converged)
-		}
+// lwgOptions varies the LWG cluster with the seed: 3 to 6 nodes, 5 to 24
+// LWGs, every carrier placement (one per LWG, one shared, two shared),
+// up to 11 switches, fault rates, and both ways of answering Hold.up.
+func lwgOptions(seed uint64) LWGOptions {
+	return LWGOptions{
+		Seed: seed, Nodes: 3 + int(seed%4), LWGs: 5 + int(seed%20), Carriers: int(seed % 3),
+		Steps: 3000 + int(seed%5)*500, Switches: int(seed % 12), Faults: FaultAll,
+		FaultRate: 0.003 + float64(seed%5)*0.003, ManualHoldOK: seed%4 == 0,
 	}
 }
 
-func TestLWGSimFaults(t *testing.T) {
-	for seed := uint64(1); seed <= 20; seed++ {
-		res := RunLWG(LWGOptions{Seed: seed, Nodes: 5, LWGs: 10, Carriers: int(seed % 3), Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01})
-		for _, v := range res.Violations {
-			t.Errorf("seed %d: %v", seed, v)
+// lwgRuns: 300 seeded LWG simulations by default, 60 under the race
+// detector, LWGKIT_SOAK for more.
+func lwgRuns(t *testing.T) int {
+	runs := 300
+	if raceEnabled {
+		runs = 60
+	}
+	if v := os.Getenv("LWGKIT_SOAK"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			t.Fatalf("LWGKIT_SOAK=%q: want a positive number of runs", v)
 		}
-		t.Logf("seed %d: %+v", seed, res.Stats)
+		runs = n
+	}
+	return runs
+}
+
+// TestLWGSimulations runs seeded LWG simulations with every fault, switches
+// under traffic, and checks every invariant, LWG ones and liveness after
+// the heal included.
+func TestLWGSimulations(t *testing.T) {
+	runs := lwgRuns(t)
+	var (
+		mu       sync.Mutex
+		failures int
+		lost     int
+		total    LWGStats
+	)
+	const workers = 2
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seed := uint64(1 + w); seed <= uint64(runs); seed += workers {
+				o := lwgOptions(seed)
+				r := RunLWG(o)
+				mu.Lock()
+				total.Switches += r.Stats.Switches
+				total.LWGInstalls += r.Stats.LWGInstalls
+				total.Delivered += r.Stats.Delivered
+				total.Crashes += r.Stats.Crashes
+				total.Partitions += r.Stats.Partitions
+				if r.Stats.PrimaryLost {
+					lost++
+				}
+				if len(r.Violations) > 0 && failures < 5 {
+					failures++
+					t.Errorf("seed %d (%+v): %d violations, first: %.3000s", seed, o, len(r.Violations), r.Violations[0])
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d runs: %d switches requested, %d LWG installs, %d deliveries, %d crashes, %d partitions; %d ended with an HWG's primary lost",
+		runs, total.Switches, total.LWGInstalls, total.Delivered, total.Crashes, total.Partitions, lost)
+	if lost*10 > runs {
+		t.Errorf("%d of %d runs lost a primary component; the fault planner should keep that rare", lost, runs)
+	}
+}
+
+// lwgRegressions are runs that once failed, each named for the bug it
+// caught; they must pass for good.
+var lwgRegressions = []struct {
+	bug  string
+	opts LWGOptions
+}{
+	{"a rejoiner's group core forgot its views and installed one twice", LWGOptions{Seed: 12, Nodes: 5, LWGs: 10, Carriers: 0, Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01}},
+	{"a partition made the directory kill a live carrier: a second life of an LWG", LWGOptions{Seed: 6, Nodes: 5, LWGs: 10, Carriers: 0, Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01}},
+	{"a registration lost with a directory membership was never retried", LWGOptions{Seed: 16, Nodes: 5, LWGs: 10, Carriers: 1, Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01}},
+	{"a join that followed a move restarted view ids (view agreement)", LWGOptions{Seed: 110, Nodes: 5, LWGs: 10, Carriers: 2, Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01}},
+	{"a switch arrival held the new carrier's BlockOK: deadlock", LWGOptions{Seed: 22, Nodes: 5, LWGs: 10, Carriers: 1, Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01}},
+	{"an exclusion looked like a move to the checkers (exclude events)", LWGOptions{Seed: 226, Nodes: 5, LWGs: 10, Carriers: 1, Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01}},
+	{"every member of a carrier waited for a snapshot nobody held", LWGOptions{Seed: 19, Nodes: 5, LWGs: 10, Carriers: 1, Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01}},
+	{"a rebind lost while out of the directory let the old carrier die", LWGOptions{Seed: 12, Nodes: 5, LWGs: 10, Carriers: 0, Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01, ManualHoldOK: true}},
+	{"an LWG that moved to a carrier that died was stranded", LWGOptions{Seed: 213, Nodes: 5, LWGs: 10, Carriers: 0, Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01}},
+	{"a fresh life was bound to the carrier holding the move record: bind loop", LWGOptions{Seed: 114, Nodes: 5, LWGs: 10, Carriers: 0, Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01}},
+	{"a joiner's membership reached the directory after the carrier was declared dead", lwgOptions(335)},
+	{"a Join during a Leave was dropped", lwgOptions(688)},
+}
+
+func TestLWGRegressions(t *testing.T) {
+	for _, r := range lwgRegressions {
+		t.Run(r.bug, func(t *testing.T) {
+			res := RunLWG(r.opts)
+			for _, v := range res.Violations {
+				t.Errorf("%.3000s", v)
+			}
+		})
 	}
 }
 

@@ -1,0 +1,142 @@
+package lwg
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/lwgkit/lwgkit/hwg"
+)
+
+func TestDataRoundTrip(t *testing.T) {
+	b := encodeData("l/x", 7<<32|3, []byte("hello"))
+	l, v, p, err := decodeData(b)
+	if err != nil || l != "l/x" || v != 7<<32|3 || string(p) != "hello" {
+		t.Fatalf("got %q %d %q %v", l, v, p, err)
+	}
+}
+
+func TestControlRoundTrip(t *testing.T) {
+	in := &control{Kind: kAdopt, Items: []item{{LWG: "l/a", View: 9, Members: []hwg.Process{{Node: 1, Inc: 2}}}}}
+	out, err := decodeControl(encodeControl(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Kind != kAdopt || out.Items[0].LWG != "l/a" || out.Items[0].View != 9 || out.Items[0].Members[0] != (hwg.Process{Node: 1, Inc: 2}) {
+		t.Fatalf("round trip changed the message: %+v", out)
+	}
+}
+
+// TestDecodeRejects: every malformed payload is an ErrMalformed, never a
+// panic or a half-decoded message.
+func TestDecodeRejects(t *testing.T) {
+	ctl := func(c *control) []byte { return encodeControl(c) }
+	cases := map[string][]byte{
+		"empty":                 {},
+		"data without id":       {tagData},
+		"data id past the end":  {tagData, 9, 'l'},
+		"data zero-length id":   {tagData, 0, 1},
+		"data without view":     append([]byte{tagData, 1, 'l'}, 0x80),
+		"control not msgpack":   {tagControl, 0xc1},
+		"control unknown kind":  ctl(&control{Kind: kindLimit}),
+		"control zero kind":     ctl(&control{}),
+		"join without LWG id":   ctl(&control{Kind: kJoin, Items: []item{{}}}),
+		"switch without item":   ctl(&control{Kind: kSwitch}),
+		"switch without target": ctl(&control{Kind: kSwitch, Items: []item{{LWG: "l/a"}}}),
+		"reg without group":     ctl(&control{Kind: kReg}),
+		"LWG id too long":       ctl(&control{Kind: kLeave, Items: []item{{LWG: ID(bytes.Repeat([]byte("x"), maxIDLen+1))}}}),
+	}
+	for name, b := range cases {
+		var err error
+		if len(b) > 0 && b[0] == tagData || len(b) == 0 {
+			_, _, _, err = decodeData(b)
+		} else {
+			_, err = decodeControl(b)
+		}
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// FuzzDecodeData: the data decoder never panics, and what it accepts
+// encodes back to the same bytes.
+func FuzzDecodeData(f *testing.F) {
+	f.Add(encodeData("l/a", 1<<32|1, []byte("x")))
+	f.Add([]byte{tagData, 255})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, v, p, err := decodeData(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v is not ErrMalformed", err)
+			}
+			return
+		}
+		l2, v2, p2, err := decodeData(encodeData(l, v, p))
+		if err != nil || l2 != l || v2 != v || !bytes.Equal(p2, p) {
+			t.Fatalf("re-encoding changed %q %d %q into %q %d %q (%v)", l, v, p, l2, v2, p2, err)
+		}
+	})
+}
+
+// FuzzDecodeControl: the control decoder never panics, and what it
+// accepts has the shape its kind needs.
+func FuzzDecodeControl(f *testing.F) {
+	for _, c := range []*control{
+		{Kind: kJoin, Items: []item{{LWG: "l/a", Ver: 1}}},
+		{Kind: kFlushOK, Items: []item{{LWG: "l/a", View: 5}, {LWG: "l/b", View: 6}}},
+		{Kind: kSwitch, Items: []item{{LWG: "l/a", View: 5, Group: "h/b#2"}}},
+		{Kind: kSnapshot, View: 3, Snap: []byte{0x80}},
+		{Kind: kReg, Group: "h/a#1"},
+		{Kind: kMember, Group: "h/a#1", Items: []item{{Members: []hwg.Process{{Node: 1, Inc: 1}}}}},
+	} {
+		f.Add(encodeControl(c))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := decodeControl(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v is not ErrMalformed", err)
+			}
+			return
+		}
+		if c.Kind == 0 || c.Kind >= kindLimit {
+			t.Fatalf("accepted kind %d", c.Kind)
+		}
+		if (c.Kind == kSwitch || c.Kind == kAbort || c.Kind == kAdopt || c.Kind == kRebind) && len(c.Items) != 1 {
+			t.Fatalf("accepted %v with %d items", c.Kind, len(c.Items))
+		}
+	})
+}
+
+// FuzzRestore: a snapshot that is not one is refused with ErrMalformed and
+// leaves an empty, usable state; it never panics.
+func FuzzRestore(f *testing.F) {
+	d := newDirectory("h/dir")
+	d.lwgs["l/a"] = binding{HWG: "h/x#1", Ver: 1}
+	d.carriers["h/x#1"] = &carrierRec{Base: "h/x", Regs: []hwg.Process{{Node: 1, Inc: 1}}}
+	f.Add(d.snapshot())
+	car := newCarrier(nil, "h/x#1")
+	car.entries["l/a"] = &entry{View: View{ID: 1<<32 | 1, Members: []hwg.Process{{Node: 1, Inc: 1}}}}
+	f.Add(car.snapshot())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d := newDirectory("h/dir")
+		if err := d.restore(b); err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("directory: %v", err)
+		}
+		for h, rec := range d.carriers {
+			if rec == nil || h == "" {
+				t.Fatalf("directory restored a nil or unnamed carrier")
+			}
+		}
+		car := newCarrier(nil, "h/x#1")
+		if err := car.restore(b); err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("table: %v", err)
+		}
+		for l, e := range car.entries {
+			if e == nil || len(e.View.Members) == 0 {
+				t.Fatalf("table restored LWG %s without members", l)
+			}
+		}
+	})
+}
