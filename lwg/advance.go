@@ -97,7 +97,7 @@ func (c *Core) advanceJoin(l ID, in *intent) {
 	if e != nil && e.Fl != nil && e.Fl.To != "" {
 		return // switching: join on the new carrier
 	}
-	if e == nil && slices.ContainsFunc(moved.Members, car.view.Contains) {
+	if e == nil && mayAnnounce(moved.Members, c.self, car.view) {
 		return // wait for the announcement
 	}
 	if in.joinOn == "" {

@@ -931,7 +931,17 @@ func (c *Core) Debug() string {
 	}
 	for _, l := range c.order {
 		if in := c.intents[l]; in != nil {
-			b = fmt.Appendf(b, "  intent %s %+v\n", l, *in)
+			bd := c.dir.lwgs[l]
+			b = fmt.Appendf(b, "  intent %s %+v dir=%+v", l, *in, bd)
+			if car := c.carriers[bd.HWG]; car != nil {
+				if e := car.entries[l]; e != nil {
+					b = fmt.Appendf(b, " entry=%v flush=%+v", e.View, e.Fl)
+				}
+				if g, ok := car.gone[l]; ok {
+					b = fmt.Appendf(b, " gone=%+v", g)
+				}
+			}
+			b = append(b, '\n')
 		}
 	}
 	return string(b)

@@ -110,7 +110,7 @@ func (car *carrier) join(from hwg.Process, it item) bool {
 	}
 	e := car.entries[l]
 	if e == nil {
-		if slices.ContainsFunc(it.Members, car.view.Contains) {
+		if mayAnnounce(it.Members, from, car.view) {
 			// The joiner followed a move here, and a member that moved is
 			// still in this carrier: its announcement may come yet.
 			return false
@@ -134,6 +134,13 @@ func (car *carrier) join(from hwg.Process, it item) bool {
 	car.startFlush(l, e, "")
 	e.Fl.Joins = append(e.Fl.Joins, from)
 	return true
+}
+
+// mayAnnounce reports whether a member that moved an LWG here, other than
+// the joiner (which has no endpoint waiting if it asks to join), is in the
+// carrier's view and so may still announce the LWG.
+func mayAnnounce(moved []hwg.Process, joiner hwg.Process, v hwg.View) bool {
+	return slices.ContainsFunc(moved, func(p hwg.Process) bool { return p != joiner && v.Contains(p) })
 }
 
 func (car *carrier) leave(from hwg.Process, l ID) bool {
