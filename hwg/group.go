@@ -70,7 +70,7 @@ type Group struct {
 	waiting, unstable int
 
 	// Member log of the current view: sequenced entries logBase+1..held.
-	log       []Entry
+	log       entryLog
 	logBase   uint64
 	held      uint64
 	commit    uint64
@@ -748,7 +748,7 @@ func (g *Group) resetMembership() {
 func (g *Group) resetView() {
 	g.lastSent, g.pending, g.fwdFrom = 0, nil, 0
 	g.waiting, g.unstable = 0, 0
-	g.log, g.logBase, g.held, g.commit, g.delivered, g.stable = nil, 0, 0, 0, 0, 0
+	g.log, g.logBase, g.held, g.commit, g.delivered, g.stable = entryLog{}, 0, 0, 0, 0, 0
 	g.co = nil
 	g.promised, g.proposerOf, g.accepted, g.acceptedDec = Ballot{}, Process{}, Ballot{}, nil
 	g.blockAcked, g.frozen, g.maxRound, g.needTicks = false, nil, 0, 0

@@ -71,7 +71,7 @@ func (g *Group) windowFull() bool {
 // appendLog adds the next sequenced entry and retires own pending sends it
 // covers.
 func (g *Group) appendLog(e Entry) {
-	g.log = append(grow(g.log), e)
+	g.log.append(e)
 	g.held = e.Seq
 	if e.ID.Sender == g.self {
 		// INVARIANT: a sender's entries are sequenced in FIFO order, so the
@@ -204,7 +204,7 @@ func (g *Group) advanceCommit() {
 	g.commit = max(g.commit, acks[len(acks)-g.view.Quorum()])
 	if acks[0] > g.stable {
 		for s := g.stable + 1; s <= acks[0]; s++ {
-			g.unstable -= len(g.log[s-1-g.logBase].Payload)
+			g.unstable -= len(g.log.at(s).Payload)
 		}
 		g.stable = acks[0]
 		g.unpark() // the window opened
@@ -215,14 +215,15 @@ func (g *Group) advanceCommit() {
 // deliverCommitted delivers the log up to the commit point and drops what
 // every member holds and this member has delivered.
 func (g *Group) deliverCommitted() {
-	if g.delivered < g.commit {
-		g.emitRun(g.log[g.delivered-g.logBase : g.commit-g.logBase : g.commit-g.logBase])
-		g.delivered = g.commit
+	for g.delivered < g.commit {
+		run := g.log.segment(g.delivered, g.commit)
+		g.emitRun(run)
+		g.delivered += uint64(len(run))
 	}
 	if gc := min(g.stable, g.delivered); gc > g.logBase {
-		// Re-slice, never clear: messages handed out by Ready share these
-		// entries. The next append that grows the log drops the old array.
-		g.log = g.log[gc-g.logBase:]
+		// Drop whole chunks, never clear: messages handed out by Ready
+		// share these entries.
+		g.log.collect(gc)
 		g.logBase = gc
 	}
 }
@@ -255,7 +256,7 @@ func (g *Group) flushBatches() {
 	for c.batchFrom < g.held || c.announced < g.commit {
 		from := c.batchFrom
 		to := min(g.held, from+uint64(g.cfg.MaxBatch))
-		entries := g.log[from-g.logBase : to-g.logBase]
+		entries := g.log.slice(from, to)
 		for _, p := range g.view.Members {
 			if p != g.self {
 				g.sendTo(p, Message{Type: MsgOrder, Seq: from, Entries: entries, Commit: min(g.commit, to), Stable: g.stable})
@@ -298,7 +299,7 @@ func (g *Group) resend(p Process) {
 		to := min(g.held, from+uint64(g.cfg.MaxBatch))
 		var entries []Entry
 		if to > from {
-			entries = g.log[from-g.logBase : to-g.logBase]
+			entries = g.log.slice(from, to)
 		}
 		g.sendTo(p, Message{Type: MsgOrder, Seq: from, Entries: entries, Commit: min(g.commit, max(to, from)), Stable: g.stable})
 		if to == g.held {
@@ -306,4 +307,84 @@ func (g *Group) resend(p Process) {
 		}
 		from = to
 	}
+}
+
+// logChunk is how many entries one chunk of a member's log holds.
+const logChunk = 1024
+
+// entryLog is a member's log of sequenced entries, in chunks of logChunk
+// entries by seq: seq s is at chunks[(s-1)/logChunk - first]. Appending
+// never moves an entry (a flat slice copied the whole unstable window at
+// every growth), and chunks whose entries are all collected are dropped.
+// Entries are never modified once appended: slices of a chunk handed out
+// in Orders and delivery runs stay valid after the log moves on.
+type entryLog struct {
+	chunks [][]Entry
+	first  uint64 // chunk number of chunks[0]
+}
+
+// append adds e, whose Seq must follow the last entry's (the first entry
+// of a view has Seq 1).
+func (l *entryLog) append(e Entry) {
+	k := (e.Seq - 1) / logChunk
+	if len(l.chunks) == 0 {
+		l.first = k
+	}
+	if int(k-l.first) == len(l.chunks) {
+		size := logChunk
+		if k == 0 {
+			size = 64 // a quiet group's only chunk starts small and grows
+		}
+		l.chunks = append(l.chunks, make([]Entry, 0, size))
+	}
+	c := &l.chunks[k-l.first]
+	*c = append(*c, e)
+}
+
+// at returns the entry with seq s, which the log must hold.
+func (l *entryLog) at(s uint64) *Entry {
+	return &l.chunks[(s-1)/logChunk-l.first][(s-1)%logChunk]
+}
+
+// segment returns the entries from+1..to that lie in from+1's chunk: to
+// itself, or the end of that chunk.
+func (l *entryLog) segment(from, to uint64) []Entry {
+	k := from / logChunk
+	c := l.chunks[k-l.first]
+	end := min(to, (k+1)*logChunk)
+	return c[from%logChunk : end-k*logChunk : end-k*logChunk]
+}
+
+// slice returns the entries from+1..to: shared with the log when they lie
+// in one chunk, else a copy.
+func (l *entryLog) slice(from, to uint64) []Entry {
+	if from >= to {
+		return nil
+	}
+	if s := l.segment(from, to); uint64(len(s)) == to-from {
+		return s
+	}
+	return l.clone(from, to)
+}
+
+// clone returns a copy of the entries from+1..to, nil if there are none.
+func (l *entryLog) clone(from, to uint64) []Entry {
+	var out []Entry
+	for from < to {
+		s := l.segment(from, to)
+		out = append(out, s...)
+		from += uint64(len(s))
+	}
+	return out
+}
+
+// collect drops the chunks that hold only entries at or below base.
+func (l *entryLog) collect(base uint64) {
+	n := 0
+	for n < len(l.chunks) && (l.first+uint64(n)+1)*logChunk <= base {
+		l.chunks[n] = nil
+		n++
+	}
+	l.chunks = l.chunks[n:]
+	l.first += uint64(n)
 }

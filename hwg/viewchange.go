@@ -184,7 +184,7 @@ func (g *Group) ackBlock() {
 	g.blockAcked = true
 	g.frozen = &FlushState{
 		Held:    g.held,
-		Log:     slices.Clone(g.log),
+		Log:     g.log.clone(g.logBase, g.held),
 		Pending: slices.Clone(g.pending),
 		Leaving: g.leaving,
 		Holding: g.holding,
@@ -447,7 +447,7 @@ func (g *Group) applyDecision(dec *Decision) {
 				panic(fmt.Sprintf("hwg: %v in %v: decision ending at %d misses seq %d (log %d..%d)",
 					g.self, g.view, dec.Last, s, g.logBase+1, g.held))
 			}
-			e = g.log[s-1-g.logBase]
+			e = *g.log.at(s)
 		}
 		g.delivered = s
 		g.emit(Event{Type: EventDeliver, Msg: e.ID, Payload: e.Payload})
@@ -606,7 +606,7 @@ func (g *Group) retire() {
 	if g.frozen != nil {
 		r.state = *g.frozen
 	} else {
-		r.state = FlushState{Held: g.held, Log: slices.Clone(g.log)}
+		r.state = FlushState{Held: g.held, Log: g.log.clone(g.logBase, g.held)}
 	}
 	g.retired = r
 }
