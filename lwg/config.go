@@ -40,6 +40,12 @@ type Config struct {
 	// joined the new carrier by then, the switch's initiator aborts it.
 	// Default 400.
 	SwitchTimeoutTicks int
+
+	// brokenFlush is a mutation for tests only (set through
+	// export_test.go): a join installs the next view at once instead of
+	// flushing, so members' messages of the old view can land in the new
+	// one. It proves the simulator and checkers catch a broken LWG flush.
+	brokenFlush bool
 }
 
 func (c Config) withDefaults() (Config, error) {

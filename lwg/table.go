@@ -131,6 +131,10 @@ func (car *carrier) join(from hwg.Process, it item) bool {
 	if e.Fl != nil && e.Fl.To != "" {
 		return false // a switch admits nobody; ask again on the new carrier
 	}
+	if car.core.cfg.brokenFlush && e.Fl == nil {
+		car.install(l, e, View{ID: e.View.ID + 1, Members: append(slices.Clone(e.View.Members), from)}, []hwg.Process{from}, nil)
+		return true
+	}
 	car.startFlush(l, e, "")
 	e.Fl.Joins = append(e.Fl.Joins, from)
 	return true

@@ -34,8 +34,11 @@ type LWGOptions struct {
 	// ManualHoldOK makes the application answer Hold.up after a random
 	// delay, multicasting meanwhile.
 	ManualHoldOK bool
-	Group        hwg.Config
-	Detector     hwg.DetectorConfig
+	// Core tunes every node's lwg.Config (Self, Directory, Place and
+	// ManualHoldOK are set by the simulator; zero timings get short ones).
+	Core     lwg.Config
+	Group    hwg.Config
+	Detector hwg.DetectorConfig
 }
 
 func (o *LWGOptions) defaults() {
@@ -189,8 +192,17 @@ func (s *LWGSim) must(err error) {
 }
 
 func (s *LWGSim) start(n *lwgSimNode) {
-	core, err := lwg.NewCore(lwg.Config{Self: n.self(), Directory: lwgDir, Place: s.place, ManualHoldOK: s.opts.ManualHoldOK,
-		JoinTimeoutTicks: 100, IdleTicks: 30, SwitchTimeoutTicks: 200})
+	cfg := s.opts.Core
+	cfg.Self, cfg.Directory, cfg.Place, cfg.ManualHoldOK = n.self(), lwgDir, s.place, s.opts.ManualHoldOK
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&cfg.JoinTimeoutTicks, 100)
+	def(&cfg.IdleTicks, 30)
+	def(&cfg.SwitchTimeoutTicks, 200)
+	core, err := lwg.NewCore(cfg)
 	s.must(err)
 	n.core, n.alive = core, true
 	n.groups, n.backlog = map[hwg.GroupID]*hwg.Group{}, map[hwg.GroupID][]lwg.Action{}
