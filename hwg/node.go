@@ -77,7 +77,7 @@ type Node struct {
 	// backlog holds multicasts a busy group could not take yet (ErrBusy),
 	// in order; while it is full the loop stops taking new ones, which
 	// blocks senders: backpressure from the slowest member to the app.
-	backlog     map[GroupID][][]byte
+	backlog     map[GroupID][]multicastReq
 	backlogSize int
 	maxPayload  int // the groups' MaxPendingBytes, checked at Multicast
 	outbox      map[NodeID][]Message
@@ -91,6 +91,7 @@ type Node struct {
 type multicastReq struct {
 	group   GroupID
 	payload []byte
+	blockOK bool // not a multicast: BlockOK, in order with the multicasts
 }
 
 // multicastQueue is how many multicasts may wait for the loop.
@@ -129,7 +130,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		contacts:  map[GroupID][]NodeID{},
 		waiters:   map[GroupID][]waiter{},
 		outbox:    map[NodeID][]Message{},
-		backlog:   map[GroupID][][]byte{},
+		backlog:   map[GroupID][]multicastReq{},
 		peerEpoch: map[NodeID]uint64{},
 		reprobe:   map[NodeID]int{},
 		watched:   map[NodeID]bool{},
@@ -224,7 +225,7 @@ func (n *Node) Multicast(ctx context.Context, group GroupID, payload []byte) err
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(payload), n.maxPayload)
 	}
 	select {
-	case n.mcast <- multicastReq{group, payload}:
+	case n.mcast <- multicastReq{group: group, payload: payload}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -234,15 +235,21 @@ func (n *Node) Multicast(ctx context.Context, group GroupID, payload []byte) err
 }
 
 // BlockOK answers an EventBlock of group (only with Config.ManualBlockOK).
+// It takes the multicasts' path: every Multicast this goroutine made
+// before it reaches the group first, so those are sent in the view being
+// flushed, as the application meant. It returns once queued.
 func (n *Node) BlockOK(ctx context.Context, group GroupID) error {
-	return n.do(ctx, func() error {
-		g := n.groups[group]
-		if g == nil {
-			return fmt.Errorf("%w: %q", ErrUnknownGroup, group)
-		}
-		g.BlockOK()
+	if _, ok := n.known.Load(group); !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownGroup, group)
+	}
+	select {
+	case n.mcast <- multicastReq{group: group, blockOK: true}:
 		return nil
-	})
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return ErrNodeClosed
+	}
 }
 
 // Info returns a snapshot of group's state.

@@ -71,6 +71,17 @@ func (n *Node) run() {
 			if n.work >= drainEntries {
 				break
 			}
+			if n.backlogSize < multicastQueue {
+				// Multicasts first, each with a plain receive: a select over
+				// every input cost more per multicast than the multicast.
+				select {
+				case m := <-n.mcast:
+					n.multicast(m)
+					n.work++
+					continue
+				default:
+				}
+			}
 			select {
 			case in, ok := <-inbound:
 				if !ok {
@@ -110,18 +121,28 @@ func (n *Node) multicast(m multicastReq) {
 		return
 	}
 	if len(n.backlog[m.group]) == 0 {
-		err := g.Multicast(m.payload)
+		err := n.hand(g, m)
 		if err == nil {
-			n.takeEvents(m.group, g)
-			return
+			return // its EventSend leaves with the flush
 		}
 		if !errors.Is(err, ErrBusy) {
 			n.log.Warn("dropping multicast", "group", m.group, "error", err)
 			return
 		}
 	}
-	n.backlog[m.group] = append(n.backlog[m.group], m.payload)
+	// Behind earlier ones the group could not take yet (a BlockOK too:
+	// it must not overtake them).
+	n.backlog[m.group] = append(n.backlog[m.group], m)
 	n.backlogSize++
+}
+
+// hand gives the group one multicast, or the BlockOK queued in its place.
+func (n *Node) hand(g *Group, m multicastReq) error {
+	if m.blockOK {
+		g.BlockOK()
+		return nil
+	}
+	return g.Multicast(m.payload)
 }
 
 // retryBacklog hands busy groups what they could not take before, in
@@ -131,7 +152,7 @@ func (n *Node) retryBacklog() {
 		g := n.groups[id]
 		k := 0
 		for ; g != nil && k < len(b); k++ {
-			if err := g.Multicast(b[k]); errors.Is(err, ErrBusy) {
+			if err := n.hand(g, b[k]); errors.Is(err, ErrBusy) {
 				break
 			} else if err != nil {
 				n.log.Warn("dropping multicast", "group", id, "error", err)
