@@ -67,12 +67,15 @@ func (o *LWGOptions) defaults() {
 // LWGStats counts what an LWG simulation did.
 type LWGStats struct {
 	Steps, Crashes, Restarts, Partitions, Dropped, Duplicated int
-	Joins, Leaves, Switches, Switched                         int
-	LWGInstalls, Sent, Delivered                              int
-	HWGInstalls                                               int
-	Interference, Stale, Malformed                            uint64
-	Converged                                                 bool
-	PrimaryLost                                               bool
+	Joins, Leaves, Switches                                   int
+	// Moves counts LWG installs on another carrier than the member's
+	// previous install of that LWG: switches carried out, per member.
+	Moves                          int
+	LWGInstalls, Sent, Delivered   int
+	HWGInstalls                    int
+	Interference, Stale, Malformed uint64
+	Converged                      bool
+	PrimaryLost                    bool
 }
 
 type lwgSimNode struct {
@@ -118,6 +121,13 @@ type LWGSim struct {
 	final map[lwg.ID]*lwgFinal
 	// top is the highest view of each HWG anyone installed.
 	top map[hwg.GroupID]hwg.View
+	// lastCarrier is each member's carrier of its latest install of an LWG.
+	lastCarrier map[lwgAt]hwg.GroupID
+}
+
+type lwgAt struct {
+	p hwg.Process
+	l lwg.ID
 }
 
 type lwgFinal struct {
@@ -138,6 +148,8 @@ func NewLWGSim(opts LWGOptions) *LWGSim {
 		net:    network{cut: map[[2]hwg.NodeID]bool{}},
 		assign: map[lwg.ID][]hwg.NodeID{},
 		top:    map[hwg.GroupID]hwg.View{},
+
+		lastCarrier: map[lwgAt]hwg.GroupID{},
 	}
 	if opts.Faults.Has(FaultDrop) {
 		s.drop = 0.03
@@ -469,6 +481,11 @@ func (s *LWGSim) recordLWG(n *lwgSimNode, e lwg.Event) {
 	switch e.Type {
 	case lwg.EventInstall:
 		s.stats.LWGInstalls++
+		k := lwgAt{n.self(), e.LWG}
+		if h, ok := s.lastCarrier[k]; ok && h != e.HWG {
+			s.stats.Moves++
+		}
+		s.lastCarrier[k] = e.HWG
 		if f := s.final[e.LWG]; f != nil && f.view != e.View.ID {
 			delete(s.final, e.LWG) // the final round starts over in the new view
 		}

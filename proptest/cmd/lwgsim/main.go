@@ -134,8 +134,8 @@ func summarizeLWG(w io.Writer, seed uint64, r proptest.LWGResult, elapsed time.D
 	fmt.Fprintf(w, "seed %d: %d steps in %v\n", seed, st.Steps, elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "  LWG views installed %d, HWG views %d, messages sent %d, delivered %d, interference %d\n",
 		st.LWGInstalls, st.HWGInstalls, st.Sent, st.Delivered, st.Interference)
-	fmt.Fprintf(w, "  switches requested %d; crashes %d, restarts %d, partitions %d, dropped %d, duplicated %d, joins %d, leaves %d\n",
-		st.Switches, st.Crashes, st.Restarts, st.Partitions, st.Dropped, st.Duplicated, st.Joins, st.Leaves)
+	fmt.Fprintf(w, "  switches accepted %d, member moves %d; crashes %d, restarts %d, partitions %d, dropped %d, duplicated %d, joins %d, leaves %d\n",
+		st.Switches, st.Moves, st.Crashes, st.Restarts, st.Partitions, st.Dropped, st.Duplicated, st.Joins, st.Leaves)
 	fmt.Fprintf(w, "  converged after heal: %v\n", st.Converged)
 	fmt.Fprintf(w, "  verdict: %s\n", verdict)
 	for _, v := range r.Violations {
