@@ -62,3 +62,45 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestRunLWGs(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-seeds", "1-3", "-lwgs", "50", "-switches", "5", "-q"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "3 runs, 0 with violations") {
+		t.Fatalf("unexpected total:\n%s", out.String())
+	}
+	// One LWG run, traced twice: byte-identical, and it holds LWG installs
+	// that name their carrier.
+	path := filepath.Join(t.TempDir(), "lwg.jsonl")
+	args := []string{"-seed", "3", "-lwgs", "20", "-switches", "5", "-trace", path}
+	if code := run(args, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut.String())
+	}
+	first, _ := os.ReadFile(path)
+	if code := run(args, &out, &errOut); code != 0 {
+		t.Fatalf("second run exit %d", code)
+	}
+	second, _ := os.ReadFile(path)
+	if !bytes.Equal(first, second) {
+		t.Fatal("the same seed wrote a different LWG trace")
+	}
+	if !bytes.Contains(first, []byte(`"group":"l/0"`)) || !bytes.Contains(first, []byte(`"hwg":"h/c`)) {
+		t.Fatal("the trace holds no LWG install naming a carrier")
+	}
+}
+
+func TestBadLWGFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-lwgs", "-1"},
+		{"-lwgs", "5", "-lwg-size", "0"},
+		{"-lwgs", "5", "-switches", "-2"},
+		{"-lwgs", "5", "-carriers", "-1"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
