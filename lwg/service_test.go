@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lwgkit/lwgkit/hwg"
 	"github.com/lwgkit/lwgkit/hwg/transport"
 	"github.com/lwgkit/lwgkit/lwg"
@@ -182,4 +184,68 @@ func TestServiceSwitch(t *testing.T) {
 			t.Fatalf("node %d: carriers %v, want the last on h/b", i+1, carriers)
 		}
 	}
+}
+
+// TestServiceInterferenceMetric: on a shared carrier, a node that is not in
+// an LWG still receives its data, drops it and counts it; the Prometheus
+// collector exports the count.
+func TestServiceInterferenceMetric(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	nodes := startCluster(t, net, lwg.Shared("h/shared"), 3)
+	for i, sn := range nodes {
+		l := lwg.ID("l/a")
+		if i == 2 {
+			l = "l/b" // node 3 shares the carrier but not the LWG
+		}
+		if err := sn.svc.Join(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sn := range nodes[:2] {
+		next(t, ctx, sn, "l/a", "a view of 2", func(e lwg.Event) bool { return e.Type == lwg.EventInstall && len(e.View.Members) == 2 })
+	}
+	const sent = 5
+	for i := range sent {
+		if err := nodes[0].svc.Multicast(ctx, "l/a", fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range sent {
+		next(t, ctx, nodes[1], "l/a", "a delivery", func(e lwg.Event) bool { return e.Type == lwg.EventDeliver })
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(nodes[2].svc.Collector())
+	// The carrier delivers at node 3 on its own schedule: poll.
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for got := gauge(t, reg, "lwg_interference_total"); got < sent; got = gauge(t, reg, "lwg_interference_total") {
+		select {
+		case <-poll.C:
+		case <-ctx.Done():
+			t.Fatalf("lwg_interference_total = %v at node 3, want at least %d", got, sent)
+		}
+	}
+	if eps := gauge(t, reg, "lwg_endpoints"); eps != 1 {
+		t.Fatalf("lwg_endpoints = %v, want 1", eps)
+	}
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
