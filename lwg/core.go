@@ -25,9 +25,11 @@ type Core struct {
 	// LWG announced on its new carrier; advance retries them.
 	pendingEP map[ID]bool
 	// booted: carriers this process bootstrapped (it must never do so twice).
-	booted  map[hwg.GroupID]bool
-	dirWant dirWant
-	ticks   uint64
+	booted map[hwg.GroupID]bool
+	// dirContacts are the nodes to join the directory through again after
+	// an exclusion, when its last view is unknown.
+	dirContacts []hwg.NodeID
+	ticks       uint64
 	// replaying: installs are replays of a switched LWG's past on its new
 	// carrier, so queued multicasts wait for the last of them.
 	replaying bool
@@ -76,13 +78,6 @@ type switchReq struct {
 	bound   bool // a kBind for base is in flight
 }
 
-// dirWant is how this node takes part in the directory HWG.
-type dirWant struct {
-	boot     []hwg.Process
-	contacts []hwg.NodeID
-	asked    bool
-}
-
 // NewCore returns a Core for cfg.Self. It does nothing until the directory
 // is started with BootstrapDirectory or JoinDirectory.
 func NewCore(cfg Config) (*Core, error) {
@@ -114,7 +109,7 @@ func (c *Core) BootstrapDirectory(members []hwg.Process) error {
 	if !slices.Contains(members, c.self) {
 		return fmt.Errorf("%w: directory members %v do not include %v", ErrInvalidConfig, members, c.self)
 	}
-	c.dirWant = dirWant{boot: slices.Clone(members), asked: true}
+	c.dirContacts = nodesOf(members, c.self.Node)
 	c.act(Action{Type: ActBootstrap, Group: c.cfg.Directory, Members: slices.Clone(members)})
 	return nil
 }
@@ -122,7 +117,7 @@ func (c *Core) BootstrapDirectory(members []hwg.Process) error {
 // JoinDirectory joins the directory HWG through contacts (any nodes of the
 // cluster).
 func (c *Core) JoinDirectory(contacts []hwg.NodeID) error {
-	c.dirWant = dirWant{contacts: slices.Clone(contacts), asked: true}
+	c.dirContacts = slices.Clone(contacts)
 	c.act(Action{Type: ActJoin, Group: c.cfg.Directory, Contacts: slices.Clone(contacts)})
 	return nil
 }
@@ -361,10 +356,10 @@ func (c *Core) dirEvent(e *hwg.Event) {
 		// touched; their own views decide their membership.
 		contacts := nodesOf(d.view.Members, c.self.Node)
 		if len(contacts) == 0 {
-			contacts = c.dirWant.contacts
+			contacts = c.dirContacts
 		}
 		d.onGone(d)
-		c.dirWant.contacts = contacts
+		c.dirContacts = contacts
 		c.forgetInFlight(d.group)
 		c.act(Action{Type: ActJoin, Group: d.group, Contacts: contacts})
 	}
@@ -617,7 +612,7 @@ func (c *Core) sendFlushOK(ep *endpoint) {
 // Table callbacks: the carrier's replicated transitions tell the Core what
 // they mean for local endpoints.
 
-func (c *Core) flushStarted(car *carrier, l ID, e *entry) {
+func (c *Core) flushStarted(car *carrier, l ID) {
 	if ep := c.eps[l]; ep != nil && ep.h == car.group {
 		c.raiseHold(ep)
 		c.sendFlushOK(ep)
@@ -634,11 +629,11 @@ func (c *Core) switchAborted(car *carrier, l ID) {
 	c.sendFlushOK(ep)
 }
 
-func (c *Core) installed(car *carrier, l ID, old, v View, joined, left []hwg.Process) {
+func (c *Core) installed(car *carrier, l ID, v View, joined, left []hwg.Process) {
 	ep := c.eps[l]
 	ev := Event{Type: EventInstall, LWG: l, View: v.Clone(), Joined: joined, Left: left, HWG: car.group, HWGView: car.view.ID}
 	if ep != nil && ep.h != car.group {
-		if c.switchingTo(ep) == car.group {
+		if ep.incoming == car.group {
 			// The LWG reached its new carrier in that carrier's order before
 			// this node saw the switch point in the old one: keep what
 			// happens to it here until then.
@@ -713,10 +708,6 @@ func (c *Core) dropIncoming(ep *endpoint) {
 	}
 }
 
-// switchingTo returns the carrier ep's LWG is switching to, if this node
-// acknowledged that switch and has not yet seen its switch point.
-func (c *Core) switchingTo(ep *endpoint) hwg.GroupID { return ep.incoming }
-
 // checkBinding has the coordinator of an LWG correct the directory when it
 // still names another carrier (after a switch).
 func (c *Core) checkBinding(ep *endpoint) {
@@ -751,7 +742,7 @@ func (c *Core) endEndpoint(car *carrier, ep *endpoint, left bool) {
 	}
 }
 
-func (c *Core) ended(car *carrier, l ID, last View, left []hwg.Process) {
+func (c *Core) ended(car *carrier, l ID, left []hwg.Process) {
 	if ep := c.eps[l]; ep != nil && ep.h == car.group {
 		c.endEndpoint(car, ep, slices.Contains(left, c.self))
 	}
@@ -789,7 +780,7 @@ func (c *Core) moved(car *carrier, l ID, last View, to hwg.GroupID) {
 	c.replaying = false
 	if ep = c.eps[l]; ep != nil && !ep.awaitAdopt {
 		if e := t.entries[l]; e != nil && e.Fl != nil {
-			c.flushStarted(t, l, e) // a flush began there meanwhile
+			c.flushStarted(t, l) // a flush began there meanwhile
 		}
 		c.sendQueued(ep)
 	}
@@ -808,7 +799,7 @@ func (c *Core) dataDelivered(car *carrier, e *hwg.Event) {
 		return
 	}
 	ep := c.eps[l]
-	early := ep != nil && ep.h != car.group && c.switchingTo(ep) == car.group
+	early := ep != nil && ep.h != car.group && ep.incoming == car.group
 	if ep == nil || (ep.h != car.group && !early) || ep.awaitAdopt {
 		c.stats.Interference++
 		return

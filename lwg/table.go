@@ -55,7 +55,6 @@ type carrier struct {
 	blocking   bool // the HWG raised Block and has not installed since
 	blockAcked bool // ActBlockOK issued for it
 	pinned     uint64
-	idle       int
 }
 
 func newCarrier(core *Core, h hwg.GroupID) *carrier {
@@ -179,7 +178,7 @@ func (car *carrier) startFlush(l ID, e *entry, to hwg.GroupID) {
 		return
 	}
 	e.Fl = &flush{Need: slices.Clone(e.View.Members), To: to}
-	car.core.flushStarted(car, l, e)
+	car.core.flushStarted(car, l)
 }
 
 func (car *carrier) flushOK(from hwg.Process, it item) {
@@ -229,7 +228,7 @@ func (car *carrier) finish(l ID, e *entry, keep *hwg.View) {
 	if len(next) == 0 {
 		delete(car.entries, l)
 		car.gone[l] = gone{View: e.View.ID}
-		car.core.ended(car, l, e.View, left)
+		car.core.ended(car, l, left)
 		return
 	}
 	car.install(l, e, View{ID: id, Members: next}, joined, left)
@@ -254,9 +253,8 @@ func (car *carrier) adopt(it item) {
 }
 
 func (car *carrier) install(l ID, e *entry, v View, joined, left []hwg.Process) {
-	old := e.View
 	e.View, e.Fl = v, nil
-	car.core.installed(car, l, old, v, joined, left)
+	car.core.installed(car, l, v, joined, left)
 }
 
 // boundary is failure multiplexing: one carrier view change is the flush of
