@@ -3,7 +3,7 @@
 // BenchmarkLWGIdleMemory), prints their tables in Markdown with the
 // derived ratios, and draws the join and recovery curves:
 //
-//	go test ./lwg -run '^$' -bench 'LWG' -benchtime 3x -timeout 60m | tee docs/lwg-bench.txt
+//	go test ./lwg -run '^$' -bench 'LWG|CoreJoinBurst' -benchtime 3x -timeout 60m | tee docs/lwg-bench.txt
 //	go run ./lwg/internal/benchplot -in docs/lwg-bench.txt -out docs
 //
 // It writes docs/lwg-join.png and docs/lwg-recovery.png.
@@ -141,14 +141,19 @@ func table(w io.Writer, rs map[key]result, exp, unit, title string) {
 	}
 }
 
-func chart(rs map[key]result, exp, unit, title, ylabel, file string) error {
+func chart(rs map[key]result, exp, unit, title, ylabel, file string, logY bool) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "n (groups of 4)"
 	p.Y.Label.Text = ylabel
-	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	if logY {
+		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	} else {
+		p.Y.Min = 0
+	}
 	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.XOffs, p.Legend.YOffs = vg.Points(10), vg.Points(-10)
 	p.Add(plotter.NewGrid())
 	styles := []struct {
 		place, label string
@@ -227,10 +232,10 @@ func main() {
 			fmt.Fprintf(w, "%s: %v\n", name, named[name])
 		}
 	}
-	if err := chart(rs, "Join", "join-ms", "Join: the 4th member joins n groups (loopback TCP, 4 nodes)", "time until installed in all n (ms)", filepath.Join(*out, "lwg-join.png")); err != nil {
+	if err := chart(rs, "Join", "join-ms", "Join: the 4th member joins n groups (loopback TCP, 4 nodes)", "time until installed in all n (ms)", filepath.Join(*out, "lwg-join.png"), true); err != nil {
 		log.Fatal(err)
 	}
-	if err := chart(rs, "Recovery", "recovery-ms", "Recovery: a member of n groups crashes (loopback TCP, 4 nodes)", "crash to new view in all n at all survivors (ms)", filepath.Join(*out, "lwg-recovery.png")); err != nil {
+	if err := chart(rs, "Recovery", "recovery-ms", "Recovery: a member of n groups crashes (loopback TCP, 4 nodes)", "crash to new view in all n at all survivors (ms)", filepath.Join(*out, "lwg-recovery.png"), false); err != nil {
 		log.Fatal(err)
 	}
 }
