@@ -9,30 +9,29 @@ import (
 // advance moves every request in progress as far as the local state allows:
 // joins and leaves through the directory and their carrier, switches, and
 // the acknowledgements and announcements a switch waits on. It runs after
-// every input. Everything it sends is guarded by an in-flight flag that the
-// request's own delivery clears, so it never sends twice what is in flight.
+// every input; joins and leaves are looked at again only after an input
+// that can change what they wait on (c.stale: not a data delivery), so a
+// burst of n joins costs O(n) per protocol step, not per message.
+// Everything it sends is guarded by an in-flight flag that the request's
+// own delivery clears, so it never sends twice what is in flight.
 func (c *Core) advance() {
 	if !c.dir.synced {
 		return
 	}
-	seen := make(map[ID]bool, len(c.order))
-	live := c.order[:0]
-	for _, l := range c.order {
-		in := c.intents[l]
-		if in == nil || seen[l] {
-			continue
+	if c.stale {
+		c.stale = false
+		live := c.order[:0]
+		for _, l := range c.order {
+			c.advanceIntent(l)
+			if c.intents[l] != nil {
+				live = append(live, l)
+			} else {
+				delete(c.inOrder, l)
+			}
 		}
-		seen[l] = true
-		if in.leave {
-			c.advanceLeave(l, in)
-		} else {
-			c.advanceJoin(l, in)
-		}
-		if c.intents[l] != nil {
-			live = append(live, l)
-		}
+		clear(c.order[len(live):])
+		c.order = live
 	}
-	c.order = live
 	for _, l := range sortedKeys(c.switches) {
 		c.advanceSwitch(l, c.switches[l])
 	}
@@ -47,6 +46,27 @@ func (c *Core) advance() {
 		case ep.held:
 			c.sendFlushOK(ep) // marks it pending again if it must wait
 		}
+	}
+}
+
+// advanceIntent moves l's Join or Leave on.
+func (c *Core) advanceIntent(l ID) {
+	in := c.intents[l]
+	switch {
+	case in == nil || !c.dir.synced:
+	case in.leave:
+		c.advanceLeave(l, in)
+	default:
+		c.advanceJoin(l, in)
+	}
+}
+
+// addIntent records a new Join or Leave for l, in request order.
+func (c *Core) addIntent(l ID, in *intent) {
+	c.intents[l] = in
+	if !c.inOrder[l] {
+		c.inOrder[l] = true
+		c.order = append(c.order, l)
 	}
 }
 
@@ -215,7 +235,7 @@ func (c *Core) needCarrier(h hwg.GroupID) {
 	}
 	if !rec.registered(c.self) {
 		if !car.regSent {
-			c.send(c.cfg.Directory, &control{Kind: kReg, Group: h})
+			c.ctl(c.cfg.Directory, kReg, item{Group: h})
 			car.regSent = true
 		}
 		return

@@ -29,10 +29,11 @@ type Config struct {
 	// ManualHoldOK makes the application answer every EventBlock with
 	// HoldOK. When false the Core answers at once.
 	ManualHoldOK bool
-	// JoinTimeoutTicks bounds an HWG join made for an LWG; after it the
-	// Core withdraws its registration and asks the directory again (the
-	// carrier may have died meanwhile). Default 200.
-	JoinTimeoutTicks int
+	// TableTimeoutTicks bounds how long a new member of a carrier waits for
+	// the carrier's table (a snapshot from a member that holds it) before
+	// it leaves and joins again: if every member that held the table failed
+	// before sending it, none ever comes. Default 200.
+	TableTimeoutTicks int
 	// IdleTicks is how long the node stays in a carrier with no local
 	// endpoint before leaving it (lazy leave). Default 50.
 	IdleTicks int
@@ -63,7 +64,7 @@ func (c Config) withDefaults() (Config, error) {
 			*v = d
 		}
 	}
-	def(&c.JoinTimeoutTicks, 200)
+	def(&c.TableTimeoutTicks, 200)
 	def(&c.IdleTicks, 50)
 	def(&c.SwitchTimeoutTicks, 400)
 	return c, nil

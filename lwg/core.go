@@ -20,6 +20,10 @@ type Core struct {
 	eps      map[ID]*endpoint
 	intents  map[ID]*intent
 	order    []ID // intents in request order, so advance is deterministic
+	inOrder  map[ID]bool
+	// stale: an input since the last advance may have changed what a Join
+	// or Leave waits on.
+	stale    bool
 	switches map[ID]*switchReq
 	// pendingEP: endpoints waiting to acknowledge a switch or to see their
 	// LWG announced on its new carrier; advance retries them.
@@ -91,6 +95,7 @@ func NewCore(cfg Config) (*Core, error) {
 		carriers:  map[hwg.GroupID]*carrier{},
 		eps:       map[ID]*endpoint{},
 		intents:   map[ID]*intent{},
+		inOrder:   map[ID]bool{},
 		switches:  map[ID]*switchReq{},
 		pendingEP: map[ID]bool{},
 		booted:    map[hwg.GroupID]bool{},
@@ -149,9 +154,8 @@ func (c *Core) Join(l ID) error {
 		}
 		return nil
 	}
-	c.intents[l] = &intent{}
-	c.order = append(c.order, l)
-	c.advance()
+	c.addIntent(l, &intent{})
+	c.advanceIntent(l) // only this one: a burst of n Joins costs O(n)
 	return nil
 }
 
@@ -169,11 +173,10 @@ func (c *Core) Leave(l ID) error {
 	}
 	if in == nil {
 		in = &intent{}
-		c.intents[l] = in
-		c.order = append(c.order, l)
+		c.addIntent(l, in)
 	}
 	in.leave, in.rejoin = true, false
-	c.advance()
+	c.advanceIntent(l)
 	return nil
 }
 
@@ -242,20 +245,22 @@ func (c *Core) Tick() {
 			// is left (it failed before sending it), none ever comes. Leave
 			// and join again; a carrier that everyone leaves dies, and its
 			// LWGs, which had no live member, start afresh elsewhere.
-			if car.joinTicks++; car.joinTicks > c.cfg.JoinTimeoutTicks {
+			if car.joinTicks++; car.joinTicks > c.cfg.TableTimeoutTicks {
 				car.joinTicks = 0
 				c.act(Action{Type: ActLeave, Group: h})
 			}
 		}
 		if car.joining {
 			car.joinTicks++
-			if car.joinTicks > c.cfg.JoinTimeoutTicks {
-				// The carrier may have died meanwhile: stop (EventLeft
-				// follows, which unregisters); if it is still needed, the
-				// next attempt asks the directory again.
-				car.joining = false
-				c.act(Action{Type: ActLeave, Group: h})
-			}
+		}
+		if car.joining && (c.dir.synced && !c.dir.alive(h) || car.joinTicks > 10*c.cfg.TableTimeoutTicks) {
+			// The carrier died (or was never started) while this node was
+			// joining: nobody is left to admit it. Stop (EventLeft follows,
+			// which unregisters); if it is still needed, the next attempt
+			// asks the directory again. A join to a live carrier is not
+			// timed out: hwg retries it, however long many joins take.
+			car.joining = false
+			c.act(Action{Type: ActLeave, Group: h})
 		}
 		if car.member && c.dir.synced && len(car.local) == 0 && len(car.incoming) == 0 && c.ticks-car.pinned > uint64(c.cfg.IdleTicks) && !car.blocking && !c.dirBindsTo(h) {
 			c.act(Action{Type: ActLeave, Group: h})
@@ -276,6 +281,7 @@ func (c *Core) Tick() {
 		}
 		delete(c.switches, l)
 	}
+	c.stale = true // timeouts may have moved something on
 	c.advance()
 }
 
@@ -332,6 +338,9 @@ func (c *Core) Endpoints() int { return len(c.eps) }
 // HWGEvent hands the Core one event of one of the node's HWGs, in the order
 // the HWG layer emitted them.
 func (c *Core) HWGEvent(e hwg.Event) {
+	if e.Type != hwg.EventDeliver || len(e.Payload) == 0 || e.Payload[0] != tagData {
+		c.stale = true // anything but data may move a Join or Leave on
+	}
 	if e.Group == c.cfg.Directory {
 		c.dirEvent(&e)
 	} else if car := c.carriers[e.Group]; car != nil {
@@ -444,7 +453,7 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 		}
 		if r != &c.dir.replica {
 			// It holds the table now: a member in the directory's sense.
-			c.send(c.cfg.Directory, &control{Kind: kMember, Group: r.group})
+			c.ctl(c.cfg.Directory, kMember, item{Group: r.group})
 		} else {
 			// Back in the directory: correct what it says of this node's
 			// carriers and of the LWGs it coordinates (updates may have
@@ -454,7 +463,7 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 					if rec := c.dir.carriers[h]; rec == nil {
 						c.act(Action{Type: ActLeave, Group: h}) // declared dead meanwhile
 					} else if !rec.has(c.self) {
-						c.send(c.cfg.Directory, &control{Kind: kMember, Group: h})
+						c.ctl(c.cfg.Directory, kMember, item{Group: h})
 					}
 				}
 			}
@@ -490,7 +499,7 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 			// member of the next view owes it.
 			joined := slices.DeleteFunc(slices.Clone(e.Joined), func(p hwg.Process) bool { return p == c.self })
 			if len(joined) > 0 {
-				c.send(c.cfg.Directory, &control{Kind: kMember, Group: car.group, Items: []item{{Members: joined}}})
+				c.ctl(c.cfg.Directory, kMember, item{Group: car.group, Members: joined})
 			}
 		}
 	case hwg.EventDeliver:
@@ -560,7 +569,7 @@ func (c *Core) carrierGone(car *carrier, left bool) {
 	car.regSent, car.joining = false, false
 	car.blocking, car.blockAcked = false, false
 	delete(c.batch, car.group)
-	c.send(c.cfg.Directory, &control{Kind: kUnreg, Group: car.group})
+	c.ctl(c.cfg.Directory, kUnreg, item{Group: car.group})
 	car.unregSent = true
 }
 
@@ -858,19 +867,25 @@ func (c *Core) dirApplied(ctl *control) {
 			}
 		}
 	case kReg:
-		if car := c.carriers[ctl.Group]; car != nil {
-			car.regSent = false
+		for _, it := range ctl.Items {
+			if car := c.carriers[it.Group]; car != nil {
+				car.regSent = false
+			}
 		}
 	case kUnreg:
-		if car := c.carriers[ctl.Group]; car != nil {
-			car.unregSent = false
+		for _, it := range ctl.Items {
+			if car := c.carriers[it.Group]; car != nil {
+				car.unregSent = false
+			}
 		}
 	case kMember:
-		if car := c.carriers[ctl.Group]; car != nil && car.member && !c.dir.alive(car.group) {
-			// Every other member left or restarted before this node's
-			// membership reached the directory, which declared the
-			// carrier dead: its LWGs may live again elsewhere, so leave.
-			c.act(Action{Type: ActLeave, Group: car.group})
+		for _, it := range ctl.Items {
+			if car := c.carriers[it.Group]; car != nil && car.member && !c.dir.alive(car.group) {
+				// Every other member left or restarted before this node's
+				// membership reached the directory, which declared the
+				// carrier dead: its LWGs may live again elsewhere, so leave.
+				c.act(Action{Type: ActLeave, Group: car.group})
+			}
 		}
 	case kRebind:
 		// Checked again at the LWG's next install, not now: a rebind that
@@ -885,7 +900,7 @@ func (c *Core) dirApplied(ctl *control) {
 // in a row ride in one message: a node joining n LWGs sends one kJoin.
 func (c *Core) ctl(h hwg.GroupID, k kind, it item) {
 	b := c.batch[h]
-	if n := len(b); n > 0 && b[n-1].Kind == k && (k == kJoin || k == kLeave || k == kFlushOK || k == kBind) {
+	if n := len(b); n > 0 && b[n-1].Kind == k && (k == kJoin || k == kLeave || k == kFlushOK || k == kBind || k.carrierKind()) {
 		b[n-1].Items = append(b[n-1].Items, it)
 		return
 	}

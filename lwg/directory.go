@@ -192,14 +192,20 @@ func (d *directory) apply(from hwg.Process, c *control) {
 			d.lwgs[it.LWG] = binding{HWG: it.Group, Ver: it.Ver + 1}
 		}
 	case kReg:
-		if rec := d.carriers[c.Group]; rec != nil && !rec.has(from) {
-			rec.Pending = insertSorted(rec.Pending, from)
+		for _, it := range c.Items {
+			if rec := d.carriers[it.Group]; rec != nil && !rec.has(from) {
+				rec.Pending = insertSorted(rec.Pending, from)
+			}
 		}
 	case kMember:
-		if rec := d.carriers[c.Group]; rec != nil {
+		for _, it := range c.Items {
+			rec := d.carriers[it.Group]
+			if rec == nil {
+				continue
+			}
 			who := []hwg.Process{from}
-			if len(c.Items) > 0 {
-				who = c.Items[0].Members // a member registers the joiners it admitted
+			if len(it.Members) > 0 {
+				who = it.Members // a member registers the joiners it admitted
 			}
 			for _, p := range who {
 				rec.Pending = removeSorted(rec.Pending, p)
@@ -207,12 +213,16 @@ func (d *directory) apply(from hwg.Process, c *control) {
 			}
 		}
 	case kUnreg:
-		if rec := d.carriers[c.Group]; rec != nil {
+		for _, it := range c.Items {
+			rec := d.carriers[it.Group]
+			if rec == nil {
+				continue
+			}
 			rec.Pending = removeSorted(rec.Pending, from)
 			if n := len(rec.Regs); n > 0 {
 				rec.Regs = removeSorted(rec.Regs, from)
 				if len(rec.Regs) == 0 {
-					d.kill(c.Group)
+					d.kill(it.Group)
 				}
 			}
 		}

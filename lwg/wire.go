@@ -61,13 +61,17 @@ const (
 	kSnapshot                 // Snap: the replicated state at the install of View
 	kBind                     // Items[].LWG+Ver+Group(base): bind the LWG (or just the base if LWG is empty)
 	kRebind                   // Items[0]: LWG+Ver, now on Group (after a switch)
-	kReg                      // Group: the sender is or is becoming a member
-	kUnreg                    // Group: the sender is no longer a member
-	kMember                   // Group: the sender (or Items[0].Members) holds its table
+	kReg                      // Items[].Group: the sender is becoming a member of each
+	kUnreg                    // Items[].Group: the sender is no longer a member
+	kMember                   // Items[].Group: the sender (or Members) holds its table
 	kindLimit
 )
 
 var kindNames = [...]string{"", "join", "leave", "flushok", "switch", "abort", "adopt", "snapshot", "bind", "rebind", "reg", "unreg", "member"}
+
+// carrierKind reports whether k is a directory update about carriers,
+// whose items name a carrier and no LWG.
+func (k kind) carrierKind() bool { return k == kReg || k == kUnreg || k == kMember }
 
 func (k kind) String() string {
 	if k < kindLimit && k != 0 {
@@ -78,11 +82,10 @@ func (k kind) String() string {
 
 // control is one control message.
 type control struct {
-	Kind  kind        `msgpack:"k"`
-	Items []item      `msgpack:"i,omitempty"`
-	Group hwg.GroupID `msgpack:"g,omitempty"`
-	View  hwg.ViewID  `msgpack:"v,omitempty"`
-	Snap  []byte      `msgpack:"s,omitempty"`
+	Kind  kind       `msgpack:"k"`
+	Items []item     `msgpack:"i,omitempty"`
+	View  hwg.ViewID `msgpack:"v,omitempty"`
+	Snap  []byte     `msgpack:"s,omitempty"`
 }
 
 // item is the per-LWG part of a control message; which fields matter
@@ -120,7 +123,7 @@ func decodeControl(b []byte) (*control, error) {
 		return nil, fmt.Errorf("%w: unknown control kind %d", ErrMalformed, c.Kind)
 	}
 	for _, it := range c.Items {
-		if len(it.LWG) > maxIDLen || (it.LWG == "" && c.Kind != kBind && c.Kind != kMember) {
+		if len(it.LWG) > maxIDLen || (it.LWG == "" && c.Kind != kBind && !c.Kind.carrierKind()) {
 			return nil, fmt.Errorf("%w: %v item with bad LWG id %q", ErrMalformed, c.Kind, it.LWG)
 		}
 	}
@@ -130,11 +133,11 @@ func decodeControl(b []byte) (*control, error) {
 			return nil, fmt.Errorf("%w: %v needs one item, has %d", ErrMalformed, c.Kind, len(c.Items))
 		}
 	case kReg, kUnreg, kMember:
-		if c.Group == "" {
-			return nil, fmt.Errorf("%w: %v without a group", ErrMalformed, c.Kind)
+		if len(c.Items) == 0 {
+			return nil, fmt.Errorf("%w: %v without a carrier", ErrMalformed, c.Kind)
 		}
 	}
-	if (c.Kind == kSwitch || c.Kind == kRebind || c.Kind == kBind) && slices.ContainsFunc(c.Items, func(it item) bool { return it.Group == "" }) {
+	if (c.Kind == kSwitch || c.Kind == kRebind || c.Kind == kBind || c.Kind.carrierKind()) && slices.ContainsFunc(c.Items, func(it item) bool { return it.Group == "" }) {
 		return nil, fmt.Errorf("%w: %v item without a group", ErrMalformed, c.Kind)
 	}
 	return &c, nil

@@ -43,7 +43,8 @@ func TestDecodeRejects(t *testing.T) {
 		"join without LWG id":   ctl(&control{Kind: kJoin, Items: []item{{}}}),
 		"switch without item":   ctl(&control{Kind: kSwitch}),
 		"switch without target": ctl(&control{Kind: kSwitch, Items: []item{{LWG: "l/a"}}}),
-		"reg without group":     ctl(&control{Kind: kReg}),
+		"reg without carrier":   ctl(&control{Kind: kReg}),
+		"reg of an empty name":  ctl(&control{Kind: kReg, Items: []item{{}}}),
 		"LWG id too long":       ctl(&control{Kind: kLeave, Items: []item{{LWG: ID(bytes.Repeat([]byte("x"), maxIDLen+1))}}}),
 	}
 	for name, b := range cases {
@@ -87,8 +88,8 @@ func FuzzDecodeControl(f *testing.F) {
 		{Kind: kFlushOK, Items: []item{{LWG: "l/a", View: 5}, {LWG: "l/b", View: 6}}},
 		{Kind: kSwitch, Items: []item{{LWG: "l/a", View: 5, Group: "h/b#2"}}},
 		{Kind: kSnapshot, View: 3, Snap: []byte{0x80}},
-		{Kind: kReg, Group: "h/a#1"},
-		{Kind: kMember, Group: "h/a#1", Items: []item{{Members: []hwg.Process{{Node: 1, Inc: 1}}}}},
+		{Kind: kReg, Items: []item{{Group: "h/a#1"}, {Group: "h/b#2"}}},
+		{Kind: kMember, Items: []item{{Group: "h/a#1", Members: []hwg.Process{{Node: 1, Inc: 1}}}}},
 	} {
 		f.Add(encodeControl(c))
 	}

@@ -211,7 +211,7 @@ func (s *LWGSim) start(n *lwgSimNode) {
 			*v = d
 		}
 	}
-	def(&cfg.JoinTimeoutTicks, 100)
+	def(&cfg.TableTimeoutTicks, 100)
 	def(&cfg.IdleTicks, 30)
 	def(&cfg.SwitchTimeoutTicks, 200)
 	core, err := lwg.NewCore(cfg)
