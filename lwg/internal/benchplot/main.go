@@ -1,12 +1,14 @@
 // Command benchplot reads the output of the LWG benchmarks (package lwg,
 // BenchmarkLWGJoin, BenchmarkLWGRecovery, BenchmarkLWGLeave,
-// BenchmarkLWGIdleMemory), prints their tables in Markdown with the
-// derived ratios, and draws the join and recovery curves:
+// BenchmarkLWGIdleMemory, BenchmarkLWGData), prints their tables in
+// Markdown with the derived ratios, and draws the join and recovery curves
+// and the data-transfer latencies:
 //
-//	go test ./lwg -run '^$' -bench 'LWG|CoreJoinBurst' -benchtime 3x -timeout 60m | tee docs/lwg-bench.txt
+//	go test ./lwg -run '^$' -bench 'LWG(Join|Recovery|Leave|IdleMemory)|CoreJoinBurst' -benchtime 3x -timeout 60m | tee docs/lwg-bench.txt
+//	go test ./lwg -run '^$' -bench LWGData -benchtime 1x -timeout 60m | tee -a docs/lwg-bench.txt
 //	go run ./lwg/internal/benchplot -in docs/lwg-bench.txt -out docs
 //
-// It writes docs/lwg-join.png and docs/lwg-recovery.png.
+// It writes docs/lwg-join.png, docs/lwg-recovery.png and docs/lwg-data.png.
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"image/color"
 	"io"
 	"log"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -105,11 +108,15 @@ func allSizes(rs map[key]result, exp string) []int {
 }
 
 func cell(rs map[key]result, exp string, n int, place, unit string) string {
+	return cellf(rs, exp, n, place, unit, "%.1f")
+}
+
+func cellf(rs map[key]result, exp string, n int, place, unit, format string) string {
 	v, ok := rs[key{exp, n, place}][unit]
 	if !ok {
 		return "—"
 	}
-	return fmt.Sprintf("%.1f", v)
+	return fmt.Sprintf(format, v)
 }
 
 // slope fits t = a + n·s by least squares over the given sizes.
@@ -141,7 +148,69 @@ func table(w io.Writer, rs map[key]result, exp, unit, title string) {
 	}
 }
 
+// dataTable prints the data-transfer metrics of both placements.
+func dataTable(w io.Writer, rs map[key]result) {
+	const exp = "Data"
+	if len(allSizes(rs, exp)) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nData transfer: every member multicasts 32 B per group every 2 s (10 s window)\n\n")
+	fmt.Fprintln(w, "| n | placement | msgs/s | CPU ms/s | frames/s | kB/s | p50 ms | p99 ms |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	for _, n := range allSizes(rs, exp) {
+		for _, place := range []string{"lwg", "hwg"} {
+			if _, ok := rs[key{exp, n, place}]; !ok {
+				continue
+			}
+			c := func(unit, format string) string { return cellf(rs, exp, n, place, unit, format) }
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", n, place, c("msgs/s", "%.0f"), c("cpu-ms/s", "%.0f"),
+				c("frames/s", "%.0f"), c("kB/s", "%.0f"), c("p50-ms", "%.2f"), c("p99-ms", "%.2f"))
+		}
+	}
+}
+
+// linearTicks labels round steps (1, 2 or 5 times a power of ten, about
+// six of them) without decimals.
+type linearTicks struct{}
+
+func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
+	raw := (hi - lo) / 6
+	pow := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := pow
+	for _, m := range []float64{2, 5, 10} {
+		if step >= raw {
+			break
+		}
+		step = m * pow
+	}
+	var out []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi; v += step {
+		out = append(out, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+	}
+	return out
+}
+
+// series is one line of a chart.
+type series struct {
+	place, unit, label string
+	c                  color.Color
+	shape              draw.GlyphDrawer
+	dashed             bool
+}
+
+var (
+	blue = color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
+	red  = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
+)
+
 func chart(rs map[key]result, exp, unit, title, ylabel, file string, logY bool) error {
+	return chartSeries(rs, exp, title, ylabel, file, logY, []series{
+		{"lwg", unit, "LWGs on one shared HWG", blue, draw.CircleGlyph{}, false},
+		{"hwg", unit, "one HWG per LWG (baseline)", red, draw.TriangleGlyph{}, false},
+	})
+}
+
+func chartSeries(rs map[key]result, exp, title, ylabel, file string, logY bool, styles []series) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "n (groups of 4)"
@@ -155,19 +224,11 @@ func chart(rs map[key]result, exp, unit, title, ylabel, file string, logY bool) 
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Legend.XOffs, p.Legend.YOffs = vg.Points(10), vg.Points(-10)
 	p.Add(plotter.NewGrid())
-	styles := []struct {
-		place, label string
-		c            color.Color
-		shape        draw.GlyphDrawer
-	}{
-		{"lwg", "LWGs on one shared HWG", color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, draw.CircleGlyph{}},
-		{"hwg", "one HWG per LWG (baseline)", color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}, draw.TriangleGlyph{}},
-	}
 	drawn := 0
 	for _, s := range styles {
 		var xys plotter.XYs
 		for _, n := range allSizes(rs, exp) {
-			if v, ok := rs[key{exp, n, s.place}][unit]; ok && v > 0 {
+			if v, ok := rs[key{exp, n, s.place}][s.unit]; ok && v > 0 {
 				xys = append(xys, plotter.XY{X: float64(n), Y: v})
 			}
 		}
@@ -179,10 +240,22 @@ func chart(rs map[key]result, exp, unit, title, ylabel, file string, logY bool) 
 			return err
 		}
 		line.Color, line.Width = s.c, vg.Points(2)
+		if s.dashed {
+			line.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
+		}
 		points.Color, points.Shape, points.Radius = s.c, s.shape, vg.Points(4)
 		p.Add(line, points)
 		p.Legend.Add(s.label, line, points)
 		drawn++
+	}
+	if logY {
+		// Whole decades, so that at least two are labelled and the legend
+		// (top left) has room above the curves.
+		p.Y.Min = 0.999 * math.Pow(10, math.Floor(math.Log10(p.Y.Min)))
+		p.Y.Max = math.Pow(10, math.Ceil(math.Log10(p.Y.Max*1.5)))
+	} else {
+		p.Y.Max *= 1.1
+		p.Y.Tick.Marker = linearTicks{}
 	}
 	if drawn == 0 {
 		log.Printf("no %s results: %s not drawn", exp, file)
@@ -220,6 +293,7 @@ func main() {
 	}
 	table(w, rs, "Recovery", "recovery-ms", "Recovery: a member of n groups crashes")
 	table(w, rs, "Leave", "leave-ms", "Leave: one node leaves one group while in n")
+	dataTable(w, rs)
 	if len(named) > 0 {
 		fmt.Fprintln(w)
 		for _, name := range slices.Sorted(func(yield func(string) bool) {
@@ -236,6 +310,15 @@ func main() {
 		log.Fatal(err)
 	}
 	if err := chart(rs, "Recovery", "recovery-ms", "Recovery: a member of n groups crashes (loopback TCP, 4 nodes)", "crash to new view in all n at all survivors (ms)", filepath.Join(*out, "lwg-recovery.png"), false); err != nil {
+		log.Fatal(err)
+	}
+	if err := chartSeries(rs, "Data", "Data transfer: delivery latency, 32 B every 2 s per member per group", "Multicast to delivery at the other members (ms)",
+		filepath.Join(*out, "lwg-data.png"), true, []series{
+			{"lwg", "p50-ms", "LWGs, p50", blue, draw.CircleGlyph{}, false},
+			{"lwg", "p99-ms", "LWGs, p99", blue, draw.CircleGlyph{}, true},
+			{"hwg", "p50-ms", "one HWG per LWG, p50", red, draw.TriangleGlyph{}, false},
+			{"hwg", "p99-ms", "one HWG per LWG, p99", red, draw.TriangleGlyph{}, true},
+		}); err != nil {
 		log.Fatal(err)
 	}
 }
