@@ -54,6 +54,13 @@ func (c *Core) advanceIntent(l ID) {
 	in := c.intents[l]
 	switch {
 	case in == nil || !c.dir.synced:
+	case !in.leave && in.joinOn != "":
+		// In flight: its own delivery, or the install, moves it on.
+		if car := c.carriers[in.joinOn]; car != nil {
+			c.pin(car)
+		}
+	case !in.leave && in.bindSent:
+		// Its bind's delivery moves it on.
 	case in.leave:
 		c.advanceLeave(l, in)
 	default:

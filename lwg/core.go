@@ -37,6 +37,9 @@ type Core struct {
 	// replaying: installs are replays of a switched LWG's past on its new
 	// carrier, so queued multicasts wait for the last of them.
 	replaying bool
+	// raisingAll: Hold.up is being raised in every LWG of a carrier; the
+	// carrier's BlockOK is considered once, after.
+	raisingAll bool
 
 	actions []Action
 	events  []Event
@@ -338,8 +341,11 @@ func (c *Core) Endpoints() int { return len(c.eps) }
 // HWGEvent hands the Core one event of one of the node's HWGs, in the order
 // the HWG layer emitted them.
 func (c *Core) HWGEvent(e hwg.Event) {
-	if e.Type != hwg.EventDeliver || len(e.Payload) == 0 || e.Payload[0] != tagData {
-		c.stale = true // anything but data may move a Join or Leave on
+	switch {
+	case e.Type == hwg.EventSend:
+	case e.Type == hwg.EventDeliver && len(e.Payload) > 0 && e.Payload[0] == tagData:
+	default:
+		c.stale = true // anything but data and sends may move a Join or Leave on
 	}
 	if e.Group == c.cfg.Directory {
 		c.dirEvent(&e)
@@ -505,10 +511,14 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 	case hwg.EventDeliver:
 		c.replicaDeliver(&car.replica, car, e)
 	case hwg.EventBlock:
+		// Hold.up in every LWG here, then answer once: checking after each
+		// of n automatic HoldOKs would cost O(n²).
 		car.blocking = true
+		c.raisingAll = true
 		for _, l := range c.localOn(car) {
 			c.raiseHold(c.eps[l])
 		}
+		c.raisingAll = false
 		c.maybeBlockOK(car)
 	case hwg.EventLeft, hwg.EventExcluded:
 		c.carrierGone(car, e.Type == hwg.EventLeft)
@@ -588,7 +598,9 @@ func (c *Core) raiseHold(ep *endpoint) {
 func (c *Core) holdOK(ep *endpoint) {
 	ep.blocked, ep.held = false, true
 	c.sendFlushOK(ep)
-	c.maybeBlockOK(c.carriers[ep.h])
+	if !c.raisingAll {
+		c.maybeBlockOK(c.carriers[ep.h])
+	}
 }
 
 // sendFlushOK acknowledges the flush of ep's LWG if it has one this member

@@ -139,10 +139,24 @@ func (s *Service) loop() {
 			s.core.Tick()
 		case f := <-s.reqs:
 			f()
+			// Take the requests already waiting before answering, so the
+			// control messages of many Joins ride in one message.
+			for range maxDrain {
+				select {
+				case f := <-s.reqs:
+					f()
+					continue
+				default:
+				}
+				break
+			}
 		}
 		s.ready()
 	}
 }
+
+// maxDrain bounds the requests the loop takes in one go.
+const maxDrain = 4096
 
 // ready carries out what the Core asks, in order.
 func (s *Service) ready() {
