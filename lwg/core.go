@@ -248,7 +248,12 @@ func (c *Core) Tick() {
 			// is left (it failed before sending it), none ever comes. Leave
 			// and join again; a carrier that everyone leaves dies, and its
 			// LWGs, which had no live member, start afresh elsewhere.
-			if car.joinTicks++; car.joinTicks > c.cfg.TableTimeoutTicks {
+			// But not while a registered member is outside this view: it may
+			// hold the table behind a partition, and if everyone here left,
+			// nobody would tell it it was excluded (strandedMember).
+			car.joinTicks++
+			dead := c.dir.synced && !c.dir.alive(h)
+			if dead || car.joinTicks > c.cfg.TableTimeoutTicks && !c.strandedMember(car) {
 				car.joinTicks = 0
 				c.act(Action{Type: ActLeave, Group: h})
 			}
@@ -265,7 +270,7 @@ func (c *Core) Tick() {
 			car.joining = false
 			c.act(Action{Type: ActLeave, Group: h})
 		}
-		if car.member && c.dir.synced && len(car.local) == 0 && len(car.incoming) == 0 && c.ticks-car.pinned > uint64(c.cfg.IdleTicks) && !car.blocking && !c.dirBindsTo(h) {
+		if car.member && c.dir.synced && len(car.local) == 0 && len(car.incoming) == 0 && c.ticks-car.pinned > uint64(c.cfg.IdleTicks) && !car.blocking && !c.dirBindsTo(h) && !c.strandedMember(car) {
 			c.act(Action{Type: ActLeave, Group: h})
 			car.pinned = c.ticks // do not ask again until it answers
 		}
@@ -301,6 +306,25 @@ func (c *Core) dirBindsTo(h hwg.GroupID) bool {
 	}
 	for _, l := range sortedKeys(car.gone) {
 		if g := car.gone[l]; g.To != "" && c.dir.alive(g.To) && c.dir.lwgs[l].HWG != g.To {
+			return true
+		}
+	}
+	return false
+}
+
+// strandedMember reports whether a registered member of car is outside this
+// node's view of it: excluded behind a partition, it may still hold an
+// older view. If every member of the current views left, nobody would be
+// left to tell it so, and it would hold the carrier forever in a view it
+// cannot change. Staying lets it learn of its exclusion (by the carrier's
+// probes), after which it unregisters.
+func (c *Core) strandedMember(car *carrier) bool {
+	rec := c.dir.carriers[car.group]
+	if rec == nil {
+		return false
+	}
+	for _, p := range rec.Regs {
+		if !car.view.Contains(p) {
 			return true
 		}
 	}

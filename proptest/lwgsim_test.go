@@ -115,6 +115,8 @@ var lwgRegressions = []struct {
 	{"a fresh life was bound to the carrier holding the move record: bind loop", LWGOptions{Seed: 114, Nodes: 5, LWGs: 10, Carriers: 0, Steps: 4000, Switches: 5, Faults: FaultAll, FaultRate: 0.01}},
 	{"a joiner's membership reached the directory after the carrier was declared dead", lwgOptions(335)},
 	{"a Join during a Leave was dropped", lwgOptions(688)},
+	{"members without the table left a carrier behind a member stranded in an old view", lwgOptions(245)},
+	{"members lazily left a carrier behind a member stranded in an old view", lwgOptions(1848)},
 }
 
 func TestLWGRegressions(t *testing.T) {
