@@ -110,9 +110,7 @@ type LWGSim struct {
 	trace  Trace
 	stats  LWGStats
 	healed bool
-	drop   float64
-	dup    float64
-	reord  bool
+	links  links
 	extra  []Violation
 	pay    uint64
 	// switches still to request, at these steps.
@@ -152,12 +150,12 @@ func NewLWGSim(opts LWGOptions) *LWGSim {
 		lastCarrier: map[lwgAt]hwg.GroupID{},
 	}
 	if opts.Faults.Has(FaultDrop) {
-		s.drop = 0.03
+		s.links.drop = 0.03
 	}
 	if opts.Faults.Has(FaultDup) {
-		s.dup = 0.02
+		s.links.dup = 0.02
 	}
-	s.reord = opts.Faults.Has(FaultReorder)
+	s.links.reorder = opts.Faults.Has(FaultReorder)
 	for i := range opts.LWGs {
 		l := lwg.ID(fmt.Sprintf("l/%d", i))
 		s.ids = append(s.ids, l)
@@ -424,30 +422,9 @@ func (s *LWGSim) send(from, to hwg.NodeID, it *item) {
 	if s.node(to) == nil {
 		return
 	}
-	copies := 1
-	if !s.healed {
-		if s.drop > 0 && s.rng.Float64() < s.drop {
-			s.stats.Dropped++
-			return
-		}
-		if s.dup > 0 && s.rng.Float64() < s.dup {
-			s.stats.Duplicated++
-			copies = 2
-		}
-	}
-	for range copies {
-		c := *it
-		c.to = to
-		if s.reord && !s.healed {
-			c.at = s.now + 1 + s.rng.Uint64N(6*tickUnits)
-		} else {
-			c.at = s.now + 1 + s.rng.Uint64N(4)
-		}
-		if s.net.linkCut(from, to) {
-			continue
-		}
-		s.net.schedule(&c)
-	}
+	s.links.healed = s.healed
+	s.net.send(s.rng, &s.links, s.now, from, to, it)
+	s.stats.Dropped, s.stats.Duplicated = s.links.dropped, s.links.duplicated
 }
 
 func (s *LWGSim) recordHWG(n *lwgSimNode, e hwg.Event) {
@@ -565,33 +542,19 @@ func (s *LWGSim) Crash(id hwg.NodeID) bool {
 }
 
 func (s *LWGSim) crashSafe(victim *lwgSimNode) bool {
+	var views []hwg.View
 	for _, n := range s.nodes {
 		if !n.alive {
 			continue
 		}
-		for _, g := range n.groups {
-			in := g.Info()
-			if in.Status == hwg.StatusIdle {
-				continue
-			}
-			views := append([]hwg.View{in.View}, in.Candidates...)
-			if in.Decided.ID > 0 {
-				views = append(views, in.Decided)
-			}
-			for _, v := range views {
-				live := 0
-				for _, m := range v.Members {
-					if o := s.node(m.Node); o != victim && o.alive && o.inc == m.Inc {
-						live++
-					}
-				}
-				if live < v.Quorum() {
-					return false
-				}
-			}
+		for _, g := range sortedKeys(n.groups) {
+			views = append(views, viewsAtStake(n.groups[g].Info())...)
 		}
 	}
-	return true
+	return keepsQuorum(views, func(m hwg.Process) bool {
+		o := s.node(m.Node)
+		return o != victim && o.alive && o.inc == m.Inc
+	})
 }
 
 // Restart brings a crashed node back as a new incarnation: it joins the
@@ -650,18 +613,11 @@ func (s *LWGSim) injectFault() {
 		if len(in) == 0 || len(in) == len(s.nodes) {
 			return
 		}
-		clear(s.net.cut)
-		oneWay := s.rng.IntN(3) == 0
-		for _, a := range s.nodes {
-			for _, b := range s.nodes {
-				if in[a.id] && !in[b.id] {
-					s.net.cut[[2]hwg.NodeID{a.id, b.id}] = true
-					if !oneWay {
-						s.net.cut[[2]hwg.NodeID{b.id, a.id}] = true
-					}
-				}
-			}
+		var ids []hwg.NodeID
+		for _, n := range s.nodes {
+			ids = append(ids, n.id)
 		}
+		s.net.partition(ids, in, s.rng.IntN(3) == 0)
 		s.stats.Partitions++
 	case FaultJoin:
 		n := pick()

@@ -2,6 +2,7 @@ package proptest
 
 import (
 	"container/heap"
+	"math/rand/v2"
 
 	"github.com/lwgkit/lwgkit/hwg"
 )
@@ -60,3 +61,94 @@ func (n *network) next() *item {
 }
 
 func (n *network) linkCut(from, to hwg.NodeID) bool { return n.cut[[2]hwg.NodeID{from, to}] }
+
+// links is the fault model of every link: loss, duplication and widely
+// varying delays (reordering), on until the heal. It counts what it did.
+type links struct {
+	drop, dup           float64
+	reorder             bool
+	healed              bool
+	dropped, duplicated int
+}
+
+// send schedules a copy of it for node to, a delay after now, unless the
+// link loses it; it may schedule two. A cut link loses what is sent on it.
+// All randomness comes from rng, in a fixed order.
+func (n *network) send(rng *rand.Rand, l *links, now uint64, from, to hwg.NodeID, it *item) {
+	copies := 1
+	if !l.healed {
+		if l.drop > 0 && rng.Float64() < l.drop {
+			l.dropped++
+			return
+		}
+		if l.dup > 0 && rng.Float64() < l.dup {
+			l.duplicated++
+			copies = 2
+		}
+	}
+	for range copies {
+		c := *it
+		c.to = to
+		c.at = now + l.delay(rng)
+		if n.linkCut(from, to) {
+			continue
+		}
+		n.schedule(&c)
+	}
+}
+
+func (l *links) delay(rng *rand.Rand) uint64 {
+	if l.reorder && !l.healed {
+		return 1 + rng.Uint64N(6*tickUnits)
+	}
+	return 1 + rng.Uint64N(4)
+}
+
+// partition cuts every link from the nodes in side to the others, and back
+// unless oneWay, replacing any earlier partition.
+func (n *network) partition(nodes []hwg.NodeID, side map[hwg.NodeID]bool, oneWay bool) {
+	clear(n.cut)
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if side[a] && !side[b] {
+				n.cut[[2]hwg.NodeID{a, b}] = true
+				if !oneWay {
+					n.cut[[2]hwg.NodeID{b, a}] = true
+				}
+			}
+		}
+	}
+}
+
+// keepsQuorum reports whether every view in views keeps a majority of
+// members that are up (as live says) without the victim.
+func keepsQuorum(views []hwg.View, live func(hwg.Process) bool) bool {
+	for _, v := range views {
+		k := 0
+		for _, m := range v.Members {
+			if live(m) {
+				k++
+			}
+		}
+		if k < v.Quorum() {
+			return false
+		}
+	}
+	return true
+}
+
+// viewsAtStake returns the views a member's group may still need a quorum
+// of: its current view (if it has one), the candidates it saw proposed and
+// the one it knows was decided. A member behind the others still needs a
+// quorum of its own view to learn the decision that ended it.
+func viewsAtStake(in hwg.Info) []hwg.View {
+	var views []hwg.View
+	if in.Status == hwg.StatusNormal || in.Status == hwg.StatusFlushing {
+		views = append(views, in.View)
+	}
+	views = append(views, in.Candidates...)
+	if in.Decided.ID > 0 {
+		views = append(views, in.Decided)
+	}
+	return views
+}

@@ -128,8 +128,7 @@ type Sim struct {
 	stats  Stats
 	healed bool
 
-	drop, dup float64
-	reorder   bool
+	links links
 
 	payloads map[string]string // msg id → payload sent
 	nextPay  uint64
@@ -155,12 +154,12 @@ func NewSim(opts Options) *Sim {
 		payloads: map[string]string{},
 	}
 	if opts.Faults.Has(FaultDrop) {
-		s.drop = 0.05
+		s.links.drop = 0.05
 	}
 	if opts.Faults.Has(FaultDup) {
-		s.dup = 0.03
+		s.links.dup = 0.03
 	}
-	s.reorder = opts.Faults.Has(FaultReorder)
+	s.links.reorder = opts.Faults.Has(FaultReorder)
 	boot := opts.Nodes
 	if opts.Faults.Has(FaultJoin) {
 		boot = min(3, opts.Nodes)
@@ -300,33 +299,9 @@ func (s *Sim) sendRaw(from, to hwg.NodeID, it *item) {
 	if s.node(to) == nil {
 		return
 	}
-	copies := 1
-	if !s.healed {
-		if s.drop > 0 && s.rng.Float64() < s.drop {
-			s.stats.Dropped++
-			return
-		}
-		if s.dup > 0 && s.rng.Float64() < s.dup {
-			s.stats.Duplicated++
-			copies = 2
-		}
-	}
-	for range copies {
-		c := *it
-		c.to = to
-		c.at = s.now + s.delay()
-		if s.net.linkCut(from, to) {
-			continue // a cut link loses what is sent on it
-		}
-		s.net.schedule(&c)
-	}
-}
-
-func (s *Sim) delay() uint64 {
-	if s.reorder && !s.healed {
-		return 1 + s.rng.Uint64N(6*tickUnits)
-	}
-	return 1 + s.rng.Uint64N(4)
+	s.links.healed = s.healed
+	s.net.send(s.rng, &s.links, s.now, from, to, it)
+	s.stats.Dropped, s.stats.Duplicated = s.links.dropped, s.links.duplicated
 }
 
 func (s *Sim) record(n *simNode, e hwg.Event) {
@@ -423,34 +398,17 @@ func (s *Sim) Crash(id hwg.NodeID) bool {
 
 func (s *Sim) crashSafe(victim *simNode) bool {
 	// Every view a live node is in, or may install next, keeps a live
-	// majority: a node behind the others still needs a quorum of its own
-	// view to learn the decision that ended it.
+	// majority.
 	var views []hwg.View
 	for _, n := range s.nodes {
-		if !n.alive {
-			continue
-		}
-		in := n.g.Info()
-		if in.Status == hwg.StatusNormal || in.Status == hwg.StatusFlushing {
-			views = append(views, in.View)
-		}
-		views = append(views, in.Candidates...)
-		if in.Decided.ID > 0 {
-			views = append(views, in.Decided)
+		if n.alive {
+			views = append(views, viewsAtStake(n.g.Info())...)
 		}
 	}
-	for _, v := range views {
-		live := 0
-		for _, m := range v.Members {
-			if n := s.node(m.Node); n != victim && n.alive && n.inc == m.Inc {
-				live++
-			}
-		}
-		if live < v.Quorum() {
-			return false
-		}
-	}
-	return true
+	return keepsQuorum(views, func(m hwg.Process) bool {
+		n := s.node(m.Node)
+		return n != victim && n.alive && n.inc == m.Inc
+	})
 }
 
 // Restart brings a crashed node back as a new incarnation that joins.
@@ -513,22 +471,20 @@ func (s *Sim) Join(id hwg.NodeID) bool {
 // Partition cuts every link from side to the rest, and back unless oneWay.
 // It replaces any earlier partition.
 func (s *Sim) Partition(side []hwg.NodeID, oneWay bool) {
-	clear(s.net.cut)
 	in := map[hwg.NodeID]bool{}
 	for _, id := range side {
 		in[id] = true
 	}
-	for _, a := range s.nodes {
-		for _, b := range s.nodes {
-			if in[a.id] && !in[b.id] {
-				s.net.cut[[2]hwg.NodeID{a.id, b.id}] = true
-				if !oneWay {
-					s.net.cut[[2]hwg.NodeID{b.id, a.id}] = true
-				}
-			}
-		}
-	}
+	s.net.partition(s.ids(), in, oneWay)
 	s.stats.Partitions++
+}
+
+func (s *Sim) ids() []hwg.NodeID {
+	var out []hwg.NodeID
+	for _, n := range s.nodes {
+		out = append(out, n.id)
+	}
+	return out
 }
 
 // HealPartition reconnects every link.
