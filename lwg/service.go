@@ -373,3 +373,16 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) {
 	})
 	return st, err
 }
+
+// Lookup returns the carrier this node's copy of the directory binds l to.
+// It is local: the copy may be a little behind the directory's order.
+func (s *Service) Lookup(ctx context.Context, l ID) (hwg.GroupID, bool, error) {
+	var h hwg.GroupID
+	var ok bool
+	err := s.do(ctx, func(ch chan error) error {
+		h, ok = s.core.Lookup(l)
+		now(ch)
+		return nil
+	})
+	return h, ok, err
+}

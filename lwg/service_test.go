@@ -107,6 +107,12 @@ func TestServiceJoinMulticastCrash(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Every node's directory copy binds the LWG to that carrier.
+			for i, sn := range nodes {
+				if bound, ok, err := sn.svc.Lookup(ctx, l); err != nil || !ok || bound != h {
+					t.Fatalf("node %d: Lookup = %s, %v, %v; want %s", i+1, bound, ok, err, h)
+				}
+			}
 			for i, sn := range nodes {
 				if err := sn.svc.Multicast(ctx, l, fmt.Appendf(nil, "m%d", i)); err != nil {
 					t.Fatal(err)
