@@ -32,7 +32,9 @@ type Config struct {
 	// TableTimeoutTicks bounds how long a new member of a carrier waits for
 	// the carrier's table (a snapshot from a member that holds it) before
 	// it leaves and joins again: if every member that held the table failed
-	// before sending it, none ever comes. Default 200.
+	// before sending it, none ever comes. An HWG join made for an LWG is
+	// given up after 10 times as long (or at once if the directory declares
+	// the carrier dead), and made again if still needed. Default 200.
 	TableTimeoutTicks int
 	// IdleTicks is how long the node stays in a carrier with no local
 	// endpoint before leaving it (lazy leave). Default 50.
