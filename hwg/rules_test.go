@@ -625,3 +625,42 @@ func assertAnswered(t *testing.T, c *cluster, typ MsgType, from, to Process) {
 		t.Errorf("%v sent no %v to %v", from, typ, to)
 	}
 }
+
+// A member partitioned away while the rest of the group moved on and then
+// all left learns from any of them, now outside the group, that it was
+// excluded: otherwise it would wait in its old view forever, as nobody
+// holding a later view is left in the group to tell it.
+func TestFormerMemberTellsStrandedMember(t *testing.T) {
+	c := newCluster(t, Config{}, procs(3)...)
+	c.drop = func(m Message) bool { return m.To.Node == 3 || m.From.Node == 3 }
+	c.g(1).Suspect(proc(3))
+	c.g(2).Suspect(proc(3))
+	c.pump()
+	if v := c.g(1).Info().View; !slices.Equal(v.Members, []Process{proc(1), proc(2)}) {
+		t.Fatalf("setup: nodes 1 and 2 are in %v", v)
+	}
+	for _, n := range []NodeID{2, 1} {
+		if err := c.g(n).Leave(); err != nil {
+			t.Fatal(err)
+		}
+		c.pump()
+		c.tick(3 * c.g(1).cfg.ViewChangeTicks)
+	}
+	if s1, s2 := c.g(1).Info().Status, c.g(2).Info().Status; s1 != StatusIdle || s2 != StatusIdle {
+		t.Fatalf("setup: nodes 1 and 2 are %v and %v, want both out", s1, s2)
+	}
+	if in := c.g(3).Info(); in.Status == StatusIdle || in.View.ID != 1 {
+		t.Fatalf("setup: node 3 is %v in %v, want still in view 1", in.Status, in.View)
+	}
+	// The partition heals; node 3 suspects the others and runs a view
+	// change for view 1, which nobody left in the group can answer.
+	c.drop = nil
+	c.g(3).Suspect(proc(1))
+	c.tick(4 * c.g(3).cfg.ViewChangeTicks)
+	if st := c.g(3).Info().Status; st != StatusIdle {
+		t.Fatalf("node 3 is %v, want excluded (Idle)", st)
+	}
+	if !slices.ContainsFunc(c.events[3], func(e Event) bool { return e.Type == EventExcluded }) {
+		t.Fatal("node 3 had no EventExcluded")
+	}
+}

@@ -586,6 +586,14 @@ func (g *Group) helpLaggard(m Message) {
 	case g.view.ID != 0 && m.View < g.view.ID && !g.view.Contains(m.From):
 		g.lastHelped[m.From] = g.ticks
 		g.sendTo(m.From, Message{Type: MsgStale})
+	case g.view.ID == 0 && m.View != 0 && m.View < g.lastView:
+		// Out of the group now, but it saw a later view than the sender's
+		// without holding the decision that ended the sender's: if every
+		// member of the later views left, nobody else is left to tell the
+		// sender, which would wait in its view forever. Excluding itself is
+		// always safe; it rejoins as a new member.
+		g.lastHelped[m.From] = g.ticks
+		g.sendTo(m.From, Message{Type: MsgStale, View: g.lastView})
 	}
 }
 
