@@ -314,10 +314,9 @@ func (c *Core) dirBindsTo(h hwg.GroupID) bool {
 
 // strandedMember reports whether a registered member of car is outside this
 // node's view of it: excluded behind a partition, it may still hold an
-// older view. If every member of the current views left, nobody would be
-// left to tell it so, and it would hold the carrier forever in a view it
-// cannot change. Staying lets it learn of its exclusion (by the carrier's
-// probes), after which it unregisters.
+// older view. hwg has former members tell it (MsgStale), but one that
+// restarted has forgotten; staying in the carrier keeps a member that can,
+// until the stranded one learns of its exclusion and unregisters.
 func (c *Core) strandedMember(car *carrier) bool {
 	rec := c.dir.carriers[car.group]
 	if rec == nil {
