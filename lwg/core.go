@@ -463,7 +463,7 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 	from := e.Msg.Sender
 	if !r.synced {
 		if ctl.Kind != kSnapshot || ctl.View != r.view.ID {
-			r.buf = append(r.buf, delivery{from, e.Payload})
+			r.buf = append(r.buf, delivery{from, ctl})
 			return
 		}
 		if err := st.restore(ctl.Snap); err != nil {
@@ -475,9 +475,8 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 		buf := r.buf
 		r.buf = nil
 		for _, d := range buf {
-			ctl, _ := decodeControl(d.payload) // decoded once already
-			if ctl.Kind != kSnapshot {
-				st.apply(d.from, ctl)
+			if d.ctl.Kind != kSnapshot {
+				st.apply(d.from, d.ctl)
 			}
 		}
 		if r != &c.dir.replica {

@@ -27,8 +27,8 @@ type replica struct {
 }
 
 type delivery struct {
-	from    hwg.Process
-	payload []byte
+	from hwg.Process
+	ctl  *control
 }
 
 // state is what a replica replicates.

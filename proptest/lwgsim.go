@@ -90,10 +90,9 @@ type lwgSimNode struct {
 	core    *lwg.Core
 	// assigned LWGs the workload keeps this node in; left ones it left on
 	// purpose (FaultLeave) until it rejoins.
-	left      map[lwg.ID]bool
-	epoch     uint64
-	peerEpoch map[hwg.NodeID]uint64
-	reprobe   map[hwg.NodeID]int
+	left   map[lwg.ID]bool
+	epoch  uint64
+	probes probes
 }
 
 func (n *lwgSimNode) self() hwg.Process { return hwg.Process{Node: n.id, Inc: n.inc} }
@@ -218,7 +217,7 @@ func (s *LWGSim) start(n *lwgSimNode) {
 	n.groups, n.backlog = map[hwg.GroupID]*hwg.Group{}, map[hwg.GroupID][]lwg.Action{}
 	n.left = map[lwg.ID]bool{}
 	n.det = hwg.NewDetector(n.self(), s.opts.Detector)
-	n.peerEpoch, n.reprobe = map[hwg.NodeID]uint64{}, map[hwg.NodeID]int{}
+	n.probes = newProbes()
 	for _, o := range s.nodes {
 		n.det.Watch(o.id)
 	}
@@ -277,11 +276,7 @@ func (s *LWGSim) Step() bool {
 	case !n.alive:
 	case it.hb:
 		n.det.Heard(it.from)
-		if key := it.from.Node; n.peerEpoch[key] != it.epoch {
-			n.peerEpoch[key], n.reprobe[key] = it.epoch, probeRepeats
-		}
-		if n.reprobe[it.from.Node] > 0 {
-			n.reprobe[it.from.Node]--
+		if n.probes.heard(it.from.Node, it.epoch) {
 			for _, g := range sortedKeys(n.groups) {
 				n.groups[g].Probe(it.from.Node)
 			}

@@ -1,8 +1,6 @@
 package proptest
 
 import (
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,18 +36,13 @@ func lwgOptions(seed uint64) LWGOptions {
 // lwgRuns: 300 seeded LWG simulations by default, 60 under the race
 // detector, LWGKIT_SOAK for more.
 func lwgRuns(t *testing.T) int {
-	runs := 300
+	if n, ok := soakRuns(t); ok {
+		return n
+	}
 	if raceEnabled {
-		runs = 60
+		return 60
 	}
-	if v := os.Getenv("LWGKIT_SOAK"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			t.Fatalf("LWGKIT_SOAK=%q: want a positive number of runs", v)
-		}
-		runs = n
-	}
-	return runs
+	return 300
 }
 
 // TestLWGSimulations runs seeded LWG simulations with every fault, switches

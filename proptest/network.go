@@ -152,3 +152,31 @@ func viewsAtStake(in hwg.Info) []hwg.View {
 	}
 	return views
 }
+
+// probeRepeats is how many heartbeats after a peer's epoch changed this
+// node keeps probing it, so a lost probe or answer is retried.
+const probeRepeats = 8
+
+// probes tracks, per peer, the membership epoch its heartbeats carry and
+// how many more of its heartbeats to answer with a probe of every group.
+type probes struct {
+	epoch map[hwg.NodeID]uint64
+	left  map[hwg.NodeID]int
+}
+
+func newProbes() probes {
+	return probes{epoch: map[hwg.NodeID]uint64{}, left: map[hwg.NodeID]int{}}
+}
+
+// heard records a heartbeat of peer carrying epoch and reports whether to
+// probe peer now.
+func (p probes) heard(peer hwg.NodeID, epoch uint64) bool {
+	if p.epoch[peer] != epoch {
+		p.epoch[peer], p.left[peer] = epoch, probeRepeats
+	}
+	if p.left[peer] == 0 {
+		return false
+	}
+	p.left[peer]--
+	return true
+}

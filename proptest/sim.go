@@ -102,16 +102,11 @@ type simNode struct {
 	// member is false after a voluntary leave, until the node joins again.
 	member bool
 	// epoch counts membership changes (installs, exclusions) and rides on
-	// heartbeats; peerEpoch and reprobe track what this node saw of
-	// others', as the runtime does.
-	epoch     uint64
-	peerEpoch map[hwg.NodeID]uint64
-	reprobe   map[hwg.NodeID]int
+	// heartbeats; probes tracks what this node saw of others', as the
+	// runtime does.
+	epoch  uint64
+	probes probes
 }
-
-// probeRepeats is how many heartbeats after a peer's epoch changed this
-// node keeps probing it, so a lost probe or answer is retried.
-const probeRepeats = 8
 
 func (n *simNode) self() hwg.Process { return hwg.Process{Node: n.id, Inc: n.inc} }
 
@@ -199,7 +194,7 @@ func (s *Sim) start(n *simNode) {
 	s.must(err)
 	n.g, n.alive, n.member = g, true, true
 	n.det = hwg.NewDetector(n.self(), s.opts.Detector)
-	n.peerEpoch, n.reprobe = map[hwg.NodeID]uint64{}, map[hwg.NodeID]int{}
+	n.probes = newProbes()
 	for _, o := range s.nodes {
 		n.det.Watch(o.id)
 	}
@@ -263,11 +258,7 @@ func (s *Sim) Step() bool {
 // heartbeat probes peer in every group when its membership epoch changed
 // recently: a member stuck in an old view learns that the group moved on.
 func (s *Sim) heartbeat(n *simNode, from hwg.Process, epoch uint64) {
-	if key := from.Node; n.peerEpoch[key] != epoch {
-		n.peerEpoch[key], n.reprobe[key] = epoch, probeRepeats
-	}
-	if n.reprobe[from.Node] > 0 {
-		n.reprobe[from.Node]--
+	if n.probes.heard(from.Node, epoch) {
 		n.g.Probe(from.Node)
 		s.drain(n)
 	}

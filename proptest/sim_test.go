@@ -12,18 +12,26 @@ import (
 // default, 300 under the race detector (ten times slower), or
 // LWGKIT_SOAK for a longer soak (for example LWGKIT_SOAK=100000).
 func simRuns(t *testing.T) (runs, steps int) {
-	runs, steps = 1000, 2000
+	if n, ok := soakRuns(t); ok {
+		return n, 5000
+	}
 	if raceEnabled {
-		runs = 300
+		return 300, 2000
 	}
-	if v := os.Getenv("LWGKIT_SOAK"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			t.Fatalf("LWGKIT_SOAK=%q: want a positive number of runs", v)
-		}
-		runs, steps = n, 5000
+	return 1000, 2000
+}
+
+// soakRuns reads LWGKIT_SOAK, the number of runs of a longer soak.
+func soakRuns(t *testing.T) (int, bool) {
+	v := os.Getenv("LWGKIT_SOAK")
+	if v == "" {
+		return 0, false
 	}
-	return runs, steps
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("LWGKIT_SOAK=%q: want a positive number of runs", v)
+	}
+	return n, true
 }
 
 // simOptions varies the cluster with the seed so the runs cover 3 to 7
