@@ -234,6 +234,7 @@ func TestMultiProcess(t *testing.T) {
 	for _, f := range files {
 		tr = append(tr, readTrace(t, f)...)
 	}
+	tr = restoreLostSends(tr, crashes)
 	sort.SliceStable(tr, func(i, j int) bool { return tr[i].T < tr[j].T })
 	merged := filepath.Join(dir, "merged.jsonl")
 	var buf bytes.Buffer
@@ -313,4 +314,84 @@ func lastInstall(t *testing.T, path string) *proptest.Event {
 		}
 	}
 	return nil
+}
+
+// restoreLostSends puts back the send events that a kill -9 cut off the
+// end of a killed process's trace. Its trace is written by a goroutine that
+// reads the node's events, so the frames of its last multicasts can leave
+// before their send events reach the file; the survivors then deliver
+// messages the trace never saw sent. Only sends after the last one the
+// killed process recorded in that view are restored (just before its
+// crash event): a message missing from the middle of a trace, or from a
+// process that was not killed, is still a violation.
+func restoreLostSends(tr proptest.Trace, crashes []proptest.Event) proptest.Trace {
+	type pv struct{ node, inc, view uint64 }
+	crashAt := map[[2]uint64]uint64{}
+	for _, c := range crashes {
+		crashAt[[2]uint64{c.Node, c.Inc}] = c.T
+	}
+	sent := map[string]bool{}
+	lastSeq := map[pv]uint64{}
+	for _, e := range tr {
+		if e.Ev != proptest.EvSend {
+			continue
+		}
+		sent[e.Msg] = true
+		if id, ok := parseMsgID(e.Msg); ok {
+			k := pv{id[0], id[1], id[2]}
+			lastSeq[k] = max(lastSeq[k], id[3])
+		}
+	}
+	var lost proptest.Trace
+	for _, e := range tr {
+		if e.Ev != proptest.EvDeliver || sent[e.Msg] {
+			continue
+		}
+		id, ok := parseMsgID(e.Msg)
+		at, killed := crashAt[[2]uint64{id[0], id[1]}]
+		if !ok || !killed || id[3] <= lastSeq[pv{id[0], id[1], id[2]}] {
+			continue
+		}
+		sent[e.Msg] = true
+		lost = append(lost, proptest.Event{T: at - 1, Node: id[0], Inc: id[1], Ev: proptest.EvSend, Group: e.Group, View: id[2], Msg: e.Msg})
+	}
+	return append(tr, lost...)
+}
+
+// parseMsgID reads an hwg.MsgID string: node.inc.view.seq.
+func parseMsgID(s string) ([4]uint64, bool) {
+	var id [4]uint64
+	parts := strings.Split(s, ".")
+	if len(parts) != 4 {
+		return id, false
+	}
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return id, false
+		}
+		id[i] = v
+	}
+	return id, true
+}
+
+func TestRestoreLostSends(t *testing.T) {
+	send := func(n, seq uint64) proptest.Event {
+		return proptest.Event{T: seq, Node: n, Inc: 1, Ev: proptest.EvSend, Group: "h/x", View: 2, Msg: fmt.Sprintf("%d.1.2.%d", n, seq)}
+	}
+	deliver := func(n uint64, msg string) proptest.Event {
+		return proptest.Event{T: 50, Node: n, Inc: 1, Ev: proptest.EvDeliver, Group: "h/x", View: 2, Msg: msg, From: 5}
+	}
+	crash := proptest.Event{T: 40, Node: 5, Inc: 1, Ev: proptest.EvCrash}
+	tr := proptest.Trace{send(5, 1), send(5, 2), deliver(1, "5.1.2.3"), deliver(1, "5.1.2.1"), deliver(1, "7.1.2.9")}
+	got := restoreLostSends(tr, []proptest.Event{crash})
+	added := got[len(tr):]
+	if len(added) != 1 || added[0].Msg != "5.1.2.3" || added[0].T != 39 || added[0].Ev != proptest.EvSend {
+		t.Fatalf("restored %+v, want only the send of 5.1.2.3 just before the crash", added)
+	}
+	// A gap in the middle of a killed process's sends is not restored.
+	tr = proptest.Trace{send(5, 1), send(5, 3), deliver(1, "5.1.2.2")}
+	if got := restoreLostSends(tr, []proptest.Event{crash}); len(got) != len(tr) {
+		t.Fatalf("restored a send from the middle of the trace: %+v", got[len(tr):])
+	}
 }
