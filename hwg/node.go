@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -68,6 +69,9 @@ type Node struct {
 	once   sync.Once
 	owned  []io.Closer // what Start opened, closed by Close
 
+	direct        chan Direct
+	directDropped atomic.Uint64
+
 	// Owned by the loop goroutine.
 	det      *Detector
 	groups   map[GroupID]*Group
@@ -123,6 +127,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		reqs:      make(chan func()),
 		mcast:     make(chan multicastReq, multicastQueue),
 		events:    make(chan Event, 1024),
+		direct:    make(chan Direct, directQueue),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		det:       NewDetector(cfg.Self, cfg.Detector),

@@ -212,6 +212,9 @@ func (n *Node) tick() {
 func (n *Node) receive(in transport.Inbound) (entries int) {
 	from := Process{Node: NodeID(in.From.Node), Inc: in.From.Inc}
 	n.det.Heard(from)
+	if n.receiveDirect(from, in.Frame) {
+		return 0
+	}
 	f, err := decodeFrame(in.Frame)
 	// Nothing decoded refers to the frame (payloads are copied out).
 	transport.PutBuffer(in.Frame)

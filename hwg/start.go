@@ -18,6 +18,10 @@ type StartConfig struct {
 	// DataFile is the node's bbolt file. Every start takes a new
 	// incarnation from it.
 	DataFile string
+	// DB, if set, is the node's storage file already open (DataFile is
+	// then ignored): layers above keep their state in the same file. The
+	// caller closes it after Node.Close.
+	DB *storage.DB
 	// Listen is the TCP address to listen on; Advertise the one peers dial
 	// (default: the listen address). Seeds are addresses dialed at start;
 	// Peers are known addresses by node id.
@@ -32,13 +36,23 @@ type StartConfig struct {
 // Start opens the node's data file (taking a new incarnation), starts a
 // TCP transport and the node. Node.Close closes all three.
 func Start(cfg StartConfig) (*Node, error) {
-	db, err := storage.Open(cfg.DataFile, storage.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("hwg: opening %s: %w", cfg.DataFile, err)
+	db := cfg.DB
+	var owned []io.Closer
+	if db == nil {
+		var err error
+		if db, err = storage.Open(cfg.DataFile, storage.Options{}); err != nil {
+			return nil, fmt.Errorf("hwg: opening %s: %w", cfg.DataFile, err)
+		}
+		owned = append(owned, db)
+	}
+	closeOwned := func() {
+		for _, c := range owned {
+			c.Close()
+		}
 	}
 	id, err := db.Start(uint64(cfg.Node), cfg.Cluster)
 	if err != nil {
-		db.Close()
+		closeOwned()
 		return nil, fmt.Errorf("hwg: starting node %d: %w", cfg.Node, err)
 	}
 	self := Process{Node: cfg.Node, Inc: id.Incarnation}
@@ -51,7 +65,7 @@ func Start(cfg StartConfig) (*Node, error) {
 		Logger:    cfg.Config.Logger,
 	})
 	if err != nil {
-		db.Close()
+		closeOwned()
 		return nil, fmt.Errorf("hwg: %w", err)
 	}
 	for n, addr := range cfg.Peers {
@@ -62,10 +76,10 @@ func Start(cfg StartConfig) (*Node, error) {
 	n, err := NewNode(nc)
 	if err != nil {
 		tr.Close()
-		db.Close()
+		closeOwned()
 		return nil, err
 	}
-	n.owned = []io.Closer{tr, db}
+	n.owned = append([]io.Closer{tr}, owned...)
 	return n, nil
 }
 

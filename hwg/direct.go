@@ -1,0 +1,75 @@
+package hwg
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/lwgkit/lwgkit/hwg/transport"
+)
+
+// Direct is a point-to-point message between two processes, outside every
+// group: it has no order with group traffic and may be lost, like a
+// datagram. Layers above use it for bulk transfers (state transfer) that
+// must not ride the total order.
+type Direct struct {
+	From    Process
+	Payload []byte
+}
+
+// directTag opens a frame that carries a Direct instead of protocol
+// messages: 0xc1 is the one byte msgpack never uses, so no protocol frame
+// can begin with it. The tag is followed by the addressee's incarnation
+// (8 bytes, big-endian) and the payload.
+const (
+	directTag    = 0xc1
+	directHeader = 9
+)
+
+// directQueue is how many received Directs may wait for the reader; more
+// are dropped (and counted), since Directs are best effort anyway.
+const directQueue = 1024
+
+// Send sends payload to process to, outside every group, and returns at
+// once. Errors are the transport's (no address for the node, the payload
+// over the frame limit, a closed transport). Delivery is best effort, in
+// order per destination node while a connection lasts; another
+// incarnation of to drops it. Safe for concurrent use; payload is copied.
+func (n *Node) Send(to Process, payload []byte) error {
+	b := transport.GetBuffer(directHeader + len(payload))
+	b = append(b, directTag)
+	b = binary.BigEndian.AppendUint64(b, to.Inc)
+	b = append(b, payload...)
+	if err := n.tr.Send(uint64(to.Node), b); err != nil {
+		return fmt.Errorf("hwg: direct to %v: %w", to, err)
+	}
+	return nil
+}
+
+// Direct returns the channel of Directs received by this process. It is
+// never closed; a Direct that finds the channel full is dropped.
+func (n *Node) Direct() <-chan Direct { return n.direct }
+
+// DirectDropped counts received Directs dropped because the reader was
+// behind, or addressed to another incarnation.
+func (n *Node) DirectDropped() uint64 { return n.directDropped.Load() }
+
+// receiveDirect hands a Direct frame to the reader; it reports false for a
+// frame that is not one.
+func (n *Node) receiveDirect(from Process, frame []byte) bool {
+	if len(frame) == 0 || frame[0] != directTag {
+		return false
+	}
+	defer transport.PutBuffer(frame)
+	if len(frame) < directHeader || binary.BigEndian.Uint64(frame[1:directHeader]) != n.cfg.Self.Inc {
+		n.directDropped.Add(1)
+		return true
+	}
+	d := Direct{From: from, Payload: append([]byte(nil), frame[directHeader:]...)}
+	select {
+	case n.direct <- d:
+	default:
+		n.directDropped.Add(1)
+	}
+	return true
+}
+

@@ -1,0 +1,51 @@
+package hwg_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/hwg/transport"
+)
+
+func TestDirect(t *testing.T) {
+	net := transport.NewMemNetwork()
+	nodes := startNodes(t, net, 1, 2)
+	a, b := nodes[1], nodes[2]
+	bSelf := b.Self()
+
+	// In order, with the sender named; a Direct for an older incarnation
+	// is dropped and counted.
+	for i := range 3 {
+		if err := a.Send(bSelf, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Send(hwg.Process{Node: bSelf.Node, Inc: bSelf.Inc + 1}, []byte("other incarnation")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send(bSelf, []byte("last")); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]byte{{0}, {1}, {2}, []byte("last")}
+	for _, w := range want {
+		select {
+		case d := <-b.Direct():
+			if d.From != a.Self() || !bytes.Equal(d.Payload, w) {
+				t.Fatalf("got %v %q, want %v %q", d.From, d.Payload, a.Self(), w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no Direct %q", w)
+		}
+	}
+	if got := b.DirectDropped(); got != 1 {
+		t.Fatalf("DirectDropped = %d, want 1 (the other incarnation's)", got)
+	}
+	// Group traffic is not disturbed by Directs.
+	select {
+	case e := <-b.Events():
+		t.Fatalf("unexpected event %v", e.Type)
+	default:
+	}
+}
