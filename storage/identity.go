@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -93,7 +94,15 @@ func (db *DB) Start(node uint64, cluster string) (Identity, error) {
 // readIdentity reads the identity bucket. A missing or empty bucket means a
 // file never started; a partial or malformed one is ErrCorrupt.
 func (db *DB) readIdentity(tx *bbolt.Tx) (Identity, bool, error) {
-	b := tx.Bucket(bucketIdentity)
+	id, ok, err := decodeIdentity(tx.Bucket(bucketIdentity))
+	if err != nil {
+		return Identity{}, false, db.corrupt("%v", err)
+	}
+	return id, ok, nil
+}
+
+// decodeIdentity decodes the identity bucket b, which may be nil.
+func decodeIdentity(b *bbolt.Bucket) (Identity, bool, error) {
 	if b == nil {
 		return Identity{}, false, nil
 	}
@@ -104,7 +113,7 @@ func (db *DB) readIdentity(tx *bbolt.Tx) (Identity, bool, error) {
 	node, okNode := decodeUint(rawNode)
 	inc, okInc := decodeUint(rawInc)
 	if !okNode || !okInc || node == 0 || inc == 0 || len(rawCluster) == 0 {
-		return Identity{}, false, fmt.Errorf("%w: %s: malformed identity", ErrCorrupt, db.path)
+		return Identity{}, false, errors.New("malformed identity")
 	}
 	return Identity{Node: node, Cluster: string(rawCluster), Incarnation: inc}, true, nil
 }

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -268,7 +269,7 @@ func TestOpenFutureFormat(t *testing.T) {
 	if !errors.Is(err, storage.ErrFormat) {
 		t.Fatalf("Open of format %d = %v, want ErrFormat", storage.FormatVersion+1, err)
 	}
-	if !strings.Contains(err.Error(), "format version 2") {
+	if !strings.Contains(err.Error(), fmt.Sprintf("format version %d", storage.FormatVersion+1)) {
 		t.Errorf("error %q does not name the version", err)
 	}
 	if !bytes.Equal(before, readFile(t, path)) {
