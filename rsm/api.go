@@ -1,0 +1,114 @@
+package rsm
+
+import (
+	"errors"
+	"io"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
+)
+
+// StateMachine is one replicated object's state. The Node calls its
+// methods from one goroutine at a time per object (never two at once for
+// one object), in the object's total order.
+//
+// Apply must be deterministic: the same commands in the same order from
+// the same state give the same results and state on every replica. An
+// error from Apply is the command's result (returned to the proposer); it
+// must not leave the state half changed.
+//
+// Snapshot writes the whole state to w; Restore replaces the state with
+// one read from r. Both stream: state larger than memory passes through
+// in chunks. While Snapshot runs the object applies nothing.
+type StateMachine interface {
+	Apply(cmd []byte) ([]byte, error)
+	Snapshot(w io.Writer) error
+	Restore(r io.Reader) error
+}
+
+// Querier is implemented by state machines that answer Read and
+// StaleRead. Query must not change the state.
+type Querier interface {
+	Query(q []byte) ([]byte, error)
+}
+
+// ObjectID names a replicated object. Its LWG is "l/" + the id.
+type ObjectID string
+
+// LWG returns the id of the object's light-weight group.
+func (id ObjectID) LWG() lwg.ID { return lwg.ID("l/" + string(id)) }
+
+// Factory makes the empty state machine of a newly opened object.
+type Factory func(id ObjectID) (StateMachine, error)
+
+// EventType is the kind of an Event.
+type EventType uint8
+
+// What a Node reports to its observers.
+const (
+	// EventOpened: the object is open here and its state is ready (it was
+	// created, restored from a donor's snapshot, or found current).
+	EventOpened EventType = iota + 1
+	// EventView: the object installed View, with Joined and Left.
+	EventView
+	// EventSnapshotTaken: a snapshot at Index was written (Bytes long).
+	EventSnapshotTaken
+	// EventSnapshotSent: Bytes of a snapshot were streamed to Peer.
+	EventSnapshotSent
+	// EventSnapshotReceived: the object restored from Peer's snapshot at
+	// Index (Bytes long).
+	EventSnapshotReceived
+	// EventClosed: the object was closed here (Close, or this node was
+	// excluded from its group; Err says which).
+	EventClosed
+	// EventStateLost: every member that held the object's state left
+	// before this member got it; it went on from its local snapshot, or
+	// from an empty state (Index says which).
+	EventStateLost
+)
+
+var eventNames = [...]string{"", "Opened", "View", "SnapshotTaken", "SnapshotSent",
+	"SnapshotReceived", "Closed", "StateLost"}
+
+func (t EventType) String() string {
+	if int(t) < len(eventNames) && t != 0 {
+		return eventNames[t]
+	}
+	return "EventType(?)"
+}
+
+// Event is one observable change of one object.
+type Event struct {
+	Type         EventType
+	Object       ObjectID
+	View         lwg.View
+	Joined, Left []hwg.Process
+	Peer         hwg.Process
+	Index        uint64 // applied commands
+	Bytes        int64
+	Err          error
+}
+
+// Errors. Propose and Read wrap them with %w.
+var (
+	// ErrClosed: the Node or the object is closed.
+	ErrClosed = errors.New("rsm: closed")
+	// ErrNotApplied: the command was never sent, so it was not and will
+	// not be applied (the context ended while it waited to be sent).
+	ErrNotApplied = errors.New("rsm: command not applied")
+	// ErrUnknown: the command was sent but its outcome is unknown (the
+	// context ended, or this node left the group, before it was applied
+	// here): it may have been applied or not.
+	ErrUnknown = errors.New("rsm: outcome unknown")
+	// ErrNotOpen: the object is not open on this node.
+	ErrNotOpen = errors.New("rsm: object not open here")
+	// ErrNoQuery: the state machine does not implement Querier.
+	ErrNoQuery = errors.New("rsm: state machine answers no queries")
+	// ErrNotReady: the object's state has not arrived yet (StaleRead on a
+	// joiner before its snapshot is restored).
+	ErrNotReady = errors.New("rsm: state not ready")
+	// ErrTooLarge: a command or query over Config.MaxCommandBytes.
+	ErrTooLarge = errors.New("rsm: command too large")
+	// ErrInvalidConfig: a Config field is out of range.
+	ErrInvalidConfig = errors.New("rsm: invalid config")
+)

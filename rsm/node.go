@@ -1,0 +1,570 @@
+package rsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
+)
+
+// Config configures a Node. Zero fields take the defaults shown.
+type Config struct {
+	// Service runs this node's LWGs. The Node reads its Events: nothing
+	// else may.
+	Service *lwg.Service
+	// HWG is the node under Service; the Node sends and reads its Directs
+	// (state transfer). Nothing else may read them.
+	HWG *hwg.Node
+	// SnapshotEvery is how many applied commands trigger a local snapshot
+	// of an object. Default 10,000. A restarted node reads its objects
+	// from local snapshots, so lower keeps them fresher, at the cost of
+	// one snapshot write per SnapshotEvery commands.
+	SnapshotEvery uint64
+	// SnapshotInterval snapshots an object that applied anything and has
+	// not been snapshotted for this long. Default 1 minute.
+	SnapshotInterval time.Duration
+	// TickInterval drives transfer timeouts and SnapshotInterval. Default
+	// 100ms; transfers ask again after 10 ticks without progress.
+	TickInterval time.Duration
+	// ChunkSize is the bytes of one state-transfer message. Default 256 KiB;
+	// it must stay well under the transport's frame limit (16 MiB).
+	ChunkSize int
+	// TransferWindow is how many bytes a joiner asks for ahead of what it
+	// received: flow control for snapshots. Default 4 MiB.
+	TransferWindow int
+	// Workers is how many goroutines apply commands, for all objects
+	// (one object is never on two at once). Default GOMAXPROCS.
+	Workers int
+	// MaxCommandBytes bounds a command or query. Default 4 MiB.
+	MaxCommandBytes int
+	// Logger receives the Node's logs. Default: silent.
+	Logger hclog.Logger
+
+	snapshotTicks int
+	snaps         snapStore // default: in memory
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Service == nil || c.HWG == nil {
+		return c, fmt.Errorf("%w: Service and HWG are required", ErrInvalidConfig)
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = 10_000
+	}
+	if c.SnapshotInterval <= 0 {
+		c.SnapshotInterval = time.Minute
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = 256 << 10
+	}
+	if c.ChunkSize > 8<<20 {
+		return c, fmt.Errorf("%w: ChunkSize %d over 8 MiB", ErrInvalidConfig, c.ChunkSize)
+	}
+	if c.TransferWindow <= 0 {
+		c.TransferWindow = 4 << 20
+	}
+	c.TransferWindow = max(c.TransferWindow, c.ChunkSize)
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.MaxCommandBytes <= 0 {
+		c.MaxCommandBytes = 4 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	c.snapshotTicks = max(1, int(c.SnapshotInterval/c.TickInterval))
+	if c.snaps == nil {
+		c.snaps = newMemStore()
+	}
+	return c, nil
+}
+
+// Node hosts this node's replicated objects over an lwg.Service: any
+// number of them, with no goroutine per object. One goroutine routes the
+// LWG events to objects, one serves and routes state transfers, and a
+// fixed pool of workers applies: an object with inputs is queued for the
+// next free worker, which processes its inputs in order.
+//
+// All methods are safe for concurrent use.
+type Node struct {
+	cfg  Config
+	log  hclog.Logger
+	svc  *lwg.Service
+	hn   *hwg.Node
+	self hwg.Process
+
+	mu        sync.Mutex
+	objects   map[lwg.ID]*Object
+	watched   map[*Object]struct{}
+	observers []func(Event)
+	runq      []*Object
+	wake      *sync.Cond
+	closed    bool
+
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	bg    context.Context
+	cncl  context.CancelFunc
+	owned []io.Closer
+
+	stats nodeStats
+}
+
+type nodeStats struct {
+	proposals, reads, applied    atomic.Uint64
+	snapshots, sentBytes, views  atomic.Uint64
+	received, receivedSnapshots  atomic.Uint64
+	sentSnapshots, transferFails atomic.Uint64
+}
+
+// New starts a Node over cfg.Service and cfg.HWG. Close stops it (and not
+// them).
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:     cfg,
+		log:     cfg.Logger.Named("rsm"),
+		svc:     cfg.Service,
+		hn:      cfg.HWG,
+		self:    cfg.HWG.Self(),
+		objects: map[lwg.ID]*Object{},
+		watched: map[*Object]struct{}{},
+		stop:    make(chan struct{}),
+	}
+	n.wake = sync.NewCond(&n.mu)
+	n.bg, n.cncl = context.WithCancel(context.Background())
+	n.wg.Add(3 + cfg.Workers)
+	go n.routeEvents()
+	go n.routeDirects()
+	go n.tick()
+	for range cfg.Workers {
+		go n.work()
+	}
+	return n, nil
+}
+
+// Self returns this node's process.
+func (n *Node) Self() hwg.Process { return n.self }
+
+// Service returns the LWG layer the Node runs on.
+func (n *Node) Service() *lwg.Service { return n.svc }
+
+// HWG returns the HWG node under the Service.
+func (n *Node) HWG() *hwg.Node { return n.hn }
+
+// Observe registers fn to receive every Event. fn runs on a worker or
+// routing goroutine and must not block or call back into the Node.
+func (n *Node) Observe(fn func(Event)) {
+	n.mu.Lock()
+	n.observers = append(n.observers, fn)
+	n.mu.Unlock()
+}
+
+// Open opens object id on this node: it joins the object's LWG (creating
+// it if no node has it open) and returns once this replica holds the
+// state: created empty with f, restored from a donor's snapshot, or, for a
+// new group whose first member has a local snapshot, from that. Opening an
+// open object returns it.
+func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error) {
+	if id == "" {
+		return nil, fmt.Errorf("%w: empty object id", ErrInvalidConfig)
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil, ErrClosed
+	}
+	o := n.objects[id.LWG()]
+	n.mu.Unlock()
+	if o == nil {
+		sm, err := f(id)
+		if err != nil {
+			return nil, fmt.Errorf("rsm: making %s: %w", id, err)
+		}
+		o = newObject(id, n.self, &n.cfg, n, n, sm)
+		if err := n.restoreLocal(o); err != nil {
+			return nil, err
+		}
+		n.mu.Lock()
+		if cur := n.objects[id.LWG()]; cur != nil {
+			o = cur // opened concurrently
+		} else {
+			n.objects[id.LWG()] = o
+		}
+		n.mu.Unlock()
+	}
+	if err := n.svc.Join(ctx, o.lwg); err != nil {
+		return nil, fmt.Errorf("rsm: opening %s: %w", id, err)
+	}
+	select {
+	case <-o.readyCh:
+		return o, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("rsm: opening %s: waiting for its state: %w", id, ctx.Err())
+	case <-n.stop:
+		return nil, ErrClosed
+	}
+}
+
+// restoreLocal loads o's local snapshot, if there is one, before o joins.
+func (n *Node) restoreLocal(o *Object) error {
+	info, ok, err := n.cfg.snaps.current(o.id)
+	if err != nil || !ok {
+		return err
+	}
+	if err := o.restoreFrom(info.Gen); err != nil {
+		return fmt.Errorf("rsm: local snapshot of %s: %w", o.id, err)
+	}
+	o.pubStale.Store(true)
+	return nil
+}
+
+// Object returns the open object id.
+func (n *Node) Object(id ObjectID) (*Object, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	o := n.objects[id.LWG()]
+	return o, o != nil
+}
+
+// Objects returns the ids of the objects open here.
+func (n *Node) Objects() []ObjectID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ids := make([]ObjectID, 0, len(n.objects))
+	for _, o := range n.objects {
+		ids = append(ids, o.id)
+	}
+	return ids
+}
+
+// Close leaves the object's group and forgets it on this node, with its
+// local snapshots. Waiting proposals end with ErrClosed.
+func (o *Object) Close(ctx context.Context) error {
+	n, ok := o.host.(*Node)
+	if !ok {
+		return fmt.Errorf("%w: object not hosted by a Node", ErrInvalidConfig)
+	}
+	o.mu.Lock()
+	already := o.closed
+	o.closed = true
+	o.mu.Unlock()
+	if already {
+		return nil
+	}
+	err := n.svc.Leave(ctx, o.lwg)
+	n.mu.Lock()
+	if n.objects[o.lwg] == o {
+		delete(n.objects, o.lwg)
+	}
+	delete(n.watched, o)
+	n.mu.Unlock()
+	o.failAll(fmt.Errorf("%w: %s", ErrClosed, o.id))
+	if rerr := n.cfg.snaps.remove(o.id); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	n.emit(Event{Type: EventClosed, Object: o.id})
+	if err != nil && !errors.Is(err, lwg.ErrNotMember) {
+		return fmt.Errorf("rsm: closing %s: %w", o.id, err)
+	}
+	return nil
+}
+
+// Close stops the Node: waiting calls end with ErrClosed. Objects are not
+// left (their groups see this node fail, or stop with it); a Node started
+// with Start also closes its Service, HWG node and data file.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	objs := make([]*Object, 0, len(n.objects))
+	for _, o := range n.objects {
+		objs = append(objs, o)
+	}
+	n.wake.Broadcast()
+	n.mu.Unlock()
+	close(n.stop)
+	n.cncl()
+	n.wg.Wait()
+	var err error
+	for _, c := range n.owned {
+		err = errors.Join(err, c.Close())
+	}
+	for _, o := range objs {
+		o.failAll(fmt.Errorf("%w: node closed", ErrClosed))
+	}
+	return err
+}
+
+// routeEvents hands every LWG event to its object.
+func (n *Node) routeEvents() {
+	defer n.wg.Done()
+	evs := n.svc.Events()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case e, ok := <-evs:
+			if !ok {
+				return
+			}
+			switch e.Type {
+			case lwg.EventInstall, lwg.EventDeliver, lwg.EventLeft, lwg.EventExcluded:
+			default:
+				continue
+			}
+			n.mu.Lock()
+			o := n.objects[e.LWG]
+			n.mu.Unlock()
+			if o != nil {
+				n.enqueue(o, item{kind: itemEvent, ev: e})
+			}
+		}
+	}
+}
+
+// routeDirects serves snapshot fetches and hands the other transfer
+// messages to their objects.
+func (n *Node) routeDirects() {
+	defer n.wg.Done()
+	ds := n.hn.Direct()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case m := <-ds:
+			d, err := decodeDirect(m.Payload)
+			if err != nil {
+				n.log.Debug("dropping a transfer message", "from", m.From, "error", err)
+				continue
+			}
+			if d.kind == kindFetch {
+				n.serveFetch(m.From, d)
+				continue
+			}
+			n.mu.Lock()
+			o := n.objects[d.object.LWG()]
+			n.mu.Unlock()
+			if o != nil {
+				n.enqueue(o, item{kind: itemDirect, from: m.From, d: d})
+			}
+		}
+	}
+}
+
+// serveFetch sends the asked bytes of a local snapshot.
+func (n *Node) serveFetch(to hwg.Process, d direct) {
+	r, err := n.cfg.snaps.open(d.object, d.gen)
+	if err != nil {
+		n.send(to, direct{kind: kindGone, object: d.object, gen: d.gen})
+		return
+	}
+	size := uint64(r.Size())
+	if d.offset >= size {
+		return
+	}
+	want := min(d.n, uint64(2*n.cfg.ChunkSize), size-d.offset)
+	buf := make([]byte, want)
+	got, err := r.ReadAt(buf, int64(d.offset))
+	if got == 0 && err != nil {
+		n.log.Warn("reading a snapshot for a transfer", "object", d.object, "error", err)
+		n.stats.transferFails.Add(1)
+		n.send(to, direct{kind: kindGone, object: d.object, gen: d.gen})
+		return
+	}
+	n.send(to, direct{kind: kindChunk, object: d.object, gen: d.gen, offset: d.offset, data: buf[:got]})
+	n.stats.sentBytes.Add(uint64(got))
+	if d.offset+uint64(got) == size {
+		n.stats.sentSnapshots.Add(1)
+		n.emit(Event{Type: EventSnapshotSent, Object: d.object, Peer: to, Bytes: int64(size)})
+	}
+}
+
+// tick sends ticks to the objects that asked for them.
+func (n *Node) tick() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		objs := make([]*Object, 0, len(n.watched))
+		for o := range n.watched {
+			objs = append(objs, o)
+		}
+		n.mu.Unlock()
+		for _, o := range objs {
+			n.enqueue(o, item{kind: itemTick})
+		}
+	}
+}
+
+// enqueue adds an input to o's mailbox and queues o for a worker.
+func (n *Node) enqueue(o *Object, it item) {
+	o.mu.Lock()
+	o.mail = append(o.mail, it)
+	sched := !o.scheduled
+	o.scheduled = true
+	o.mu.Unlock()
+	if sched {
+		n.mu.Lock()
+		n.runq = append(n.runq, o)
+		n.wake.Signal()
+		n.mu.Unlock()
+	}
+}
+
+// work runs objects with inputs, one batch at a time each, round robin.
+func (n *Node) work() {
+	defer n.wg.Done()
+	for {
+		n.mu.Lock()
+		for len(n.runq) == 0 && !n.closed {
+			n.wake.Wait()
+		}
+		if n.closed {
+			n.mu.Unlock()
+			return
+		}
+		o := n.runq[0]
+		n.runq[0] = nil
+		n.runq = n.runq[1:]
+		n.mu.Unlock()
+
+		o.mu.Lock()
+		mail := o.mail
+		o.mail = nil
+		o.mu.Unlock()
+		o.smMu.Lock()
+		for _, it := range mail {
+			o.process(it)
+		}
+		o.smMu.Unlock()
+		o.mu.Lock()
+		more := len(o.mail) > 0
+		o.scheduled = more
+		o.mu.Unlock()
+		if more {
+			n.mu.Lock()
+			n.runq = append(n.runq, o)
+			n.mu.Unlock()
+		}
+	}
+}
+
+func (o *Object) process(it item) {
+	switch it.kind {
+	case itemEvent:
+		o.onEvent(it.ev)
+	case itemDirect:
+		o.onDirect(it.from, it.d)
+	case itemTick:
+		o.onTick()
+	}
+}
+
+// The host interface, for the objects.
+
+func (n *Node) multicast(o *Object, payload []byte) {
+	if err := n.svc.Multicast(n.bg, o.lwg, payload); err != nil {
+		n.log.Debug("multicast", "object", o.id, "error", err)
+	}
+}
+
+func (n *Node) send(to hwg.Process, d direct) {
+	if err := n.hn.Send(to, encodeDirect(d)); err != nil {
+		n.log.Debug("transfer message", "to", to, "error", err)
+	}
+}
+
+func (n *Node) store() snapStore     { return n.cfg.snaps }
+func (n *Node) logger() hclog.Logger { return n.log }
+func (n *Node) applied(o *Object)    { n.stats.applied.Add(1) }
+func (n *Node) observe(e Event)      { n.emit(e) }
+func (n *Node) submit(ctx context.Context, o *Object, payload []byte) error {
+	if payload[0] == kindPropose {
+		n.stats.proposals.Add(1)
+	} else {
+		n.stats.reads.Add(1)
+	}
+	return n.svc.Multicast(ctx, o.lwg, payload)
+}
+
+func (n *Node) watch(o *Object, on bool) {
+	n.mu.Lock()
+	if on && !n.closed && n.objects[o.lwg] == o {
+		n.watched[o] = struct{}{}
+	} else if !on {
+		delete(n.watched, o)
+	}
+	n.mu.Unlock()
+}
+
+// ended rejoins an object whose node was excluded from its group; a Left
+// object was closed.
+func (n *Node) ended(o *Object, t lwg.EventType) {
+	if t != lwg.EventExcluded {
+		return
+	}
+	o.mu.Lock()
+	closed := o.closed
+	o.mu.Unlock()
+	if closed {
+		return
+	}
+	n.log.Info("excluded from an object's group; joining again", "object", o.id)
+	go func() {
+		for {
+			err := n.svc.Join(n.bg, o.lwg)
+			if err == nil || n.bg.Err() != nil {
+				return
+			}
+			select {
+			case <-n.stop:
+				return
+			case <-time.After(n.cfg.TickInterval * retryTicks):
+			}
+		}
+	}()
+}
+
+func (n *Node) emit(e Event) {
+	switch e.Type {
+	case EventView:
+		n.stats.views.Add(1)
+	case EventSnapshotTaken:
+		n.stats.snapshots.Add(1)
+	case EventSnapshotReceived:
+		n.stats.receivedSnapshots.Add(1)
+		n.stats.received.Add(uint64(e.Bytes))
+	}
+	n.mu.Lock()
+	obs := n.observers
+	n.mu.Unlock()
+	for _, fn := range obs {
+		fn(e)
+	}
+}

@@ -1,0 +1,347 @@
+package rsm_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/hwg/transport"
+	"github.com/lwgkit/lwgkit/lwg"
+	"github.com/lwgkit/lwgkit/rsm"
+	"github.com/lwgkit/lwgkit/rsm/rsmtest"
+)
+
+// The Node does I/O and uses real timers, so these tests run over the
+// in-memory transport with short real time (hwg.FastTiming); the replica
+// logic is proven in the simulator.
+
+type testNode struct {
+	*rsm.Node
+	hn  *hwg.Node
+	svc *lwg.Service
+	ep  transport.Transport
+
+	mu     sync.Mutex
+	events []rsm.Event
+	once   sync.Once
+}
+
+func (tn *testNode) stop() {
+	tn.once.Do(func() {
+		tn.Node.Close()
+		tn.svc.Close()
+		tn.hn.Close()
+		tn.ep.Close()
+	})
+}
+
+func (tn *testNode) seen(t rsm.EventType) []rsm.Event {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	var out []rsm.Event
+	for _, e := range tn.events {
+		if e.Type == t {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func startNode(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg.Process, contacts []hwg.NodeID, cfg rsm.Config) *testNode {
+	t.Helper()
+	ep := net.Endpoint(transport.Peer{Node: uint64(p.Node), Inc: p.Inc})
+	nc := hwg.FastTiming(hwg.NodeConfig{Self: p, Transport: ep})
+	nc.Group.ManualBlockOK = true
+	hn, err := hwg.NewNode(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := lwg.NewService(lwg.ServiceConfig{Node: hn, DirectoryMembers: boot, Contacts: contacts, TickInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Service, cfg.HWG = svc, hn
+	cfg.TickInterval = 10 * time.Millisecond
+	n, err := rsm.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNode{Node: n, hn: hn, svc: svc, ep: ep}
+	n.Observe(func(e rsm.Event) {
+		tn.mu.Lock()
+		tn.events = append(tn.events, e)
+		tn.mu.Unlock()
+	})
+	t.Cleanup(tn.stop)
+	return tn
+}
+
+func startCluster(t *testing.T, net *transport.MemNetwork, size int, cfg rsm.Config) []*testNode {
+	t.Helper()
+	var members []hwg.Process
+	for i := 1; i <= size; i++ {
+		members = append(members, hwg.Process{Node: hwg.NodeID(i), Inc: 1})
+	}
+	var out []*testNode
+	for _, p := range members {
+		out = append(out, startNode(t, net, p, members, nil, cfg))
+	}
+	return out
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func openAll(t *testing.T, ctx context.Context, nodes []*testNode, id rsm.ObjectID) []*rsm.Object {
+	t.Helper()
+	var objs []*rsm.Object
+	for _, n := range nodes {
+		o, err := n.Open(ctx, id, rsmtest.NewCounter)
+		if err != nil {
+			t.Fatalf("open %s on %v: %v", id, n.Self(), err)
+		}
+		objs = append(objs, o)
+	}
+	return objs
+}
+
+func query(t *testing.T, o *rsm.Object, q string) []byte {
+	t.Helper()
+	b, err := o.StaleRead([]byte(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// converge waits until every replica applied want commands, then checks
+// that they agree on the digest.
+func converge(t *testing.T, ctx context.Context, objs []*rsm.Object, want uint64) {
+	t.Helper()
+	for _, o := range objs {
+		for o.Applied() < want {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("replica stuck at %d of %d commands", o.Applied(), want)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		if got := o.Applied(); got != want {
+			t.Fatalf("replica applied %d commands, want %d", got, want)
+		}
+	}
+	d0 := query(t, objs[0], "digest")
+	for i, o := range objs[1:] {
+		if d := query(t, o, "digest"); !bytes.Equal(d, d0) {
+			t.Fatalf("replica %d digest %x, replica 0 %x", i+1, d, d0)
+		}
+	}
+}
+
+func TestProposeTotalOrderAndRead(t *testing.T) {
+	ctx := ctxT(t)
+	nodes := startCluster(t, transport.NewMemNetwork(), 3, rsm.Config{})
+	objs := openAll(t, ctx, nodes, "counter")
+
+	const per = 50
+	var wg sync.WaitGroup
+	var sum atomic.Uint64
+	errs := make(chan error, len(objs)*per)
+	for i, o := range objs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range per {
+				v := uint64(i*1000 + k + 1)
+				if _, err := o.Propose(ctx, rsmtest.Add(v)); err != nil {
+					errs <- err
+					return
+				}
+				sum.Add(v)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	converge(t, ctx, objs, 3*per)
+	// A linearizable read on any replica sees every acknowledged command.
+	for _, o := range objs {
+		b, err := o.Read(ctx, []byte("total"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := binary.BigEndian.Uint64(b); got != sum.Load() {
+			t.Fatalf("Read total = %d, want %d", got, sum.Load())
+		}
+	}
+	// Apply's error is the proposal's result, and it is applied (counted)
+	// everywhere alike.
+	if _, err := objs[0].Propose(ctx, []byte{0xff}); !errors.Is(err, rsmtest.ErrBadCommand) {
+		t.Fatalf("bad command: err = %v, want ErrBadCommand", err)
+	}
+	converge(t, ctx, objs, 3*per+1)
+}
+
+func TestProposeErrors(t *testing.T) {
+	ctx := ctxT(t)
+	nodes := startCluster(t, transport.NewMemNetwork(), 1, rsm.Config{MaxCommandBytes: 16})
+	o := openAll(t, ctx, nodes, "small")[0]
+	if _, err := o.Propose(ctx, make([]byte, 17)); !errors.Is(err, rsm.ErrTooLarge) {
+		t.Fatalf("oversized: err = %v, want ErrTooLarge", err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := o.Propose(done, rsmtest.Add(1)); !errors.Is(err, rsm.ErrNotApplied) {
+		t.Fatalf("cancelled before sending: err = %v, want ErrNotApplied", err)
+	}
+	if _, err := o.Propose(ctx, rsmtest.Add(2)); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, ctx, []*rsm.Object{o}, 1)
+	if err := o.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Propose(ctx, rsmtest.Add(1)); !errors.Is(err, rsm.ErrClosed) {
+		t.Fatalf("after Close: err = %v, want ErrClosed", err)
+	}
+	if _, ok := nodes[0].Object("small"); ok {
+		t.Fatal("closed object still listed")
+	}
+}
+
+func TestJoinerGetsStateAtItsJoinPoint(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	cfg := rsm.Config{ChunkSize: 4 << 10, TransferWindow: 16 << 10}
+	nodes := startCluster(t, net, 3, cfg)
+	objs := openAll(t, ctx, nodes[:2], "grow")
+	for i := range 40 {
+		if _, err := objs[i%2].Propose(ctx, rsmtest.Add(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Proposals keep coming while the third replica joins: it must end
+	// with the same digest, so the snapshot was cut exactly at its join.
+	stop := make(chan struct{})
+	var sent atomic.Uint64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := objs[i%2].Propose(ctx, rsmtest.Add(uint64(i))); err != nil {
+				t.Error(err)
+				return
+			}
+			sent.Add(1)
+		}
+	}()
+	third, err := nodes[2].Open(ctx, "grow", rsmtest.NewCounter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Traffic after the join, too.
+	for at := sent.Load(); sent.Load() < at+20; {
+		select {
+		case <-ctx.Done():
+			t.Fatal("proposals stopped")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	close(stop)
+	wg.Wait()
+	converge(t, ctx, append(objs, third), 40+sent.Load())
+	if got := nodes[2].seen(rsm.EventSnapshotReceived); len(got) != 1 {
+		t.Fatalf("joiner saw %d SnapshotReceived events, want 1", len(got))
+	}
+	if len(nodes[0].seen(rsm.EventSnapshotSent))+len(nodes[1].seen(rsm.EventSnapshotSent)) == 0 {
+		t.Fatal("no donor reported SnapshotSent")
+	}
+}
+
+func TestDonorCrashMidTransfer(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	// A 4 MiB state in 4 KiB chunks, one at a time: the transfer takes
+	// long enough to crash its donor in the middle.
+	cfg := rsm.Config{ChunkSize: 4 << 10, TransferWindow: 4 << 10}
+	nodes := startCluster(t, net, 3, cfg)
+	big := func(rsm.ObjectID) (rsm.StateMachine, error) { return &rsmtest.Counter{Pad: 4 << 20}, nil }
+	var objs []*rsm.Object
+	for _, n := range nodes[:2] {
+		o, err := n.Open(ctx, "big", big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, o)
+	}
+	for i := range 10 {
+		if _, err := objs[i%2].Propose(ctx, rsmtest.Add(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type opened struct {
+		o   *rsm.Object
+		err error
+	}
+	res := make(chan opened, 1)
+	go func() {
+		o, err := nodes[2].Open(ctx, "big", rsmtest.NewCounter)
+		res <- opened{o, err}
+	}()
+	// Find the donor (the node that snapshotted for the join) once the
+	// joiner has received part of its snapshot, and crash it.
+	var donor, other int
+	for donor = -1; donor < 0; {
+		for i := range 2 {
+			if len(nodes[i].seen(rsm.EventSnapshotTaken)) > 0 {
+				donor, other = i, 1-i
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no donor snapshotted")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	for len(nodes[2].seen(rsm.EventSnapshotReceived)) == 0 && nodes[2].Stats().ChunkBytesReceived < 64<<10 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the transfer did not start")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if len(nodes[2].seen(rsm.EventSnapshotReceived)) > 0 {
+		t.Fatal("the transfer finished before the donor could be crashed; make it slower")
+	}
+	nodes[donor].stop()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if _, err := objs[other].Propose(ctx, rsmtest.Add(99)); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, ctx, []*rsm.Object{objs[other], r.o}, 11)
+	got := nodes[2].seen(rsm.EventSnapshotReceived)
+	if len(got) != 1 || got[0].Peer.Node != nodes[other].Self().Node {
+		t.Fatalf("joiner's SnapshotReceived %+v, want one from the surviving node %v", got, nodes[other].Self())
+	}
+}

@@ -1,0 +1,240 @@
+package rsm
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
+)
+
+// host is what a replica needs from its node. The runtime Node and the
+// simulator each provide one. Methods are called from the replica's worker.
+type host interface {
+	// multicast sends an ordered message in o's group, in call order.
+	multicast(o *Object, payload []byte)
+	// send sends a transfer message (best effort).
+	send(to hwg.Process, d direct)
+	store() snapStore
+	logger() hclog.Logger
+	observe(e Event)
+	// watch asks for ticks for o (on) or stops them (off).
+	watch(o *Object, on bool)
+	// applied counts one applied command.
+	applied(o *Object)
+	// ended reports that o's membership ended (Left or Excluded).
+	ended(o *Object, t lwg.EventType)
+}
+
+// Object is one replicated object open on this node. Its methods are safe
+// for concurrent use.
+type Object struct {
+	id   ObjectID
+	lwg  lwg.ID
+	self hwg.Process
+	cfg  *Config
+	host host
+	sub  submitter
+
+	// Guarded by mu.
+	mu        sync.Mutex
+	mail      []item
+	scheduled bool
+	waiters   map[uint64]waiter
+	closed    bool
+
+	seq       atomic.Uint64
+	readyCh   chan struct{}
+	readyOnce sync.Once
+	pubReady  atomic.Bool
+	pubStale  atomic.Bool // a local snapshot was restored at open
+	pubIndex  atomic.Uint64
+	pubView   atomic.Pointer[lwg.View]
+	malformed atomic.Uint64
+	received  atomic.Uint64
+
+	// smMu serialises the state machine: the worker holds it while it
+	// processes, StaleRead while it queries.
+	smMu sync.RWMutex
+	sm   StateMachine
+
+	// Owned by the worker processing the object (one at a time).
+	ready    bool
+	index    uint64
+	applied  point // the state's point
+	recv     point // the last stream entry received
+	first    point // a joiner's first usable point (its join install)
+	view     lwg.View
+	latest   lwg.View // the last view received (ahead of view while queueing)
+	table    table
+	queue    []queued
+	fetch    *fetch
+	wantIdle int
+
+	snapIndex uint64 // index of the latest local snapshot
+	snapAt    point
+	snapGen   uint64
+	snapSize  int64
+	snapIdle  int // ticks since index passed snapIndex
+}
+
+// submitter sends an ordered message for a caller (Propose, Read): the
+// runtime hands it to the LWG service.
+type submitter interface {
+	submit(ctx context.Context, o *Object, payload []byte) error
+}
+
+type waiter struct {
+	ch    chan result
+	query []byte
+	read  bool
+}
+
+type result struct {
+	val []byte
+	err error
+}
+
+func newObject(id ObjectID, self hwg.Process, cfg *Config, h host, sub submitter, sm StateMachine) *Object {
+	o := &Object{id: id, lwg: id.LWG(), self: self, cfg: cfg, host: h, sub: sub, sm: sm,
+		waiters: map[uint64]waiter{}, readyCh: make(chan struct{})}
+	o.pubView.Store(&lwg.View{})
+	return o
+}
+
+// ID returns the object's id.
+func (o *Object) ID() ObjectID { return o.id }
+
+// View returns the object's latest view known here.
+func (o *Object) View() lwg.View { return o.pubView.Load().Clone() }
+
+// Applied returns how many commands this replica has applied.
+func (o *Object) Applied() uint64 { return o.pubIndex.Load() }
+
+// Ready reports whether this replica holds the object's state.
+func (o *Object) Ready() bool { return o.pubReady.Load() }
+
+// Propose sends cmd in the object's total order and returns Apply's result
+// on this replica once it is applied here. An error from Apply is returned
+// as is. If ctx ends first, the error wraps ErrNotApplied when cmd was
+// never sent and ErrUnknown when it was (it may yet be applied); if this
+// node leaves the group first, ErrUnknown (or ErrClosed after Close).
+// Proposals made during a flush wait for the next view.
+func (o *Object) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
+	if len(cmd) > o.cfg.MaxCommandBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd), o.cfg.MaxCommandBytes)
+	}
+	seq, ch, err := o.register(waiter{})
+	if err != nil {
+		return nil, err
+	}
+	return o.await(ctx, seq, ch, encodePropose(o.self, seq, cmd))
+}
+
+// Read answers q with Querier.Query at a point of the object's total order
+// after every command applied anywhere before Read was called:
+// linearizable. It costs one ordered message and no state change.
+func (o *Object) Read(ctx context.Context, q []byte) ([]byte, error) {
+	if _, ok := o.sm.(Querier); !ok {
+		return nil, ErrNoQuery
+	}
+	if len(q) > o.cfg.MaxCommandBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(q), o.cfg.MaxCommandBytes)
+	}
+	seq, ch, err := o.register(waiter{query: q, read: true})
+	if err != nil {
+		return nil, err
+	}
+	return o.await(ctx, seq, ch, encodeRead(o.self, seq))
+}
+
+// StaleRead answers q from this replica's state as it is: it may lag the
+// group. Before the state has arrived it returns ErrNotReady, unless the
+// object was reopened from a local snapshot (then it reads that).
+func (o *Object) StaleRead(q []byte) ([]byte, error) {
+	qr, ok := o.sm.(Querier)
+	if !ok {
+		return nil, ErrNoQuery
+	}
+	if !o.pubReady.Load() && !o.pubStale.Load() {
+		return nil, fmt.Errorf("%w: %s", ErrNotReady, o.id)
+	}
+	o.smMu.RLock()
+	defer o.smMu.RUnlock()
+	return qr.Query(q)
+}
+
+func (o *Object) register(w waiter) (uint64, chan result, error) {
+	w.ch = make(chan result, 1)
+	seq := o.seq.Add(1)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return 0, nil, fmt.Errorf("%w: %s", ErrClosed, o.id)
+	}
+	o.waiters[seq] = w
+	return seq, w.ch, nil
+}
+
+func (o *Object) forget(seq uint64) {
+	o.mu.Lock()
+	delete(o.waiters, seq)
+	o.mu.Unlock()
+}
+
+func (o *Object) await(ctx context.Context, seq uint64, ch chan result, payload []byte) ([]byte, error) {
+	err := ctx.Err()
+	if err == nil {
+		err = o.sub.submit(ctx, o, payload)
+	}
+	if err != nil {
+		o.forget(seq)
+		return nil, fmt.Errorf("%w: %s: %w", ErrNotApplied, o.id, err)
+	}
+	select {
+	case r := <-ch:
+		return r.val, r.err
+	case <-ctx.Done():
+		o.forget(seq)
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnknown, o.id, ctx.Err())
+	}
+}
+
+// resolve hands a local proposal its result.
+func (o *Object) resolve(seq uint64, val []byte, err error) {
+	o.mu.Lock()
+	w, ok := o.waiters[seq]
+	delete(o.waiters, seq)
+	o.mu.Unlock()
+	if ok {
+		w.ch <- result{val: val, err: err}
+	}
+}
+
+// answer runs a local Read's query at this point of the stream.
+func (o *Object) answer(seq uint64) {
+	o.mu.Lock()
+	w, ok := o.waiters[seq]
+	delete(o.waiters, seq)
+	o.mu.Unlock()
+	if !ok {
+		return
+	}
+	val, err := o.sm.(Querier).Query(w.query)
+	w.ch <- result{val: val, err: err}
+}
+
+// failAll ends every waiting Propose and Read with err.
+func (o *Object) failAll(err error) {
+	o.mu.Lock()
+	ws := o.waiters
+	o.waiters = map[uint64]waiter{}
+	o.mu.Unlock()
+	for _, w := range ws {
+		w.ch <- result{err: err}
+	}
+}

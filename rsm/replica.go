@@ -1,0 +1,410 @@
+package rsm
+
+import (
+	"bufio"
+	"fmt"
+	"slices"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
+)
+
+// This file is the replica logic of one object: what its events, the
+// state-transfer messages and ticks do to its state. It runs on one worker
+// at a time per object (see sched.go) and is deterministic given its
+// inputs, so the simulator drives it the same way.
+//
+// State transfer. A replica is ready once it holds the object's state.
+// Every ready replica keeps the same table of who holds the state and who
+// waits for it (see table). At the install that adds a joiner, the first
+// member of the view that holds the state is its donor: the donor takes a
+// snapshot at exactly that point of the delivery stream and offers it. The
+// joiner queues every install and delivery from its own join on, fetches
+// the snapshot in chunks, restores it, drops what the snapshot already
+// covers and applies the rest, then multicasts RESTORED. If the donor
+// leaves first, the next install names another donor, which snapshots
+// there; the joiner can use any snapshot taken at or after its join,
+// because it queued everything since. Lost offers and chunks are asked for
+// again on ticks.
+
+// itemKind is the kind of an input to a replica.
+type itemKind uint8
+
+const (
+	itemEvent  itemKind = iota + 1 // an LWG event of the object
+	itemDirect                     // a transfer message
+	itemTick                       // a tick (only replicas that asked for ticks)
+)
+
+type item struct {
+	kind itemKind
+	ev   lwg.Event
+	from hwg.Process
+	d    direct
+}
+
+// queued is a delivery-stream entry, numbered by its point.
+type queued struct {
+	at point
+	ev lwg.Event
+}
+
+// fetch is a snapshot being fetched by a joiner.
+type fetch struct {
+	donor     hwg.Process
+	gen       uint64
+	at        point
+	size      uint64
+	next      uint64 // bytes received and written
+	requested uint64 // bytes asked for
+	idle      int    // ticks without a chunk
+	w         snapWriter
+}
+
+// Ticks (of Config.TickInterval) of the transfer's timeouts.
+const (
+	retryTicks   = 10 // ask again for what did not come (offer or chunks)
+	abandonTicks = 50 // give up a donor that sends nothing
+)
+
+// onEvent steps one LWG event of the object.
+func (o *Object) onEvent(e lwg.Event) {
+	switch e.Type {
+	case lwg.EventInstall:
+		o.recv = point{View: e.View.ID}
+		o.latest = e.View.Clone()
+		o.pubView.Store(&o.latest)
+		if slices.Contains(e.Joined, o.self) {
+			o.joined(e)
+			return
+		}
+		o.step(queued{at: o.recv, ev: e})
+	case lwg.EventDeliver:
+		o.recv.Seq++
+		o.step(queued{at: o.recv, ev: e})
+	case lwg.EventLeft, lwg.EventExcluded:
+		o.membershipEnded(e.Type)
+	}
+}
+
+// step applies a stream entry, or queues it while the state is missing.
+func (o *Object) step(q queued) {
+	switch {
+	case !o.ready:
+		o.queue = append(o.queue, q)
+	case !o.applied.less(q.at):
+		// Covered by the snapshot this replica restored.
+	default:
+		o.apply(q)
+	}
+}
+
+// joined handles the install that admits this replica.
+func (o *Object) joined(e lwg.Event) {
+	o.abortFetch()
+	o.queue, o.first, o.wantIdle = nil, o.recv, 0
+	o.view = e.View.Clone()
+	newLife := len(e.Joined) == len(e.View.Members)
+	if newLife && e.View.Coordinator() == o.self {
+		// A new group (or a new life of one whose members all failed):
+		// its first member's state, local or empty, is the state.
+		o.table = table{Restored: []hwg.Process{o.self}}
+		serve := o.table.install(e.View, e.View.Members[1:], o.self)
+		o.applied = o.recv
+		o.becomeReady()
+		o.observe(Event{Type: EventView, View: o.view, Joined: e.Joined, Left: e.Left})
+		if len(serve) > 0 {
+			o.donate(serve)
+		}
+		return
+	}
+	o.ready = false
+	o.table = table{}
+	o.host.watch(o, true)
+}
+
+// apply steps an entry on a ready replica.
+func (o *Object) apply(q queued) {
+	o.applied = q.at
+	e := q.ev
+	if e.Type == lwg.EventInstall {
+		o.view = e.View.Clone()
+		serve := o.table.install(e.View, e.Joined, o.self)
+		o.observe(Event{Type: EventView, View: o.view, Joined: e.Joined, Left: e.Left})
+		if len(serve) > 0 {
+			o.donate(serve)
+		}
+		return
+	}
+	m, err := decodeOrdered(e.Payload)
+	if err != nil {
+		o.malformed.Add(1)
+		return
+	}
+	switch m.kind {
+	case kindPropose:
+		res, err := o.sm.Apply(m.cmd)
+		o.index++
+		o.pubIndex.Store(o.index)
+		o.host.applied(o)
+		if m.origin == o.self {
+			o.resolve(m.seq, res, err)
+		}
+		if o.cfg.SnapshotEvery > 0 && o.index-o.snapIndex >= o.cfg.SnapshotEvery {
+			o.takeSnapshot()
+		} else if o.index == o.snapIndex+1 {
+			o.host.watch(o, true) // for the time-based snapshot
+		}
+	case kindRead:
+		if m.origin == o.self {
+			o.answer(m.seq)
+		}
+	case kindRestored:
+		if o.view.Contains(e.From) {
+			o.table.restoredBy(e.From)
+		}
+	}
+}
+
+// becomeReady marks the state present.
+func (o *Object) becomeReady() {
+	o.ready = true
+	o.pubReady.Store(true)
+	o.host.watch(o, o.index > o.snapIndex)
+	o.readyOnce.Do(func() { close(o.readyCh) })
+	o.observe(Event{Type: EventOpened, View: o.view, Index: o.index})
+}
+
+// takeSnapshot writes the state at the current point to the store.
+func (o *Object) takeSnapshot() (snapInfo, bool) {
+	w, err := o.host.store().create(o.id)
+	if err != nil {
+		o.host.logger().Error("creating snapshot", "object", o.id, "error", err)
+		return snapInfo{}, false
+	}
+	h := header{Object: o.id, At: o.applied, Index: o.index, View: o.view, Table: o.table.clone(), Taker: o.self}
+	if err := writeSnapshot(w, &h, o.sm); err != nil {
+		w.abort()
+		o.host.logger().Error("writing snapshot", "object", o.id, "error", err)
+		return snapInfo{}, false
+	}
+	info, err := w.commit()
+	if err != nil {
+		o.host.logger().Error("committing snapshot", "object", o.id, "error", err)
+		return snapInfo{}, false
+	}
+	o.snapIndex, o.snapAt, o.snapGen, o.snapSize, o.snapIdle = o.index, o.applied, info.Gen, info.Size, 0
+	o.host.watch(o, false)
+	o.observe(Event{Type: EventSnapshotTaken, Index: o.index, Bytes: info.Size})
+	return info, true
+}
+
+// donate snapshots here and offers it to the joiners this replica serves.
+func (o *Object) donate(to []hwg.Process) {
+	info, ok := o.takeSnapshot()
+	if !ok {
+		return // the joiners ask again, and the next want retries
+	}
+	for _, j := range to {
+		o.offer(j, info.Gen, o.applied, uint64(info.Size))
+	}
+}
+
+func (o *Object) offer(to hwg.Process, gen uint64, at point, size uint64) {
+	o.host.send(to, direct{kind: kindOffer, object: o.id, gen: gen, at: at, size: size})
+}
+
+// onDirect steps a transfer message.
+func (o *Object) onDirect(from hwg.Process, d direct) {
+	switch d.kind {
+	case kindOffer:
+		o.onOffer(from, d)
+	case kindChunk:
+		o.onChunk(from, d)
+	case kindWant:
+		o.onWant(from, d)
+	case kindGone:
+		if f := o.fetch; f != nil && f.donor == from && f.gen == d.gen {
+			o.abortFetch()
+			o.sendWant()
+		}
+	}
+}
+
+func (o *Object) onOffer(from hwg.Process, d direct) {
+	if o.ready || o.first == (point{}) || d.at.less(o.first) || d.size == 0 {
+		return
+	}
+	if f := o.fetch; f != nil && o.latest.Contains(f.donor) && f.idle < retryTicks {
+		return // the transfer under way is alive
+	}
+	o.abortFetch()
+	w, err := o.host.store().create(o.id)
+	if err != nil {
+		o.host.logger().Error("creating snapshot for a transfer", "object", o.id, "error", err)
+		return
+	}
+	o.fetch = &fetch{donor: from, gen: d.gen, at: d.at, size: d.size, w: w}
+	o.request()
+}
+
+// request keeps a window of chunk requests outstanding.
+func (o *Object) request() {
+	f := o.fetch
+	for f.requested < f.size && f.requested-f.next < uint64(o.cfg.TransferWindow) {
+		n := min(uint64(o.cfg.ChunkSize), f.size-f.requested)
+		o.host.send(f.donor, direct{kind: kindFetch, object: o.id, gen: f.gen, offset: f.requested, n: n})
+		f.requested += n
+	}
+}
+
+func (o *Object) onChunk(from hwg.Process, d direct) {
+	f := o.fetch
+	if f == nil || from != f.donor || d.gen != f.gen || d.offset != f.next || len(d.data) == 0 ||
+		f.next+uint64(len(d.data)) > f.size {
+		return
+	}
+	if _, err := f.w.Write(d.data); err != nil {
+		o.host.logger().Error("writing a received snapshot", "object", o.id, "error", err)
+		o.abortFetch()
+		return
+	}
+	f.next += uint64(len(d.data))
+	f.idle = 0
+	o.received.Add(uint64(len(d.data)))
+	if f.next < f.size {
+		o.request()
+		return
+	}
+	o.fetch = nil
+	info, err := f.w.commit()
+	if err != nil {
+		o.host.logger().Error("committing a received snapshot", "object", o.id, "error", err)
+		return
+	}
+	if err := o.restoreFrom(info.Gen); err != nil {
+		o.host.logger().Error("restoring a received snapshot", "object", o.id, "donor", from, "error", err)
+		o.sendWant()
+		return
+	}
+	o.observe(Event{Type: EventSnapshotReceived, Peer: from, Index: o.index, Bytes: info.Size})
+	o.host.multicast(o, encodeRestored())
+	o.becomeReady()
+	q := o.queue
+	o.queue = nil
+	for _, e := range q {
+		o.step(e)
+	}
+}
+
+// restoreFrom replaces the state with the stored snapshot gen.
+func (o *Object) restoreFrom(gen uint64) error {
+	r, err := o.host.store().open(o.id, gen)
+	if err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	h, err := readHeader(br)
+	if err != nil {
+		return err
+	}
+	if h.Object != o.id {
+		return fmt.Errorf("%w: snapshot of %q for %q", errMalformed, h.Object, o.id)
+	}
+	if err := o.sm.Restore(br); err != nil {
+		return fmt.Errorf("rsm: restoring %s: %w", o.id, err)
+	}
+	o.index, o.applied, o.view, o.table = h.Index, h.At, h.View, h.Table
+	o.pubIndex.Store(o.index)
+	o.snapIndex, o.snapAt, o.snapGen, o.snapIdle = h.Index, h.At, gen, 0
+	if info, ok, err := o.host.store().current(o.id); err == nil && ok && info.Gen == gen {
+		o.snapSize = info.Size
+	}
+	return nil
+}
+
+// onWant answers a joiner that still waits: its donor offers again, the
+// snapshot it has if that is recent enough, else a new one.
+func (o *Object) onWant(from hwg.Process, d direct) {
+	if !o.ready || !o.view.Contains(from) {
+		return
+	}
+	if donor, ok := o.table.donorOf(from); !ok || donor != o.self {
+		return
+	}
+	if o.snapGen != 0 && !o.snapAt.less(d.at) {
+		o.offer(from, o.snapGen, o.snapAt, uint64(o.snapSize))
+		return
+	}
+	o.donate([]hwg.Process{from})
+}
+
+func (o *Object) sendWant() {
+	o.wantIdle = 0
+	for _, m := range o.latest.Members {
+		if m != o.self {
+			o.host.send(m, direct{kind: kindWant, object: o.id, at: o.first})
+		}
+	}
+}
+
+func (o *Object) abortFetch() {
+	if o.fetch != nil {
+		o.fetch.w.abort()
+		o.fetch = nil
+	}
+}
+
+// onTick drives the transfer's timeouts and the time-based snapshot.
+func (o *Object) onTick() {
+	if o.ready {
+		if o.index > o.snapIndex {
+			o.snapIdle++
+			if o.snapIdle >= o.cfg.snapshotTicks {
+				o.takeSnapshot()
+			}
+		} else {
+			o.host.watch(o, false)
+		}
+		return
+	}
+	if o.first == (point{}) {
+		return // not joined yet
+	}
+	if f := o.fetch; f != nil {
+		f.idle++
+		switch {
+		case f.idle >= abandonTicks || !o.latest.Contains(f.donor):
+			o.abortFetch()
+			o.sendWant()
+		case f.idle%retryTicks == 0:
+			f.requested = f.next // ask again from the first missing byte
+			o.request()
+		}
+		return
+	}
+	o.wantIdle++
+	if o.wantIdle >= retryTicks {
+		o.sendWant()
+	}
+}
+
+// membershipEnded handles the end of this node's membership: Left after
+// Close, or Excluded, after which the node joins again as a new member.
+func (o *Object) membershipEnded(t lwg.EventType) {
+	o.abortFetch()
+	o.ready, o.first, o.queue = false, point{}, nil
+	o.pubReady.Store(false)
+	o.host.watch(o, false)
+	err := ErrUnknown
+	if t == lwg.EventLeft {
+		err = ErrClosed
+	}
+	o.failAll(fmt.Errorf("%w: %s left its group (%v)", err, o.id, t))
+	o.host.ended(o, t)
+}
+
+func (o *Object) observe(e Event) {
+	e.Object = o.id
+	o.host.observe(e)
+}

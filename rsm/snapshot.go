@@ -1,0 +1,263 @@
+package rsm
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
+)
+
+// A snapshot is one byte stream: a uvarint length, a msgpack header, then
+// the state machine's own bytes. The header carries what a restoring
+// replica needs besides the state: where in the delivery stream the
+// snapshot was taken, the applied index, and the group's transfer table.
+// The same stream is kept locally and sent to joiners.
+
+// header opens every snapshot.
+type header struct {
+	Object ObjectID    `msgpack:"o"`
+	At     point       `msgpack:"a"`
+	Index  uint64      `msgpack:"i"`
+	View   lwg.View    `msgpack:"v"`
+	Table  table       `msgpack:"t"`
+	Digest []byte      `msgpack:"d,omitempty"` // reserved
+	Taker  hwg.Process `msgpack:"k"`
+}
+
+// maxHeader bounds a snapshot header: its table names at most the view's
+// members.
+const maxHeader = 1 << 20
+
+// table is the replicated record of which members hold the object's state
+// and which wait for it, and from whom. Every ready replica keeps it alike:
+// it changes only at installs and at RESTORED messages, both in the
+// object's total order, and it travels in snapshots.
+type table struct {
+	Restored []hwg.Process `msgpack:"r"`
+	Pending  []pending     `msgpack:"p"`
+}
+
+type pending struct {
+	Member hwg.Process `msgpack:"m"`
+	Donor  hwg.Process `msgpack:"d"` // zero while no member holding the state is in the view
+}
+
+func (t *table) clone() table {
+	return table{Restored: slices.Clone(t.Restored), Pending: slices.Clone(t.Pending)}
+}
+
+func (t *table) isRestored(p hwg.Process) bool { return slices.Contains(t.Restored, p) }
+
+// install applies view v (whose new members are joined) to the table and
+// returns the members this replica must now serve, as self.
+//
+// INVARIANT: a donor holds the state (it is in Restored), and every
+// pending member and donor is in the current view.
+func (t *table) install(v lwg.View, joined []hwg.Process, self hwg.Process) (serve []hwg.Process) {
+	t.Restored = slices.DeleteFunc(t.Restored, func(p hwg.Process) bool { return !v.Contains(p) })
+	t.Pending = slices.DeleteFunc(t.Pending, func(p pending) bool { return !v.Contains(p.Member) })
+	for _, j := range joined {
+		if !slices.ContainsFunc(t.Pending, func(p pending) bool { return p.Member == j }) {
+			t.Pending = append(t.Pending, pending{Member: j})
+		}
+	}
+	var donor hwg.Process
+	for _, m := range v.Members {
+		if t.isRestored(m) {
+			donor = m
+			break
+		}
+	}
+	for i := range t.Pending {
+		p := &t.Pending[i]
+		if p.Donor == (hwg.Process{}) || !v.Contains(p.Donor) {
+			p.Donor = donor
+		}
+		if p.Donor == self && self != (hwg.Process{}) {
+			serve = append(serve, p.Member)
+		}
+	}
+	return serve
+}
+
+// restoredBy records that m holds the state now.
+func (t *table) restoredBy(m hwg.Process) {
+	t.Pending = slices.DeleteFunc(t.Pending, func(p pending) bool { return p.Member == m })
+	if !t.isRestored(m) {
+		t.Restored = append(t.Restored, m)
+	}
+}
+
+func (t *table) donorOf(m hwg.Process) (hwg.Process, bool) {
+	for _, p := range t.Pending {
+		if p.Member == m {
+			return p.Donor, true
+		}
+	}
+	return hwg.Process{}, false
+}
+
+// writeSnapshot writes the header and then the state machine's bytes to w.
+func writeSnapshot(w io.Writer, h *header, sm StateMachine) error {
+	hb, err := msgpack.Marshal(h)
+	if err != nil {
+		return fmt.Errorf("rsm: encoding snapshot header: %w", err)
+	}
+	b := binary.AppendUvarint(make([]byte, 0, len(hb)+binary.MaxVarintLen64), uint64(len(hb)))
+	if _, err := w.Write(append(b, hb...)); err != nil {
+		return err
+	}
+	return sm.Snapshot(w)
+}
+
+// readHeader reads a snapshot's header from r, leaving r at the state
+// machine's bytes.
+func readHeader(r *bufio.Reader) (header, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return header{}, fmt.Errorf("%w: snapshot header length: %v", errMalformed, err)
+	}
+	if n > maxHeader {
+		return header{}, fmt.Errorf("%w: snapshot header of %d bytes", errMalformed, n)
+	}
+	hb := make([]byte, n)
+	if _, err := io.ReadFull(r, hb); err != nil {
+		return header{}, fmt.Errorf("%w: snapshot header: %v", errMalformed, err)
+	}
+	var h header
+	if err := msgpack.Unmarshal(hb, &h); err != nil {
+		return header{}, fmt.Errorf("%w: snapshot header: %v", errMalformed, err)
+	}
+	return h, nil
+}
+
+// errGone: a snapshot generation was replaced twice since it was offered.
+var errGone = errors.New("rsm: snapshot generation gone")
+
+// snapStore keeps each object's latest snapshot (and the one before, so a
+// transfer in progress survives one newer snapshot). Safe for concurrent
+// use.
+type snapStore interface {
+	create(obj ObjectID) (snapWriter, error)
+	current(obj ObjectID) (snapInfo, bool, error)
+	open(obj ObjectID, gen uint64) (snapReader, error)
+	remove(obj ObjectID) error
+}
+
+type snapInfo struct {
+	Gen  uint64
+	Size int64
+}
+
+type snapWriter interface {
+	io.Writer
+	commit() (snapInfo, error)
+	abort() error
+}
+
+type snapReader interface {
+	io.Reader
+	io.ReaderAt
+	Size() int64
+}
+
+// memStore is a snapStore in memory, for nodes without a data file and for
+// the simulator.
+type memStore struct {
+	mu   sync.Mutex
+	objs map[ObjectID]*memSnaps
+}
+
+type memSnaps struct {
+	gen        uint64
+	cur, prev  []byte
+	curG, prvG uint64
+}
+
+func newMemStore() *memStore { return &memStore{objs: map[ObjectID]*memSnaps{}} }
+
+type memWriter struct {
+	s   *memStore
+	obj ObjectID
+	buf []byte
+}
+
+func (w *memWriter) Write(p []byte) (int, error) { w.buf = append(w.buf, p...); return len(p), nil }
+
+func (w *memWriter) commit() (snapInfo, error) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	o := w.s.objs[w.obj]
+	if o == nil {
+		o = &memSnaps{}
+		w.s.objs[w.obj] = o
+	}
+	o.gen++
+	o.prev, o.prvG = o.cur, o.curG
+	o.cur, o.curG = w.buf, o.gen
+	return snapInfo{Gen: o.gen, Size: int64(len(w.buf))}, nil
+}
+
+func (w *memWriter) abort() error { w.buf = nil; return nil }
+
+func (s *memStore) create(obj ObjectID) (snapWriter, error) { return &memWriter{s: s, obj: obj}, nil }
+
+func (s *memStore) current(obj ObjectID) (snapInfo, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.objs[obj]
+	if o == nil || o.curG == 0 {
+		return snapInfo{}, false, nil
+	}
+	return snapInfo{Gen: o.curG, Size: int64(len(o.cur))}, true, nil
+}
+
+func (s *memStore) open(obj ObjectID, gen uint64) (snapReader, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.objs[obj]
+	switch {
+	case o == nil:
+	case gen == o.curG && gen != 0:
+		return bytesReader(o.cur), nil
+	case gen == o.prvG && gen != 0:
+		return bytesReader(o.prev), nil
+	}
+	return nil, fmt.Errorf("rsm: snapshot %s gen %d: %w", obj, gen, errGone)
+}
+
+func (s *memStore) remove(obj ObjectID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.objs, obj)
+	return nil
+}
+
+type memReader struct {
+	*io.SectionReader
+}
+
+func bytesReader(b []byte) snapReader {
+	return memReader{io.NewSectionReader(readerAtBytes(b), 0, int64(len(b)))}
+}
+
+type readerAtBytes []byte
+
+func (b readerAtBytes) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}

@@ -1,0 +1,221 @@
+package rsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/lwgkit/lwgkit/hwg"
+)
+
+// Two kinds of messages. Ordered ones ride the object's LWG multicasts and
+// are seen by every replica in the same order; direct ones (state
+// transfer) go point to point as hwg.Directs and may be lost.
+//
+// Every message begins with a kind byte followed by uvarints and
+// length-prefixed byte strings, hand-encoded: proposals are the hot path,
+// and a fixed layout is easy to fuzz.
+
+// Kinds of ordered messages.
+const (
+	kindPropose  = 1 // origin, seq, command: apply it
+	kindRead     = 2 // origin, seq: the origin answers its query here
+	kindRestored = 3 // the sender's state is restored
+)
+
+// Kinds of direct messages.
+const (
+	kindOffer = 16 // donor → joiner: a snapshot to fetch
+	kindFetch = 17 // joiner → donor: send bytes [offset, offset+n) of gen
+	kindChunk = 18 // donor → joiner: bytes at offset (last: size reached)
+	kindWant  = 19 // joiner → members: I wait for state from point on
+	kindGone  = 20 // donor → joiner: that generation is gone
+)
+
+// errMalformed marks a message that failed to decode.
+var errMalformed = errors.New("rsm: malformed message")
+
+// ordered is a decoded ordered message.
+type ordered struct {
+	kind   byte
+	origin hwg.Process
+	seq    uint64
+	cmd    []byte // kindPropose
+}
+
+func appendProcess(b []byte, p hwg.Process) []byte {
+	b = binary.AppendUvarint(b, uint64(p.Node))
+	return binary.AppendUvarint(b, p.Inc)
+}
+
+func encodePropose(origin hwg.Process, seq uint64, cmd []byte) []byte {
+	b := make([]byte, 0, len(cmd)+24)
+	b = append(b, kindPropose)
+	b = appendProcess(b, origin)
+	b = binary.AppendUvarint(b, seq)
+	return append(b, cmd...)
+}
+
+func encodeRead(origin hwg.Process, seq uint64) []byte {
+	b := append(make([]byte, 0, 24), kindRead)
+	b = appendProcess(b, origin)
+	return binary.AppendUvarint(b, seq)
+}
+
+func encodeRestored() []byte { return []byte{kindRestored} }
+
+// reader decodes the fields of one message.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = fmt.Errorf("%w: bad varint", errMalformed)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) process() hwg.Process {
+	return hwg.Process{Node: hwg.NodeID(r.uvarint()), Inc: r.uvarint()}
+}
+
+func (r *reader) bytes() []byte {
+	n := r.uvarint()
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.err = fmt.Errorf("%w: length %d over the %d bytes left", errMalformed, n, len(r.b))
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) end() error {
+	if r.err == nil && len(r.b) > 0 {
+		r.err = fmt.Errorf("%w: %d trailing bytes", errMalformed, len(r.b))
+	}
+	return r.err
+}
+
+// decodeOrdered parses an ordered message. The command aliases b.
+func decodeOrdered(b []byte) (ordered, error) {
+	if len(b) == 0 {
+		return ordered{}, fmt.Errorf("%w: empty", errMalformed)
+	}
+	m := ordered{kind: b[0]}
+	r := reader{b: b[1:]}
+	switch m.kind {
+	case kindPropose:
+		m.origin, m.seq = r.process(), r.uvarint()
+		if r.err == nil {
+			m.cmd, r.b = r.b, nil
+		}
+	case kindRead:
+		m.origin, m.seq = r.process(), r.uvarint()
+	case kindRestored:
+	default:
+		return ordered{}, fmt.Errorf("%w: unknown kind %d", errMalformed, m.kind)
+	}
+	if err := r.end(); err != nil {
+		return ordered{}, err
+	}
+	return m, nil
+}
+
+// point is a position in an object's delivery stream: Seq deliveries into
+// view View (Seq 0 is the install itself). Every replica numbers the
+// stream alike, so a snapshot taken at a point is the same state wherever
+// it was taken.
+type point struct {
+	View uint64
+	Seq  uint64
+}
+
+func (p point) less(q point) bool { return p.View < q.View || p.View == q.View && p.Seq < q.Seq }
+
+func (p point) String() string { return fmt.Sprintf("%d.%d@%d", p.View>>32, uint32(p.View), p.Seq) }
+
+// direct is a decoded direct message. Object names the object throughout.
+type direct struct {
+	kind   byte
+	object ObjectID
+	gen    uint64 // offer, fetch, chunk, gone: the snapshot generation
+	at     point  // offer: the snapshot's point; want: the first point the joiner can use
+	size   uint64 // offer: the snapshot's length
+	offset uint64 // fetch, chunk
+	n      uint64 // fetch: bytes wanted
+	data   []byte // chunk
+}
+
+func encodeDirect(d direct) []byte {
+	b := make([]byte, 0, 48+len(d.object)+len(d.data))
+	b = append(b, d.kind)
+	b = binary.AppendUvarint(b, uint64(len(d.object)))
+	b = append(b, d.object...)
+	switch d.kind {
+	case kindOffer:
+		b = binary.AppendUvarint(b, d.gen)
+		b = binary.AppendUvarint(b, d.at.View)
+		b = binary.AppendUvarint(b, d.at.Seq)
+		b = binary.AppendUvarint(b, d.size)
+	case kindFetch:
+		b = binary.AppendUvarint(b, d.gen)
+		b = binary.AppendUvarint(b, d.offset)
+		b = binary.AppendUvarint(b, d.n)
+	case kindChunk:
+		b = binary.AppendUvarint(b, d.gen)
+		b = binary.AppendUvarint(b, d.offset)
+		b = append(b, d.data...)
+	case kindWant:
+		b = binary.AppendUvarint(b, d.at.View)
+		b = binary.AppendUvarint(b, d.at.Seq)
+	case kindGone:
+		b = binary.AppendUvarint(b, d.gen)
+	}
+	return b
+}
+
+// decodeDirect parses a direct message. Chunk data aliases b.
+func decodeDirect(b []byte) (direct, error) {
+	if len(b) == 0 {
+		return direct{}, fmt.Errorf("%w: empty", errMalformed)
+	}
+	d := direct{kind: b[0]}
+	r := reader{b: b[1:]}
+	d.object = ObjectID(r.bytes())
+	switch d.kind {
+	case kindOffer:
+		d.gen, d.at.View, d.at.Seq, d.size = r.uvarint(), r.uvarint(), r.uvarint(), r.uvarint()
+	case kindFetch:
+		d.gen, d.offset, d.n = r.uvarint(), r.uvarint(), r.uvarint()
+	case kindChunk:
+		d.gen, d.offset = r.uvarint(), r.uvarint()
+		if r.err == nil {
+			d.data, r.b = r.b, nil
+		}
+	case kindWant:
+		d.at.View, d.at.Seq = r.uvarint(), r.uvarint()
+	case kindGone:
+		d.gen = r.uvarint()
+	default:
+		return direct{}, fmt.Errorf("%w: unknown direct kind %d", errMalformed, d.kind)
+	}
+	if err := r.end(); err != nil {
+		return direct{}, err
+	}
+	if d.object == "" {
+		return direct{}, fmt.Errorf("%w: no object", errMalformed)
+	}
+	return d, nil
+}
