@@ -45,6 +45,7 @@ type Core struct {
 	events  []Event
 	batch   map[hwg.GroupID][]*control // control messages not yet sent, per HWG
 	stats   Stats
+	counts  counters // per-LWG traffic, for Observe
 }
 
 // endpoint is this node's membership in one LWG.
@@ -201,6 +202,7 @@ func (c *Core) Multicast(l ID, payload []byte) error {
 func (c *Core) sendData(ep *endpoint, payload []byte) {
 	c.flushBatch(ep.h) // control messages made earlier go first
 	c.act(Action{Type: ActMulticast, Group: ep.h, Payload: encodeData(ep.id, ep.view.ID, payload)})
+	c.counts.sending(ep.id)
 	c.emit(Event{Type: EventSend, LWG: ep.id, View: View{ID: ep.view.ID}, Payload: payload})
 }
 
@@ -841,6 +843,7 @@ func (c *Core) dataDelivered(car *carrier, e *hwg.Event) {
 		c.stats.Malformed++
 		return
 	}
+	c.counts.delivered(l)
 	ep := c.eps[l]
 	early := ep != nil && ep.h != car.group && ep.incoming == car.group
 	if ep == nil || (ep.h != car.group && !early) || ep.awaitAdopt {
