@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,8 +53,8 @@ type Config struct {
 	snaps         snapStore // default: in memory
 }
 
-func (c Config) withDefaults() (Config, error) {
-	if c.Service == nil || c.HWG == nil {
+func (c Config) withDefaults(runtime bool) (Config, error) {
+	if runtime && (c.Service == nil || c.HWG == nil) {
 		return c, fmt.Errorf("%w: Service and HWG are required", ErrInvalidConfig)
 	}
 	if c.SnapshotEvery == 0 {
@@ -77,7 +77,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	c.TransferWindow = max(c.TransferWindow, c.ChunkSize)
 	if c.Workers <= 0 {
-		c.Workers = runtime.GOMAXPROCS(0)
+		c.Workers = goruntime.GOMAXPROCS(0)
 	}
 	if c.MaxCommandBytes <= 0 {
 		c.MaxCommandBytes = 4 << 20
@@ -133,7 +133,7 @@ type nodeStats struct {
 // New starts a Node over cfg.Service and cfg.HWG. Close stops it (and not
 // them).
 func New(cfg Config) (*Node, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.withDefaults(true)
 	if err != nil {
 		return nil, err
 	}

@@ -89,7 +89,7 @@ type submitter interface {
 }
 
 type waiter struct {
-	ch    chan result
+	done  func(val []byte, err error) // called once, from the worker or failAll
 	query []byte
 	read  bool
 }
@@ -169,7 +169,11 @@ func (o *Object) StaleRead(q []byte) ([]byte, error) {
 }
 
 func (o *Object) register(w waiter) (uint64, chan result, error) {
-	w.ch = make(chan result, 1)
+	var ch chan result
+	if w.done == nil {
+		ch = make(chan result, 1)
+		w.done = func(val []byte, err error) { ch <- result{val: val, err: err} }
+	}
 	seq := o.seq.Add(1)
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -177,7 +181,7 @@ func (o *Object) register(w waiter) (uint64, chan result, error) {
 		return 0, nil, fmt.Errorf("%w: %s", ErrClosed, o.id)
 	}
 	o.waiters[seq] = w
-	return seq, w.ch, nil
+	return seq, ch, nil
 }
 
 func (o *Object) forget(seq uint64) {
@@ -211,7 +215,7 @@ func (o *Object) resolve(seq uint64, val []byte, err error) {
 	delete(o.waiters, seq)
 	o.mu.Unlock()
 	if ok {
-		w.ch <- result{val: val, err: err}
+		w.done(val, err)
 	}
 }
 
@@ -225,7 +229,7 @@ func (o *Object) answer(seq uint64) {
 		return
 	}
 	val, err := o.sm.(Querier).Query(w.query)
-	w.ch <- result{val: val, err: err}
+	w.done(val, err)
 }
 
 // failAll ends every waiting Propose and Read with err.
@@ -235,6 +239,6 @@ func (o *Object) failAll(err error) {
 	o.waiters = map[uint64]waiter{}
 	o.mu.Unlock()
 	for _, w := range ws {
-		w.ch <- result{err: err}
+		w.done(nil, err)
 	}
 }
