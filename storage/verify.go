@@ -15,7 +15,7 @@ import (
 func (db *DB) Verify() error {
 	return db.view(func(tx *bbolt.Tx) error {
 		if err := VerifyTx(tx); err != nil {
-			return fmt.Errorf("%s: %w", db.path, err)
+			return fmt.Errorf("verify %s: %w", db.path, err)
 		}
 		return nil
 	})
