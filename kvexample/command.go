@@ -37,8 +37,8 @@ func (o Op) IsRead() bool { return o == OpGet || o == OpExists || o == OpMGet }
 
 // Set flags.
 const (
-	SetNX uint8 = 1 << iota // only if the key does not exist
-	SetXX                   // only if the key exists
+	SetNX       uint8 = 1 << iota // only if the key does not exist
+	SetXX                         // only if the key exists
 	setFlagsAll = SetNX | SetXX
 )
 
