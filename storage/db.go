@@ -83,7 +83,7 @@ type DB struct {
 //
 // Open upgrades a file of an older format to FormatVersion, and removes the
 // chunks of snapshots that were being written when the file was last
-// closed or its process died; each in one transaction, before it returns.
+// closed or its process died, in one transaction, before it returns.
 func Open(path string, opts Options) (*DB, error) {
 	if err := opts.check(); err != nil {
 		return nil, err

@@ -30,8 +30,12 @@ const (
 // TestHelperProcess is not a test. Re-executed by TestStartSurvivesKill with
 // helperEnv set, it prints "ready", then restarts the node over and over (a
 // fresh Open, Start, Close each time), printing "committed N" after each
-// Start returns incarnation N, until it is killed.
+// Start returns incarnation N, until it is killed. Re-executed by
+// TestStateSurvivesKill with writerEnv set, it runs writeUntilKilled.
 func TestHelperProcess(t *testing.T) {
+	if path := os.Getenv(writerEnv); path != "" {
+		writeUntilKilled(path)
+	}
 	path := os.Getenv(helperEnv)
 	if path == "" {
 		return
