@@ -210,7 +210,9 @@ func asSet(ns []hwg.NodeID) nodeSet {
 }
 
 // interference is l's interference rate on an HWG with members h.
-func (x *index) interference(l *lstate, h nodeSet) float64 { return l.rate * float64(h.minus(l.members)) }
+func (x *index) interference(l *lstate, h nodeSet) float64 {
+	return l.rate * float64(h.minus(l.members))
+}
 
 // leaveCost prices the nodes that leave h when l does (no other LWG on h
 // holds them).
