@@ -58,4 +58,18 @@ func (s dbStore) open(obj ObjectID, gen uint64) (snapReader, error) {
 	return dbReader{r}, nil
 }
 
-func (s dbStore) remove(obj ObjectID) error { return s.db.DeleteSnapshot(string(obj)) }
+func (s dbStore) remove(obj ObjectID) error { return s.db.DeleteObject(string(obj)) }
+
+func (s dbStore) register(obj ObjectID) error { return s.db.PutObject(string(obj), nil) }
+
+func (s dbStore) list() ([]ObjectID, error) {
+	objs, err := s.db.Objects()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]ObjectID, 0, len(objs))
+	for id := range objs {
+		ids = append(ids, ObjectID(id))
+	}
+	return ids, nil
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	goruntime "runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,6 +202,9 @@ func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error
 		if err := n.restoreLocal(o); err != nil {
 			return nil, err
 		}
+		if err := n.cfg.snaps.register(id); err != nil {
+			return nil, fmt.Errorf("rsm: recording %s: %w", id, err)
+		}
 		n.mu.Lock()
 		if cur := n.objects[id.LWG()]; cur != nil {
 			o = cur // opened concurrently
@@ -233,6 +237,14 @@ func (n *Node) restoreLocal(o *Object) error {
 	}
 	o.pubStale.Store(true)
 	return nil
+}
+
+// Stored returns the objects recorded in this node's data file: those open
+// here when it stopped (and not closed), which a restarted node reopens.
+func (n *Node) Stored() ([]ObjectID, error) {
+	ids, err := n.cfg.snaps.list()
+	slices.Sort(ids)
+	return ids, err
 }
 
 // Object returns the open object id.

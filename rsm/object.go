@@ -80,6 +80,9 @@ type Object struct {
 	snapGen   uint64
 	snapSize  int64
 	snapIdle  int // ticks since index passed snapIndex
+
+	inline   []byte // the last small snapshot donated from memory
+	inlineAt point
 }
 
 // submitter sends an ordered message for a caller (Propose, Read): the

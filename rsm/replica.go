@@ -3,6 +3,7 @@ package rsm
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"slices"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -175,43 +176,129 @@ func (o *Object) becomeReady() {
 	o.observe(Event{Type: EventOpened, View: o.view, Index: o.index})
 }
 
-// takeSnapshot writes the state at the current point to the store.
+// takeSnapshot writes the state at the current point to the store: the
+// local snapshot a restart reads.
 func (o *Object) takeSnapshot() (snapInfo, bool) {
 	w, err := o.host.store().create(o.id)
 	if err != nil {
 		o.host.logger().Error("creating snapshot", "object", o.id, "error", err)
 		return snapInfo{}, false
 	}
+	info, ok := o.writeTo(w, w)
+	if ok {
+		o.stored(info)
+	}
+	return info, ok
+}
+
+// writeTo writes the state at the current point to w and commits it
+// through c.
+func (o *Object) writeTo(w io.Writer, c snapWriter) (snapInfo, bool) {
 	h := header{Object: o.id, At: o.applied, Index: o.index, View: o.view, Table: o.table.clone(), Taker: o.self}
 	if err := writeSnapshot(w, &h, o.sm); err != nil {
-		w.abort()
+		c.abort()
 		o.host.logger().Error("writing snapshot", "object", o.id, "error", err)
 		return snapInfo{}, false
 	}
-	info, err := w.commit()
+	info, err := c.commit()
 	if err != nil {
 		o.host.logger().Error("committing snapshot", "object", o.id, "error", err)
 		return snapInfo{}, false
 	}
-	o.snapIndex, o.snapAt, o.snapGen, o.snapSize, o.snapIdle = o.index, o.applied, info.Gen, info.Size, 0
-	o.host.watch(o, false)
-	o.observe(Event{Type: EventSnapshotTaken, Index: o.index, Bytes: info.Size})
 	return info, true
 }
 
+// stored records a snapshot committed to the store at the current point.
+func (o *Object) stored(info snapInfo) {
+	o.snapIndex, o.snapAt, o.snapGen, o.snapSize, o.snapIdle = o.index, o.applied, info.Gen, info.Size, 0
+	o.host.watch(o, false)
+	o.observe(Event{Type: EventSnapshotTaken, Index: o.index, Bytes: info.Size})
+}
+
 // donate snapshots here and offers it to the joiners this replica serves.
+// A state that fits in one chunk travels inside the offer and is not
+// written to the store: joins of many small objects then cost a message
+// each, not a disk write on both sides.
 func (o *Object) donate(to []hwg.Process) {
-	info, ok := o.takeSnapshot()
+	sw := &spillWriter{limit: o.cfg.ChunkSize, store: o.host.store(), obj: o.id}
+	info, ok := o.writeTo(sw, sw)
 	if !ok {
-		return // the joiners ask again, and the next want retries
+		return // the joiner asks again (want), which retries
+	}
+	if sw.w != nil {
+		o.stored(info)
+		o.inline = nil
+	} else {
+		o.inline, o.inlineAt = sw.buf, o.applied
+		o.observe(Event{Type: EventSnapshotTaken, Index: o.index, Bytes: info.Size})
 	}
 	for _, j := range to {
-		o.offer(j, info.Gen, o.applied, uint64(info.Size))
+		o.offerLatest(j)
 	}
 }
 
-func (o *Object) offer(to hwg.Process, gen uint64, at point, size uint64) {
-	o.host.send(to, direct{kind: kindOffer, object: o.id, gen: gen, at: at, size: size})
+// offerLatest offers a joiner the latest snapshot this replica took.
+func (o *Object) offerLatest(to hwg.Process) {
+	if o.inline != nil && !o.inlineAt.less(o.snapAt) {
+		o.host.send(to, direct{kind: kindOffer, object: o.id, at: o.inlineAt, size: uint64(len(o.inline)), data: o.inline})
+		return
+	}
+	o.host.send(to, direct{kind: kindOffer, object: o.id, gen: o.snapGen, at: o.snapAt, size: uint64(o.snapSize)})
+}
+
+// latestAt is the point of the latest snapshot this replica can offer.
+func (o *Object) latestAt() (point, bool) {
+	switch {
+	case o.inline != nil && !o.inlineAt.less(o.snapAt):
+		return o.inlineAt, true
+	case o.snapGen != 0:
+		return o.snapAt, true
+	}
+	return point{}, false
+}
+
+// spillWriter keeps a snapshot in memory up to limit bytes, and moves it
+// to the store beyond.
+type spillWriter struct {
+	limit int
+	store snapStore
+	obj   ObjectID
+	buf   []byte
+	w     snapWriter
+}
+
+func (s *spillWriter) Write(p []byte) (int, error) {
+	if s.w == nil && len(s.buf)+len(p) <= s.limit {
+		s.buf = append(s.buf, p...)
+		return len(p), nil
+	}
+	if s.w == nil {
+		w, err := s.store.create(s.obj)
+		if err != nil {
+			return 0, err
+		}
+		s.w = w
+		if _, err := w.Write(s.buf); err != nil {
+			return 0, err
+		}
+		s.buf = nil
+	}
+	return s.w.Write(p)
+}
+
+func (s *spillWriter) commit() (snapInfo, error) {
+	if s.w != nil {
+		return s.w.commit()
+	}
+	return snapInfo{Size: int64(len(s.buf))}, nil
+}
+
+func (s *spillWriter) abort() error {
+	s.buf = nil
+	if s.w != nil {
+		return s.w.abort()
+	}
+	return nil
 }
 
 // onDirect steps a transfer message.
@@ -239,6 +326,13 @@ func (o *Object) onOffer(from hwg.Process, d direct) {
 		return // the transfer under way is alive
 	}
 	o.abortFetch()
+	if d.data != nil {
+		if uint64(len(d.data)) != d.size {
+			return
+		}
+		o.restored(from, bytesReader(d.data), 0, int64(d.size))
+		return
+	}
 	w, err := o.host.store().create(o.id)
 	if err != nil {
 		o.host.logger().Error("creating snapshot for a transfer", "object", o.id, "error", err)
@@ -282,12 +376,28 @@ func (o *Object) onChunk(from hwg.Process, d direct) {
 		o.host.logger().Error("committing a received snapshot", "object", o.id, "error", err)
 		return
 	}
-	if err := o.restoreFrom(info.Gen); err != nil {
-		o.host.logger().Error("restoring a received snapshot", "object", o.id, "donor", from, "error", err)
+	r, err := o.host.store().open(o.id, info.Gen)
+	if err != nil {
+		o.host.logger().Error("reading a received snapshot", "object", o.id, "error", err)
 		o.sendWant()
 		return
 	}
-	o.observe(Event{Type: EventSnapshotReceived, Peer: from, Index: o.index, Bytes: info.Size})
+	o.restored(from, r, info.Gen, info.Size)
+}
+
+// restored restores a donor's snapshot, applies what the joiner queued
+// after it, and tells the group.
+func (o *Object) restored(donor hwg.Process, r io.Reader, gen uint64, size int64) {
+	if err := o.restore(r, gen, size); err != nil {
+		o.host.logger().Error("restoring a received snapshot", "object", o.id, "donor", donor, "error", err)
+		o.sendWant()
+		return
+	}
+	if gen == 0 {
+		// Not on disk yet: let the time-based snapshot write it.
+		o.snapIndex = min(o.snapIndex, o.index-1)
+	}
+	o.observe(Event{Type: EventSnapshotReceived, Peer: donor, Index: o.index, Bytes: size})
 	o.host.multicast(o, encodeRestored())
 	o.becomeReady()
 	q := o.queue
@@ -303,6 +413,12 @@ func (o *Object) restoreFrom(gen uint64) error {
 	if err != nil {
 		return err
 	}
+	return o.restore(r, gen, r.Size())
+}
+
+// restore replaces the state with the snapshot read from r (stored as gen,
+// or 0 if it is not in the store).
+func (o *Object) restore(r io.Reader, gen uint64, size int64) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	h, err := readHeader(br)
 	if err != nil {
@@ -316,9 +432,9 @@ func (o *Object) restoreFrom(gen uint64) error {
 	}
 	o.index, o.applied, o.view, o.table = h.Index, h.At, h.View, h.Table
 	o.pubIndex.Store(o.index)
-	o.snapIndex, o.snapAt, o.snapGen, o.snapIdle = h.Index, h.At, gen, 0
-	if info, ok, err := o.host.store().current(o.id); err == nil && ok && info.Gen == gen {
-		o.snapSize = info.Size
+	o.inline = nil
+	if gen != 0 {
+		o.snapIndex, o.snapAt, o.snapGen, o.snapSize, o.snapIdle = h.Index, h.At, gen, size, 0
 	}
 	return nil
 }
@@ -332,8 +448,8 @@ func (o *Object) onWant(from hwg.Process, d direct) {
 	if donor, ok := o.table.donorOf(from); !ok || donor != o.self {
 		return
 	}
-	if o.snapGen != 0 && !o.snapAt.less(d.at) {
-		o.offer(from, o.snapGen, o.snapAt, uint64(o.snapSize))
+	if at, ok := o.latestAt(); ok && !at.less(d.at) {
+		o.offerLatest(from)
 		return
 	}
 	o.donate([]hwg.Process{from})

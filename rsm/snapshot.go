@@ -149,7 +149,11 @@ type snapStore interface {
 	create(obj ObjectID) (snapWriter, error)
 	current(obj ObjectID) (snapInfo, bool, error)
 	open(obj ObjectID, gen uint64) (snapReader, error)
+	// remove forgets obj: its snapshots and its registration.
 	remove(obj ObjectID) error
+	// register records that obj is open here; list returns those recorded.
+	register(obj ObjectID) error
+	list() ([]ObjectID, error)
 }
 
 type snapInfo struct {
@@ -174,6 +178,7 @@ type snapReader interface {
 type memStore struct {
 	mu   sync.Mutex
 	objs map[ObjectID]*memSnaps
+	reg  map[ObjectID]bool
 }
 
 type memSnaps struct {
@@ -182,7 +187,26 @@ type memSnaps struct {
 	curG, prvG uint64
 }
 
-func newMemStore() *memStore { return &memStore{objs: map[ObjectID]*memSnaps{}} }
+func newMemStore() *memStore {
+	return &memStore{objs: map[ObjectID]*memSnaps{}, reg: map[ObjectID]bool{}}
+}
+
+func (s *memStore) register(obj ObjectID) error {
+	s.mu.Lock()
+	s.reg[obj] = true
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *memStore) list() ([]ObjectID, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]ObjectID, 0, len(s.reg))
+	for id := range s.reg {
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
 
 type memWriter struct {
 	s   *memStore
@@ -238,6 +262,7 @@ func (s *memStore) remove(obj ObjectID) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.objs, obj)
+	delete(s.reg, obj)
 	return nil
 }
 

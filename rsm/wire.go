@@ -155,7 +155,7 @@ type direct struct {
 	size   uint64 // offer: the snapshot's length
 	offset uint64 // fetch, chunk
 	n      uint64 // fetch: bytes wanted
-	data   []byte // chunk
+	data   []byte // chunk; offer: the whole snapshot, when it is small
 }
 
 func encodeDirect(d direct) []byte {
@@ -169,6 +169,7 @@ func encodeDirect(d direct) []byte {
 		b = binary.AppendUvarint(b, d.at.View)
 		b = binary.AppendUvarint(b, d.at.Seq)
 		b = binary.AppendUvarint(b, d.size)
+		b = append(b, d.data...)
 	case kindFetch:
 		b = binary.AppendUvarint(b, d.gen)
 		b = binary.AppendUvarint(b, d.offset)
@@ -197,6 +198,9 @@ func decodeDirect(b []byte) (direct, error) {
 	switch d.kind {
 	case kindOffer:
 		d.gen, d.at.View, d.at.Seq, d.size = r.uvarint(), r.uvarint(), r.uvarint(), r.uvarint()
+		if r.err == nil && len(r.b) > 0 {
+			d.data, r.b = r.b, nil
+		}
 	case kindFetch:
 		d.gen, d.offset, d.n = r.uvarint(), r.uvarint(), r.uvarint()
 	case kindChunk:

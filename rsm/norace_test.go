@@ -1,0 +1,5 @@
+//go:build !race
+
+package rsm_test
+
+const raceDetector = false
