@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lwgkit/lwgkit/hwg"
 	"github.com/lwgkit/lwgkit/hwg/transport"
 	"github.com/lwgkit/lwgkit/lwg"
@@ -343,5 +345,36 @@ func TestDonorCrashMidTransfer(t *testing.T) {
 	got := nodes[2].seen(rsm.EventSnapshotReceived)
 	if len(got) != 1 || got[0].Peer.Node != nodes[other].Self().Node {
 		t.Fatalf("joiner's SnapshotReceived %+v, want one from the surviving node %v", got, nodes[other].Self())
+	}
+}
+
+func TestCollector(t *testing.T) {
+	ctx := ctxT(t)
+	nodes := startCluster(t, transport.NewMemNetwork(), 1, rsm.Config{})
+	o := openAll(t, ctx, nodes, "metrics")[0]
+	for range 3 {
+		if _, err := o.Propose(ctx, rsmtest.Add(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(nodes[0].Collector()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		if c := m.GetCounter(); c != nil {
+			got[mf.GetName()] = c.GetValue()
+		} else {
+			got[mf.GetName()] = m.GetGauge().GetValue()
+		}
+	}
+	if got["rsm_proposals_total"] != 3 || got["rsm_applied_total"] != 3 || got["rsm_objects"] != 1 {
+		t.Fatalf("metrics %v: want 3 proposals, 3 applied, 1 object", got)
 	}
 }
