@@ -58,8 +58,9 @@ const (
 	// EventSnapshotReceived: the object restored from Peer's snapshot at
 	// Index (Bytes long).
 	EventSnapshotReceived
-	// EventClosed: the object was closed here (Close, or this node was
-	// excluded from its group; Err says which).
+	// EventClosed: the object was closed here (Object.Close). A node
+	// excluded from an object's group does not close it: it joins again
+	// (EventView follows, and EventSnapshotReceived once restored).
 	EventClosed
 	// EventStateLost: every member that held the object's state left
 	// before this member got it; it went on from its local snapshot, or

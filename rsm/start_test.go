@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,5 +177,70 @@ func TestRestartFromDataDir(t *testing.T) {
 		}
 		storagetest.Check(t, db)
 		db.Close()
+	}
+}
+
+// TestScheduledSnapshotsAndLocalRestart: snapshots are taken every
+// SnapshotEvery commands; a node that restarts alone (every replica lost)
+// re-creates the object from its latest local snapshot, as the restart
+// rule in the package doc says.
+func TestScheduledSnapshotsAndLocalRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	start := func() *rsm.Node {
+		n, err := rsm.Start(ctx, rsm.StartConfig{Node: 1, Cluster: "solo", DataDir: dir, Listen: "127.0.0.1:0",
+			Bootstrap: true, Fast: !raceDetector, Config: rsm.Config{SnapshotEvery: 5}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	n := start()
+	var taken atomic.Int64
+	n.Observe(func(e rsm.Event) {
+		if e.Type == rsm.EventSnapshotTaken {
+			taken.Add(1)
+		}
+	})
+	o, err := n.Open(ctx, "solo", rsmtest.NewCounter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &rsmtest.Counter{} // the state after 10 commands
+	for i := range 12 {
+		if _, err := o.Propose(ctx, rsmtest.Add(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+		if i < 10 {
+			want.Apply(rsmtest.Add(uint64(i)))
+		}
+	}
+	if got := taken.Load(); got != 2 {
+		t.Fatalf("%d snapshots after 12 commands with SnapshotEvery 5, want 2", got)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	n = start()
+	defer n.Close()
+	stored, err := n.Stored()
+	if err != nil || len(stored) != 1 || stored[0] != "solo" {
+		t.Fatalf("Stored() = %v, %v; want [solo]", stored, err)
+	}
+	o, err = n.Open(ctx, "solo", rsmtest.NewCounter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.Applied(); got != 10 {
+		t.Fatalf("reopened at index %d, want 10 (the latest local snapshot)", got)
+	}
+	_, wd := want.Peek()
+	if d := query(t, o, "digest"); !bytes.Equal(d, wd[:]) {
+		t.Fatalf("reopened digest %x, want %x", d, wd)
+	}
+	if _, err := o.Propose(ctx, rsmtest.Add(1)); err != nil {
+		t.Fatal(err)
 	}
 }
