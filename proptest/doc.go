@@ -40,6 +40,9 @@
 //	"crash":    the process stopped; its state is gone
 //	"leave":    "group", "view": the process left voluntarily
 //	"apply":    "group", "index", "digest" (replicated objects)
+//	"state":    "group", "index", "digest", "from" (the donor's node, absent
+//	            when the replica created the state): a replica got the
+//	            object's state and applies from index+1 on
 //	"heal":     no node; no fault follows it
 //
 // "incs", "left" and "leave" extend the base schema so checkers can tell

@@ -120,6 +120,28 @@ type LWGSim struct {
 	top map[hwg.GroupID]hwg.View
 	// lastCarrier is each member's carrier of its latest install of an LWG.
 	lastCarrier map[lwgAt]hwg.GroupID
+	// layer runs above the LWG cores (the RSM simulation); nil for none.
+	layer layer
+}
+
+// layer is an application layer run above every node's lwg.Core (see
+// rsmsim.go). The simulator calls it on its goroutine and drains the node
+// after each call.
+type layer interface {
+	// attach: the simulator is made, before its nodes start.
+	attach(s *LWGSim)
+	// started: n's new incarnation has its cores, before it joins its LWGs.
+	started(n *lwgSimNode)
+	crashed(n *lwgSimNode)
+	ticked(n *lwgSimNode)
+	// lwgEvent: n's lwg.Core raised e (after it entered the trace).
+	lwgEvent(n *lwgSimNode, e lwg.Event)
+	// direct: a point-to-point payload from another process reached n.
+	direct(n *lwgSimNode, from hwg.Process, payload []byte)
+	// mayStop reports whether n may crash (l empty) or leave l.
+	mayStop(n *lwgSimNode, l lwg.ID) bool
+	// msgID names a send or delivery in the trace (payloads may repeat).
+	msgID(n *lwgSimNode, e lwg.Event) string
 }
 
 type lwgAt struct {
@@ -137,9 +159,12 @@ const lwgDir hwg.GroupID = "h/dir"
 
 // NewLWGSim builds the cluster: every node bootstraps the directory and
 // joins the LWGs assigned to it.
-func NewLWGSim(opts LWGOptions) *LWGSim {
+func NewLWGSim(opts LWGOptions) *LWGSim { return newLWGSim(opts, nil) }
+
+func newLWGSim(opts LWGOptions, l layer) *LWGSim {
 	opts.defaults()
 	s := &LWGSim{
+		layer:  l,
 		opts:   opts,
 		rng:    rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5bd1e995)),
 		net:    network{cut: map[[2]hwg.NodeID]bool{}},
@@ -147,6 +172,9 @@ func NewLWGSim(opts LWGOptions) *LWGSim {
 		top:    map[hwg.GroupID]hwg.View{},
 
 		lastCarrier: map[lwgAt]hwg.GroupID{},
+	}
+	if l != nil {
+		l.attach(s)
 	}
 	if opts.Faults.Has(FaultDrop) {
 		s.links.drop = 0.03
@@ -221,6 +249,9 @@ func (s *LWGSim) start(n *lwgSimNode) {
 	for _, o := range s.nodes {
 		n.det.Watch(o.id)
 	}
+	if s.layer != nil {
+		s.layer.started(n)
+	}
 	s.net.schedule(&item{at: s.now + 1 + s.rng.Uint64N(tickUnits), to: n.id, inc: n.inc, tick: true})
 }
 
@@ -282,6 +313,11 @@ func (s *LWGSim) Step() bool {
 			}
 			s.drain(n)
 		}
+	case it.direct != nil:
+		if n.inc == it.inc && s.layer != nil {
+			s.layer.direct(n, it.from, it.direct)
+			s.drain(n)
+		}
 	case it.msg.Type == 0:
 		// a delayed HoldOK from the application
 		if n.inc == it.inc {
@@ -313,6 +349,9 @@ func (s *LWGSim) tick(n *lwgSimNode) {
 		grp.Tick()
 	}
 	n.core.Tick()
+	if s.layer != nil {
+		s.layer.ticked(n)
+	}
 	s.drain(n)
 }
 
@@ -448,7 +487,13 @@ func (s *LWGSim) recordHWG(n *lwgSimNode, e hwg.Event) {
 
 func (s *LWGSim) recordLWG(n *lwgSimNode, e lwg.Event) {
 	if ev, ok := FromLWG(n.self(), e, uint64(s.stats.Steps)); ok {
+		if s.layer != nil && ev.Msg != "" {
+			ev.Msg = s.layer.msgID(n, e)
+		}
 		s.trace.Append(ev)
+	}
+	if s.layer != nil {
+		s.layer.lwgEvent(n, e)
 	}
 	switch e.Type {
 	case lwg.EventInstall:
@@ -527,10 +572,13 @@ func (s *LWGSim) Switch() {
 // majority.
 func (s *LWGSim) Crash(id hwg.NodeID) bool {
 	n := s.node(id)
-	if n == nil || !n.alive || !s.crashSafe(n) {
+	if n == nil || !n.alive || !s.crashSafe(n) || s.layer != nil && !s.layer.mayStop(n, "") {
 		return false
 	}
 	n.alive = false
+	if s.layer != nil {
+		s.layer.crashed(n)
+	}
 	s.stats.Crashes++
 	s.trace.Append(Event{T: uint64(s.stats.Steps), Node: uint64(n.id), Inc: n.inc, Ev: EvCrash})
 	return true
@@ -628,7 +676,7 @@ func (s *LWGSim) injectFault() {
 	case FaultLeave:
 		n := pick()
 		l := s.ids[s.rng.IntN(len(s.ids))]
-		if !n.alive || n.core.Leave(l) != nil {
+		if !n.alive || s.layer != nil && !s.layer.mayStop(n, l) || n.core.Leave(l) != nil {
 			return
 		}
 		n.left[l] = true

@@ -19,6 +19,9 @@ type item struct {
 	from  hwg.Process // heartbeat sender
 	epoch uint64      // heartbeat: the sender's membership epoch
 	msg   hwg.Message
+	// direct is a point-to-point payload of an upper layer (state
+	// transfer) from from, for incarnation inc of the addressee.
+	direct []byte
 }
 
 type queue []*item

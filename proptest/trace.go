@@ -20,6 +20,7 @@ const (
 	EvLeave   = "leave"   // a process voluntarily left a group from a view
 	EvExclude = "exclude" // a view change went on without the process (it rejoins as a new member)
 	EvApply   = "apply"   // a replicated object applied an update
+	EvState   = "state"   // a replica got the object's state (created, or from donor From)
 	EvHeal    = "heal"    // no more faults after this point
 )
 
@@ -173,7 +174,7 @@ func validate(e *Event) error {
 		return errors.New(`missing "ev"`)
 	case EvHeal:
 		return nil
-	case EvInstall, EvSend, EvDeliver, EvCrash, EvLeave, EvExclude, EvApply:
+	case EvInstall, EvSend, EvDeliver, EvCrash, EvLeave, EvExclude, EvApply, EvState:
 	default:
 		return fmt.Errorf("unknown event kind %q", e.Ev)
 	}
@@ -192,7 +193,7 @@ func validate(e *Event) error {
 		req(e.From != 0, "from")
 	case EvLeave, EvExclude:
 		req(e.Group != "", "group")
-	case EvApply:
+	case EvApply, EvState:
 		req(e.Group != "", "group")
 		req(e.Digest != "", "digest")
 	}
