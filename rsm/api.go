@@ -62,14 +62,10 @@ const (
 	// excluded from an object's group does not close it: it joins again
 	// (EventView follows, and EventSnapshotReceived once restored).
 	EventClosed
-	// EventStateLost: every member that held the object's state left
-	// before this member got it; it went on from its local snapshot, or
-	// from an empty state (Index says which).
-	EventStateLost
 )
 
 var eventNames = [...]string{"", "Opened", "View", "SnapshotTaken", "SnapshotSent",
-	"SnapshotReceived", "Closed", "StateLost"}
+	"SnapshotReceived", "Closed"}
 
 func (t EventType) String() string {
 	if int(t) < len(eventNames) && t != 0 {

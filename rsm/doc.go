@@ -50,6 +50,12 @@
 // can use any snapshot taken at or after its join, and asks again for what
 // is lost.
 //
+// If every member holding an object's state leaves its group before a
+// joiner restored (a lone replica excluded while its first joiners fetch,
+// say), the members left wait: they never start over from an empty state
+// in the middle of a group's life. Only the first view of a new life of
+// the group (all its members new) starts from its first member's state.
+//
 // Restart rule: a restarted node is a new incarnation, so it rejoins each
 // object as a new member and always receives a full snapshot from a donor.
 // Its local snapshot serves StaleRead until then, and is the state of a

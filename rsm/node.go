@@ -267,7 +267,10 @@ func (n *Node) Objects() []ObjectID {
 }
 
 // Close leaves the object's group and forgets it on this node, with its
-// local snapshots. Waiting proposals end with ErrClosed.
+// local snapshots. Waiting proposals end with ErrClosed. While this replica
+// is the donor of a joiner that has not restored yet, Close first waits
+// (until ctx ends) for the joiner, so closing a replica never strands one
+// that depends on it.
 func (o *Object) Close(ctx context.Context) error {
 	n, ok := o.host.(*Node)
 	if !ok {
@@ -279,6 +282,14 @@ func (o *Object) Close(ctx context.Context) error {
 	o.mu.Unlock()
 	if already {
 		return nil
+	}
+	for o.serving.Load() && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-n.stop:
+			return ErrClosed
+		case <-time.After(n.cfg.TickInterval):
+		}
 	}
 	err := n.svc.Leave(ctx, o.lwg)
 	n.mu.Lock()
@@ -404,9 +415,7 @@ func (n *Node) serveFetch(to hwg.Process, d direct) {
 		return
 	}
 	n.send(to, direct{kind: kindChunk, object: d.object, gen: d.gen, offset: d.offset, data: buf[:got]})
-	n.stats.sentBytes.Add(uint64(got))
 	if d.offset+uint64(got) == size {
-		n.stats.sentSnapshots.Add(1)
 		n.emit(Event{Type: EventSnapshotSent, Object: d.object, Peer: to, Bytes: int64(size)})
 	}
 }
@@ -569,6 +578,9 @@ func (n *Node) emit(e Event) {
 		n.stats.views.Add(1)
 	case EventSnapshotTaken:
 		n.stats.snapshots.Add(1)
+	case EventSnapshotSent:
+		n.stats.sentSnapshots.Add(1)
+		n.stats.sentBytes.Add(uint64(e.Bytes))
 	case EventSnapshotReceived:
 		n.stats.receivedSnapshots.Add(1)
 		n.stats.received.Add(uint64(e.Bytes))

@@ -54,6 +54,7 @@ type Object struct {
 	pubStale  atomic.Bool // a local snapshot was restored at open
 	pubIndex  atomic.Uint64
 	pubView   atomic.Pointer[lwg.View]
+	serving   atomic.Bool // this replica is the donor of a joiner
 	malformed atomic.Uint64
 	received  atomic.Uint64
 
@@ -81,8 +82,9 @@ type Object struct {
 	snapSize  int64
 	snapIdle  int // ticks since index passed snapIndex
 
-	inline   []byte // the last small snapshot donated from memory
+	inline   []byte // the last small snapshot donated from memory, while a joiner may need it
 	inlineAt point
+	early    *earlyOffer
 }
 
 // submitter sends an ordered message for a caller (Propose, Read): the

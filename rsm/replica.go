@@ -105,7 +105,11 @@ func (o *Object) joined(e lwg.Event) {
 	o.abortFetch()
 	o.queue, o.first, o.wantIdle = nil, o.recv, 0
 	o.view = e.View.Clone()
-	newLife := len(e.Joined) == len(e.View.Members)
+	// A life of an LWG begins at view 1 of its directory version (see
+	// lwg.View). Every member of a later view can be new too (all that
+	// held the state left at once); that is not a new life: they wait for
+	// a holder rather than start over from nothing.
+	newLife := uint32(e.View.ID) == 1 && len(e.Joined) == len(e.View.Members)
 	if newLife && e.View.Coordinator() == o.self {
 		// A new group (or a new life of one whose members all failed):
 		// its first member's state, local or empty, is the state.
@@ -122,6 +126,17 @@ func (o *Object) joined(e lwg.Event) {
 	o.ready = false
 	o.table = table{}
 	o.host.watch(o, true)
+	if e := o.early; e != nil {
+		o.early = nil
+		o.onOffer(e.from, e.d)
+	}
+}
+
+// earlyOffer is an offer that arrived before the install admitting this
+// replica.
+type earlyOffer struct {
+	from hwg.Process
+	d    direct
 }
 
 // apply steps an entry on a ready replica.
@@ -131,6 +146,7 @@ func (o *Object) apply(q queued) {
 	if e.Type == lwg.EventInstall {
 		o.view = e.View.Clone()
 		serve := o.table.install(e.View, e.Joined, o.self)
+		o.trimInline()
 		o.observe(Event{Type: EventView, View: o.view, Joined: e.Joined, Left: e.Left})
 		if len(serve) > 0 {
 			o.donate(serve)
@@ -163,6 +179,7 @@ func (o *Object) apply(q queued) {
 	case kindRestored:
 		if o.view.Contains(e.From) {
 			o.table.restoredBy(e.From)
+			o.trimInline()
 		}
 	}
 }
@@ -220,6 +237,7 @@ func (o *Object) stored(info snapInfo) {
 // written to the store: joins of many small objects then cost a message
 // each, not a disk write on both sides.
 func (o *Object) donate(to []hwg.Process) {
+	o.serving.Store(true)
 	sw := &spillWriter{limit: o.cfg.ChunkSize, store: o.host.store(), obj: o.id}
 	info, ok := o.writeTo(sw, sw)
 	if !ok {
@@ -237,10 +255,26 @@ func (o *Object) donate(to []hwg.Process) {
 	}
 }
 
+// trimInline drops the in-memory snapshot once no joiner it serves waits.
+// It also publishes whether this replica serves a joiner (see Close).
+func (o *Object) trimInline() {
+	serving := false
+	for _, p := range o.table.Pending {
+		if p.Donor == o.self {
+			serving = true
+		}
+	}
+	o.serving.Store(serving)
+	if !serving {
+		o.inline = nil
+	}
+}
+
 // offerLatest offers a joiner the latest snapshot this replica took.
 func (o *Object) offerLatest(to hwg.Process) {
 	if o.inline != nil && !o.inlineAt.less(o.snapAt) {
 		o.host.send(to, direct{kind: kindOffer, object: o.id, at: o.inlineAt, size: uint64(len(o.inline)), data: o.inline})
+		o.observe(Event{Type: EventSnapshotSent, Peer: to, Index: o.index, Bytes: int64(len(o.inline))})
 		return
 	}
 	o.host.send(to, direct{kind: kindOffer, object: o.id, gen: o.snapGen, at: o.snapAt, size: uint64(o.snapSize)})
@@ -319,7 +353,13 @@ func (o *Object) onDirect(from hwg.Process, d direct) {
 }
 
 func (o *Object) onOffer(from hwg.Process, d direct) {
-	if o.ready || o.first == (point{}) || d.at.less(o.first) || d.size == 0 {
+	if !o.ready && o.first == (point{}) {
+		// The offer overtook the install that admits this replica: keep
+		// it for then (the install comes on another path).
+		o.early = &earlyOffer{from: from, d: d}
+		return
+	}
+	if o.ready || d.at.less(o.first) || d.size == 0 {
 		return
 	}
 	if f := o.fetch; f != nil && o.latest.Contains(f.donor) && f.idle < retryTicks {

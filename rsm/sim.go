@@ -3,6 +3,8 @@ package rsm
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -117,8 +119,9 @@ func (s *SimNode) serveFetch(to hwg.Process, d direct) {
 
 // Tick advances every replica's timers by one TickInterval.
 func (s *SimNode) Tick() {
-	for _, o := range s.objects {
-		o.onTick()
+	// In id order: the simulation must not depend on map order.
+	for _, l := range slices.Sorted(maps.Keys(s.objects)) {
+		s.objects[l].onTick()
 	}
 }
 
