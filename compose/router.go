@@ -1,0 +1,473 @@
+package compose
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
+)
+
+// Config parameterises a Router.
+type Config struct {
+	// Self is this node's process (the same as its lwg.Core's).
+	Self hwg.Process
+	// Topology is the declared graph of groups; every node of a system
+	// must use the same one.
+	Topology *Topology
+	// Window bounds the copies a router has forwarded on one link that
+	// the next group has not delivered yet. Default 256.
+	Window int
+	// AckEvery: a router acknowledges a link's delivered copies in the
+	// source group once this many are unacknowledged, and at every Tick
+	// when any are. Default 32.
+	AckEvery int
+}
+
+// Send asks the caller to multicast Payload in the local LWG Group
+// (lwg.Core.Multicast or lwg.Service.Multicast), in order.
+type Send struct {
+	Group   lwg.ID
+	Payload []byte
+}
+
+// Delivery is a message for the application, in the total order of Group.
+//
+// Routed deliveries are messages addressed to Group (by SendTo or SendAll
+// from anywhere in the topology); Origin and Seq name the message
+// end to end (Seq counts the origin's routed sends), Src is the group the
+// origin sent it through. A delivery that is not Routed is an ordinary
+// multicast in Group that did not pass the filter (lwg's From and Payload,
+// Origin = From).
+type Delivery struct {
+	Group   lwg.ID
+	View    uint64
+	Routed  bool
+	Origin  hwg.Process
+	Seq     uint64
+	Src     lwg.ID
+	Dests   []lwg.ID // nil: every group
+	Payload []byte
+	// Replayed: the delivery was held while this member waited for the
+	// group's routing state (it joined), and is handed over now.
+	Replayed bool
+}
+
+// Ready is what the Router asks of its caller.
+type Ready struct {
+	Sends      []Send
+	Deliveries []Delivery
+}
+
+// Empty reports whether there is nothing to do.
+func (r Ready) Empty() bool { return len(r.Sends) == 0 && len(r.Deliveries) == 0 }
+
+// Stats counts what a Router did.
+type Stats struct {
+	Sent       uint64 // routed messages this node originated
+	Forwarded  uint64 // copies this node multicast as a router
+	Delivered  uint64 // routed deliveries to the application
+	Duplicates uint64 // copies dropped at a destination as already delivered
+	Stale      uint64 // copies of an older epoch of the previous group
+	// Gaps counts copies that arrived past a hole in a link's sequence.
+	// INVARIANT: Gaps == 0 (a router forwards each link in order from
+	// what it saw delivered); the simulator checks it.
+	Gaps      uint64
+	Acks      uint64 // acknowledgements this node multicast
+	States    uint64 // routing-state snapshots this node sent
+	Malformed uint64
+}
+
+// Router is the routing filter and inter-group router of one node: a pure,
+// deterministic state machine over the node's LWG events, in the style of
+// lwg.Core. It starts no goroutines, reads no clock and does no I/O.
+//
+// One goroutine owns it (the runtime's loop, or the simulator): it feeds
+// LWGEvent with every event of every local LWG in order, calls Tick
+// periodically and the application's SendTo/SendAll, and after each call
+// carries out Ready: Sends as LWG multicasts, in order, and Deliveries to
+// the application, in order. Multicasts of the application in a local
+// group that do not go through SendTo pass through as plain Deliveries.
+//
+// How it works. Every member of a group G keeps G's routing state,
+// replicated by G's total order: for each neighbour N that messages
+// ordered in G must reach next, the queue of copies owed to N, numbered on
+// the link G→N; and for each neighbour P, the highest link number
+// delivered from P. The router of G→N is the first member of G's view that
+// is also in N's view (each candidate decides from its own views). It
+// multicasts in N the copies beyond what N delivered, in order, and later
+// acknowledges in G what N delivered, which lets G's members drop them. A
+// router that fails between delivery in G and forwarding leaves the copies
+// in G's state; the next view names its successor, which forwards from
+// what N's order shows arrived. N's members drop copies they delivered
+// before (link numbers), so the take-over neither loses nor duplicates.
+// A member that joins G gets the routing state in a snapshot cut at its
+// join, and holds G's routed messages until then.
+type Router struct {
+	cfg    Config
+	self   hwg.Process
+	topo   *Topology
+	groups map[lwg.ID]*member
+	seq    uint64
+	tick   bool
+	out    Ready
+	stats  Stats
+}
+
+// member is this node's endpoint state in one LWG of the topology.
+type member struct {
+	id       lwg.ID
+	view     lwg.View
+	ready    bool // holds the routing state
+	joinView uint64
+	buf      []lwg.Event // events held until the state arrives
+	st       groupState
+	// Router-side, volatile: per outgoing link, the last link number this
+	// node multicast in its current tenure and the last ack it sent.
+	fwd     map[lwg.ID]uint64
+	ackSent map[lwg.ID]uint64
+}
+
+// NewRouter returns the Router of cfg.Self.
+func NewRouter(cfg Config) (*Router, error) {
+	if cfg.Topology == nil {
+		return nil, fmt.Errorf("%w: no topology", ErrInvalidTopology)
+	}
+	if cfg.Self.Node == 0 {
+		return nil, fmt.Errorf("compose: Config.Self must be set")
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 256
+	}
+	if cfg.AckEvery <= 0 {
+		cfg.AckEvery = 32
+	}
+	return &Router{cfg: cfg, self: cfg.Self, topo: cfg.Topology, groups: map[lwg.ID]*member{}}, nil
+}
+
+// Ready returns what the caller must do and resets it.
+func (r *Router) Ready() Ready {
+	rd := r.out
+	r.out = Ready{}
+	return rd
+}
+
+// Stats returns the counters.
+func (r *Router) Stats() Stats { return r.stats }
+
+// SendTo sends payload to every member of group dst, which need not be a
+// local group: it is multicast in the local group nearest to dst and
+// routed on from there. It returns the message's sequence number among
+// this node's routed sends (with Config.Self, its end-to-end id).
+func (r *Router) SendTo(dst lwg.ID, payload []byte) (uint64, error) {
+	return r.send([]lwg.ID{dst}, payload)
+}
+
+// SendAll sends payload to every group reachable from a local group.
+func (r *Router) SendAll(payload []byte) (uint64, error) { return r.send(nil, payload) }
+
+func (r *Router) send(dests []lwg.ID, payload []byte) (uint64, error) {
+	for _, d := range dests {
+		if !r.topo.Has(d) {
+			return 0, fmt.Errorf("%w: %s", ErrUnknownGroup, d)
+		}
+	}
+	src, err := r.through(dests)
+	if err != nil {
+		return 0, err
+	}
+	r.seq++
+	r.stats.Sent++
+	m := &routeMsg{Origin: r.self, Seq: r.seq, Src: src, Dests: slices.Clone(dests), Payload: payload}
+	r.emit(src, &envelope{Route: m})
+	return r.seq, nil
+}
+
+// through picks the local group to send through: the one nearest to the
+// destinations (for several, the nearest to the first), ties by id.
+func (r *Router) through(dests []lwg.ID) (lwg.ID, error) {
+	var best lwg.ID
+	bestD := -1
+	var lastErr error = ErrNoLocalGroup
+	for _, g := range sortedIDs(r.groups) {
+		m := r.groups[g]
+		if !m.view.Contains(r.self) {
+			continue
+		}
+		d := 0
+		if len(dests) > 0 {
+			var err error
+			if d, err = r.topo.Distance(g, dests[0]); err != nil {
+				lastErr = err
+				continue
+			}
+		}
+		ok := true
+		for _, x := range dests[min(1, len(dests)):] {
+			if _, err := r.topo.Distance(g, x); err != nil {
+				lastErr, ok = err, false
+				break
+			}
+		}
+		if ok && (bestD < 0 || d < bestD) {
+			best, bestD = g, d
+		}
+	}
+	if bestD < 0 {
+		return "", lastErr
+	}
+	return best, nil
+}
+
+// Tick lets routers acknowledge what they forwarded.
+func (r *Router) Tick() {
+	r.tick = true
+	r.pump()
+	r.tick = false
+}
+
+// RouterFor returns this node's opinion of who routes from group a to
+// its neighbour b: the first member of a's view that is in b's view. It
+// needs this node in both groups.
+func (r *Router) RouterFor(a, b lwg.ID) (hwg.Process, bool) {
+	ma, mb := r.groups[a], r.groups[b]
+	if ma == nil || mb == nil {
+		return hwg.Process{}, false
+	}
+	return routerOf(ma.view, mb.view)
+}
+
+func routerOf(a, b lwg.View) (hwg.Process, bool) {
+	for _, p := range a.Members {
+		if b.Contains(p) {
+			return p, true
+		}
+	}
+	return hwg.Process{}, false
+}
+
+// Pending returns how many copies the local routing state of group g
+// still owes its neighbours (0 if this node has no state for g).
+func (r *Router) Pending(g lwg.ID) int {
+	m := r.groups[g]
+	if m == nil || !m.ready {
+		return 0
+	}
+	n := 0
+	for _, ol := range m.st.Out {
+		n += len(ol.Pending)
+	}
+	return n
+}
+
+// HasState reports whether this node holds g's routing state.
+func (r *Router) HasState(g lwg.ID) bool { m := r.groups[g]; return m != nil && m.ready }
+
+// LWGEvent hands the Router one event of one local LWG, in the order the
+// lwg.Core raised them. Events of LWGs outside the topology pass through
+// as plain deliveries.
+func (r *Router) LWGEvent(e lwg.Event) {
+	if !r.topo.Has(e.LWG) {
+		if e.Type == lwg.EventDeliver {
+			r.out.Deliveries = append(r.out.Deliveries, Delivery{Group: e.LWG, View: e.View.ID, Origin: e.From, Payload: e.Payload})
+		}
+		return
+	}
+	switch e.Type {
+	case lwg.EventInstall:
+		m := r.groups[e.LWG]
+		if m == nil {
+			m = &member{id: e.LWG, fwd: map[lwg.ID]uint64{}, ackSent: map[lwg.ID]uint64{}}
+			r.groups[e.LWG] = m
+			if len(e.View.Members) == 1 && e.View.Members[0] == r.self {
+				// Alone in its first view: the group begins (or every
+				// holder of its state is gone), with an empty state.
+				m.ready, m.st = true, newState(e.View.ID)
+			} else {
+				m.joinView = e.View.ID
+			}
+		}
+		m.view = e.View.Clone()
+		if !m.ready && len(e.View.Members) == 1 && e.View.Members[0] == r.self {
+			// Every holder of the state is gone before it reached this
+			// member: the group's routing starts a new epoch.
+			m.ready, m.st, m.buf = true, newState(e.View.ID), nil
+		}
+		if !m.ready {
+			m.buf = append(m.buf, e)
+			break
+		}
+		r.installed(m, e, false)
+	case lwg.EventDeliver:
+		m := r.groups[e.LWG]
+		env, ours, err := decode(e.Payload)
+		switch {
+		case !ours:
+			r.out.Deliveries = append(r.out.Deliveries, Delivery{Group: e.LWG, View: e.View.ID, Origin: e.From, Payload: e.Payload})
+		case err != nil:
+			r.stats.Malformed++
+		case m == nil:
+		case !m.ready && env.State != nil && env.State.View >= m.joinView:
+			r.adopt(m, env.State)
+		case !m.ready:
+			m.buf = append(m.buf, e)
+		default:
+			r.apply(m, e.View.ID, env, false)
+		}
+	case lwg.EventExcluded, lwg.EventLeft:
+		delete(r.groups, e.LWG)
+	}
+	r.pump()
+}
+
+// installed applies an install to a member holding the state: joiners
+// wait for the state, members gone stop waiting, and the first member not
+// waiting sends the state if anyone waits.
+func (r *Router) installed(m *member, e lwg.Event, replay bool) {
+	st := &m.st
+	for _, p := range e.Joined {
+		if p != r.self || replay {
+			if !slices.ContainsFunc(st.Waiting, func(w waiter) bool { return w.P == p }) {
+				st.Waiting = append(st.Waiting, waiter{P: p, Join: e.View.ID})
+			}
+		}
+	}
+	st.Waiting = slices.DeleteFunc(st.Waiting, func(w waiter) bool { return !e.View.Contains(w.P) })
+	if len(st.Waiting) == 0 || replay {
+		return
+	}
+	for _, p := range e.View.Members {
+		if slices.ContainsFunc(st.Waiting, func(w waiter) bool { return w.P == p }) {
+			continue
+		}
+		if p == r.self {
+			r.stats.States++
+			r.emit(m.id, &envelope{State: &stateMsg{View: e.View.ID, State: *st}})
+		}
+		return
+	}
+}
+
+// adopt installs the routing state a member waited for, and replays what
+// it held from the state's cut on.
+func (r *Router) adopt(m *member, s *stateMsg) {
+	m.st, m.ready = s.State, true
+	buf := m.buf
+	m.buf = nil
+	for _, e := range buf {
+		if e.View.ID < s.View || e.Type == lwg.EventInstall && e.View.ID == s.View {
+			continue // inside the snapshot
+		}
+		if e.Type == lwg.EventInstall {
+			r.installed(m, e, true)
+			continue
+		}
+		if env, _, err := decode(e.Payload); err == nil {
+			r.apply(m, e.View.ID, env, true)
+		}
+	}
+	r.apply(m, m.view.ID, &envelope{State: s}, true)
+}
+
+// apply is the replicated transition of group m's routing state for one
+// delivered message.
+func (r *Router) apply(m *member, view uint64, env *envelope, replay bool) {
+	st := &m.st
+	switch {
+	case env.State != nil:
+		st.Waiting = slices.DeleteFunc(st.Waiting, func(w waiter) bool { return w.Join <= env.State.View })
+	case env.Ack != nil:
+		a := env.Ack
+		ol := st.Out[a.To]
+		if ol == nil || a.Upto <= ol.Acked || a.Upto > ol.Next {
+			return
+		}
+		n := a.Upto - ol.Acked
+		clear(ol.Pending[:n])
+		ol.Pending = ol.Pending[n:]
+		ol.Acked = a.Upto
+		if len(ol.Pending) == 0 {
+			ol.Pending = nil
+		}
+	case env.Route != nil:
+		rm := env.Route
+		if rm.Via != "" {
+			a := st.Arrived[rm.Via]
+			switch {
+			case a == nil || rm.Epoch > a.Epoch:
+				a = &arrival{Epoch: rm.Epoch}
+				st.Arrived[rm.Via] = a
+			case rm.Epoch < a.Epoch:
+				r.stats.Stale++
+				return
+			}
+			if rm.LSeq <= a.Seq {
+				r.stats.Duplicates++
+				return
+			}
+			if rm.LSeq > a.Seq+1 {
+				r.stats.Gaps++
+			}
+			a.Seq = rm.LSeq
+		}
+		if rm.Dests == nil || slices.Contains(rm.Dests, m.id) {
+			r.stats.Delivered++
+			r.out.Deliveries = append(r.out.Deliveries, Delivery{
+				Group: m.id, View: view, Routed: true, Origin: rm.Origin, Seq: rm.Seq,
+				Src: rm.Src, Dests: rm.Dests, Payload: rm.Payload, Replayed: replay,
+			})
+		}
+		for _, n := range r.topo.next(rm.Src, m.id, rm.Dests) {
+			ol := st.out(n)
+			ol.Next++
+			c := *rm
+			c.Via, c.Epoch, c.LSeq = m.id, st.Epoch, ol.Next
+			ol.Pending = append(ol.Pending, &c)
+		}
+	}
+}
+
+// pump does the router's work on every link where this node is the
+// router: forward what the next group has not delivered, within the
+// window, and acknowledge what it has.
+func (r *Router) pump() {
+	for _, g := range sortedIDs(r.groups) {
+		m := r.groups[g]
+		if !m.ready {
+			continue
+		}
+		for _, to := range sortedIDs(m.st.Out) {
+			ol := m.st.Out[to]
+			n := r.groups[to]
+			if n == nil || !n.ready || !m.view.Contains(r.self) || !n.view.Contains(r.self) {
+				delete(m.fwd, to)
+				continue
+			}
+			if p, _ := routerOf(m.view, n.view); p != r.self {
+				delete(m.fwd, to) // tenure over: a later one starts from what arrived
+				continue
+			}
+			var arrived uint64
+			if a := n.st.Arrived[g]; a != nil && a.Epoch == m.st.Epoch {
+				arrived = a.Seq
+			}
+			from := max(arrived, m.fwd[to], ol.Acked)
+			limit := min(ol.Next, arrived+uint64(r.cfg.Window))
+			for s := from + 1; s <= limit; s++ {
+				c := ol.Pending[s-ol.Acked-1]
+				r.stats.Forwarded++
+				r.emit(to, &envelope{Route: c})
+				m.fwd[to] = s
+			}
+			if arrived > ol.Acked && arrived > m.ackSent[to] && (r.tick || arrived-ol.Acked >= uint64(r.cfg.AckEvery)) {
+				m.ackSent[to] = arrived
+				r.stats.Acks++
+				r.emit(g, &envelope{Ack: &ackMsg{To: to, Upto: arrived}})
+			}
+		}
+	}
+}
+
+func (r *Router) emit(g lwg.ID, e *envelope) {
+	r.out.Sends = append(r.out.Sends, Send{Group: g, Payload: encode(e)})
+}
