@@ -333,6 +333,9 @@ func BenchmarkTransfer(b *testing.B) {
 			b.ReportMetric(rate/benchMedian(disks), "disk-ratio")
 			b.ReportMetric(slices.Max(peaks), "peak-heap-MB")
 			b.ReportMetric(float64(maxRSS())/(1<<20), "maxrss-MB")
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(float64(ms.Sys)/(1<<20), "go-sys-MB")
 			b.ReportMetric(float64(size>>20), "state-MB")
 		})
 	}
