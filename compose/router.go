@@ -34,9 +34,9 @@ type Send struct {
 // Delivery is a message for the application, in the total order of Group.
 //
 // Routed deliveries are messages addressed to Group (by SendTo or SendAll
-// from anywhere in the topology); Origin and Seq name the message
-// end to end (Seq counts the origin's routed sends), Src is the group the
-// origin sent it through. A delivery that is not Routed is an ordinary
+// from anywhere in the topology); Origin, Src and Seq name the message
+// end to end: Src is the group the origin sent it through, and Seq counts
+// the origin's routed sends through Src. A delivery that is not Routed is an ordinary
 // multicast in Group that did not pass the filter (lwg's From and Payload,
 // Origin = From).
 type Delivery struct {
@@ -108,7 +108,12 @@ type Router struct {
 	self   hwg.Process
 	topo   *Topology
 	groups map[lwg.ID]*member
-	seq    uint64
+	// seq counts routed sends per source group: an origin is this process
+	// sending through one group.
+	seq map[lwg.ID]uint64
+	// home is the group sends go through while this node is a member and
+	// it reaches the destinations, so one process's sends follow one tree.
+	home lwg.ID
 	tick   bool
 	out    Ready
 	stats  Stats
@@ -142,7 +147,7 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.AckEvery <= 0 {
 		cfg.AckEvery = 32
 	}
-	return &Router{cfg: cfg, self: cfg.Self, topo: cfg.Topology, groups: map[lwg.ID]*member{}}, nil
+	return &Router{cfg: cfg, self: cfg.Self, topo: cfg.Topology, groups: map[lwg.ID]*member{}, seq: map[lwg.ID]uint64{}}, nil
 }
 
 // Ready returns what the caller must do and resets it.
@@ -156,9 +161,10 @@ func (r *Router) Ready() Ready {
 func (r *Router) Stats() Stats { return r.stats }
 
 // SendTo sends payload to every member of group dst, which need not be a
-// local group: it is multicast in the local group nearest to dst and
-// routed on from there. It returns the message's sequence number among
-// this node's routed sends (with Config.Self, its end-to-end id).
+// local group: it is multicast in a local group (see Through) and routed
+// on from there. It returns the message's sequence number among this
+// node's routed sends through that group: (Config.Self, the group, the
+// number) is its end-to-end id, and the origin of FIFO order.
 func (r *Router) SendTo(dst lwg.ID, payload []byte) (uint64, error) {
 	return r.send([]lwg.ID{dst}, payload)
 }
@@ -176,16 +182,33 @@ func (r *Router) send(dests []lwg.ID, payload []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	r.seq++
+	r.home = src
+	r.seq[src]++
 	r.stats.Sent++
-	m := &routeMsg{Origin: r.self, Seq: r.seq, Src: src, Dests: slices.Clone(dests), Payload: payload}
+	m := &routeMsg{Origin: r.self, Seq: r.seq[src], Src: src, Dests: slices.Clone(dests), Payload: payload}
 	r.emit(src, &envelope{Route: m})
-	return r.seq, nil
+	return r.seq[src], nil
 }
 
-// through picks the local group to send through: the one nearest to the
-// destinations (for several, the nearest to the first), ties by id.
+// Through returns the local group a send to dests (nil: every group)
+// would go through now: the group the last send went through if this node
+// is still a member and it reaches dests (so a process's messages follow
+// one tree and stay FIFO), else the member group nearest to the
+// destinations (for several, to the first), ties by id.
+func (r *Router) Through(dests []lwg.ID) (lwg.ID, error) { return r.through(dests) }
+
 func (r *Router) through(dests []lwg.ID) (lwg.ID, error) {
+	if m := r.groups[r.home]; m != nil && m.view.Contains(r.self) {
+		ok := true
+		for _, d := range dests {
+			if _, err := r.topo.Distance(r.home, d); err != nil {
+				ok = false
+			}
+		}
+		if ok {
+			return r.home, nil
+		}
+	}
 	var best lwg.ID
 	bestD := -1
 	var lastErr error = ErrNoLocalGroup

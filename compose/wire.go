@@ -162,3 +162,36 @@ func sortedIDs[V any](m map[lwg.ID]V) []lwg.ID {
 	slices.Sort(ks)
 	return ks
 }
+
+// Info describes a payload the routing filter multicast, for tracing and
+// tests (proptest reads it from LWG deliveries).
+type Info struct {
+	Kind   string // "route", "ack" or "state"
+	Origin hwg.Process
+	Seq    uint64
+	Src    lwg.ID
+	Dests  []lwg.ID // nil: every group
+	// Via is the group a copy crossed from ("" for the origin's own
+	// multicast in Src), LSeq its number on that link.
+	Via  lwg.ID
+	LSeq uint64
+}
+
+// Describe reports what a filter payload carries; ok is false for a
+// payload that is not the filter's or does not decode. Safe for concurrent
+// use.
+func Describe(payload []byte) (Info, bool) {
+	e, ours, err := decode(payload)
+	if !ours || err != nil {
+		return Info{}, false
+	}
+	switch {
+	case e.Route != nil:
+		m := e.Route
+		return Info{Kind: "route", Origin: m.Origin, Seq: m.Seq, Src: m.Src, Dests: m.Dests, Via: m.Via, LSeq: m.LSeq}, true
+	case e.Ack != nil:
+		return Info{Kind: "ack", Via: e.Ack.To, LSeq: e.Ack.Upto}, true
+	default:
+		return Info{Kind: "state", LSeq: e.State.View}, true
+	}
+}
