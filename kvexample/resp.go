@@ -54,6 +54,7 @@ type RESPServer struct {
 	log hclog.Logger
 
 	mu   sync.Mutex
+	ln   net.Listener
 	addr net.Addr
 	done chan struct{}
 }
@@ -80,6 +81,7 @@ func (s *RESPServer) Listen(addr string) error {
 	}
 	s.srv = redcon.NewServer(addr, s.handle, nil, nil)
 	s.mu.Lock()
+	s.ln = ln
 	s.addr = ln.Addr()
 	s.done = make(chan struct{})
 	s.mu.Unlock()
@@ -104,8 +106,12 @@ func (s *RESPServer) Close() error {
 	if s.srv == nil {
 		return nil
 	}
-	err := s.srv.Close()
+	s.srv.Close() // may not have seen the listener yet: close it too
+	err := s.ln.Close()
 	<-s.done
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
 	return err
 }
 

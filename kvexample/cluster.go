@@ -1,0 +1,137 @@
+package kvexample
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/rsm"
+)
+
+// LocalClusterConfig describes a cluster of nodes in one process on
+// loopback: what `lwgkv demo` runs, and what tests use.
+type LocalClusterConfig struct {
+	Cluster string // default "lwgkv"
+	Nodes   int    // default 3
+	// DataDir holds node-<i> per node.
+	DataDir string
+	// Node i (from 1) serves RESP on RESPBase+i-1, HTTP on HTTPBase+i-1 and
+	// the cluster transport on BusBase+i-1. A zero base picks free ports
+	// (HTTP: a zero HTTPBase with NoHTTP serves no HTTP).
+	RESPBase, HTTPBase, BusBase int
+	NoHTTP                      bool
+	Shards, Replicas            int
+	MaxValueBytes               int
+	RSM                         rsm.Config
+	Logger                      hclog.Logger
+}
+
+// LocalAddrs returns the loopback addresses of node i (from 1) in a local
+// cluster: cluster transport, RESP, HTTP. A zero base picks a free port.
+func (c LocalClusterConfig) addrs(i int) (bus, resp, http string, err error) {
+	port := func(base int) (string, error) {
+		if base != 0 {
+			return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i-1)), nil
+		}
+		return FreeAddr()
+	}
+	if bus, err = port(c.BusBase); err != nil {
+		return
+	}
+	if resp, err = port(c.RESPBase); err != nil {
+		return
+	}
+	if !c.NoHTTP {
+		http, err = port(c.HTTPBase)
+	}
+	return
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// LocalConfigs returns the NodeConfig of every node of a local cluster
+// (node 1 bootstraps it), with Fast failure detection.
+func LocalConfigs(c LocalClusterConfig) ([]NodeConfig, error) {
+	if c.Cluster == "" {
+		c.Cluster = "lwgkv"
+	}
+	if c.Nodes == 0 {
+		c.Nodes = 3
+	}
+	if c.DataDir == "" {
+		return nil, fmt.Errorf("%w: no data directory", ErrInvalidConfig)
+	}
+	peers, resps, https := map[hwg.NodeID]string{}, map[hwg.NodeID]string{}, map[hwg.NodeID]string{}
+	for i := 1; i <= c.Nodes; i++ {
+		bus, resp, http, err := c.addrs(i)
+		if err != nil {
+			return nil, err
+		}
+		id := hwg.NodeID(i)
+		peers[id], resps[id], https[id] = bus, resp, http
+	}
+	var out []NodeConfig
+	for i := 1; i <= c.Nodes; i++ {
+		id := hwg.NodeID(i)
+		log := c.Logger
+		if log != nil {
+			log = log.Named("node" + strconv.Itoa(i))
+		}
+		out = append(out, NodeConfig{
+			ID: id, Cluster: c.Cluster, DataDir: filepath.Join(c.DataDir, "node-"+strconv.Itoa(i)),
+			Listen: peers[id], Peers: peers, RESPPeers: resps, HTTPPeers: https,
+			RESP: resps[id], HTTP: https[id], Bootstrap: i == 1,
+			Shards: c.Shards, Replicas: c.Replicas, MaxValueBytes: c.MaxValueBytes,
+			Fast: true, RSM: c.RSM, Logger: log,
+		})
+	}
+	return out, nil
+}
+
+// StartLocal starts the nodes of cfgs concurrently (the first, which
+// bootstraps, a moment ahead) and returns them once all are started; on
+// any error it closes those that started.
+func StartLocal(ctx context.Context, cfgs []NodeConfig) ([]*Node, error) {
+	nodes := make([]*Node, len(cfgs))
+	errs := make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	for i, cfg := range cfgs {
+		if i == 0 {
+			nodes[0], errs[0] = Start(ctx, cfg)
+			if errs[0] != nil {
+				return nil, errs[0]
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = Start(ctx, cfg)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, n := range nodes {
+			if n != nil {
+				n.Close()
+			}
+		}
+		return nil, err
+	}
+	return nodes, nil
+}
