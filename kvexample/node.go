@@ -347,7 +347,7 @@ func (n *Node) infoLines() []string {
 func (n *Node) Status(ctx context.Context) (Status, error) {
 	st := Status{
 		Cluster: n.cfg.Cluster, Node: uint64(n.cfg.ID), Process: n.rsm.Self().String(),
-		Shards: ShardStatus{Total: n.place.Shards, Replicas: n.place.Replicas, Local: len(n.local), Ready: int(n.nReady.Load())},
+		Shards:   ShardStatus{Total: n.place.Shards, Replicas: n.place.Replicas, Local: len(n.local), Ready: int(n.nReady.Load())},
 		Switches: []string{},
 	}
 	live := map[hwg.NodeID]hwg.Process{}

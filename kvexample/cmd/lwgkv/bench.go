@@ -105,7 +105,9 @@ func runWorkload(ctx context.Context, rcs []*redis.Client, op string, clients, n
 	key := func(rng *rand.Rand) string { return "key:" + strconv.Itoa(rng.IntN(keys)) }
 	switch op {
 	case "set":
-		do = func(ctx context.Context, rc *redis.Client, rng *rand.Rand) error { return rc.Set(ctx, key(rng), value, 0).Err() }
+		do = func(ctx context.Context, rc *redis.Client, rng *rand.Rand) error {
+			return rc.Set(ctx, key(rng), value, 0).Err()
+		}
 	case "get":
 		do = func(ctx context.Context, rc *redis.Client, rng *rand.Rand) error {
 			err := rc.Get(ctx, key(rng)).Err()
