@@ -85,6 +85,10 @@ type Object struct {
 	inline   []byte // the last small snapshot donated from memory, while a joiner may need it
 	inlineAt point
 	early    *earlyOffer
+
+	lineage  uint64 // see header.Lineage
+	hasState bool   // the state machine holds a state of this object (see claim)
+	round    *claimRound
 }
 
 // submitter sends an ordered message for a caller (Propose, Read): the

@@ -93,6 +93,7 @@ func (o *Object) step(q queued) {
 	switch {
 	case !o.ready:
 		o.queue = append(o.queue, q)
+		o.unreadyStep(q)
 	case !o.applied.less(q.at):
 		// Covered by the snapshot this replica restored.
 	default:
@@ -116,6 +117,7 @@ func (o *Object) joined(e lwg.Event) {
 		o.table = table{Restored: []hwg.Process{o.self}}
 		serve := o.table.install(e.View, e.View.Members[1:], o.self)
 		o.applied = o.recv
+		o.lineage = e.View.ID
 		o.becomeReady()
 		o.observe(Event{Type: EventView, View: o.view, Joined: e.Joined, Left: e.Left})
 		if len(serve) > 0 {
@@ -124,8 +126,15 @@ func (o *Object) joined(e lwg.Event) {
 		return
 	}
 	o.ready = false
+	o.pubReady.Store(false)
 	o.table = table{}
 	o.host.watch(o, true)
+	o.round = nil
+	if len(e.Joined) == len(e.View.Members) {
+		// Nobody in this view held the state before it: no donor will
+		// come. The members choose a seed among themselves (claim).
+		o.startRound()
+	}
 	if e := o.early; e != nil {
 		o.early = nil
 		o.onOffer(e.from, e.d)
@@ -186,7 +195,7 @@ func (o *Object) apply(q queued) {
 
 // becomeReady marks the state present.
 func (o *Object) becomeReady() {
-	o.ready = true
+	o.ready, o.hasState, o.round = true, true, nil
 	o.pubReady.Store(true)
 	o.host.watch(o, o.index > o.snapIndex)
 	o.readyOnce.Do(func() { close(o.readyCh) })
@@ -211,7 +220,7 @@ func (o *Object) takeSnapshot() (snapInfo, bool) {
 // writeTo writes the state at the current point to w and commits it
 // through c.
 func (o *Object) writeTo(w io.Writer, c snapWriter) (snapInfo, bool) {
-	h := header{Object: o.id, At: o.applied, Index: o.index, View: o.view, Table: o.table.clone(), Taker: o.self}
+	h := header{Object: o.id, At: o.applied, Index: o.index, View: o.view, Table: o.table.clone(), Taker: o.self, Lineage: o.lineage}
 	if err := writeSnapshot(w, &h, o.sm); err != nil {
 		c.abort()
 		o.host.logger().Error("writing snapshot", "object", o.id, "error", err)
@@ -359,7 +368,10 @@ func (o *Object) onOffer(from hwg.Process, d direct) {
 		o.early = &earlyOffer{from: from, d: d}
 		return
 	}
-	if o.ready || d.at.less(o.first) || d.size == 0 {
+	if o.ready || d.at.less(o.first) || d.size == 0 || o.round != nil && o.round.claimed {
+		// In a claim round this replica has told the group it holds
+		// no state from this view: taking one now would break the
+		// round's choice.
 		return
 	}
 	if f := o.fetch; f != nil && o.latest.Contains(f.donor) && f.idle < retryTicks {
@@ -470,7 +482,8 @@ func (o *Object) restore(r io.Reader, gen uint64, size int64) error {
 	if err := o.sm.Restore(br); err != nil {
 		return fmt.Errorf("rsm: restoring %s: %w", o.id, err)
 	}
-	o.index, o.applied, o.view, o.table = h.Index, h.At, h.View, h.Table
+	o.index, o.applied, o.view, o.table, o.lineage = h.Index, h.At, h.View, h.Table, h.Lineage
+	o.hasState = true
 	o.pubIndex.Store(o.index)
 	o.inline = nil
 	if gen != 0 {
@@ -563,4 +576,96 @@ func (o *Object) membershipEnded(t lwg.EventType) {
 func (o *Object) observe(e Event) {
 	e.Object = o.id
 	o.host.observe(e)
+}
+
+// Claim rounds. When every member of a view joined in it, no member holds
+// the object's state and no donor will ever offer it (a lone holder was
+// excluded while its joiners fetched, say). Every member then multicasts
+// CLAIM with the state it has: from before it was excluded, or a local
+// snapshot, or none. Once the claims of every member of the view are
+// delivered in it, all of them pick the same best claim; its sender seeds
+// the group with its state, as if taken at the view's install, applies
+// what it queued since, and serves the others as a donor. A member that
+// joins while a round is under way sees the claims and claims too; a new
+// install restarts the round in the new view. A member holding the state
+// never claims, so a round completes only when truly nobody holds it.
+//
+// Commands delivered only to members that all left are lost then: the
+// state goes on from the best one left, as a new lineage.
+
+// claimRound is a round of claims in one view.
+type claimRound struct {
+	view    uint64
+	claimed bool
+	claims  map[hwg.Process]claim
+}
+
+func (o *Object) startRound() {
+	o.round = &claimRound{view: o.latest.ID, claims: map[hwg.Process]claim{}}
+	o.round.claimed = true
+	o.host.multicast(o, encodeClaim(claim{has: o.hasState, lineage: o.lineage, index: o.index}))
+}
+
+// unreadyStep looks at a stream entry a replica without the state has
+// queued, for the claim rounds.
+func (o *Object) unreadyStep(q queued) {
+	if q.ev.Type == lwg.EventInstall {
+		if o.round != nil {
+			o.startRound() // a round is per view
+		}
+		return
+	}
+	m, err := decodeOrdered(q.ev.Payload)
+	if err != nil || m.kind != kindClaim || !o.latest.Contains(q.ev.From) {
+		return
+	}
+	if o.round == nil || o.round.view != o.latest.ID {
+		o.startRound()
+	}
+	r := o.round
+	r.claims[q.ev.From] = m.claim
+	if len(r.claims) < len(o.latest.Members) {
+		return
+	}
+	for _, p := range o.latest.Members {
+		if _, ok := r.claims[p]; !ok {
+			return
+		}
+	}
+	// Every member claimed: the first best claim in view order seeds.
+	seed := o.latest.Members[0]
+	for _, p := range o.latest.Members[1:] {
+		if r.claims[p].better(r.claims[seed]) {
+			seed = p
+		}
+	}
+	o.round = nil
+	o.first = point{View: o.latest.ID} // only a state from this view on
+	if seed != o.self {
+		o.sendWant()
+		return
+	}
+	// This replica seeds: its state stands at the view's install, and
+	// what it queued since follows.
+	o.view = o.latest.Clone()
+	o.applied = point{View: o.view.ID}
+	o.lineage = o.view.ID
+	o.table = table{Restored: []hwg.Process{o.self}}
+	var others []hwg.Process
+	for _, p := range o.view.Members {
+		if p != o.self {
+			others = append(others, p)
+		}
+	}
+	serve := o.table.install(o.view, others, o.self)
+	queue := o.queue
+	o.queue = nil
+	o.becomeReady()
+	o.observe(Event{Type: EventView, View: o.view})
+	for _, e := range queue {
+		o.step(e)
+	}
+	if len(serve) > 0 {
+		o.donate(serve)
+	}
 }

@@ -30,6 +30,9 @@ type header struct {
 	Table  table       `msgpack:"t"`
 	Digest []byte      `msgpack:"d,omitempty"` // reserved
 	Taker  hwg.Process `msgpack:"k"`
+	// Lineage is the view id where this branch of the state began: the
+	// first view of a life, or the view of a claim round (see claim).
+	Lineage uint64 `msgpack:"l"`
 }
 
 // maxHeader bounds a snapshot header: its table names at most the view's

@@ -21,6 +21,7 @@ const (
 	kindPropose  = 1 // origin, seq, command: apply it
 	kindRead     = 2 // origin, seq: the origin answers its query here
 	kindRestored = 3 // the sender's state is restored
+	kindClaim    = 4 // no member holds the state: the sender's own, for the choice of a seed
 )
 
 // Kinds of direct messages.
@@ -41,6 +42,26 @@ type ordered struct {
 	origin hwg.Process
 	seq    uint64
 	cmd    []byte // kindPropose
+	claim  claim  // kindClaim
+}
+
+// claim describes the state a member has when no member of its view holds
+// the object's state: from before it was excluded, or a local snapshot.
+type claim struct {
+	has     bool
+	lineage uint64
+	index   uint64
+}
+
+// better orders claims: a state over none, a newer lineage, more commands.
+func (c claim) better(d claim) bool {
+	if c.has != d.has {
+		return c.has
+	}
+	if c.lineage != d.lineage {
+		return c.lineage > d.lineage
+	}
+	return c.index > d.index
 }
 
 func appendProcess(b []byte, p hwg.Process) []byte {
@@ -63,6 +84,15 @@ func encodeRead(origin hwg.Process, seq uint64) []byte {
 }
 
 func encodeRestored() []byte { return []byte{kindRestored} }
+
+func encodeClaim(c claim) []byte {
+	b := []byte{kindClaim, 0}
+	if c.has {
+		b[1] = 1
+	}
+	b = binary.AppendUvarint(b, c.lineage)
+	return binary.AppendUvarint(b, c.index)
+}
 
 // reader decodes the fields of one message.
 type reader struct {
@@ -124,6 +154,13 @@ func decodeOrdered(b []byte) (ordered, error) {
 	case kindRead:
 		m.origin, m.seq = r.process(), r.uvarint()
 	case kindRestored:
+	case kindClaim:
+		if len(r.b) == 0 || r.b[0] > 1 {
+			return ordered{}, fmt.Errorf("%w: bad claim", errMalformed)
+		}
+		m.claim.has = r.b[0] == 1
+		r.b = r.b[1:]
+		m.claim.lineage, m.claim.index = r.uvarint(), r.uvarint()
 	default:
 		return ordered{}, fmt.Errorf("%w: unknown kind %d", errMalformed, m.kind)
 	}
