@@ -109,7 +109,7 @@ type Node struct {
 
 	mu        sync.Mutex
 	objects   map[lwg.ID]*Object
-	watched   map[*Object]struct{}
+	watched   map[*Object]*watchState
 	observers []func(Event)
 	runq      []*Object
 	wake      *sync.Cond
@@ -145,7 +145,7 @@ func New(cfg Config) (*Node, error) {
 		hn:      cfg.HWG,
 		self:    cfg.HWG.Self(),
 		objects: map[lwg.ID]*Object{},
-		watched: map[*Object]struct{}{},
+		watched: map[*Object]*watchState{},
 		stop:    make(chan struct{}),
 	}
 	n.wake = sync.NewCond(&n.mu)
@@ -431,16 +431,43 @@ func (n *Node) tick() {
 			return
 		case <-t.C:
 		}
+		// A joiner waiting for its state needs every tick (transfer
+		// timeouts); an object waiting only for its time-based snapshot
+		// needs one per SnapshotInterval, which keeps thousands of dirty
+		// objects from costing a queue item each per tick.
+		type dueTick struct {
+			o     *Object
+			ticks int
+		}
+		var due []dueTick
 		n.mu.Lock()
-		objs := make([]*Object, 0, len(n.watched))
-		for o := range n.watched {
-			objs = append(objs, o)
+		for o, w := range n.watched {
+			w.elapsed++
+			if w.left--; w.left > 0 {
+				continue
+			}
+			due = append(due, dueTick{o, w.elapsed})
+			w.left, w.elapsed = n.period(o), 0
 		}
 		n.mu.Unlock()
-		for _, o := range objs {
-			n.enqueue(o, item{kind: itemTick})
+		for _, d := range due {
+			n.enqueue(d.o, item{kind: itemTick, ticks: d.ticks})
 		}
 	}
+}
+
+// watchState counts ticks for a watched object.
+type watchState struct {
+	left    int // ticks until its next tick item
+	elapsed int // ticks since its last one
+}
+
+// period is how many ticks o waits between tick items.
+func (n *Node) period(o *Object) int {
+	if o.pubReady.Load() {
+		return n.cfg.snapshotTicks
+	}
+	return 1
 }
 
 // enqueue adds an input to o's mailbox and queues o for a worker.
@@ -503,7 +530,7 @@ func (o *Object) process(it item) {
 	case itemDirect:
 		o.onDirect(it.from, it.d)
 	case itemTick:
-		o.onTick()
+		o.onTick(it.ticks)
 	}
 }
 
@@ -537,7 +564,11 @@ func (n *Node) submit(ctx context.Context, o *Object, payload []byte) error {
 func (n *Node) watch(o *Object, on bool) {
 	n.mu.Lock()
 	if on && !n.closed && n.objects[o.lwg] == o {
-		n.watched[o] = struct{}{}
+		if w := n.watched[o]; w == nil {
+			n.watched[o] = &watchState{left: n.period(o)}
+		} else {
+			w.left = min(w.left, n.period(o))
+		}
 	} else if !on {
 		delete(n.watched, o)
 	}

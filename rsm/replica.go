@@ -38,10 +38,11 @@ const (
 )
 
 type item struct {
-	kind itemKind
-	ev   lwg.Event
-	from hwg.Process
-	d    direct
+	kind  itemKind
+	ticks int // itemTick: how many ticks it stands for
+	ev    lwg.Event
+	from  hwg.Process
+	d     direct
 }
 
 // queued is a delivery-stream entry, numbered by its point.
@@ -524,11 +525,13 @@ func (o *Object) abortFetch() {
 	}
 }
 
-// onTick drives the transfer's timeouts and the time-based snapshot.
-func (o *Object) onTick() {
+// onTick drives the transfer's timeouts (a replica without its state
+// gets every tick) and the time-based snapshot (a ready one gets ticks in
+// bulk).
+func (o *Object) onTick(ticks int) {
 	if o.ready {
 		if o.index > o.snapIndex {
-			o.snapIdle++
+			o.snapIdle += ticks
 			if o.snapIdle >= o.cfg.snapshotTicks {
 				o.takeSnapshot()
 			}

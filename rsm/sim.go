@@ -121,7 +121,7 @@ func (s *SimNode) serveFetch(to hwg.Process, d direct) {
 func (s *SimNode) Tick() {
 	// In id order: the simulation must not depend on map order.
 	for _, l := range slices.Sorted(maps.Keys(s.objects)) {
-		s.objects[l].onTick()
+		s.objects[l].onTick(1)
 	}
 }
 

@@ -70,7 +70,7 @@ func TestRestartFromDataDir(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the 3-node TCP restart test")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	n1 := startTCP(t, ctx, 1, dirs[0], nil)
@@ -133,6 +133,13 @@ func TestRestartFromDataDir(t *testing.T) {
 	}
 	if err := forAll(ctx, stored, func(ctx context.Context, id rsm.ObjectID) error {
 		_, err := n3.Open(ctx, id, rsmtest.NewCounter)
+		if err != nil {
+			for _, n := range []*rsm.Node{n1, n2, n3} {
+				if o, ok := n.Object(id); ok {
+					t.Logf("%s on %v: watched=%v %s", id, n.Self(), n.Watched(o), o.DebugState())
+				}
+			}
+		}
 		return err
 	}); err != nil {
 		t.Fatal(err)

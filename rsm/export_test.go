@@ -1,0 +1,27 @@
+package rsm
+
+import "fmt"
+
+// DebugState describes the replica for test failure messages.
+func (o *Object) DebugState() string {
+	o.smMu.Lock()
+	defer o.smMu.Unlock()
+	o.mu.Lock()
+	mail := len(o.mail)
+	sched := o.scheduled
+	o.mu.Unlock()
+	f := "none"
+	if o.fetch != nil {
+		f = fmt.Sprintf("from %v gen %d %d/%d idle %d", o.fetch.donor, o.fetch.gen, o.fetch.next, o.fetch.size, o.fetch.idle)
+	}
+	return fmt.Sprintf("ready=%v index=%d applied=%v recv=%v first=%v view=%v latest=%v table=%+v queue=%d fetch=%s round=%v early=%v mail=%d scheduled=%v wantIdle=%d",
+		o.ready, o.index, o.applied, o.recv, o.first, o.view, o.latest, o.table, len(o.queue), f, o.round != nil, o.early != nil, mail, sched, o.wantIdle)
+}
+
+// Watched reports whether the node ticks o.
+func (n *Node) Watched(o *Object) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.watched[o]
+	return ok
+}
