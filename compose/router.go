@@ -76,6 +76,12 @@ type Stats struct {
 	Acks      uint64 // acknowledgements this node multicast
 	States    uint64 // routing-state snapshots this node sent
 	Malformed uint64
+	// Restarts counts groups whose routing state this node began afresh,
+	// after a view of a group's life other than its first left it alone
+	// without the state: every holder had left the view (crashed, or
+	// excluded by a partition). The copies the group owed are lost: the
+	// composition's counterpart of a group losing every member.
+	Restarts uint64
 }
 
 // Router is the routing filter and inter-group router of one node: a pure,
@@ -113,10 +119,11 @@ type Router struct {
 	seq map[lwg.ID]uint64
 	// home is the group sends go through while this node is a member and
 	// it reaches the destinations, so one process's sends follow one tree.
-	home lwg.ID
-	tick   bool
-	out    Ready
-	stats  Stats
+	home    lwg.ID
+	emitted uint64
+	tick    bool
+	out     Ready
+	stats   Stats
 }
 
 // member is this node's endpoint state in one LWG of the topology.
@@ -306,6 +313,9 @@ func (r *Router) LWGEvent(e lwg.Event) {
 				// Alone in its first view: the group begins (or every
 				// holder of its state is gone), with an empty state.
 				m.ready, m.st = true, newState(e.View.ID)
+				if uint32(e.View.ID) != 1 {
+					r.stats.Restarts++
+				}
 			} else {
 				m.joinView = e.View.ID
 			}
@@ -315,6 +325,7 @@ func (r *Router) LWGEvent(e lwg.Event) {
 			// Every holder of the state is gone before it reached this
 			// member: the group's routing starts a new epoch.
 			m.ready, m.st, m.buf = true, newState(e.View.ID), nil
+			r.stats.Restarts++
 		}
 		if !m.ready {
 			m.buf = append(m.buf, e)
@@ -492,5 +503,7 @@ func (r *Router) pump() {
 }
 
 func (r *Router) emit(g lwg.ID, e *envelope) {
+	r.emitted++
+	e.N = r.emitted
 	r.out.Sends = append(r.out.Sends, Send{Group: g, Payload: encode(e)})
 }

@@ -46,6 +46,9 @@ type stateMsg struct {
 }
 
 type envelope struct {
+	// N numbers the sender's multicasts, so no two payloads it multicasts
+	// are equal (a router may forward one copy twice in two tenures).
+	N     uint64    `msgpack:"n,omitempty"`
 	Route *routeMsg `msgpack:"r,omitempty"`
 	Ack   *ackMsg   `msgpack:"a,omitempty"`
 	State *stateMsg `msgpack:"x,omitempty"`
