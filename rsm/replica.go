@@ -593,8 +593,12 @@ func (o *Object) observe(e Event) {
 // install restarts the round in the new view. A member holding the state
 // never claims, so a round completes only when truly nobody holds it.
 //
-// Commands delivered only to members that all left are lost then: the
-// state goes on from the best one left, as a new lineage.
+// Commands delivered only to members that all left are lost: the state
+// goes on from the best one left (empty if none has one), as a new
+// lineage. A holder partitioned away that comes back later takes the new
+// lineage: its own commands are lost. Waiting for it instead would block
+// the object forever when the holder crashed for good; which to prefer
+// should become a Config choice.
 
 // claimRound is a round of claims in one view.
 type claimRound struct {
