@@ -35,6 +35,10 @@ type NodeConfig struct {
 	Group Config
 	// Logger receives the node's logs. Default: silent.
 	Logger hclog.Logger
+	// NoSendEvents drops EventSend (sent for tracing) instead of handing
+	// it to the reader: a reader that ignores sends (such as lwg.Service)
+	// saves a channel hand-off per multicast.
+	NoSendEvents bool
 }
 
 // FastTiming returns c with timing for a fast local network: 10ms ticks and

@@ -385,6 +385,10 @@ func (n *Node) event(id GroupID, g *Group, e *Event) {
 		n.complete(id, EventLeft, nil)
 		// A Join still waiting (Leave undid it) ends too.
 		n.complete(id, EventInstall, ErrNotMember)
+	case EventSend:
+		if n.cfg.NoSendEvents {
+			return
+		}
 	}
 	n.pushEvent(e)
 }

@@ -34,6 +34,10 @@ import (
 // within benchDeadline is skipped with the reason.
 
 // benchSizes are the values of n.
+// benchSendEvents keeps EventSend flowing to the benchmarks' readers (see
+// startBenchCluster).
+var benchSendEvents = os.Getenv("LWGKIT_BENCH_SENDEVENTS") == "1"
+
 func benchSizes() []int {
 	maxN := 10000
 	if s := os.Getenv("LWGKIT_BENCH_MAXN"); s != "" {
@@ -192,6 +196,10 @@ func startBenchCluster(b testing.TB, k int, place lwg.Placement) []*benchNode {
 		// 500 ms. (Crashed members are suspected, not waited for, so the
 		// recovery times do not include it.)
 		cfg.Group.FlushWaitTicks = 50
+		// Nothing here reads sends: drop them at the source, as a
+		// deployment would (LWGKIT_BENCH_SENDEVENTS=1 keeps them, for
+		// comparison with runs before these options existed).
+		cfg.NoSendEvents = !benchSendEvents
 		n, err := hwg.NewNode(cfg)
 		if err != nil {
 			b.Fatal(err)
@@ -201,7 +209,7 @@ func startBenchCluster(b testing.TB, k int, place lwg.Placement) []*benchNode {
 	}
 	var out []*benchNode
 	for i, n := range hn {
-		svc, err := lwg.NewService(lwg.ServiceConfig{Node: n, Core: lwg.Config{Place: place}, DirectoryMembers: members, TickInterval: 10 * time.Millisecond})
+		svc, err := lwg.NewService(lwg.ServiceConfig{Node: n, Core: lwg.Config{Place: place}, DirectoryMembers: members, TickInterval: 10 * time.Millisecond, NoSendEvents: !benchSendEvents})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -11,13 +11,15 @@ import (
 type collector struct {
 	s                                         *Service
 	interference, stale, malformed, delivered *prometheus.Desc
-	endpoints                                 *prometheus.Desc
+	endpoints, dropped                        *prometheus.Desc
 }
 
 // Collector returns a Prometheus collector of the Service's counters:
 // lwg_interference_total (data messages a carrier brought to this node for
 // LWGs it has no endpoint for: the cost of sharing carriers),
-// lwg_delivered_total, lwg_stale_total, lwg_malformed_total and the
+// lwg_delivered_total, lwg_stale_total, lwg_malformed_total,
+// lwg_multicast_dropped_total (multicasts queued just as this node left
+// or was excluded from their LWG, see Service.Multicast) and the
 // lwg_endpoints gauge. Register it with a prometheus.Registerer; each
 // scrape asks the Service's loop, waiting at most a second.
 func (s *Service) Collector() prometheus.Collector {
@@ -30,11 +32,12 @@ func (s *Service) Collector() prometheus.Collector {
 		malformed:    desc("lwg_malformed_total", "Payloads from carriers that failed to decode."),
 		delivered:    desc("lwg_delivered_total", "Data messages delivered to local LWG endpoints."),
 		endpoints:    desc("lwg_endpoints", "Local LWG endpoints."),
+		dropped:      desc("lwg_multicast_dropped_total", "Multicasts queued for an LWG this node left or was excluded from before they were sent."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.interference, c.stale, c.malformed, c.delivered, c.endpoints} {
+	for _, d := range []*prometheus.Desc{c.interference, c.stale, c.malformed, c.delivered, c.endpoints, c.dropped} {
 		ch <- d
 	}
 }
@@ -59,5 +62,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.stale, st.Stale)
 	counter(c.malformed, st.Malformed)
 	counter(c.delivered, st.Delivered)
+	counter(c.dropped, c.s.dropped.Load())
 	ch <- prometheus.MustNewConstMetric(c.endpoints, prometheus.GaugeValue, float64(eps))
 }

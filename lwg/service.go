@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -30,6 +32,14 @@ type ServiceConfig struct {
 	TickInterval time.Duration
 	// Logger receives the Service's logs. Default: silent.
 	Logger hclog.Logger
+	// NoSendEvents drops EventSend (sent for tracing) instead of handing
+	// it to the reader: set it unless the reader wants sends. The HWG
+	// layer's own EventSend is not needed by the Service either; see
+	// hwg.NodeConfig.NoSendEvents.
+	NoSendEvents bool
+	// MulticastQueue is how many multicasts may wait for the Service's
+	// loop; Multicast blocks while it is full. Default 8192.
+	MulticastQueue int
 }
 
 // ErrClosed is returned by calls on a closed Service.
@@ -51,6 +61,7 @@ type Service struct {
 	log    hclog.Logger
 	node   *hwg.Node
 	reqs   chan func()
+	mcast  chan svcMulticast // bounded: backpressure for senders
 	events chan Event
 	stop   chan struct{}
 	done   chan struct{}
@@ -58,10 +69,24 @@ type Service struct {
 	bg     context.Context
 	cancel context.CancelFunc
 
+	// members holds the LWGs this node has an endpoint in, as of the
+	// loop's last step: Multicast checks it without a trip to the loop.
+	membersMu sync.RWMutex
+	members   map[ID]struct{}
+	// dropped counts multicasts that passed that check but found no
+	// endpoint when the loop took them (this node left or was excluded
+	// in between).
+	dropped atomic.Uint64
+
 	// Owned by the loop goroutine.
 	core    *Core
-	queue   []Event
+	queue   eventBatches
 	waiters map[ID][]svcWaiter
+}
+
+type svcMulticast struct {
+	l       ID
+	payload []byte
 }
 
 type svcWaiter struct {
@@ -82,6 +107,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = 50 * time.Millisecond
 	}
+	if cfg.MulticastQueue <= 0 {
+		cfg.MulticastQueue = 8192
+	}
 	if len(cfg.DirectoryMembers) > 0 {
 		err = core.BootstrapDirectory(cfg.DirectoryMembers)
 	} else {
@@ -95,6 +123,8 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		log:     cfg.Logger,
 		node:    cfg.Node,
 		reqs:    make(chan func()),
+		mcast:   make(chan svcMulticast, cfg.MulticastQueue),
+		members: map[ID]struct{}{},
 		events:  make(chan Event, 256),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -116,18 +146,22 @@ func (s *Service) loop() {
 	hwgEvents := s.node.Events()
 	s.ready()
 	for {
+		// Hand queued events to the reader with plain sends while the
+		// channel has room; wait for room in the select below with the
+		// rest. A pass through the select per event cost more than the
+		// event.
+		s.pump()
 		var out chan Event
 		var next Event
-		if len(s.queue) > 0 {
-			out, next = s.events, s.queue[0]
+		if s.queue.len() > 0 {
+			out, next = s.events, s.queue.peek()
 		}
 		select {
 		case <-s.stop:
 			s.shutdown()
 			return
 		case out <- next:
-			s.queue[0] = Event{}
-			s.queue = s.queue[1:]
+			s.queue.pop()
 			continue
 		case e, ok := <-hwgEvents:
 			if !ok {
@@ -138,25 +172,85 @@ func (s *Service) loop() {
 		case <-ticker.C:
 			s.core.Tick()
 		case f := <-s.reqs:
-			f()
-			// Take the requests already waiting before answering, so the
-			// control messages of many Joins ride in one message.
-			for range maxDrain {
-				select {
-				case f := <-s.reqs:
-					f()
-					continue
-				default:
-				}
-				break
-			}
+			s.request(f)
+		case m := <-s.mcast:
+			s.multicast(m)
 		}
+		// Take whatever else is waiting before carrying out what the Core
+		// asks: HWG events and multicasts in drained batches, each with a
+		// plain receive, and requests, so the control messages of many
+		// Joins ride in one message.
+		hwgEvents = s.drain(hwgEvents)
 		s.ready()
 	}
 }
 
-// maxDrain bounds the requests the loop takes in one go.
+// maxDrain bounds the inputs the loop takes in one go.
 const maxDrain = 4096
+
+// drainRun bounds how many inputs of one kind the loop takes in a row
+// before it looks at the others.
+const drainRun = 64
+
+// drain takes the inputs already waiting, up to maxDrain, and returns the
+// HWG event channel (nil once the node closed it).
+func (s *Service) drain(hwgEvents <-chan hwg.Event) <-chan hwg.Event {
+	for taken := 0; taken < maxDrain; {
+		k := 0
+	mcasts:
+		for ; k < drainRun; k++ {
+			select {
+			case m := <-s.mcast:
+				s.multicast(m)
+			default:
+				break mcasts
+			}
+		}
+	hwgs:
+		for ; k < 2*drainRun && hwgEvents != nil; k++ {
+			select {
+			case e, ok := <-hwgEvents:
+				if !ok {
+					hwgEvents = nil
+					break hwgs
+				}
+				s.core.HWGEvent(e)
+			default:
+				break hwgs
+			}
+		}
+		select {
+		case f := <-s.reqs:
+			s.request(f)
+			k++
+		default:
+		}
+		if k == 0 {
+			break
+		}
+		taken += k
+	}
+	return hwgEvents
+}
+
+// request runs f, a request from the application, on the loop. The
+// multicasts queued before f was handed over are taken first, so that a
+// goroutine's requests keep their order with its Multicasts (a HoldOK
+// must not overtake the multicasts made before it).
+func (s *Service) request(f func()) {
+	for range len(s.mcast) {
+		s.multicast(<-s.mcast)
+	}
+	f()
+}
+
+// multicast hands the Core one queued multicast.
+func (s *Service) multicast(m svcMulticast) {
+	if err := s.core.Multicast(m.l, m.payload); err != nil {
+		s.dropped.Add(1)
+		s.log.Debug("dropping a multicast queued for an LWG this node is no longer in", "lwg", m.l, "error", err)
+	}
+}
 
 // ready carries out what the Core asks, in order.
 func (s *Service) ready() {
@@ -164,9 +258,113 @@ func (s *Service) ready() {
 	for _, a := range rd.Actions {
 		s.act(a)
 	}
-	for _, e := range rd.Events {
-		s.queue = append(s.queue, e)
-		s.wake(e)
+	evs := rd.Events
+	if len(evs) == 0 {
+		return
+	}
+	if s.cfg.NoSendEvents {
+		evs = slices.DeleteFunc(evs, func(e Event) bool { return e.Type == EventSend })
+	}
+	s.track(evs)
+	for i := range evs {
+		if t := evs[i].Type; t != EventDeliver && t != EventSend && len(s.waiters) > 0 {
+			s.wake(evs[i])
+		}
+	}
+	s.push(evs)
+}
+
+// track updates the members Multicast checks from the endpoints that
+// began or ended in evs, before anyone is woken or told of them.
+func (s *Service) track(evs []Event) {
+	locked := false
+	for i := range evs {
+		switch evs[i].Type {
+		case EventInstall, EventLeft, EventExcluded:
+		default:
+			continue
+		}
+		if !locked {
+			s.membersMu.Lock()
+			locked = true
+		}
+		l := evs[i].LWG
+		if s.core.eps[l] != nil {
+			s.members[l] = struct{}{}
+		} else {
+			delete(s.members, l)
+		}
+	}
+	if locked {
+		s.membersMu.Unlock()
+	}
+}
+
+func (s *Service) member(l ID) bool {
+	s.membersMu.RLock()
+	_, ok := s.members[l]
+	s.membersMu.RUnlock()
+	return ok
+}
+
+// push hands evs to the reader, or queues them behind those it has not
+// taken yet; the loop never blocks on the reader.
+func (s *Service) push(evs []Event) {
+	i := 0
+	if s.queue.len() == 0 {
+	send:
+		for ; i < len(evs); i++ {
+			select {
+			case s.events <- evs[i]:
+			default:
+				break send
+			}
+		}
+	}
+	if i < len(evs) {
+		s.queue.push(evs[i:])
+	}
+}
+
+// pump hands the reader queued events while the channel has room.
+func (s *Service) pump() {
+	for s.queue.len() > 0 {
+		select {
+		case s.events <- s.queue.peek():
+			s.queue.pop()
+		default:
+			return
+		}
+	}
+}
+
+// eventBatches is a FIFO of events kept in the batches the Core returned
+// them in: nothing is copied until the reader takes it.
+type eventBatches struct {
+	batches [][]Event
+	head    int // next event in batches[0]
+	n       int
+}
+
+func (q *eventBatches) len() int { return q.n }
+
+func (q *eventBatches) push(evs []Event) {
+	q.batches = append(q.batches, evs)
+	q.n += len(evs)
+}
+
+func (q *eventBatches) peek() Event { return q.batches[0][q.head] }
+
+func (q *eventBatches) pop() {
+	q.batches[0][q.head] = Event{} // let the payload go
+	q.n--
+	if q.head++; q.head == len(q.batches[0]) {
+		q.batches[0] = nil
+		q.batches = q.batches[1:]
+		q.head = 0
+		if len(q.batches) == 0 {
+			q.batches = q.batches[:0:0]
+		}
 	}
 }
 
@@ -307,14 +505,38 @@ func (s *Service) Leave(ctx context.Context, l ID) error {
 // Multicast sends payload to l in total order: at once in the current
 // view, or after HoldOK in the next. The payload must not be modified
 // afterwards.
+//
+// It queues the multicast for the Service's loop and returns without
+// waiting for it: it blocks (until ctx ends) only while the queue is full
+// (ServiceConfig.MulticastQueue). Multicasts from one goroutine keep their
+// order, also with its later requests (a HoldOK after them does not
+// overtake them). It returns ErrNotMember if this node has no endpoint in
+// l as of the events the loop last handed out (after Join returned, and
+// until EventLeft or EventExcluded); a multicast queued just as this node
+// leaves or is excluded is dropped when the loop takes it, and counted
+// (lwg_multicast_dropped_total). If ctx ends before the multicast is
+// queued, it returns ctx's error and the multicast is never sent; a
+// multicast queued as the Service closes is not sent either.
 func (s *Service) Multicast(ctx context.Context, l ID, payload []byte) error {
-	return s.do(ctx, func(ch chan error) error {
-		if err := s.core.Multicast(l, payload); err != nil {
-			return err
-		}
-		now(ch)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-s.stop:
+		return ErrClosed
+	default:
+	}
+	if !s.member(l) {
+		return ErrNotMember
+	}
+	select {
+	case s.mcast <- svcMulticast{l: l, payload: payload}:
 		return nil
-	})
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stop:
+		return ErrClosed
+	}
 }
 
 // HoldOK answers l's EventBlock (only with Config.ManualHoldOK).
