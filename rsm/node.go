@@ -36,7 +36,8 @@ type Config struct {
 	// TickInterval drives transfer timeouts and SnapshotInterval. Default
 	// 100ms; transfers ask again after 10 ticks without progress.
 	TickInterval time.Duration
-	// ChunkSize is the bytes of one state-transfer message. Default 256 KiB;
+	// ChunkSize is the bytes of one state-transfer message, and the largest
+	// snapshot sent inside its offer. Default 1 MiB (the storage chunk);
 	// it must stay well under the transport's frame limit (16 MiB).
 	ChunkSize int
 	// TransferWindow is how many bytes a joiner asks for ahead of what it
@@ -68,7 +69,7 @@ func (c Config) withDefaults(runtime bool) (Config, error) {
 		c.TickInterval = 100 * time.Millisecond
 	}
 	if c.ChunkSize <= 0 {
-		c.ChunkSize = 256 << 10
+		c.ChunkSize = 1 << 20
 	}
 	if c.ChunkSize > 8<<20 {
 		return c, fmt.Errorf("%w: ChunkSize %d over 8 MiB", ErrInvalidConfig, c.ChunkSize)

@@ -411,16 +411,20 @@ func (o *Object) onChunk(from hwg.Process, d direct) {
 		f.next+uint64(len(d.data)) > f.size {
 		return
 	}
+	f.next += uint64(len(d.data))
+	f.idle = 0
+	o.received.Add(uint64(len(d.data)))
+	if f.next < f.size {
+		// Ask for more before the write: a write can wait for a disk
+		// sync, and the window must not stall behind it.
+		o.request()
+	}
 	if _, err := f.w.Write(d.data); err != nil {
 		o.host.logger().Error("writing a received snapshot", "object", o.id, "error", err)
 		o.abortFetch()
 		return
 	}
-	f.next += uint64(len(d.data))
-	f.idle = 0
-	o.received.Add(uint64(len(d.data)))
 	if f.next < f.size {
-		o.request()
 		return
 	}
 	o.fetch = nil
