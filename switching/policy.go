@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/lwgkit/lwgkit/hwg"
 )
@@ -262,15 +263,19 @@ func (x *index) exact(key string, members nodeSet) *hstate {
 }
 
 func better(a, b *hstate, members nodeSet) bool {
-	if len(a.lwgs) != len(b.lwgs) {
-		return len(a.lwgs) > len(b.lwgs)
-	}
 	name := MemberBase(members)
 	if (a.h.Base == name) != (b.h.Base == name) {
 		return a.h.Base == name
 	}
+	if len(a.lwgs) != len(b.lwgs) {
+		return len(a.lwgs) > len(b.lwgs)
+	}
 	return a.h.ID < b.h.ID
 }
+
+// isMemberBase reports whether base names an HWG meant for a member set
+// (MemberBase, with or without a suffix).
+func isMemberBase(base hwg.GroupID) bool { return strings.HasPrefix(string(base), memberPrefix) }
 
 // freeBase returns a base for a new HWG of members that no HWG has:
 // MemberBase(members), or that with a suffix.
@@ -580,9 +585,13 @@ func (x *index) cheapestHome(l *lstate, pool *hstate) (*hstate, float64) {
 	return best, bestCost
 }
 
-// merges applies minimality to HWGs with identical members: once they have
-// been stable for MergeStable rounds, the LWGs of all but one (the one
-// carrying most) move to it.
+// merges applies minimality to HWGs with identical members: the LWGs of
+// all but one (the one named for the set, else the one carrying most) move
+// to it. An HWG named for another member set that looks like this one now
+// most likely lost a node for a while and will differ again when it is
+// back: it is merged only once both have been unchanged for MergeStable
+// rounds. Any other (the pool, a shared carrier that switches emptied down
+// to one set) is merged at once.
 func (x *index) merges() []*candidate {
 	var keys []string
 	for k := range x.byKey {
@@ -593,7 +602,7 @@ func (x *index) merges() []*candidate {
 	for _, key := range keys {
 		var hs []*hstate
 		for _, h := range x.byKey[key] {
-			if !h.h.Partial && h.h.Stable >= x.cfg.MergeStable {
+			if !h.h.Partial {
 				hs = append(hs, h)
 			}
 		}
@@ -608,6 +617,9 @@ func (x *index) merges() []*candidate {
 		}
 		for _, h := range hs {
 			if h == into || len(h.lwgs) == 0 {
+				continue
+			}
+			if isMemberBase(h.h.Base) && min(h.h.Stable, into.h.Stable) < x.cfg.MergeStable {
 				continue
 			}
 			m := &Action{Kind: ActMerge, HWG: h.h.ID, Into: into.h.ID, Why: ReasonMerge}

@@ -177,7 +177,7 @@ func MemberBase(nodes []hwg.NodeID) hwg.GroupID {
 	ns := slices.Clone(nodes)
 	slices.Sort(ns)
 	var b strings.Builder
-	b.WriteString("h/m/")
+	b.WriteString(memberPrefix)
 	for i, n := range ns {
 		if i > 0 {
 			b.WriteByte('.')
@@ -186,6 +186,9 @@ func MemberBase(nodes []hwg.NodeID) hwg.GroupID {
 	}
 	return hwg.GroupID(b.String())
 }
+
+// memberPrefix begins every MemberBase.
+const memberPrefix = "h/m/"
 
 // ByMembers is an lwg.Placement for applications that know each LWG's
 // member nodes when they create it (a sharded store placing shards by
