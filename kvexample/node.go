@@ -82,6 +82,7 @@ type Node struct {
 	shards  []atomic.Pointer[rsm.Object] // ready local replicas by shard
 	local   []int
 	nReady  atomic.Int64
+	live    atomic.Pointer[map[hwg.NodeID]bool] // nodes in the directory's view
 	ready   chan struct{}
 	reopen  chan int
 	started time.Time
@@ -164,6 +165,7 @@ func Start(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	n.fwd = NewRESPForwarder(cfg.RESPPeers)
 	n.store, err = NewStore(StoreConfig{
 		Placement: place, Self: cfg.ID, Local: n.localReplica, Forward: n.fwd, MaxValueBytes: cfg.MaxValueBytes,
+		Live: n.isLive,
 	})
 	if err != nil {
 		return fail(err)
@@ -198,9 +200,45 @@ func Start(ctx context.Context, cfg NodeConfig) (*Node, error) {
 			return fail(err)
 		}
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.openAll()
+	go n.watchLive()
 	return n, nil
+}
+
+// DirectoryGroup is the cluster-wide HWG every node is a member of.
+const DirectoryGroup hwg.GroupID = "h/dir"
+
+// watchLive keeps the set of nodes in the directory's view, which
+// forwarding uses to skip nodes that failed or were cut off.
+func (n *Node) watchLive() {
+	defer n.wg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+		info, err := n.rsm.HWG().Info(ctx, DirectoryGroup)
+		cancel()
+		if err == nil && len(info.View.Members) > 0 {
+			m := make(map[hwg.NodeID]bool, len(info.View.Members))
+			for _, p := range info.View.Members {
+				m[p.Node] = true
+			}
+			n.live.Store(&m)
+		}
+		select {
+		case <-t.C:
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// isLive: a node in the directory's last known view (all nodes until one
+// is known).
+func (n *Node) isLive(id hwg.NodeID) bool {
+	m := n.live.Load()
+	return m == nil || (*m)[id]
 }
 
 func (n *Node) localReplica(shard int) (Replica, bool) {
@@ -358,7 +396,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 			}
 		}
 	}
-	if info, err := n.rsm.HWG().Info(ctx, "h/dir"); err == nil {
+	if info, err := n.rsm.HWG().Info(ctx, DirectoryGroup); err == nil {
 		addLive(info.View)
 	}
 	counts := map[hwg.GroupID]int{}

@@ -39,6 +39,10 @@ type StoreConfig struct {
 	// Forward reaches other nodes; nil means a shard with no local
 	// replica is unavailable.
 	Forward Forwarder
+	// Live, if set, says whether a node is believed up (in the cluster's
+	// current view); forwarding tries live replicas first, so a request
+	// does not wait out its timeout on a crashed or cut-off node.
+	Live func(hwg.NodeID) bool
 	// MaxValueBytes bounds a value. Default 1 MiB.
 	MaxValueBytes int
 }
@@ -257,10 +261,7 @@ func (s *Store) route(ctx context.Context, shard int, c Command) ([]byte, error)
 		return nil, fmt.Errorf("%w: shard %d has no ready replica here", ErrUnavailable, shard)
 	}
 	var errs []error
-	for _, n := range s.cfg.Placement.ReplicasOf(shard) {
-		if n == s.cfg.Self {
-			continue
-		}
+	for _, n := range s.forwardOrder(shard) {
 		s.forwarded.Inc()
 		raw, err := s.cfg.Forward.Forward(ctx, n, shard, enc, read)
 		if err == nil {
@@ -277,6 +278,22 @@ func (s *Store) route(ctx context.Context, shard int, c Command) ([]byte, error)
 		errs = append(errs, fmt.Errorf("node %d: %w", n, err))
 	}
 	return nil, fmt.Errorf("%w: shard %d: %v", ErrUnavailable, shard, errors.Join(errs...))
+}
+
+// forwardOrder returns the other replicas of shard, live ones first, each
+// group in preference order.
+func (s *Store) forwardOrder(shard int) []hwg.NodeID {
+	var live, rest []hwg.NodeID
+	for _, n := range s.cfg.Placement.ReplicasOf(shard) {
+		switch {
+		case n == s.cfg.Self:
+		case s.cfg.Live == nil || s.cfg.Live(n):
+			live = append(live, n)
+		default:
+			rest = append(rest, n)
+		}
+	}
+	return append(live, rest...)
 }
 
 func runLocal(ctx context.Context, r Replica, enc []byte, read bool) ([]byte, error) {

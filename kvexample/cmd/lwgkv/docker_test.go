@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// docker runs the docker CLI and returns its trimmed output.
+func docker(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+func mustDocker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := docker(t, args...)
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// TestDocker builds the FROM-scratch image of kvexample/docker on a static
+// binary, runs a 5-node cluster in containers, kills one node, cuts
+// another off with `docker network disconnect`, and checks that
+// acknowledged writes stay readable and writes go on. It skips when docker
+// is unavailable, with -short, and with LWGKV_DOCKER=0.
+func TestDocker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the Docker test")
+	}
+	if os.Getenv("LWGKV_DOCKER") == "0" {
+		t.Skip("LWGKV_DOCKER=0: skipping the Docker test")
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("docker is not installed: skipping the Docker test")
+	}
+	if out, err := docker(t, "info", "--format", "{{.ServerVersion}}"); err != nil {
+		t.Skipf("the docker daemon is not available (%v: %s): skipping the Docker test", err, out)
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the image holds a linux binary")
+	}
+	tag := fmt.Sprintf("lwgkv-test-%d", time.Now().UnixNano()%1e9)
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "lwgkv"), ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("static build: %v\n%s", err, out)
+	}
+	df, err := os.ReadFile("../../docker/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(df), "FROM scratch") {
+		t.Fatal("the Dockerfile must build FROM scratch")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), df, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustDocker(t, "build", "-q", "-t", tag, dir)
+	t.Cleanup(func() { docker(t, "rmi", "-f", tag) })
+	mustDocker(t, "network", "create", tag)
+	const n = 5
+	names := make([]string, n+1)
+	t.Cleanup(func() {
+		for i := 1; i <= n; i++ {
+			if t.Failed() {
+				out, _ := docker(t, "logs", "--tail", "30", names[i])
+				t.Logf("%s:\n%s", names[i], out)
+			}
+			docker(t, "rm", "-f", names[i])
+		}
+		docker(t, "network", "rm", tag)
+	})
+	ports := make([]string, n+1)
+	for i := 1; i <= n; i++ {
+		names[i] = fmt.Sprintf("%s-n%d", tag, i)
+		var join []string
+		for j := 1; j <= n; j++ {
+			if j != i {
+				join = append(join, fmt.Sprintf("%d=n%d:16379", j, j))
+			}
+		}
+		args := []string{"run", "-d", "--name", names[i], "--network", tag, "--network-alias", fmt.Sprintf("n%d", i),
+			"-p", "127.0.0.1::6379", tag,
+			"serve", "-id", strconv.Itoa(i), "-data", "/data", "-resp", "0.0.0.0:6379", "-http", "0.0.0.0:8080",
+			"-listen", "0.0.0.0:16379", "-advertise", fmt.Sprintf("n%d:16379", i), "-join", strings.Join(join, ","),
+			"-shards", "64", "-cluster", "docker", "-timeout", "3s"}
+		if i == 1 {
+			args = append(args, "-bootstrap")
+		}
+		mustDocker(t, args...)
+		p := mustDocker(t, "port", names[i], "6379/tcp")
+		ports[i] = strings.Split(p, "\n")[0]
+	}
+	c := &procCluster{t: t}
+	for i := 1; i <= n; i++ {
+		c.waitReady(&proc{id: i, resp: ports[i]}, 90*time.Second)
+	}
+	cl := func(i int) *redis.Client {
+		rc := redis.NewClient(&redis.Options{Addr: ports[i], MaxRetries: -1, ReadTimeout: 4 * time.Second})
+		t.Cleanup(func() { rc.Close() })
+		return rc
+	}
+	acked := map[string]string{}
+	write := func(i int, prefix string, k int) {
+		t.Helper()
+		ctx := context.Background()
+		failed, unknown := 0, 0
+		var firstErr error
+		for j := 0; j < k; j++ {
+			key, val := fmt.Sprintf("%s-%d", prefix, j), fmt.Sprint(j)
+			// A TRYAGAIN was not applied: retry it, as a client would.
+			var err error
+			for try := 0; try < 20; try++ {
+				if err = cl(i).Set(ctx, key, val, 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			switch {
+			case err == nil:
+				acked[key] = val
+			case strings.HasPrefix(err.Error(), "UNKNOWN"):
+				unknown++ // in flight when a node failed: may or may not be applied
+			default:
+				failed++
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+		}
+		if failed > 0 || unknown > k/20 {
+			t.Fatalf("%s: of %d writes through node %d, %d failed and %d have an unknown outcome; first error: %v", prefix, k, i, failed, unknown, firstErr)
+		}
+		if unknown > 0 {
+			t.Logf("%s: %d writes with an unknown outcome", prefix, unknown)
+		}
+	}
+	check := func(i int) {
+		t.Helper()
+		ctx := context.Background()
+		for k, v := range acked {
+			got, err := cl(i).Get(ctx, k).Result()
+			if err != nil || got != v {
+				t.Fatalf("node %d: %s = %q, %v; want %q", i, k, got, err, v)
+			}
+		}
+	}
+	write(1, "before", 200)
+	check(5)
+
+	// Kill node 5: the others go on.
+	mustDocker(t, "kill", names[5])
+	write(2, "killed", 200)
+	check(3)
+
+	// Restart it: it catches up from its data directory and the others.
+	mustDocker(t, "start", names[5])
+	p := mustDocker(t, "port", names[5], "6379/tcp")
+	ports[5] = strings.Split(p, "\n")[0]
+	c.waitReady(&proc{id: 5, resp: ports[5]}, 90*time.Second)
+	check(5)
+
+	// Cut node 4 off: the others go on. (One failure at a time: a shard
+	// whose 3 replicas include two failed nodes rightly blocks.)
+	mustDocker(t, "network", "disconnect", tag, names[4])
+	write(1, "partitioned", 200)
+	check(2)
+
+	// Heal: node 4 rejoins and catches up.
+	mustDocker(t, "network", "connect", "--alias", "n4", tag, names[4])
+	p = mustDocker(t, "port", names[4], "6379/tcp") // published again, maybe elsewhere
+	ports[4] = strings.Split(p, "\n")[0]
+	write(5, "healed", 100)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := cl(4).Get(context.Background(), "healed-0").Result()
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	check(4)
+	check(5)
+}
