@@ -339,10 +339,17 @@ func (n *Node) Close() error {
 	return err
 }
 
-// routeEvents hands every LWG event to its object.
+// routeEvents hands every LWG event to its object. It takes what is
+// waiting in batches: one lookup lock per batch, and one mailbox append
+// and run-queue push per object per batch rather than per event.
 func (n *Node) routeEvents() {
 	defer n.wg.Done()
 	evs := n.svc.Events()
+	var (
+		batch []lwg.Event
+		mail  = map[*Object][]item{}
+		order []*Object
+	)
 	for {
 		select {
 		case <-n.stop:
@@ -351,20 +358,48 @@ func (n *Node) routeEvents() {
 			if !ok {
 				return
 			}
+			batch = append(batch[:0], e)
+		}
+	drain:
+		for len(batch) < routeBatch {
+			select {
+			case e, ok := <-evs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, e)
+			default:
+				break drain
+			}
+		}
+		n.mu.Lock()
+		for _, e := range batch {
 			switch e.Type {
 			case lwg.EventInstall, lwg.EventDeliver, lwg.EventLeft, lwg.EventExcluded:
 			default:
 				continue
 			}
-			n.mu.Lock()
 			o := n.objects[e.LWG]
-			n.mu.Unlock()
-			if o != nil {
-				n.enqueue(o, item{kind: itemEvent, ev: e})
+			if o == nil {
+				continue
 			}
+			if _, ok := mail[o]; !ok {
+				order = append(order, o)
+			}
+			mail[o] = append(mail[o], item{kind: itemEvent, ev: e})
 		}
+		n.mu.Unlock()
+		for _, o := range order {
+			n.enqueueAll(o, mail[o])
+			delete(mail, o)
+		}
+		order = order[:0]
+		clear(batch)
 	}
 }
+
+// routeBatch bounds the events routeEvents takes at once.
+const routeBatch = 1024
 
 // routeDirects serves snapshot fetches and hands the other transfer
 // messages to their objects.
@@ -472,9 +507,13 @@ func (n *Node) period(o *Object) int {
 }
 
 // enqueue adds an input to o's mailbox and queues o for a worker.
-func (n *Node) enqueue(o *Object, it item) {
+func (n *Node) enqueue(o *Object, it item) { n.enqueueAll(o, []item{it}) }
+
+// enqueueAll adds inputs to o's mailbox, in order, and queues o for a
+// worker.
+func (n *Node) enqueueAll(o *Object, its []item) {
 	o.mu.Lock()
-	o.mail = append(o.mail, it)
+	o.mail = append(o.mail, its...)
 	sched := !o.scheduled
 	o.scheduled = true
 	o.mu.Unlock()
