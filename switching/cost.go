@@ -19,12 +19,12 @@ type CostModel struct {
 	LWGFlush float64
 	// LWGInstall is the price of one LWG view installed at one member when
 	// its carrier changes view (failure multiplexing raises Hold.up and
-	// installs in every LWG of the carrier).
+	// installs in every LWG of the carrier, at each of its members).
 	LWGInstall float64
 }
 
 // DefaultCost is the measured cost model (docs/SWITCHING.md).
-var DefaultCost = CostModel{ViewChange: 6, Join: 30, LWGFlush: 3, LWGInstall: 0.5}
+var DefaultCost = CostModel{ViewChange: 6, Join: 40, LWGFlush: 25, LWGInstall: 2.5}
 
 func (m CostModel) withDefaults() CostModel {
 	def := func(v *float64, d float64) {
@@ -59,9 +59,10 @@ func (m CostModel) create(k int) float64 {
 // switchFlushes prices the two LWG flushes of a switch.
 func (m CostModel) switchFlushes() float64 { return 2 * m.LWGFlush }
 
-// standing is what an HWG of k members carrying n LWGs costs per round
-// when each node has churn membership events per round: each event is a
-// view change, with an install in every LWG at every surviving member.
-func (m CostModel) standing(k, n int, churn float64) float64 {
-	return churn * float64(k) * (m.viewChange(k) + m.LWGInstall*float64(n*max(k-1, 0)))
+// standing is what an HWG of k members carrying LWGs with m members in
+// all costs per round when each node has churn membership events per
+// round: each event is a view change of the HWG, with an install of every
+// LWG at each of its members.
+func (m CostModel) standing(k, members int, churn float64) float64 {
+	return churn * float64(k) * (m.viewChange(k) + m.LWGInstall*float64(members))
 }

@@ -379,10 +379,17 @@ func (e *eval) apply(ev Event) {
 			}
 			k := len(h.refs)
 			e.res.Cost.ViewChanges += e.m.viewChange(k)
-			e.res.Cost.Installs += e.m.LWGInstall * float64(len(h.lwgs)*(k-1))
 			e.res.HWGFlushes++
 			h.refs[ev.Node] = 1
 			e.dropMember(h, ev.Node, true)
+			// Every LWG of h installs, at each of its surviving members.
+			for _, l := range h.lwgs {
+				survivors := len(l.members)
+				if slices.Contains(l.members, ev.Node) {
+					survivors--
+				}
+				e.res.Cost.Installs += e.m.LWGInstall * float64(survivors)
+			}
 		}
 		for _, id := range e.ids {
 			l := e.lwgs[id]

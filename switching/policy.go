@@ -27,9 +27,14 @@ type Config struct {
 	// go back and forth. Default 2.
 	Margin float64
 	// MaxHWGsPerNode caps the HWGs a node is in: no HWG is created that
-	// would take a node past it, and a node over it has its coldest HWGs
-	// consolidated. Default 32.
+	// would take a node past it. Default 64.
 	MaxHWGsPerNode int
+	// CapSlack: a node in more than MaxHWGsPerNode+CapSlack HWGs (several
+	// deciders created HWGs for it in one round, or LWGs were placed
+	// outside the policy) has its cheapest HWGs to empty consolidated
+	// until it is back to MaxHWGsPerNode. The gap keeps the two rules from
+	// undoing each other. Default 8.
+	CapSlack int
 	// MaxSwitches bounds the switches one Decide returns (a rate limit per
 	// decider and round). Default 128.
 	MaxSwitches int
@@ -58,9 +63,10 @@ type Config struct {
 
 // Default policy defaults; docs/SWITCHING.md justifies each.
 const (
-	DefaultWindow         = 60
+	DefaultWindow         = 300
 	DefaultMargin         = 2
-	DefaultMaxHWGsPerNode = 32
+	DefaultMaxHWGsPerNode = 64
+	DefaultCapSlack       = 8
 	DefaultMaxSwitches    = 128
 	DefaultMinDwell       = 10
 	DefaultMergeStable    = 60
@@ -78,6 +84,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxHWGsPerNode <= 0 {
 		c.MaxHWGsPerNode = DefaultMaxHWGsPerNode
+	}
+	if c.CapSlack <= 0 {
+		c.CapSlack = DefaultCapSlack
 	}
 	if c.MaxSwitches <= 0 {
 		c.MaxSwitches = DefaultMaxSwitches
@@ -146,6 +155,9 @@ type index struct {
 	hs     []*hstate            // sorted by ID
 	ls     []*lstate            // sorted by ID
 	count  map[hwg.NodeID]int   // HWGs per node
+
+	poolH      *hstate // see pool
+	poolCreate *Action
 }
 
 func (p *Default) index(s *Snapshot) *index {
@@ -199,6 +211,33 @@ func (h *hstate) nodeRefs() map[hwg.NodeID]int {
 		}
 	}
 	return h.refs
+}
+
+// poolTraffic is how many messages of the LWGs on pool a node that joins
+// it can expect to receive: over Window for those that stay, and over
+// MinDwell for those hot enough to move to an HWG of their own (their gain
+// as the only LWG of their set is positive), which leave soon.
+func (x *index) poolTraffic(pool *hstate) float64 {
+	cfg := x.cfg
+	t := 0.0
+	for _, l := range pool.lwgs {
+		alone := cfg.Window*x.interference(l, pool.members) - cfg.Margin*(cfg.Cost.switchFlushes()+cfg.Cost.create(len(l.members)))
+		if alone > 0 {
+			t += l.rate * float64(cfg.MinDwell)
+		} else {
+			t += l.rate * cfg.Window
+		}
+	}
+	return t
+}
+
+// lwgMembers is the number of LWG members on h, summed over its LWGs.
+func (h *hstate) lwgMembers() int {
+	n := 0
+	for _, l := range h.lwgs {
+		n += len(l.members)
+	}
+	return n
 }
 
 // asSet returns ns as a nodeSet, sorting a copy only if it is not sorted
@@ -410,14 +449,21 @@ func (x *index) shareMoves() []*candidate {
 		bestK, bestNet, sum := 0, 0.0, 0.0
 		for i, l := range sorted {
 			sum += W*x.interference(l, l.h.members) - M*x.switchCost(l, nil)
-			net := sum - M*(creation+W*cfg.Cost.standing(len(members), i+1, x.churn))
+			net := sum - M*(creation+W*cfg.Cost.standing(len(members), (i+1)*len(members), x.churn))
 			if net > bestNet {
 				bestK, bestNet = i+1, net
 			}
 		}
 		var create *Action
 		var nh *hstate
-		if bestK > 0 && x.capOK(members) {
+		room := x.capOK(members)
+		if bestK > 0 && !room {
+			var victims []*candidate
+			if victims, room = x.makeRoom(members, bestNet); room {
+				out = append(out, victims...)
+			}
+		}
+		if bestK > 0 && room {
 			base := x.freeBase(members)
 			nh = &hstate{h: &HWG{ID: base, Base: base, Members: members}, members: members, key: key, created: true}
 			x.byBase[base] = nh
@@ -475,65 +521,27 @@ func (x *index) covering(l *lstate) *candidate {
 // consolidations applies minimality to HWGs: one whose standing cost over
 // Window (the flushes its churn causes) is Margin times what moving its
 // LWGs onto the pool (or HWGs covering them) costs is emptied, and so are
-// a node's coldest HWGs while the node is over MaxHWGsPerNode.
+// the cheapest to empty of a node over MaxHWGsPerNode+CapSlack, until it
+// is back to MaxHWGsPerNode.
 func (x *index) consolidations() []*candidate {
 	cfg := x.cfg
-	pool := x.byBase[cfg.Pool]
-	var poolCreate *Action
-	if pool == nil {
-		// No pool yet: a consolidation creates it.
-		pool = &hstate{h: &HWG{ID: cfg.Pool, Base: cfg.Pool}, created: true}
-		poolCreate = &Action{Kind: ActCreate, Base: cfg.Pool, Why: ReasonConsolidate}
-	}
 	over := map[hwg.NodeID]int{}
 	for n, k := range x.count {
-		if k > cfg.MaxHWGsPerNode {
+		if k > cfg.MaxHWGsPerNode+cfg.CapSlack {
 			over[n] = k - cfg.MaxHWGsPerNode
 		}
 	}
-	type plan struct {
-		h    *hstate
-		cost float64
-		cs   []*candidate
-	}
-	var plans []plan
+	var plans []*plan
 	for _, h := range x.hs {
-		if h == pool || h.h.Partial || len(h.lwgs) == 0 || h.created {
-			continue
-		}
-		movable := true
-		for _, l := range h.lwgs {
-			if l.moved || !x.eligible(l) {
-				movable = false
-				break
-			}
-		}
-		if !movable {
-			continue
-		}
-		pl := plan{h: h}
-		for _, l := range h.lwgs {
-			to, c := x.cheapestHome(l, pool)
-			if to == nil {
-				pl.cs = nil
-				break
-			}
-			pl.cost += c
-			cd := &candidate{l: l, to: to, why: ReasonConsolidate, class: 1}
-			if to == pool {
-				cd.create = poolCreate
-			}
-			pl.cs = append(pl.cs, cd)
-		}
-		if pl.cs != nil {
+		if pl := x.emptyPlan(h); pl != nil {
 			plans = append(plans, pl)
 		}
 	}
 	// Coldest first: the cheapest to move.
-	slices.SortStableFunc(plans, func(a, b plan) int { return cmp.Compare(a.cost, b.cost) })
+	slices.SortStableFunc(plans, func(a, b *plan) int { return cmp.Compare(a.cost, b.cost) })
 	var out []*candidate
 	for _, pl := range plans {
-		saving := cfg.Window * cfg.Cost.standing(len(pl.h.members), len(pl.h.lwgs), x.churn)
+		saving := cfg.Window * cfg.Cost.standing(len(pl.h.members), pl.h.lwgMembers(), x.churn)
 		forced := false
 		for _, n := range pl.h.members {
 			if over[n] > 0 {
@@ -554,8 +562,117 @@ func (x *index) consolidations() []*candidate {
 			c.l.moved = true
 			out = append(out, c)
 		}
+		for _, n := range pl.h.members {
+			x.count[n]--
+		}
 	}
 	return out
+}
+
+// plan is how to empty one HWG: where each of its LWGs would go, and what
+// that costs over Window.
+type plan struct {
+	h    *hstate
+	cost float64
+	cs   []*candidate
+}
+
+// pool returns the pool, or a stand-in for the one a consolidation would
+// create, with the ActCreate for it.
+func (x *index) pool() (*hstate, *Action) {
+	if x.poolH == nil {
+		x.poolH = x.byBase[x.cfg.Pool]
+		if x.poolH == nil {
+			x.poolH = &hstate{h: &HWG{ID: x.cfg.Pool, Base: x.cfg.Pool}, created: true}
+			x.poolCreate = &Action{Kind: ActCreate, Base: x.cfg.Pool, Why: ReasonConsolidate}
+		}
+	}
+	return x.poolH, x.poolCreate
+}
+
+// emptyPlan plans moving every LWG of h to its cheapest other home, or
+// returns nil if h cannot be emptied now (it is the pool, new, known only
+// in part, or some LWG of it may not move).
+func (x *index) emptyPlan(h *hstate) *plan {
+	pool, poolCreate := x.pool()
+	if h == pool || h.h.Partial || len(h.lwgs) == 0 || h.created {
+		return nil
+	}
+	for _, l := range h.lwgs {
+		if l.moved || !x.eligible(l) {
+			return nil
+		}
+	}
+	pl := &plan{h: h}
+	for _, l := range h.lwgs {
+		to, c := x.cheapestHome(l, pool)
+		if to == nil {
+			return nil
+		}
+		pl.cost += c
+		cd := &candidate{l: l, to: to, why: ReasonConsolidate, class: 1}
+		if to == pool {
+			cd.create = poolCreate
+		}
+		pl.cs = append(pl.cs, cd)
+	}
+	return pl
+}
+
+// makeRoom finds, for each node of members at MaxHWGsPerNode, the HWG of
+// it that is cheapest to empty, if emptying them all costs (times Margin)
+// less than gain: the LWGs of a group that gains more from an HWG of its
+// own displace colder ones. It returns their moves and true, with the
+// node counts updated, or nothing and false.
+func (x *index) makeRoom(members nodeSet, gain float64) ([]*candidate, bool) {
+	var out []*candidate
+	var emptied []*hstate
+	undo := func() {
+		for _, h := range emptied {
+			for _, n := range h.members {
+				x.count[n]++
+			}
+			for _, l := range h.lwgs {
+				l.moved = false
+			}
+		}
+	}
+	cost := 0.0
+	for _, n := range members {
+		if x.count[n]+1 <= x.cfg.MaxHWGsPerNode {
+			continue
+		}
+		var best *plan
+		for _, h := range x.hs {
+			if !slices.Contains(h.members, n) || slices.Contains(emptied, h) {
+				continue
+			}
+			if pl := x.emptyPlan(h); pl != nil && (best == nil || pl.cost < best.cost) {
+				best = pl
+			}
+		}
+		if best == nil {
+			undo()
+			return nil, false
+		}
+		cost += best.cost
+		if x.cfg.Margin*cost >= gain {
+			undo()
+			return nil, false
+		}
+		emptied = append(emptied, best.h)
+		for _, m := range best.h.members {
+			x.count[m]--
+		}
+		for _, c := range best.cs {
+			c.l.moved = true
+			out = append(out, c)
+		}
+	}
+	for _, c := range out {
+		c.gain = (gain - x.cfg.Margin*cost) / float64(len(out))
+	}
+	return out, true
 }
 
 // cheapestHome returns where l would cost least outside its HWG, among
@@ -577,7 +694,7 @@ func (x *index) cheapestHome(l *lstate, pool *hstate) (*hstate, float64) {
 	if pool != l.h && !pool.members.covers(l.members) {
 		grow := pool.members.union(l.members)
 		added := float64(l.members.minus(pool.members))
-		c := x.switchCost(l, pool.members) + W*x.interference(l, grow) + W*pool.rate*added
+		c := x.switchCost(l, pool.members) + W*x.interference(l, grow) + x.poolTraffic(pool)*added
 		if c < bestCost {
 			best, bestCost = pool, c
 		}
@@ -623,7 +740,7 @@ func (x *index) merges() []*candidate {
 				continue
 			}
 			m := &Action{Kind: ActMerge, HWG: h.h.ID, Into: into.h.ID, Why: ReasonMerge}
-			saving := x.cfg.Window * x.cfg.Cost.standing(len(h.members), len(h.lwgs), x.churn)
+			saving := x.cfg.Window * x.cfg.Cost.standing(len(h.members), h.lwgMembers(), x.churn)
 			for _, l := range h.lwgs {
 				if l.moved || !x.eligible(l) {
 					continue
@@ -677,15 +794,15 @@ func (p *Default) Place(s *Snapshot, l LWG) hwg.GroupID {
 			k++
 			c += cfg.Cost.join(k)
 		}
-		c += W * (x.interference(ls, grow) + pool.rate*float64(ls.members.minus(pool.members)))
+		c += W*x.interference(ls, grow) + x.poolTraffic(pool)*float64(ls.members.minus(pool.members))
 		if x.capOK(ls.members.sub(pool.members)) {
 			consider(cfg.Pool, c)
 		}
 	} else if x.capOK(ls.members) {
-		consider(cfg.Pool, cfg.Cost.create(len(ls.members))+W*cfg.Cost.standing(len(ls.members), 1, x.churn))
+		consider(cfg.Pool, cfg.Cost.create(len(ls.members))+W*cfg.Cost.standing(len(ls.members), len(ls.members), x.churn))
 	}
 	if x.capOK(ls.members) {
-		consider(x.freeBase(ls.members), cfg.Cost.create(len(ls.members))+W*cfg.Cost.standing(len(ls.members), 1, x.churn))
+		consider(x.freeBase(ls.members), cfg.Cost.create(len(ls.members))+W*cfg.Cost.standing(len(ls.members), len(ls.members), x.churn))
 	}
 	if best == "" {
 		return cfg.Pool // every option breaks the cap: share the pool anyway
