@@ -52,9 +52,11 @@
 //
 // If every member holding an object's state leaves its group before a
 // joiner restored (a lone replica excluded while its first joiners fetch,
-// say), the members left wait: they never start over from an empty state
-// in the middle of a group's life. Only the first view of a new life of
-// the group (all its members new) starts from its first member's state.
+// say), the members left run a claim round in total order: each says what
+// state it has (from before an exclusion, or a local snapshot), and all
+// pick the same best one to go on from; commands only the departed
+// holders applied are lost. Starting over from nothing waits for a few
+// rounds, in case a holder partitioned away comes back.
 //
 // Restart rule: a restarted node is a new incarnation, so it rejoins each
 // object as a new member and always receives a full snapshot from a donor.

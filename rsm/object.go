@@ -89,6 +89,10 @@ type Object struct {
 	lineage  uint64 // see header.Lineage
 	hasState bool   // the state machine holds a state of this object (see claim)
 	round    *claimRound
+	holdSent uint64 // the view in which this holder answered a claim
+	empty    uint64 // complete claim rounds seen in which nobody had a state
+	waiting  int    // ticks without a state or a transfer under way
+	replay   bool   // a seed replays its queue: no donations until done
 }
 
 // submitter sends an ordered message for a caller (Propose, Read): the

@@ -105,7 +105,7 @@ func (o *Object) step(q queued) {
 // joined handles the install that admits this replica.
 func (o *Object) joined(e lwg.Event) {
 	o.abortFetch()
-	o.queue, o.first, o.wantIdle = nil, o.recv, 0
+	o.queue, o.first, o.wantIdle, o.waiting = nil, o.recv, 0, 0
 	o.view = e.View.Clone()
 	// A life of an LWG begins at view 1 of its directory version (see
 	// lwg.View). Every member of a later view can be new too (all that
@@ -158,7 +158,7 @@ func (o *Object) apply(q queued) {
 		serve := o.table.install(e.View, e.Joined, o.self)
 		o.trimInline()
 		o.observe(Event{Type: EventView, View: o.view, Joined: e.Joined, Left: e.Left})
-		if len(serve) > 0 {
+		if len(serve) > 0 && !o.replay {
 			o.donate(serve)
 		}
 		return
@@ -190,6 +190,13 @@ func (o *Object) apply(q queued) {
 		if o.view.Contains(e.From) {
 			o.table.restoredBy(e.From)
 			o.trimInline()
+		}
+	case kindClaim:
+		// A member thinks nobody holds the state: say that this one
+		// does, which ends the round (see claimRound).
+		if o.holdSent != o.view.ID && !o.replay {
+			o.holdSent = o.view.ID
+			o.host.multicast(o, encodeHold())
 		}
 	}
 }
@@ -392,6 +399,7 @@ func (o *Object) onOffer(from hwg.Process, d direct) {
 		return
 	}
 	o.fetch = &fetch{donor: from, gen: d.gen, at: d.at, size: d.size, w: w}
+	o.waiting = 0
 	o.request()
 }
 
@@ -563,7 +571,21 @@ func (o *Object) onTick(ticks int) {
 	if o.wantIdle >= retryTicks {
 		o.sendWant()
 	}
+	// Nothing comes: perhaps nobody holds the state any more. A round
+	// finds out (a holder answers HOLD) and, if so, picks a seed.
+	if o.waiting++; o.waiting >= claimTicks && (o.round == nil || o.round.view != o.latest.ID) {
+		o.waiting = 0
+		o.startRound()
+	}
 }
+
+// emptyRounds is how many complete rounds without any state a member
+// must have seen before a round starts the object over from nothing.
+const emptyRounds = 2
+
+// claimTicks is how long a replica without its state and without a
+// transfer under way waits before it starts a claim round.
+const claimTicks = 3 * abandonTicks
 
 // membershipEnded handles the end of this node's membership: Left after
 // Close, or Excluded, after which the node joins again as a new member.
@@ -585,65 +607,78 @@ func (o *Object) observe(e Event) {
 	o.host.observe(e)
 }
 
-// Claim rounds. When every member of a view joined in it, no member holds
-// the object's state and no donor will ever offer it (a lone holder was
-// excluded while its joiners fetched, say). Every member then multicasts
-// CLAIM with the state it has: from before it was excluded, or a local
-// snapshot, or none. Once the claims of every member of the view are
-// delivered in it, all of them pick the same best claim; its sender seeds
-// the group with its state, as if taken at the view's install, applies
-// what it queued since, and serves the others as a donor. A member that
-// joins while a round is under way sees the claims and claims too; a new
-// install restarts the round in the new view. A member holding the state
-// never claims, so a round completes only when truly nobody holds it.
+// Claim rounds. When no member of a view holds the object's state, no
+// donor will ever offer it (a lone holder was excluded while its joiners
+// fetched, or a chain of exclusions removed every holder). A replica
+// without the state starts a round when its join view is all new, or when
+// it has waited claimTicks with no transfer under way: it multicasts CLAIM
+// with the state it has (from before it was excluded, or a local
+// snapshot, or none), and every replica without the state that sees a
+// claim in its view claims too. A holder that sees a claim answers HOLD,
+// which cancels the round in that view (offers are welcome again). Once
+// the claims of every member are delivered in the view with no HOLD, none
+// holds the state (holders never claim), and all pick the same best
+// claim; its sender seeds: its state, then everything it queued since it
+// joined, then it serves the others from there. A new install restarts an
+// open round.
 //
 // Commands delivered only to members that all left are lost: the state
-// goes on from the best one left (empty if none has one), as a new
-// lineage. A holder partitioned away that comes back later takes the new
-// lineage: its own commands are lost. Waiting for it instead would block
-// the object forever when the holder crashed for good; which to prefer
-// should become a Config choice.
+// goes on from the best one left, as a new lineage. If nobody has any
+// state, a round decides nothing until some member has seen emptyRounds
+// such rounds (a holder partitioned away may come back with its state);
+// then the object starts over from nothing, which is the price of
+// liveness when the last holder crashed for good.
 
 // claimRound is a round of claims in one view.
 type claimRound struct {
-	view    uint64
-	claimed bool
-	claims  map[hwg.Process]claim
+	view      uint64
+	claimed   bool // this replica's claim is out: it takes no offer in this view
+	cancelled bool // a holder answered: no choice in this view
+	claims    map[hwg.Process]claim
 }
 
 func (o *Object) startRound() {
-	o.round = &claimRound{view: o.latest.ID, claims: map[hwg.Process]claim{}}
-	o.round.claimed = true
-	o.host.multicast(o, encodeClaim(claim{has: o.hasState, lineage: o.lineage, index: o.index}))
+	o.round = &claimRound{view: o.latest.ID, claimed: true, claims: map[hwg.Process]claim{}}
+	o.host.multicast(o, encodeClaim(claim{has: o.hasState, lineage: o.lineage, index: o.index, empty: o.empty}))
 }
 
 // unreadyStep looks at a stream entry a replica without the state has
 // queued, for the claim rounds.
 func (o *Object) unreadyStep(q queued) {
 	if q.ev.Type == lwg.EventInstall {
-		if o.round != nil {
+		if o.round != nil && !o.round.cancelled {
 			o.startRound() // a round is per view
 		}
 		return
 	}
 	m, err := decodeOrdered(q.ev.Payload)
-	if err != nil || m.kind != kindClaim || !o.latest.Contains(q.ev.From) {
+	if err != nil || m.kind != kindClaim && m.kind != kindHold || !o.latest.Contains(q.ev.From) {
+		return
+	}
+	if m.kind == kindHold {
+		// Someone holds the state in this view: no round here, and
+		// offers are welcome again.
+		if o.round == nil || o.round.view != o.latest.ID {
+			o.round = &claimRound{view: o.latest.ID}
+		}
+		o.round.cancelled, o.round.claimed = true, false
 		return
 	}
 	if o.round == nil || o.round.view != o.latest.ID {
 		o.startRound()
 	}
 	r := o.round
-	r.claims[q.ev.From] = m.claim
-	if len(r.claims) < len(o.latest.Members) {
+	if r.cancelled {
 		return
 	}
+	r.claims[q.ev.From] = m.claim
 	for _, p := range o.latest.Members {
 		if _, ok := r.claims[p]; !ok {
 			return
 		}
 	}
-	// Every member claimed: the first best claim in view order seeds.
+	// Every member claimed, so none holds the state (a holder never
+	// claims): the first best claim in view order seeds.
 	seed := o.latest.Members[0]
 	for _, p := range o.latest.Members[1:] {
 		if r.claims[p].better(r.claims[seed]) {
@@ -651,16 +686,40 @@ func (o *Object) unreadyStep(q queued) {
 		}
 	}
 	o.round = nil
+	if best := r.claims[seed]; !best.has {
+		// Nobody here has any state. A holder may be away (partitioned)
+		// and come back with it, so start over from nothing only once
+		// some member has seen emptyRounds such rounds (the count
+		// travels in the claims, so every member decides alike).
+		var most uint64
+		for _, c := range r.claims {
+			most = max(most, c.empty)
+		}
+		if most < emptyRounds {
+			o.empty++
+			return
+		}
+	}
 	o.first = point{View: o.latest.ID} // only a state from this view on
 	if seed != o.self {
 		o.sendWant()
 		return
 	}
-	// This replica seeds: its state stands at the view's install, and
-	// what it queued since follows.
+	// This replica seeds: its own state, then everything it queued since
+	// it joined (commands no holder may have applied), then it serves
+	// the others from the point reached.
+	o.lineage = o.latest.ID
+	o.table = table{Restored: []hwg.Process{o.self}}
+	o.applied = point{}
+	queue := o.queue
+	o.queue = nil
+	o.replay = true
+	o.becomeReady()
+	for _, e := range queue {
+		o.step(e)
+	}
+	o.replay = false
 	o.view = o.latest.Clone()
-	o.applied = point{View: o.view.ID}
-	o.lineage = o.view.ID
 	o.table = table{Restored: []hwg.Process{o.self}}
 	var others []hwg.Process
 	for _, p := range o.view.Members {
@@ -669,13 +728,7 @@ func (o *Object) unreadyStep(q queued) {
 		}
 	}
 	serve := o.table.install(o.view, others, o.self)
-	queue := o.queue
-	o.queue = nil
-	o.becomeReady()
 	o.observe(Event{Type: EventView, View: o.view})
-	for _, e := range queue {
-		o.step(e)
-	}
 	if len(serve) > 0 {
 		o.donate(serve)
 	}

@@ -22,6 +22,7 @@ const (
 	kindRead     = 2 // origin, seq: the origin answers its query here
 	kindRestored = 3 // the sender's state is restored
 	kindClaim    = 4 // no member holds the state: the sender's own, for the choice of a seed
+	kindHold     = 5 // answer to a claim: the sender holds the state in this view
 )
 
 // Kinds of direct messages.
@@ -51,6 +52,7 @@ type claim struct {
 	has     bool
 	lineage uint64
 	index   uint64
+	empty   uint64 // complete rounds the sender saw in which nobody had a state
 }
 
 // better orders claims: a state over none, a newer lineage, more commands.
@@ -85,13 +87,16 @@ func encodeRead(origin hwg.Process, seq uint64) []byte {
 
 func encodeRestored() []byte { return []byte{kindRestored} }
 
+func encodeHold() []byte { return []byte{kindHold} }
+
 func encodeClaim(c claim) []byte {
 	b := []byte{kindClaim, 0}
 	if c.has {
 		b[1] = 1
 	}
 	b = binary.AppendUvarint(b, c.lineage)
-	return binary.AppendUvarint(b, c.index)
+	b = binary.AppendUvarint(b, c.index)
+	return binary.AppendUvarint(b, c.empty)
 }
 
 // reader decodes the fields of one message.
@@ -153,14 +158,14 @@ func decodeOrdered(b []byte) (ordered, error) {
 		}
 	case kindRead:
 		m.origin, m.seq = r.process(), r.uvarint()
-	case kindRestored:
+	case kindRestored, kindHold:
 	case kindClaim:
 		if len(r.b) == 0 || r.b[0] > 1 {
 			return ordered{}, fmt.Errorf("%w: bad claim", errMalformed)
 		}
 		m.claim.has = r.b[0] == 1
 		r.b = r.b[1:]
-		m.claim.lineage, m.claim.index = r.uvarint(), r.uvarint()
+		m.claim.lineage, m.claim.index, m.claim.empty = r.uvarint(), r.uvarint(), r.uvarint()
 	default:
 		return ordered{}, fmt.Errorf("%w: unknown kind %d", errMalformed, m.kind)
 	}
