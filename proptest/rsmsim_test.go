@@ -15,8 +15,7 @@ import (
 )
 
 // rsmFaults are the faults of the seeded RSM runs. Partitions are left out
-// until rsm survives the exclusion of an object's only holder (see
-// TestRSMSimulations).
+// (see TestRSMSimulations).
 const rsmFaults = FaultAll &^ FaultPartition
 
 // rsmOptions varies the RSM cluster with the seed: 3 to 6 nodes, 2 to 9
@@ -40,12 +39,6 @@ func rsmRuns(t *testing.T) int {
 	return 100
 }
 
-// rsmAwaitingFix are seeds of rsmOptions that fail on open rsm bugs (every
-// replica of an object waits for a state nobody holds: the documented
-// EventStateLost is not implemented). They were reported; each becomes a
-// regression test when its bug is fixed, and leaves this list.
-var rsmAwaitingFix = map[uint64]bool{34: true, 125: true}
-
 func TestRSMSimNoFaults(t *testing.T) {
 	r := RunRSM(RSMOptions{LWG: LWGOptions{Seed: 1}})
 	for _, v := range r.Violations {
@@ -62,12 +55,12 @@ func TestRSMSimNoFaults(t *testing.T) {
 // LWG ones, rsm-digest, rsm-index, rsm-joiner, restore-and-replay,
 // linearizability, and that every replica gets the state after the heal.
 //
-// Partitions are not in the mix yet: with them about
-// one run in twelve
-// loses an object's state (rsm takes an install in which every member
-// joined for a new group, so when the only holder was excluded the joiners
-// create an empty state and the excluded holder takes it when it rejoins;
-// or nobody holds the state and the replicas wait forever).
+// Partitions are not in the mix yet. With them, seeds 1-120 give three
+// failures: two porcupine runs that do not decide within their time
+// limit, and one history not linearizable in a life that a claim round
+// seeded from a replica's earlier state (see rsm's claim rounds: commands
+// only departed holders applied are lost). Seeds 34 and 125 (every
+// replica waiting for a state nobody held) pass since the claim rounds.
 func TestRSMSimulations(t *testing.T) {
 	runs := rsmRuns(t)
 	var (
@@ -82,9 +75,6 @@ func TestRSMSimulations(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for seed := uint64(1 + w); seed <= uint64(runs); seed += workers {
-				if rsmAwaitingFix[seed] {
-					continue
-				}
 				o := rsmOptions(seed)
 				r := RunRSM(o)
 				mu.Lock()
