@@ -38,6 +38,16 @@ type ObjectID string
 // LWG returns the id of the object's light-weight group.
 func (id ObjectID) LWG() lwg.ID { return lwg.ID("l/" + string(id)) }
 
+// OriginID names a command that may be proposed more than once (by
+// several nodes, or again after ErrUnknown) but must be applied once:
+// Source names the sender (a router, a client, another object), Seq
+// numbers its commands and must increase. Every replica keeps, for each
+// Source, the highest Seq applied and its result, in its snapshots too.
+type OriginID struct {
+	Source string
+	Seq    uint64
+}
+
 // Factory makes the empty state machine of a newly opened object.
 type Factory func(id ObjectID) (StateMachine, error)
 
@@ -106,6 +116,9 @@ var (
 	ErrNotReady = errors.New("rsm: state not ready")
 	// ErrTooLarge: a command or query over Config.MaxCommandBytes.
 	ErrTooLarge = errors.New("rsm: command too large")
+	// ErrDuplicate: ProposeFrom of an OriginID older than the last one
+	// applied from its Source (whose result is no longer kept).
+	ErrDuplicate = errors.New("rsm: command already applied")
 	// ErrInvalidConfig: a Config field is out of range.
 	ErrInvalidConfig = errors.New("rsm: invalid config")
 )

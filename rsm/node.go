@@ -50,6 +50,11 @@ type Config struct {
 	MaxCommandBytes int
 	// Logger receives the Node's logs. Default: silent.
 	Logger hclog.Logger
+	// Tap, if set, sees every LWG event of every open object, in order,
+	// before the object does; it runs on the routing goroutine and must
+	// not block. Layers that share objects' groups (Node.Multicast) read
+	// their messages here.
+	Tap func(id ObjectID, e lwg.Event)
 
 	snapshotTicks int
 	snaps         snapStore // default: in memory
@@ -240,6 +245,20 @@ func (n *Node) restoreLocal(o *Object) error {
 	return nil
 }
 
+// Multicast sends payload in object id's group, in its total order, for a
+// layer that shares the group (it reads the deliveries through
+// Config.Tap). The payload's first byte must be 0x80 or above, so the
+// replicas know it is not theirs. Returns once queued.
+func (n *Node) Multicast(ctx context.Context, id ObjectID, payload []byte) error {
+	if len(payload) == 0 || payload[0] < foreignKinds {
+		return fmt.Errorf("%w: a foreign payload must begin with a byte >= 0x80", ErrInvalidConfig)
+	}
+	if len(payload) > n.cfg.MaxCommandBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), n.cfg.MaxCommandBytes)
+	}
+	return n.svc.Multicast(ctx, id.LWG(), payload)
+}
+
 // Stored returns the objects recorded in this node's data file: those open
 // here when it stopped (and not closed), which a restarted node reopens.
 func (n *Node) Stored() ([]ObjectID, error) {
@@ -382,6 +401,9 @@ func (n *Node) routeEvents() {
 			o := n.objects[e.LWG]
 			if o == nil {
 				continue
+			}
+			if n.cfg.Tap != nil {
+				n.cfg.Tap(o.id, e)
 			}
 			if _, ok := mail[o]; !ok {
 				order = append(order, o)
@@ -593,7 +615,7 @@ func (n *Node) logger() hclog.Logger { return n.log }
 func (n *Node) applied(o *Object)    { n.stats.applied.Add(1) }
 func (n *Node) observe(e Event)      { n.emit(e) }
 func (n *Node) submit(ctx context.Context, o *Object, payload []byte) error {
-	if payload[0] == kindPropose {
+	if payload[0] != kindRead {
 		n.stats.proposals.Add(1)
 	} else {
 		n.stats.reads.Add(1)

@@ -378,3 +378,58 @@ func TestCollector(t *testing.T) {
 		t.Fatalf("metrics %v: want 3 proposals, 3 applied, 1 object", got)
 	}
 }
+
+func TestProposeFromAppliesOnce(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	var tapped atomic.Int64
+	cfg := rsm.Config{Tap: func(id rsm.ObjectID, e lwg.Event) {
+		if e.Type == lwg.EventDeliver && len(e.Payload) > 0 && e.Payload[0] == 0xc1 {
+			tapped.Add(1)
+		}
+	}}
+	nodes := startCluster(t, net, 3, cfg)
+	objs := openAll(t, ctx, nodes[:2], "once")
+	id := rsm.OriginID{Source: "router/7", Seq: 1}
+	// Two nodes propose the same command under one id: applied once, and
+	// both get its result.
+	r0, err0 := objs[0].ProposeFrom(ctx, id, rsmtest.Add(5))
+	r1, err1 := objs[1].ProposeFrom(ctx, id, rsmtest.Add(5))
+	if err0 != nil || err1 != nil || !bytes.Equal(r0, r1) {
+		t.Fatalf("results %x %v / %x %v, want equal", r0, err0, r1, err1)
+	}
+	if _, err := objs[0].ProposeFrom(ctx, rsm.OriginID{Source: "router/7", Seq: 2}, rsmtest.Add(1)); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, ctx, objs, 2)
+	// The record travels in snapshots: a joiner refuses the id as well.
+	third, err := nodes[2].Open(ctx, "once", rsmtest.NewCounter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := third.ProposeFrom(ctx, id, rsmtest.Add(5)); !errors.Is(err, rsm.ErrDuplicate) {
+		t.Fatalf("old id on the joiner: err = %v, want ErrDuplicate", err)
+	}
+	converge(t, ctx, append(objs, third), 2)
+	if b, err := third.Read(ctx, []byte("total")); err != nil || binary.BigEndian.Uint64(b) != 6 {
+		t.Fatalf("total %x, %v; want 6", b, err)
+	}
+	// Foreign payloads ride the group and reach the tap on every node,
+	// and the replicas skip them.
+	if err := nodes[0].Multicast(ctx, "once", []byte{0xc1, 'R'}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[0].Multicast(ctx, "once", []byte{1}); !errors.Is(err, rsm.ErrInvalidConfig) {
+		t.Fatalf("rsm-kind payload: err = %v, want ErrInvalidConfig", err)
+	}
+	for tapped.Load() < 3 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("tapped %d foreign deliveries, want 3", tapped.Load())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if st := nodes[0].Stats(); st.Malformed != 0 {
+		t.Fatalf("foreign payload counted as malformed: %+v", st)
+	}
+}

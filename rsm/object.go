@@ -93,6 +93,7 @@ type Object struct {
 	empty    uint64 // complete claim rounds seen in which nobody had a state
 	waiting  int    // ticks without a state or a transfer under way
 	replay   bool   // a seed replays its queue: no donations until done
+	once     map[string]onceRecord
 }
 
 // submitter sends an ordered message for a caller (Propose, Read): the
@@ -146,6 +147,21 @@ func (o *Object) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 		return nil, err
 	}
 	return o.await(ctx, seq, ch, encodePropose(o.self, seq, cmd))
+}
+
+// ProposeFrom is Propose for a command named by id: every replica applies
+// it at most once, however often and from whichever nodes it is proposed.
+// Proposing the last id of a source again returns the result it had;
+// an older one returns ErrDuplicate.
+func (o *Object) ProposeFrom(ctx context.Context, id OriginID, cmd []byte) ([]byte, error) {
+	if len(cmd)+len(id.Source) > o.cfg.MaxCommandBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd)+len(id.Source), o.cfg.MaxCommandBytes)
+	}
+	seq, ch, err := o.register(waiter{})
+	if err != nil {
+		return nil, err
+	}
+	return o.await(ctx, seq, ch, encodeOnce(o.self, seq, id, cmd))
 }
 
 // Read answers q with Querier.Query at a point of the object's total order

@@ -2,6 +2,7 @@ package rsm
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -165,7 +166,9 @@ func (o *Object) apply(q queued) {
 	}
 	m, err := decodeOrdered(e.Payload)
 	if err != nil {
-		o.malformed.Add(1)
+		if len(e.Payload) == 0 || e.Payload[0] < foreignKinds {
+			o.malformed.Add(1)
+		}
 		return
 	}
 	switch m.kind {
@@ -177,10 +180,36 @@ func (o *Object) apply(q queued) {
 		if m.origin == o.self {
 			o.resolve(m.seq, res, err)
 		}
-		if o.cfg.SnapshotEvery > 0 && o.index-o.snapIndex >= o.cfg.SnapshotEvery {
-			o.takeSnapshot()
-		} else if o.index == o.snapIndex+1 {
-			o.host.watch(o, true) // for the time-based snapshot
+		o.afterApply()
+	case kindOnce:
+		rec, seen := o.once[m.once.Source]
+		var res []byte
+		var err error
+		switch {
+		case seen && m.once.Seq < rec.Seq:
+			err = fmt.Errorf("%w: %s seq %d (last %d)", ErrDuplicate, m.once.Source, m.once.Seq, rec.Seq)
+		case seen && m.once.Seq == rec.Seq:
+			res = rec.Result
+			if rec.Err != "" {
+				err = errors.New(rec.Err)
+			}
+		default:
+			res, err = o.sm.Apply(m.cmd)
+			o.index++
+			o.pubIndex.Store(o.index)
+			o.host.applied(o)
+			rec = onceRecord{Seq: m.once.Seq, Result: res}
+			if err != nil {
+				rec.Err = err.Error()
+			}
+			if o.once == nil {
+				o.once = map[string]onceRecord{}
+			}
+			o.once[m.once.Source] = rec
+			o.afterApply()
+		}
+		if m.origin == o.self {
+			o.resolve(m.seq, res, err)
 		}
 	case kindRead:
 		if m.origin == o.self {
@@ -198,6 +227,15 @@ func (o *Object) apply(q queued) {
 			o.holdSent = o.view.ID
 			o.host.multicast(o, encodeHold())
 		}
+	}
+}
+
+// afterApply takes the scheduled snapshot when it is due.
+func (o *Object) afterApply() {
+	if o.cfg.SnapshotEvery > 0 && o.index-o.snapIndex >= o.cfg.SnapshotEvery {
+		o.takeSnapshot()
+	} else if o.index == o.snapIndex+1 {
+		o.host.watch(o, true) // for the time-based snapshot
 	}
 }
 
@@ -228,7 +266,7 @@ func (o *Object) takeSnapshot() (snapInfo, bool) {
 // writeTo writes the state at the current point to w and commits it
 // through c.
 func (o *Object) writeTo(w io.Writer, c snapWriter) (snapInfo, bool) {
-	h := header{Object: o.id, At: o.applied, Index: o.index, View: o.view, Table: o.table.clone(), Taker: o.self, Lineage: o.lineage}
+	h := header{Object: o.id, At: o.applied, Index: o.index, View: o.view, Table: o.table.clone(), Taker: o.self, Lineage: o.lineage, Once: o.once}
 	if err := writeSnapshot(w, &h, o.sm); err != nil {
 		c.abort()
 		o.host.logger().Error("writing snapshot", "object", o.id, "error", err)
@@ -495,7 +533,7 @@ func (o *Object) restore(r io.Reader, gen uint64, size int64) error {
 	if err := o.sm.Restore(br); err != nil {
 		return fmt.Errorf("rsm: restoring %s: %w", o.id, err)
 	}
-	o.index, o.applied, o.view, o.table, o.lineage = h.Index, h.At, h.View, h.Table, h.Lineage
+	o.index, o.applied, o.view, o.table, o.lineage, o.once = h.Index, h.At, h.View, h.Table, h.Lineage, h.Once
 	o.hasState = true
 	o.pubIndex.Store(o.index)
 	o.inline = nil

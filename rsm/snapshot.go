@@ -33,6 +33,15 @@ type header struct {
 	// Lineage is the view id where this branch of the state began: the
 	// first view of a life, or the view of a claim round (see claim).
 	Lineage uint64 `msgpack:"l"`
+	// Once is the de-duplication record of ProposeFrom, per source.
+	Once map[string]onceRecord `msgpack:"n,omitempty"`
+}
+
+// onceRecord is the last command applied from one OriginID.Source.
+type onceRecord struct {
+	Seq    uint64 `msgpack:"q"`
+	Result []byte `msgpack:"r,omitempty"`
+	Err    string `msgpack:"e,omitempty"`
 }
 
 // maxHeader bounds a snapshot header: its table names at most the view's

@@ -23,7 +23,13 @@ const (
 	kindRestored = 3 // the sender's state is restored
 	kindClaim    = 4 // no member holds the state: the sender's own, for the choice of a seed
 	kindHold     = 5 // answer to a claim: the sender holds the state in this view
+	kindOnce     = 6 // origin, seq, OriginID, command: apply it unless that OriginID was applied
 )
+
+// foreignKinds and above open messages of layers that share the object's
+// group (see Node.Multicast): replicas skip them (they still count in the
+// stream's points).
+const foreignKinds = 0x80
 
 // Kinds of direct messages.
 const (
@@ -42,8 +48,9 @@ type ordered struct {
 	kind   byte
 	origin hwg.Process
 	seq    uint64
-	cmd    []byte // kindPropose
-	claim  claim  // kindClaim
+	cmd    []byte   // kindPropose, kindOnce
+	claim  claim    // kindClaim
+	once   OriginID // kindOnce
 }
 
 // claim describes the state a member has when no member of its view holds
@@ -76,6 +83,17 @@ func encodePropose(origin hwg.Process, seq uint64, cmd []byte) []byte {
 	b = append(b, kindPropose)
 	b = appendProcess(b, origin)
 	b = binary.AppendUvarint(b, seq)
+	return append(b, cmd...)
+}
+
+func encodeOnce(origin hwg.Process, seq uint64, id OriginID, cmd []byte) []byte {
+	b := make([]byte, 0, len(cmd)+len(id.Source)+48)
+	b = append(b, kindOnce)
+	b = appendProcess(b, origin)
+	b = binary.AppendUvarint(b, seq)
+	b = binary.AppendUvarint(b, uint64(len(id.Source)))
+	b = append(b, id.Source...)
+	b = binary.AppendUvarint(b, id.Seq)
 	return append(b, cmd...)
 }
 
@@ -153,6 +171,12 @@ func decodeOrdered(b []byte) (ordered, error) {
 	switch m.kind {
 	case kindPropose:
 		m.origin, m.seq = r.process(), r.uvarint()
+		if r.err == nil {
+			m.cmd, r.b = r.b, nil
+		}
+	case kindOnce:
+		m.origin, m.seq = r.process(), r.uvarint()
+		m.once.Source, m.once.Seq = string(r.bytes()), r.uvarint()
 		if r.err == nil {
 			m.cmd, r.b = r.b, nil
 		}

@@ -22,6 +22,9 @@ func TestOrderedRoundTrip(t *testing.T) {
 		{encodePropose(p, 1, nil), ordered{kind: kindPropose, origin: p, seq: 1, cmd: []byte{}}},
 		{encodeRead(p, 5), ordered{kind: kindRead, origin: p, seq: 5}},
 		{encodeRestored(), ordered{kind: kindRestored}},
+		{encodeHold(), ordered{kind: kindHold}},
+		{encodeClaim(claim{has: true, lineage: 9, index: 4, empty: 1}), ordered{kind: kindClaim, claim: claim{has: true, lineage: 9, index: 4, empty: 1}}},
+		{encodeOnce(p, 3, OriginID{Source: "r", Seq: 8}, []byte("c")), ordered{kind: kindOnce, origin: p, seq: 3, once: OriginID{Source: "r", Seq: 8}, cmd: []byte("c")}},
 	} {
 		got, err := decodeOrdered(tc.b)
 		if err != nil {
@@ -124,6 +127,8 @@ func FuzzDecodeOrdered(f *testing.F) {
 	f.Add(encodePropose(p, 1, []byte("x")))
 	f.Add(encodeRead(p, 2))
 	f.Add(encodeRestored())
+	f.Add(encodeClaim(claim{has: true, lineage: 1, index: 2}))
+	f.Add(encodeOnce(p, 1, OriginID{Source: "s", Seq: 2}, []byte("x")))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeOrdered(b)
 		if err != nil {
@@ -135,10 +140,18 @@ func FuzzDecodeOrdered(f *testing.F) {
 			again = encodePropose(m.origin, m.seq, m.cmd)
 		case kindRead:
 			again = encodeRead(m.origin, m.seq)
+		case kindOnce:
+			again = encodeOnce(m.origin, m.seq, m.once, m.cmd)
+		case kindClaim:
+			again = encodeClaim(m.claim)
+		case kindHold:
+			again = encodeHold()
 		default:
 			again = encodeRestored()
 		}
-		if m2, err := decodeOrdered(again); err != nil || !reflect.DeepEqual(m2.origin, m.origin) || m2.seq != m.seq || !bytes.Equal(m2.cmd, m.cmd) {
+		m2, err := decodeOrdered(again)
+		if err != nil || m2.kind != m.kind || m2.origin != m.origin || m2.seq != m.seq || !bytes.Equal(m2.cmd, m.cmd) ||
+			m2.once != m.once || m2.claim != m.claim {
 			t.Fatalf("re-encoded %+v decodes to %+v, %v", m, m2, err)
 		}
 	})
