@@ -19,14 +19,17 @@ import (
 
 // Status is what GET /status returns: the cluster as one node sees it.
 type Status struct {
-	Cluster  string       `json:"cluster"`
-	Node     uint64       `json:"node"`
-	Process  string       `json:"process"`
-	Nodes    []NodeStatus `json:"nodes"`
-	Shards   ShardStatus  `json:"shards"`
-	HWGs     []HWGStatus  `json:"hwgs"`
-	Switches []string     `json:"switches_in_progress"`
-	Notes    []string     `json:"notes,omitempty"`
+	Cluster string       `json:"cluster"`
+	Node    uint64       `json:"node"`
+	Process string       `json:"process"`
+	Nodes   []NodeStatus `json:"nodes"`
+	Shards  ShardStatus  `json:"shards"`
+	HWGs    []HWGStatus  `json:"hwgs"`
+	// Switches are the switching actions this node's rebalancer last
+	// started or noted; Rebalancer its counters.
+	Switches   []string          `json:"switches_in_progress"`
+	Rebalancer *RebalancerStatus `json:"rebalancer,omitempty"`
+	Notes      []string          `json:"notes,omitempty"`
 }
 
 // NodeStatus is one configured node.
@@ -39,6 +42,16 @@ type NodeStatus struct {
 	// directory or a carrier), with its incarnation.
 	Live    bool   `json:"live"`
 	Process string `json:"process,omitempty"`
+}
+
+// RebalancerStatus counts what this node's switching.Rebalancer did.
+type RebalancerStatus struct {
+	Rounds    int  `json:"rounds"`
+	Started   int  `json:"switches_started"`
+	Completed int  `json:"switches_completed"`
+	Failed    int  `json:"switches_failed"`
+	InFlight  int  `json:"switches_in_flight"`
+	Settled   bool `json:"settled"`
 }
 
 // ShardStatus counts shards.

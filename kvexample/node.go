@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/lwgkit/lwgkit/hwg"
 	"github.com/lwgkit/lwgkit/rsm"
+	"github.com/lwgkit/lwgkit/switching"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -54,6 +55,10 @@ type NodeConfig struct {
 	Timeout       time.Duration
 	// Fast: failure detection in about 200 ms (for loopback and LANs).
 	Fast bool
+	// NoRebalance turns off the switching.Rebalancer that otherwise runs on
+	// the node (it moves LWGs to the HWGs of their member sets; shards are
+	// created there already, so it mostly watches).
+	NoRebalance bool
 	// OpenParallelism is how many shards are opened at once. Default 64.
 	OpenParallelism int
 	// RSM tunes the replicated objects.
@@ -77,6 +82,7 @@ type Node struct {
 	resp  *RESPServer
 	http  *HTTPServer
 	reg   *prometheus.Registry
+	reb   *switching.Rebalancer
 	log   hclog.Logger
 
 	shards  []atomic.Pointer[rsm.Object] // ready local replicas by shard
@@ -171,10 +177,7 @@ func Start(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		return fail(err)
 	}
 	n.reg = prometheus.NewRegistry()
-	n.reg.MustRegister(rn.Service().Collector(), collectors.NewGoCollector())
-	if c, ok := any(rn).(interface{ Collector() prometheus.Collector }); ok {
-		n.reg.MustRegister(c.Collector())
-	}
+	n.reg.MustRegister(rn.Service().Collector(), rn.Collector(), collectors.NewGoCollector())
 	n.reg.MustRegister(n.store.Collectors()...)
 	n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "kv_shards_ready", Help: "Local shards open and ready.", ConstLabels: prometheus.Labels{"node": fmt.Sprint(cfg.ID)},
@@ -200,6 +203,19 @@ func Start(ctx context.Context, cfg NodeConfig) (*Node, error) {
 			return fail(err)
 		}
 	}
+	if !cfg.NoRebalance {
+		n.reb, err = switching.NewRebalancer(switching.RebalancerConfig{Layer: rn.Service(), Logger: log.Named("rebalancer")})
+		if err != nil {
+			return fail(err)
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.reb.Run(n.ctx); err != nil && n.ctx.Err() == nil {
+				log.Warn("rebalancer stopped", "error", err)
+			}
+		}()
+	}
 	n.wg.Add(2)
 	go n.openAll()
 	go n.watchLive()
@@ -216,9 +232,10 @@ func (n *Node) watchLive() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		ctx, cancel := context.WithTimeout(n.ctx, time.Second)
-		info, err := n.rsm.HWG().Info(ctx, DirectoryGroup)
-		cancel()
+		// No deadline: hwg.Node.Info writes its result after returning
+		// when its context ends first (a data race); it returns when the
+		// node closes.
+		info, err := n.rsm.HWG().Info(context.Background(), DirectoryGroup)
 		if err == nil && len(info.View.Members) > 0 {
 			m := make(map[hwg.NodeID]bool, len(info.View.Members))
 			for _, p := range info.View.Members {
@@ -383,6 +400,10 @@ func (n *Node) infoLines() []string {
 // and which are live in the directory's view, and the HWGs carrying this
 // node's shards with their views and LWG counts.
 func (n *Node) Status(ctx context.Context) (Status, error) {
+	// hwg.Node.Info and lwg.Service.View write their results after
+	// returning if their context ends first (a data race): call them
+	// without cancellation (they return when the node closes).
+	ctx = context.WithoutCancel(ctx)
 	st := Status{
 		Cluster: n.cfg.Cluster, Node: uint64(n.cfg.ID), Process: n.rsm.Self().String(),
 		Shards:   ShardStatus{Total: n.place.Shards, Replicas: n.place.Replicas, Local: len(n.local), Ready: int(n.nReady.Load())},
@@ -435,7 +456,18 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		st.Nodes = append(st.Nodes, ns)
 	}
 	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].ID < st.Nodes[j].ID })
-	st.Notes = append(st.Notes, "switches in progress are not reported by package lwg yet")
+	if n.reb != nil {
+		rs := n.reb.Stats()
+		st.Rebalancer = &RebalancerStatus{
+			Rounds: rs.Rounds, Started: rs.Started, Completed: rs.Completed, Failed: rs.Failed,
+			InFlight: rs.InFlight, Settled: rs.Last.Settled,
+		}
+		for _, a := range rs.Last.Actions {
+			st.Switches = append(st.Switches, a.String())
+		}
+	} else {
+		st.Notes = append(st.Notes, "the rebalancer is off on this node")
+	}
 	return st, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/lwgkit/lwgkit/hwg"
 	"github.com/lwgkit/lwgkit/lwg"
 	"github.com/lwgkit/lwgkit/rsm"
+	"github.com/lwgkit/lwgkit/switching"
 )
 
 // Defaults of Placement.
@@ -147,18 +148,9 @@ func (p *Placement) LocalShards(node hwg.NodeID) []int {
 	return out
 }
 
-// CarrierName returns the HWG named by a member set: "h/m/1.2.3".
-func CarrierName(members []hwg.NodeID) hwg.GroupID {
-	var b strings.Builder
-	b.WriteString("h/m/")
-	for i, n := range members {
-		if i > 0 {
-			b.WriteByte('.')
-		}
-		b.WriteString(strconv.FormatUint(uint64(n), 10))
-	}
-	return hwg.GroupID(b.String())
-}
+// CarrierName returns the HWG base named by a member set, "h/m/1.2.3"
+// (switching.MemberBase): LWGs with one member set share that carrier.
+func CarrierName(members []hwg.NodeID) hwg.GroupID { return switching.MemberBase(members) }
 
 // Carrier returns the HWG a shard's LWG is created on: the one named by
 // its member set, so all shards with one member set share one HWG (with 5
@@ -182,17 +174,17 @@ func ShardOfObject(id rsm.ObjectID) (int, bool) {
 	return n, true
 }
 
-// LWGPlacement is the lwg.Placement of the store: a shard's LWG goes on the
-// carrier named by its member set; any other LWG on the HWG of all nodes.
+// LWGPlacement is the lwg.Placement of the store (switching.ByMembers): a
+// shard's LWG is created on the carrier of its member set, where the
+// switching policy would move it anyway; any other LWG on the carrier of
+// all nodes.
 func (p *Placement) LWGPlacement() lwg.Placement {
-	all := CarrierName(p.Nodes)
-	return func(l lwg.ID) hwg.GroupID {
-		id, ok := strings.CutPrefix(string(l), "l/")
-		if ok {
+	return switching.ByMembers(func(l lwg.ID) []hwg.NodeID {
+		if id, ok := strings.CutPrefix(string(l), "l/"); ok {
 			if s, ok := ShardOfObject(rsm.ObjectID(id)); ok && s < p.Shards {
-				return p.Carrier(s)
+				return p.MemberSet(s)
 			}
 		}
-		return all
-	}
+		return p.Nodes
+	})
 }

@@ -74,10 +74,18 @@ func printStatus(w io.Writer, st kvexample.Status) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", h.ID, h.ViewID, strings.Join(h.Members, " "), h.LWGs)
 	}
 	tw.Flush()
+	if r := st.Rebalancer; r != nil {
+		settled := "not settled"
+		if r.Settled {
+			settled = "settled: every LWG on the HWG of exactly its members"
+		}
+		fmt.Fprintf(w, "\nrebalancer: %d rounds, %d switches started, %d completed, %d failed, %d in flight; %s\n",
+			r.Rounds, r.Started, r.Completed, r.Failed, r.InFlight, settled)
+	}
 	if len(st.Switches) == 0 {
-		fmt.Fprintln(w, "\nswitches in progress: none")
+		fmt.Fprintln(w, "switches in progress: none")
 	} else {
-		fmt.Fprintf(w, "\nswitches in progress: %s\n", strings.Join(st.Switches, ", "))
+		fmt.Fprintf(w, "switches in progress:\n  %s\n", strings.Join(st.Switches, "\n  "))
 	}
 	for _, n := range st.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
