@@ -1,5 +1,52 @@
-// Package kvexample will be the example replicated key-value store built on
-// lwgkit, served over the Redis protocol by kvexample/cmd/lwgkv.
+// Package kvexample is the example replicated key-value store of lwgkit,
+// served over the Redis protocol and HTTP by kvexample/cmd/lwgkv.
 //
-// Not built yet: this package holds no code.
+// # Data model
+//
+// Keys and values are byte strings. Commands: GET, SET (with NX or XX),
+// DEL, EXISTS, INCR/INCRBY/DECR/DECRBY (64-bit integers, Redis's parsing
+// and errors) and MGET. Values are bounded (NodeConfig.MaxValueBytes,
+// default 1 MiB). There is no expiry.
+//
+// # Shards and placement
+//
+// Keys hash to Shards shards (default 1,024; a "{tag}" in a key hashes only
+// the tag, as in Redis Cluster). Each shard is an rsm object, "kv/<shard>",
+// whose state machine is a Machine, replicated on Replicas nodes (default
+// 3) chosen by rendezvous hashing over the configured nodes: every node
+// computes the same placement from the same node list, with no
+// coordination. A shard's LWG is created on the HWG of its member set
+// ("h/m/1.2.3", switching.ByMembers), so with 5 nodes and 3 replicas the
+// 1,024 LWGs share at most 10 HWGs and no HWG carries a node outside its
+// LWGs; a switching.Rebalancer runs on every node for anything else.
+//
+// Placement is over the configured nodes, not the live ones: a failed
+// node's shards go on with their other replicas (a majority of each
+// shard's replicas must be up), and the node catches up when it returns,
+// from its local snapshots and the other replicas. Changing the node set
+// is not supported by this example.
+//
+// # Requests
+//
+// Writes are proposed to the shard's rsm object and answered once applied
+// in its total order; reads (GET, EXISTS, MGET) are linearizable rsm
+// Reads. A node with no ready replica of a key's shard forwards the
+// command, encoded, to a replica node (live ones first) over RESP
+// (LWGKV.SHARD), rather than answering with a MOVED redirect: any node
+// serves any key, so plain clients such as redis-cli and redis-benchmark
+// work against any node. Commands over keys of several shards run one
+// atomic command per shard.
+//
+// Errors follow Redis's wording ("ERR wrong number of arguments for 'get'
+// command", "ERR unknown command ...", "ERR value is not an integer or out
+// of range"). Two prefixes are lwgkv's own: TRYAGAIN (the command was not
+// applied; retrying is safe) and UNKNOWN (a write whose outcome is not
+// known, such as one in flight when its node failed).
+//
+// # Layout
+//
+// Machine, Command and Result are the state machine and its canonical
+// encodings; Placement maps keys to shards and nodes; Store routes
+// commands; RESPServer and HTTPServer are the front ends; Node wires them
+// to an rsm node started with rsm.Start.
 package kvexample
