@@ -185,50 +185,57 @@ func (s *Service) loop() {
 	}
 }
 
-// maxDrain bounds the inputs the loop takes in one go.
+// maxDrain bounds the requests the loop takes in one go: the control
+// messages of many Joins then ride in one message.
 const maxDrain = 4096
 
-// drainRun bounds how many inputs of one kind the loop takes in a row
-// before it looks at the others.
-const drainRun = 64
+// maxDrainData bounds the HWG events and multicasts the loop takes before
+// it carries out what they asked: everything waits for the end of the
+// batch, so a large one is latency under load.
+const maxDrainData = 128
 
-// drain takes the inputs already waiting, up to maxDrain, and returns the
-// HWG event channel (nil once the node closed it).
+// drain takes the inputs already waiting, up to those bounds, and returns
+// the HWG event channel (nil once the node closed it).
 func (s *Service) drain(hwgEvents <-chan hwg.Event) <-chan hwg.Event {
-	for taken := 0; taken < maxDrain; {
+	data, reqs := 0, 0
+	for data < maxDrainData || reqs < maxDrain {
 		k := 0
-	mcasts:
-		for ; k < drainRun; k++ {
+		for ; data < maxDrainData; data++ {
 			select {
 			case m := <-s.mcast:
 				s.multicast(m)
+				k++
+				continue
 			default:
-				break mcasts
 			}
-		}
-	hwgs:
-		for ; k < 2*drainRun && hwgEvents != nil; k++ {
+			if hwgEvents == nil {
+				break
+			}
 			select {
 			case e, ok := <-hwgEvents:
 				if !ok {
 					hwgEvents = nil
-					break hwgs
+					break
 				}
 				s.core.HWGEvent(e)
+				k++
+				continue
 			default:
-				break hwgs
 			}
+			break
 		}
-		select {
-		case f := <-s.reqs:
-			s.request(f)
-			k++
-		default:
+		if reqs < maxDrain {
+			select {
+			case f := <-s.reqs:
+				s.request(f)
+				reqs++
+				k++
+			default:
+			}
 		}
 		if k == 0 {
 			break
 		}
-		taken += k
 	}
 	return hwgEvents
 }
