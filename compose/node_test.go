@@ -1,0 +1,253 @@
+package compose_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lwgkit/lwgkit/compose"
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/hwg/transport"
+	"github.com/lwgkit/lwgkit/lwg"
+)
+
+// The Node does I/O and uses real timers, so these tests run over the
+// in-memory transport with short real time; they poll with deadlines.
+// The protocol itself is proven in the simulator (proptest.RunCompose).
+
+type stack struct {
+	p    hwg.Process
+	ep   transport.Transport
+	hn   *hwg.Node
+	svc  *lwg.Service
+	node *compose.Node
+	once sync.Once
+
+	mu  sync.Mutex
+	got []compose.Delivery
+}
+
+func (s *stack) stop() {
+	s.once.Do(func() {
+		s.node.Close()
+		s.svc.Close()
+		s.hn.Close()
+		s.ep.Close()
+	})
+}
+
+func (s *stack) delivered() []compose.Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]compose.Delivery(nil), s.got...)
+}
+
+func proc(n int) hwg.Process { return hwg.Process{Node: hwg.NodeID(n), Inc: 1} }
+
+func startStack(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg.Process, topo *compose.Topology) *stack {
+	t.Helper()
+	ep := net.Endpoint(transport.Peer{Node: uint64(p.Node), Inc: p.Inc})
+	nc := hwg.FastTiming(hwg.NodeConfig{Self: p, Transport: ep})
+	hn, err := hwg.NewNode(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := lwg.NewService(lwg.ServiceConfig{Node: hn, DirectoryMembers: boot, TickInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := compose.NewNode(compose.NodeConfig{Router: compose.Config{Self: p, Topology: topo, AckEvery: 8},
+		Service: svc, TickInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{p: p, ep: ep, hn: hn, svc: svc, node: node}
+	go func() {
+		for d := range node.Deliveries() {
+			s.mu.Lock()
+			s.got = append(s.got, d)
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(s.stop)
+	return s
+}
+
+// TestNodeRoutesThroughRouterCrash: nodes 1 and 2 are members of A only
+// and send to B through A's router, which is crashed half-way; B's
+// members that stay deliver every message once, in each origin's order,
+// and in one total order.
+func TestNodeRoutesThroughRouterCrash(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	topo, err := compose.NewTopology(nil, []compose.Link{{A: "A", B: "B"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boot []hwg.Process
+	for i := 1; i <= 6; i++ {
+		boot = append(boot, proc(i))
+	}
+	net := transport.NewMemNetwork()
+	st := map[int]*stack{}
+	for i := 1; i <= 6; i++ {
+		st[i] = startStack(t, net, proc(i), boot, topo)
+	}
+	dump = func() string {
+		out := ""
+		for i := 1; i <= 6; i++ {
+			s := st[i]
+			out += fmt.Sprintf("\nnode %d: routed %d of %d, dropped %d, %+v", i, routed(s.delivered()), len(s.delivered()), s.node.Dropped(), s.node.Stats())
+		}
+		return out
+	}
+	join := func(g lwg.ID, ns ...int) {
+		for _, i := range ns {
+			if err := st[i].svc.Join(ctx, g); err != nil {
+				t.Fatalf("node %d joining %s: %v", i, g, err)
+			}
+		}
+	}
+	join("A", 1, 2, 3, 4)
+	join("B", 3, 4, 5, 6)
+	// Every member holds both groups' routing state before the run.
+	waitFor(t, ctx, "routing state everywhere", func() bool {
+		for i, s := range st {
+			for _, g := range []lwg.ID{"A", "B"} {
+				in := (g == "A" && i <= 4) || (g == "B" && i >= 3)
+				if ok, _ := s.node.HasState(ctx, g); in && !ok {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if _, err := st[5].node.SendTo(ctx, "C", nil); err == nil {
+		t.Fatal("SendTo an unknown group succeeded")
+	}
+	rp, ok, err := st[3].node.RouterFor(ctx, "A", "B")
+	if err != nil || !ok {
+		t.Fatalf("RouterFor: %v %v", ok, err)
+	}
+	router := int(rp.Node)
+	if router != 3 && router != 4 {
+		t.Fatalf("router %v is not in both groups", rp)
+	}
+	const perOrigin = 150
+	send := func(i, from, to int) {
+		for k := from; k < to; k++ {
+			if _, err := st[i].node.SendTo(ctx, "B", fmt.Appendf(nil, "%d:%d", i, k)); err != nil {
+				t.Errorf("node %d send %d: %v", i, k, err)
+				return
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, i := range []int{1, 2} {
+		wg.Go(func() { send(i, 0, perOrigin/2) })
+	}
+	// Crash the router while its copies are in flight: after B delivered
+	// some of them and before it delivered all.
+	waitFor(t, ctx, "the first copies at B", func() bool { return routed(st[5].delivered()) >= perOrigin/3 })
+	st[router].stop()
+	crashedAt := routed(st[5].delivered())
+	wg.Wait()
+	// The second half can only reach B through the successor.
+	for _, i := range []int{1, 2} {
+		wg.Go(func() { send(i, perOrigin/2, perOrigin) })
+	}
+	wg.Wait()
+	var receivers []int
+	for _, i := range []int{3, 4, 5, 6} {
+		if i != router {
+			receivers = append(receivers, i)
+		}
+	}
+	waitFor(t, ctx, "every message at B's survivors", func() bool {
+		for _, i := range receivers {
+			if routed(st[i].delivered()) < 2*perOrigin {
+				return false
+			}
+		}
+		return true
+	})
+	var first []string
+	for _, i := range receivers {
+		next := map[hwg.NodeID]uint64{}
+		var order []string
+		for _, d := range st[i].delivered() {
+			if !d.Routed {
+				continue
+			}
+			if d.Group != "B" || d.Src != "A" {
+				t.Fatalf("node %d: delivery in %s from %s", i, d.Group, d.Src)
+			}
+			next[d.Origin.Node]++
+			if d.Seq != next[d.Origin.Node] {
+				t.Fatalf("node %d: from %v seq %d, want %d (FIFO per origin, no duplicates, no gaps)", i, d.Origin, d.Seq, next[d.Origin.Node])
+			}
+			if want := fmt.Sprintf("%d:%d", d.Origin.Node, d.Seq-1); string(d.Payload) != want {
+				t.Fatalf("node %d: payload %q, want %q", i, d.Payload, want)
+			}
+			order = append(order, string(d.Payload))
+		}
+		if len(order) != 2*perOrigin {
+			t.Fatalf("node %d delivered %d routed messages, want %d", i, len(order), 2*perOrigin)
+		}
+		if first == nil {
+			first = order
+		} else {
+			for k := range order {
+				if order[k] != first[k] {
+					t.Fatalf("node %d and node %d disagree at %d: %s vs %s", i, receivers[0], k, order[k], first[k])
+				}
+			}
+		}
+	}
+	// Members of A only never see B's traffic; A's members never get
+	// routed deliveries (nothing was addressed to A).
+	for _, i := range []int{1, 2} {
+		if n := routed(st[i].delivered()); n != 0 {
+			t.Fatalf("node %d (in A only) delivered %d routed messages", i, n)
+		}
+	}
+	var fw, dup uint64
+	for _, i := range receivers {
+		s := st[i].node.Stats()
+		if s.Gaps != 0 || s.Restarts != 0 {
+			t.Fatalf("node %d: %+v", i, s)
+		}
+		fw += s.Forwarded
+		dup += s.Duplicates
+	}
+	t.Logf("router %d crashed after %d deliveries at node 5; survivors forwarded %d copies, dropped %d duplicates", router, crashedAt, fw, dup)
+	if fw < perOrigin {
+		t.Fatal("no survivor took over the route")
+	}
+}
+
+func routed(ds []compose.Delivery) int {
+	n := 0
+	for _, d := range ds {
+		if d.Routed {
+			n++
+		}
+	}
+	return n
+}
+
+// dump describes every stack, for a failure.
+var dump = func() string { return "" }
+
+func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
+	t.Helper()
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s%s", what, dump())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
