@@ -63,6 +63,12 @@ type Store struct {
 	requests  *prometheus.CounterVec
 	forwarded prometheus.Counter
 	latency   *prometheus.HistogramVec
+	byOp      [opEnd]opMetrics // resolved label values, per op
+}
+
+type opMetrics struct {
+	latency prometheus.Observer
+	ok      prometheus.Counter
 }
 
 // NewStore returns a Store.
@@ -77,7 +83,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 		return nil, fmt.Errorf("%w: MaxValueBytes %d", ErrInvalidConfig, cfg.MaxValueBytes)
 	}
 	node := prometheus.Labels{"node": fmt.Sprint(cfg.Self)}
-	return &Store{
+	s := &Store{
 		cfg: cfg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kv_shard_commands_total", Help: "Shard commands run for clients of this node, by op and outcome.",
@@ -90,7 +96,11 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 			Name: "kv_shard_command_seconds", Help: "Latency of shard commands, by op.", ConstLabels: node,
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"op"}),
-	}, nil
+	}
+	for op := OpGet; op < opEnd; op++ {
+		s.byOp[op] = opMetrics{latency: s.latency.WithLabelValues(op.String()), ok: s.requests.WithLabelValues(op.String(), "ok")}
+	}
+	return s, nil
 }
 
 // Placement returns the store's placement.
@@ -231,8 +241,16 @@ func (s *Store) runShard(ctx context.Context, shard int, c Command) (Result, err
 			err = r.Code.Err()
 		}
 	}
-	s.latency.WithLabelValues(c.Op.String()).Observe(time.Since(start).Seconds())
-	s.requests.WithLabelValues(c.Op.String(), outcome(err)).Inc()
+	if c.Op == 0 || c.Op >= opEnd {
+		return r, err
+	}
+	m := &s.byOp[c.Op]
+	m.latency.Observe(time.Since(start).Seconds())
+	if err == nil {
+		m.ok.Inc()
+	} else {
+		s.requests.WithLabelValues(c.Op.String(), outcome(err)).Inc()
+	}
 	return r, err
 }
 
