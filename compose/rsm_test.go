@@ -1,0 +1,193 @@
+package compose_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lwgkit/lwgkit/compose"
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/hwg/transport"
+	"github.com/lwgkit/lwgkit/lwg"
+	"github.com/lwgkit/lwgkit/rsm"
+	"github.com/lwgkit/lwgkit/rsm/rsmtest"
+)
+
+type rsmStack struct {
+	p    hwg.Process
+	ep   transport.Transport
+	hn   *hwg.Node
+	svc  *lwg.Service
+	rn   *rsm.Node
+	objs *compose.Objects
+	once sync.Once
+
+	mu      sync.Mutex
+	applied map[string]int // routed commands whose proposal here ended
+}
+
+func (s *rsmStack) stop() {
+	s.once.Do(func() {
+		s.objs.Close()
+		s.rn.Close()
+		s.svc.Close()
+		s.hn.Close()
+		s.ep.Close()
+	})
+}
+
+func startRSM(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg.Process, topo *compose.Topology) *rsmStack {
+	t.Helper()
+	s := &rsmStack{p: p, applied: map[string]int{}}
+	s.ep = net.Endpoint(transport.Peer{Node: uint64(p.Node), Inc: p.Inc})
+	nc := hwg.FastTiming(hwg.NodeConfig{Self: p, Transport: s.ep})
+	nc.Group.ManualBlockOK = true
+	var err error
+	if s.hn, err = hwg.NewNode(nc); err != nil {
+		t.Fatal(err)
+	}
+	if s.svc, err = lwg.NewService(lwg.ServiceConfig{Node: s.hn, DirectoryMembers: boot, TickInterval: 10 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	s.objs, err = compose.NewObjects(compose.ObjectsConfig{Router: compose.Config{Self: p, Topology: topo, AckEvery: 8},
+		TickInterval: 20 * time.Millisecond, Attempt: 2 * time.Second,
+		Applied: func(_ rsm.ObjectID, d compose.Delivery, _ []byte, err error) {
+			if err == nil || errors.Is(err, rsm.ErrDuplicate) {
+				s.mu.Lock()
+				s.applied[fmt.Sprint(compose.OriginOf(d))]++
+				s.mu.Unlock()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.rn, err = rsm.New(rsm.Config{Service: s.svc, HWG: s.hn, TickInterval: 10 * time.Millisecond, Tap: s.objs.Tap}); err != nil {
+		t.Fatal(err)
+	}
+	s.objs.Attach(s.rn)
+	t.Cleanup(s.stop)
+	return s
+}
+
+// TestObjectsExactlyOnceThroughRouterCrash: node 1 holds a replica of
+// object a only and sends commands to object b (replicas on 2, 3, 4)
+// through the routers of a→b (2 and 3, both replicas of a); the router is
+// crashed mid-stream. b's surviving replicas apply every command exactly
+// once (counter total), in one order (digest), although every replica
+// proposes each.
+func TestObjectsExactlyOnceThroughRouterCrash(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	a, b := rsm.ObjectID("a"), rsm.ObjectID("b")
+	topo, err := compose.NewTopology(nil, []compose.Link{{A: a.LWG(), B: b.LWG()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boot []hwg.Process
+	for i := 1; i <= 4; i++ {
+		boot = append(boot, proc(i))
+	}
+	net := transport.NewMemNetwork()
+	st := map[int]*rsmStack{}
+	for i := 1; i <= 4; i++ {
+		st[i] = startRSM(t, net, proc(i), boot, topo)
+	}
+	objs := map[int]*rsm.Object{}
+	open := func(id rsm.ObjectID, ns ...int) {
+		for _, i := range ns {
+			o, err := st[i].rn.Open(ctx, id, rsmtest.NewCounter)
+			if err != nil {
+				t.Fatalf("node %d opening %s: %v", i, id, err)
+			}
+			if id == b {
+				objs[i] = o
+			}
+		}
+	}
+	open(a, 1, 2, 3)
+	open(b, 2, 3, 4)
+	waitFor(t, ctx, "routing state", func() bool {
+		for i, s := range st {
+			for _, g := range []rsm.ObjectID{a, b} {
+				in := (g == a && i <= 3) || (g == b && i >= 2)
+				if ok, _ := s.objs.HasState(ctx, g.LWG()); in && !ok {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if _, err := st[4].objs.Send(ctx, "nowhere", rsmtest.Add(1)); !errors.Is(err, compose.ErrUnknownGroup) {
+		t.Fatalf("Send to an unknown object: %v", err)
+	}
+	rp, ok, err := st[2].objs.RouterFor(ctx, a.LWG(), b.LWG())
+	if err != nil || !ok {
+		t.Fatalf("RouterFor: %v %v", ok, err)
+	}
+	router := int(rp.Node)
+	const n = 60
+	send := func(from, to int) {
+		for k := from; k < to; k++ {
+			if _, err := st[1].objs.Send(ctx, b, rsmtest.Add(1)); err != nil {
+				t.Fatalf("send %d: %v", k, err)
+			}
+		}
+	}
+	send(0, n/2)
+	waitFor(t, ctx, "some commands applied at b", func() bool { return objs[4].Applied() >= n/6 })
+	st[router].stop()
+	send(n/2, n)
+	var survivors []int
+	for _, i := range []int{2, 3, 4} {
+		if i != router {
+			survivors = append(survivors, i)
+		}
+	}
+	total := func(i int) uint64 {
+		v, err := objs[i].StaleRead([]byte("total"))
+		if err != nil {
+			return 0
+		}
+		return binary.BigEndian.Uint64(v)
+	}
+	waitFor(t, ctx, "every command applied at b's survivors", func() bool {
+		for _, i := range survivors {
+			if total(i) < n {
+				return false
+			}
+		}
+		return true
+	})
+	// Let any late duplicate proposal land: every survivor's proposers
+	// reach the end of their queues (each proposes every command).
+	waitFor(t, ctx, "the survivors' proposals settle", func() bool {
+		for _, i := range survivors {
+			st[i].mu.Lock()
+			c := len(st[i].applied)
+			st[i].mu.Unlock()
+			if c < n/2 { // the second half was delivered to every survivor
+				return false
+			}
+		}
+		return true
+	})
+	rd, err := objs[survivors[0]].Read(ctx, []byte("total"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := binary.BigEndian.Uint64(rd); got != n {
+		t.Fatalf("b's total %d after %d commands of 1: not exactly once", got, n)
+	}
+	d0, _ := objs[survivors[0]].StaleRead([]byte("digest"))
+	for _, i := range survivors[1:] {
+		waitFor(t, ctx, "replicas agree", func() bool { return total(i) == n })
+		if d, _ := objs[i].StaleRead([]byte("digest")); string(d) != string(d0) {
+			t.Fatalf("replica %d digest differs", i)
+		}
+	}
+	t.Logf("router %d crashed; b applied %d commands once", router, n)
+}
