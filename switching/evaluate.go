@@ -213,12 +213,14 @@ func newEval(p Policy, w *Workload, m CostModel) *eval {
 func (e *eval) run() {
 	ev := 0
 	for e.round = 0; e.round < e.w.Rounds; e.round++ {
+		var born []*evalLWG
 		for _, id := range e.ids {
 			if l := e.lwgs[id]; !l.born && l.spec.Create <= e.round {
 				l.born = true
-				e.place(l)
+				born = append(born, l)
 			}
 		}
+		e.placeAll(born)
 		for ev < len(e.w.Events) && e.w.Events[ev].Round <= e.round {
 			e.apply(e.w.Events[ev])
 			ev++
@@ -339,16 +341,44 @@ func (e *eval) liveMembers(l *evalLWG) nodeSet {
 	return sortedSet(out)
 }
 
-// place creates l where the policy says, if it has a live member.
-func (e *eval) place(l *evalLWG) {
+// placeAll creates the LWGs of ls, one after the other, where the policy
+// says. The snapshot each placement sees is the one before it, updated
+// with the placements made since (rather than rebuilt for each).
+func (e *eval) placeAll(ls []*evalLWG) {
+	if len(ls) == 0 {
+		return
+	}
+	s := e.snapshot(0)
+	for _, l := range ls {
+		e.place(l, &s)
+		if l.h == nil {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(s.LWGs, l.spec.ID, func(x LWG, id lwg.ID) int { return cmp.Compare(x.ID, id) })
+		s.LWGs = slices.Insert(s.LWGs, i, LWG{ID: l.spec.ID, Members: l.members, HWG: l.h.id, SinceSwitch: e.round - l.moved})
+		h := HWG{ID: l.h.id, Base: l.h.base, Members: l.h.members(), Stable: e.round - l.h.since}
+		if j, ok := slices.BinarySearchFunc(s.HWGs, h.ID, func(x HWG, id hwg.GroupID) int { return cmp.Compare(x.ID, id) }); ok {
+			s.HWGs[j] = h
+		} else {
+			s.HWGs = slices.Insert(s.HWGs, j, h)
+		}
+	}
+}
+
+// place creates l where the policy says (s describes the state), if it
+// has a live member.
+func (e *eval) place(l *evalLWG, s *Snapshot) {
 	l.members = e.liveMembers(l)
 	if len(l.members) == 0 {
 		return
 	}
 	base := e.w.Start
 	if base == "" || e.round > 0 {
-		s := e.snapshot(0)
-		base = e.p.Place(&s, LWG{ID: l.spec.ID, Members: l.members})
+		if s == nil {
+			snap := e.snapshot(0)
+			s = &snap
+		}
+		base = e.p.Place(s, LWG{ID: l.spec.ID, Members: l.members})
 	}
 	h := e.hwgFor(base)
 	l.h = h
@@ -447,7 +477,7 @@ func (e *eval) apply(ev Event) {
 // join adds live node n to l (placing l afresh if it had no member left).
 func (e *eval) join(l *evalLWG, n hwg.NodeID) {
 	if l.h == nil {
-		e.place(l)
+		e.place(l, nil)
 		return
 	}
 	if slices.Contains(l.members, n) {
@@ -539,12 +569,14 @@ func (e *eval) decide() int {
 	for i, l := range base.LWGs {
 		coord[i] = e.coordinator(e.lwgs[l.ID])
 	}
+	mine := make([]LWG, len(base.LWGs))
 	for _, n := range deciders {
 		s := base
-		s.LWGs = slices.Clone(base.LWGs)
-		for i := range s.LWGs {
-			s.LWGs[i].Decide = coord[i] == n
+		copy(mine, base.LWGs)
+		for i := range mine {
+			mine[i].Decide = coord[i] == n
 		}
+		s.LWGs = mine
 		acts = append(acts, e.p.Decide(&s)...)
 	}
 	done := 0

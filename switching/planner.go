@@ -144,15 +144,20 @@ func (p *Planner) Plan(o lwg.Observation, busy func(lwg.ID) bool) (Snapshot, []A
 }
 
 // Settled reports whether, in s, every LWG is on an HWG whose members equal
-// its own, no LWG is busy, and no two HWGs the caller holds (of those a
-// switch can name) have the same members.
+// its own, no LWG is busy, and no two HWGs carrying LWGs that the caller
+// holds have the same members. (An HWG that carries nothing is being left:
+// the LWG layer does that lazily.)
 func Settled(s *Snapshot) bool {
 	hs := map[hwg.GroupID]nodeSet{}
 	sets := map[string]bool{}
+	carrying := map[hwg.GroupID]bool{}
+	for _, l := range s.LWGs {
+		carrying[l.HWG] = true
+	}
 	for _, h := range s.HWGs {
 		m := asSet(h.Members)
 		hs[h.ID] = m
-		if h.Partial || h.Base == "" || len(m) == 0 {
+		if h.Partial || len(m) == 0 || !carrying[h.ID] {
 			continue
 		}
 		if k := m.key(); sets[k] {

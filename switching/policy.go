@@ -166,9 +166,12 @@ func (p *Default) index(s *Snapshot) *index {
 	if x.churn <= 0 {
 		x.churn = p.cfg.Churn
 	}
+	hbuf := make([]hstate, len(s.HWGs))
+	lbuf := make([]lstate, len(s.LWGs))
 	for i := range s.HWGs {
 		h := &s.HWGs[i]
-		hs := &hstate{h: h, members: asSet(h.Members)}
+		hs := &hbuf[i]
+		*hs = hstate{h: h, members: asSet(h.Members)}
 		hs.key = hs.members.key()
 		x.hwgs[h.ID] = hs
 		x.hs = append(x.hs, hs)
@@ -185,7 +188,8 @@ func (p *Default) index(s *Snapshot) *index {
 	slices.SortFunc(x.hs, func(a, b *hstate) int { return cmp.Compare(a.h.ID, b.h.ID) })
 	for i := range s.LWGs {
 		l := &s.LWGs[i]
-		ls := &lstate{l: l, members: asSet(l.Members)}
+		ls := &lbuf[i]
+		*ls = lstate{l: l, members: asSet(l.Members)}
 		if l.Observed {
 			ls.rate = max(l.Rate, 0)
 		}
@@ -288,13 +292,20 @@ func (x *index) switchCost(l *lstate, t nodeSet) float64 {
 	return c
 }
 
-// exact returns the addressable HWG whose members are exactly key's, the
-// one carrying most LWGs (then the one named for the set, then the lowest
-// ID), or nil.
+// exact returns the HWG for the member set: an addressable HWG whose
+// members are exactly the set (the one named for it, then the one carrying
+// most, then the lowest ID), or else the HWG named for the set while it is
+// still being formed (its members, a subset of the set, join as its LWGs
+// arrive), or nil.
 func (x *index) exact(key string, members nodeSet) *hstate {
 	var best *hstate
 	for _, h := range x.byKey[key] {
 		if best == nil || better(h, best, members) {
+			best = h
+		}
+	}
+	if best == nil {
+		if h := x.byBase[MemberBase(members)]; h != nil && members.covers(h.members) {
 			best = h
 		}
 	}
@@ -533,6 +544,17 @@ func (x *index) consolidations() []*candidate {
 	}
 	var plans []*plan
 	for _, h := range x.hs {
+		// Emptying h costs at least its LWGs' switches: skip the plan when
+		// even that is more than h's standing cost saves, unless a node of
+		// h is over its cap.
+		forced := false
+		for _, n := range h.members {
+			forced = forced || over[n] > 0
+		}
+		saving := cfg.Window * cfg.Cost.standing(len(h.members), h.lwgMembers(), x.churn)
+		if !forced && saving < cfg.Margin*cfg.Cost.switchFlushes()*float64(len(h.lwgs)) {
+			continue
+		}
 		if pl := x.emptyPlan(h); pl != nil {
 			plans = append(plans, pl)
 		}
