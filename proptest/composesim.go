@@ -186,6 +186,8 @@ type composeSim struct {
 	pay       int
 	stats     ComposeStats
 	extra     []Violation
+	// bench, if set, follows a closed-loop workload (RunComposeBench).
+	bench *composeBench
 }
 
 type composeOcc struct {
@@ -285,6 +287,9 @@ func (c *composeSim) lwgEvent(n *lwgSimNode, e lwg.Event) {
 	if r == nil {
 		return
 	}
+	if e.Type == lwg.EventDeliver && c.bench != nil {
+		c.bench.load[n.id]++
+	}
 	if e.Type == lwg.EventDeliver {
 		if in, ok := compose.Describe(e.Payload); ok && in.Kind == "route" && in.Via == "" && in.Src == e.LWG {
 			c.ordered[composeMsgID(in.Origin, in.Src, in.Seq)] = true
@@ -380,6 +385,9 @@ func (c *composeSim) flush(n *lwgSimNode) {
 		id := composeMsgID(d.Origin, d.Src, d.Seq)
 		c.stats.Delivered++
 		c.got[composeGot{n.self(), d.Group, id}] = true
+		if c.bench != nil {
+			c.bench.delivered(id)
+		}
 		if at, ok := c.sentAt[id]; ok && !d.Replayed {
 			c.stats.Latency += c.s.now - at
 			c.stats.LastDelivery = max(c.stats.LastDelivery, c.s.now)
