@@ -28,9 +28,12 @@ type LWGOptions struct {
 	// random times, to random carrier bases.
 	Switches       int
 	Faults         Faults
-	QuiescentSteps int     // default 300,000
-	SendRate       float64 // chance per step of an LWG multicast; default 0.2
-	FaultRate      float64 // chance per step of a fault; default 0.005
+	QuiescentSteps int // default 300,000
+	// SettleSteps are run once the LWGs have converged, for control
+	// messages in flight to arrive before the checkers run. Default 5,000.
+	SettleSteps int
+	SendRate    float64 // chance per step of an LWG multicast; default 0.2
+	FaultRate   float64 // chance per step of a fault; default 0.005
 	// ManualHoldOK makes the application answer Hold.up after a random
 	// delay, multicasting meanwhile.
 	ManualHoldOK bool
@@ -53,6 +56,7 @@ func (o *LWGOptions) defaults() {
 	o.Size = min(o.Size, o.Nodes)
 	def(&o.Steps, 3000)
 	def(&o.QuiescentSteps, 300_000)
+	def(&o.SettleSteps, 5000)
 	if o.SendRate == 0 {
 		o.SendRate = 0.2
 	}
@@ -729,7 +733,7 @@ func (s *LWGSim) Quiesce(maxSteps int) bool {
 		if s.stats.Steps%50 == 0 && s.quiet() {
 			s.stats.Converged = true
 			// Settle: let control messages in flight arrive.
-			for range 5000 {
+			for range s.opts.SettleSteps {
 				s.Step()
 			}
 			return true
@@ -818,9 +822,11 @@ type LWGResult struct {
 
 // RunLWG performs one seeded LWG simulation: Steps steps of multicasts,
 // switches and faults, then Heal, the quiescent phase and every checker.
-func RunLWG(opts LWGOptions) LWGResult {
-	s := NewLWGSim(opts)
-	opts = s.opts
+func RunLWG(opts LWGOptions) LWGResult { return runLWG(NewLWGSim(opts)) }
+
+// runLWG is RunLWG on a simulator already made (perhaps with a layer).
+func runLWG(s *LWGSim) LWGResult {
+	opts := s.opts
 	for step := range opts.Steps {
 		if s.rng.Float64() < opts.SendRate {
 			s.Multicast()
