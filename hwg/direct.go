@@ -72,4 +72,3 @@ func (n *Node) receiveDirect(from Process, frame []byte) bool {
 	}
 	return true
 }
-
