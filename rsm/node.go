@@ -405,17 +405,24 @@ func (n *Node) routeEvents() {
 			if n.cfg.Tap != nil {
 				n.cfg.Tap(o.id, e)
 			}
-			if _, ok := mail[o]; !ok {
+			if len(mail[o]) == 0 {
 				order = append(order, o)
 			}
 			mail[o] = append(mail[o], item{kind: itemEvent, ev: e})
 		}
 		n.mu.Unlock()
 		for _, o := range order {
-			n.enqueueAll(o, mail[o])
-			delete(mail, o)
+			its := mail[o]
+			n.enqueueAll(o, its)
+			// Keep the slice for the object's next batch (enqueueAll
+			// copied the items), cleared so it pins no payload.
+			clear(its)
+			mail[o] = its[:0]
 		}
 		order = order[:0]
+		if len(mail) > 4*routeBatch {
+			clear(mail) // bound what idle objects keep
+		}
 		clear(batch)
 	}
 }
