@@ -127,8 +127,9 @@ type Result struct {
 type RoundStat struct {
 	// Total is the cumulative cost at the end of the round.
 	Total float64
-	// Switches made in the round; HWGs live at its end.
-	Switches, HWGs int
+	// Switches made in the round; HWGs live at its end; Exact, the LWGs
+	// then on an HWG whose members equal theirs.
+	Switches, HWGs, Exact int
 }
 
 // Evaluate runs policy p on workload w and prices what it does with m.
@@ -227,7 +228,7 @@ func (e *eval) run() {
 		}
 		e.traffic()
 		sw := e.decide()
-		e.res.Series = append(e.res.Series, RoundStat{Total: e.res.Cost.Total(), Switches: sw, HWGs: len(e.hwgs)})
+		e.res.Series = append(e.res.Series, RoundStat{Total: e.res.Cost.Total(), Switches: sw, HWGs: len(e.hwgs), Exact: e.exact()})
 		if sw > 0 {
 			e.res.LastSwitch = e.round
 		}
@@ -250,15 +251,22 @@ func (e *eval) finish() {
 		e.res.MeanPerNode = float64(sum) / float64(len(per))
 	}
 	for _, id := range e.ids {
-		l := e.lwgs[id]
-		if l.h == nil {
-			continue
-		}
-		e.res.Live++
-		if l.h.members().equal(l.members) {
-			e.res.Exact++
+		if e.lwgs[id].h != nil {
+			e.res.Live++
 		}
 	}
+	e.res.Exact = e.exact()
+}
+
+// exact counts the LWGs on an HWG whose members equal theirs.
+func (e *eval) exact() int {
+	n := 0
+	for _, id := range e.ids {
+		if l := e.lwgs[id]; l.h != nil && l.h.members().equal(l.members) {
+			n++
+		}
+	}
+	return n
 }
 
 // perNode returns the number of HWGs of each live node.

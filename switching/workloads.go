@@ -209,3 +209,26 @@ func HotSpot(seed uint64) *Workload {
 func Workloads(seed uint64) []*Workload {
 	return []*Workload{KVLayout(seed), RandomOverlap(seed), Churn(seed), HotSpot(seed)}
 }
+
+// StressWorkloads are cases built for one baseline to be right, beyond the
+// evaluator's workloads: every LWG spanning every node (one HWG is
+// optimal), hot LWGs of unique member sets born at once with no churn
+// (one HWG per LWG is optimal, and a policy that measures before it
+// places pays a round of sharing and a switch for each), and cold LWGs of
+// unique member sets (sharing one HWG is nearly optimal).
+func StressWorkloads(seed uint64) []*Workload {
+	rng := rand.New(rand.NewPCG(seed, 4))
+	span := &Workload{Name: "all-span", Note: "6 nodes, 200 LWGs of all 6, one crash", Nodes: 6, Rounds: 300, Jitter: 0.3, Seed: seed}
+	all := []hwg.NodeID{1, 2, 3, 4, 5, 6}
+	for i := range 200 {
+		span.LWGs = append(span.LWGs, LWGSpec{ID: lwg.ID(fmt.Sprintf("l/s/%03d", i)), Members: all, Rate: 1})
+	}
+	span.Events = []Event{{Round: 100, Kind: EvNodeDown, Node: 2}, {Round: 120, Kind: EvNodeUp, Node: 2}}
+	hot := &Workload{Name: "unique-hot", Note: "16 nodes, 100 LWGs of 3 unique members, all hot from round 0, no churn", Nodes: 16, Rounds: 300, Jitter: 0.3, Seed: seed}
+	cold := &Workload{Name: "unique-cold", Note: "16 nodes, 100 LWGs of 3 unique members, all nearly idle, no churn", Nodes: 16, Rounds: 300, Jitter: 0.3, Seed: seed}
+	for i := range 100 {
+		hot.LWGs = append(hot.LWGs, LWGSpec{ID: lwg.ID(fmt.Sprintf("l/u/%03d", i)), Members: randomSubset(rng, 16, 3), Rate: 5})
+		cold.LWGs = append(cold.LWGs, LWGSpec{ID: lwg.ID(fmt.Sprintf("l/c/%03d", i)), Members: randomSubset(rng, 16, 3), Rate: 0.01})
+	}
+	return []*Workload{span, hot, cold}
+}
