@@ -114,8 +114,9 @@ type Result struct {
 	HWGs                    int
 	MaxPerNode, PeakPerNode int
 	MeanPerNode             float64
-	// LastSwitch is the last round with a switch (-1 if none).
-	LastSwitch int
+	// LastSwitch is the last round with a switch (-1 if none);
+	// MostSwitched is the most switches any one LWG made.
+	LastSwitch, MostSwitched int
 	// Exact counts the LWGs that end on an HWG whose members equal theirs;
 	// Live is the number of LWGs with members at the end.
 	Exact, Live int
@@ -174,6 +175,7 @@ type evalLWG struct {
 	obs      float64
 	observed bool
 	moved    int // round of the last switch
+	switches int
 	born     bool
 }
 
@@ -621,6 +623,8 @@ func (e *eval) switchLWG(l *evalLWG, base hwg.GroupID) bool {
 	delete(from.lwgs, l.spec.ID)
 	to.lwgs[l.spec.ID] = l
 	l.h, l.moved = to, e.round
+	l.switches++
+	e.res.MostSwitched = max(e.res.MostSwitched, l.switches)
 	for _, n := range l.members {
 		e.dropMember(from, n, false)
 	}

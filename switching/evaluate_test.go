@@ -97,6 +97,11 @@ func TestPolicyAgainstBaselines(t *testing.T) {
 		if c.Workload.Mixed && (p >= one || p >= per) {
 			t.Errorf("%s (mixed): default %.0f not below both baselines (%.0f, %.0f)", c.Workload.Name, p, one, per)
 		}
+		// No flapping: an LWG switches again only when its members or
+		// traffic change (churn replaces nodes in an LWG up to 4 times).
+		if c.Policy.MostSwitched > 5 {
+			t.Errorf("%s: an LWG switched %d times", c.Workload.Name, c.Policy.MostSwitched)
+		}
 		for _, r := range []switching.Result{c.Policy, c.One, c.Per} {
 			if lb := c.Lower.Total(); r.Cost.Total() < lb {
 				t.Errorf("%s: %s costs %.0f, below the lower bound %.0f", c.Workload.Name, r.Policy, r.Cost.Total(), lb)

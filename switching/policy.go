@@ -17,8 +17,8 @@ type Config struct {
 	// DefaultCost's.
 	Cost CostModel
 	// Window is the horizon, in rounds, over which a switch must pay for
-	// itself: its saving is a rate times Window. Default 60 (a minute of
-	// the Rebalancer's one-second rounds).
+	// itself: its saving is a rate times Window. Default 300 (five minutes
+	// of the Rebalancer's one-second rounds).
 	Window float64
 	// Margin is how many times its cost the saving of a switch (or of a
 	// new HWG, or of a consolidation) over Window must be. Above 1, the

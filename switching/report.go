@@ -41,12 +41,12 @@ func (c Comparison) OverLower() float64 { return c.Policy.Cost.Total() / c.Lower
 // bound, and what the policy did.
 func Table(cs []Comparison) string {
 	var b strings.Builder
-	b.WriteString("| workload | one HWG | HWG per LWG | default | lower bound | default / better baseline | default / lower bound | switches | last switch | HWGs (end) | HWGs per node (max, peak) | exact LWGs |\n")
+	b.WriteString("| workload | one HWG | HWG per LWG | default | lower bound | default / better baseline | default / lower bound | switches (most of one LWG) | last switch | HWGs (end) | HWGs per node (max, peak) | exact LWGs |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cs {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | **%.3f** | %.2f | %d | %s | %d | %d, %d | %d / %d |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | **%.3f** | %.2f | %d (%d) | %s | %d | %d, %d | %d / %d |\n",
 			c.Workload.Name, num(c.One.Cost.Total()), num(c.Per.Cost.Total()), num(c.Policy.Cost.Total()), num(c.Lower.Total()),
-			c.Ratio(), c.OverLower(), c.Policy.Switches, lastSwitch(c.Policy.LastSwitch), c.Policy.HWGs,
+			c.Ratio(), c.OverLower(), c.Policy.Switches, c.Policy.MostSwitched, lastSwitch(c.Policy.LastSwitch), c.Policy.HWGs,
 			c.Policy.MaxPerNode, c.Policy.PeakPerNode, c.Policy.Exact, c.Policy.Live)
 	}
 	return b.String()
