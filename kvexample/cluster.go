@@ -95,7 +95,9 @@ func LocalConfigs(c LocalClusterConfig) ([]NodeConfig, error) {
 		out = append(out, NodeConfig{
 			ID: id, Cluster: c.Cluster, DataDir: filepath.Join(c.DataDir, "node-"+strconv.Itoa(i)),
 			Listen: peers[id], Peers: peers, RESPPeers: resps, HTTPPeers: https,
-			RESP: resps[id], HTTP: https[id], Bootstrap: i == 1,
+			// All nodes run in this process, so they always start
+			// together: node 1 creates the directory, even on old data.
+			RESP: resps[id], HTTP: https[id], Bootstrap: i == 1, Rebootstrap: i == 1,
 			Shards: c.Shards, Replicas: c.Replicas, MaxValueBytes: c.MaxValueBytes,
 			Fast: true, RSM: c.RSM, Logger: log,
 		})

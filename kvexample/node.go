@@ -47,6 +47,12 @@ type NodeConfig struct {
 	// cluster starts. It is ignored when DataDir already holds this node's
 	// data (a restart joins the running cluster).
 	Bootstrap bool
+	// Rebootstrap makes Bootstrap apply even when DataDir holds data: for
+	// the first node of a cluster restarting after every node stopped
+	// (then no running directory is left to join; the shards come back
+	// from the nodes' local snapshots). Never set it on a node that
+	// restarts while others run: it would start a second cluster.
+	Rebootstrap bool
 	// Shards (default 1,024) and Replicas (default 3) place the keys.
 	Shards, Replicas int
 	// MaxValueBytes bounds a value (default 1 MiB); Timeout one request
@@ -132,7 +138,7 @@ func Start(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 	bootstrap := cfg.Bootstrap
-	if bootstrap {
+	if bootstrap && !cfg.Rebootstrap {
 		if _, err := os.Stat(filepath.Join(cfg.DataDir, "node.db")); err == nil {
 			log.Info("data directory exists: joining the cluster instead of creating it")
 			bootstrap = false

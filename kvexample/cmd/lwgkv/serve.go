@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/lwgkit/lwgkit/hwg"
 	"github.com/lwgkit/lwgkit/kvexample"
+	"github.com/lwgkit/lwgkit/rsm"
 	"github.com/lwgkit/lwgkit/storage"
 )
 
@@ -25,6 +26,7 @@ type nodeFlags struct {
 	shards, replicas int
 	maxValue         int
 	timeout          time.Duration
+	snapEvery        time.Duration
 	logLevel         string
 }
 
@@ -34,8 +36,11 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.replicas, "replicas", kvexample.DefaultReplicas, "replicas per shard (every node must use the same)")
 	fs.IntVar(&f.maxValue, "max-value", kvexample.DefaultMaxValueBytes, "largest value accepted, in bytes")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "time limit of one request")
+	fs.DurationVar(&f.snapEvery, "snapshot-interval", 5*time.Second, "snapshot a shard that changed at least this often: what a restart of every node at once can lose (rsm keeps no log)")
 	fs.StringVar(&f.logLevel, "log", "warn", "log level: trace, debug, info, warn, error, off")
 }
+
+func (f *nodeFlags) rsmConfig() rsm.Config { return rsm.Config{SnapshotInterval: f.snapEvery} }
 
 func (f *nodeFlags) logger(w io.Writer) hclog.Logger {
 	if f.logLevel == "off" {
@@ -113,6 +118,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	peerResp := fs.String("peer-resp", "", "RESP addresses of the other nodes, id=host:port,... (default: their cluster port - 10000)")
 	peerHTTP := fs.String("peer-http", "", "HTTP addresses of the other nodes, id=host:port,... (shown in status only)")
 	bootstrap := fs.Bool("bootstrap", false, "create the cluster (one node, on the cluster's first start; ignored if -data already holds this node)")
+	rebootstrap := fs.Bool("rebootstrap", false, "create the cluster again on existing data: only for one node, when every node of the cluster stopped (never while others run)")
 	fast := fs.Bool("fast", true, "fast failure detection (about 200 ms; for LANs and loopback)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: lwgkv serve -id N -data DIR -join 2=host:16381,3=host:16382 [-bootstrap] [flags]\n\n")
@@ -158,7 +164,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := kvexample.NodeConfig{
 		ID: hwg.NodeID(*id), Cluster: nf.cluster, DataDir: *data,
 		Listen: *listen, Advertise: *advertise, Peers: peers, RESPPeers: resps, HTTPPeers: https,
-		RESP: *resp, HTTP: *httpAddr, Bootstrap: *bootstrap || len(peers) == 1,
+		RESP: *resp, HTTP: *httpAddr, Bootstrap: *bootstrap || *rebootstrap || len(peers) == 1,
+		Rebootstrap: *rebootstrap || len(peers) == 1, RSM: nf.rsmConfig(),
 		Shards: nf.shards, Replicas: nf.replicas, MaxValueBytes: nf.maxValue, Timeout: nf.timeout,
 		Fast: *fast, Logger: log,
 	}
@@ -226,6 +233,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for i := range cfgs {
 		cfgs[i].Timeout = nf.timeout
+		cfgs[i].RSM = nf.rsmConfig()
 	}
 	fmt.Fprintf(stdout, "lwgkv demo: starting %d nodes (%d shards, %d replicas each) in %s\n", *nodes, nf.shards, min(nf.replicas, *nodes), dir)
 	start := time.Now()
