@@ -36,7 +36,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.replicas, "replicas", kvexample.DefaultReplicas, "replicas per shard (every node must use the same)")
 	fs.IntVar(&f.maxValue, "max-value", kvexample.DefaultMaxValueBytes, "largest value accepted, in bytes")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "time limit of one request")
-	fs.DurationVar(&f.snapEvery, "snapshot-interval", 5*time.Second, "snapshot a shard that changed at least this often: what a restart of every node at once can lose (rsm keeps no log)")
+	fs.DurationVar(&f.snapEvery, "snapshot-interval", time.Minute, "snapshot a shard that changed at least this often: bounds what a restart of every node at once loses (rsm keeps no log); shorter intervals cost latency spikes while many shards snapshot at once")
 	fs.StringVar(&f.logLevel, "log", "warn", "log level: trace, debug, info, warn, error, off")
 }
 
