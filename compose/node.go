@@ -57,6 +57,9 @@ type Node struct {
 	// dropped counts the Router's multicasts the LWG layer refused (this
 	// node had just left or been excluded from the group).
 	dropped uint64
+	// excluded counts EventExcluded of the topology's groups: this node
+	// lost a group without asking (the Node does not rejoin).
+	excluded uint64
 }
 
 // input is one thing for the loop: an LWG event, or a call to run on the
@@ -210,6 +213,15 @@ func (n *Node) Dropped() uint64 {
 	return n.dropped
 }
 
+// Excluded returns how many times this node was excluded from a group
+// (lwg.EventExcluded) without asking to leave. The Node does not rejoin:
+// the application joins again through the Service.
+func (n *Node) Excluded() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.excluded
+}
+
 // RouterFor returns this node's opinion of who routes from a to b (see
 // Router.RouterFor).
 func (n *Node) RouterFor(ctx context.Context, a, b lwg.ID) (hwg.Process, bool, error) {
@@ -259,6 +271,11 @@ func (n *Node) loop() {
 			n.mu.Unlock()
 			for _, in := range batch {
 				if in.ev != nil {
+					if in.ev.Type == lwg.EventExcluded {
+						n.mu.Lock()
+						n.excluded++
+						n.mu.Unlock()
+					}
 					n.router.LWGEvent(*in.ev)
 				} else {
 					in.call(n.router)

@@ -352,7 +352,7 @@ func runtimeRun(kind, topo string, share float64, msgs int) (row, error) {
 				if err != nil {
 					v, _, verr := stacks[m].svc.View(context.Background(), g)
 					log.Printf("view error %v", verr)
-					return row{}, fmt.Errorf("node %d has no routing state of %s (view %v, %+v): %w", m, g, v, stacks[m].node.Stats(), err)
+					return row{}, fmt.Errorf("node %d has no routing state of %s (view %v, excluded %d times, %+v): %w", m, g, v, stacks[m].node.Excluded(), stacks[m].node.Stats(), err)
 				}
 				if ok {
 					break
