@@ -263,16 +263,21 @@ func (n *Node) BlockOK(ctx context.Context, group GroupID) error {
 
 // Info returns a snapshot of group's state.
 func (n *Node) Info(ctx context.Context, group GroupID) (Info, error) {
-	var in Info
+	// The result travels on a channel: if ctx ends first, do returns
+	// while the loop may still run the closure later.
+	res := make(chan Info, 1)
 	err := n.do(ctx, func() error {
 		g := n.groups[group]
 		if g == nil {
 			return fmt.Errorf("%w: %q", ErrUnknownGroup, group)
 		}
-		in = g.Info()
+		res <- g.Info()
 		return nil
 	})
-	return in, err
+	if err != nil {
+		return Info{}, err
+	}
+	return <-res, nil
 }
 
 // Close stops the event loop. Waiting calls return ErrNodeClosed. It
