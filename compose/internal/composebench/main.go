@@ -60,6 +60,7 @@ func main() {
 	rtMsgs := flag.Int("runtime-messages", 400, "messages per runtime configuration")
 	noSim := flag.Bool("nosim", false, "skip the simulator")
 	only := flag.String("topo", "", "runtime: only this topology")
+	repeat := flag.Int("repeat", 1, "runtime: runs per cell (fresh processes), averaged")
 	cell := flag.String("cell", "", "runtime: measure only topology:share and print it (used by the parent run)")
 	out := flag.String("out", "docs", "directory for the PNG charts (empty: none)")
 	flag.Parse()
@@ -114,12 +115,23 @@ func main() {
 					// Each cell in a fresh process: a stopped cluster's
 					// goroutines and sockets wind down in the background and
 					// disturb the next one.
-					for attempt := 1; attempt <= 3; attempt++ {
-						if r, err = subprocess(*rt, topo, share, *rtMsgs); err == nil {
+					r = row{topo: topo, share: share}
+					for range *repeat {
+						var one row
+						for attempt := 1; attempt <= 3; attempt++ {
+							if one, err = subprocess(*rt, topo, share, *rtMsgs); err == nil {
+								break
+							}
+							retries++
+							log.Printf("%s %s %.0f%%: attempt %d failed (%v)", *rt, topo, share*100, attempt, err)
+						}
+						if err != nil {
 							break
 						}
-						retries++
-						log.Printf("%s %s %.0f%%: attempt %d failed (%v)", *rt, topo, share*100, attempt, err)
+						k := float64(*repeat)
+						r.latency += one.latency / k
+						r.thru += one.thru / k
+						r.deliv += one.deliv / k
 					}
 				}
 				if err != nil {
@@ -129,7 +141,7 @@ func main() {
 				log.Printf("%s %s %.0f%%: %.2f ms, %.0f msg/s", *rt, topo, share*100, r.latency, r.thru)
 			}
 		}
-		fmt.Fprintf(w, "\n## Runtime over %s (compose.Node on lwg.Service, all stacks in one process, one process per cell; %d messages per cell; window 2 per sender; %d cells rerun)\n\n", *rt, *rtMsgs, retries)
+		fmt.Fprintf(w, "\n## Runtime over %s (compose.Node on lwg.Service, all stacks in one process, one process per run; %d messages per run, mean of %d runs per cell; window 2 per sender; %d runs repeated after a failure)\n\n", *rt, *rtMsgs, *repeat, retries)
 		table(w, real, "latency (ms)", "throughput (msg/s)", false)
 	}
 	if *out != "" && !*noSim {
