@@ -25,3 +25,6 @@ func (n *Node) Watched(o *Object) bool {
 	_, ok := n.watched[o]
 	return ok
 }
+
+// Crash stops the Node as a crash would: no last snapshots.
+func (n *Node) Crash() error { return n.stopNode() }

@@ -329,10 +329,18 @@ func (o *Object) Close(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the Node: waiting calls end with ErrClosed. Objects are not
-// left (their groups see this node fail, or stop with it); a Node started
-// with Start also closes its Service, HWG node and data file.
+// Close stops the Node: it first writes a snapshot of every object that
+// applied commands since its last one (at most 30 s), so that a restart of
+// every node keeps them; then waiting calls end with ErrClosed. Objects are
+// not left (their groups see this node fail, or stop with it); a Node
+// started with Start also closes its Service, HWG node and data file.
 func (n *Node) Close() error {
+	n.flushSnapshots(closeFlushTimeout)
+	return n.stopNode()
+}
+
+// stopNode is Close without the snapshots: what a crash leaves.
+func (n *Node) stopNode() error {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -357,6 +365,63 @@ func (n *Node) Close() error {
 	}
 	return err
 }
+
+// closeFlushTimeout bounds how long Close spends writing snapshots.
+const closeFlushTimeout = 30 * time.Second
+
+// flushSnapshots snapshots every object that applied commands since its
+// last snapshot, so a restart of every node at once (which finds no live
+// replica to transfer from) loses nothing a clean Close could keep. With
+// snapshots in memory there is nothing to keep.
+func (n *Node) flushSnapshots(timeout time.Duration) {
+	if _, mem := n.cfg.snaps.(*memStore); mem {
+		return
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	objs := make([]*Object, 0, len(n.objects))
+	for _, o := range n.objects {
+		if o.pubReady.Load() && o.pubIndex.Load() > 0 {
+			objs = append(objs, o)
+		}
+	}
+	n.mu.Unlock()
+	// Many at once, so the storage's group commit shares the syncs. Each
+	// holds the object's smMu, which excludes its worker.
+	work := make(chan *Object)
+	var wg sync.WaitGroup
+	for range flushParallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for o := range work {
+				o.smMu.Lock()
+				if o.ready && o.index > o.snapIndex {
+					o.takeSnapshot()
+				}
+				o.smMu.Unlock()
+			}
+		}()
+	}
+	deadline := time.After(timeout)
+feed:
+	for _, o := range objs {
+		select {
+		case work <- o:
+		case <-deadline:
+			n.log.Warn("closing: gave up writing snapshots", "objects", len(objs))
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
+// flushParallel is how many snapshots Close writes at once.
+const flushParallel = 64
 
 // routeEvents hands every LWG event to its object. It takes what is
 // waiting in batches: one lookup lock per batch, and one mailbox append
@@ -600,6 +665,7 @@ func (o *Object) process(it item) {
 		o.onDirect(it.from, it.d)
 	case itemTick:
 		o.onTick(it.ticks)
+
 	}
 }
 
