@@ -75,8 +75,9 @@ func (o *Object) onEvent(e lwg.Event) {
 	switch e.Type {
 	case lwg.EventInstall:
 		o.recv = point{View: e.View.ID}
-		o.latest = e.View.Clone()
-		o.pubView.Store(&o.latest)
+		v := e.View.Clone()
+		o.latest = v
+		o.pubView.Store(&v) // its own copy: View reads it from other goroutines
 		if slices.Contains(e.Joined, o.self) {
 			o.joined(e)
 			return
@@ -110,8 +111,8 @@ func (o *Object) joined(e lwg.Event) {
 	o.view = e.View.Clone()
 	// A life of an LWG begins at view 1 of its directory version (see
 	// lwg.View). Every member of a later view can be new too (all that
-	// held the state left at once); that is not a new life: they wait for
-	// a holder rather than start over from nothing.
+	// held the state left at once); that is not a new life, and a claim
+	// round picks the state to go on from (see claimRound).
 	newLife := uint32(e.View.ID) == 1 && len(e.Joined) == len(e.View.Members)
 	if newLife && e.View.Coordinator() == o.self {
 		// A new group (or a new life of one whose members all failed):
