@@ -53,7 +53,15 @@ func TestTCPTwoNodes(t *testing.T) {
 	if p := a.Peers(); len(p) != 1 || p[0] != b.Self() {
 		t.Fatalf("a.Peers() = %v", p)
 	}
+	// A writer counts its frames once the write returned, which can be
+	// after the peer read them: wait for the counters to settle.
 	sa, sb := a.Stats(), b.Stats()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); sa, sb = a.Stats(), b.Stats() {
+		if sa.FramesSent == 1000 && sb.FramesSent == 1000 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if sa.FramesSent != 1000 || sa.FramesReceived != 1000 || sb.FramesSent != 1000 || sb.FramesReceived != 1000 {
 		t.Fatalf("stats: a %+v, b %+v", sa, sb)
 	}
