@@ -700,7 +700,14 @@ func (n *Node) watch(o *Object, on bool) {
 	n.mu.Lock()
 	if on && !n.closed && n.objects[o.lwg] == o {
 		if w := n.watched[o]; w == nil {
-			n.watched[o] = &watchState{left: n.period(o)}
+			left := n.period(o)
+			if o.pubReady.Load() {
+				// Spread time-based snapshots over the interval, so that
+				// thousands of objects written at once do not all
+				// snapshot on the same tick and stall the workers.
+				left += int(o.spread % uint32(n.cfg.snapshotTicks))
+			}
+			n.watched[o] = &watchState{left: left}
 		} else {
 			w.left = min(w.left, n.period(o))
 		}

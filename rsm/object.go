@@ -3,6 +3,7 @@ package rsm
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"sync/atomic"
 
@@ -33,12 +34,13 @@ type host interface {
 // Object is one replicated object open on this node. Its methods are safe
 // for concurrent use.
 type Object struct {
-	id   ObjectID
-	lwg  lwg.ID
-	self hwg.Process
-	cfg  *Config
-	host host
-	sub  submitter
+	id     ObjectID
+	lwg    lwg.ID
+	self   hwg.Process
+	spread uint32 // a hash of id, to spread per-object timers
+	cfg    *Config
+	host   host
+	sub    submitter
 
 	// Guarded by mu.
 	mu        sync.Mutex
@@ -114,8 +116,10 @@ type result struct {
 }
 
 func newObject(id ObjectID, self hwg.Process, cfg *Config, h host, sub submitter, sm StateMachine) *Object {
+	f := fnv.New32a()
+	f.Write([]byte(id))
 	o := &Object{id: id, lwg: id.LWG(), self: self, cfg: cfg, host: h, sub: sub, sm: sm,
-		waiters: map[uint64]waiter{}, readyCh: make(chan struct{})}
+		waiters: map[uint64]waiter{}, readyCh: make(chan struct{}), spread: f.Sum32()}
 	o.pubView.Store(&lwg.View{})
 	return o
 }
