@@ -2,10 +2,12 @@ package rsm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -141,7 +143,9 @@ func (o *Object) Ready() bool { return o.pubReady.Load() }
 // as is. If ctx ends first, the error wraps ErrNotApplied when cmd was
 // never sent and ErrUnknown when it was (it may yet be applied); if this
 // node leaves the group first, ErrUnknown (or ErrClosed after Close).
-// Proposals made during a flush wait for the next view.
+// Proposals made during a flush wait for the next view, and those made
+// while this node is out of the group (excluded, joining again) wait for
+// its new membership.
 func (o *Object) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 	if len(cmd) > o.cfg.MaxCommandBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd), o.cfg.MaxCommandBytes)
@@ -225,8 +229,29 @@ func (o *Object) forget(seq uint64) {
 
 func (o *Object) await(ctx context.Context, seq uint64, ch chan result, payload []byte) ([]byte, error) {
 	err := ctx.Err()
-	if err == nil {
+	for err == nil {
 		err = o.sub.submit(ctx, o, payload)
+		if !errors.Is(err, lwg.ErrNotMember) {
+			break
+		}
+		// This node is not in the object's group right now: it was
+		// excluded and joins again by itself. Nothing was sent, so wait
+		// for the new membership, until ctx ends or the object closes.
+		o.mu.Lock()
+		closed := o.closed
+		o.mu.Unlock()
+		if closed {
+			err = ErrClosed
+			break
+		}
+		t := time.NewTimer(o.cfg.TickInterval)
+		select {
+		case <-ctx.Done():
+			err = errors.Join(err, ctx.Err())
+		case <-t.C:
+			err = nil
+		}
+		t.Stop()
 	}
 	if err != nil {
 		o.forget(seq)
