@@ -164,29 +164,7 @@ func (db *DB) deleteSnapshots(tx *bbolt.Tx, object string) error {
 			return err
 		}
 	}
-	var gens []uint64
-	err := tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
-		if string(v) == object {
-			gen, ok := decodeUint(k)
-			if !ok {
-				return db.corrupt("pending snapshot key of %d bytes", len(k))
-			}
-			gens = append(gens, gen)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, gen := range gens {
-		if err := deleteChunks(tx, gen); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketPending).Delete(encodeUint(gen)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return db.removePendingOf(tx, func(o string) bool { return o == object })
 }
 
 // deleteGen deletes a committed generation's record and chunks.
@@ -214,9 +192,18 @@ func deleteChunks(tx *bbolt.Tx, gen uint64) error {
 // removePending deletes the chunks of every snapshot being written, and
 // the record that it was. Open calls it, when no writer can exist.
 func (db *DB) removePending(tx *bbolt.Tx) error {
+	return db.removePendingOf(tx, func(string) bool { return true })
+}
+
+// removePendingOf deletes the snapshots being written for the objects
+// that match: their chunks and the record that they were.
+func (db *DB) removePendingOf(tx *bbolt.Tx, match func(object string) bool) error {
 	pending := tx.Bucket(bucketPending)
 	var gens []uint64
-	err := pending.ForEach(func(k, _ []byte) error {
+	err := pending.ForEach(func(k, v []byte) error {
+		if !match(string(v)) {
+			return nil
+		}
 		gen, ok := decodeUint(k)
 		if !ok {
 			return db.corrupt("pending snapshot key of %d bytes", len(k))
