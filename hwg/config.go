@@ -22,7 +22,7 @@ type Config struct {
 	ViewChangeTicks int
 	// FlushWaitTicks is how long a proposer that already has a majority
 	// waits for the remaining unsuspected members before excluding them.
-	// Default 4.
+	// Default 4; it must be below ViewChangeTicks.
 	FlushWaitTicks int
 	// JoinRetryTicks is how often a joiner asks its contacts again.
 	// Default 4.
@@ -73,6 +73,13 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&out.ViewChangeTicks, 10)
 	def(&out.FlushWaitTicks, 4)
 	def(&out.JoinRetryTicks, 4)
+	if out.FlushWaitTicks >= out.ViewChangeTicks {
+		// The proposer would still be waiting for the stragglers when the
+		// others' view-change timeout fires and a higher ballot restarts
+		// the flush: forever, if a member never answers.
+		return out, fmt.Errorf("%w: FlushWaitTicks (%d) must be below ViewChangeTicks (%d)",
+			ErrInvalidConfig, out.FlushWaitTicks, out.ViewChangeTicks)
+	}
 	def(&out.MaxBatch, 256)
 	if out.MaxUnstable == 0 {
 		out.MaxUnstable = 8192

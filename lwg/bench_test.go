@@ -196,6 +196,7 @@ func startBenchCluster(b testing.TB, k int, place lwg.Placement) []*benchNode {
 		// 500 ms. (Crashed members are suspected, not waited for, so the
 		// recovery times do not include it.)
 		cfg.Group.FlushWaitTicks = 50
+		cfg.Group.ViewChangeTicks = 100 // must exceed the flush wait
 		// Nothing here reads sends: drop them at the source, as a
 		// deployment would (LWGKIT_BENCH_SENDEVENTS=1 keeps them, for
 		// comparison with runs before these options existed).
