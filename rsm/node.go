@@ -131,10 +131,10 @@ type Node struct {
 }
 
 type nodeStats struct {
-	proposals, reads, applied    atomic.Uint64
-	snapshots, sentBytes, views  atomic.Uint64
-	received, receivedSnapshots  atomic.Uint64
-	sentSnapshots, transferFails atomic.Uint64
+	proposals, reads, applied   atomic.Uint64
+	snapshots, sentBytes, views atomic.Uint64
+	received, receivedSnapshots atomic.Uint64
+	sentSnapshots               atomic.Uint64
 }
 
 // New starts a Node over cfg.Service and cfg.HWG. Close stops it (and not
@@ -526,28 +526,40 @@ func (n *Node) routeDirects() {
 
 // serveFetch sends the asked bytes of a local snapshot.
 func (n *Node) serveFetch(to hwg.Process, d direct) {
-	r, err := n.cfg.snaps.open(d.object, d.gen)
+	reply, last, size, err := answerFetch(n.cfg.snaps, d, n.cfg.ChunkSize)
 	if err != nil {
-		n.send(to, direct{kind: kindGone, object: d.object, gen: d.gen})
+		n.log.Warn("reading a snapshot for a transfer", "object", d.object, "error", err)
+	}
+	if reply.kind == 0 {
 		return
 	}
-	size := uint64(r.Size())
-	if d.offset >= size {
-		return
+	n.send(to, reply)
+	if last {
+		n.emit(Event{Type: EventSnapshotSent, Object: d.object, Peer: to, Bytes: size})
 	}
-	want := min(d.n, uint64(2*n.cfg.ChunkSize), size-d.offset)
-	buf := make([]byte, want)
+}
+
+// answerFetch reads the bytes a fetch asks for from the store and returns
+// the reply: a chunk (last when it ends the snapshot), GONE if the
+// generation is gone or unreadable, or nothing (kind 0) for an offset past
+// the end. err is a read failure worth logging.
+func answerFetch(store snapStore, d direct, chunkSize int) (reply direct, last bool, size int64, err error) {
+	gone := direct{kind: kindGone, object: d.object, gen: d.gen}
+	r, err := store.open(d.object, d.gen)
+	if err != nil {
+		return gone, false, 0, nil // replaced twice since it was offered
+	}
+	size = r.Size()
+	if d.offset >= uint64(size) {
+		return direct{}, false, size, nil
+	}
+	buf := make([]byte, min(d.n, uint64(2*chunkSize), uint64(size)-d.offset))
 	got, err := r.ReadAt(buf, int64(d.offset))
 	if got == 0 && err != nil {
-		n.log.Warn("reading a snapshot for a transfer", "object", d.object, "error", err)
-		n.stats.transferFails.Add(1)
-		n.send(to, direct{kind: kindGone, object: d.object, gen: d.gen})
-		return
+		return gone, false, size, err
 	}
-	n.send(to, direct{kind: kindChunk, object: d.object, gen: d.gen, offset: d.offset, data: buf[:got]})
-	if d.offset+uint64(got) == size {
-		n.emit(Event{Type: EventSnapshotSent, Object: d.object, Peer: to, Bytes: int64(size)})
-	}
+	reply = direct{kind: kindChunk, object: d.object, gen: d.gen, offset: d.offset, data: buf[:got]}
+	return reply, d.offset+uint64(got) == uint64(size), size, nil
 }
 
 // tick sends ticks to the objects that asked for them.

@@ -104,17 +104,9 @@ func (s *SimNode) Direct(from hwg.Process, payload []byte) error {
 }
 
 func (s *SimNode) serveFetch(to hwg.Process, d direct) {
-	r, err := s.store.open(d.object, d.gen)
-	if err != nil {
-		s.send(to, direct{kind: kindGone, object: d.object, gen: d.gen})
-		return
+	if reply, _, _, _ := answerFetch(s.store, d, s.cfg.ChunkSize); reply.kind != 0 {
+		s.send(to, reply)
 	}
-	if d.offset >= uint64(r.Size()) {
-		return
-	}
-	buf := make([]byte, min(d.n, uint64(2*s.cfg.ChunkSize), uint64(r.Size())-d.offset))
-	n, _ := r.ReadAt(buf, int64(d.offset))
-	s.send(to, direct{kind: kindChunk, object: d.object, gen: d.gen, offset: d.offset, data: buf[:n]})
 }
 
 // Tick advances every replica's timers by one TickInterval.
