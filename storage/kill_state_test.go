@@ -1,14 +1,12 @@
 package storage_test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -215,26 +213,7 @@ func TestStateSurvivesKill(t *testing.T) {
 	const wantKills = 12
 	kills, lines, crashedWriters, orphanChunks := 0, 0, 0, 0
 	for deadline := time.Now().Add(20 * time.Second); kills < wantKills && time.Now().Before(deadline); {
-		cmd := exec.Command(exe, "-test.run=^TestHelperProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), writerEnv+"="+path)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			if kills == 0 {
-				t.Skipf("cannot re-execute the test binary %s: %v", exe, err)
-			}
-			t.Fatalf("re-executing the test binary: %v", err)
-		}
-		out := bufio.NewReader(stdout)
-		if line, err := out.ReadString('\n'); line != "ready\n" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("writer did not start: %q, %v; stderr: %s", line, err, stderr.Bytes())
-		}
+		cmd, out, stderr := startKillable(t, exe, writerEnv, path, kills)
 		// Not a protocol test: a real process, killed at a random time.
 		time.Sleep(20*time.Millisecond + time.Duration(rng.Int64N(int64(200*time.Millisecond))))
 		if err := cmd.Process.Kill(); err != nil {

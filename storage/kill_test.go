@@ -83,26 +83,7 @@ func TestStartSurvivesKill(t *testing.T) {
 	var stored uint64 // incarnation found after the previous kill
 	kills, commits, unprinted := 0, 0, 0
 	for deadline := time.Now().Add(10 * time.Second); kills < wantKills && time.Now().Before(deadline); {
-		cmd := exec.Command(exe, "-test.run=^TestHelperProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), helperEnv+"="+path)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			if kills == 0 {
-				t.Skipf("cannot re-execute the test binary %s: %v", exe, err)
-			}
-			t.Fatalf("re-executing the test binary: %v", err)
-		}
-		out := bufio.NewReader(stdout)
-		if line, err := out.ReadString('\n'); line != "ready\n" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("helper did not start: %q, %v; stderr: %s", line, err, stderr.Bytes())
-		}
+		cmd, out, stderr := startKillable(t, exe, helperEnv, path, kills)
 		time.Sleep(time.Duration(rng.Int64N(int64(20 * time.Millisecond))))
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatalf("kill: %v", err)
@@ -168,4 +149,32 @@ func TestStartSurvivesKill(t *testing.T) {
 	if kills < wantKills {
 		t.Logf("only %d of %d kills within the time limit", kills, wantKills)
 	}
+}
+
+// startKillable re-executes the test binary as TestHelperProcess with
+// env=path and waits for it to print "ready". It skips the test if the
+// binary cannot be re-executed before the first kill.
+func startKillable(t *testing.T, exe, env, path string, kills int) (*exec.Cmd, *bufio.Reader, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(exe, "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"="+path)
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		if kills == 0 {
+			t.Skipf("cannot re-execute the test binary %s: %v", exe, err)
+		}
+		t.Fatalf("re-executing the test binary: %v", err)
+	}
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); line != "ready\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("%s did not start: %q, %v; stderr: %s", env, line, err, stderr.Bytes())
+	}
+	return cmd, out, stderr
 }
