@@ -22,6 +22,11 @@ type Config struct {
 	// source group once this many are unacknowledged, and at every Tick
 	// when any are. Default 32.
 	AckEvery int
+
+	// freshWhenAlone is a mutation for tests only (export_test.go): a
+	// member left alone without the state starts the group afresh, as
+	// the Router did before claim rounds.
+	freshWhenAlone bool
 }
 
 // Send asks the caller to multicast Payload in the local LWG Group
@@ -76,13 +81,32 @@ type Stats struct {
 	Acks      uint64 // acknowledgements this node multicast
 	States    uint64 // routing-state snapshots this node sent
 	Malformed uint64
-	// Restarts counts groups whose routing state this node began afresh,
-	// after a view of a group's life other than its first left it alone
-	// without the state: every holder had left the view (crashed, or
-	// excluded by a partition). The copies the group owed are lost: the
-	// composition's counterpart of a group losing every member.
+	// Claims counts claims this node multicast (it was in a view of a
+	// group without the routing state); Seeded the claim rounds this node
+	// won, continuing the group's routing from a kept state; Blocked the
+	// complete rounds that could not decide (nobody offered a state, or a
+	// holder of the best one was away), after which the group's routing
+	// waits for the next view.
+	Claims, Seeded, Blocked uint64
+	// Restarts counts groups whose routing state this node began afresh
+	// in the first view of a new life of their LWG (lwg.View: every
+	// member of the group's carrier had gone) after it had been a member
+	// of an earlier one: what the group owed is lost, as every member's
+	// state is when a whole carrier fails.
 	Restarts uint64
 }
+
+// Position is a point of a group's delivery sequence: after the install
+// of View and the first K filter payloads delivered in it. Every member
+// computes the same positions (virtual synchrony).
+type Position struct {
+	View uint64 `msgpack:"v"`
+	K    uint64 `msgpack:"k"`
+}
+
+// Less orders positions along the group's history (view ids increase
+// across the lives of an LWG).
+func (p Position) Less(q Position) bool { return p.View < q.View || p.View == q.View && p.K < q.K }
 
 // Router is the routing filter and inter-group router of one node: a pure,
 // deterministic state machine over the node's LWG events, in the style of
@@ -109,11 +133,30 @@ type Stats struct {
 // before (link numbers), so the take-over neither loses nor duplicates.
 // A member that joins G gets the routing state in a snapshot cut at its
 // join, and holds G's routed messages until then.
+//
+// Loss of every holder. A member that is excluded from G or leaves it
+// keeps G's state as a retired state, with its position and the holders
+// of its last view. A member without the state never starts afresh in a
+// view of G's life: at every install it waits in, it multicasts a claim
+// (its retired state, if any, and where its buffer begins). Holders never
+// claim, so once every member of the view has claimed in it, no member
+// holds the state, and all decide alike: the best retired state S (latest
+// position) if every holder of its last view is back (claimed in this
+// view, or restarted as a new incarnation: then what only it delivered is
+// gone), else no decision until the next view. The seed is the first
+// member whose buffer covers S (it joined at or before S's view), else
+// the one whose buffer begins first; it takes S, replays its buffer past
+// S's position, and sends the state to the others cut at the decision.
+// Only the first view of a life of the LWG starts empty.
 type Router struct {
 	cfg    Config
 	self   hwg.Process
 	topo   *Topology
 	groups map[lwg.ID]*member
+	// retired keeps the state of groups this node left or was excluded
+	// from; known lists the groups it was ever a member of.
+	retired map[lwg.ID]*retiredState
+	known   map[lwg.ID]bool
 	// seq counts routed sends per source group: an origin is this process
 	// sending through one group.
 	seq map[lwg.ID]uint64
@@ -132,12 +175,30 @@ type member struct {
 	view     lwg.View
 	ready    bool // holds the routing state
 	joinView uint64
-	buf      []lwg.Event // events held until the state arrives
+	buf      []held // events held until the state arrives
 	st       groupState
+	// at is the position of the last event of this membership: the
+	// state's position when ready.
+	at    Position
+	round map[hwg.Process]*claimMsg // claims delivered in the current view
 	// Router-side, volatile: per outgoing link, the last link number this
 	// node multicast in its current tenure and the last ack it sent.
 	fwd     map[lwg.ID]uint64
 	ackSent map[lwg.ID]uint64
+}
+
+// held is a buffered event with its position.
+type held struct {
+	e  lwg.Event
+	at Position
+}
+
+// retiredState is a group's routing state kept after this node left the
+// group's view.
+type retiredState struct {
+	st      groupState
+	at      Position
+	holders []hwg.Process
 }
 
 // NewRouter returns the Router of cfg.Self.
@@ -154,7 +215,7 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.AckEvery <= 0 {
 		cfg.AckEvery = 32
 	}
-	return &Router{cfg: cfg, self: cfg.Self, topo: cfg.Topology, groups: map[lwg.ID]*member{}, seq: map[lwg.ID]uint64{}}, nil
+	return &Router{cfg: cfg, self: cfg.Self, topo: cfg.Topology, groups: map[lwg.ID]*member{}, retired: map[lwg.ID]*retiredState{}, known: map[lwg.ID]bool{}, seq: map[lwg.ID]uint64{}}, nil
 }
 
 // Ready returns what the caller must do and resets it.
@@ -293,6 +354,19 @@ func (r *Router) Pending(g lwg.ID) int {
 // HasState reports whether this node holds g's routing state.
 func (r *Router) HasState(g lwg.ID) bool { m := r.groups[g]; return m != nil && m.ready }
 
+// Holding reports the routing state of g this node has: current (it is a
+// member holding it) or retired (kept from before it left or was
+// excluded), and its position.
+func (r *Router) Holding(g lwg.ID) (at Position, current, ok bool) {
+	if m := r.groups[g]; m != nil && m.ready {
+		return m.at, true, true
+	}
+	if rt := r.retired[g]; rt != nil {
+		return rt.at, false, true
+	}
+	return Position{}, false, false
+}
+
 // LWGEvent hands the Router one event of one local LWG, in the order the
 // lwg.Core raised them. Events of LWGs outside the topology pass through
 // as plain deliveries.
@@ -309,32 +383,37 @@ func (r *Router) LWGEvent(e lwg.Event) {
 		if m == nil {
 			m = &member{id: e.LWG, fwd: map[lwg.ID]uint64{}, ackSent: map[lwg.ID]uint64{}}
 			r.groups[e.LWG] = m
-			if len(e.View.Members) == 1 && e.View.Members[0] == r.self {
-				// Alone in its first view: the group begins (or every
-				// holder of its state is gone), with an empty state.
+			if uint32(e.View.ID) == 1 && len(e.View.Members) == 1 && e.View.Members[0] == r.self {
+				// Alone in the first view of a life of the LWG: the
+				// group begins with an empty state.
 				m.ready, m.st = true, newState(e.View.ID)
-				if uint32(e.View.ID) != 1 {
+				if r.known[e.LWG] {
 					r.stats.Restarts++
 				}
+				delete(r.retired, e.LWG)
 			} else {
 				m.joinView = e.View.ID
 			}
+			r.known[e.LWG] = true
 		}
 		m.view = e.View.Clone()
-		if !m.ready && len(e.View.Members) == 1 && e.View.Members[0] == r.self {
-			// Every holder of the state is gone before it reached this
-			// member: the group's routing starts a new epoch.
+		m.at = Position{View: e.View.ID}
+		if !m.ready && r.cfg.freshWhenAlone && len(e.View.Members) == 1 && e.View.Members[0] == r.self {
 			m.ready, m.st, m.buf = true, newState(e.View.ID), nil
-			r.stats.Restarts++
+			delete(r.retired, e.LWG)
 		}
 		if !m.ready {
-			m.buf = append(m.buf, e)
+			m.buf = append(m.buf, held{e, m.at})
+			r.claim(m)
 			break
 		}
 		r.installed(m, e, false)
 	case lwg.EventDeliver:
 		m := r.groups[e.LWG]
 		env, ours, err := decode(e.Payload)
+		if ours && m != nil {
+			m.at.K++
+		}
 		switch {
 		case !ours:
 			r.out.Deliveries = append(r.out.Deliveries, Delivery{Group: e.LWG, View: e.View.ID, Origin: e.From, Payload: e.Payload})
@@ -344,11 +423,25 @@ func (r *Router) LWGEvent(e lwg.Event) {
 		case !m.ready && env.State != nil && env.State.View >= m.joinView:
 			r.adopt(m, env.State)
 		case !m.ready:
-			m.buf = append(m.buf, e)
+			m.buf = append(m.buf, held{e, m.at})
+			if env.Claim != nil {
+				r.claimed(m, e.From, env.Claim)
+			}
 		default:
 			r.apply(m, e.View.ID, env, false)
 		}
 	case lwg.EventExcluded, lwg.EventLeft:
+		if m := r.groups[e.LWG]; m != nil && m.ready {
+			// Keep the state: if every holder leaves the view at once,
+			// the group continues from the best one kept.
+			var hs []hwg.Process
+			for _, p := range m.view.Members {
+				if !slices.ContainsFunc(m.st.Waiting, func(w waiter) bool { return w.P == p }) {
+					hs = append(hs, p)
+				}
+			}
+			r.retired[e.LWG] = &retiredState{st: m.st, at: m.at, holders: hs}
+		}
 		delete(r.groups, e.LWG)
 	}
 	r.pump()
@@ -385,22 +478,108 @@ func (r *Router) installed(m *member, e lwg.Event, replay bool) {
 // adopt installs the routing state a member waited for, and replays what
 // it held from the state's cut on.
 func (r *Router) adopt(m *member, s *stateMsg) {
-	m.st, m.ready = s.State, true
+	m.st = s.State
+	r.replay(m, Position{View: s.View, K: s.K})
+	r.apply(m, m.view.ID, &envelope{State: s}, true)
+}
+
+// replay makes m ready with the state in m.st, at position cut, and
+// applies what m held past the cut.
+func (r *Router) replay(m *member, cut Position) {
+	m.ready, m.round = true, nil
+	delete(r.retired, m.id)
 	buf := m.buf
 	m.buf = nil
-	for _, e := range buf {
-		if e.View.ID < s.View || e.Type == lwg.EventInstall && e.View.ID == s.View {
-			continue // inside the snapshot
+	for _, h := range buf {
+		if !cut.Less(h.at) {
+			continue // inside the state
 		}
-		if e.Type == lwg.EventInstall {
-			r.installed(m, e, true)
+		if h.e.Type == lwg.EventInstall {
+			r.installed(m, h.e, true)
 			continue
 		}
-		if env, _, err := decode(e.Payload); err == nil {
-			r.apply(m, e.View.ID, env, true)
+		if env, _, err := decode(h.e.Payload); err == nil {
+			r.apply(m, h.e.View.ID, env, true)
 		}
 	}
-	r.apply(m, m.view.ID, &envelope{State: s}, true)
+}
+
+// claim multicasts this member's claim for the view m waits in.
+func (r *Router) claim(m *member) {
+	m.round = map[hwg.Process]*claimMsg{}
+	c := &claimMsg{View: m.view.ID, Join: m.joinView}
+	if rt := r.retired[m.id]; rt != nil {
+		st := rt.st
+		c.Has, c.At, c.Holders, c.State = true, rt.at, rt.holders, &st
+	}
+	r.stats.Claims++
+	r.emit(m.id, &envelope{Claim: c})
+}
+
+// claimed takes a claim delivered to m, which waits for the state, and
+// decides the round once every member of the view has claimed in it.
+func (r *Router) claimed(m *member, from hwg.Process, c *claimMsg) {
+	if m.round == nil || c.View != m.view.ID || !m.view.Contains(from) {
+		return
+	}
+	m.round[from] = c
+	for _, p := range m.view.Members {
+		if m.round[p] == nil {
+			return
+		}
+	}
+	round := m.round
+	m.round = nil
+	var best *claimMsg
+	for _, p := range m.view.Members {
+		if c := round[p]; c.Has && (best == nil || best.At.Less(c.At)) {
+			best = c
+		}
+	}
+	if best == nil {
+		r.stats.Blocked++
+		return // nobody here has the state: wait for one who does
+	}
+	for _, h := range best.Holders {
+		back := slices.ContainsFunc(m.view.Members, func(q hwg.Process) bool {
+			return q == h || q.Node == h.Node && q.Inc > h.Inc
+		})
+		if !back {
+			r.stats.Blocked++
+			return // a holder of that state may come back with a later one
+		}
+	}
+	var seed hwg.Process
+	for _, p := range m.view.Members {
+		if round[p].Join <= best.At.View {
+			seed = p // its buffer covers the state's position
+			break
+		}
+	}
+	if seed.Node == 0 {
+		seed = m.view.Members[0]
+		for _, p := range m.view.Members[1:] {
+			if round[p].Join < round[seed].Join {
+				seed = p
+			}
+		}
+	}
+	if seed != r.self {
+		return // the seed sends the state
+	}
+	r.stats.Seeded++
+	m.st = *best.State
+	r.replay(m, best.At)
+	m.st.Waiting = nil
+	for _, p := range m.view.Members {
+		if p != r.self {
+			m.st.Waiting = append(m.st.Waiting, waiter{P: p, Join: m.view.ID})
+		}
+	}
+	if len(m.st.Waiting) > 0 {
+		r.stats.States++
+		r.emit(m.id, &envelope{State: &stateMsg{View: m.view.ID, K: m.at.K, State: m.st}})
+	}
 }
 
 // apply is the replicated transition of group m's routing state for one

@@ -77,9 +77,9 @@ func (b *bus) collect(n int) {
 		switch {
 		case b.hold[hwg.NodeID(n)]:
 		case b.frozen[hwg.NodeID(n)]:
-			b.delay = append(b.delay, queued{p(n), s})
+			b.delay = append(b.delay, queued{r.self, s})
 		default:
-			b.queue = append(b.queue, queued{p(n), s})
+			b.queue = append(b.queue, queued{r.self, s})
 		}
 	}
 	b.got[hwg.NodeID(n)] = append(b.got[hwg.NodeID(n)], rd.Deliveries...)
@@ -373,5 +373,86 @@ func TestTopologyRoutes(t *testing.T) {
 	// On a cycle, a broadcast still reaches each group once: the BFS tree.
 	if got := cyc.next("a", "b", nil); got != nil {
 		t.Fatalf("broadcast from a at b goes to %v", got)
+	}
+}
+
+// exclude removes the nodes from g's view at once; each gets
+// EventExcluded (a partition cut them off).
+func (b *bus) exclude(g lwg.ID, ns ...int) {
+	v := b.views[g]
+	for _, n := range ns {
+		b.event(n, lwg.Event{Type: lwg.EventExcluded, LWG: g, View: v.Clone()})
+	}
+	b.install(g, slices.DeleteFunc(slices.Clone(v.Members), func(x hwg.Process) bool {
+		return slices.Contains(ns, int(x.Node))
+	}), nil)
+}
+
+// Every holder of a's routing state is excluded at once, with copies
+// owed to b. A member that comes back alone must not start afresh: it
+// waits until every holder of the best kept state is back, and the group
+// continues from that state, so the owed copies arrive.
+func TestEveryHolderExcludedKeepsState(t *testing.T) {
+	topo, ms := chain(t)
+	b := newBus(t, topo, ms)
+	b.hold[2], b.hold[3] = true, true // routers of a→b forward nothing
+	for i := range 5 {
+		b.send(1, "l/c", fmt.Sprintf("m%d", i))
+	}
+	b.run()
+	b.hold[2], b.hold[3] = false, false
+	b.exclude("l/a", 1, 2, 3)
+	if at, cur, ok := b.nodes[3].Holding("l/a"); !ok || cur || at.View == 0 {
+		t.Fatalf("node 3 keeps no retired state: %v %v %v", at, cur, ok)
+	}
+	// Node 3 comes back alone: it holds a state, but 1 and 2 held it too
+	// and may come back with a later one.
+	b.install("l/a", []hwg.Process{p(3)}, []hwg.Process{p(3)})
+	b.run()
+	if b.nodes[3].HasState("l/a") || b.nodes[3].Stats().Restarts != 0 {
+		t.Fatal("a lone member without the current state started the group afresh")
+	}
+	b.join("l/a", 2)
+	b.run()
+	if b.nodes[2].HasState("l/a") || b.nodes[3].HasState("l/a") {
+		t.Fatal("the round decided while holder 1 was away")
+	}
+	b.join("l/a", 1)
+	b.run()
+	for _, n := range []int{1, 2, 3} {
+		if !b.nodes[hwg.NodeID(n)].HasState("l/a") {
+			t.Fatalf("node %d has no state of a after every holder came back", n)
+		}
+	}
+	if s := b.nodes[3].Stats(); s.Seeded != 1 || s.Blocked == 0 {
+		t.Fatalf("node 3 seeded %d rounds, %d blocked", s.Seeded, s.Blocked)
+	}
+	b.tick()
+	b.tick()
+	if got := b.routed(6, "l/c"); !slices.Equal(got, want(5, "m")) {
+		t.Fatalf("node 6 delivered %v", got)
+	}
+}
+
+// A restarted holder (a new incarnation) counts as back: what only its
+// old incarnation had is gone, and the group goes on from the best state
+// kept by the others.
+func TestRestartedHolderCountsAsBack(t *testing.T) {
+	topo, ms := chain(t)
+	b := newBus(t, topo, ms)
+	b.exclude("l/a", 1, 2, 3)
+	b.install("l/a", []hwg.Process{p(3)}, []hwg.Process{p(3)})
+	b.run()
+	r1, _ := NewRouter(Config{Self: hwg.Process{Node: 1, Inc: 2}, Topology: topo})
+	b.nodes[1] = r1
+	b.install("l/a", []hwg.Process{p(3), {Node: 1, Inc: 2}}, []hwg.Process{{Node: 1, Inc: 2}})
+	b.run()
+	if b.nodes[3].HasState("l/a") {
+		t.Fatal("decided while holder 2 was away")
+	}
+	b.join("l/a", 2)
+	b.run()
+	if !b.nodes[3].HasState("l/a") || !r1.HasState("l/a") || !b.nodes[2].HasState("l/a") {
+		t.Fatal("no state once every holder was back or restarted")
 	}
 }

@@ -38,11 +38,27 @@ type ackMsg struct {
 	Upto uint64 `msgpack:"u"`
 }
 
-// stateMsg carries a group's routing state, cut at the install of View,
-// for the members that joined without it.
+// stateMsg carries a group's routing state, cut at position (View, K):
+// after the install of View and the first K filter payloads delivered in
+// it (K is 0 for a donor's snapshot at a join; a claim round's seed cuts
+// mid-view), for the members that joined without it.
 type stateMsg struct {
 	View  uint64     `msgpack:"v"`
+	K     uint64     `msgpack:"k,omitempty"`
 	State groupState `msgpack:"s"`
+}
+
+// claimMsg is what a member without the routing state says in a claim
+// round (see Router): the state it kept from before it was excluded or
+// left (Has, At, Holders, State), and where its buffer of the group's
+// deliveries begins (Join, the view that admitted it).
+type claimMsg struct {
+	View    uint64        `msgpack:"v"`
+	Join    uint64        `msgpack:"j"`
+	Has     bool          `msgpack:"h,omitempty"`
+	At      Position      `msgpack:"a"`
+	Holders []hwg.Process `msgpack:"o,omitempty"`
+	State   *groupState   `msgpack:"s,omitempty"`
 }
 
 type envelope struct {
@@ -52,6 +68,7 @@ type envelope struct {
 	Route *routeMsg `msgpack:"r,omitempty"`
 	Ack   *ackMsg   `msgpack:"a,omitempty"`
 	State *stateMsg `msgpack:"x,omitempty"`
+	Claim *claimMsg `msgpack:"c,omitempty"`
 }
 
 // arrival is the highest link sequence delivered from one neighbour, for
@@ -123,7 +140,7 @@ func decode(p []byte) (*envelope, bool, error) {
 		return nil, true, err
 	}
 	n := 0
-	for _, x := range []bool{e.Route != nil, e.Ack != nil, e.State != nil} {
+	for _, x := range []bool{e.Route != nil, e.Ack != nil, e.State != nil, e.Claim != nil} {
 		if x {
 			n++
 		}
@@ -132,29 +149,45 @@ func decode(p []byte) (*envelope, bool, error) {
 		return nil, true, fmt.Errorf("compose: envelope with %d parts", n)
 	}
 	if s := e.State; s != nil {
-		if s.State.Arrived == nil {
-			s.State.Arrived = map[lwg.ID]*arrival{}
+		if err := s.State.check(); err != nil {
+			return nil, true, err
 		}
-		if s.State.Out == nil {
-			s.State.Out = map[lwg.ID]*outLink{}
+	}
+	if c := e.Claim; c != nil && c.Has {
+		if c.State == nil {
+			return nil, true, fmt.Errorf("compose: claim without its state")
 		}
-		for k, ol := range s.State.Out {
-			if ol == nil || uint64(len(ol.Pending)) != ol.Next-ol.Acked {
-				return nil, true, fmt.Errorf("compose: state with a broken link queue to %s", k)
-			}
-			for i, m := range ol.Pending {
-				if m == nil || m.LSeq != ol.Acked+1+uint64(i) {
-					return nil, true, fmt.Errorf("compose: state with a broken link queue to %s", k)
-				}
-			}
-		}
-		for k, a := range s.State.Arrived {
-			if a == nil {
-				delete(s.State.Arrived, k)
-			}
+		if err := c.State.check(); err != nil {
+			return nil, true, err
 		}
 	}
 	return &e, true, nil
+}
+
+// check validates a decoded state and fills its nil maps.
+func (st *groupState) check() error {
+	if st.Arrived == nil {
+		st.Arrived = map[lwg.ID]*arrival{}
+	}
+	if st.Out == nil {
+		st.Out = map[lwg.ID]*outLink{}
+	}
+	for k, ol := range st.Out {
+		if ol == nil || uint64(len(ol.Pending)) != ol.Next-ol.Acked {
+			return fmt.Errorf("compose: state with a broken link queue to %s", k)
+		}
+		for i, m := range ol.Pending {
+			if m == nil || m.LSeq != ol.Acked+1+uint64(i) {
+				return fmt.Errorf("compose: state with a broken link queue to %s", k)
+			}
+		}
+	}
+	for k, a := range st.Arrived {
+		if a == nil {
+			delete(st.Arrived, k)
+		}
+	}
+	return nil
 }
 
 func sortedIDs[V any](m map[lwg.ID]V) []lwg.ID {
@@ -169,7 +202,7 @@ func sortedIDs[V any](m map[lwg.ID]V) []lwg.ID {
 // Info describes a payload the routing filter multicast, for tracing and
 // tests (proptest reads it from LWG deliveries).
 type Info struct {
-	Kind   string // "route", "ack" or "state"
+	Kind   string // "route", "ack", "state" or "claim"
 	Origin hwg.Process
 	Seq    uint64
 	Src    lwg.ID
@@ -194,6 +227,8 @@ func Describe(payload []byte) (Info, bool) {
 		return Info{Kind: "route", Origin: m.Origin, Seq: m.Seq, Src: m.Src, Dests: m.Dests, Via: m.Via, LSeq: m.LSeq}, true
 	case e.Ack != nil:
 		return Info{Kind: "ack", Via: e.Ack.To, LSeq: e.Ack.Upto}, true
+	case e.Claim != nil:
+		return Info{Kind: "claim", LSeq: e.Claim.View}, true
 	default:
 		return Info{Kind: "state", LSeq: e.State.View}, true
 	}

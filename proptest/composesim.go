@@ -124,13 +124,17 @@ type ComposeStats struct {
 	// FirstSend and LastDelivery bound the workload in virtual time.
 	FirstSend, LastDelivery uint64
 	Settled                 bool
-	// StateLost: some group's routing state began afresh in a later view
-	// of its life (compose.Stats.Restarts): every holder left its view
-	// at once (a partition excluded them). What it owed is lost, so only
-	// integrity and per-group total order are checked, as only safety is
-	// after a lost primary component.
+	// StateLost: some group's routing state began afresh in a new life
+	// of its LWG (compose.Stats.Restarts: every member of its carrier
+	// had gone). What it owed is lost, so only integrity and per-group
+	// total order are checked, as only safety is after a lost primary
+	// component.
 	StateLost bool
 	Restarts  uint64
+	// Claims, Seeded and Blocked sum the Routers' claim rounds: groups
+	// left without any holder in their view that continued from a kept
+	// state.
+	Claims, Seeded, Blocked uint64
 }
 
 // RouteEvent is one routed send or delivery of a composition simulation.
@@ -273,6 +277,9 @@ func (c *composeSim) addStats(r *compose.Router) {
 	c.stats.States += st.States
 	c.stats.Stale += st.Stale
 	c.stats.Restarts += st.Restarts
+	c.stats.Claims += st.Claims
+	c.stats.Seeded += st.Seeded
+	c.stats.Blocked += st.Blocked
 }
 
 func (c *composeSim) ticked(n *lwgSimNode) {
@@ -290,7 +297,8 @@ func (c *composeSim) lwgEvent(n *lwgSimNode, e lwg.Event) {
 	if e.Type == lwg.EventDeliver && c.bench != nil {
 		c.bench.load[n.id]++
 	}
-	if e.Type == lwg.EventDeliver {
+	if e.Type == lwg.EventDeliver && r.HasState(e.LWG) {
+		// Ordered in the source group: applied to its routing state.
 		if in, ok := compose.Describe(e.Payload); ok && in.Kind == "route" && in.Via == "" && in.Src == e.LWG {
 			c.ordered[composeMsgID(in.Origin, in.Src, in.Seq)] = true
 		}
@@ -314,26 +322,42 @@ func (c *composeSim) lwgEvent(n *lwgSimNode, e lwg.Event) {
 
 func (c *composeSim) direct(*lwgSimNode, hwg.Process, []byte) {}
 
-// mayStop keeps the routing state of every group alive: a node that is
-// the last live holder of a group's state does not crash or leave it (a
-// group whose every holder fails loses its queued forwards, as a group
-// whose every member fails loses its messages).
+// mayStop keeps the routing state of every group alive (a group whose
+// every holder crashes loses its queued forwards, as a group whose every
+// member crashes loses its messages; see docs/COMPOSITION.md): a node
+// does not crash or leave a group if it is the last live node holding
+// the group's current state, and, while no live node holds a current
+// state, does not crash if no other live node kept a state as recent as
+// its own (a node that left or was excluded keeps its state: leaving
+// does not lose it).
 func (c *composeSim) mayStop(n *lwgSimNode, l lwg.ID) bool {
 	r := c.routers[n.id]
 	if r == nil {
 		return true
 	}
 	for _, g := range c.topo.Groups() {
-		if l != "" && g != l || !r.HasState(g) {
+		if l != "" && g != l {
 			continue
 		}
-		others := 0
+		at, cur, ok := r.Holding(g)
+		if !ok || !cur && l != "" {
+			continue
+		}
+		current, asRecent := 0, 0
 		for _, o := range c.s.nodes {
-			if o != n && o.alive && c.routers[o.id] != nil && c.routers[o.id].HasState(g) {
-				others++
+			ro := c.routers[o.id]
+			if o == n || !o.alive || ro == nil {
+				continue
+			}
+			oat, ocur, ook := ro.Holding(g)
+			switch {
+			case ocur:
+				current++
+			case ook && !oat.Less(at):
+				asRecent++
 			}
 		}
-		if others == 0 {
+		if current == 0 && (cur || asRecent == 0) {
 			return false
 		}
 	}

@@ -1,0 +1,5 @@
+package compose
+
+// FreshWhenAloneForTest arms the freshWhenAlone mutation (see
+// Config.freshWhenAlone).
+func FreshWhenAloneForTest(c *Config) { c.freshWhenAlone = true }
