@@ -44,10 +44,15 @@
 // (CreateSnapshot), which cuts it into chunks of Options.ChunkSize bytes,
 // each stored as its own value with a CRC-32C, and writes them
 // Options.ChunksPerTx at a time in their own transactions: a snapshot never
-// is one huge value, and writing one needs at most ChunksPerTx × ChunkSize
-// bytes of memory and of dirty pages however large it is. Commit then makes
-// it the object's current snapshot in one transaction, recording its size,
-// SHA-256 and the caller's metadata (SnapshotInfo).
+// is one huge value, and writing one needs at most 2 × ChunksPerTx ×
+// ChunkSize bytes of memory (a batch being filled, and one being committed
+// in the background meanwhile, with its SHA-256 and CRC-32Cs) and
+// ChunksPerTx × ChunkSize of dirty pages however large it is. Commit then
+// makes it the object's current snapshot in one transaction, recording its
+// size, SHA-256 and the caller's metadata (SnapshotInfo). OpenPending reads
+// the batches of a snapshot still being written that are committed so far
+// (SnapshotWriter.Flushed), so that a state transfer can send a snapshot
+// while it is written.
 //
 // Each snapshot is a generation: a number unique in the file, increasing
 // per object, never reused. After a Commit, the generation that was current

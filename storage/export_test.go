@@ -5,3 +5,7 @@ package storage
 func (db *DB) SetAppliedUnbatched(object string, index uint64) error {
 	return db.setApplied(object, index, db.update)
 }
+
+// WaitFlushed waits until the batch a SnapshotWriter commits in the
+// background, if any, is committed, and returns its error.
+func (w *SnapshotWriter) WaitFlushed() error { return w.wait() }

@@ -7,6 +7,7 @@ import (
 	"hash"
 	"io"
 	"math"
+	"sync/atomic"
 
 	"go.etcd.io/bbolt"
 )
@@ -228,8 +229,14 @@ func (db *DB) removePendingOf(tx *bbolt.Tx, match func(object string) bool) erro
 // SnapshotWriter writes one snapshot generation. It is an io.Writer that
 // cuts the stream into chunks of Options.ChunkSize bytes and writes them
 // ChunksPerTx at a time, each batch in its own transaction, so a snapshot
-// of any size needs at most ChunksPerTx × ChunkSize bytes of memory and of
-// dirty pages. Nothing of it is visible until Commit.
+// of any size needs at most 2 × ChunksPerTx × ChunkSize bytes of buffers
+// and ChunksPerTx × ChunkSize of dirty pages. Nothing of it is visible
+// until Commit (but see OpenPending).
+//
+// A batch's transaction runs in the background while Write fills the next
+// batch: the writer waits for a batch's commit (its fsync) only when the
+// next one is full, or at Commit or Abort. A failed batch fails the next
+// Write, or Commit.
 //
 // A SnapshotWriter is not safe for concurrent use. The caller owns it and
 // must end it with Commit or Abort; one that is dropped, or whose process
@@ -244,16 +251,26 @@ type SnapshotWriter struct {
 
 	// buf holds the chunks not yet written, each chunkCRCLen+chunkSize
 	// bytes but the last, which may be partial. At most perTx of them.
-	buf     []byte
-	written uint64 // chunks already in the file
-	size    int64
-	sum     hash.Hash
-	err     error // the first failure; every later call returns it
-	done    bool  // committed or aborted
+	buf []byte
+	// spare is the buffer of the batch in flight, if any, else free.
+	spare    []byte
+	inflight chan error    // the batch being committed, if any: its result
+	queued   uint64        // chunks handed to batches (committed or in flight)
+	flushed  atomic.Uint64 // chunks in committed batches
+	size     int64
+	sum      hash.Hash
+	err      error // the first failure; every later call returns it
+	done     bool  // committed or aborted
 }
 
 // Gen returns the generation being written.
 func (w *SnapshotWriter) Gen() uint64 { return w.gen }
+
+// Flushed returns how many of the snapshot's first bytes are in
+// transactions already committed: an OpenPending reader can read them
+// (they are not yet durable: a crash discards the whole generation).
+// Only whole chunks are flushed before Commit.
+func (w *SnapshotWriter) Flushed() int64 { return int64(w.flushed.Load()) * int64(w.chunkSize) }
 
 // Write appends p to the snapshot. It writes buffered chunks to the file
 // when ChunksPerTx of them are full, so a Write may block on a commit. If a
@@ -282,7 +299,6 @@ func (w *SnapshotWriter) Write(p []byte) (int, error) {
 		k := min(seg-len(w.buf)%seg, len(p))
 		w.grow(k)
 		w.buf = append(w.buf, p[:k]...)
-		w.sum.Write(p[:k])
 		w.size += int64(k)
 		n += k
 		p = p[k:]
@@ -304,44 +320,75 @@ func (w *SnapshotWriter) grow(k int) {
 	w.buf = nb
 }
 
-// chunkValues seals the buffered chunks and returns them as chunk values
-// (slices of buf).
+// chunkValues returns the buffered chunks as chunk values (slices of buf),
+// not sealed yet.
 func (w *SnapshotWriter) chunkValues() [][]byte {
 	seg := chunkCRCLen + w.chunkSize
 	var vs [][]byte
 	for off := 0; off < len(w.buf); off += seg {
-		v := w.buf[off:min(off+seg, len(w.buf))]
-		sealChunk(v)
-		vs = append(vs, v)
+		vs = append(vs, w.buf[off:min(off+seg, len(w.buf))])
 	}
 	return vs
 }
 
-// putChunks writes the buffered chunks in tx, after checking that the
+// seal adds chunk values, in the snapshot's order, to its SHA-256 and
+// fills in their CRC-32C. Batches are sealed one at a time, in order (in
+// the background for all but the last).
+func (w *SnapshotWriter) seal(vs [][]byte) {
+	for _, v := range vs {
+		w.sum.Write(v[chunkCRCLen:])
+		sealChunk(v)
+	}
+}
+
+// putChunks writes chunks base, base+1, ... in tx, after checking that the
 // generation is still being written.
-func (w *SnapshotWriter) putChunks(tx *bbolt.Tx, vs [][]byte) error {
+func (w *SnapshotWriter) putChunks(tx *bbolt.Tx, base uint64, vs [][]byte) error {
 	if string(tx.Bucket(bucketPending).Get(encodeUint(w.gen))) != w.object {
 		return fmt.Errorf("%w: %s: snapshot %q generation %d was deleted while being written",
 			ErrSnapshotGone, w.db.path, w.object, w.gen)
 	}
 	chunks := tx.Bucket(bucketChunks)
 	for i, v := range vs {
-		if err := chunks.Put(chunkKey(w.gen, w.written+uint64(i)), v); err != nil {
+		if err := chunks.Put(chunkKey(w.gen, base+uint64(i)), v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// flush writes the buffered chunks in one transaction.
+// flush starts writing the buffered chunks in one transaction, in the
+// background, once the batch before is committed, and gives Write the
+// other buffer.
 func (w *SnapshotWriter) flush() error {
-	vs := w.chunkValues()
-	if err := w.db.update(func(tx *bbolt.Tx) error { return w.putChunks(tx, vs) }); err != nil {
+	if err := w.wait(); err != nil {
 		return err
 	}
-	w.written += uint64(len(vs))
-	w.buf = w.buf[:0]
+	vs := w.chunkValues()
+	base := w.queued
+	w.queued += uint64(len(vs))
+	done := make(chan error, 1)
+	go func() {
+		w.seal(vs)
+		err := w.db.update(func(tx *bbolt.Tx) error { return w.putChunks(tx, base, vs) })
+		if err == nil {
+			w.flushed.Store(base + uint64(len(vs)))
+		}
+		done <- err
+	}()
+	w.inflight = done
+	w.buf, w.spare = w.spare[:0], w.buf
 	return nil
+}
+
+// wait waits for the batch in flight, if any, and returns its error.
+func (w *SnapshotWriter) wait() error {
+	if w.inflight == nil {
+		return nil
+	}
+	err := <-w.inflight
+	w.inflight = nil
+	return err
 }
 
 // Commit writes what is buffered and makes this generation the object's
@@ -362,6 +409,9 @@ func (w *SnapshotWriter) Commit() (SnapshotInfo, error) {
 	if w.err != nil {
 		return SnapshotInfo{}, w.fail(w.err)
 	}
+	if err := w.wait(); err != nil {
+		return SnapshotInfo{}, w.fail(err)
+	}
 	rec := genRecord{
 		info: SnapshotInfo{
 			Object: w.object,
@@ -371,11 +421,12 @@ func (w *SnapshotWriter) Commit() (SnapshotInfo, error) {
 		},
 		chunkSize: uint64(w.chunkSize),
 	}
-	w.sum.Sum(rec.info.Sum[:0])
 	vs := w.chunkValues()
+	w.seal(vs)
+	w.sum.Sum(rec.info.Sum[:0])
 	encoded := rec.encode()
 	commit := func(tx *bbolt.Tx) error {
-		if err := w.putChunks(tx, vs); err != nil {
+		if err := w.putChunks(tx, w.queued, vs); err != nil {
 			return err
 		}
 		snaps := tx.Bucket(bucketSnapshots)
@@ -414,7 +465,7 @@ func (w *SnapshotWriter) Commit() (SnapshotInfo, error) {
 	if err != nil {
 		return SnapshotInfo{}, w.fail(err)
 	}
-	w.done, w.buf = true, nil
+	w.done, w.buf, w.spare = true, nil, nil
 	return rec.info, nil
 }
 
@@ -426,7 +477,8 @@ func (w *SnapshotWriter) Abort() error {
 	if w.done {
 		return nil
 	}
-	w.done, w.buf = true, nil
+	w.wait() // its error, if any, does not matter now
+	w.done, w.buf, w.spare = true, nil, nil
 	return w.db.update(func(tx *bbolt.Tx) error {
 		pending := tx.Bucket(bucketPending)
 		if string(pending.Get(encodeUint(w.gen))) != w.object {
@@ -631,3 +683,87 @@ func (r *SnapshotReader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return n, nil
 }
+
+// OpenPending opens a generation that a SnapshotWriter of this DB is still
+// writing, to read what the writer has flushed so far (see
+// SnapshotWriter.Flushed): a donor can serve a snapshot while it is being
+// written. It fails with ErrSnapshotGone if gen is not being written for
+// object (never was, or was committed, aborted or deleted); a committed
+// generation is read with OpenSnapshot.
+func (db *DB) OpenPending(object string, gen uint64) (*PendingReader, error) {
+	if err := checkName("object", object); err != nil {
+		return nil, err
+	}
+	r := &PendingReader{db: db, object: object, gen: gen, chunkSize: db.chunkSize}
+	if err := db.view(r.check); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// PendingReader reads the flushed part of a generation being written. Its
+// size is not known: ReadAt returns io.EOF at the end of what is flushed.
+// Each ReadAt runs in its own read transaction and checks the CRC-32C and
+// length of every chunk it touches (every flushed chunk is whole); the
+// SHA-256 of the whole snapshot is known only at Commit. Safe for
+// concurrent use.
+type PendingReader struct {
+	db        *DB
+	object    string
+	gen       uint64
+	chunkSize int
+}
+
+// check fails with ErrSnapshotGone unless the generation is still being
+// written for the reader's object.
+func (r *PendingReader) check(tx *bbolt.Tx) error {
+	if string(tx.Bucket(bucketPending).Get(encodeUint(r.gen))) != r.object {
+		return fmt.Errorf("%w: %s: snapshot %q generation %d is not being written", ErrSnapshotGone, r.db.path, r.object, r.gen)
+	}
+	return nil
+}
+
+// ReadAt reads len(p) bytes at offset off of what is flushed. It returns
+// fewer, with io.EOF, if fewer are flushed (none at or past the end of
+// what is flushed), and ErrSnapshotGone once the generation is no longer
+// being written (after its Commit, read it with OpenSnapshot).
+func (r *PendingReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("%w: negative offset %d", ErrInvalid, off)
+	}
+	n := 0
+	err := r.db.view(func(tx *bbolt.Tx) error {
+		if err := r.check(tx); err != nil {
+			return err
+		}
+		chunks := tx.Bucket(bucketChunks)
+		cs := int64(r.chunkSize)
+		for n < len(p) {
+			pos := off + int64(n)
+			idx := uint64(pos / cs)
+			v := chunks.Get(chunkKey(r.gen, idx))
+			if v == nil {
+				return nil // not flushed yet
+			}
+			data, err := openChunk(v)
+			if err != nil {
+				return r.db.corrupt("snapshot %q generation %d chunk %d (being written): %v", r.object, r.gen, idx, err)
+			}
+			if len(data) != r.chunkSize {
+				return r.db.corrupt("snapshot %q generation %d chunk %d (being written): %d bytes, want %d", r.object, r.gen, idx, len(data), r.chunkSize)
+			}
+			n += copy(p[n:], data[pos-int64(idx)*cs:])
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Gen returns the generation the reader reads.
+func (r *PendingReader) Gen() uint64 { return r.gen }
