@@ -43,6 +43,13 @@ type Config struct {
 	// joined the new carrier by then, the switch's initiator aborts it.
 	// Default 400.
 	SwitchTimeoutTicks int
+	// MaxMessageBytes bounds the control messages the Core multicasts: a
+	// snapshot of a carrier's table or of the directory is sent in parts
+	// of at most this size, and a batch of control items is split to stay
+	// under it. With tens of thousands of LWGs a whole table is megabytes,
+	// more than an HWG takes in one message. It must stay below the
+	// carriers' hwg.Config.MaxPendingBytes (default 1 MiB). Default 256 KiB.
+	MaxMessageBytes int
 
 	// brokenFlush is a mutation for tests only (set through
 	// export_test.go): a join installs the next view at once instead of
@@ -69,5 +76,6 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.TableTimeoutTicks, 200)
 	def(&c.IdleTicks, 50)
 	def(&c.SwitchTimeoutTicks, 400)
+	def(&c.MaxMessageBytes, 256<<10)
 	return c, nil
 }

@@ -385,7 +385,7 @@ func (c *Core) dirEvent(e *hwg.Event) {
 	switch e.Type {
 	case hwg.EventInstall:
 		if d.onInstall(c.self, e, d) {
-			c.send(d.group, &control{Kind: kSnapshot, View: e.View.ID, Snap: d.snapshot()})
+			c.sendSnapshot(d.group, e.View.ID, d.snapshot())
 		}
 	case hwg.EventDeliver:
 		c.replicaDeliver(&d.replica, d, e)
@@ -468,7 +468,22 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 			r.buf = append(r.buf, delivery{from, ctl})
 			return
 		}
-		if err := st.restore(ctl.Snap); err != nil {
+		// One member sends the parts in a row and FIFO order keeps them
+		// so; a part out of turn is a broken sender, dropped.
+		if ctl.Part != uint32(len(r.parts)) {
+			c.stats.Malformed++
+			return
+		}
+		r.parts = append(r.parts, ctl.Snap)
+		if ctl.Part+1 < ctl.parts() {
+			return
+		}
+		snap := r.parts[0]
+		if len(r.parts) > 1 {
+			snap = slices.Concat(r.parts...)
+		}
+		r.parts = nil
+		if err := st.restore(snap); err != nil {
 			c.stats.Malformed++
 			return
 		}
@@ -504,7 +519,10 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 		return
 	}
 	if ctl.Kind == kSnapshot {
-		if ctl.View == r.view.ID {
+		// The joiners hold the state once the last part is delivered:
+		// every member sees the same parts in this view, so they all
+		// stop owing it at the same point.
+		if ctl.View == r.view.ID && ctl.Part+1 == ctl.parts() {
 			clear(r.owed)
 		}
 		return
@@ -521,7 +539,7 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 		car.joining = false
 		car.blocking, car.blockAcked = false, false
 		if car.onInstall(c.self, e, car) {
-			c.send(car.group, &control{Kind: kSnapshot, View: e.View.ID, Snap: car.snapshot()})
+			c.sendSnapshot(car.group, e.View.ID, car.snapshot())
 			// Register the joiners as members now, before anything this
 			// node says later (such as its own departure) can leave the
 			// directory thinking the carrier has no member: the snapshot
@@ -947,14 +965,45 @@ func (c *Core) ctl(h hwg.GroupID, k kind, it item) {
 // send queues a whole control message for group h.
 func (c *Core) send(h hwg.GroupID, ctl *control) { c.batch[h] = append(c.batch[h], ctl) }
 
+// sendSnapshot queues snap, the state of group h at the install of view,
+// in parts of at most MaxMessageBytes.
+func (c *Core) sendSnapshot(h hwg.GroupID, view hwg.ViewID, snap []byte) {
+	size := c.cfg.MaxMessageBytes
+	parts := max(1, (len(snap)+size-1)/size)
+	for i := range parts {
+		part := snap[i*size : min(len(snap), (i+1)*size)]
+		ctl := &control{Kind: kSnapshot, View: view, Snap: part}
+		if parts > 1 {
+			ctl.Part, ctl.Parts = uint32(i), uint32(parts)
+		}
+		c.send(h, ctl)
+	}
+}
+
 func (c *Core) flushBatch(h hwg.GroupID) {
 	if h == c.cfg.Directory && !c.dir.member {
 		return // kept until this node is in the directory (again)
 	}
 	for _, ctl := range c.batch[h] {
-		c.act(Action{Type: ActMulticast, Group: h, Payload: encodeControl(ctl)})
+		c.multicastControl(h, ctl)
 	}
 	delete(c.batch, h)
+}
+
+// multicastControl asks for ctl to be multicast in h, split by items into
+// messages of at most MaxMessageBytes: a node joining tens of thousands of
+// LWGs at once would otherwise ask for one message larger than the HWG
+// takes. Every kind that batches items applies them one by one, so the
+// parts mean what the whole did.
+func (c *Core) multicastControl(h hwg.GroupID, ctl *control) {
+	b := encodeControl(ctl)
+	if len(b) > c.cfg.MaxMessageBytes && len(ctl.Items) > 1 {
+		half := len(ctl.Items) / 2
+		c.multicastControl(h, &control{Kind: ctl.Kind, View: ctl.View, Items: ctl.Items[:half]})
+		c.multicastControl(h, &control{Kind: ctl.Kind, View: ctl.View, Items: ctl.Items[half:]})
+		return
+	}
+	c.act(Action{Type: ActMulticast, Group: h, Payload: b})
 }
 
 func (c *Core) act(a Action) { c.actions = append(c.actions, a) }

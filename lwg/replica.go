@@ -21,6 +21,9 @@ type replica struct {
 	synced bool // holds the state
 	// buf holds deliveries while !synced.
 	buf []delivery
+	// parts holds the parts of the snapshot received so far while
+	// !synced; the state is restored when the last one arrives.
+	parts [][]byte
 	// owed: members of the view that joined and have not had a snapshot
 	// yet. Every synced member computes the same set.
 	owed map[hwg.Process]bool
@@ -61,7 +64,7 @@ func (r *replica) onInstall(self hwg.Process, ev *hwg.Event, st state) bool {
 	r.member, r.view = true, ev.View.Clone()
 	if first {
 		r.owed = map[hwg.Process]bool{}
-		r.buf = nil
+		r.buf, r.parts = nil, nil
 		st.reset()
 		// View 1 is a bootstrap: the state starts empty everywhere.
 		r.synced = ev.View.ID == 1
@@ -70,7 +73,9 @@ func (r *replica) onInstall(self hwg.Process, ev *hwg.Event, st state) bool {
 		}
 	}
 	if !r.synced {
-		r.buf = r.buf[:0] // the snapshot owed at this install covers them
+		// The snapshot owed at this install covers them, and a snapshot
+		// of the last view still in parts is sent whole again.
+		r.buf, r.parts = r.buf[:0], nil
 		return false
 	}
 	st.boundary(ev)
@@ -89,7 +94,7 @@ func (r *replica) onInstall(self hwg.Process, ev *hwg.Event, st state) bool {
 
 // onGone handles leaving or exclusion: the state is dropped.
 func (r *replica) onGone(st state) {
-	r.member, r.synced, r.buf, r.owed = false, false, nil, nil
+	r.member, r.synced, r.buf, r.parts, r.owed = false, false, nil, nil, nil
 	r.view = hwg.View{}
 	st.reset()
 }

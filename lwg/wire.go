@@ -58,7 +58,7 @@ const (
 	kSwitch                   // Items[0]: LWG+View, move it to Group
 	kAbort                    // Items[0]: LWG+View, cancel its switch
 	kAdopt                    // Items[0]: LWG+View+Members, now carried here
-	kSnapshot                 // Snap: the replicated state at the install of View
+	kSnapshot                 // Snap: part Part of Parts of the replicated state at the install of View
 	kBind                     // Items[].LWG+Ver+Group(base): bind the LWG (or just the base if LWG is empty)
 	kRebind                   // Items[0]: LWG+Ver, now on Group (after a switch)
 	kReg                      // Items[].Group: the sender is becoming a member of each
@@ -86,7 +86,14 @@ type control struct {
 	Items []item     `msgpack:"i,omitempty"`
 	View  hwg.ViewID `msgpack:"v,omitempty"`
 	Snap  []byte     `msgpack:"s,omitempty"`
+	// Part and Parts (kSnapshot): a large snapshot goes in Parts messages
+	// from one sender, numbered from 0; Parts 0 means 1.
+	Part  uint32 `msgpack:"p,omitempty"`
+	Parts uint32 `msgpack:"n,omitempty"`
 }
+
+// parts is how many messages c's snapshot spans.
+func (c *control) parts() uint32 { return max(c.Parts, 1) }
 
 // item is the per-LWG part of a control message; which fields matter
 // depends on the kind.
@@ -136,6 +143,9 @@ func decodeControl(b []byte) (*control, error) {
 		if len(c.Items) == 0 {
 			return nil, fmt.Errorf("%w: %v without a carrier", ErrMalformed, c.Kind)
 		}
+	}
+	if c.Part >= c.parts() || (c.Kind != kSnapshot && c.Parts > 0) {
+		return nil, fmt.Errorf("%w: %v part %d of %d", ErrMalformed, c.Kind, c.Part, c.Parts)
 	}
 	if (c.Kind == kSwitch || c.Kind == kRebind || c.Kind == kBind || c.Kind.carrierKind()) && slices.ContainsFunc(c.Items, func(it item) bool { return it.Group == "" }) {
 		return nil, fmt.Errorf("%w: %v item without a group", ErrMalformed, c.Kind)

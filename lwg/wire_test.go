@@ -3,6 +3,8 @@ package lwg
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -46,6 +48,9 @@ func TestDecodeRejects(t *testing.T) {
 		"reg without carrier":   ctl(&control{Kind: kReg}),
 		"reg of an empty name":  ctl(&control{Kind: kReg, Items: []item{{}}}),
 		"LWG id too long":       ctl(&control{Kind: kLeave, Items: []item{{LWG: ID(bytes.Repeat([]byte("x"), maxIDLen+1))}}}),
+		"part past the parts":   ctl(&control{Kind: kSnapshot, View: 3, Part: 2, Parts: 2}),
+		"part of no parts":      ctl(&control{Kind: kSnapshot, View: 3, Part: 1}),
+		"parts of a join":       ctl(&control{Kind: kJoin, Items: []item{{LWG: "l/a"}}, Parts: 2}),
 	}
 	for name, b := range cases {
 		var err error
@@ -88,6 +93,7 @@ func FuzzDecodeControl(f *testing.F) {
 		{Kind: kFlushOK, Items: []item{{LWG: "l/a", View: 5}, {LWG: "l/b", View: 6}}},
 		{Kind: kSwitch, Items: []item{{LWG: "l/a", View: 5, Group: "h/b#2"}}},
 		{Kind: kSnapshot, View: 3, Snap: []byte{0x80}},
+		{Kind: kSnapshot, View: 3, Snap: []byte{0x81, 0xa1}, Part: 1, Parts: 3},
 		{Kind: kReg, Items: []item{{Group: "h/a#1"}, {Group: "h/b#2"}}},
 		{Kind: kMember, Items: []item{{Group: "h/a#1", Members: []hwg.Process{{Node: 1, Inc: 1}}}}},
 	} {
@@ -106,6 +112,9 @@ func FuzzDecodeControl(f *testing.F) {
 		}
 		if (c.Kind == kSwitch || c.Kind == kAbort || c.Kind == kAdopt || c.Kind == kRebind) && len(c.Items) != 1 {
 			t.Fatalf("accepted %v with %d items", c.Kind, len(c.Items))
+		}
+		if c.Part >= c.parts() {
+			t.Fatalf("accepted part %d of %d", c.Part, c.Parts)
 		}
 	})
 }
@@ -140,4 +149,51 @@ func FuzzRestore(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestControlSplit: a batch of control items larger than MaxMessageBytes
+// is multicast as several messages holding every item once, in order, each
+// within the limit; a snapshot goes in numbered parts that concatenate to
+// the whole.
+func TestControlSplit(t *testing.T) {
+	c, err := NewCore(Config{Self: self, MaxMessageBytes: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []item
+	for i := range 50 {
+		want = append(want, item{LWG: ID(fmt.Sprintf("l/item-%03d", i)), Ver: uint64(i)})
+	}
+	c.send("h/x", &control{Kind: kJoin, Items: want})
+	snap := bytes.Repeat([]byte("0123456789"), 55)
+	c.sendSnapshot("h/x", 7, snap)
+	var got []item
+	var parts [][]byte
+	for _, a := range c.Ready().Actions {
+		if a.Type != ActMulticast || a.Group != "h/x" {
+			t.Fatalf("unexpected action %+v", a)
+		}
+		ctl, err := decodeControl(a.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ctl.Kind {
+		case kJoin:
+			if len(a.Payload) > 200 {
+				t.Errorf("a join message of %d bytes", len(a.Payload))
+			}
+			got = append(got, ctl.Items...)
+		case kSnapshot:
+			if ctl.View != 7 || ctl.Part != uint32(len(parts)) || ctl.Parts != 3 {
+				t.Errorf("snapshot part %d of %d at view %d, want part %d of 3 at 7", ctl.Part, ctl.Parts, ctl.View, len(parts))
+			}
+			parts = append(parts, ctl.Snap)
+		}
+	}
+	if !slices.EqualFunc(got, want, func(a, b item) bool { return a.LWG == b.LWG && a.Ver == b.Ver }) {
+		t.Errorf("joins split into %d items, want the %d in order", len(got), len(want))
+	}
+	if len(parts) != 3 || !bytes.Equal(bytes.Join(parts, nil), snap) {
+		t.Errorf("snapshot in %d parts that do not make the whole", len(parts))
+	}
 }

@@ -24,13 +24,20 @@ func TestLWGSimNoFaults(t *testing.T) {
 
 // lwgOptions varies the LWG cluster with the seed: 3 to 6 nodes, 5 to 24
 // LWGs, every carrier placement (one per LWG, one shared, two shared),
-// up to 11 switches, fault rates, and both ways of answering Hold.up.
+// up to 11 switches, fault rates, both ways of answering Hold.up, and in
+// a third of the runs control messages capped at 64 bytes, so snapshots
+// go in many parts and batches are split (as tens of thousands of LWGs
+// make them in a real cluster).
 func lwgOptions(seed uint64) LWGOptions {
-	return LWGOptions{
+	o := LWGOptions{
 		Seed: seed, Nodes: 3 + int(seed%4), LWGs: 5 + int(seed%20), Carriers: int(seed % 3),
 		Steps: 3000 + int(seed%5)*500, Switches: int(seed % 12), Faults: FaultAll,
 		FaultRate: 0.003 + float64(seed%5)*0.003, ManualHoldOK: seed%4 == 0,
 	}
+	if seed%3 == 1 {
+		o.Core.MaxMessageBytes = 64
+	}
+	return o
 }
 
 // lwgRuns: 300 seeded LWG simulations by default, 60 under the race
