@@ -153,6 +153,7 @@ type Router struct {
 	self   hwg.Process
 	topo   *Topology
 	groups map[lwg.ID]*member
+	order  []lwg.ID // the keys of groups, sorted
 	// retired keeps the state of groups this node left or was excluded
 	// from; known lists the groups it was ever a member of.
 	retired map[lwg.ID]*retiredState
@@ -280,7 +281,7 @@ func (r *Router) through(dests []lwg.ID) (lwg.ID, error) {
 	var best lwg.ID
 	bestD := -1
 	var lastErr error = ErrNoLocalGroup
-	for _, g := range sortedIDs(r.groups) {
+	for _, g := range r.order {
 		m := r.groups[g]
 		if !m.view.Contains(r.self) {
 			continue
@@ -288,14 +289,15 @@ func (r *Router) through(dests []lwg.ID) (lwg.ID, error) {
 		d := 0
 		if len(dests) > 0 {
 			var err error
-			if d, err = r.topo.Distance(g, dests[0]); err != nil {
+			// From the destination: one BFS tree for the whole scan.
+			if d, err = r.topo.Distance(dests[0], g); err != nil {
 				lastErr = err
 				continue
 			}
 		}
 		ok := true
 		for _, x := range dests[min(1, len(dests)):] {
-			if _, err := r.topo.Distance(g, x); err != nil {
+			if _, err := r.topo.Distance(x, g); err != nil {
 				lastErr, ok = err, false
 				break
 			}
@@ -383,6 +385,7 @@ func (r *Router) LWGEvent(e lwg.Event) {
 		if m == nil {
 			m = &member{id: e.LWG, fwd: map[lwg.ID]uint64{}, ackSent: map[lwg.ID]uint64{}}
 			r.groups[e.LWG] = m
+			r.order = sortedIDs(r.groups)
 			if uint32(e.View.ID) == 1 && len(e.View.Members) == 1 && e.View.Members[0] == r.self {
 				// Alone in the first view of a life of the LWG: the
 				// group begins with an empty state.
@@ -442,7 +445,10 @@ func (r *Router) LWGEvent(e lwg.Event) {
 			}
 			r.retired[e.LWG] = &retiredState{st: m.st, at: m.at, holders: hs}
 		}
-		delete(r.groups, e.LWG)
+		if _, ok := r.groups[e.LWG]; ok {
+			delete(r.groups, e.LWG)
+			r.order = sortedIDs(r.groups)
+		}
 	}
 	r.pump()
 }
@@ -644,7 +650,7 @@ func (r *Router) apply(m *member, view uint64, env *envelope, replay bool) {
 // router: forward what the next group has not delivered, within the
 // window, and acknowledge what it has.
 func (r *Router) pump() {
-	for _, g := range sortedIDs(r.groups) {
+	for _, g := range r.order {
 		m := r.groups[g]
 		if !m.ready {
 			continue

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lwgkit/lwgkit/lwg"
@@ -65,6 +66,9 @@ type Objects struct {
 	queues   map[rsm.ObjectID]*proposer
 	stopping bool
 	wg       sync.WaitGroup
+	// calls waits for replies, by the call's id (see Call).
+	calls   map[callKey]chan reply
+	retries atomic.Uint64
 }
 
 type proposer struct {
@@ -78,7 +82,7 @@ func NewObjects(cfg ObjectsConfig) (*Objects, error) {
 	if cfg.Attempt <= 0 {
 		cfg.Attempt = 5 * time.Second
 	}
-	o := &Objects{cfg: cfg, queues: map[rsm.ObjectID]*proposer{}}
+	o := &Objects{cfg: cfg, queues: map[rsm.ObjectID]*proposer{}, calls: map[callKey]chan reply{}}
 	n, err := NewNode(NodeConfig{Router: cfg.Router, TickInterval: cfg.TickInterval, Multicast: o.multicast})
 	if err != nil {
 		return nil, err
@@ -127,7 +131,7 @@ func (o *Objects) multicast(ctx context.Context, g lwg.ID, payload []byte) error
 // the command's sequence number among this node's sends through that
 // object's group.
 func (o *Objects) Send(ctx context.Context, target rsm.ObjectID, cmd []byte) (uint64, error) {
-	return o.SendTo(ctx, target.LWG(), cmd)
+	return o.SendTo(ctx, target.LWG(), append([]byte{kindSend}, cmd...))
 }
 
 // Close stops routing and proposing (not the rsm Node).
@@ -143,7 +147,11 @@ func (o *Objects) Close() error {
 func (o *Objects) consume() {
 	defer o.wg.Done()
 	for d := range o.Node.Deliveries() {
-		if !d.Routed {
+		if !d.Routed || len(d.Payload) == 0 {
+			continue
+		}
+		if d.Payload[0] == kindReply {
+			o.replied(d)
 			continue
 		}
 		o.mu.Lock()
@@ -215,6 +223,20 @@ func (o *Objects) propose(id rsm.ObjectID, p *proposer) {
 // when the object or the Node is gone.
 func (o *Objects) proposeOne(id rsm.ObjectID, d Delivery) bool {
 	origin := OriginOf(d)
+	var call *callMsg
+	switch d.Payload[0] {
+	case kindSend:
+		d.Payload = d.Payload[1:]
+	case kindCall:
+		var err error
+		if call, err = decodeCall(d.Payload[1:]); err != nil {
+			return true
+		}
+		origin = call.origin(d)
+		d.Payload = call.Cmd
+	default:
+		return true // not a command
+	}
 	for {
 		o.mu.Lock()
 		rn, stopping := o.rn, o.stopping
@@ -238,6 +260,9 @@ func (o *Objects) proposeOne(id rsm.ObjectID, d Delivery) bool {
 		}
 		if o.cfg.Applied != nil {
 			o.cfg.Applied(id, d, res, err)
+		}
+		if call != nil {
+			o.reply(d, call, res, err)
 		}
 		return true
 	}

@@ -40,7 +40,7 @@ func (s *rsmStack) stop() {
 	})
 }
 
-func startRSM(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg.Process, topo *compose.Topology) *rsmStack {
+func startRSM(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg.Process, topo *compose.Topology, attempt time.Duration) *rsmStack {
 	t.Helper()
 	s := &rsmStack{p: p, applied: map[string]int{}}
 	s.ep = net.Endpoint(transport.Peer{Node: uint64(p.Node), Inc: p.Inc})
@@ -54,7 +54,7 @@ func startRSM(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg
 		t.Fatal(err)
 	}
 	s.objs, err = compose.NewObjects(compose.ObjectsConfig{Router: compose.Config{Self: p, Topology: topo, AckEvery: 8},
-		TickInterval: 20 * time.Millisecond, Attempt: 2 * time.Second,
+		TickInterval: 20 * time.Millisecond, Attempt: attempt,
 		Applied: func(_ rsm.ObjectID, d compose.Delivery, _ []byte, err error) {
 			if err == nil || errors.Is(err, rsm.ErrDuplicate) {
 				s.mu.Lock()
@@ -83,44 +83,7 @@ func TestObjectsExactlyOnceThroughRouterCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	a, b := rsm.ObjectID("a"), rsm.ObjectID("b")
-	topo, err := compose.NewTopology(nil, []compose.Link{{A: a.LWG(), B: b.LWG()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var boot []hwg.Process
-	for i := 1; i <= 4; i++ {
-		boot = append(boot, proc(i))
-	}
-	net := transport.NewMemNetwork()
-	st := map[int]*rsmStack{}
-	for i := 1; i <= 4; i++ {
-		st[i] = startRSM(t, net, proc(i), boot, topo)
-	}
-	objs := map[int]*rsm.Object{}
-	open := func(id rsm.ObjectID, ns ...int) {
-		for _, i := range ns {
-			o, err := st[i].rn.Open(ctx, id, rsmtest.NewCounter)
-			if err != nil {
-				t.Fatalf("node %d opening %s: %v", i, id, err)
-			}
-			if id == b {
-				objs[i] = o
-			}
-		}
-	}
-	open(a, 1, 2, 3)
-	open(b, 2, 3, 4)
-	waitFor(t, ctx, "routing state", func() bool {
-		for i, s := range st {
-			for _, g := range []rsm.ObjectID{a, b} {
-				in := (g == a && i <= 3) || (g == b && i >= 2)
-				if ok, _ := s.objs.HasState(ctx, g.LWG()); in && !ok {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	st, objs := startAB(t, ctx, a, b, 2*time.Second)
 	if _, err := st[4].objs.Send(ctx, "nowhere", rsmtest.Add(1)); !errors.Is(err, compose.ErrUnknownGroup) {
 		t.Fatalf("Send to an unknown object: %v", err)
 	}
@@ -190,4 +153,105 @@ func TestObjectsExactlyOnceThroughRouterCrash(t *testing.T) {
 		}
 	}
 	t.Logf("router %d crashed; b applied %d commands once", router, n)
+}
+
+// TestCallExactlyOnceThroughRouterCrash: node 1 (a replica of a only)
+// calls b; each call returns b's counter after its Add(1), so the results
+// must be 1, 2, 3, … exactly, across a crash of a→b's router mid-stream
+// and the retries (under the first attempt's id) that the crash causes.
+func TestCallExactlyOnceThroughRouterCrash(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	a, b := rsm.ObjectID("a"), rsm.ObjectID("b")
+	// Node 1 asks again after 40ms without a result: most calls are
+	// sent more than once, under their first attempt's id.
+	st, objs := startAB(t, ctx, a, b, 40*time.Millisecond)
+	if _, err := st[1].objs.Call(ctx, "nowhere", rsmtest.Add(1)); !errors.Is(err, rsm.ErrNotApplied) || !errors.Is(err, compose.ErrUnknownGroup) {
+		t.Fatalf("Call to an unknown object: %v", err)
+	}
+	rp, ok, err := st[2].objs.RouterFor(ctx, a.LWG(), b.LWG())
+	if err != nil || !ok {
+		t.Fatalf("RouterFor: %v %v", ok, err)
+	}
+	const n = 24
+	crashed := make(chan struct{})
+	for k := 1; k <= n; k++ {
+		if k == n/3 {
+			go func() { // while the call is under way
+				st[int(rp.Node)].stop()
+				close(crashed)
+			}()
+		}
+		res, err := st[1].objs.Call(ctx, b, rsmtest.Add(1))
+		if err != nil {
+			t.Fatalf("call %d: %v", k, err)
+		}
+		if got := binary.BigEndian.Uint64(res); got != uint64(k) {
+			t.Fatalf("call %d returned total %d: not exactly once", k, got)
+		}
+	}
+	<-crashed
+	if st[1].objs.CallRetries() == 0 {
+		t.Error("no call was sent again: the test does not exercise retries")
+	}
+	for _, i := range []int{2, 3, 4} {
+		if i == int(rp.Node) {
+			continue
+		}
+		rd, err := objs[i].Read(ctx, []byte("total"))
+		if err != nil || binary.BigEndian.Uint64(rd) != n {
+			t.Fatalf("replica %d total %v %v", i, rd, err)
+		}
+	}
+	t.Logf("router %d crashed; %d calls applied once, %d attempts repeated", rp.Node, n, st[1].objs.CallRetries())
+}
+
+// startAB starts 4 rsm nodes with Objects over the topology a–b, opens a
+// on 1, 2, 3 and b on 2, 3, 4, and waits for the routing state; it
+// returns the stacks and b's replicas.
+func startAB(t *testing.T, ctx context.Context, a, b rsm.ObjectID, attempt1 time.Duration) (map[int]*rsmStack, map[int]*rsm.Object) {
+	t.Helper()
+	topo, err := compose.NewTopology(nil, []compose.Link{{A: a.LWG(), B: b.LWG()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boot []hwg.Process
+	for i := 1; i <= 4; i++ {
+		boot = append(boot, proc(i))
+	}
+	net := transport.NewMemNetwork()
+	st := map[int]*rsmStack{}
+	for i := 1; i <= 4; i++ {
+		attempt := 2 * time.Second
+		if i == 1 {
+			attempt = attempt1
+		}
+		st[i] = startRSM(t, net, proc(i), boot, topo, attempt)
+	}
+	objs := map[int]*rsm.Object{}
+	open := func(id rsm.ObjectID, ns ...int) {
+		for _, i := range ns {
+			o, err := st[i].rn.Open(ctx, id, rsmtest.NewCounter)
+			if err != nil {
+				t.Fatalf("node %d opening %s: %v", i, id, err)
+			}
+			if id == b {
+				objs[i] = o
+			}
+		}
+	}
+	open(a, 1, 2, 3)
+	open(b, 2, 3, 4)
+	waitFor(t, ctx, "routing state", func() bool {
+		for i, s := range st {
+			for _, g := range []rsm.ObjectID{a, b} {
+				in := (g == a && i <= 3) || (g == b && i >= 2)
+				if ok, _ := s.objs.HasState(ctx, g.LWG()); in && !ok {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	return st, objs
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/lwgkit/lwgkit/lwg"
 )
@@ -34,22 +35,61 @@ type Link struct{ A, B lwg.ID }
 // message reaches each of its destination groups exactly once. On a tree
 // that is the tree's unique path.
 //
-// A Topology is safe for concurrent use (it is never modified after
-// NewTopology).
+// A Topology is safe for concurrent use (its graph is never modified
+// after NewTopology; the breadth-first trees are computed when first
+// needed and cached, so a topology of thousands of groups, such as one
+// per shard of a store, costs memory only for the sources in use).
 type Topology struct {
 	groups []lwg.ID
 	adj    map[lwg.ID][]lwg.ID
-	// parent[src][g] is g's parent in the BFS tree rooted at src (src maps
-	// to itself); groups unreachable from src are absent.
-	parent map[lwg.ID]map[lwg.ID]lwg.ID
-	dist   map[lwg.ID]map[lwg.ID]int
 	tree   bool
+
+	mu sync.Mutex
+	// bfs[src] is the BFS tree rooted at src (at most maxTrees kept).
+	bfs map[lwg.ID]*bfsTree
+}
+
+// bfsTree: parent[g] is g's parent in the BFS tree rooted at its source
+// (the source maps to itself); groups unreachable are absent.
+type bfsTree struct {
+	parent map[lwg.ID]lwg.ID
+	dist   map[lwg.ID]int
+}
+
+// maxTrees bounds the cached BFS trees (the cache is emptied when full).
+const maxTrees = 256
+
+func (t *Topology) treeOf(src lwg.ID) *bfsTree {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if b := t.bfs[src]; b != nil {
+		return b
+	}
+	par := map[lwg.ID]lwg.ID{src: src}
+	d := map[lwg.ID]int{src: 0}
+	q := []lwg.ID{src}
+	for len(q) > 0 {
+		g := q[0]
+		q = q[1:]
+		for _, n := range t.adj[g] {
+			if _, seen := par[n]; !seen {
+				par[n], d[n] = g, d[g]+1
+				q = append(q, n)
+			}
+		}
+	}
+	if len(t.bfs) >= maxTrees {
+		clear(t.bfs)
+	}
+	b := &bfsTree{parent: par, dist: d}
+	t.bfs[src] = b
+	return b
 }
 
 // NewTopology builds a topology of groups joined by links. Groups named
 // only in links are added.
 func NewTopology(groups []lwg.ID, links []Link) (*Topology, error) {
-	t := &Topology{adj: map[lwg.ID][]lwg.ID{}, parent: map[lwg.ID]map[lwg.ID]lwg.ID{}, dist: map[lwg.ID]map[lwg.ID]int{}}
+	t := &Topology{adj: map[lwg.ID][]lwg.ID{}, bfs: map[lwg.ID]*bfsTree{}}
 	add := func(g lwg.ID) {
 		if _, ok := t.adj[g]; !ok {
 			t.adj[g] = nil
@@ -78,30 +118,24 @@ func NewTopology(groups []lwg.ID, links []Link) (*Topology, error) {
 	for _, g := range t.groups {
 		slices.Sort(t.adj[g])
 	}
-	for _, src := range t.groups {
-		par := map[lwg.ID]lwg.ID{src: src}
-		d := map[lwg.ID]int{src: 0}
-		q := []lwg.ID{src}
-		for len(q) > 0 {
-			g := q[0]
-			q = q[1:]
-			for _, n := range t.adj[g] {
-				if _, seen := par[n]; !seen {
-					par[n], d[n] = g, d[g]+1
-					q = append(q, n)
-				}
-			}
-		}
-		t.parent[src], t.dist[src] = par, d
-	}
 	// A forest: every component has one link fewer than groups.
 	comps := 0
 	seen := map[lwg.ID]bool{}
 	for _, g := range t.groups {
-		if !seen[g] {
-			comps++
-			for h := range t.parent[g] {
-				seen[h] = true
+		if seen[g] {
+			continue
+		}
+		comps++
+		seen[g] = true
+		q := []lwg.ID{g}
+		for len(q) > 0 {
+			h := q[0]
+			q = q[1:]
+			for _, n := range t.adj[h] {
+				if !seen[n] {
+					seen[n] = true
+					q = append(q, n)
+				}
 			}
 		}
 	}
@@ -130,7 +164,7 @@ func (t *Topology) Distance(a, b lwg.ID) (int, error) {
 	if !t.Has(b) {
 		return 0, fmt.Errorf("%w: %s", ErrUnknownGroup, b)
 	}
-	d, ok := t.dist[a][b]
+	d, ok := t.treeOf(a).dist[b]
 	if !ok {
 		return 0, fmt.Errorf("%w: %s from %s", ErrUnreachable, b, a)
 	}
@@ -143,7 +177,7 @@ func (t *Topology) Route(src, dst lwg.ID) ([]lwg.ID, error) {
 	if _, err := t.Distance(src, dst); err != nil {
 		return nil, err
 	}
-	par := t.parent[src]
+	par := t.treeOf(src).parent
 	path := []lwg.ID{dst}
 	for g := dst; g != src; {
 		g = par[g]
@@ -157,7 +191,10 @@ func (t *Topology) Route(src, dst lwg.ID) ([]lwg.ID, error) {
 // reachable from src) goes to after being ordered in at: at's children in
 // src's tree whose subtree holds a destination. Sorted.
 func (t *Topology) next(src, at lwg.ID, dests []lwg.ID) []lwg.ID {
-	par := t.parent[src]
+	if !t.Has(src) {
+		return nil
+	}
+	par := t.treeOf(src).parent
 	if _, ok := par[at]; !ok {
 		return nil
 	}
