@@ -12,6 +12,9 @@ var (
 	ErrUnavailable = errors.New("kvexample: shard unavailable")
 	// ErrValueTooLarge: a value over Config.MaxValueBytes.
 	ErrValueTooLarge = errors.New("kvexample: value too large")
+	// ErrNoRoute: a request could not be sent through group composition
+	// (nothing was sent); the store forwards it over RESP instead.
+	ErrNoRoute = errors.New("kvexample: no composition route")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("kvexample: closed")
 )

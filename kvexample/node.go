@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/lwgkit/lwgkit/compose"
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
 	"github.com/lwgkit/lwgkit/rsm"
 	"github.com/lwgkit/lwgkit/switching"
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +69,11 @@ type NodeConfig struct {
 	NoRebalance bool
 	// OpenParallelism is how many shards are opened at once. Default 64.
 	OpenParallelism int
+	// ComposeAttempt is how long a request for a shard with no replica
+	// here, sent through group composition, waits for its result before
+	// it is sent again (under its first attempt's id: it is applied
+	// once). Default 1s.
+	ComposeAttempt time.Duration
 	// RSM tunes the replicated objects.
 	RSM rsm.Config
 	// Logger. Default silent.
@@ -85,6 +92,7 @@ type Node struct {
 	rsm   *rsm.Node
 	store *Store
 	fwd   *RESPForwarder
+	objs  *compose.Objects
 	resp  *RESPServer
 	http  *HTTPServer
 	reg   *prometheus.Registry
@@ -123,6 +131,9 @@ func Start(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
+	if cfg.ComposeAttempt <= 0 {
+		cfg.ComposeAttempt = time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -152,11 +163,27 @@ func Start(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		seeds = append(seeds, peers[id])
 		contacts = append(contacts, id)
 	}
+	topo, err := place.ComposeTopology()
+	if err != nil {
+		return nil, err
+	}
+	// The shards' groups carry group composition too (cross-shard
+	// requests from a node with no replica of the shard): rsm hands
+	// their views and the routing payloads to compose.Objects.
+	tap := &tapRelay{}
+	rcfg := cfg.RSM
+	userTap := rcfg.Tap
+	rcfg.Tap = func(id rsm.ObjectID, e lwg.Event) {
+		tap.event(id, e)
+		if userTap != nil {
+			userTap(id, e)
+		}
+	}
 	rn, err := rsm.Start(ctx, rsm.StartConfig{
 		Node: cfg.ID, Cluster: cfg.Cluster, DataDir: cfg.DataDir,
 		Listen: cfg.Listen, Advertise: cfg.Advertise, Seeds: seeds, Peers: peers,
 		Bootstrap: bootstrap, Contacts: contacts, Fast: cfg.Fast,
-		Place: place.LWGPlacement(), Config: cfg.RSM, Logger: log.Named("rsm"),
+		Place: place.LWGPlacement(), Config: rcfg, Logger: log.Named("rsm"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kvexample: starting node %d: %w", cfg.ID, err)
@@ -174,9 +201,15 @@ func Start(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
+	n.objs, err = compose.NewObjects(compose.ObjectsConfig{Router: compose.Config{Self: rn.Self(), Topology: topo}, Attempt: cfg.ComposeAttempt})
+	if err != nil {
+		return fail(err)
+	}
+	tap.attach(n.objs)
+	n.objs.Attach(rn)
 	n.fwd = NewRESPForwarder(cfg.RESPPeers)
 	n.store, err = NewStore(StoreConfig{
-		Placement: place, Self: cfg.ID, Local: n.localReplica, Forward: n.fwd, MaxValueBytes: cfg.MaxValueBytes,
+		Placement: place, Self: cfg.ID, Local: n.localReplica, Compose: n.composeCall, Forward: n.fwd, MaxValueBytes: cfg.MaxValueBytes,
 		Live: n.isLive,
 	})
 	if err != nil {
@@ -490,6 +523,9 @@ func (n *Node) Close() error {
 		}
 		if n.fwd != nil {
 			err = errors.Join(err, n.fwd.Close())
+		}
+		if n.objs != nil {
+			err = errors.Join(err, n.objs.Close())
 		}
 		err = errors.Join(err, n.rsm.Close())
 		n.wg.Wait()

@@ -25,9 +25,20 @@ func testLogger(t *testing.T) hclog.Logger {
 // startLocal starts an in-process cluster and waits until it is ready.
 func startLocal(t *testing.T, nodes, shards int, dir string) []*Node {
 	t.Helper()
+	return startLocalWith(t, nodes, shards, dir, nil)
+}
+
+// startLocalWith is startLocal with each node's config changed by tune.
+func startLocalWith(t *testing.T, nodes, shards int, dir string, tune func(*NodeConfig)) []*Node {
+	t.Helper()
 	cfgs, err := LocalConfigs(LocalClusterConfig{Nodes: nodes, DataDir: dir, Shards: shards, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := range cfgs {
+		if tune != nil {
+			tune(&cfgs[i])
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -36,8 +37,14 @@ type StoreConfig struct {
 	Self      hwg.NodeID
 	// Local returns this node's replica of a shard once it is ready.
 	Local func(shard int) (Replica, bool)
+	// Compose, if set, runs a command on a shard with no ready replica
+	// here through group composition (Node.composeCall): the shard's
+	// replicas apply it once, by the request's origin id, and send the
+	// result back. It fails with ErrNoRoute when nothing could be sent;
+	// the store then uses Forward.
+	Compose func(ctx context.Context, shard int, cmd []byte, read bool) ([]byte, error)
 	// Forward reaches other nodes; nil means a shard with no local
-	// replica is unavailable.
+	// replica (and no composition route) is unavailable.
 	Forward Forwarder
 	// Live, if set, says whether a node is believed up (in the cluster's
 	// current view); forwarding tries live replicas first, so a request
@@ -62,6 +69,9 @@ type Store struct {
 
 	requests  *prometheus.CounterVec
 	forwarded prometheus.Counter
+	composed  prometheus.Counter
+	nComposed atomic.Uint64
+	nForward  atomic.Uint64
 	latency   *prometheus.HistogramVec
 	byOp      [opEnd]opMetrics // resolved label values, per op
 }
@@ -90,7 +100,10 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 			ConstLabels: node,
 		}, []string{"op", "outcome"}),
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kv_forwarded_total", Help: "Shard commands forwarded to another node.", ConstLabels: node,
+			Name: "kv_forwarded_total", Help: "Shard commands forwarded to another node over RESP.", ConstLabels: node,
+		}),
+		composed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kv_composed_total", Help: "Shard commands sent through group composition to a shard with no replica here.", ConstLabels: node,
 		}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "kv_shard_command_seconds", Help: "Latency of shard commands, by op.", ConstLabels: node,
@@ -111,8 +124,12 @@ func (s *Store) MaxValueBytes() int { return s.cfg.MaxValueBytes }
 
 // Collectors returns the store's Prometheus metrics.
 func (s *Store) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.requests, s.forwarded, s.latency}
+	return []prometheus.Collector{s.requests, s.forwarded, s.composed, s.latency}
 }
+
+// Routed returns how many shard commands this store sent through group
+// composition and how many it forwarded over RESP.
+func (s *Store) Routed() (composed, forwarded uint64) { return s.nComposed.Load(), s.nForward.Load() }
 
 // Get returns the value of key, and whether it exists.
 func (s *Store) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
@@ -275,12 +292,21 @@ func (s *Store) route(ctx context.Context, shard int, c Command) ([]byte, error)
 	if r, ok := s.cfg.Local(shard); ok {
 		return runLocal(ctx, r, enc, read)
 	}
+	if s.cfg.Compose != nil {
+		raw, err := s.cfg.Compose(ctx, shard, enc, read)
+		if !errors.Is(err, ErrNoRoute) {
+			s.composed.Inc()
+			s.nComposed.Add(1)
+			return raw, err
+		}
+	}
 	if s.cfg.Forward == nil {
 		return nil, fmt.Errorf("%w: shard %d has no ready replica here", ErrUnavailable, shard)
 	}
 	var errs []error
 	for _, n := range s.forwardOrder(shard) {
 		s.forwarded.Inc()
+		s.nForward.Add(1)
 		raw, err := s.cfg.Forward.Forward(ctx, n, shard, enc, read)
 		if err == nil {
 			return raw, nil

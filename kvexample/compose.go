@@ -1,0 +1,103 @@
+package kvexample
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/lwgkit/lwgkit/compose"
+	"github.com/lwgkit/lwgkit/lwg"
+	"github.com/lwgkit/lwgkit/rsm"
+)
+
+// ComposeTopology returns the group-composition topology of the shards
+// (package compose): every shard's group is a group of it, and each
+// shard is linked to shard 0's group (the hub) if they share a replica
+// node, which is a router between them; a shard that shares none with
+// the hub is linked to the first shard before it that it shares one
+// with (none: it is unreachable, and requests for it are forwarded over
+// RESP). With up to 2·Replicas−1 nodes every pair of shards shares a
+// node, so the topology is a star: a request from a node that holds no
+// replica of its shard crosses at most two routers (its own shard's
+// group, the hub, the target).
+func (p *Placement) ComposeTopology() (*compose.Topology, error) {
+	groups := make([]lwg.ID, p.Shards)
+	for s := range p.Shards {
+		groups[s] = ObjectID(s).LWG()
+	}
+	var links []compose.Link
+	shares := func(a, b int) bool {
+		for _, n := range p.ReplicasOf(a) {
+			if p.IsReplica(b, n) {
+				return true
+			}
+		}
+		return false
+	}
+	linked := []int{0}
+	for s := 1; s < p.Shards; s++ {
+		i := slices.IndexFunc(linked, func(t int) bool { return shares(s, t) })
+		if i < 0 {
+			continue
+		}
+		links = append(links, compose.Link{A: groups[linked[i]], B: groups[s]})
+		linked = append(linked, s)
+	}
+	return compose.NewTopology(groups, links)
+}
+
+// tapRelay hands rsm's object events to the compose.Objects created once
+// the rsm node runs (its process is known then); events before that wait.
+type tapRelay struct {
+	mu   sync.Mutex
+	objs *compose.Objects
+	buf  []tapEvent
+}
+
+type tapEvent struct {
+	id rsm.ObjectID
+	e  lwg.Event
+}
+
+func (t *tapRelay) event(id rsm.ObjectID, e lwg.Event) {
+	t.mu.Lock()
+	o := t.objs
+	if o == nil {
+		t.buf = append(t.buf, tapEvent{id, e})
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	o.Tap(id, e)
+}
+
+func (t *tapRelay) attach(o *compose.Objects) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, te := range t.buf {
+		o.Tap(te.id, te.e)
+	}
+	t.buf, t.objs = nil, o
+}
+
+// composeCall runs an encoded command on a shard this node holds no
+// ready replica of, through group composition: compose.Objects.Call sends
+// it through a shard group of this node and the routers to the shard's
+// group, whose replicas apply it once (by the request's origin id) and
+// send the result back. ErrNoRoute: nothing was sent (this node is in no
+// shard group yet, or the shard is unreachable); the store forwards over
+// RESP then. A read that failed had no effect: rsm.ErrNotApplied.
+func (n *Node) composeCall(ctx context.Context, shard int, cmd []byte, read bool) ([]byte, error) {
+	res, err := n.objs.Call(ctx, ObjectID(shard), cmd)
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.Is(err, compose.ErrNoLocalGroup), errors.Is(err, compose.ErrUnreachable):
+		return nil, fmt.Errorf("%w: shard %d: %v", ErrNoRoute, shard, err)
+	case read:
+		return nil, fmt.Errorf("%w: read of shard %d: %v", rsm.ErrNotApplied, shard, err)
+	}
+	return nil, err
+}
