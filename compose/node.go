@@ -27,6 +27,13 @@ type NodeConfig struct {
 	Multicast func(ctx context.Context, g lwg.ID, payload []byte) error
 	// TickInterval drives the routers' acknowledgements. Default 50ms.
 	TickInterval time.Duration
+	// NoRejoin: with Service, a group of the topology this node is
+	// excluded from (it was suspected or cut off while the group went
+	// on) is not joined again. By default the Node joins it again
+	// through the Service, as a new member: it gets the group's routing
+	// state from a member holding it (or, if every holder left at once,
+	// from a claim round; see Router), and its own kept state counts.
+	NoRejoin bool
 }
 
 // Node runs a Router over live LWGs: one goroutine owns the Router, takes
@@ -58,8 +65,9 @@ type Node struct {
 	// node had just left or been excluded from the group).
 	dropped uint64
 	// excluded counts EventExcluded of the topology's groups: this node
-	// lost a group without asking (the Node does not rejoin).
-	excluded uint64
+	// lost a group without asking; rejoined counts the joins again that
+	// succeeded.
+	excluded, rejoined uint64
 }
 
 // input is one thing for the loop: an LWG event, or a call to run on the
@@ -213,13 +221,39 @@ func (n *Node) Dropped() uint64 {
 	return n.dropped
 }
 
-// Excluded returns how many times this node was excluded from a group
-// (lwg.EventExcluded) without asking to leave. The Node does not rejoin:
-// the application joins again through the Service.
-func (n *Node) Excluded() uint64 {
+// Excluded returns how many times this node was excluded from a group of
+// the topology (lwg.EventExcluded) without asking to leave; Rejoined how
+// many times it joined such a group again (NodeConfig.NoRejoin).
+func (n *Node) Excluded() (excluded, rejoined uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.excluded
+	return n.excluded, n.rejoined
+}
+
+// rejoin joins group g again after an exclusion, retrying with backoff
+// until it is a member or the Node closes.
+func (n *Node) rejoin(g lwg.ID) {
+	defer n.wg.Done()
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		err := n.cfg.Service.Join(ctx, g)
+		cancel()
+		if err == nil || errors.Is(err, lwg.ErrAlreadyMember) {
+			if err == nil {
+				n.mu.Lock()
+				n.rejoined++
+				n.mu.Unlock()
+			}
+			return
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }
 
 // RouterFor returns this node's opinion of who routes from a to b (see
@@ -271,10 +305,14 @@ func (n *Node) loop() {
 			n.mu.Unlock()
 			for _, in := range batch {
 				if in.ev != nil {
-					if in.ev.Type == lwg.EventExcluded {
+					if in.ev.Type == lwg.EventExcluded && n.router.topo.Has(in.ev.LWG) {
 						n.mu.Lock()
 						n.excluded++
 						n.mu.Unlock()
+						if n.cfg.Service != nil && !n.cfg.NoRejoin {
+							n.wg.Add(1)
+							go n.rejoin(in.ev.LWG)
+						}
 					}
 					n.router.LWGEvent(*in.ev)
 				} else {

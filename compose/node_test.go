@@ -252,3 +252,109 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
 		}
 	}
 }
+
+// TestNodeRejoinsAfterExclusion: node 2, in A and B and the router of
+// A→B, is cut off from every other node while node 1 sends to B; the
+// others exclude it and go on (the successor routes). Once the links are
+// back, the Node joins both groups again by itself, gets their routing
+// state, and delivers what is sent to B afterwards; B's other members
+// deliver every message once, in order.
+func TestNodeRejoinsAfterExclusion(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	topo, err := compose.NewTopology(nil, []compose.Link{{A: "A", B: "B"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boot []hwg.Process
+	for i := 1; i <= 4; i++ {
+		boot = append(boot, proc(i))
+	}
+	net := transport.NewMemNetwork()
+	st := map[int]*stack{}
+	for i := 1; i <= 4; i++ {
+		st[i] = startStack(t, net, proc(i), boot, topo)
+	}
+	for g, ns := range map[lwg.ID][]int{"A": {1, 2, 3}, "B": {2, 3, 4}} {
+		for _, i := range ns {
+			if err := st[i].svc.Join(ctx, g); err != nil {
+				t.Fatalf("node %d joining %s: %v", i, g, err)
+			}
+		}
+	}
+	hasState := func(i int, gs ...lwg.ID) bool {
+		for _, g := range gs {
+			if ok, _ := st[i].node.HasState(ctx, g); !ok {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, ctx, "routing state everywhere", func() bool {
+		return hasState(1, "A") && hasState(2, "A", "B") && hasState(3, "A", "B") && hasState(4, "B")
+	})
+	send := func(from, to int) {
+		for k := from; k < to; k++ {
+			if _, err := st[1].node.SendTo(ctx, "B", fmt.Appendf(nil, "%d", k)); err != nil {
+				t.Fatalf("send %d: %v", k, err)
+			}
+		}
+	}
+	const n = 90
+	send(0, n/3)
+	for _, j := range []uint64{1, 3, 4} {
+		net.Partition(2, j, true)
+	}
+	send(n/3, 2*n/3)
+	waitFor(t, ctx, "A and B without node 2", func() bool {
+		for _, g := range []lwg.ID{"A", "B"} {
+			v, _, err := st[3].svc.View(ctx, g)
+			if err != nil || v.Contains(proc(2)) {
+				return false
+			}
+		}
+		return true
+	})
+	net.Heal()
+	waitFor(t, ctx, "node 2 excluded", func() bool { ex, _ := st[2].node.Excluded(); return ex > 0 })
+	waitFor(t, ctx, "node 2 back in A and B with their routing state", func() bool {
+		_, rj := st[2].node.Excluded()
+		return rj >= 2 && hasState(2, "A", "B")
+	})
+	send(2*n/3, n)
+	waitFor(t, ctx, "every message at 3 and 4, the last third at 2", func() bool {
+		return routed(st[3].delivered()) >= n && routed(st[4].delivered()) >= n && lastThird(st[2].delivered(), n)
+	})
+	for _, i := range []int{3, 4} {
+		var next uint64
+		for _, d := range st[i].delivered() {
+			if !d.Routed {
+				continue
+			}
+			if next++; d.Seq != next || string(d.Payload) != fmt.Sprint(next-1) {
+				t.Fatalf("node %d: seq %d payload %q, want seq %d (FIFO, once)", i, d.Seq, d.Payload, next)
+			}
+		}
+		if next != n {
+			t.Fatalf("node %d delivered %d routed messages, want %d", i, next, n)
+		}
+	}
+	ex, rj := st[2].node.Excluded()
+	t.Logf("node 2 excluded %d times, joined again %d times; its stats %+v", ex, rj, st[2].node.Stats())
+}
+
+// lastThird reports whether ds hold the routed messages 2n/3 … n-1 once each.
+func lastThird(ds []compose.Delivery, n int) bool {
+	seen := map[string]int{}
+	for _, d := range ds {
+		if d.Routed {
+			seen[string(d.Payload)]++
+		}
+	}
+	for k := 2 * n / 3; k < n; k++ {
+		if seen[fmt.Sprint(k)] != 1 {
+			return false
+		}
+	}
+	return true
+}

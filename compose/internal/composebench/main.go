@@ -364,7 +364,8 @@ func runtimeRun(kind, topo string, share float64, msgs int) (row, error) {
 				if err != nil {
 					v, _, verr := stacks[m].svc.View(context.Background(), g)
 					log.Printf("view error %v", verr)
-					return row{}, fmt.Errorf("node %d has no routing state of %s (view %v, excluded %d times, %+v): %w", m, g, v, stacks[m].node.Excluded(), stacks[m].node.Stats(), err)
+					ex, rj := stacks[m].node.Excluded()
+					return row{}, fmt.Errorf("node %d has no routing state of %s (view %v, excluded %d times, rejoined %d, %+v): %w", m, g, v, ex, rj, stacks[m].node.Stats(), err)
 				}
 				if ok {
 					break
