@@ -26,6 +26,7 @@ type nodeFlags struct {
 	shards, replicas int
 	maxValue         int
 	timeout          time.Duration
+	composeAttempt   time.Duration
 	snapEvery        time.Duration
 	logLevel         string
 }
@@ -36,6 +37,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.replicas, "replicas", kvexample.DefaultReplicas, "replicas per shard (every node must use the same)")
 	fs.IntVar(&f.maxValue, "max-value", kvexample.DefaultMaxValueBytes, "largest value accepted, in bytes")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "time limit of one request")
+	fs.DurationVar(&f.composeAttempt, "compose-attempt", time.Second, "a request for a shard with no replica on this node goes through group composition; without a result after this long it is sent again (under its first id: applied once)")
 	fs.DurationVar(&f.snapEvery, "snapshot-interval", time.Minute, "snapshot a shard that changed at least this often: bounds what a restart of every node at once loses (rsm keeps no log); shorter intervals cost latency spikes while many shards snapshot at once")
 	fs.StringVar(&f.logLevel, "log", "warn", "log level: trace, debug, info, warn, error, off")
 }
@@ -167,7 +169,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		RESP: *resp, HTTP: *httpAddr, Bootstrap: *bootstrap || *rebootstrap || len(peers) == 1,
 		Rebootstrap: *rebootstrap || len(peers) == 1, RSM: nf.rsmConfig(),
 		Shards: nf.shards, Replicas: nf.replicas, MaxValueBytes: nf.maxValue, Timeout: nf.timeout,
-		Fast: *fast, Logger: log,
+		ComposeAttempt: nf.composeAttempt, Fast: *fast, Logger: log,
 	}
 	start := time.Now()
 	n, err := kvexample.Start(ctx, cfg)
@@ -233,6 +235,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for i := range cfgs {
 		cfgs[i].Timeout = nf.timeout
+		cfgs[i].ComposeAttempt = nf.composeAttempt
 		cfgs[i].RSM = nf.rsmConfig()
 	}
 	fmt.Fprintf(stdout, "lwgkv demo: starting %d nodes (%d shards, %d replicas each) in %s\n", *nodes, nf.shards, min(nf.replicas, *nodes), dir)
