@@ -2,8 +2,10 @@ package rsm
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"slices"
 
@@ -23,7 +25,10 @@ import (
 // snapshot at exactly that point of the delivery stream and offers it. The
 // joiner queues every install and delivery from its own join on, fetches
 // the snapshot in chunks, restores it, drops what the snapshot already
-// covers and applies the rest, then multicasts RESTORED. If the donor
+// covers and applies the rest, then multicasts RESTORED. The three overlap
+// for a large state: the donor serves the chunks it has written (SNAP),
+// and a joiner without a state restores them as they arrive (stream.go),
+// checking the SHA-256 at the end. If the donor
 // leaves first, the next install names another donor, which snapshots
 // there; the joiner can use any snapshot taken at or after its join,
 // because it queued everything since. Lost offers and chunks are asked for
@@ -57,11 +62,37 @@ type fetch struct {
 	donor     hwg.Process
 	gen       uint64
 	at        point
-	size      uint64
-	next      uint64 // bytes received and written
-	requested uint64 // bytes asked for
-	idle      int    // ticks without a chunk
-	w         snapWriter
+	size      uint64            // 0 until known: the donor still writes the snapshot
+	avail     uint64            // bytes the donor can serve (size, once known)
+	sum       [sha256.Size]byte // the snapshot's SHA-256, once size is known
+	next      uint64            // bytes received
+	requested uint64            // bytes asked for
+	idle      int               // ticks without a chunk or news of the snapshot
+	hash      hash.Hash         // SHA-256 of the bytes received
+	// The received bytes go either to the store, restored from there at
+	// the end (w: a replica that holds a state it must not lose if the
+	// transfer fails), or straight into the state machine as they arrive
+	// (st: a replica without a state).
+	w  snapWriter
+	st *streamRestore
+}
+
+// limit is how far the joiner may fetch now.
+func (f *fetch) limit() uint64 {
+	if f.size != 0 {
+		return f.size
+	}
+	return f.avail
+}
+
+// learn takes in what a SNAP says of the snapshot being fetched.
+func (f *fetch) learn(d direct) {
+	f.idle = 0
+	f.avail = max(f.avail, d.avail)
+	if d.size != 0 && f.size == 0 {
+		f.size, f.avail = d.size, d.size
+		copy(f.sum[:], d.sum)
+	}
 }
 
 // Ticks (of Config.TickInterval) of the transfer's timeouts.
@@ -140,7 +171,7 @@ func (o *Object) joined(e lwg.Event) {
 	}
 	if e := o.early; e != nil {
 		o.early = nil
-		o.onOffer(e.from, e.d)
+		o.onDirect(e.from, e.d)
 	}
 }
 
@@ -292,9 +323,19 @@ func (o *Object) stored(info snapInfo) {
 // A state that fits in one chunk travels inside the offer and is not
 // written to the store: joins of many small objects then cost a message
 // each, not a disk write on both sides.
+//
+// A larger state is written to the store, and the joiners hear of it while
+// it is written (SNAP with the bytes readable so far), so they fetch it as
+// it is written; a last SNAP, once committed, gives its size and SHA-256.
 func (o *Object) donate(to []hwg.Process) {
 	o.serving.Store(true)
-	sw := &spillWriter{limit: o.cfg.ChunkSize, store: o.host.store(), obj: o.id}
+	at := o.applied
+	sw := &spillWriter{limit: o.cfg.ChunkSize, store: o.host.store(), obj: o.id,
+		onProgress: func(gen uint64, avail int64) {
+			for _, j := range to {
+				o.host.send(j, direct{kind: kindSnap, object: o.id, gen: gen, at: at, avail: uint64(avail)})
+			}
+		}}
 	info, ok := o.writeTo(sw, sw)
 	if !ok {
 		return // the joiner asks again (want), which retries
@@ -326,14 +367,23 @@ func (o *Object) trimInline() {
 	}
 }
 
-// offerLatest offers a joiner the latest snapshot this replica took.
-func (o *Object) offerLatest(to hwg.Process) {
+// offerLatest offers a joiner the latest snapshot this replica took. It
+// reports false if that snapshot is no longer in the store.
+func (o *Object) offerLatest(to hwg.Process) bool {
 	if o.inline != nil && !o.inlineAt.less(o.snapAt) {
 		o.host.send(to, direct{kind: kindOffer, object: o.id, at: o.inlineAt, size: uint64(len(o.inline)), data: o.inline})
 		o.observe(Event{Type: EventSnapshotSent, Peer: to, Index: o.index, Bytes: int64(len(o.inline))})
-		return
+		return true
 	}
-	o.host.send(to, direct{kind: kindOffer, object: o.id, gen: o.snapGen, at: o.snapAt, size: uint64(o.snapSize)})
+	r, err := o.host.store().open(o.id, o.snapGen)
+	if err != nil {
+		o.host.logger().Debug("offering a snapshot", "object", o.id, "gen", o.snapGen, "error", err)
+		return false
+	}
+	sum := r.Sum()
+	o.host.send(to, direct{kind: kindSnap, object: o.id, gen: o.snapGen, at: o.snapAt,
+		avail: uint64(o.snapSize), size: uint64(o.snapSize), sum: sum[:]})
+	return true
 }
 
 // latestAt is the point of the latest snapshot this replica can offer.
@@ -355,6 +405,10 @@ type spillWriter struct {
 	obj   ObjectID
 	buf   []byte
 	w     snapWriter
+	// onProgress, if set, hears of the bytes of the stored snapshot that
+	// can be read before its commit, as they grow.
+	onProgress func(gen uint64, readable int64)
+	told       int64
 }
 
 func (s *spillWriter) Write(p []byte) (int, error) {
@@ -373,7 +427,14 @@ func (s *spillWriter) Write(p []byte) (int, error) {
 		}
 		s.buf = nil
 	}
-	return s.w.Write(p)
+	n, err := s.w.Write(p)
+	if s.onProgress != nil {
+		if gen, r := s.w.progress(); r > s.told {
+			s.told = r
+			s.onProgress(gen, r)
+		}
+	}
+	return n, err
 }
 
 func (s *spillWriter) commit() (snapInfo, error) {
@@ -381,6 +442,13 @@ func (s *spillWriter) commit() (snapInfo, error) {
 		return s.w.commit()
 	}
 	return snapInfo{Size: int64(len(s.buf))}, nil
+}
+
+func (s *spillWriter) progress() (uint64, int64) {
+	if s.w != nil {
+		return s.w.progress()
+	}
+	return 0, 0
 }
 
 func (s *spillWriter) abort() error {
@@ -396,6 +464,8 @@ func (o *Object) onDirect(from hwg.Process, d direct) {
 	switch d.kind {
 	case kindOffer:
 		o.onOffer(from, d)
+	case kindSnap:
+		o.onSnap(from, d)
 	case kindChunk:
 		o.onChunk(from, d)
 	case kindWant:
@@ -408,73 +478,146 @@ func (o *Object) onDirect(from hwg.Process, d direct) {
 	}
 }
 
-func (o *Object) onOffer(from hwg.Process, d direct) {
+// acceptsOffer says whether a joiner takes an offer of a snapshot (OFFER
+// or SNAP) now. An offer that overtook the install admitting this replica
+// is kept for then (the install comes on another path).
+func (o *Object) acceptsOffer(from hwg.Process, d direct) bool {
 	if !o.ready && o.first == (point{}) {
-		// The offer overtook the install that admits this replica: keep
-		// it for then (the install comes on another path).
 		o.early = &earlyOffer{from: from, d: d}
-		return
+		return false
 	}
-	if o.ready || d.at.less(o.first) || d.size == 0 || o.round != nil && o.round.claimed {
-		// In a claim round this replica has told the group it holds
-		// no state from this view: taking one now would break the
-		// round's choice.
+	// In a claim round this replica has told the group it holds no state
+	// from this view: taking one now would break the round's choice.
+	return !o.ready && !d.at.less(o.first) && (o.round == nil || !o.round.claimed)
+}
+
+// transferAlive says whether the transfer under way, if any, still looks
+// alive: an offer from another donor does not replace it.
+func (o *Object) transferAlive() bool {
+	f := o.fetch
+	return f != nil && o.latest.Contains(f.donor) && f.idle < retryTicks
+}
+
+// onOffer takes a small snapshot sent whole inside the offer.
+func (o *Object) onOffer(from hwg.Process, d direct) {
+	if !o.acceptsOffer(from, d) || d.data == nil || uint64(len(d.data)) != d.size || o.transferAlive() {
 		return
-	}
-	if f := o.fetch; f != nil && o.latest.Contains(f.donor) && f.idle < retryTicks {
-		return // the transfer under way is alive
 	}
 	o.abortFetch()
-	if d.data != nil {
-		if uint64(len(d.data)) != d.size {
+	o.restored(from, bytesReader(d.data), 0, int64(d.size))
+}
+
+// onSnap takes news of a stored snapshot: a new one to fetch, or more of
+// the one being fetched readable at its donor (or its size and sum).
+func (o *Object) onSnap(from hwg.Process, d direct) {
+	if !o.acceptsOffer(from, d) {
+		return
+	}
+	if f := o.fetch; f != nil && f.donor == from && f.gen == d.gen {
+		f.learn(d)
+		o.request()
+		o.finishFetch()
+		return
+	}
+	if o.transferAlive() {
+		return
+	}
+	o.abortFetch()
+	f := &fetch{donor: from, gen: d.gen, at: d.at, hash: sha256.New()}
+	f.learn(d)
+	if !o.hasState {
+		// Nothing to lose: restore while the bytes arrive. The local
+		// snapshot is taken later (the time-based one).
+		f.st = o.startStream(f)
+	}
+	if f.st == nil {
+		w, err := o.host.store().create(o.id)
+		if err != nil {
+			o.host.logger().Error("creating snapshot for a transfer", "object", o.id, "error", err)
 			return
 		}
-		o.restored(from, bytesReader(d.data), 0, int64(d.size))
-		return
+		f.w = w
 	}
-	w, err := o.host.store().create(o.id)
-	if err != nil {
-		o.host.logger().Error("creating snapshot for a transfer", "object", o.id, "error", err)
-		return
-	}
-	o.fetch = &fetch{donor: from, gen: d.gen, at: d.at, size: d.size, w: w}
+	o.fetch = f
 	o.waiting = 0
 	o.request()
 }
 
-// request keeps a window of chunk requests outstanding.
+// request keeps a window of chunk requests outstanding, within what the
+// donor can serve.
 func (o *Object) request() {
 	f := o.fetch
-	for f.requested < f.size && f.requested-f.next < uint64(o.cfg.TransferWindow) {
-		n := min(uint64(o.cfg.ChunkSize), f.size-f.requested)
+	for lim := f.limit(); f.requested < lim && f.requested-f.next < uint64(o.cfg.TransferWindow); {
+		n := min(uint64(o.cfg.ChunkSize), lim-f.requested)
 		o.host.send(f.donor, direct{kind: kindFetch, object: o.id, gen: f.gen, offset: f.requested, n: n})
 		f.requested += n
 	}
 }
 
+// onChunk takes the next bytes of the snapshot being fetched; chunks out
+// of order are dropped (asked for again after retryTicks).
 func (o *Object) onChunk(from hwg.Process, d direct) {
 	f := o.fetch
-	if f == nil || from != f.donor || d.gen != f.gen || d.offset != f.next || len(d.data) == 0 ||
-		f.next+uint64(len(d.data)) > f.size {
+	if o.ready || f == nil || from != f.donor || d.gen != f.gen || d.offset != f.next || len(d.data) == 0 ||
+		f.next+uint64(len(d.data)) > f.limit() {
 		return
 	}
 	f.next += uint64(len(d.data))
 	f.idle = 0
 	o.received.Add(uint64(len(d.data)))
-	if f.next < f.size {
-		// Ask for more before the write: a write can wait for a disk
-		// sync, and the window must not stall behind it.
-		o.request()
-	}
-	if _, err := f.w.Write(d.data); err != nil {
+	// Ask for more before handling these: a write can wait for a disk
+	// sync, a restore for the state machine, and the window must not
+	// stall behind either.
+	o.request()
+	f.hash.Write(d.data)
+	if f.st != nil {
+		if err := f.st.feed(d.data); err != nil {
+			o.host.logger().Error("restoring a snapshot as it arrives", "object", o.id, "donor", from, "error", err)
+			o.abortFetch()
+			o.sendWant()
+			return
+		}
+	} else if _, err := f.w.Write(d.data); err != nil {
 		o.host.logger().Error("writing a received snapshot", "object", o.id, "error", err)
 		o.abortFetch()
 		return
 	}
-	if f.next < f.size {
+	o.finishFetch()
+}
+
+// finishFetch completes the transfer once every byte has arrived: it
+// checks the snapshot's SHA-256 against the donor's, and either ends the
+// restore under way or restores what was stored.
+func (o *Object) finishFetch() {
+	f := o.fetch
+	if f == nil || f.size == 0 || f.next < f.size {
 		return
 	}
 	o.fetch = nil
+	var got [sha256.Size]byte
+	f.hash.Sum(got[:0])
+	if got != f.sum {
+		o.host.logger().Error("a received snapshot does not match its sum", "object", o.id, "donor", f.donor,
+			"gen", f.gen, "sha256", fmt.Sprintf("%x", got), "want", fmt.Sprintf("%x", f.sum))
+		o.discard(f)
+		o.sendWant()
+		return
+	}
+	if f.st != nil {
+		h, err := f.st.finish()
+		if err == nil && h.Object != o.id {
+			err = fmt.Errorf("%w: snapshot of %q for %q", errMalformed, h.Object, o.id)
+		}
+		if err != nil {
+			o.host.logger().Error("restoring a received snapshot", "object", o.id, "donor", f.donor, "error", err)
+			o.resetState(f.st.pristine)
+			o.sendWant()
+			return
+		}
+		o.adopt(h, 0, int64(f.size))
+		o.restoredFrom(f.donor, 0, int64(f.size))
+		return
+	}
 	info, err := f.w.commit()
 	if err != nil {
 		o.host.logger().Error("committing a received snapshot", "object", o.id, "error", err)
@@ -486,7 +629,7 @@ func (o *Object) onChunk(from hwg.Process, d direct) {
 		o.sendWant()
 		return
 	}
-	o.restored(from, r, info.Gen, info.Size)
+	o.restored(f.donor, r, info.Gen, info.Size)
 }
 
 // restored restores a donor's snapshot, applies what the joiner queued
@@ -497,6 +640,12 @@ func (o *Object) restored(donor hwg.Process, r io.Reader, gen uint64, size int64
 		o.sendWant()
 		return
 	}
+	o.restoredFrom(donor, gen, size)
+}
+
+// restoredFrom follows a restore from a donor's snapshot: it applies what
+// the joiner queued after it and tells the group.
+func (o *Object) restoredFrom(donor hwg.Process, gen uint64, size int64) {
 	if gen == 0 {
 		// Not on disk yet: let the time-based snapshot write it.
 		o.snapIndex = min(o.snapIndex, o.index-1)
@@ -523,17 +672,34 @@ func (o *Object) restoreFrom(gen uint64) error {
 // restore replaces the state with the snapshot read from r (stored as gen,
 // or 0 if it is not in the store).
 func (o *Object) restore(r io.Reader, gen uint64, size int64) error {
-	br := bufio.NewReaderSize(r, 64<<10)
-	h, err := readHeader(br)
+	h, err := restoreSM(o.sm, o.id, r)
 	if err != nil {
 		return err
 	}
-	if h.Object != o.id {
-		return fmt.Errorf("%w: snapshot of %q for %q", errMalformed, h.Object, o.id)
+	o.adopt(h, gen, size)
+	return nil
+}
+
+// restoreSM reads a snapshot's header from r and restores sm from the
+// rest.
+func restoreSM(sm StateMachine, id ObjectID, r io.Reader) (header, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	h, err := readHeader(br)
+	if err != nil {
+		return header{}, err
 	}
-	if err := o.sm.Restore(br); err != nil {
-		return fmt.Errorf("rsm: restoring %s: %w", o.id, err)
+	if h.Object != id {
+		return header{}, fmt.Errorf("%w: snapshot of %q for %q", errMalformed, h.Object, id)
 	}
+	if err := sm.Restore(br); err != nil {
+		return header{}, fmt.Errorf("rsm: restoring %s: %w", id, err)
+	}
+	return h, nil
+}
+
+// adopt takes the replica's place in the stream from the header of a
+// snapshot just restored (stored as gen, or 0).
+func (o *Object) adopt(h header, gen uint64, size int64) {
 	o.index, o.applied, o.view, o.table, o.lineage, o.once = h.Index, h.At, h.View, h.Table, h.Lineage, h.Once
 	o.hasState = true
 	o.pubIndex.Store(o.index)
@@ -541,7 +707,6 @@ func (o *Object) restore(r io.Reader, gen uint64, size int64) error {
 	if gen != 0 {
 		o.snapIndex, o.snapAt, o.snapGen, o.snapSize, o.snapIdle = h.Index, h.At, gen, size, 0
 	}
-	return nil
 }
 
 // onWant answers a joiner that still waits: its donor offers again, the
@@ -553,8 +718,7 @@ func (o *Object) onWant(from hwg.Process, d direct) {
 	if donor, ok := o.table.donorOf(from); !ok || donor != o.self {
 		return
 	}
-	if at, ok := o.latestAt(); ok && !at.less(d.at) {
-		o.offerLatest(from)
+	if at, ok := o.latestAt(); ok && !at.less(d.at) && o.offerLatest(from) {
 		return
 	}
 	o.donate([]hwg.Process{from})
@@ -570,9 +734,22 @@ func (o *Object) sendWant() {
 }
 
 func (o *Object) abortFetch() {
-	if o.fetch != nil {
-		o.fetch.w.abort()
+	if f := o.fetch; f != nil {
 		o.fetch = nil
+		o.discard(f)
+	}
+}
+
+// discard drops what a transfer that did not complete left: the stored
+// bytes, or the state half restored (the state machine is put back as it
+// was before, without a state).
+func (o *Object) discard(f *fetch) {
+	if f.w != nil {
+		f.w.abort()
+	}
+	if f.st != nil {
+		f.st.abort()
+		o.resetState(f.st.pristine)
 	}
 }
 
@@ -603,6 +780,11 @@ func (o *Object) onTick(ticks int) {
 		case f.idle%retryTicks == 0:
 			f.requested = f.next // ask again from the first missing byte
 			o.request()
+			if f.size == 0 {
+				// The SNAP that ends the snapshot may be lost: the
+				// donor offers it again.
+				o.host.send(f.donor, direct{kind: kindWant, object: o.id, at: o.first})
+			}
 		}
 		return
 	}
@@ -746,7 +928,9 @@ func (o *Object) unreadyStep(q queued) {
 	}
 	// This replica seeds: its own state, then everything it queued since
 	// it joined (commands no holder may have applied), then it serves
-	// the others from the point reached.
+	// the others from the point reached. A transfer left over from a
+	// departed donor ends first (a state half restored is undone).
+	o.abortFetch()
 	o.lineage = o.latest.ID
 	o.table = table{Restored: []hwg.Process{o.self}}
 	o.applied = point{}

@@ -2,6 +2,7 @@ package rsm
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -171,18 +172,27 @@ type snapStore interface {
 type snapInfo struct {
 	Gen  uint64
 	Size int64
+	Sum  [sha256.Size]byte // SHA-256 of the snapshot's bytes
 }
 
 type snapWriter interface {
 	io.Writer
 	commit() (snapInfo, error)
 	abort() error
+	// progress reports the generation being written and how many of its
+	// first bytes a reader from open can already read (0 for a store
+	// that shows nothing before the commit).
+	progress() (gen uint64, readable int64)
 }
 
+// snapReader reads a stored snapshot. A reader of a generation still being
+// written (see snapWriter.progress) has Size math.MaxInt64 and no Sum; its
+// ReadAt returns io.EOF past what is readable yet.
 type snapReader interface {
 	io.Reader
 	io.ReaderAt
 	Size() int64
+	Sum() [sha256.Size]byte
 }
 
 // memStore is a snapStore in memory, for nodes without a data file and for
@@ -197,6 +207,7 @@ type memSnaps struct {
 	gen        uint64
 	cur, prev  []byte
 	curG, prvG uint64
+	curS, prvS [sha256.Size]byte
 }
 
 func newMemStore() *memStore {
@@ -237,12 +248,14 @@ func (w *memWriter) commit() (snapInfo, error) {
 		w.s.objs[w.obj] = o
 	}
 	o.gen++
-	o.prev, o.prvG = o.cur, o.curG
-	o.cur, o.curG = w.buf, o.gen
-	return snapInfo{Gen: o.gen, Size: int64(len(w.buf))}, nil
+	o.prev, o.prvG, o.prvS = o.cur, o.curG, o.curS
+	o.cur, o.curG, o.curS = w.buf, o.gen, sha256.Sum256(w.buf)
+	return snapInfo{Gen: o.gen, Size: int64(len(w.buf)), Sum: o.curS}, nil
 }
 
 func (w *memWriter) abort() error { w.buf = nil; return nil }
+
+func (w *memWriter) progress() (uint64, int64) { return 0, 0 }
 
 func (s *memStore) create(obj ObjectID) (snapWriter, error) { return &memWriter{s: s, obj: obj}, nil }
 
@@ -263,9 +276,9 @@ func (s *memStore) open(obj ObjectID, gen uint64) (snapReader, error) {
 	switch {
 	case o == nil:
 	case gen == o.curG && gen != 0:
-		return bytesReader(o.cur), nil
+		return memReader{bytesReader(o.cur), o.curS}, nil
 	case gen == o.prvG && gen != 0:
-		return bytesReader(o.prev), nil
+		return memReader{bytesReader(o.prev), o.prvS}, nil
 	}
 	return nil, fmt.Errorf("rsm: snapshot %s gen %d: %w", obj, gen, errGone)
 }
@@ -280,10 +293,13 @@ func (s *memStore) remove(obj ObjectID) error {
 
 type memReader struct {
 	*io.SectionReader
+	sum [sha256.Size]byte
 }
 
-func bytesReader(b []byte) snapReader {
-	return memReader{io.NewSectionReader(readerAtBytes(b), 0, int64(len(b)))}
+func (r memReader) Sum() [sha256.Size]byte { return r.sum }
+
+func bytesReader(b []byte) *io.SectionReader {
+	return io.NewSectionReader(readerAtBytes(b), 0, int64(len(b)))
 }
 
 type readerAtBytes []byte

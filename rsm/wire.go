@@ -33,12 +33,16 @@ const foreignKinds = 0x80
 
 // Kinds of direct messages.
 const (
-	kindOffer = 16 // donor → joiner: a snapshot to fetch
+	kindOffer = 16 // donor → joiner: a small snapshot, inside the offer
 	kindFetch = 17 // joiner → donor: send bytes [offset, offset+n) of gen
 	kindChunk = 18 // donor → joiner: bytes at offset (last: size reached)
 	kindWant  = 19 // joiner → members: I wait for state from point on
 	kindGone  = 20 // donor → joiner: that generation is gone
+	kindSnap  = 21 // donor → joiner: a stored snapshot to fetch: avail bytes readable; size and SHA-256 once written
 )
+
+// sumLen is the length of a snapshot's SHA-256 in a SNAP message.
+const sumLen = 32
 
 // errMalformed marks a message that failed to decode.
 var errMalformed = errors.New("rsm: malformed message")
@@ -218,10 +222,12 @@ type direct struct {
 	object ObjectID
 	gen    uint64 // offer, fetch, chunk, gone: the snapshot generation
 	at     point  // offer: the snapshot's point; want: the first point the joiner can use
-	size   uint64 // offer: the snapshot's length
+	size   uint64 // offer, snap: the snapshot's length (snap: 0 while the donor still writes it)
+	avail  uint64 // snap: bytes the donor can serve now
+	sum    []byte // snap: the snapshot's SHA-256 once size is known, else nil
 	offset uint64 // fetch, chunk
 	n      uint64 // fetch: bytes wanted
-	data   []byte // chunk; offer: the whole snapshot, when it is small
+	data   []byte // chunk; offer: the whole snapshot
 }
 
 func encodeDirect(d direct) []byte {
@@ -249,6 +255,13 @@ func encodeDirect(d direct) []byte {
 		b = binary.AppendUvarint(b, d.at.Seq)
 	case kindGone:
 		b = binary.AppendUvarint(b, d.gen)
+	case kindSnap:
+		b = binary.AppendUvarint(b, d.gen)
+		b = binary.AppendUvarint(b, d.at.View)
+		b = binary.AppendUvarint(b, d.at.Seq)
+		b = binary.AppendUvarint(b, d.avail)
+		b = binary.AppendUvarint(b, d.size)
+		b = append(b, d.sum...)
 	}
 	return b
 }
@@ -278,6 +291,19 @@ func decodeDirect(b []byte) (direct, error) {
 		d.at.View, d.at.Seq = r.uvarint(), r.uvarint()
 	case kindGone:
 		d.gen = r.uvarint()
+	case kindSnap:
+		d.gen, d.at.View, d.at.Seq, d.avail, d.size = r.uvarint(), r.uvarint(), r.uvarint(), r.uvarint(), r.uvarint()
+		switch {
+		case r.err != nil:
+		case d.size == 0 && len(r.b) != 0:
+			return direct{}, fmt.Errorf("%w: a snapshot being written with a sum", errMalformed)
+		case d.size != 0 && len(r.b) != sumLen:
+			return direct{}, fmt.Errorf("%w: snapshot sum of %d bytes, want %d", errMalformed, len(r.b), sumLen)
+		case d.size != 0 && d.avail != d.size:
+			return direct{}, fmt.Errorf("%w: %d of a written snapshot's %d bytes readable", errMalformed, d.avail, d.size)
+		case d.size != 0:
+			d.sum, r.b = r.b[:sumLen:sumLen], nil
+		}
 	default:
 		return direct{}, fmt.Errorf("%w: unknown direct kind %d", errMalformed, d.kind)
 	}

@@ -52,6 +52,8 @@ func TestDirectRoundTrip(t *testing.T) {
 		{kind: kindChunk, object: "o", gen: 3, offset: 8, data: []byte("xyz")},
 		{kind: kindWant, object: "obj/1", at: point{View: 9, Seq: 0}},
 		{kind: kindGone, object: "o", gen: 4},
+		{kind: kindSnap, object: "o", gen: 5, at: point{View: 1<<32 | 3, Seq: 1}, avail: 1 << 20},
+		{kind: kindSnap, object: "o", gen: 5, at: point{View: 1<<32 | 3, Seq: 1}, avail: 3 << 20, size: 3 << 20, sum: bytes.Repeat([]byte{9}, sumLen)},
 	} {
 		got, err := decodeDirect(encodeDirect(d))
 		if err != nil {
@@ -162,13 +164,16 @@ func FuzzDecodeDirect(f *testing.F) {
 	f.Add(encodeDirect(direct{kind: kindFetch, object: "o", gen: 1, n: 9}))
 	f.Add(encodeDirect(direct{kind: kindChunk, object: "o", gen: 1, data: []byte("z")}))
 	f.Add(encodeDirect(direct{kind: kindWant, object: "o"}))
+	f.Add(encodeDirect(direct{kind: kindSnap, object: "o", gen: 2, at: point{View: 1, Seq: 2}, avail: 64}))
+	f.Add(encodeDirect(direct{kind: kindSnap, object: "o", gen: 2, avail: 99, size: 99, sum: make([]byte, sumLen)}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := decodeDirect(b)
 		if err != nil {
 			return
 		}
 		d2, err := decodeDirect(encodeDirect(d))
-		if err != nil || d2.kind != d.kind || d2.object != d.object || d2.gen != d.gen || !bytes.Equal(d2.data, d.data) {
+		if err != nil || d2.kind != d.kind || d2.object != d.object || d2.gen != d.gen || !bytes.Equal(d2.data, d.data) ||
+			d2.avail != d.avail || d2.size != d.size || !bytes.Equal(d2.sum, d.sum) {
 			t.Fatalf("re-encoded %+v decodes to %+v, %v", d, d2, err)
 		}
 	})
