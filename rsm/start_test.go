@@ -289,3 +289,100 @@ func TestScheduledSnapshotsAndLocalRestart(t *testing.T) {
 		t.Fatalf("after a clean Close: index %d digest %x, want 11 and %x", o.Applied(), d, wd)
 	}
 }
+
+// TestJoinerCrashBeforeLocalSnapshot: a joiner restores a large state as
+// it arrives and takes its local snapshot only later; killed before that,
+// it has no local snapshot when it restarts and simply receives the state
+// again. The data files are consistent throughout.
+func TestJoinerCrashBeforeLocalSnapshot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping a 3-node TCP test")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	n1 := startTCP(t, ctx, 1, dirs[0], nil)
+	defer n1.Close()
+	n2 := startTCP(t, ctx, 2, dirs[1], []string{n1.HWG().Addr()})
+	defer n2.Close()
+	seeds := []string{n1.HWG().Addr(), n2.HWG().Addr()}
+	n3 := startTCP(t, ctx, 3, dirs[2], seeds)
+	const pad = 3 << 20 // over ChunkSize: stored by the donor, streamed to the joiner
+	big := func(rsm.ObjectID) (rsm.StateMachine, error) { return &rsmtest.Counter{Pad: pad}, nil }
+	var objs []*rsm.Object
+	for _, n := range []*rsm.Node{n1, n2} {
+		o, err := n.Open(ctx, "big", big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, o)
+	}
+	if _, err := objs[0].Propose(ctx, rsmtest.Add(7)); err != nil {
+		t.Fatal(err)
+	}
+	// received reports, for a node, the snapshots it restored from a donor
+	// and the local snapshots it took.
+	watch := func(n *rsm.Node) (received, taken *atomic.Int64) {
+		received, taken = new(atomic.Int64), new(atomic.Int64)
+		n.Observe(func(e rsm.Event) {
+			switch e.Type {
+			case rsm.EventSnapshotReceived:
+				received.Add(1)
+			case rsm.EventSnapshotTaken:
+				taken.Add(1)
+			}
+		})
+		return received, taken
+	}
+	received, taken := watch(n3)
+	o3, err := n3.Open(ctx, "big", rsmtest.NewCounter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if received.Load() != 1 || taken.Load() != 0 {
+		t.Fatalf("joiner restored %d snapshots and took %d, want 1 and none yet", received.Load(), taken.Load())
+	}
+	if got, want := query(t, o3, "digest"), query(t, objs[0], "digest"); !bytes.Equal(got, want) {
+		t.Fatalf("joiner's digest %x, donor's %x", got, want)
+	}
+	if err := n3.Crash(); err != nil { // before any local snapshot
+		t.Fatal(err)
+	}
+	db, err := storage.Open(dirs[2]+"/node.db", storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storagetest.Check(t, db)
+	if _, ok, err := db.Snapshot("big"); ok || err != nil {
+		t.Fatalf("the crashed joiner has a local snapshot (%v, %v)", ok, err)
+	}
+	db.Close()
+
+	n3 = startTCP(t, ctx, 3, dirs[2], seeds)
+	defer n3.Close()
+	received, _ = watch(n3)
+	o3, err = n3.Open(ctx, "big", rsmtest.NewCounter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if received.Load() != 1 {
+		t.Fatalf("restarted joiner restored %d snapshots, want 1", received.Load())
+	}
+	if _, err := objs[1].Propose(ctx, rsmtest.Add(9)); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, ctx, []*rsm.Object{objs[0], objs[1], o3}, 2)
+	for _, n := range []*rsm.Node{n1, n2, n3} {
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dir := range dirs {
+		db, err := storage.Open(dir+"/node.db", storage.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		storagetest.Check(t, db)
+		db.Close()
+	}
+}
