@@ -43,6 +43,7 @@ type Core struct {
 
 	actions []Action
 	events  []Event
+	spare   []Event                    // handed back by Recycle, for the next Ready
 	batch   map[hwg.GroupID][]*control // control messages not yet sent, per HWG
 	stats   Stats
 	counts  counters // per-LWG traffic, for Observe
@@ -337,9 +338,27 @@ func (c *Core) Ready() Ready {
 	for _, h := range sortedKeys(c.batch) {
 		c.flushBatch(h)
 	}
-	rd := Ready{Actions: c.actions, Events: c.events}
-	c.actions, c.events = nil, nil
+	rd := Ready{Actions: c.actions}
+	c.actions = nil
+	if len(c.events) > 0 {
+		rd.Events, c.events, c.spare = c.events, c.spare, nil
+	}
 	return rd
+}
+
+// Recycle hands back the Events of a Ready once the caller is done with
+// them (the events may live on as copies), so that a later Ready reuses
+// the memory instead of growing a new slice: under load the Core emits an
+// event per delivery. Optional; call it from the goroutine that drives
+// the Core.
+func (c *Core) Recycle(evs []Event) {
+	clear(evs) // drop the payloads
+	switch {
+	case len(c.events) == 0 && cap(evs) > cap(c.events):
+		c.events = evs[:0]
+	case cap(evs) > cap(c.spare):
+		c.spare = evs[:0]
+	}
 }
 
 // Stats returns the counters.
@@ -366,16 +385,29 @@ func (c *Core) Endpoints() int { return len(c.eps) }
 // HWGEvent hands the Core one event of one of the node's HWGs, in the order
 // the HWG layer emitted them.
 func (c *Core) HWGEvent(e hwg.Event) {
-	switch {
-	case e.Type == hwg.EventSend:
-	case e.Type == hwg.EventDeliver && len(e.Payload) > 0 && e.Payload[0] == tagData:
-	default:
+	if e.Type == hwg.EventDeliver && len(e.Payload) > 0 && e.Payload[0] == tagData {
+		// The hot path, kept apart so that e stays on the stack: the
+		// other events' handlers take its address.
+		if car := c.carriers[e.Group]; car != nil && e.Group != c.cfg.Directory {
+			c.dataDelivered(car, e.Msg.Sender, e.Payload)
+		} else if e.Group == c.cfg.Directory {
+			c.stats.Malformed++
+		}
+		c.advance()
+		return
+	}
+	ev := e
+	c.hwgEvent(&ev)
+}
+
+func (c *Core) hwgEvent(e *hwg.Event) {
+	if e.Type != hwg.EventSend {
 		c.stale = true // anything but data and sends may move a Join or Leave on
 	}
 	if e.Group == c.cfg.Directory {
-		c.dirEvent(&e)
+		c.dirEvent(e)
 	} else if car := c.carriers[e.Group]; car != nil {
-		c.carrierEvent(car, &e)
+		c.carrierEvent(car, e)
 	}
 	c.advance()
 }
@@ -451,7 +483,7 @@ func nodesOf(ps []hwg.Process, except hwg.NodeID) []hwg.NodeID {
 func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 	if len(e.Payload) == 0 || e.Payload[0] != tagControl {
 		if r.group != c.cfg.Directory {
-			c.dataDelivered(c.carriers[r.group], e)
+			c.dataDelivered(c.carriers[r.group], e.Msg.Sender, e.Payload)
 		} else {
 			c.stats.Malformed++
 		}
@@ -851,29 +883,37 @@ func (c *Core) moved(car *carrier, l ID, last View, to hwg.GroupID) {
 }
 
 // dataDelivered hands a data message to its local endpoint, if any.
-func (c *Core) dataDelivered(car *carrier, e *hwg.Event) {
+func (c *Core) dataDelivered(car *carrier, from hwg.Process, msg []byte) {
 	if car == nil || !car.synced {
 		c.stats.Interference++
 		return
 	}
-	l, view, payload, err := decodeData(e.Payload)
+	id, view, payload, err := decodeData(msg)
 	if err != nil {
 		c.stats.Malformed++
 		return
 	}
+	// Look the id up without making a string of it: a delivery to a
+	// local endpoint allocates nothing here.
+	ep := c.eps[ID(id)]
+	var l ID
+	if ep != nil {
+		l = ep.id
+	} else {
+		l = ID(id)
+	}
 	c.counts.delivered(l)
-	ep := c.eps[l]
 	early := ep != nil && ep.h != car.group && ep.incoming == car.group
 	if ep == nil || (ep.h != car.group && !early) || ep.awaitAdopt {
 		c.stats.Interference++
 		return
 	}
-	if ent := car.entries[l]; ent == nil || ent.View.ID != view || !ent.View.Contains(e.Msg.Sender) {
+	if ent := car.entries[l]; ent == nil || ent.View.ID != view || !ent.View.Contains(from) {
 		c.stats.Stale++
 		return
 	}
 	c.stats.Delivered++
-	ev := Event{Type: EventDeliver, LWG: l, View: View{ID: view}, From: e.Msg.Sender, Payload: payload}
+	ev := Event{Type: EventDeliver, LWG: l, View: View{ID: view}, From: from, Payload: payload}
 	if early {
 		ep.early = append(ep.early, ev)
 		return

@@ -330,6 +330,8 @@ func (s *Service) push(evs []Event) {
 	}
 	if i < len(evs) {
 		s.queue.push(evs[i:])
+	} else {
+		s.core.Recycle(evs) // the reader has copies of them all
 	}
 }
 

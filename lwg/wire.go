@@ -29,21 +29,22 @@ func encodeData(l ID, view uint64, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// decodeData parses a tagData payload. The returned payload aliases b.
-func decodeData(b []byte) (l ID, view uint64, payload []byte, err error) {
+// decodeData parses a tagData payload. The returned id and payload alias
+// b: the id is looked up as is, without a string made of it.
+func decodeData(b []byte) (id []byte, view uint64, payload []byte, err error) {
 	if len(b) < 2 || b[0] != tagData {
-		return "", 0, nil, fmt.Errorf("%w: short data header", ErrMalformed)
+		return nil, 0, nil, fmt.Errorf("%w: short data header", ErrMalformed)
 	}
 	n := int(b[1])
 	if n == 0 || len(b) < 2+n {
-		return "", 0, nil, fmt.Errorf("%w: bad LWG id length %d", ErrMalformed, n)
+		return nil, 0, nil, fmt.Errorf("%w: bad LWG id length %d", ErrMalformed, n)
 	}
-	l = ID(b[2 : 2+n])
+	id = b[2 : 2+n]
 	view, k := binary.Uvarint(b[2+n:])
 	if k <= 0 {
-		return "", 0, nil, fmt.Errorf("%w: bad view number", ErrMalformed)
+		return nil, 0, nil, fmt.Errorf("%w: bad view number", ErrMalformed)
 	}
-	return l, view, b[2+n+k:], nil
+	return id, view, b[2+n+k:], nil
 }
 
 // kind is the type of a control message.

@@ -13,7 +13,7 @@ import (
 func TestDataRoundTrip(t *testing.T) {
 	b := encodeData("l/x", 7<<32|3, []byte("hello"))
 	l, v, p, err := decodeData(b)
-	if err != nil || l != "l/x" || v != 7<<32|3 || string(p) != "hello" {
+	if err != nil || string(l) != "l/x" || v != 7<<32|3 || string(p) != "hello" {
 		t.Fatalf("got %q %d %q %v", l, v, p, err)
 	}
 }
@@ -78,8 +78,8 @@ func FuzzDecodeData(f *testing.F) {
 			}
 			return
 		}
-		l2, v2, p2, err := decodeData(encodeData(l, v, p))
-		if err != nil || l2 != l || v2 != v || !bytes.Equal(p2, p) {
+		l2, v2, p2, err := decodeData(encodeData(ID(l), v, p))
+		if err != nil || !bytes.Equal(l2, l) || v2 != v || !bytes.Equal(p2, p) {
 			t.Fatalf("re-encoding changed %q %d %q into %q %d %q (%v)", l, v, p, l2, v2, p2, err)
 		}
 	})

@@ -619,6 +619,9 @@ func (n *Node) enqueue(o *Object, it item) { n.enqueueAll(o, []item{it}) }
 // worker.
 func (n *Node) enqueueAll(o *Object, its []item) {
 	o.mu.Lock()
+	if o.mail == nil {
+		o.mail = getMail()
+	}
 	o.mail = append(o.mail, its...)
 	sched := !o.scheduled
 	o.scheduled = true
@@ -629,6 +632,27 @@ func (n *Node) enqueueAll(o *Object, its []item) {
 		n.wake.Signal()
 		n.mu.Unlock()
 	}
+}
+
+// mailPool recycles objects' mailboxes: under load every batch of inputs
+// would otherwise be copied into a fresh slice, and an idle object keeps
+// none.
+var mailPool sync.Pool
+
+func getMail() []item {
+	if p, ok := mailPool.Get().(*[]item); ok {
+		return (*p)[:0]
+	}
+	return make([]item, 0, 8)
+}
+
+func putMail(mail []item) {
+	if cap(mail) == 0 || cap(mail) > 4096 {
+		return
+	}
+	clear(mail) // pin no payload
+	mail = mail[:0]
+	mailPool.Put(&mail)
 }
 
 // work runs objects with inputs, one batch at a time each, round robin.
@@ -657,6 +681,7 @@ func (n *Node) work() {
 			o.process(it)
 		}
 		o.smMu.Unlock()
+		putMail(mail)
 		o.mu.Lock()
 		more := len(o.mail) > 0
 		o.scheduled = more
