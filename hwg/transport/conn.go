@@ -46,9 +46,19 @@ type conn struct {
 	// half-close (EOF). The last one closes the connection.
 	halves atomic.Int32
 
+	// The reader's progress, read by the grace timer (see graceExpired):
+	// frames it has handed on, and whether it is blocked on something
+	// other than the socket (its predecessor's reader, or a full Inbound
+	// channel).
+	framesRead  atomic.Uint64
+	readBlocked atomic.Bool
+
 	closeOnce sync.Once
 	mu        sync.Mutex
 	grace     *time.Timer // closes a retired connection that lingers
+	graceSeen uint64      // framesRead at the grace timer's last check
+	// graceChecks counts the grace timer's checks (for tests).
+	graceChecks atomic.Int32
 }
 
 // dialer returns the NodeID of the node that dialed c.
@@ -114,14 +124,37 @@ func (c *conn) halfDone() {
 // half-closes; the reader keeps delivering until the peer, which replaces
 // c by the same rule, half-closes too. The successor's reader waits for
 // this one, so frames stay in order across the swap. A peer that does not
-// follow within HandshakeTimeout gets c closed.
+// follow within HandshakeTimeout gets c closed (see graceExpired).
 func (c *conn) retire() {
 	c.mu.Lock()
 	if c.grace == nil && !c.closing() {
-		c.grace = time.AfterFunc(c.t.cfg.HandshakeTimeout, c.close)
+		c.graceSeen = c.framesRead.Load()
+		c.grace = time.AfterFunc(c.t.cfg.HandshakeTimeout, c.graceExpired)
 	}
 	c.mu.Unlock()
 	c.wake()
+}
+
+// graceExpired closes c, retired HandshakeTimeout ago, if its peer has
+// not followed: its reader waits on the socket and has read nothing
+// since the last check. A reader that is still waiting for its
+// predecessor's, blocked on a slow consumer, or still reading, gets
+// another HandshakeTimeout: closing c then discarded what the peer had
+// sent on it before the swap, unread in the socket, while the successor
+// went on with later frames (lost frames in TestTCPReplacementKeepsOrder
+// under load).
+func (c *conn) graceExpired() {
+	c.graceChecks.Add(1)
+	c.mu.Lock()
+	n := c.framesRead.Load()
+	if !c.closing() && (c.readBlocked.Load() || n != c.graceSeen) {
+		c.graceSeen = n
+		c.grace.Reset(c.t.cfg.HandshakeTimeout)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.close()
 }
 
 // closeWrite half-closes c once its writer is done with it, or closes it
@@ -233,6 +266,7 @@ func (c *conn) readLoop() {
 	if c.prevRead != nil {
 		// Deliver nothing before the reader of the connection this one
 		// replaced has finished, so frames stay in order across the swap.
+		c.readBlocked.Store(true)
 		select {
 		case <-c.prevRead:
 		case <-c.done: // this connection was closed meanwhile
@@ -241,6 +275,7 @@ func (c *conn) readLoop() {
 			c.close()
 			return
 		}
+		c.readBlocked.Store(false)
 	}
 	sr := &stallReader{nc: c.nc, timeout: c.t.cfg.IdleReadTimeout}
 	br := bufio.NewReaderSize(sr, ioBufferSize)
@@ -265,10 +300,18 @@ func (c *conn) readLoop() {
 		c.t.stats.received(len(frame))
 		select {
 		case c.t.inbound <- Inbound{From: c.peer, Frame: frame}:
-		case <-c.t.ctx.Done():
-			c.close()
-			return
+		default:
+			// The consumer is behind: wait for it (see graceExpired).
+			c.readBlocked.Store(true)
+			select {
+			case c.t.inbound <- Inbound{From: c.peer, Frame: frame}:
+			case <-c.t.ctx.Done():
+				c.close()
+				return
+			}
+			c.readBlocked.Store(false)
 		}
+		c.framesRead.Add(1)
 	}
 }
 
