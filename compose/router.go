@@ -158,6 +158,13 @@ type Router struct {
 	// from; known lists the groups it was ever a member of.
 	retired map[lwg.ID]*retiredState
 	known   map[lwg.ID]bool
+	// after lists, per group, the seeds of claim rounds this node took
+	// part in without getting the seed's state (it was excluded first, or
+	// the seed was): the group went on from them, so they may hold a
+	// later state than any this node kept, and later rounds wait for
+	// them too (they learn of them from the claims). Kept across
+	// exclusions; cleared once this node holds the state.
+	after map[lwg.ID][]hwg.Process
 	// seq counts routed sends per source group: an origin is this process
 	// sending through one group.
 	seq map[lwg.ID]uint64
@@ -216,7 +223,7 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.AckEvery <= 0 {
 		cfg.AckEvery = 32
 	}
-	return &Router{cfg: cfg, self: cfg.Self, topo: cfg.Topology, groups: map[lwg.ID]*member{}, retired: map[lwg.ID]*retiredState{}, known: map[lwg.ID]bool{}, seq: map[lwg.ID]uint64{}}, nil
+	return &Router{cfg: cfg, self: cfg.Self, topo: cfg.Topology, groups: map[lwg.ID]*member{}, retired: map[lwg.ID]*retiredState{}, known: map[lwg.ID]bool{}, after: map[lwg.ID][]hwg.Process{}, seq: map[lwg.ID]uint64{}}, nil
 }
 
 // Ready returns what the caller must do and resets it.
@@ -394,6 +401,7 @@ func (r *Router) LWGEvent(e lwg.Event) {
 					r.stats.Restarts++
 				}
 				delete(r.retired, e.LWG)
+				delete(r.after, e.LWG)
 			} else {
 				m.joinView = e.View.ID
 			}
@@ -494,6 +502,7 @@ func (r *Router) adopt(m *member, s *stateMsg) {
 func (r *Router) replay(m *member, cut Position) {
 	m.ready, m.round = true, nil
 	delete(r.retired, m.id)
+	delete(r.after, m.id)
 	buf := m.buf
 	m.buf = nil
 	for _, h := range buf {
@@ -513,7 +522,7 @@ func (r *Router) replay(m *member, cut Position) {
 // claim multicasts this member's claim for the view m waits in.
 func (r *Router) claim(m *member) {
 	m.round = map[hwg.Process]*claimMsg{}
-	c := &claimMsg{View: m.view.ID, Join: m.joinView}
+	c := &claimMsg{View: m.view.ID, Join: m.joinView, Pending: r.after[m.id]}
 	if rt := r.retired[m.id]; rt != nil {
 		st := rt.st
 		c.Has, c.At, c.Holders, c.State = true, rt.at, rt.holders, &st
@@ -546,13 +555,17 @@ func (r *Router) claimed(m *member, from hwg.Process, c *claimMsg) {
 		r.stats.Blocked++
 		return // nobody here has the state: wait for one who does
 	}
-	for _, h := range best.Holders {
+	must := slices.Clone(best.Holders)
+	for _, p := range m.view.Members {
+		must = append(must, round[p].Pending...)
+	}
+	for _, h := range must {
 		back := slices.ContainsFunc(m.view.Members, func(q hwg.Process) bool {
 			return q == h || q.Node == h.Node && q.Inc > h.Inc
 		})
 		if !back {
 			r.stats.Blocked++
-			return // a holder of that state may come back with a later one
+			return // a holder of that state (or an earlier seed) may come back with a later one
 		}
 	}
 	var seed hwg.Process
@@ -571,6 +584,9 @@ func (r *Router) claimed(m *member, from hwg.Process, c *claimMsg) {
 		}
 	}
 	if seed != r.self {
+		if !slices.Contains(r.after[m.id], seed) {
+			r.after[m.id] = append(r.after[m.id], seed)
+		}
 		return // the seed sends the state
 	}
 	r.stats.Seeded++

@@ -456,3 +456,50 @@ func TestRestartedHolderCountsAsBack(t *testing.T) {
 		t.Fatal("no state once every holder was back or restarted")
 	}
 }
+
+// A member that took part in a claim round but never got the seed's
+// state (it was excluded first) must not later continue the group from
+// its own older kept state: the seed may hold a later one (the seed
+// goes on, alone, and sends through the group). It waits for the seed.
+func TestRoundWaitsForAnEarlierSeed(t *testing.T) {
+	topo, ms := chain(t)
+	b := newBus(t, topo, ms)
+	b.exclude("l/a", 1, 2)
+	b.exclude("l/a", 3) // 3 kept the latest state, alone
+	both := []hwg.Process{p(2), p(3)}
+	b.frozen[2] = true // 2's outputs wait: its claim is out, its state will not be
+	b.install("l/a", both, both)
+	b.queue = append(b.queue, b.delay...) // the claims go out
+	b.delay = nil
+	b.run()
+	if b.nodes[2].Stats().Seeded != 1 || b.nodes[3].HasState("l/a") {
+		t.Fatalf("round: 2 seeded %d, 3 has state %v", b.nodes[2].Stats().Seeded, b.nodes[3].HasState("l/a"))
+	}
+	b.delay = nil // 2's state never reaches 3
+	b.frozen[2] = false
+	b.exclude("l/a", 3)
+	// 2 goes on alone: a message through a leaves a copy owed to b.
+	b.send(2, "*", "late") // through a (first of its groups), to every group
+	b.run()
+	b.exclude("l/a", 2) // 2 keeps a later state than 3's
+	b.install("l/a", []hwg.Process{p(3)}, []hwg.Process{p(3)})
+	b.run()
+	if b.nodes[3].HasState("l/a") {
+		t.Fatal("3 went on from its own older state while the seed of its last round was away")
+	}
+	b.join("l/a", 2)
+	b.run()
+	if !b.nodes[2].HasState("l/a") || !b.nodes[3].HasState("l/a") {
+		t.Fatal("no state once the earlier seed was back")
+	}
+	// 3 seeded (its buffer began first) from 2's later state: the copy 2
+	// queued is in it.
+	if n := b.nodes[3].Pending("l/a"); n != 1 {
+		t.Fatalf("a's queue holds %d copies, want the 1 queued by the earlier seed", n)
+	}
+	b.tick()
+	b.tick()
+	if got := b.routed(6, "l/c"); !slices.Equal(got, []string{"late"}) {
+		t.Fatalf("node 6 delivered %v", got)
+	}
+}

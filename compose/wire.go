@@ -59,6 +59,8 @@ type claimMsg struct {
 	At      Position      `msgpack:"a"`
 	Holders []hwg.Process `msgpack:"o,omitempty"`
 	State   *groupState   `msgpack:"s,omitempty"`
+	// Pending: seeds of earlier rounds whose state this member never got.
+	Pending []hwg.Process `msgpack:"p,omitempty"`
 }
 
 type envelope struct {
