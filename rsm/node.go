@@ -634,16 +634,18 @@ func (n *Node) enqueueAll(o *Object, its []item) {
 	}
 }
 
-// mailPool recycles objects' mailboxes: under load every batch of inputs
+// freeMail recycles objects' mailboxes: under load every batch of inputs
 // would otherwise be copied into a fresh slice, and an idle object keeps
 // none.
-var mailPool sync.Pool
+var freeMail = make(chan []item, 1024)
 
 func getMail() []item {
-	if p, ok := mailPool.Get().(*[]item); ok {
-		return (*p)[:0]
+	select {
+	case m := <-freeMail:
+		return m
+	default:
+		return make([]item, 0, 8)
 	}
-	return make([]item, 0, 8)
 }
 
 func putMail(mail []item) {
@@ -651,8 +653,10 @@ func putMail(mail []item) {
 		return
 	}
 	clear(mail) // pin no payload
-	mail = mail[:0]
-	mailPool.Put(&mail)
+	select {
+	case freeMail <- mail[:0]:
+	default:
+	}
 }
 
 // work runs objects with inputs, one batch at a time each, round robin.

@@ -107,9 +107,41 @@ type submitter interface {
 }
 
 type waiter struct {
-	done  func(val []byte, err error) // called once, from the worker or failAll
+	// The result goes to ch, or to done if ch is nil (the simulator);
+	// exactly once, from the worker or failAll.
+	ch    chan result
+	done  func(val []byte, err error)
 	query []byte
 	read  bool
+}
+
+// finish hands the waiter its result.
+func (w waiter) finish(val []byte, err error) {
+	if w.ch != nil {
+		w.ch <- result{val: val, err: err}
+		return
+	}
+	w.done(val, err)
+}
+
+// resultChans recycles the channels Propose and Read wait on: one a call
+// otherwise. A channel goes back only once its one result was received.
+var resultChans = make(chan chan result, 1024)
+
+func getResultChan() chan result {
+	select {
+	case ch := <-resultChans:
+		return ch
+	default:
+		return make(chan result, 1)
+	}
+}
+
+func putResultChan(ch chan result) {
+	select {
+	case resultChans <- ch:
+	default:
+	}
 }
 
 type result struct {
@@ -206,11 +238,10 @@ func (o *Object) StaleRead(q []byte) ([]byte, error) {
 }
 
 func (o *Object) register(w waiter) (uint64, chan result, error) {
-	var ch chan result
 	if w.done == nil {
-		ch = make(chan result, 1)
-		w.done = func(val []byte, err error) { ch <- result{val: val, err: err} }
+		w.ch = getResultChan()
 	}
+	ch := w.ch
 	seq := o.seq.Add(1)
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -259,6 +290,7 @@ func (o *Object) await(ctx context.Context, seq uint64, ch chan result, payload 
 	}
 	select {
 	case r := <-ch:
+		putResultChan(ch)
 		return r.val, r.err
 	case <-ctx.Done():
 		o.forget(seq)
@@ -273,7 +305,7 @@ func (o *Object) resolve(seq uint64, val []byte, err error) {
 	delete(o.waiters, seq)
 	o.mu.Unlock()
 	if ok {
-		w.done(val, err)
+		w.finish(val, err)
 	}
 }
 
@@ -287,7 +319,7 @@ func (o *Object) answer(seq uint64) {
 		return
 	}
 	val, err := o.sm.(Querier).Query(w.query)
-	w.done(val, err)
+	w.finish(val, err)
 }
 
 // failAll ends every waiting Propose and Read with err.
@@ -297,6 +329,6 @@ func (o *Object) failAll(err error) {
 	o.waiters = map[uint64]waiter{}
 	o.mu.Unlock()
 	for _, w := range ws {
-		w.done(nil, err)
+		w.finish(nil, err)
 	}
 }
