@@ -170,8 +170,8 @@ func (n *Node) do(ctx context.Context, f func(r *Router)) error {
 // group once the multicast is queued there; like an LWG multicast, a
 // message whose sender crashes or leaves before it is ordered in the local
 // group is not delivered anywhere, and one that is ordered there reaches
-// every destination (while some holder of each group's routing state
-// stays; see docs/COMPOSITION.md).
+// every destination (unless every process holding the latest routing
+// state of a group on its way crashes; see docs/COMPOSITION.md).
 func (n *Node) SendTo(ctx context.Context, dst lwg.ID, payload []byte) (uint64, error) {
 	var seq uint64
 	var err error

@@ -143,7 +143,9 @@ func (p Position) Less(q Position) bool { return p.View < q.View || p.View == q.
 // holds the state, and all decide alike: the best retired state S (latest
 // position) if every holder of its last view is back (claimed in this
 // view, or restarted as a new incarnation: then what only it delivered is
-// gone), else no decision until the next view. The seed is the first
+// gone), and so is every seed of an earlier round that a claimant never
+// got the state of (claims name them: that seed went on and may hold a
+// later state), else no decision until the next view. The seed is the first
 // member whose buffer covers S (it joined at or before S's view), else
 // the one whose buffer begins first; it takes S, replays its buffer past
 // S's position, and sends the state to the others cut at the decision.

@@ -30,18 +30,32 @@
 //
 // Writes are proposed to the shard's rsm object and answered once applied
 // in its total order; reads (GET, EXISTS, MGET) are linearizable rsm
-// Reads. A node with no ready replica of a key's shard forwards the
-// command, encoded, to a replica node (live ones first) over RESP
-// (LWGKV.SHARD), rather than answering with a MOVED redirect: any node
-// serves any key, so plain clients such as redis-cli and redis-benchmark
-// work against any node. Commands over keys of several shards run one
-// atomic command per shard.
+// Reads. Any node serves any key (no MOVED redirect), so plain clients
+// such as redis-cli and redis-benchmark work against any node. A node
+// with no ready replica of a key's shard sends the command through group
+// composition (package compose, Placement.ComposeTopology: the shards'
+// groups in a star around shard 0's, joined by routers that replicate
+// both shards): compose.Objects.Call multicasts it in one of this node's
+// shard groups, the routers forward it to the target shard's group, and
+// every replica there proposes it with rsm's ProposeFrom under the
+// request's end-to-end id (origin process, source group, sequence), so
+// it is applied once even when a router crashes between delivery and
+// forwarding; the replicas send the result back the same way. A request
+// without a result after NodeConfig.ComposeAttempt is sent again under
+// its first attempt's id (applied once; a read goes through the shard's
+// total order too). Only a node that is in no shard group yet (its
+// shards still opening) or a shard the topology cannot reach (more than
+// 2·Replicas−1 nodes can leave a shard sharing no node with shard 0's
+// chain) falls back to forwarding the encoded command to a replica node
+// over RESP (LWGKV.SHARD, live nodes first). Commands over keys of
+// several shards run one atomic command per shard.
 //
 // Errors follow Redis's wording ("ERR wrong number of arguments for 'get'
 // command", "ERR unknown command ...", "ERR value is not an integer or out
 // of range"). Two prefixes are lwgkv's own: TRYAGAIN (the command was not
 // applied; retrying is safe) and UNKNOWN (a write whose outcome is not
-// known, such as one in flight when its node failed).
+// known, such as one in flight when its node failed, or a cross-shard
+// write whose result did not come back within the request's time limit).
 //
 // # Layout
 //

@@ -20,10 +20,13 @@ import (
 // try another replica); one that failed after it was sent has an unknown
 // outcome (rsm.ErrUnknown) if it was a write.
 //
-// Forwarding rather than redirecting (Redis Cluster's MOVED) keeps every
-// node a complete endpoint: plain clients such as redis-benchmark and
-// redis-cli work against any node, at the price of one extra hop for keys
-// whose shard is not local.
+// Requests for a shard with no replica here go through group composition
+// (Store's Compose); RESP forwarding is the fallback when that has no
+// route: this node is in no shard group yet (its shards are opening), or
+// the topology does not reach the shard. Forwarding rather than
+// redirecting (Redis Cluster's MOVED) keeps every node a complete
+// endpoint: plain clients such as redis-benchmark and redis-cli work
+// against any node.
 //
 // Safe for concurrent use.
 type RESPForwarder struct {
