@@ -99,7 +99,8 @@ type Node struct {
 type multicastReq struct {
 	group   GroupID
 	payload []byte
-	blockOK bool // not a multicast: BlockOK, in order with the multicasts
+	blockOK bool       // not a multicast: BlockOK, in order with the multicasts
+	at      traceStamp // when queued, in hoptrace builds only (else empty)
 }
 
 // multicastQueue is how many multicasts may wait for the loop.
@@ -234,7 +235,7 @@ func (n *Node) Multicast(ctx context.Context, group GroupID, payload []byte) err
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(payload), n.maxPayload)
 	}
 	select {
-	case n.mcast <- multicastReq{group: group, payload: payload}:
+	case n.mcast <- multicastReq{group: group, payload: payload, at: stamp()}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -287,6 +288,9 @@ func (n *Node) Close() error {
 	n.once.Do(func() {
 		close(n.stop)
 		<-n.done
+		if hopTracing {
+			traceClose(n)
+		}
 		for _, c := range n.owned {
 			err = errors.Join(err, c.Close())
 		}

@@ -48,6 +48,9 @@ func (n *Node) run() {
 			n.shutdown()
 			return
 		case out <- next:
+			if hopTracing {
+				traceHanded(n, &next)
+			}
 			n.queue.pop()
 			continue
 		case <-ticker.C:
@@ -123,6 +126,9 @@ func (n *Node) multicast(m multicastReq) {
 	if len(n.backlog[m.group]) == 0 {
 		err := n.hand(g, m)
 		if err == nil {
+			if hopTracing {
+				traceTake(n, m.group, g, m)
+			}
 			return // its EventSend leaves with the flush
 		}
 		if !errors.Is(err, ErrBusy) {
@@ -222,6 +228,9 @@ func (n *Node) receive(in transport.Inbound) (entries int) {
 		n.log.Warn("dropping frame", "from", from, "error", err)
 		return 0
 	}
+	if hopTracing {
+		traceRecv(n, from, f.Msgs)
+	}
 	if f.Epoch != n.peerEpoch[from.Node] {
 		n.peerEpoch[from.Node], n.reprobe[from.Node] = f.Epoch, probeRepeats
 	}
@@ -274,6 +283,9 @@ func (n *Node) outputs(id GroupID, g *Group, outs []output) {
 		if o.run == nil {
 			n.event(id, g, &o.ev)
 		} else {
+			if hopTracing {
+				traceDeliver(n, id, o.run)
+			}
 			n.pushRun(o)
 		}
 	}
@@ -339,6 +351,9 @@ func messageSize(m *Message) int {
 }
 
 func (n *Node) send(to NodeID, msgs []Message) {
+	if hopTracing {
+		traceSend(n, to, msgs)
+	}
 	b, err := encodeFrame(&frame{Epoch: n.epoch, Msgs: msgs})
 	if err != nil {
 		n.log.Error("encoding frame", "to", to, "error", err)
@@ -415,6 +430,10 @@ func (n *Node) pushRun(o *output) {
 		for ; i < len(o.run); i++ {
 			select {
 			case n.events <- o.deliver(i):
+				if hopTracing {
+					e := o.deliver(i)
+					traceHanded(n, &e)
+				}
 			default:
 				break send
 			}
@@ -432,6 +451,10 @@ func (n *Node) pumpEvents() {
 	for n.queue.len() > 0 {
 		select {
 		case n.events <- n.queue.peek():
+			if hopTracing {
+				e := n.queue.peek()
+				traceHanded(n, &e)
+			}
 			n.queue.pop()
 		default:
 			return
