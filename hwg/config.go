@@ -48,6 +48,26 @@ type Config struct {
 	// at once. A member that never answers is excluded by the view change
 	// after FlushWaitTicks.
 	ManualBlockOK bool
+	// LazyAcks delays a member's ack of an Order that brought it nothing
+	// to hold (typically only a new commit point) to its next tick, or to
+	// its next ack, whichever comes first. Every ack of an entry, and of an
+	// Order that shows a gap, still leaves at once. Under load the commit
+	// announcements otherwise draw one frame per member each, which change
+	// nothing but the coordinator's idea of the commit point a member
+	// knows, and their acks, not advancing, trigger spurious fast
+	// retransmits. hwg.Node sets it.
+	LazyAcks bool
+	// LazyRetransmit makes a retransmission tick resend to a member only
+	// if it lacks entries or a commit point sent before the previous
+	// retransmission tick: what was sent since may be in flight, not lost.
+	// A lost Order is then resent after one to two RetransmitTicks instead
+	// of up to one. Without it, under load every tick resent each member
+	// the whole window in flight. hwg.Node sets it.
+	//
+	// Both default to off in the pure core so that the simulator's seeded
+	// schedules (and the fixed-seed tests built on them) stay as they
+	// were; TestSimulationsLazy runs the simulator with both on.
+	LazyRetransmit bool
 
 	// brokenFlush is a mutation for tests only (set through export_test.go):
 	// the member on this node skips the entries of a decision's tail that

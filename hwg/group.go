@@ -76,6 +76,7 @@ type Group struct {
 	commit    uint64
 	delivered uint64
 	stable    uint64
+	ackOwed   bool // an Order was left unacknowledged until the next tick
 
 	co *coordinator // non-nil while coordinator of view in StatusNormal
 
@@ -310,6 +311,7 @@ func (g *Group) Tick() {
 			delete(g.reachable, j)
 		}
 	}
+	g.sendOwedAck()
 	if every(g.cfg.RetransmitTicks) {
 		g.retransmit()
 	}
@@ -749,6 +751,7 @@ func (g *Group) resetView() {
 	g.lastSent, g.pending, g.fwdFrom = 0, nil, 0
 	g.waiting, g.unstable = 0, 0
 	g.log, g.logBase, g.held, g.commit, g.delivered, g.stable = entryLog{}, 0, 0, 0, 0, 0
+	g.ackOwed = false
 	g.co = nil
 	g.promised, g.proposerOf, g.accepted, g.acceptedDec = Ballot{}, Process{}, Ballot{}, nil
 	g.blockAcked, g.frozen, g.maxRound, g.needTicks = false, nil, 0, 0

@@ -31,7 +31,7 @@ type NodeConfig struct {
 	// Detector configures the failure detector, in ticks.
 	Detector DetectorConfig
 	// Group is the template for every group's Config (Group and Self are
-	// filled in per group).
+	// filled in per group; LazyAcks and LazyRetransmit are always set).
 	Group Config
 	// Logger receives the node's logs. Default: silent.
 	Logger hclog.Logger
@@ -125,6 +125,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
+	// A node's groups run under load: see the two options.
+	cfg.Group.LazyAcks, cfg.Group.LazyRetransmit = true, true
 	n := &Node{
 		cfg:       cfg,
 		log:       cfg.Logger.Named("hwg").With("node", cfg.Self.String()),

@@ -24,6 +24,9 @@ type coordinator struct {
 	// the acks of the resent Orders would trigger resends in a storm.
 	dupAcks    map[Process]int
 	recovering map[Process]bool
+	// sentMark and commitMark are what had been sent (entries, commit
+	// point) at the last retransmission tick (see Config.LazyRetransmit).
+	sentMark, commitMark uint64
 }
 
 func newCoordinator(v View) *coordinator {
@@ -156,18 +159,43 @@ func (g *Group) onOrder(m Message) error {
 	if g.st != StatusNormal || g.co != nil {
 		return nil // frozen for the view change
 	}
+	before, gap := g.held, m.Seq > g.held
 	for _, e := range m.Entries {
 		if e.Seq == g.held+1 {
 			g.appendLog(e)
 		} else if e.Seq > g.held+1 {
+			gap = true
 			break // a gap: the coordinator resends from our ack
 		}
 	}
 	g.commit = max(g.commit, min(m.Commit, g.held))
 	g.stable = max(g.stable, min(m.Stable, g.held))
-	g.sendTo(m.From, Message{Type: MsgAck, Seq: g.held, Commit: g.commit})
+	if g.held > before || gap || !g.cfg.LazyAcks {
+		// Acks at once: they commit entries, and a member behind what the
+		// coordinator sent tells it so (see onAck's fast retransmit).
+		g.ackOwed = false
+		g.sendTo(m.From, Message{Type: MsgAck, Seq: g.held, Commit: g.commit})
+	} else {
+		// An Order that brought nothing to hold, typically only the
+		// commit point: the ack (the commit point this member knows)
+		// waits for the next tick, or rides on the next ack (see
+		// Config.LazyAcks).
+		g.ackOwed = true
+	}
 	g.deliverCommitted()
 	return nil
+}
+
+// sendOwedAck sends the ack an Order that brought nothing to hold left
+// owed (see onOrder). Called every tick.
+func (g *Group) sendOwedAck() {
+	if !g.ackOwed {
+		return
+	}
+	g.ackOwed = false
+	if g.st == StatusNormal && g.co == nil {
+		g.sendTo(g.view.Coordinator(), Message{Type: MsgAck, Seq: g.held, Commit: g.commit})
+	}
 }
 
 func (g *Group) onAck(m Message) error {
@@ -278,8 +306,16 @@ func (g *Group) retransmitOrders() {
 	c := g.co
 	g.unpark()
 	g.advanceCommit()
+	sent, commit := g.held, g.commit
+	if g.cfg.LazyRetransmit {
+		// Entries and commit points sent after the last retransmission
+		// tick may still be in flight: only what a member lacks of those
+		// sent before it counts as lost.
+		sent, commit = min(c.sentMark, sent), min(c.commitMark, commit)
+		c.sentMark, c.commitMark = max(c.batchFrom, g.logBase), c.announced
+	}
 	for _, p := range g.view.Members {
-		if p != g.self && (c.acked[p] < g.held || c.knows[p] < g.commit) {
+		if p != g.self && (c.acked[p] < sent || c.knows[p] < commit) {
 			g.resend(p)
 		}
 	}
