@@ -85,21 +85,27 @@ func (n *Node) run() {
 				default:
 				}
 			}
-			select {
-			case in, ok := <-inbound:
-				if !ok {
-					inbound = nil
-					break drain
+			// Then frames and requests, each with a plain receive too: a
+			// select over all three locked every channel each time.
+			if inbound != nil {
+				select {
+				case in, ok := <-inbound:
+					if !ok {
+						inbound = nil
+						break drain
+					}
+					n.work += n.receive(in)
+					continue
+				default:
 				}
-				n.work += n.receive(in)
+			}
+			select {
 			case f := <-n.reqs:
 				f()
-			case m := <-mcast:
-				n.multicast(m)
-				n.work++
+				continue
 			default:
-				break drain
 			}
+			break
 		}
 		n.work = 0
 		n.retryBacklog()

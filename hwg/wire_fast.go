@@ -202,6 +202,7 @@ type fastDecoder struct {
 	b     []byte
 	i     int
 	group GroupID // the last group id read: frames repeat it, so share it
+	slab  []byte  // room left for copies of small payloads (copyPayload)
 }
 
 func (d *fastDecoder) frame() (frame, error) {
@@ -354,9 +355,33 @@ func (d *fastDecoder) entry(e *Entry) error {
 		n, d.i = int(c&0x1f), d.i+1
 	}
 	// A copy: a payload the application keeps must not pin its frame.
-	e.Payload = append(make([]byte, 0, n), d.b[d.i:d.i+n]...)
+	e.Payload = d.copyPayload(d.b[d.i : d.i+n])
 	d.i += n
 	return nil
+}
+
+// payloadSlab is the size of the blocks small payloads are copied into:
+// one allocation for dozens of status-sized payloads rather than one
+// each. A payload kept pins at most its block; larger payloads get an
+// allocation of their own.
+const (
+	payloadSlab  = 4 << 10
+	slabPayloads = 512 // the largest payload copied into a block
+)
+
+// copyPayload returns a copy of p that shares nothing with the frame.
+func (d *fastDecoder) copyPayload(p []byte) []byte {
+	n := len(p)
+	if n == 0 || n > slabPayloads { // empty: not nil, as msgpack decodes it
+		return append(make([]byte, 0, n), p...)
+	}
+	if len(d.slab) < n {
+		d.slab = make([]byte, payloadSlab)
+	}
+	out := d.slab[:n:n] // capped: an append to it cannot reach the next
+	copy(out, p)
+	d.slab = d.slab[n:]
+	return out
 }
 
 func (d *fastDecoder) process() (Process, error) {
