@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lwgkit/lwgkit/compose"
 	"github.com/lwgkit/lwgkit/lwg"
@@ -50,9 +51,11 @@ func (p *Placement) ComposeTopology() (*compose.Topology, error) {
 
 // tapRelay hands rsm's object events to the compose.Objects created once
 // the rsm node runs (its process is known then); events before that wait.
+// After that it costs an atomic load per event (rsm calls it for every
+// delivery, from its event reader).
 type tapRelay struct {
+	objs atomic.Pointer[compose.Objects]
 	mu   sync.Mutex
-	objs *compose.Objects
 	buf  []tapEvent
 }
 
@@ -62,15 +65,18 @@ type tapEvent struct {
 }
 
 func (t *tapRelay) event(id rsm.ObjectID, e lwg.Event) {
-	t.mu.Lock()
-	o := t.objs
-	if o == nil {
-		t.buf = append(t.buf, tapEvent{id, e})
-		t.mu.Unlock()
+	if o := t.objs.Load(); o != nil {
+		o.Tap(id, e)
 		return
 	}
+	t.mu.Lock()
+	if o := t.objs.Load(); o != nil { // attached meanwhile, buffer flushed
+		t.mu.Unlock()
+		o.Tap(id, e)
+		return
+	}
+	t.buf = append(t.buf, tapEvent{id, e})
 	t.mu.Unlock()
-	o.Tap(id, e)
 }
 
 func (t *tapRelay) attach(o *compose.Objects) {
@@ -79,7 +85,8 @@ func (t *tapRelay) attach(o *compose.Objects) {
 	for _, te := range t.buf {
 		o.Tap(te.id, te.e)
 	}
-	t.buf, t.objs = nil, o
+	t.buf = nil
+	t.objs.Store(o)
 }
 
 // composeCall runs an encoded command on a shard this node holds no

@@ -37,7 +37,7 @@ func composeRuns(t *testing.T) int {
 		return n
 	}
 	if raceEnabled {
-		return 8
+		return 4 // seeds 1-4 include router crashes and claim rounds
 	}
 	return 40
 }
@@ -157,7 +157,7 @@ func TestComposeLostStateSeeds(t *testing.T) {
 	}
 	runs := []run{{1, true}, {7, true}, {9, true}, {10, true}, {22, false}}
 	if raceEnabled {
-		runs = []run{{1, true}, {22, false}}
+		runs = []run{{22, false}} // seed 1 runs in the other tests
 	}
 	for _, rn := range runs {
 		seed := rn.seed
