@@ -51,6 +51,9 @@ type Config struct {
 	// carriers' hwg.Config.MaxPendingBytes (default 1 MiB). Default 256 KiB.
 	MaxMessageBytes int
 
+	// noSendEvents leaves out EventSend (ServiceConfig.NoSendEvents).
+	noSendEvents bool
+
 	// brokenFlush is a mutation for tests only (set through
 	// export_test.go): a join installs the next view at once instead of
 	// flushing, so members' messages of the old view can land in the new

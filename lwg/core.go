@@ -1,6 +1,7 @@
 package lwg
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -43,10 +44,13 @@ type Core struct {
 
 	actions []Action
 	events  []Event
-	spare   []Event                    // handed back by Recycle, for the next Ready
-	batch   map[hwg.GroupID][]*control // control messages not yet sent, per HWG
-	stats   Stats
-	counts  counters // per-LWG traffic, for Observe
+	// Handed back by Recycle, for the next Ready.
+	spare     []Event
+	spareActs []Action
+	batch     map[hwg.GroupID][]*control   // control messages not yet sent, per HWG
+	data      map[hwg.GroupID]*pendingData // data not yet sent, per HWG
+	stats     Stats
+	counts    counters // per-LWG traffic, for Observe
 }
 
 // endpoint is this node's membership in one LWG.
@@ -105,6 +109,7 @@ func NewCore(cfg Config) (*Core, error) {
 		pendingEP: map[ID]bool{},
 		booted:    map[hwg.GroupID]bool{},
 		batch:     map[hwg.GroupID][]*control{},
+		data:      map[hwg.GroupID]*pendingData{},
 	}
 	c.dir = newDirectory(cfg.Directory)
 	c.dir.me = cfg.Self
@@ -202,9 +207,50 @@ func (c *Core) Multicast(l ID, payload []byte) error {
 
 func (c *Core) sendData(ep *endpoint, payload []byte) {
 	c.flushBatch(ep.h) // control messages made earlier go first
-	c.act(Action{Type: ActMulticast, Group: ep.h, Payload: encodeData(ep.id, ep.view.ID, payload)})
+	// The data waits for the end of this step (Ready) or for anything
+	// else asked of the carrier (act), and goes with the other data made
+	// meanwhile on the same carrier in one HWG message.
+	pd := c.data[ep.h]
+	if pd == nil {
+		pd = &pendingData{}
+		c.data[ep.h] = pd
+	}
+	size := 1 + len(ep.id) + 2*binary.MaxVarintLen64 + len(payload)
+	if len(pd.entries) > 0 && pd.size+size > c.cfg.MaxMessageBytes {
+		c.flushData(ep.h)
+	}
+	pd.entries = append(pd.entries, dataEntry{l: ep.id, view: ep.view.ID, payload: payload})
+	pd.size += size
 	c.counts.sending(ep.id)
-	c.emit(Event{Type: EventSend, LWG: ep.id, View: View{ID: ep.view.ID}, Payload: payload})
+	if !c.cfg.noSendEvents {
+		c.emit(Event{Type: EventSend, LWG: ep.id, View: View{ID: ep.view.ID}, Payload: payload})
+	}
+}
+
+// pendingData is the data a carrier has waiting to be sent.
+type pendingData struct {
+	entries []dataEntry
+	size    int // an upper bound of their encoded size
+}
+
+// flushData asks for the data waiting for carrier h to be multicast: alone
+// as a tagData message, or several in one tagBatch.
+func (c *Core) flushData(h hwg.GroupID) {
+	pd := c.data[h]
+	if pd == nil || len(pd.entries) == 0 {
+		return
+	}
+	var b []byte
+	if len(pd.entries) == 1 {
+		e := pd.entries[0]
+		b = encodeData(e.l, e.view, e.payload)
+	} else {
+		b = encodeBatch(pd.entries)
+		c.stats.Batched += uint64(len(pd.entries))
+	}
+	c.actions = append(c.actions, Action{Type: ActMulticast, Group: h, Payload: b})
+	clear(pd.entries)
+	pd.entries, pd.size = pd.entries[:0], 0
 }
 
 // HoldOK answers l's EventBlock (only with Config.ManualHoldOK): this
@@ -338,26 +384,47 @@ func (c *Core) Ready() Ready {
 	for _, h := range sortedKeys(c.batch) {
 		c.flushBatch(h)
 	}
-	rd := Ready{Actions: c.actions}
-	c.actions = nil
+	for h, pd := range c.data {
+		if len(pd.entries) > 0 {
+			c.flushData(h) // groups apart: their order does not matter
+		} else if cap(pd.entries) > 64 {
+			delete(c.data, h) // a burst's worth of slots is not kept
+		}
+	}
+	var rd Ready
+	if len(c.actions) > 0 {
+		rd.Actions, c.actions, c.spareActs = c.actions, c.spareActs, nil
+	}
 	if len(c.events) > 0 {
 		rd.Events, c.events, c.spare = c.events, c.spare, nil
 	}
 	return rd
 }
 
-// Recycle hands back the Events of a Ready once the caller is done with
-// them (the events may live on as copies), so that a later Ready reuses
-// the memory instead of growing a new slice: under load the Core emits an
-// event per delivery. Optional; call it from the goroutine that drives
-// the Core.
-func (c *Core) Recycle(evs []Event) {
-	clear(evs) // drop the payloads
-	switch {
-	case len(c.events) == 0 && cap(evs) > cap(c.events):
-		c.events = evs[:0]
-	case cap(evs) > cap(c.spare):
-		c.spare = evs[:0]
+// Recycle hands back the slices of a Ready once the caller is done with
+// them (the actions and events may live on as copies; leave out a slice
+// still in use), so that a later Ready reuses their memory instead of
+// growing new ones: under load the Core emits an event per delivery and
+// an action per multicast. Optional; call it from the goroutine that
+// drives the Core.
+func (c *Core) Recycle(rd Ready) {
+	if evs := rd.Events; cap(evs) > 0 {
+		clear(evs) // drop the payloads
+		switch {
+		case len(c.events) == 0 && cap(evs) > cap(c.events):
+			c.events = evs[:0]
+		case cap(evs) > cap(c.spare):
+			c.spare = evs[:0]
+		}
+	}
+	if acts := rd.Actions; cap(acts) > 0 {
+		clear(acts)
+		switch {
+		case len(c.actions) == 0 && cap(acts) > cap(c.actions):
+			c.actions = acts[:0]
+		case cap(acts) > cap(c.spareActs):
+			c.spareActs = acts[:0]
+		}
 	}
 }
 
@@ -385,7 +452,7 @@ func (c *Core) Endpoints() int { return len(c.eps) }
 // HWGEvent hands the Core one event of one of the node's HWGs, in the order
 // the HWG layer emitted them.
 func (c *Core) HWGEvent(e hwg.Event) {
-	if e.Type == hwg.EventDeliver && len(e.Payload) > 0 && e.Payload[0] == tagData {
+	if e.Type == hwg.EventDeliver && len(e.Payload) > 0 && (e.Payload[0] == tagData || e.Payload[0] == tagBatch) {
 		// The hot path, kept apart so that e stays on the stack: the
 		// other events' handlers take its address.
 		if car := c.carriers[e.Group]; car != nil && e.Group != c.cfg.Directory {
@@ -882,10 +949,19 @@ func (c *Core) moved(car *carrier, l ID, last View, to hwg.GroupID) {
 	c.maybeBlockOK(t)
 }
 
-// dataDelivered hands a data message to its local endpoint, if any.
+// dataDelivered hands a data message (or each of a batch) to its local
+// endpoint, if any.
 func (c *Core) dataDelivered(car *carrier, from hwg.Process, msg []byte) {
 	if car == nil || !car.synced {
 		c.stats.Interference++
+		return
+	}
+	if msg[0] == tagBatch {
+		if err := decodeBatch(msg, func(id []byte, view uint64, payload []byte) {
+			c.deliverData(car, from, id, view, payload)
+		}); err != nil {
+			c.stats.Malformed++
+		}
 		return
 	}
 	id, view, payload, err := decodeData(msg)
@@ -893,6 +969,10 @@ func (c *Core) dataDelivered(car *carrier, from hwg.Process, msg []byte) {
 		c.stats.Malformed++
 		return
 	}
+	c.deliverData(car, from, id, view, payload)
+}
+
+func (c *Core) deliverData(car *carrier, from hwg.Process, id []byte, view uint64, payload []byte) {
 	// Look the id up without making a string of it: a delivery to a
 	// local endpoint allocates nothing here.
 	ep := c.eps[ID(id)]
@@ -1046,7 +1126,14 @@ func (c *Core) multicastControl(h hwg.GroupID, ctl *control) {
 	c.act(Action{Type: ActMulticast, Group: h, Payload: b})
 }
 
-func (c *Core) act(a Action) { c.actions = append(c.actions, a) }
+// act asks for a; data waiting for a's group goes first, so that what a
+// node asks of one HWG keeps its order.
+func (c *Core) act(a Action) {
+	if pd := c.data[a.Group]; pd != nil && len(pd.entries) > 0 {
+		c.flushData(a.Group)
+	}
+	c.actions = append(c.actions, a)
+}
 
 func (c *Core) emit(e Event) { c.events = append(c.events, e) }
 

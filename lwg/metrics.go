@@ -11,7 +11,7 @@ import (
 type collector struct {
 	s                                         *Service
 	interference, stale, malformed, delivered *prometheus.Desc
-	endpoints, dropped                        *prometheus.Desc
+	endpoints, dropped, batched               *prometheus.Desc
 }
 
 // Collector returns a Prometheus collector of the Service's counters:
@@ -19,7 +19,9 @@ type collector struct {
 // LWGs it has no endpoint for: the cost of sharing carriers),
 // lwg_delivered_total, lwg_stale_total, lwg_malformed_total,
 // lwg_multicast_dropped_total (multicasts queued just as this node left
-// or was excluded from their LWG, see Service.Multicast) and the
+// or was excluded from their LWG, see Service.Multicast),
+// lwg_batched_total (multicasts sent together with others of the same
+// carrier in one HWG message) and the
 // lwg_endpoints gauge. Register it with a prometheus.Registerer; each
 // scrape asks the Service's loop, waiting at most a second.
 func (s *Service) Collector() prometheus.Collector {
@@ -33,11 +35,12 @@ func (s *Service) Collector() prometheus.Collector {
 		delivered:    desc("lwg_delivered_total", "Data messages delivered to local LWG endpoints."),
 		endpoints:    desc("lwg_endpoints", "Local LWG endpoints."),
 		dropped:      desc("lwg_multicast_dropped_total", "Multicasts queued for an LWG this node left or was excluded from before they were sent."),
+		batched:      desc("lwg_batched_total", "Multicasts sent together with others of the same carrier in one HWG message."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.interference, c.stale, c.malformed, c.delivered, c.endpoints, c.dropped} {
+	for _, d := range []*prometheus.Desc{c.interference, c.stale, c.malformed, c.delivered, c.endpoints, c.dropped, c.batched} {
 		ch <- d
 	}
 }
@@ -63,5 +66,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.malformed, st.Malformed)
 	counter(c.delivered, st.Delivered)
 	counter(c.dropped, c.s.dropped.Load())
+	counter(c.batched, st.Batched)
 	ch <- prometheus.MustNewConstMetric(c.endpoints, prometheus.GaugeValue, float64(eps))
 }

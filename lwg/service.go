@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,6 +99,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, fmt.Errorf("%w: no Node", ErrInvalidConfig)
 	}
 	cfg.Core.Self = cfg.Node.Self()
+	cfg.Core.noSendEvents = cfg.NoSendEvents
 	core, err := NewCore(cfg.Core)
 	if err != nil {
 		return nil, err
@@ -265,12 +265,10 @@ func (s *Service) ready() {
 	for _, a := range rd.Actions {
 		s.act(a)
 	}
+	s.core.Recycle(Ready{Actions: rd.Actions})
 	evs := rd.Events
 	if len(evs) == 0 {
 		return
-	}
-	if s.cfg.NoSendEvents {
-		evs = slices.DeleteFunc(evs, func(e Event) bool { return e.Type == EventSend })
 	}
 	s.track(evs)
 	for i := range evs {
@@ -331,7 +329,7 @@ func (s *Service) push(evs []Event) {
 	if i < len(evs) {
 		s.queue.push(evs[i:])
 	} else {
-		s.core.Recycle(evs) // the reader has copies of them all
+		s.core.Recycle(Ready{Events: evs}) // the reader has copies of them all
 	}
 }
 

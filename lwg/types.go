@@ -149,4 +149,7 @@ type Stats struct {
 	Stale        uint64 // data messages from a non-member or of an old view
 	Malformed    uint64 // payloads that failed to decode
 	Delivered    uint64 // data messages delivered to local endpoints
+	// Batched counts the data messages this node sent together with
+	// others of the same carrier in one HWG message (tagBatch).
+	Batched uint64
 }

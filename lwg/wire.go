@@ -15,6 +15,11 @@ import (
 const (
 	tagData    byte = 1 // <DATA, lwgid, view, payload>
 	tagControl byte = 2 // one control message
+	// tagBatch: the data of several multicasts one node made at once on
+	// one carrier, each <lwgid, view, len, payload>, delivered as if they
+	// were consecutive messages. One HWG message instead of many is what
+	// lets busy LWGs sharing a carrier cost less than an HWG each.
+	tagBatch byte = 3
 )
 
 // maxIDLen bounds an LWG id so that a data header stays small.
@@ -27,6 +32,68 @@ func encodeData(l ID, view uint64, payload []byte) []byte {
 	b = append(b, l...)
 	b = binary.AppendUvarint(b, view)
 	return append(b, payload...)
+}
+
+// dataEntry is one multicast waiting to be sent in a batch.
+type dataEntry struct {
+	l       ID
+	view    uint64
+	payload []byte
+}
+
+// encodeBatch frames several payloads of one carrier in one message.
+func encodeBatch(es []dataEntry) []byte {
+	n := 1
+	for _, e := range es {
+		n += 1 + len(e.l) + 2*binary.MaxVarintLen64 + len(e.payload)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, tagBatch)
+	for _, e := range es {
+		b = append(b, byte(len(e.l)))
+		b = append(b, e.l...)
+		b = binary.AppendUvarint(b, e.view)
+		b = binary.AppendUvarint(b, uint64(len(e.payload)))
+		b = append(b, e.payload...)
+	}
+	return b
+}
+
+// decodeBatch calls f for each entry of a tagBatch payload, in order, once
+// the whole payload has parsed: a malformed batch delivers nothing. The id
+// and payload f gets alias b.
+func decodeBatch(b []byte, f func(id []byte, view uint64, payload []byte)) error {
+	if len(b) < 1 || b[0] != tagBatch {
+		return fmt.Errorf("%w: not a batch", ErrMalformed)
+	}
+	for pass := range 2 {
+		for rest := b[1:]; len(rest) > 0; {
+			n := int(rest[0])
+			if n == 0 || len(rest) < 1+n {
+				return fmt.Errorf("%w: batch entry with bad LWG id length %d", ErrMalformed, n)
+			}
+			id := rest[1 : 1+n]
+			rest = rest[1+n:]
+			view, k := binary.Uvarint(rest)
+			if k <= 0 {
+				return fmt.Errorf("%w: batch entry with a bad view number", ErrMalformed)
+			}
+			rest = rest[k:]
+			size, k := binary.Uvarint(rest)
+			if k <= 0 || size > uint64(len(rest)-k) {
+				return fmt.Errorf("%w: batch entry with a bad length", ErrMalformed)
+			}
+			payload := rest[k : k+int(size)]
+			rest = rest[k+int(size):]
+			if pass == 1 {
+				f(id, view, payload)
+			}
+		}
+		if len(b) == 1 {
+			return fmt.Errorf("%w: empty batch", ErrMalformed)
+		}
+	}
+	return nil
 }
 
 // decodeData parses a tagData payload. The returned id and payload alias

@@ -33,7 +33,10 @@ type LWGOptions struct {
 	// messages in flight to arrive before the checkers run. Default 5,000.
 	SettleSteps int
 	SendRate    float64 // chance per step of an LWG multicast; default 0.2
-	FaultRate   float64 // chance per step of a fault; default 0.005
+	// Burst, if above 1, makes each of those up to Burst multicasts by one
+	// node in one step (in LWGs it is a member of), sent in batches.
+	Burst     int
+	FaultRate float64 // chance per step of a fault; default 0.005
 	// ManualHoldOK makes the application answer Hold.up after a random
 	// delay, multicasting meanwhile.
 	ManualHoldOK bool
@@ -78,8 +81,10 @@ type LWGStats struct {
 	LWGInstalls, Sent, Delivered   int
 	HWGInstalls                    int
 	Interference, Stale, Malformed uint64
-	Converged                      bool
-	PrimaryLost                    bool
+	// Batched counts multicasts sent in an HWG message with others.
+	Batched     uint64
+	Converged   bool
+	PrimaryLost bool
 }
 
 type lwgSimNode struct {
@@ -551,6 +556,17 @@ func (s *LWGSim) Multicast() {
 	}
 	s.pay++
 	s.must(n.core.Multicast(l, fmt.Appendf(nil, "%s:m%d", l, s.pay)))
+	if s.opts.Burst > 1 {
+		// More multicasts in the same step, in LWGs of this node: the
+		// Core sends those of one carrier in one HWG message.
+		for range s.rng.IntN(s.opts.Burst) {
+			l := s.ids[s.rng.IntN(len(s.ids))]
+			if _, _, ok := n.core.View(l); ok {
+				s.pay++
+				s.must(n.core.Multicast(l, fmt.Appendf(nil, "%s:m%d", l, s.pay)))
+			}
+		}
+	}
 	s.drain(n)
 }
 
@@ -803,6 +819,7 @@ func (s *LWGSim) Violations() []Violation {
 		if n.alive {
 			st := n.core.Stats()
 			s.stats.Interference += st.Interference
+			s.stats.Batched += st.Batched
 			s.stats.Stale += st.Stale
 			s.stats.Malformed += st.Malformed
 		}

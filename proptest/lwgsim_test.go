@@ -24,10 +24,11 @@ func TestLWGSimNoFaults(t *testing.T) {
 
 // lwgOptions varies the LWG cluster with the seed: 3 to 6 nodes, 5 to 24
 // LWGs, every carrier placement (one per LWG, one shared, two shared),
-// up to 11 switches, fault rates, both ways of answering Hold.up, and in
-// a third of the runs control messages capped at 64 bytes, so snapshots
-// go in many parts and batches are split (as tens of thousands of LWGs
-// make them in a real cluster).
+// up to 11 switches, fault rates, both ways of answering Hold.up; in a
+// third of the runs control messages capped at 64 bytes, so snapshots go
+// in many parts and batches are split (as tens of thousands of LWGs make
+// them in a real cluster), and in half of them multicasts in bursts, so
+// data of several LWGs rides in one HWG message.
 func lwgOptions(seed uint64) LWGOptions {
 	o := LWGOptions{
 		Seed: seed, Nodes: 3 + int(seed%4), LWGs: 5 + int(seed%20), Carriers: int(seed % 3),
@@ -36,6 +37,9 @@ func lwgOptions(seed uint64) LWGOptions {
 	}
 	if seed%3 == 1 {
 		o.Core.MaxMessageBytes = 64
+	}
+	if seed%2 == 0 {
+		o.Burst = 4
 	}
 	return o
 }
@@ -78,6 +82,7 @@ func TestLWGSimulations(t *testing.T) {
 				total.Delivered += r.Stats.Delivered
 				total.Crashes += r.Stats.Crashes
 				total.Partitions += r.Stats.Partitions
+				total.Batched += r.Stats.Batched
 				if r.Stats.PrimaryLost {
 					lost++
 				}
@@ -90,8 +95,11 @@ func TestLWGSimulations(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d runs: %d switches requested, %d LWG installs, %d deliveries, %d crashes, %d partitions; %d ended with an HWG's primary lost",
-		runs, total.Switches, total.LWGInstalls, total.Delivered, total.Crashes, total.Partitions, lost)
+	t.Logf("%d runs: %d switches requested, %d LWG installs, %d deliveries (%d multicasts sent in batches), %d crashes, %d partitions; %d ended with an HWG's primary lost",
+		runs, total.Switches, total.LWGInstalls, total.Delivered, total.Batched, total.Crashes, total.Partitions, lost)
+	if total.Batched == 0 {
+		t.Error("no multicast was sent in a batch: the burst runs exercised nothing")
+	}
 	if lost*10 > runs {
 		t.Errorf("%d of %d runs lost a primary component; the fault planner should keep that rare", lost, runs)
 	}
