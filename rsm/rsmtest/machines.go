@@ -48,7 +48,9 @@ func (c *Counter) Apply(cmd []byte) ([]byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.total += v
-	c.digest = sha256.Sum256(append(c.digest[:], cmd...))
+	// cmd is one uvarint, so the chained input fits on the stack.
+	var buf [len(c.digest) + binary.MaxVarintLen64]byte
+	c.digest = sha256.Sum256(append(append(buf[:0], c.digest[:]...), cmd...))
 	return binary.BigEndian.AppendUint64(nil, c.total), nil
 }
 
