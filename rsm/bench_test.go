@@ -524,8 +524,10 @@ func diskWrite(b *testing.B, size int) float64 {
 // baseline, measured first). "fresh" objects were only opened; "dirty"
 // ones applied one command each, so they wait for their time-based
 // snapshot (Config.SnapshotInterval) and get ticks until then.
-// k = 100,000 runs only with LWGKIT_RSM_IDLE_100K=1.
+// k = 100,000 runs only with LWGKIT_RSM_IDLE_100K=1. LWGKIT_RSM_IDLE_NODES
+// opens the objects on only the first 1 or 2 of the nodes.
 func BenchmarkIdle(b *testing.B) {
+	nodes := envInt(b, "LWGKIT_RSM_IDLE_NODES", 3)
 	ks := []int{10_000}
 	if os.Getenv("LWGKIT_RSM_IDLE_100K") != "" {
 		ks = append(ks, 100_000)
@@ -540,12 +542,12 @@ func BenchmarkIdle(b *testing.B) {
 				heap0 := liveHeap()
 				ids := benchIDs(k)
 				start := time.Now()
-				c.openAll(b, ids)
+				(&benchCluster{nodes: c.nodes[:nodes]}).openAll(b, ids)
 				b.ReportMetric(time.Since(start).Seconds(), "open-s")
 				settle()
 				heap1 := liveHeap()
 				state := float64(unsafe.Sizeof(rsmtest.Counter{}))
-				perObj := float64(int64(heap1)-int64(heap0))/float64(3*k) - state
+				perObj := float64(int64(heap1)-int64(heap0))/float64(nodes*k) - state
 				freshCPU := idleCPU(idle)
 
 				// One command each, proposed from node 1.
