@@ -427,11 +427,21 @@ func (n *Node) HTTPAddr() string {
 }
 
 func (n *Node) infoLines() []string {
+	composed, forwarded := n.store.Routed()
+	cs := n.objs.Stats()
 	return []string{
 		fmt.Sprintf("process:%s", n.rsm.Self()),
 		fmt.Sprintf("shards_local:%d", len(n.local)),
 		fmt.Sprintf("shards_ready:%d", n.nReady.Load()),
 		fmt.Sprintf("uptime_in_seconds:%d", int(time.Since(n.started).Seconds())),
+		// Requests for shards with no replica here: through group
+		// composition, or forwarded over RESP; and this node's work as a
+		// router between shard groups.
+		fmt.Sprintf("requests_composed:%d", composed),
+		fmt.Sprintf("requests_forwarded:%d", forwarded),
+		fmt.Sprintf("compose_calls_retried:%d", n.objs.CallRetries()),
+		fmt.Sprintf("compose_router_forwarded:%d", cs.Forwarded),
+		fmt.Sprintf("compose_claim_rounds_seeded:%d", cs.Seeded),
 	}
 }
 
