@@ -683,7 +683,15 @@ func (o *Object) restore(r io.Reader, gen uint64, size int64) error {
 // restoreSM reads a snapshot's header from r and restores sm from the
 // rest.
 func restoreSM(sm StateMachine, id ObjectID, r io.Reader) (header, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	// A small state (most objects') must not cost a 64 KiB buffer each.
+	size := 64 << 10
+	switch sr := r.(type) {
+	case interface{ Len() int }:
+		size = min(size, sr.Len())
+	case interface{ Size() int64 }:
+		size = int(min(int64(size), sr.Size()))
+	}
+	br := bufio.NewReaderSize(r, size)
 	h, err := readHeader(br)
 	if err != nil {
 		return header{}, err

@@ -84,7 +84,10 @@ func (c *Counter) Snapshot(w io.Writer) error {
 	if _, err := w.Write(b); err != nil {
 		return err
 	}
-	pad := make([]byte, 64<<10)
+	if c.Pad <= 0 {
+		return nil
+	}
+	pad := make([]byte, min(c.Pad, 64<<10))
 	for left := c.Pad; left > 0; left -= len(pad) {
 		n := min(left, len(pad))
 		for i := range pad[:n] {
