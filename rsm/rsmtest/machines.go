@@ -107,7 +107,7 @@ func (c *Counter) Restore(r io.Reader) error {
 		return fmt.Errorf("rsmtest: counter snapshot: %w", err)
 	}
 	pad := int(binary.BigEndian.Uint64(b[40:]))
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, min(max(pad, 1), 64<<10))
 	for left := pad; left > 0; left -= len(buf) {
 		n := min(left, len(buf))
 		if _, err := io.ReadFull(r, buf[:n]); err != nil {
