@@ -391,7 +391,15 @@ func (s *Service) act(a Action) {
 			} else {
 				err = s.node.Leave(ctx, a.Group)
 			}
-			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, hwg.ErrNodeClosed) {
+			switch {
+			case err == nil, errors.Is(err, context.Canceled), errors.Is(err, hwg.ErrNodeClosed):
+			case a.Type == ActJoin && errors.Is(err, hwg.ErrAlreadyMember):
+				// The Core asks again when it has not seen the outcome of
+				// an earlier join (after an exclusion, or a table that did
+				// not come); the node is in or joining the group, which is
+				// what the Core wants, and it learns the rest from events.
+				s.log.Debug("hwg join already under way", "group", a.Group)
+			default:
 				s.log.Warn("hwg request failed", "action", a.Type, "group", a.Group, "error", err)
 			}
 		}()
