@@ -49,6 +49,7 @@ type Core struct {
 	spareActs []Action
 	batch     map[hwg.GroupID][]*control   // control messages not yet sent, per HWG
 	data      map[hwg.GroupID]*pendingData // data not yet sent, per HWG
+	dataOrder []hwg.GroupID                // the HWGs with data in data, in the order they got it
 	stats     Stats
 	counts    counters // per-LWG traffic, for Observe
 }
@@ -215,6 +216,9 @@ func (c *Core) sendData(ep *endpoint, payload []byte) {
 		pd = &pendingData{}
 		c.data[ep.h] = pd
 	}
+	if len(pd.entries) == 0 {
+		c.dataOrder = append(c.dataOrder, ep.h)
+	}
 	size := 1 + len(ep.id) + 2*binary.MaxVarintLen64 + len(payload)
 	if len(pd.entries) > 0 && pd.size+size > c.cfg.MaxMessageBytes {
 		c.flushData(ep.h)
@@ -251,6 +255,9 @@ func (c *Core) flushData(h hwg.GroupID) {
 	c.actions = append(c.actions, Action{Type: ActMulticast, Group: h, Payload: b})
 	clear(pd.entries)
 	pd.entries, pd.size = pd.entries[:0], 0
+	if cap(pd.entries) > 64 {
+		pd.entries = nil // a burst's worth of slots is not kept
+	}
 }
 
 // HoldOK answers l's EventBlock (only with Config.ManualHoldOK): this
@@ -384,13 +391,14 @@ func (c *Core) Ready() Ready {
 	for _, h := range sortedKeys(c.batch) {
 		c.flushBatch(h)
 	}
-	for h, pd := range c.data {
-		if len(pd.entries) > 0 {
-			c.flushData(h) // groups apart: their order does not matter
-		} else if cap(pd.entries) > 64 {
-			delete(c.data, h) // a burst's worth of slots is not kept
-		}
+	// In the order the carriers got data, not the map's: the simulator
+	// replays a seed exactly only if the Core's output is a function of
+	// its input.
+	for _, h := range c.dataOrder {
+		c.flushData(h) // a no-op if something asked of h flushed it
 	}
+	clear(c.dataOrder)
+	c.dataOrder = c.dataOrder[:0]
 	var rd Ready
 	if len(c.actions) > 0 {
 		rd.Actions, c.actions, c.spareActs = c.actions, c.spareActs, nil

@@ -1,6 +1,7 @@
 package proptest
 
 import (
+	"bytes"
 	"strings"
 	"sync"
 	"testing"
@@ -211,5 +212,27 @@ func TestLWGOneFlushForThousand(t *testing.T) {
 	}
 	if vs := CheckAll(s.trace); len(vs) > 0 {
 		t.Fatalf("violations: %v", vs[0])
+	}
+}
+
+// TestLWGDeterministic: one seed gives one trace, with bursts of data on
+// two shared carriers (batches flushed per carrier in every step) and
+// control messages in parts.
+func TestLWGDeterministic(t *testing.T) {
+	o := lwgOptions(14) // two carriers and bursts
+	o.Core.MaxMessageBytes = 64
+	if o.Carriers != 2 || o.Burst < 2 {
+		t.Fatalf("seed 14 no longer gives two carriers with bursts: %+v", o)
+	}
+	var a, b bytes.Buffer
+	ra := RunLWG(o)
+	if err := ra.Trace.WriteJSONL(&a); err != nil {
+		t.Fatal(err)
+	}
+	if err := RunLWG(o).Trace.WriteJSONL(&b); err != nil {
+		t.Fatal(err)
+	}
+	if ra.Stats.Batched == 0 || !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatalf("batched %d; traces of %d and %d bytes differ: %v", ra.Stats.Batched, a.Len(), b.Len(), !bytes.Equal(a.Bytes(), b.Bytes()))
 	}
 }
