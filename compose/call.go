@@ -85,9 +85,12 @@ var ErrCallFailed = errors.New("compose: call failed at the target")
 // rsm.ErrNotApplied if no attempt was handed to a group (ErrNoLocalGroup,
 // ErrUnreachable, ErrUnknownGroup are wrapped too: nothing was sent, and
 // the command was not applied), rsm.ErrUnknown if the context ended after
-// an attempt was sent (it may be applied) or the target applied it but
-// no longer keeps its result, ErrCallFailed if the state machine
-// returned an error.
+// an attempt was sent (it may be applied) or the target refused a repeat
+// as a duplicate: either it applied the call and no longer keeps its
+// result, or (with concurrent Calls from this node) a later call's id
+// reached it first and the call was never applied and never will be
+// (rsm keeps the last id of each source only); ErrCallFailed if the state
+// machine returned an error.
 func (o *Objects) Call(ctx context.Context, target rsm.ObjectID, cmd []byte) ([]byte, error) {
 	ch := make(chan reply, 1)
 	var first *callKey
@@ -114,7 +117,7 @@ func (o *Objects) Call(ctx context.Context, target rsm.ObjectID, cmd []byte) ([]
 			abandoned bool // the caller gave up waiting: send nothing
 			sent      bool
 		)
-		derr := o.Node.do(ctx, func(r *Router) {
+		derr := o.node.do(ctx, func(r *Router) {
 			amu.Lock()
 			defer amu.Unlock()
 			if abandoned {
@@ -195,13 +198,13 @@ func (o *Objects) reply(d Delivery, c *callMsg, res []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.Attempt)
 	defer cancel()
 	// A reply that cannot be sent is lost: the caller asks again.
-	_, _ = o.Node.SendTo(ctx, d.Src, append([]byte{kindReply}, b...))
+	_, _ = o.node.SendTo(ctx, d.Src, append([]byte{kindReply}, b...))
 }
 
 // replied hands a reply addressed to this node to its waiting call.
 func (o *Objects) replied(d Delivery) {
 	var m replyMsg
-	if msgpack.Unmarshal(d.Payload[1:], &m) != nil || m.To != o.Node.router.self {
+	if msgpack.Unmarshal(d.Payload[1:], &m) != nil || m.To != o.node.router.self {
 		return
 	}
 	o.mu.Lock()

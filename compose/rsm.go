@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lwgkit/lwgkit/hwg"
 	"github.com/lwgkit/lwgkit/lwg"
 	"github.com/lwgkit/lwgkit/rsm"
 )
@@ -57,8 +58,10 @@ type ObjectsConfig struct {
 // again after an unknown outcome: the command is applied once as long as
 // one replica that delivered it stays, in the order of its origin.
 type Objects struct {
-	*Node
-	cfg ObjectsConfig
+	// node is not embedded: its raw SendTo, SendAll and Deliveries would
+	// bypass the kind byte every routed payload here starts with.
+	node *Node
+	cfg  ObjectsConfig
 
 	mu       sync.Mutex
 	rn       *rsm.Node
@@ -87,7 +90,7 @@ func NewObjects(cfg ObjectsConfig) (*Objects, error) {
 	if err != nil {
 		return nil, err
 	}
-	o.Node = n
+	o.node = n
 	o.wg.Add(1)
 	go o.consume()
 	return o, nil
@@ -100,7 +103,7 @@ func (o *Objects) Tap(id rsm.ObjectID, e lwg.Event) {
 	if e.Type == lwg.EventDeliver && !bytes.HasPrefix(e.Payload, magic) {
 		return
 	}
-	o.Node.Event(e)
+	o.node.Event(e)
 }
 
 // Attach gives Objects the rsm Node whose Tap it is.
@@ -131,7 +134,7 @@ func (o *Objects) multicast(ctx context.Context, g lwg.ID, payload []byte) error
 // the command's sequence number among this node's sends through that
 // object's group.
 func (o *Objects) Send(ctx context.Context, target rsm.ObjectID, cmd []byte) (uint64, error) {
-	return o.SendTo(ctx, target.LWG(), append([]byte{kindSend}, cmd...))
+	return o.node.SendTo(ctx, target.LWG(), append([]byte{kindSend}, cmd...))
 }
 
 // Close stops routing and proposing (not the rsm Node).
@@ -139,14 +142,14 @@ func (o *Objects) Close() error {
 	o.mu.Lock()
 	o.stopping = true
 	o.mu.Unlock()
-	err := o.Node.Close() // closes Deliveries: consume ends
+	err := o.node.Close() // closes Deliveries: consume ends
 	o.wg.Wait()
 	return err
 }
 
 func (o *Objects) consume() {
 	defer o.wg.Done()
-	for d := range o.Node.Deliveries() {
+	for d := range o.node.Deliveries() {
 		if !d.Routed || len(d.Payload) == 0 {
 			continue
 		}
@@ -267,3 +270,32 @@ func (o *Objects) proposeOne(id rsm.ObjectID, d Delivery) bool {
 		return true
 	}
 }
+
+// Through returns the local group a send to dests would go through now
+// (see Node.Through).
+func (o *Objects) Through(ctx context.Context, dests []lwg.ID) (lwg.ID, error) {
+	return o.node.Through(ctx, dests)
+}
+
+// HasState reports whether this node holds group g's routing state (see
+// Node.HasState).
+func (o *Objects) HasState(ctx context.Context, g lwg.ID) (bool, error) {
+	return o.node.HasState(ctx, g)
+}
+
+// RouterFor returns this node's opinion of who routes from a to b (see
+// Node.RouterFor).
+func (o *Objects) RouterFor(ctx context.Context, a, b lwg.ID) (hwg.Process, bool, error) {
+	return o.node.RouterFor(ctx, a, b)
+}
+
+// Stats returns the routing counters (see Node.Stats).
+func (o *Objects) Stats() Stats { return o.node.Stats() }
+
+// Dropped returns how many of the Router's multicasts the LWG layer
+// refused (see Node.Dropped).
+func (o *Objects) Dropped() uint64 { return o.node.Dropped() }
+
+// Excluded returns how often this node was excluded from a group of the
+// topology, and how often it joined one again (see Node.Excluded).
+func (o *Objects) Excluded() (excluded, rejoined uint64) { return o.node.Excluded() }

@@ -102,8 +102,10 @@ func (n *Node) composeCall(ctx context.Context, shard int, cmd []byte, read bool
 	case err == nil:
 		return res, nil
 	case errors.Is(err, compose.ErrNoLocalGroup), errors.Is(err, compose.ErrUnreachable):
-		return nil, fmt.Errorf("%w: shard %d: %v", ErrNoRoute, shard, err)
+		return nil, fmt.Errorf("%w: shard %d: %w", ErrNoRoute, shard, err)
 	case read:
+		// %v, not %w: a read has no effect, so whatever err says (even
+		// ErrUnknown) it was not applied, and callers test for ErrUnknown.
 		return nil, fmt.Errorf("%w: read of shard %d: %v", rsm.ErrNotApplied, shard, err)
 	}
 	return nil, err

@@ -1096,7 +1096,9 @@ func (c *Core) send(h hwg.GroupID, ctl *control) { c.batch[h] = append(c.batch[h
 // sendSnapshot queues snap, the state of group h at the install of view,
 // in parts of at most MaxMessageBytes.
 func (c *Core) sendSnapshot(h hwg.GroupID, view hwg.ViewID, snap []byte) {
-	size := c.cfg.MaxMessageBytes
+	// Room for the control message around the part: kind, view, part
+	// numbers and msgpack framing take well under 64 bytes.
+	size := max(1, c.cfg.MaxMessageBytes-64)
 	parts := max(1, (len(snap)+size-1)/size)
 	for i := range parts {
 		part := snap[i*size : min(len(snap), (i+1)*size)]

@@ -169,6 +169,7 @@ func TestControlSplit(t *testing.T) {
 	c.sendSnapshot("h/x", 7, snap)
 	var got []item
 	var parts [][]byte
+	nparts := 0
 	for _, a := range c.Ready().Actions {
 		if a.Type != ActMulticast || a.Group != "h/x" {
 			t.Fatalf("unexpected action %+v", a)
@@ -184,16 +185,20 @@ func TestControlSplit(t *testing.T) {
 			}
 			got = append(got, ctl.Items...)
 		case kSnapshot:
-			if ctl.View != 7 || ctl.Part != uint32(len(parts)) || ctl.Parts != 3 {
-				t.Errorf("snapshot part %d of %d at view %d, want part %d of 3 at 7", ctl.Part, ctl.Parts, ctl.View, len(parts))
+			if len(a.Payload) > 200 {
+				t.Errorf("a snapshot message of %d bytes", len(a.Payload))
+			}
+			if ctl.View != 7 || ctl.Part != uint32(len(parts)) || ctl.Parts < 3 {
+				t.Errorf("snapshot part %d of %d at view %d, want part %d of 3 or more at 7", ctl.Part, ctl.Parts, ctl.View, len(parts))
 			}
 			parts = append(parts, ctl.Snap)
+			nparts = int(ctl.Parts)
 		}
 	}
 	if !slices.EqualFunc(got, want, func(a, b item) bool { return a.LWG == b.LWG && a.Ver == b.Ver }) {
 		t.Errorf("joins split into %d items, want the %d in order", len(got), len(want))
 	}
-	if len(parts) != 3 || !bytes.Equal(bytes.Join(parts, nil), snap) {
+	if len(parts) != nparts || !bytes.Equal(bytes.Join(parts, nil), snap) {
 		t.Errorf("snapshot in %d parts that do not make the whole", len(parts))
 	}
 }

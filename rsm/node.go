@@ -356,6 +356,14 @@ func (n *Node) stopNode() error {
 	close(n.stop)
 	n.cncl()
 	n.wg.Wait()
+	// The workers are gone: end the transfers in progress here, so a
+	// restorer goroutine does not wait for chunks that will not come and
+	// a pending snapshot is aborted before the data file closes.
+	for _, o := range objs {
+		o.smMu.Lock()
+		o.abortFetch()
+		o.smMu.Unlock()
+	}
 	var err error
 	for _, c := range n.owned {
 		err = errors.Join(err, c.Close())

@@ -235,8 +235,10 @@ func (db *DB) removePendingOf(tx *bbolt.Tx, match func(object string) bool) erro
 //
 // A batch's transaction runs in the background while Write fills the next
 // batch: the writer waits for a batch's commit (its fsync) only when the
-// next one is full, or at Commit or Abort. A failed batch fails the next
-// Write, or Commit.
+// next one is full, or at Commit or Abort. A batch that failed in the
+// background is reported then: by the Write that fills the next batch, or
+// by Commit; the Writes in between succeed without writing anything that
+// Commit would keep.
 //
 // A SnapshotWriter is not safe for concurrent use. The caller owns it and
 // must end it with Commit or Abort; one that is dropped, or whose process
