@@ -24,7 +24,9 @@ import (
 // or left the group before the answer, or the run ended) may have taken
 // effect at any point after its call, or never: porcupine's convention is
 // a return at infinity with an output the model accepts whatever it is.
-// A read without an answer changes nothing and is left out.
+// When the simulator knows the outcome from the replicas (RSMOp.Effect: a
+// replica applied the command), the output is that one, still returning
+// at infinity. A read without an answer changes nothing and is left out.
 
 type linInput struct {
 	isMap, read, del bool
@@ -98,20 +100,24 @@ func linOperations(hist []RSMOp) (map[linPartition][]porcupine.Operation, []Viol
 	parts := map[linPartition][]porcupine.Operation{}
 	var bad []Violation
 	for _, op := range hist {
-		known := op.Return >= 0 && op.Err == nil
+		answered := op.Return >= 0 && op.Err == nil
+		known := answered || op.Effect && !op.Read
 		if op.Read && !known {
 			continue
 		}
 		in := linInput{isMap: op.Map, read: op.Read, del: op.Del, key: op.Key, value: op.Value, add: op.Add}
 		out := linOutput{known: known}
 		ret := op.Return
-		if !known {
+		if !answered {
 			ret = math.MaxInt64
-		} else if op.Map {
+		}
+		switch t, ok := counterTotal(op.Out); {
+		case !known:
+		case op.Map:
 			out.val = string(op.Out)
-		} else if t, ok := counterTotal(op.Out); ok {
+		case ok:
 			out.total = t
-		} else {
+		default:
 			bad = append(bad, Violation{Checker: nameLinearizable, Group: string(op.Object.LWG()),
 				Detail: fmt.Sprintf("%v: a counter answered %x", op.Node, op.Out)})
 			continue

@@ -158,6 +158,11 @@ type RSMOp struct {
 	// read), the total (counter, 8 bytes big endian).
 	Out []byte
 	Err error
+	// Effect says that the outcome of a command whose client got no
+	// answer is known all the same: a replica applied it, in life Life,
+	// with output Out. A command no replica applied is left out of the
+	// history: it never took effect.
+	Effect bool
 }
 
 // Checker names of the RSM simulation.
@@ -192,6 +197,36 @@ type rsmSim struct {
 	tickSends []tickSend
 	// directs counts transfer messages delivered, by (to, from).
 	directs map[[2]hwg.Process]int
+	// effects holds, by operation, the first application of each tagged
+	// command (see tagCmd).
+	effects map[int]effect
+}
+
+// effect is the first application of a client's command by any replica.
+type effect struct {
+	life int
+	out  []byte
+	err  error
+}
+
+// cmdTag marks a command tagged with the operation it belongs to: every
+// client command carries its operation's number, so the simulator knows
+// which commands replicas applied, and with what output, even when the
+// client never got an answer. The state machines see the command without
+// its tag.
+const cmdTag = 0xff
+
+func tagCmd(op int, cmd []byte) []byte {
+	b := binary.BigEndian.AppendUint64([]byte{cmdTag}, uint64(op))
+	return append(b, cmd...)
+}
+
+// untagCmd returns the operation a command belongs to and the command.
+func untagCmd(b []byte) (op int, cmd []byte, ok bool) {
+	if len(b) < 9 || b[0] != cmdTag {
+		return 0, b, false
+	}
+	return int(binary.BigEndian.Uint64(b[1:9])), b[9:], true
 }
 
 type rsmNode struct {
@@ -273,15 +308,21 @@ func (r *rsmSim) factory(id rsm.ObjectID) (rsm.StateMachine, error) {
 	return &recordingSM{StateMachine: sm}, nil
 }
 
-// recordingSM remembers the last command applied, for the trace's log.
+// recordingSM remembers the last command applied (with its tag, see
+// tagCmd) and its output, for the trace's log and the history.
 type recordingSM struct {
 	rsm.StateMachine
-	last []byte
+	last    []byte
+	lastOut []byte
+	lastErr error
 }
 
 func (m *recordingSM) Apply(cmd []byte) ([]byte, error) {
 	m.last = append(m.last[:0], cmd...)
-	return m.StateMachine.Apply(cmd)
+	_, inner, _ := untagCmd(cmd)
+	out, err := m.StateMachine.Apply(inner)
+	m.lastOut, m.lastErr = append(m.lastOut[:0], out...), err
+	return out, err
 }
 
 func (m *recordingSM) Query(q []byte) ([]byte, error) {
@@ -553,6 +594,11 @@ func (h *rsmHost) Applied(object rsm.ObjectID, index uint64) {
 	var cmd []byte
 	if rec, ok := sm.(*recordingSM); ok {
 		cmd = slices.Clone(rec.last)
+		if op, _, ok := untagCmd(cmd); ok {
+			if _, seen := r.effects[op]; !seen {
+				r.effects[op] = effect{life: rp.life, out: slices.Clone(rec.lastOut), err: rec.lastErr}
+			}
+		}
 	}
 	r.logDigest(object, rp.life, index, dg, cmd, h.self)
 	r.s.trace.Append(Event{T: uint64(r.s.stats.Steps), Node: uint64(h.self.Node), Inc: h.self.Inc, Ev: EvApply,
@@ -628,7 +674,7 @@ func (r *rsmSim) request() {
 	if read {
 		req, err = rn.sn.Read(obj, b)
 	} else {
-		req, err = rn.sn.Propose(obj, b)
+		req, err = rn.sn.Propose(obj, tagCmd(len(r.ops), b))
 	}
 	if err != nil {
 		return // never sent: no operation
@@ -675,7 +721,8 @@ func RunRSM(opts RSMOptions) RSMResult {
 func newRSMSim(opts RSMOptions) *rsmSim {
 	opts.defaults()
 	r := &rsmSim{opts: opts, nodes: map[hwg.NodeID]*rsmNode{}, pending: map[rsmReq]int{},
-		reps: map[rsmRep]*rsmReplica{}, log: map[lifeIndex]logEntry{}, directs: map[[2]hwg.Process]int{}}
+		reps: map[rsmRep]*rsmReplica{}, log: map[lifeIndex]logEntry{}, directs: map[[2]hwg.Process]int{},
+		effects: map[int]effect{}}
 	for i := range opts.LWG.LWGs {
 		r.objs = append(r.objs, rsm.ObjectID(fmt.Sprint(i)))
 	}
@@ -756,7 +803,7 @@ func (r *rsmSim) settled(proposed map[rsmRep]bool) bool {
 				} else {
 					op.Add, cmd = 1, rsmtest.Add(1)
 				}
-				req, err := rn.sn.Propose(obj, cmd)
+				req, err := rn.sn.Propose(obj, tagCmd(len(r.ops), cmd))
 				if err == nil {
 					proposed[k] = true
 					op.Call = r.tick()
@@ -859,9 +906,25 @@ func (r *rsmSim) checkSnapshots() []Violation {
 
 // history closes the operations: answered ones keep their answer, ones
 // still waiting (their node crashed, left the group, or the run ended)
-// are open forever.
+// are open forever. A command among those that some replica applied
+// gets the output that replica computed, in the life it applied it in
+// (Effect); one that no replica applied is left out, since it took
+// effect nowhere.
 func (r *rsmSim) history() []RSMOp {
-	return slices.Clone(r.ops)
+	var out []RSMOp
+	for i, op := range r.ops {
+		if op.Return < 0 && !op.Read {
+			e, ok := r.effects[i]
+			if !ok {
+				continue
+			}
+			if e.err == nil {
+				op.Life, op.Out, op.Effect = e.life, e.out, true
+			}
+		}
+		out = append(out, op)
+	}
+	return out
 }
 
 // counterTotal decodes a counter's answer.
