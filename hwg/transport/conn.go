@@ -47,11 +47,12 @@ type conn struct {
 	halves atomic.Int32
 
 	// The reader's progress, read by the grace timer (see graceExpired):
-	// frames it has handed on, and whether it is blocked on something
-	// other than the socket (its predecessor's reader, or a full Inbound
-	// channel).
+	// frames it has handed on, whether it is blocked on something other
+	// than the socket (its predecessor's reader, or a full Inbound
+	// channel), and whether it was since the timer's last check.
 	framesRead  atomic.Uint64
 	readBlocked atomic.Bool
+	wasBlocked  atomic.Bool
 
 	closeOnce sync.Once
 	mu        sync.Mutex
@@ -135,19 +136,21 @@ func (c *conn) retire() {
 	c.wake()
 }
 
-// graceExpired closes c, retired HandshakeTimeout ago, if its peer has
-// not followed: its reader waits on the socket and has read nothing
-// since the last check. A reader that is still waiting for its
-// predecessor's, blocked on a slow consumer, or still reading, gets
-// another HandshakeTimeout: closing c then discarded what the peer had
-// sent on it before the swap, unread in the socket, while the successor
-// went on with later frames (lost frames in TestTCPReplacementKeepsOrder
-// under load).
+// graceExpired closes c, retired HandshakeTimeout ago, unless its reader
+// is still blocked, waiting for its predecessor's or for a slow consumer,
+// or was blocked since the last check and has read frames since (it is
+// catching up). Such a reader gets another HandshakeTimeout: closing c
+// then discarded what the peer had sent on it before the swap, unread in
+// the socket, while the successor went on with later frames (lost frames
+// in TestTCPReplacementKeepsOrder under load). A reader that was never
+// held up is closed on time as before, whether or not frames still
+// arrive on c.
 func (c *conn) graceExpired() {
 	c.graceChecks.Add(1)
 	c.mu.Lock()
 	n := c.framesRead.Load()
-	if !c.closing() && (c.readBlocked.Load() || n != c.graceSeen) {
+	catchingUp := c.wasBlocked.Swap(false) && n != c.graceSeen
+	if !c.closing() && (c.readBlocked.Load() || catchingUp) {
 		c.graceSeen = n
 		c.grace.Reset(c.t.cfg.HandshakeTimeout)
 		c.mu.Unlock()
@@ -267,6 +270,7 @@ func (c *conn) readLoop() {
 		// Deliver nothing before the reader of the connection this one
 		// replaced has finished, so frames stay in order across the swap.
 		c.readBlocked.Store(true)
+		c.wasBlocked.Store(true)
 		select {
 		case <-c.prevRead:
 		case <-c.done: // this connection was closed meanwhile
@@ -303,6 +307,7 @@ func (c *conn) readLoop() {
 		default:
 			// The consumer is behind: wait for it (see graceExpired).
 			c.readBlocked.Store(true)
+			c.wasBlocked.Store(true)
 			select {
 			case c.t.inbound <- Inbound{From: c.peer, Frame: frame}:
 			case <-c.t.ctx.Done():
