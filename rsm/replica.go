@@ -139,6 +139,7 @@ func (o *Object) step(q queued) {
 func (o *Object) joined(e lwg.Event) {
 	o.abortFetch()
 	o.queue, o.first, o.wantIdle, o.waiting = nil, o.recv, 0, 0
+	prev := o.view // the last view it applied, if it held the state
 	o.view = e.View.Clone()
 	// A life of an LWG begins at view 1 of its directory version (see
 	// lwg.View). Every member of a later view can be new too (all that
@@ -163,7 +164,16 @@ func (o *Object) joined(e lwg.Event) {
 	o.pubReady.Store(false)
 	o.table = table{}
 	o.host.watch(o, true)
-	o.round = nil
+	o.round = &claimRound{away: newAway(e)}
+	if o.hasState {
+		// It held the state before (it was excluded, or left): the
+		// members of its last view may hold a later state.
+		for _, p := range prev.Members {
+			if p != o.self {
+				o.round.away.mayHold(p)
+			}
+		}
+	}
 	if len(e.Joined) == len(e.View.Members) {
 		// Nobody in this view held the state before it: no donor will
 		// come. The members choose a seed among themselves (claim).
@@ -851,49 +861,118 @@ func (o *Object) observe(e Event) {
 // joined, then it serves the others from there. A new install restarts an
 // open round.
 //
-// Commands delivered only to members that all left are lost: the state
-// goes on from the best one left, as a new lineage. If nobody has any
-// state, a round decides nothing until some member has seen emptyRounds
-// such rounds (a holder partitioned away may come back with its state);
-// then the object starts over from nothing, which is the price of
-// liveness when the last holder crashed for good.
+// A round decides nothing while a member that may hold the state is
+// away and may come back with it (see mayHold): an excluded holder, cut
+// off by a partition, finds the group waiting for it, and its claim
+// wins. Commands only departed holders applied are lost when those
+// holders crashed or left: the state goes on from the best one left, as
+// a new lineage. If nobody has any state, a round decides nothing until
+// some member has seen emptyRounds such rounds (a holder this replica
+// does not know of may be away); then the object starts over from
+// nothing, which is the price of liveness when the last holder crashed
+// for good.
 
-// claimRound is a round of claims in one view.
+// claimRound is a round of claims in one view (view 0: none started
+// since the last one ended), and what the replica learned since it joined
+// of the members that may hold the state (away), which outlives rounds.
 type claimRound struct {
 	view      uint64
 	claimed   bool // this replica's claim is out: it takes no offer in this view
 	cancelled bool // a holder answered: no choice in this view
 	claims    map[hwg.Process]claim
+	away      *mayHold
+}
+
+// mayHold tracks, for a replica without the state, the members that may
+// hold it: those already in the view that admitted this replica, those of
+// the last view it held the state in (if it kept one), and those seen
+// holding it since (RESTORED, HOLD, a claim with a state). A
+// round decides only once each of them is in the round's view (so its
+// claim counts), or will not come back with its state: it left
+// voluntarily, or a later incarnation of its node was seen (it crashed;
+// a restarted node claims with its local snapshot as a new member).
+type mayHold struct {
+	procs map[hwg.Process]bool
+	incs  map[hwg.NodeID]uint64 // the latest incarnation seen of each node
+	left  map[hwg.Process]bool  // voluntary leavers
+}
+
+func newAway(e lwg.Event) *mayHold {
+	a := &mayHold{procs: map[hwg.Process]bool{}, incs: map[hwg.NodeID]uint64{}, left: map[hwg.Process]bool{}}
+	for _, p := range e.View.Members {
+		if !slices.Contains(e.Joined, p) {
+			a.procs[p] = true
+		}
+	}
+	a.install(e)
+	return a
+}
+
+func (a *mayHold) mayHold(p hwg.Process) { a.procs[p] = true }
+
+// install notes the incarnations and voluntary leavers of an install.
+func (a *mayHold) install(e lwg.Event) {
+	for _, p := range e.View.Members {
+		a.incs[p.Node] = max(a.incs[p.Node], p.Inc)
+	}
+	for _, p := range e.Left {
+		a.left[p] = true
+	}
+}
+
+// waits says whether a member that may hold the state is away from v:
+// not in it, and may come back with the state.
+func (a *mayHold) waits(v lwg.View) bool {
+	for p := range a.procs {
+		if !v.Contains(p) && !a.left[p] && a.incs[p.Node] <= p.Inc {
+			return true
+		}
+	}
+	return false
 }
 
 func (o *Object) startRound() {
-	o.round = &claimRound{view: o.latest.ID, claimed: true, claims: map[hwg.Process]claim{}}
-	o.host.multicast(o, encodeClaim(claim{has: o.hasState, lineage: o.lineage, index: o.index, empty: o.empty}))
+	away := newAway(lwg.Event{})
+	if o.round != nil {
+		away = o.round.away
+	}
+	o.round = &claimRound{view: o.latest.ID, claimed: true, claims: map[hwg.Process]claim{}, away: away}
+	o.host.multicast(o, encodeClaim(claim{has: o.hasState, lineage: o.lineage, index: o.index, empty: o.empty, waits: away.waits(o.latest)}))
 }
 
 // unreadyStep looks at a stream entry a replica without the state has
 // queued, for the claim rounds.
 func (o *Object) unreadyStep(q queued) {
+	if o.round == nil {
+		o.round = &claimRound{away: newAway(lwg.Event{})}
+	}
 	if q.ev.Type == lwg.EventInstall {
-		if o.round != nil && !o.round.cancelled {
+		o.round.away.install(q.ev)
+		if o.round.view != 0 && !o.round.cancelled {
 			o.startRound() // a round is per view
 		}
 		return
 	}
 	m, err := decodeOrdered(q.ev.Payload)
-	if err != nil || m.kind != kindClaim && m.kind != kindHold || !o.latest.Contains(q.ev.From) {
+	if err != nil || !o.latest.Contains(q.ev.From) {
+		return
+	}
+	if m.kind == kindRestored || m.kind == kindHold || m.kind == kindClaim && m.claim.has {
+		o.round.away.mayHold(q.ev.From)
+	}
+	if m.kind != kindClaim && m.kind != kindHold {
 		return
 	}
 	if m.kind == kindHold {
 		// Someone holds the state in this view: no round here, and
 		// offers are welcome again.
-		if o.round == nil || o.round.view != o.latest.ID {
-			o.round = &claimRound{view: o.latest.ID}
+		if o.round.view != o.latest.ID {
+			o.round = &claimRound{view: o.latest.ID, away: o.round.away}
 		}
 		o.round.cancelled, o.round.claimed = true, false
 		return
 	}
-	if o.round == nil || o.round.view != o.latest.ID {
+	if o.round.view != o.latest.ID {
 		o.startRound()
 	}
 	r := o.round
@@ -914,8 +993,22 @@ func (o *Object) unreadyStep(q queued) {
 			seed = p
 		}
 	}
-	o.round = nil
-	if best := r.claims[seed]; !best.has {
+	o.round = &claimRound{away: r.away}
+	for _, p := range o.latest.Members {
+		if r.claims[p].waits {
+			// A member knows of one that may hold a better state than
+			// any claim here, was excluded and may come back with it
+			// (it did not crash: no later incarnation of its node was
+			// seen, nor leave): going on without it would drop the
+			// commands only it applied. Wait for it; a later round
+			// decides. The knowledge travels in the claims, so every
+			// member decides alike.
+			o.host.logger().Debug("claim round waits for a member that may hold the state", "object", o.id, "claimant", p)
+			return
+		}
+	}
+	best := r.claims[seed]
+	if !best.has {
 		// Nobody here has any state. A holder may be away (partitioned)
 		// and come back with it, so start over from nothing only once
 		// some member has seen emptyRounds such rounds (the count
@@ -944,6 +1037,13 @@ func (o *Object) unreadyStep(q queued) {
 	o.applied = point{}
 	queue := o.queue
 	o.queue = nil
+	if !best.has {
+		// The object starts over from nothing: what was delivered
+		// before this view belongs to the state that was lost (its
+		// holders applied it, if anyone did). Applied to the empty
+		// state it would make a state no order of commands gives.
+		queue = slices.DeleteFunc(queue, func(q queued) bool { return q.at.View != o.latest.ID })
+	}
 	o.replay = true
 	o.becomeReady()
 	for _, e := range queue {

@@ -64,6 +64,9 @@ type claim struct {
 	lineage uint64
 	index   uint64
 	empty   uint64 // complete rounds the sender saw in which nobody had a state
+	// waits: the sender knows of a member away (excluded) that may hold
+	// the state and come back with it; the round decides nothing.
+	waits bool
 }
 
 // better orders claims: a state over none, a newer lineage, more commands.
@@ -114,7 +117,10 @@ func encodeHold() []byte { return []byte{kindHold} }
 func encodeClaim(c claim) []byte {
 	b := []byte{kindClaim, 0}
 	if c.has {
-		b[1] = 1
+		b[1] |= 1
+	}
+	if c.waits {
+		b[1] |= 2
 	}
 	b = binary.AppendUvarint(b, c.lineage)
 	b = binary.AppendUvarint(b, c.index)
@@ -188,10 +194,10 @@ func decodeOrdered(b []byte) (ordered, error) {
 		m.origin, m.seq = r.process(), r.uvarint()
 	case kindRestored, kindHold:
 	case kindClaim:
-		if len(r.b) == 0 || r.b[0] > 1 {
+		if len(r.b) == 0 || r.b[0] > 3 {
 			return ordered{}, fmt.Errorf("%w: bad claim", errMalformed)
 		}
-		m.claim.has = r.b[0] == 1
+		m.claim.has, m.claim.waits = r.b[0]&1 != 0, r.b[0]&2 != 0
 		r.b = r.b[1:]
 		m.claim.lineage, m.claim.index, m.claim.empty = r.uvarint(), r.uvarint(), r.uvarint()
 	default:

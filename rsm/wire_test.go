@@ -24,6 +24,7 @@ func TestOrderedRoundTrip(t *testing.T) {
 		{encodeRestored(), ordered{kind: kindRestored}},
 		{encodeHold(), ordered{kind: kindHold}},
 		{encodeClaim(claim{has: true, lineage: 9, index: 4, empty: 1}), ordered{kind: kindClaim, claim: claim{has: true, lineage: 9, index: 4, empty: 1}}},
+		{encodeClaim(claim{lineage: 9, waits: true}), ordered{kind: kindClaim, claim: claim{lineage: 9, waits: true}}},
 		{encodeOnce(p, 3, OriginID{Source: "r", Seq: 8}, []byte("c")), ordered{kind: kindOnce, origin: p, seq: 3, once: OriginID{Source: "r", Seq: 8}, cmd: []byte("c")}},
 	} {
 		got, err := decodeOrdered(tc.b)
