@@ -14,9 +14,8 @@ import (
 	"github.com/lwgkit/lwgkit/rsm/rsmtest"
 )
 
-// rsmFaults are the faults of the seeded RSM runs. Partitions are left out
-// (see TestRSMSimulations).
-const rsmFaults = FaultAll &^ FaultPartition
+// rsmFaults are the faults of the seeded RSM runs: all of them.
+const rsmFaults = FaultAll
 
 // rsmOptions varies the RSM cluster with the seed: 3 to 6 nodes, 2 to 9
 // objects, each LWG on its own carrier or on shared ones, switches, and
@@ -51,16 +50,10 @@ func TestRSMSimNoFaults(t *testing.T) {
 }
 
 // TestRSMSimulations runs seeded RSM simulations under crashes, loss,
-// duplication, reordering, joins, leaves and switches, with every checker:
-// LWG ones, rsm-digest, rsm-index, rsm-joiner, restore-and-replay,
-// linearizability, and that every replica gets the state after the heal.
-//
-// Partitions are not in the mix yet. With them, seeds 1-120 give three
-// failures: two porcupine runs that do not decide within their time
-// limit, and one history not linearizable in a life that a claim round
-// seeded from a replica's earlier state (see rsm's claim rounds: commands
-// only departed holders applied are lost). Seeds 34 and 125 (every
-// replica waiting for a state nobody held) pass since the claim rounds.
+// duplication, reordering, partitions, joins, leaves and switches, with
+// every checker: LWG ones, rsm-digest, rsm-index, rsm-joiner,
+// restore-and-replay, linearizability, and that every replica gets the
+// state after the heal.
 func TestRSMSimulations(t *testing.T) {
 	runs := rsmRuns(t)
 	var (
@@ -97,6 +90,32 @@ func TestRSMSimulations(t *testing.T) {
 		runs, total.Proposals, total.Reads, total.Unknown, total.Received, total.LWG.Crashes, total.Operations)
 	if total.Received == 0 || total.LWG.Crashes == 0 || total.Unknown == 0 {
 		t.Errorf("the runs exercised too little: %+v", total)
+	}
+}
+
+// rsmRegressions are RSM runs that once failed, each named for the bug it
+// caught; they must pass for good.
+var rsmRegressions = []struct {
+	bug  string
+	opts RSMOptions
+}{
+	{"a claim round started the object over while its holder was partitioned away, and applied the commands it had queued to the empty state", rsmOptions(92)},
+	{"porcupine did not decide 50-60 operations of a key: commands of a leaving node, open forever", rsmOptions(88)},
+	{"porcupine did not decide 43-67 operations of a key: commands of a leaving node, open forever", rsmOptions(56)},
+	{"a replica that left with the state came back alone and went on from it while a later holder was partitioned away", rsmOptions(233)},
+}
+
+func TestRSMRegressions(t *testing.T) {
+	for _, r := range rsmRegressions {
+		t.Run(r.bug, func(t *testing.T) {
+			if r.opts.LWG.Faults&FaultPartition == 0 {
+				t.Fatal("the regression runs have partitions")
+			}
+			res := RunRSM(r.opts)
+			for _, v := range res.Violations {
+				t.Errorf("%.3000s", v)
+			}
+		})
 	}
 }
 
