@@ -68,7 +68,8 @@ type reply struct {
 	err    error
 }
 
-// ErrCallFailed wraps an error the target's state machine returned.
+// ErrCallFailed wraps an error the target's state machine returned, or
+// ObjectsConfig.Check's refusal there.
 var ErrCallFailed = errors.New("compose: call failed at the target")
 
 // Call runs cmd on object target, which need not be open here, and

@@ -44,6 +44,12 @@ type ObjectsConfig struct {
 	// applied first (ErrDuplicate: result nil). It runs on the object's
 	// proposer goroutine.
 	Applied func(target rsm.ObjectID, d Delivery, result []byte, err error)
+	// Check, if set, vets a routed command before this replica proposes
+	// it (that it is meant for target, say, when placements could differ
+	// between nodes). A command it refuses is not proposed here, and a
+	// Call gets the error back (ErrCallFailed). It runs on the object's
+	// proposer goroutine.
+	Check func(target rsm.ObjectID, cmd []byte) error
 }
 
 // Objects routes commands between replicated objects: an object (any
@@ -239,6 +245,14 @@ func (o *Objects) proposeOne(id rsm.ObjectID, d Delivery) bool {
 		d.Payload = call.Cmd
 	default:
 		return true // not a command
+	}
+	if o.cfg.Check != nil {
+		if err := o.cfg.Check(id, d.Payload); err != nil {
+			if call != nil {
+				o.reply(d, call, nil, err)
+			}
+			return true
+		}
 	}
 	for {
 		o.mu.Lock()

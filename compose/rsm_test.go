@@ -40,7 +40,7 @@ func (s *rsmStack) stop() {
 	})
 }
 
-func startRSM(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg.Process, topo *compose.Topology, attempt time.Duration) *rsmStack {
+func startRSM(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg.Process, topo *compose.Topology, attempt time.Duration, check func(rsm.ObjectID, []byte) error) *rsmStack {
 	t.Helper()
 	s := &rsmStack{p: p, applied: map[string]int{}}
 	s.ep = net.Endpoint(transport.Peer{Node: uint64(p.Node), Inc: p.Inc})
@@ -54,7 +54,7 @@ func startRSM(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg
 		t.Fatal(err)
 	}
 	s.objs, err = compose.NewObjects(compose.ObjectsConfig{Router: compose.Config{Self: p, Topology: topo, AckEvery: 8},
-		TickInterval: 20 * time.Millisecond, Attempt: attempt,
+		TickInterval: 20 * time.Millisecond, Attempt: attempt, Check: check,
 		Applied: func(_ rsm.ObjectID, d compose.Delivery, _ []byte, err error) {
 			if err == nil || errors.Is(err, rsm.ErrDuplicate) {
 				s.mu.Lock()
@@ -83,7 +83,7 @@ func TestObjectsExactlyOnceThroughRouterCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	a, b := rsm.ObjectID("a"), rsm.ObjectID("b")
-	st, objs := startAB(t, ctx, a, b, 2*time.Second)
+	st, objs := startAB(t, ctx, a, b, 2*time.Second, nil)
 	if _, err := st[4].objs.Send(ctx, "nowhere", rsmtest.Add(1)); !errors.Is(err, compose.ErrUnknownGroup) {
 		t.Fatalf("Send to an unknown object: %v", err)
 	}
@@ -165,7 +165,7 @@ func TestCallExactlyOnceThroughRouterCrash(t *testing.T) {
 	a, b := rsm.ObjectID("a"), rsm.ObjectID("b")
 	// Node 1 asks again after 40ms without a result: most calls are
 	// sent more than once, under their first attempt's id.
-	st, objs := startAB(t, ctx, a, b, 40*time.Millisecond)
+	st, objs := startAB(t, ctx, a, b, 40*time.Millisecond, nil)
 	if _, err := st[1].objs.Call(ctx, "nowhere", rsmtest.Add(1)); !errors.Is(err, rsm.ErrNotApplied) || !errors.Is(err, compose.ErrUnknownGroup) {
 		t.Fatalf("Call to an unknown object: %v", err)
 	}
@@ -206,10 +206,40 @@ func TestCallExactlyOnceThroughRouterCrash(t *testing.T) {
 	t.Logf("router %d crashed; %d calls applied once, %d attempts repeated", rp.Node, n, st[1].objs.CallRetries())
 }
 
+// TestCallRefusedByCheck: the target's replicas refuse a routed command
+// their Check rejects: the Call returns the refusal (ErrCallFailed) and
+// the target never applies it, while a command Check accepts goes through.
+func TestCallRefusedByCheck(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b := rsm.ObjectID("a"), rsm.ObjectID("b")
+	errRefused := errors.New("refused: adds 7")
+	check := func(target rsm.ObjectID, cmd []byte) error {
+		if target == b && string(cmd) == string(rsmtest.Add(7)) {
+			return errRefused
+		}
+		return nil
+	}
+	st, objs := startAB(t, ctx, a, b, 2*time.Second, check)
+	if _, err := st[1].objs.Call(ctx, b, rsmtest.Add(7)); !errors.Is(err, compose.ErrCallFailed) {
+		t.Fatalf("Call of a refused command: %v, want ErrCallFailed", err)
+	}
+	res, err := st[1].objs.Call(ctx, b, rsmtest.Add(1))
+	if err != nil || binary.BigEndian.Uint64(res) != 1 {
+		t.Fatalf("Call of an accepted command: %v %v, want total 1", res, err)
+	}
+	for _, i := range []int{2, 3, 4} {
+		rd, err := objs[i].Read(ctx, []byte("total"))
+		if err != nil || binary.BigEndian.Uint64(rd) != 1 {
+			t.Fatalf("replica %d total %v %v, want 1: the refused command was applied", i, rd, err)
+		}
+	}
+}
+
 // startAB starts 4 rsm nodes with Objects over the topology a–b, opens a
 // on 1, 2, 3 and b on 2, 3, 4, and waits for the routing state; it
 // returns the stacks and b's replicas.
-func startAB(t *testing.T, ctx context.Context, a, b rsm.ObjectID, attempt1 time.Duration) (map[int]*rsmStack, map[int]*rsm.Object) {
+func startAB(t *testing.T, ctx context.Context, a, b rsm.ObjectID, attempt1 time.Duration, check func(rsm.ObjectID, []byte) error) (map[int]*rsmStack, map[int]*rsm.Object) {
 	t.Helper()
 	topo, err := compose.NewTopology(nil, []compose.Link{{A: a.LWG(), B: b.LWG()}})
 	if err != nil {
@@ -226,7 +256,7 @@ func startAB(t *testing.T, ctx context.Context, a, b rsm.ObjectID, attempt1 time
 		if i == 1 {
 			attempt = attempt1
 		}
-		st[i] = startRSM(t, net, proc(i), boot, topo, attempt)
+		st[i] = startRSM(t, net, proc(i), boot, topo, attempt, check)
 	}
 	objs := map[int]*rsm.Object{}
 	open := func(id rsm.ObjectID, ns ...int) {

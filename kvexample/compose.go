@@ -110,3 +110,18 @@ func (n *Node) composeCall(ctx context.Context, shard int, cmd []byte, read bool
 	}
 	return nil, err
 }
+
+// checkRouted vets a command that reached shard object target through
+// composition, as ExecLocal vets one forwarded over RESP: its keys must
+// belong to the shard here too.
+func checkRouted(p *Placement, target rsm.ObjectID, cmd []byte) error {
+	shard, ok := ShardOfObject(target)
+	if !ok {
+		return fmt.Errorf("%w: %q is not a shard", ErrMalformed, target)
+	}
+	c, err := DecodeCommand(cmd)
+	if err != nil {
+		return err
+	}
+	return checkShard(p, c, shard)
+}

@@ -201,7 +201,10 @@ func Start(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
-	n.objs, err = compose.NewObjects(compose.ObjectsConfig{Router: compose.Config{Self: rn.Self(), Topology: topo}, Attempt: cfg.ComposeAttempt})
+	n.objs, err = compose.NewObjects(compose.ObjectsConfig{
+		Router: compose.Config{Self: rn.Self(), Topology: topo}, Attempt: cfg.ComposeAttempt,
+		Check: func(target rsm.ObjectID, cmd []byte) error { return checkRouted(place, target, cmd) },
+	})
 	if err != nil {
 		return fail(err)
 	}

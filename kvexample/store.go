@@ -340,6 +340,21 @@ func (s *Store) forwardOrder(shard int) []hwg.NodeID {
 	return append(live, rest...)
 }
 
+// checkShard refuses c unless every key of it belongs to shard under p:
+// a command that crossed nodes whose placements differ would otherwise
+// land in the wrong shard.
+func checkShard(p *Placement, c Command, shard int) error {
+	if shard < 0 || shard >= p.Shards {
+		return fmt.Errorf("%w: no shard %d", ErrMalformed, shard)
+	}
+	for _, k := range c.Args[:keyArgs(c)] {
+		if p.ShardOf(k) != shard {
+			return fmt.Errorf("%w: key of shard %d sent to shard %d (placements differ?)", ErrMalformed, p.ShardOf(k), shard)
+		}
+	}
+	return nil
+}
+
 func runLocal(ctx context.Context, r Replica, enc []byte, read bool) ([]byte, error) {
 	if read {
 		return r.Read(ctx, enc)
@@ -359,13 +374,8 @@ func (s *Store) ExecLocal(ctx context.Context, shard int, cmd []byte, read bool)
 	if c.Op.IsRead() != read {
 		return nil, fmt.Errorf("%w: %s sent as read=%v", ErrMalformed, c.Op, read)
 	}
-	if shard < 0 || shard >= s.cfg.Placement.Shards {
-		return nil, fmt.Errorf("%w: no shard %d", ErrMalformed, shard)
-	}
-	for _, k := range c.Args[:keyArgs(c)] {
-		if s.cfg.Placement.ShardOf(k) != shard {
-			return nil, fmt.Errorf("%w: key of shard %d sent to shard %d (placements differ?)", ErrMalformed, s.cfg.Placement.ShardOf(k), shard)
-		}
+	if err := checkShard(s.cfg.Placement, c, shard); err != nil {
+		return nil, err
 	}
 	r, ok := s.cfg.Local(shard)
 	if !ok {

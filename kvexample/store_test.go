@@ -332,3 +332,36 @@ func TestRESPMalformed(t *testing.T) {
 		t.Fatalf("inline ping: %q %v", line, err)
 	}
 }
+
+// TestCheckRouted: a command that reached a shard through composition is
+// refused unless its keys belong to that shard, as one forwarded over
+// RESP is: nodes whose placements differ must not write a key into the
+// wrong shard.
+func TestCheckRouted(t *testing.T) {
+	p, err := NewPlacement(16, 3, []hwg.NodeID{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte("some-key")
+	shard := p.ShardOf(key)
+	cmd, err := EncodeCommand(Command{Op: OpSet, Args: [][]byte{key, []byte("v")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkRouted(p, ObjectID(shard), cmd); err != nil {
+		t.Fatalf("a command for its own shard refused: %v", err)
+	}
+	for name, c := range map[string]struct {
+		target rsm.ObjectID
+		cmd    []byte
+	}{
+		"another shard": {ObjectID((shard + 1) % 16), cmd},
+		"not a shard":   {rsm.ObjectID("elsewhere"), cmd},
+		"no such shard": {ObjectID(99), cmd},
+		"not a command": {ObjectID(shard), []byte{0xff}},
+	} {
+		if err := checkRouted(p, c.target, c.cmd); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
+}
