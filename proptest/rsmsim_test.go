@@ -103,6 +103,8 @@ var rsmRegressions = []struct {
 	{"porcupine did not decide 50-60 operations of a key: commands of a leaving node, open forever", rsmOptions(88)},
 	{"porcupine did not decide 43-67 operations of a key: commands of a leaving node, open forever", rsmOptions(56)},
 	{"a replica that left with the state came back alone and went on from it while a later holder was partitioned away", rsmOptions(233)},
+	{"a lone rejoiner forgot the holder it had seen before it left, started over, and a claim it sent before seeding made the holder seed too: two states in one view", rsmOptions(448)},
+	{"a claim sent before its sender seeded reached the next view, where a returning holder counted it and seeded too: two states in one view", rsmOptions(662)},
 }
 
 func TestRSMRegressions(t *testing.T) {

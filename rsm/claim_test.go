@@ -82,3 +82,73 @@ func TestClaimAfterHolderCrashStartsEmpty(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimRejoinerRemembersHolder: the shape of RSM seed 448. J, without
+// the state, leaves the group where it saw A (the holder, excluded) and
+// joins again alone, in a view that is all new. What it learned of A in
+// its first membership still holds: its rounds wait for A (before, it
+// forgot A and started the object over), and when A comes back, A's
+// state wins.
+func TestClaimRejoinerRemembersHolder(t *testing.T) {
+	n := lonelyJoiner(t)
+	claimTicksRun(n, 1)
+	n.objs[pJ].onEvent(lwg.Event{Type: lwg.EventLeft, LWG: xferObject.LWG()})
+	n.install(1<<32|5, []hwg.Process{pJ}, []hwg.Process{pJ})
+	claimTicksRun(n, 2*emptyRounds+2)
+	if j := n.objs[pJ]; j.ready || j.hasState {
+		t.Fatalf("J started the object over while A may come back: ready %v, state %q", j.ready, n.sm(pJ).b)
+	}
+	n.install(1<<32|6, []hwg.Process{pJ, pA}, []hwg.Process{pA})
+	claimTicksRun(n, 2)
+	for _, p := range []hwg.Process{pA, pJ} {
+		if o := n.objs[p]; !o.ready || string(n.sm(p).b) != "abc" {
+			t.Fatalf("%v: ready %v, state %q; want A's state abc", p, o.ready, n.sm(p).b)
+		}
+	}
+}
+
+// TestClaimNoneOutliveItsRound: the shape of RSM seeds 448 and 662. J
+// joins alone in a view that is all new, so it cannot know of A, which
+// held the state and was excluded. Its first claim is sent in the next
+// view (the LWG held for the view change), where J claims again. J keeps
+// one claim out at a time, so none is left in flight when a round makes
+// it seed: before, its spare claim reached the view where A came back,
+// A counted it as "J holds nothing" and seeded its own state while J
+// served its new one, and the view had two states.
+func TestClaimNoneOutliveItsRound(t *testing.T) {
+	n := newTransferNet(t, Config{})
+	n.add(pA, nil)
+	n.add(pJ, nil)
+	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
+	n.propose("a")
+	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.install(1<<32|3, []hwg.Process{pJ}, []hwg.Process{pJ})
+	n.install(1<<32|4, []hwg.Process{pJ}, nil) // J's claim goes out in this view
+	// Deliver J's claims one at a time, ticking when none is in flight,
+	// until a round makes J seed.
+	for i := 0; !n.objs[pJ].ready; i++ {
+		if i > 10*emptyRounds {
+			t.Fatal("J never started the object over")
+		}
+		if len(n.multicasts) == 0 {
+			for range claimTicks {
+				n.objs[pJ].onTick(1)
+			}
+			continue
+		}
+		m := n.multicasts[0]
+		n.multicasts = n.multicasts[1:]
+		n.objs[pJ].onEvent(lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: m.from, Payload: m.b})
+	}
+	for _, m := range n.multicasts {
+		if d, err := decodeOrdered(m.b); err == nil && d.kind == kindClaim && m.from == pJ {
+			t.Error("J seeded with a claim of its still in flight")
+		}
+	}
+	// A comes back; what J multicast meanwhile is delivered in this view.
+	n.install(1<<32|5, []hwg.Process{pJ, pA}, []hwg.Process{pA})
+	claimTicksRun(n, 2)
+	if a, j := n.objs[pA], n.objs[pJ]; !a.ready || !j.ready || string(n.sm(pA).b) != string(n.sm(pJ).b) {
+		t.Fatalf("A ready %v state %q, J ready %v state %q: want one state", a.ready, n.sm(pA).b, j.ready, n.sm(pJ).b)
+	}
+}

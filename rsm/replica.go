@@ -164,7 +164,16 @@ func (o *Object) joined(e lwg.Event) {
 	o.pubReady.Store(false)
 	o.table = table{}
 	o.host.watch(o, true)
-	o.round = &claimRound{away: newAway(e)}
+	away := newAway(e)
+	if o.round != nil {
+		// It was a member before without ever getting the state (it
+		// left, or was excluded): what it learned then of who may hold
+		// the state still holds (RSM seed 448: a lone rejoiner forgot
+		// the holder it had seen, and started over while that holder
+		// was partitioned away).
+		away.merge(o.round.away)
+	}
+	o.round = &claimRound{away: away}
 	if o.hasState {
 		// It held the state before (it was excluded, or left): the
 		// members of its last view may hold a later state.
@@ -874,13 +883,19 @@ func (o *Object) observe(e Event) {
 
 // claimRound is a round of claims in one view (view 0: none started
 // since the last one ended), and what the replica learned since it joined
-// of the members that may hold the state (away), which outlives rounds.
+// (or in earlier memberships without the state) of the members that may
+// hold the state (away), which outlives rounds.
 type claimRound struct {
 	view      uint64
 	claimed   bool // this replica's claim is out: it takes no offer in this view
 	cancelled bool // a holder answered: no choice in this view
 	claims    map[hwg.Process]claim
 	away      *mayHold
+	// out: this replica's claims multicast in this membership and not
+	// yet delivered back. A claim made while the LWG holds for a view
+	// change is sent in the next view, so it can outlive the round it
+	// was made for; a replica keeps at most one out (see startRound).
+	out int
 }
 
 // mayHold tracks, for a replica without the state, the members that may
@@ -910,6 +925,19 @@ func newAway(e lwg.Event) *mayHold {
 
 func (a *mayHold) mayHold(p hwg.Process) { a.procs[p] = true }
 
+// merge adds what b knows.
+func (a *mayHold) merge(b *mayHold) {
+	for p := range b.procs {
+		a.procs[p] = true
+	}
+	for n, inc := range b.incs {
+		a.incs[n] = max(a.incs[n], inc)
+	}
+	for p := range b.left {
+		a.left[p] = true
+	}
+}
+
 // install notes the incarnations and voluntary leavers of an install.
 func (a *mayHold) install(e lwg.Event) {
 	for _, p := range e.View.Members {
@@ -931,12 +959,22 @@ func (a *mayHold) waits(v lwg.View) bool {
 	return false
 }
 
+// startRound opens a round in the latest view with this replica's claim.
+// If a claim of its is still out (made for an earlier round, and sent in
+// this view because the LWG held for the view change), that one is its
+// claim here: a second would outlive this round, and a claim delivered
+// after its sender seeded from this round would tell a later view that a
+// holder holds nothing (RSM seeds 448 and 662: two states in one view).
 func (o *Object) startRound() {
-	away := newAway(lwg.Event{})
+	away, out := newAway(lwg.Event{}), 0
 	if o.round != nil {
-		away = o.round.away
+		away, out = o.round.away, o.round.out
 	}
-	o.round = &claimRound{view: o.latest.ID, claimed: true, claims: map[hwg.Process]claim{}, away: away}
+	o.round = &claimRound{view: o.latest.ID, claimed: true, claims: map[hwg.Process]claim{}, away: away, out: out}
+	if out > 0 {
+		return
+	}
+	o.round.out++
 	o.host.multicast(o, encodeClaim(claim{has: o.hasState, lineage: o.lineage, index: o.index, empty: o.empty, waits: away.waits(o.latest)}))
 }
 
@@ -960,6 +998,9 @@ func (o *Object) unreadyStep(q queued) {
 	if m.kind == kindRestored || m.kind == kindHold || m.kind == kindClaim && m.claim.has {
 		o.round.away.mayHold(q.ev.From)
 	}
+	if m.kind == kindClaim && q.ev.From == o.self && o.round.out > 0 {
+		o.round.out--
+	}
 	if m.kind != kindClaim && m.kind != kindHold {
 		return
 	}
@@ -967,7 +1008,7 @@ func (o *Object) unreadyStep(q queued) {
 		// Someone holds the state in this view: no round here, and
 		// offers are welcome again.
 		if o.round.view != o.latest.ID {
-			o.round = &claimRound{view: o.latest.ID, away: o.round.away}
+			o.round = &claimRound{view: o.latest.ID, away: o.round.away, out: o.round.out}
 		}
 		o.round.cancelled, o.round.claimed = true, false
 		return
@@ -993,7 +1034,7 @@ func (o *Object) unreadyStep(q queued) {
 			seed = p
 		}
 	}
-	o.round = &claimRound{away: r.away}
+	o.round = &claimRound{away: r.away, out: r.out}
 	for _, p := range o.latest.Members {
 		if r.claims[p].waits {
 			// A member knows of one that may hold a better state than
