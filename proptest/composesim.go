@@ -542,14 +542,7 @@ func RunCompose(opts ComposeOptions) ComposeResult {
 			}
 			c.send(n, dst, "m")
 		}
-		for len(s.switchAt) > 0 && s.switchAt[0] <= step {
-			s.switchAt = s.switchAt[1:]
-			s.Switch()
-		}
-		if lo.Faults != FaultNone && s.rng.Float64() < lo.FaultRate {
-			s.injectFault()
-		}
-		if !s.Step() {
+		if !s.scheduledStep(step) {
 			break
 		}
 		c.afterStep()

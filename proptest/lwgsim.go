@@ -841,6 +841,21 @@ type LWGResult struct {
 // switches and faults, then Heal, the quiescent phase and every checker.
 func RunLWG(opts LWGOptions) LWGResult { return runLWG(NewLWGSim(opts)) }
 
+// scheduledStep makes the switches due at step and, with the fault rate's
+// chance, a fault, then takes one scheduler step. It reports whether the
+// simulator can go on. Every layer's run loop uses it, so a seed draws
+// the same random numbers whatever layer adds its own workload first.
+func (s *LWGSim) scheduledStep(step int) bool {
+	for len(s.switchAt) > 0 && s.switchAt[0] <= step {
+		s.switchAt = s.switchAt[1:]
+		s.Switch()
+	}
+	if s.opts.Faults != FaultNone && s.rng.Float64() < s.opts.FaultRate {
+		s.injectFault()
+	}
+	return s.Step()
+}
+
 // runLWG is RunLWG on a simulator already made (perhaps with a layer).
 func runLWG(s *LWGSim) LWGResult {
 	opts := s.opts
@@ -848,14 +863,7 @@ func runLWG(s *LWGSim) LWGResult {
 		if s.rng.Float64() < opts.SendRate {
 			s.Multicast()
 		}
-		for len(s.switchAt) > 0 && s.switchAt[0] <= step {
-			s.switchAt = s.switchAt[1:]
-			s.Switch()
-		}
-		if opts.Faults != FaultNone && s.rng.Float64() < opts.FaultRate {
-			s.injectFault()
-		}
-		if !s.Step() {
+		if !s.scheduledStep(step) {
 			break
 		}
 	}

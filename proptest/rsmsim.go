@@ -704,14 +704,7 @@ func RunRSM(opts RSMOptions) RSMResult {
 		if s.rng.Float64() < r.opts.Requests {
 			r.request()
 		}
-		for len(s.switchAt) > 0 && s.switchAt[0] <= step {
-			s.switchAt = s.switchAt[1:]
-			s.Switch()
-		}
-		if lo.Faults != FaultNone && s.rng.Float64() < lo.FaultRate {
-			s.injectFault()
-		}
-		if !s.Step() {
+		if !s.scheduledStep(step) {
 			break
 		}
 	}
