@@ -1,46 +1,376 @@
 package rsm
 
 import (
-	"crypto/sha256"
+	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/lwgkit/lwgkit/storage"
 )
 
 // dbStore keeps snapshots in the node's bbolt file, chunked and streamed
 // (package storage), so a snapshot is never held whole in memory.
-type dbStore struct{ db *storage.DB }
+//
+// A snapshot larger than spoolMin is spooled: written first to a plain file
+// in the spool directory, readable there at once (a donor serves it from
+// there, a rejoiner restores from there), and copied into bbolt in the
+// background, one snapshot at a time in commit order. Writing into bbolt
+// runs at a tenth of the speed of a plain file here (every chunk is
+// copied into fresh pages and written into new file space), and a state
+// machine's Snapshot blocks its object, so the spool keeps both the object
+// and a transfer off bbolt's pace. A spooled snapshot is durable once its
+// copy commits; a crash before then leaves the previous one current, as a
+// crash before any snapshot's commit does, and the next start empties the
+// spool directory. Smaller snapshots (most objects) go into bbolt directly,
+// group-committed.
+type dbStore struct {
+	db  *storage.DB
+	dir string
+	log hclog.Logger
+	// spoolMin is the size from which a snapshot is spooled; spoolStep the
+	// granularity at which a spool's progress is reported (each report is
+	// a SNAP to every joiner fetching it).
+	spoolMin, spoolStep int
 
-func newDBStore(db *storage.DB) snapStore { return dbStore{db: db} }
-
-type dbWriter struct{ w *storage.SnapshotWriter }
-
-func (w dbWriter) Write(p []byte) (int, error) { return w.w.Write(p) }
-
-func (w dbWriter) commit() (snapInfo, error) {
-	info, err := w.w.Commit()
-	if err != nil {
-		return snapInfo{}, err
-	}
-	return snapInfo{Gen: info.Gen, Size: info.Size, Sum: info.Sum}, nil
+	mu      sync.Mutex
+	spools  map[uint64]*spool // by generation: spooled, not yet in bbolt
+	queue   []*spool          // committed, waiting for the copy into bbolt
+	wake    chan struct{}     // the copier has work (capacity 1)
+	closing chan struct{}     // closed by Close
+	closed  bool
+	done    chan struct{} // the copier returned
 }
 
-func (w dbWriter) abort() error { return w.w.Abort() }
+// A spool is copied into bbolt once no reader has read from it for
+// servedQuiet (counting from its commit), or servedMaxWait after its commit: the copy
+// takes far more CPU than serving (see dbStore), and on a small machine it
+// would halve the speed of the transfers it shares the CPU with, while the
+// donor needs its copy only for a restart, and holds an older one.
+const (
+	servedQuiet   = 100 * time.Millisecond
+	servedMaxWait = 10 * time.Second
+)
 
-func (w dbWriter) progress() (uint64, int64) { return w.w.Gen(), w.w.Flushed() }
+// Defaults of dbStore.spoolMin and spoolStep.
+const (
+	defaultSpoolMin  = 1 << 20
+	defaultSpoolStep = 1 << 20
+)
 
-func (s dbStore) create(obj ObjectID) (snapWriter, error) {
+// newDBStore returns a store over db that spools large snapshots in dir,
+// which it empties (the spool files of a process that died are garbage).
+func newDBStore(db *storage.DB, dir string, log hclog.Logger) (*dbStore, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("rsm: emptying the spool: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("rsm: spool directory: %w", err)
+	}
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	s := &dbStore{db: db, dir: dir, log: log, spoolMin: defaultSpoolMin, spoolStep: defaultSpoolStep, spools: map[uint64]*spool{},
+		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{})}
+	go s.copier()
+	return s, nil
+}
+
+// Close waits until every committed spool is in bbolt, and stops the
+// copier. Call it before closing the DB.
+func (s *dbStore) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.closing)
+	}
+	s.mu.Unlock()
+	<-s.done
+	return nil
+}
+
+// spool is a snapshot spooled to a file. The writer appends to f; readers
+// read it with ReadAt, up to written, until the copy into bbolt is done
+// (gone), and from bbolt after.
+type spool struct {
+	obj     ObjectID
+	gen     uint64
+	w       *storage.SnapshotWriter
+	f       *os.File
+	written atomic.Int64 // bytes in f
+	read    atomic.Int64 // when a reader last read f (Unix ns), 0 if never
+	commit  time.Time    // when its writer committed it
+
+	mu   sync.RWMutex // held for reading around reads of f, for writing to close it
+	size int64        // -1 until committed
+	sum  uint64
+	gone bool // f is closed: read from bbolt
+}
+
+// drop closes and removes the spool's file.
+func (sp *spool) drop() {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.gone {
+		return
+	}
+	sp.gone = true
+	sp.f.Close()
+	os.Remove(sp.f.Name())
+}
+
+// copier copies committed spools into bbolt, in commit order, until Close
+// and the queue is empty.
+func (s *dbStore) copier() {
+	defer close(s.done)
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return
+			}
+			select {
+			case <-s.wake:
+			case <-s.closing:
+			}
+			continue
+		}
+		sp := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		s.awaitServed(sp)
+		if err := s.copyIn(sp); err != nil {
+			s.log.Warn("storing a spooled snapshot", "object", sp.obj, "gen", sp.gen, "error", err)
+		}
+		s.mu.Lock()
+		delete(s.spools, sp.gen)
+		s.mu.Unlock()
+		sp.drop()
+	}
+}
+
+// awaitServed waits until no reader has read sp for servedQuiet since its
+// commit, for at most servedMaxWait after it, or until Close.
+func (s *dbStore) awaitServed(sp *spool) {
+	for {
+		// Its joiners may not have asked for a byte yet: the commit counts
+		// as a read.
+		last := max(sp.read.Load(), sp.commit.UnixNano())
+		wait := min(servedQuiet-time.Since(time.Unix(0, last)), servedMaxWait-time.Since(sp.commit))
+		if wait <= 0 {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-s.closing:
+			t.Stop()
+			return
+		}
+	}
+}
+
+// copyIn writes a committed spool into its bbolt generation and commits it.
+func (s *dbStore) copyIn(sp *spool) error {
+	sp.mu.RLock()
+	gone, size, sum := sp.gone, sp.size, sp.sum
+	sp.mu.RUnlock()
+	if gone { // removed meanwhile
+		return sp.w.Abort()
+	}
+	if _, err := io.Copy(sp.w, io.NewSectionReader(sp.f, 0, size)); err != nil {
+		sp.w.Abort()
+		return err
+	}
+	sp.w.SetMeta(encodeSumMeta(sum))
+	_, err := sp.w.Commit()
+	return err
+}
+
+// sumMetaKind marks generation metadata holding the transfer checksum.
+const sumMetaKind = 1
+
+func encodeSumMeta(sum uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{sumMetaKind}, sum)
+}
+
+func decodeSumMeta(meta []byte) (uint64, bool) {
+	if len(meta) != 9 || meta[0] != sumMetaKind {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(meta[1:]), true
+}
+
+// dbWriter writes one generation: into memory up to spoolMin, then into a
+// spool.
+type dbWriter struct {
+	s   *dbStore
+	obj ObjectID
+	w   *storage.SnapshotWriter
+	buf []byte
+	sp  *spool
+	bw  *bufio.Writer // into sp.f
+	n   int64
+	sum xxhash.Digest
+}
+
+func (w *dbWriter) Write(p []byte) (int, error) {
+	w.sum.Write(p)
+	w.n += int64(len(p))
+	if w.sp == nil && len(w.buf)+len(p) <= w.s.spoolMin {
+		w.buf = append(w.buf, p...)
+		return len(p), nil
+	}
+	if w.sp == nil {
+		if err := w.startSpool(); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := w.bw.Write(p); err != nil {
+		return 0, fmt.Errorf("rsm: spooling a snapshot: %w", err)
+	}
+	w.sp.written.Store(w.n - int64(w.bw.Buffered()))
+	return len(p), nil
+}
+
+// startSpool moves the buffered bytes to a new spool file, readable from
+// open from now on.
+func (w *dbWriter) startSpool() error {
+	f, err := os.CreateTemp(w.s.dir, "snap-*")
+	if err != nil {
+		return fmt.Errorf("rsm: spooling a snapshot: %w", err)
+	}
+	sp := &spool{obj: w.obj, gen: w.w.Gen(), w: w.w, f: f, size: -1}
+	w.sp, w.bw = sp, bufio.NewWriterSize(f, min(256<<10, w.s.spoolStep))
+	if _, err := w.bw.Write(w.buf); err != nil {
+		sp.drop()
+		return fmt.Errorf("rsm: spooling a snapshot: %w", err)
+	}
+	w.buf = nil
+	w.s.mu.Lock()
+	w.s.spools[sp.gen] = sp
+	w.s.mu.Unlock()
+	return nil
+}
+
+func (w *dbWriter) commit() (snapInfo, error) {
+	info := snapInfo{Gen: w.w.Gen(), Size: w.n, Sum: w.sum.Sum64()}
+	if w.sp == nil {
+		if _, err := w.w.Write(w.buf); err != nil {
+			w.w.Abort()
+			return snapInfo{}, err
+		}
+		if w.s.newerQueued(w.obj, info.Gen) {
+			w.w.Abort()
+			return snapInfo{}, fmt.Errorf("rsm: snapshot of %s gen %d: %w", w.obj, info.Gen, storage.ErrSnapshotStale)
+		}
+		w.w.SetMeta(encodeSumMeta(info.Sum))
+		if _, err := w.w.Commit(); err != nil {
+			return snapInfo{}, err
+		}
+		return info, nil
+	}
+	if err := w.bw.Flush(); err != nil {
+		w.abort()
+		return snapInfo{}, fmt.Errorf("rsm: spooling a snapshot: %w", err)
+	}
+	w.sp.written.Store(w.n)
+	s := w.s
+	cur, _, err := s.db.Snapshot(string(w.obj))
+	if err != nil {
+		w.abort()
+		return snapInfo{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		w.dropSpool()
+		w.w.Abort()
+		return snapInfo{}, fmt.Errorf("rsm: snapshot of %s: %w", w.obj, ErrClosed)
+	}
+	// As storage's Commit would: a newer generation committed first wins.
+	if cur.Gen >= info.Gen || s.queuedNewer(w.obj, info.Gen) {
+		w.dropSpool()
+		w.w.Abort()
+		return snapInfo{}, fmt.Errorf("rsm: snapshot of %s gen %d: %w", w.obj, info.Gen, storage.ErrSnapshotStale)
+	}
+	w.sp.mu.Lock()
+	w.sp.size, w.sp.sum, w.sp.commit = w.n, info.Sum, time.Now()
+	w.sp.mu.Unlock()
+	s.queue = append(s.queue, w.sp)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return info, nil
+}
+
+// newerQueued reports whether a spool of obj newer than gen is committed
+// and not yet copied into bbolt.
+func (s *dbStore) newerQueued(obj ObjectID, gen uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queuedNewer(obj, gen)
+}
+
+// queuedNewer is newerQueued with s.mu held.
+func (s *dbStore) queuedNewer(obj ObjectID, gen uint64) bool {
+	for _, sp := range s.queue {
+		if sp.obj == obj && sp.gen > gen {
+			return true
+		}
+	}
+	return false
+}
+
+// dropSpool forgets the writer's spool; the caller holds s.mu.
+func (w *dbWriter) dropSpool() {
+	delete(w.s.spools, w.sp.gen)
+	w.sp.drop()
+}
+
+func (w *dbWriter) abort() error {
+	if w.sp != nil {
+		w.s.mu.Lock()
+		w.dropSpool()
+		w.s.mu.Unlock()
+	}
+	return w.w.Abort()
+}
+
+// progress reports how much of the spool a reader can read, in whole
+// steps (or all of it once committed).
+func (w *dbWriter) progress() (uint64, int64) {
+	if w.sp == nil {
+		return w.w.Gen(), 0
+	}
+	step := int64(w.s.spoolStep)
+	return w.w.Gen(), w.sp.written.Load() / step * step
+}
+
+func (s *dbStore) create(obj ObjectID) (snapWriter, error) {
 	w, err := s.db.CreateSnapshot(string(obj), nil)
 	if err != nil {
 		return nil, err
 	}
-	return dbWriter{w: w}, nil
+	dw := &dbWriter{s: s, obj: obj, w: w}
+	dw.sum.Reset()
+	return dw, nil
 }
 
-func (s dbStore) current(obj ObjectID) (snapInfo, bool, error) {
+func (s *dbStore) current(obj ObjectID) (snapInfo, bool, error) {
 	info, ok, err := s.db.Snapshot(string(obj))
 	if err != nil || !ok {
 		return snapInfo{}, false, err
@@ -48,24 +378,35 @@ func (s dbStore) current(obj ObjectID) (snapInfo, bool, error) {
 	return snapInfo{Gen: info.Gen, Size: info.Size}, true, nil
 }
 
+// dbReader reads a committed generation from bbolt.
 type dbReader struct{ *storage.SnapshotReader }
 
 func (r dbReader) Size() int64 { return r.Info().Size }
 
-func (r dbReader) Sum() [sha256.Size]byte { return r.Info().Sum }
-
-// open opens a committed generation or, so that a donor serves its
-// snapshot while it writes it, one still being written here.
-func (s dbStore) open(obj ObjectID, gen uint64) (snapReader, error) {
-	r, err := s.db.OpenSnapshot(string(obj), gen)
-	if errors.Is(err, storage.ErrSnapshotGone) {
-		p, perr := s.db.OpenPending(string(obj), gen)
-		if perr == nil {
-			return pendingReader{p: p, s: s, obj: obj}, nil
-		}
-		// Committed between the two calls, or gone.
-		r, err = s.db.OpenSnapshot(string(obj), gen)
+// Sum returns the generation's transfer checksum: recorded beside it, or,
+// for a generation stored before it was (an older data file), computed
+// from a read of its bytes.
+func (r dbReader) Sum() uint64 {
+	if sum, ok := decodeSumMeta(r.Info().Meta); ok {
+		return sum
 	}
+	var d xxhash.Digest
+	d.Reset()
+	if _, err := io.Copy(&d, io.NewSectionReader(r, 0, r.Size())); err != nil {
+		return 0 // the joiner's check fails and it asks again
+	}
+	return d.Sum64()
+}
+
+// open opens a generation, spooled or committed in bbolt.
+func (s *dbStore) open(obj ObjectID, gen uint64) (snapReader, error) {
+	s.mu.Lock()
+	sp := s.spools[gen]
+	s.mu.Unlock()
+	if sp != nil && sp.obj == obj {
+		return &spoolReader{sp: sp, s: s}, nil
+	}
+	r, err := s.db.OpenSnapshot(string(obj), gen)
 	if errors.Is(err, storage.ErrSnapshotGone) {
 		return nil, fmt.Errorf("rsm: snapshot %s gen %d: %w: %w", obj, gen, errGone, err)
 	}
@@ -75,41 +416,84 @@ func (s dbStore) open(obj ObjectID, gen uint64) (snapReader, error) {
 	return dbReader{r}, nil
 }
 
-// pendingReader reads a generation being written: what its writer has
-// flushed, then, once it is committed, all of it.
-type pendingReader struct {
-	p   *storage.PendingReader
-	s   dbStore
-	obj ObjectID
+// spoolReader reads a spooled generation: from its file while it is there,
+// from bbolt once it was copied in. Before its commit, Size is
+// math.MaxInt64 and ReadAt returns io.EOF past what is written.
+type spoolReader struct {
+	sp  *spool
+	s   *dbStore
+	off int64 // Read's position
 }
 
-func (r pendingReader) Size() int64 { return math.MaxInt64 }
-
-func (r pendingReader) Sum() [sha256.Size]byte { return [sha256.Size]byte{} }
-
-func (r pendingReader) Read([]byte) (int, error) {
-	return 0, fmt.Errorf("rsm: snapshot %s: a generation being written has no sequential reader", r.obj)
-}
-
-func (r pendingReader) ReadAt(p []byte, off int64) (int, error) {
-	n, err := r.p.ReadAt(p, off)
-	if !errors.Is(err, storage.ErrSnapshotGone) {
-		return n, err
+func (r *spoolReader) Size() int64 {
+	r.sp.mu.RLock()
+	defer r.sp.mu.RUnlock()
+	if r.sp.size < 0 {
+		return math.MaxInt64
 	}
-	c, err := r.s.db.OpenSnapshot(string(r.obj), r.p.Gen())
+	return r.sp.size
+}
+
+func (r *spoolReader) Sum() uint64 {
+	r.sp.mu.RLock()
+	defer r.sp.mu.RUnlock()
+	return r.sp.sum
+}
+
+func (r *spoolReader) ReadAt(p []byte, off int64) (int, error) {
+	r.sp.mu.RLock()
+	if !r.sp.gone {
+		defer r.sp.mu.RUnlock()
+		r.sp.read.Store(time.Now().UnixNano())
+		avail := r.sp.written.Load()
+		if off >= avail {
+			return 0, io.EOF
+		}
+		if int64(len(p)) > avail-off {
+			n, err := r.sp.f.ReadAt(p[:avail-off], off)
+			if err == nil {
+				err = io.EOF
+			}
+			return n, err
+		}
+		return r.sp.f.ReadAt(p, off)
+	}
+	r.sp.mu.RUnlock()
+	c, err := r.s.db.OpenSnapshot(string(r.sp.obj), r.sp.gen)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("rsm: snapshot %s gen %d: %w: %w", r.sp.obj, r.sp.gen, errGone, err)
 	}
 	return c.ReadAt(p, off)
 }
 
-var _ io.ReaderAt = pendingReader{}
+// Read reads a committed spool from its start; open returns a fresh
+// reader, so each sequential reader has its own position.
+func (r *spoolReader) Read(p []byte) (int, error) {
+	n, err := r.ReadAt(p, r.off)
+	r.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
 
-func (s dbStore) remove(obj ObjectID) error { return s.db.DeleteObject(string(obj)) }
+// remove forgets obj. Its spools are dropped: their copies into bbolt would
+// fail anyway, the object's snapshots being deleted.
+func (s *dbStore) remove(obj ObjectID) error {
+	s.mu.Lock()
+	for gen, sp := range s.spools {
+		if sp.obj == obj {
+			delete(s.spools, gen)
+			sp.drop()
+		}
+	}
+	s.mu.Unlock()
+	return s.db.DeleteObject(string(obj))
+}
 
-func (s dbStore) register(obj ObjectID) error { return s.db.PutObject(string(obj), nil) }
+func (s *dbStore) register(obj ObjectID) error { return s.db.PutObject(string(obj), nil) }
 
-func (s dbStore) list() ([]ObjectID, error) {
+func (s *dbStore) list() ([]ObjectID, error) {
 	objs, err := s.db.Objects()
 	if err != nil {
 		return nil, err

@@ -107,11 +107,12 @@ func (c Config) withDefaults(runtime bool) (Config, error) {
 //
 // All methods are safe for concurrent use.
 type Node struct {
-	cfg  Config
-	log  hclog.Logger
-	svc  *lwg.Service
-	hn   *hwg.Node
-	self hwg.Process
+	cfg      Config
+	fetchBuf []byte // serveFetch's message buffer (routeDirects goroutine)
+	log      hclog.Logger
+	svc      *lwg.Service
+	hn       *hwg.Node
+	self     hwg.Process
 
 	mu        sync.Mutex
 	objects   map[lwg.ID]*Object
@@ -532,42 +533,54 @@ func (n *Node) routeDirects() {
 	}
 }
 
-// serveFetch sends the asked bytes of a local snapshot.
+// serveFetch sends the asked bytes of a local snapshot. It runs on the
+// routeDirects goroutine only, which owns fetchBuf: the chunk is read
+// straight into the message, and the hwg node copies it out.
 func (n *Node) serveFetch(to hwg.Process, d direct) {
-	reply, last, size, err := answerFetch(n.cfg.snaps, d, n.cfg.ChunkSize)
+	reply, wire, last, size, err := answerFetch(n.cfg.snaps, d, n.cfg.ChunkSize, n.fetchBuf)
 	if err != nil {
 		n.log.Warn("reading a snapshot for a transfer", "object", d.object, "error", err)
 	}
 	if reply.kind == 0 {
 		return
 	}
-	n.send(to, reply)
+	if reply.kind == kindChunk {
+		n.fetchBuf = wire[:0]
+	}
+	if err := n.hn.Send(to, wire); err != nil {
+		n.log.Debug("transfer message", "to", to, "error", err)
+	}
 	if last {
 		n.emit(Event{Type: EventSnapshotSent, Object: d.object, Peer: to, Bytes: size})
 	}
 }
 
 // answerFetch reads the bytes a fetch asks for from the store and returns
-// the reply: a chunk (last when it ends the snapshot), GONE if the
-// generation is gone or unreadable, or nothing (kind 0) for an offset past
-// the end. err is a read failure worth logging.
-func answerFetch(store snapStore, d direct, chunkSize int) (reply direct, last bool, size int64, err error) {
+// the reply and its encoding: a chunk (last when it ends the snapshot),
+// read into buf's space when it has room, GONE if the generation is gone
+// or unreadable, or nothing (kind 0) for an offset past the end. err is a
+// read failure worth logging.
+func answerFetch(store snapStore, d direct, chunkSize int, buf []byte) (reply direct, wire []byte, last bool, size int64, err error) {
 	gone := direct{kind: kindGone, object: d.object, gen: d.gen}
 	r, err := store.open(d.object, d.gen)
 	if err != nil {
-		return gone, false, 0, nil // replaced twice since it was offered
+		return gone, encodeDirect(gone), false, 0, nil // replaced twice since it was offered
 	}
 	size = r.Size()
 	if d.offset >= uint64(size) {
-		return direct{}, false, size, nil
+		return direct{}, nil, false, size, nil
 	}
-	buf := make([]byte, min(d.n, uint64(2*chunkSize), uint64(size)-d.offset))
-	got, err := r.ReadAt(buf, int64(d.offset))
+	n := int(min(d.n, uint64(2*chunkSize), uint64(size)-d.offset))
+	wire = appendChunkHeader(buf[:0], d.object, d.gen, d.offset)
+	h := len(wire)
+	wire = slices.Grow(wire, n)[:h+n]
+	got, err := r.ReadAt(wire[h:], int64(d.offset))
 	if got == 0 && err != nil {
-		return gone, false, size, err
+		return gone, encodeDirect(gone), false, size, err
 	}
-	reply = direct{kind: kindChunk, object: d.object, gen: d.gen, offset: d.offset, data: buf[:got]}
-	return reply, d.offset+uint64(got) == uint64(size), size, nil
+	wire = wire[:h+got]
+	reply = direct{kind: kindChunk, object: d.object, gen: d.gen, offset: d.offset, data: wire[h:]}
+	return reply, wire, d.offset+uint64(got) == uint64(size), size, nil
 }
 
 // tick sends ticks to the objects that asked for them.

@@ -2,13 +2,13 @@ package rsm
 
 import (
 	"bufio"
-	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"slices"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/lwgkit/lwgkit/hwg"
 	"github.com/lwgkit/lwgkit/lwg"
 )
@@ -28,7 +28,7 @@ import (
 // covers and applies the rest, then multicasts RESTORED. The three overlap
 // for a large state: the donor serves the chunks it has written (SNAP),
 // and a joiner without a state restores them as they arrive (stream.go),
-// checking the SHA-256 at the end. If the donor
+// checking the checksum at the end. If the donor
 // leaves first, the next install names another donor, which snapshots
 // there; the joiner can use any snapshot taken at or after its join,
 // because it queued everything since. Lost offers and chunks are asked for
@@ -62,13 +62,13 @@ type fetch struct {
 	donor     hwg.Process
 	gen       uint64
 	at        point
-	size      uint64            // 0 until known: the donor still writes the snapshot
-	avail     uint64            // bytes the donor can serve (size, once known)
-	sum       [sha256.Size]byte // the snapshot's SHA-256, once size is known
-	next      uint64            // bytes received
-	requested uint64            // bytes asked for
-	idle      int               // ticks without a chunk or news of the snapshot
-	hash      hash.Hash         // SHA-256 of the bytes received
+	size      uint64         // 0 until known: the donor still writes the snapshot
+	avail     uint64         // bytes the donor can serve (size, once known)
+	sum       uint64         // the snapshot's checksum, once size is known
+	next      uint64         // bytes received
+	requested uint64         // bytes asked for
+	idle      int            // ticks without a chunk or news of the snapshot
+	hash      *xxhash.Digest // checksum of the bytes received
 	// The received bytes go either to the store, restored from there at
 	// the end (w: a replica that holds a state it must not lose if the
 	// transfer fails), or straight into the state machine as they arrive
@@ -91,7 +91,7 @@ func (f *fetch) learn(d direct) {
 	f.avail = max(f.avail, d.avail)
 	if d.size != 0 && f.size == 0 {
 		f.size, f.avail = d.size, d.size
-		copy(f.sum[:], d.sum)
+		f.sum = binary.BigEndian.Uint64(d.sum)
 	}
 }
 
@@ -345,7 +345,7 @@ func (o *Object) stored(info snapInfo) {
 //
 // A larger state is written to the store, and the joiners hear of it while
 // it is written (SNAP with the bytes readable so far), so they fetch it as
-// it is written; a last SNAP, once committed, gives its size and SHA-256.
+// it is written; a last SNAP, once committed, gives its size and checksum.
 func (o *Object) donate(to []hwg.Process) {
 	o.serving.Store(true)
 	at := o.applied
@@ -399,9 +399,8 @@ func (o *Object) offerLatest(to hwg.Process) bool {
 		o.host.logger().Debug("offering a snapshot", "object", o.id, "gen", o.snapGen, "error", err)
 		return false
 	}
-	sum := r.Sum()
 	o.host.send(to, direct{kind: kindSnap, object: o.id, gen: o.snapGen, at: o.snapAt,
-		avail: uint64(o.snapSize), size: uint64(o.snapSize), sum: sum[:]})
+		avail: uint64(o.snapSize), size: uint64(o.snapSize), sum: binary.BigEndian.AppendUint64(nil, r.Sum())})
 	return true
 }
 
@@ -542,7 +541,7 @@ func (o *Object) onSnap(from hwg.Process, d direct) {
 		return
 	}
 	o.abortFetch()
-	f := &fetch{donor: from, gen: d.gen, at: d.at, hash: sha256.New()}
+	f := &fetch{donor: from, gen: d.gen, at: d.at, hash: xxhash.New()}
 	f.learn(d)
 	if !o.hasState {
 		// Nothing to lose: restore while the bytes arrive. The local
@@ -605,7 +604,7 @@ func (o *Object) onChunk(from hwg.Process, d direct) {
 }
 
 // finishFetch completes the transfer once every byte has arrived: it
-// checks the snapshot's SHA-256 against the donor's, and either ends the
+// checks the snapshot's checksum against the donor's, and either ends the
 // restore under way or restores what was stored.
 func (o *Object) finishFetch() {
 	f := o.fetch
@@ -613,11 +612,9 @@ func (o *Object) finishFetch() {
 		return
 	}
 	o.fetch = nil
-	var got [sha256.Size]byte
-	f.hash.Sum(got[:0])
-	if got != f.sum {
+	if got := f.hash.Sum64(); got != f.sum {
 		o.host.logger().Error("a received snapshot does not match its sum", "object", o.id, "donor", f.donor,
-			"gen", f.gen, "sha256", fmt.Sprintf("%x", got), "want", fmt.Sprintf("%x", f.sum))
+			"gen", f.gen, "xxh64", fmt.Sprintf("%016x", got), "want", fmt.Sprintf("%016x", f.sum))
 		o.discard(f)
 		o.sendWant()
 		return

@@ -104,7 +104,7 @@ func (s *SimNode) Direct(from hwg.Process, payload []byte) error {
 }
 
 func (s *SimNode) serveFetch(to hwg.Process, d direct) {
-	if reply, _, _, _ := answerFetch(s.store, d, s.cfg.ChunkSize); reply.kind != 0 {
+	if reply, _, _, _, _ := answerFetch(s.store, d, s.cfg.ChunkSize, nil); reply.kind != 0 {
 		s.send(to, reply)
 	}
 }

@@ -104,12 +104,17 @@ func Start(ctx context.Context, cfg StartConfig) (*Node, error) {
 	owned = append(owned, svc)
 	rc := cfg.Config
 	rc.Service, rc.HWG, rc.Logger = svc, hn, log
-	rc.snaps = newDBStore(db)
+	store, err := newDBStore(db, filepath.Join(cfg.DataDir, "spool"), log)
+	if err != nil {
+		return fail(err)
+	}
+	owned = append(owned, store)
+	rc.snaps = store
 	n, err := New(rc)
 	if err != nil {
 		return fail(err)
 	}
-	// Closed in reverse: the service, then the HWG node, then the file.
-	n.owned = []io.Closer{svc, hn, db}
+	// Closed in order: the service, the HWG node, the spool, the file.
+	n.owned = []io.Closer{svc, hn, store, db}
 	return n, nil
 }

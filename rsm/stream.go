@@ -19,7 +19,7 @@ import (
 // replica does stays a function of its inputs (the simulator drives it
 // alike).
 //
-// The bytes reach the state machine before the snapshot's SHA-256 can be
+// The bytes reach the state machine before the snapshot's checksum can be
 // checked, and a transfer may stop half way (its donor fails). The state
 // machine's state is then undone from the snapshot it gave before the
 // restore began (a replica without a state: its empty state), so a

@@ -157,7 +157,7 @@ func (n *transferNet) step(mut func(d *direct) bool) bool {
 		return true // crashed
 	}
 	if d.kind == kindFetch {
-		reply, _, _, err := answerFetch(n.hosts[m.to].st, d, n.cfg.ChunkSize)
+		reply, _, _, _, err := answerFetch(n.hosts[m.to].st, d, n.cfg.ChunkSize, nil)
 		if err != nil {
 			n.t.Fatalf("serving a fetch: %v", err)
 		}
@@ -351,7 +351,13 @@ func TestDonorServesWhileWriting(t *testing.T) {
 	n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 256})
 	open := func(name string) snapStore {
 		db := storagetest.Open(t, filepath.Join(t.TempDir(), name), storage.Options{ChunkSize: 64, ChunksPerTx: 2})
-		return newDBStore(db)
+		s, err := newDBStore(db, filepath.Join(t.TempDir(), "spool"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() }) // before the DB's own cleanup closes it
+		s.spoolMin, s.spoolStep = 64, 64
+		return s
 	}
 	storeA := open("a.db")
 	n.add(pA, storeA)
@@ -382,7 +388,7 @@ func TestDonorServesWhileWriting(t *testing.T) {
 		t.Fatalf("SNAPs while writing %v, final %+v; want several, then the size", avail, final)
 	}
 	// The fetches of the bytes readable before the commit were served
-	// from a generation being written: check that serving works there.
+	// from a spool being written: check that serving works there.
 	w, err := storeA.create(xferObject)
 	if err != nil {
 		t.Fatal(err)
@@ -393,13 +399,19 @@ func TestDonorServesWhileWriting(t *testing.T) {
 	}
 	gen, readable := w.progress()
 	if readable < 6*64 {
-		t.Fatalf("%d bytes readable after 5 batches, want at least the 3 committed before the 2 that may be in flight or filling", readable)
+		t.Fatalf("%d bytes readable after 10 steps, want all but the one a write buffer may hold", readable)
 	}
-	reply, last, _, err := answerFetch(storeA, direct{kind: kindFetch, object: xferObject, gen: gen, offset: 64, n: 128}, 64)
+	reply, wire, last, _, err := answerFetch(storeA, direct{kind: kindFetch, object: xferObject, gen: gen, offset: 64, n: 128}, 64, make([]byte, 0, 8))
 	if err != nil || reply.kind != kindChunk || last || !bytes.Equal(reply.data, data[64:192]) {
 		t.Fatalf("fetch from a generation being written: %+v last %v, %v", reply, last, err)
 	}
-	if reply, _, _, _ := answerFetch(storeA, direct{kind: kindFetch, object: xferObject, gen: gen, offset: uint64(len(data)), n: 64}, 64); reply.kind != kindGone {
+	// The chunk read into the caller's buffer (grown: it was too small)
+	// is the reply's encoding.
+	if got, err := decodeDirect(wire); err != nil || got.kind != kindChunk || got.gen != gen || got.offset != 64 ||
+		!bytes.Equal(got.data, reply.data) || !bytes.Equal(wire, encodeDirect(reply)) {
+		t.Fatalf("chunk's wire %x decodes to %+v, %v; want %+v", wire, got, err, reply)
+	}
+	if reply, _, _, _, _ := answerFetch(storeA, direct{kind: kindFetch, object: xferObject, gen: gen, offset: uint64(len(data)), n: 64}, 64, nil); reply.kind != kindGone {
 		t.Fatalf("fetch past what is written: %+v, want GONE", reply)
 	}
 	w.abort()

@@ -38,11 +38,12 @@ const (
 	kindChunk = 18 // donor → joiner: bytes at offset (last: size reached)
 	kindWant  = 19 // joiner → members: I wait for state from point on
 	kindGone  = 20 // donor → joiner: that generation is gone
-	kindSnap  = 21 // donor → joiner: a stored snapshot to fetch: avail bytes readable; size and SHA-256 once written
+	kindSnap  = 21 // donor → joiner: a stored snapshot to fetch: avail bytes readable; size and checksum once written
 )
 
-// sumLen is the length of a snapshot's SHA-256 in a SNAP message.
-const sumLen = 32
+// sumLen is the length of a snapshot's checksum in a SNAP message: its
+// XXH64, big-endian (see sumOf).
+const sumLen = 8
 
 // errMalformed marks a message that failed to decode.
 var errMalformed = errors.New("rsm: malformed message")
@@ -230,7 +231,7 @@ type direct struct {
 	at     point  // offer: the snapshot's point; want: the first point the joiner can use
 	size   uint64 // offer, snap: the snapshot's length (snap: 0 while the donor still writes it)
 	avail  uint64 // snap: bytes the donor can serve now
-	sum    []byte // snap: the snapshot's SHA-256 once size is known, else nil
+	sum    []byte // snap: the snapshot's checksum once size is known, else nil
 	offset uint64 // fetch, chunk
 	n      uint64 // fetch: bytes wanted
 	data   []byte // chunk; offer: the whole snapshot
@@ -253,9 +254,7 @@ func encodeDirect(d direct) []byte {
 		b = binary.AppendUvarint(b, d.offset)
 		b = binary.AppendUvarint(b, d.n)
 	case kindChunk:
-		b = binary.AppendUvarint(b, d.gen)
-		b = binary.AppendUvarint(b, d.offset)
-		b = append(b, d.data...)
+		return append(appendChunkHeader(b[:0], d.object, d.gen, d.offset), d.data...)
 	case kindWant:
 		b = binary.AppendUvarint(b, d.at.View)
 		b = binary.AppendUvarint(b, d.at.Seq)
@@ -270,6 +269,16 @@ func encodeDirect(d direct) []byte {
 		b = append(b, d.sum...)
 	}
 	return b
+}
+
+// appendChunkHeader appends a chunk's encoding up to its data, which
+// follows to the end of the message.
+func appendChunkHeader(b []byte, object ObjectID, gen, offset uint64) []byte {
+	b = append(b, kindChunk)
+	b = binary.AppendUvarint(b, uint64(len(object)))
+	b = append(b, object...)
+	b = binary.AppendUvarint(b, gen)
+	return binary.AppendUvarint(b, offset)
 }
 
 // decodeDirect parses a direct message. Chunk data aliases b.

@@ -268,6 +268,11 @@ type SnapshotWriter struct {
 // Gen returns the generation being written.
 func (w *SnapshotWriter) Gen() uint64 { return w.gen }
 
+// SetMeta replaces the metadata given to CreateSnapshot (copied), for a
+// caller that knows it only once the bytes are written (a checksum of its
+// own, say). It must come before Commit.
+func (w *SnapshotWriter) SetMeta(meta []byte) { w.meta = append([]byte(nil), meta...) }
+
 // Flushed returns how many of the snapshot's first bytes are in
 // transactions already committed: an OpenPending reader can read them
 // (they are not yet durable: a crash discards the whole generation).

@@ -745,3 +745,30 @@ func TestOpenPendingChecksChunks(t *testing.T) {
 		t.Fatalf("ReadAt of the good chunk before it: %d, %v", n, err)
 	}
 }
+
+// SetMeta replaces the metadata given to CreateSnapshot; what Commit
+// records is the last one set, and the caller's slice is copied.
+func TestSnapshotSetMeta(t *testing.T) {
+	db := storagetest.Open(t, newPath(t), smallChunks)
+	w, err := db.CreateSnapshot("obj", []byte("first"))
+	if err != nil {
+		t.Fatalf("CreateSnapshot: %v", err)
+	}
+	defer w.Abort()
+	if _, err := w.Write(payload(1, 300)); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	meta := []byte("the sum, known only now")
+	w.SetMeta(meta)
+	meta[0] = 'X' // the writer holds its own copy
+	info, err := w.Commit()
+	if err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if string(info.Meta) != "the sum, known only now" {
+		t.Fatalf("Commit's Meta = %q", info.Meta)
+	}
+	if cur, ok := mustCurrent(t, db, "obj"); !ok || !infoEqual(cur, info) {
+		t.Fatalf("Snapshot = %+v, %v, want %+v", cur, ok, info)
+	}
+}

@@ -38,7 +38,7 @@ const readChunk = 64 << 10
 //
 // ReadFrame reads exactly the frame's bytes from r; wrap a net.Conn in a
 // bufio.Reader to avoid one system call per read. A frame of up to
-// readChunk bytes may be read into a buffer from GetBuffer, so the caller
+// poolMax bytes may be read into a buffer from GetBuffer, so the caller
 // may give it back with PutBuffer once done with it.
 func ReadFrame(r io.Reader, maxSize int) ([]byte, error) {
 	if maxSize <= 0 {
@@ -53,17 +53,13 @@ func ReadFrame(r io.Reader, maxSize int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: length %d, limit %d", ErrFrameTooLarge, n, maxSize)
 	}
 	size := int(n)
-	var buf []byte
-	if size <= readChunk {
-		buf = GetBuffer(size)[:size]
-	} else {
-		buf = make([]byte, readChunk)
-	}
+	buf := GetBuffer(min(size, readChunk))[:min(size, readChunk)]
 	off := 0
 	for {
 		k, err := io.ReadFull(r, buf[off:])
 		off += k
 		if err != nil {
+			PutBuffer(buf)
 			if errors.Is(err, io.EOF) {
 				// io.ReadFull returns EOF only if it read nothing; inside
 				// a frame that is still a truncation.
@@ -74,8 +70,17 @@ func ReadFrame(r io.Reader, maxSize int) ([]byte, error) {
 		if off == size {
 			return buf, nil
 		}
-		// Double the buffer, at most up to the announced length.
-		buf = append(buf, make([]byte, min(size, 2*len(buf))-len(buf))...)
+		// A first readChunk arrived: a pooled frame takes the whole length
+		// (no allocation, once the pool is warm); a larger one doubles,
+		// at most up to the announced length.
+		if size <= poolMax {
+			whole := GetBuffer(size)[:size]
+			copy(whole, buf[:off])
+			PutBuffer(buf)
+			buf = whole
+		} else {
+			buf = append(buf, make([]byte, min(size, 2*len(buf))-len(buf))...)
+		}
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 // than it needs.
 const (
 	poolMinShift = 12 // 4 KiB
-	poolMaxShift = 20 // 1 MiB
+	poolMaxShift = 21 // 2 MiB: a 1 MiB snapshot chunk and its headers
 	poolMin      = 1 << poolMinShift
 	poolMax      = 1 << poolMaxShift
 )
