@@ -49,10 +49,11 @@
 // in the background meanwhile, with its SHA-256 and CRC-32Cs) and
 // ChunksPerTx × ChunkSize of dirty pages however large it is. Commit then
 // makes it the object's current snapshot in one transaction, recording its
-// size, SHA-256 and the caller's metadata (SnapshotInfo). OpenPending reads
-// the batches of a snapshot still being written that are committed so far
-// (SnapshotWriter.Flushed), so that a state transfer can send a snapshot
-// while it is written.
+// size, SHA-256 and the caller's metadata (SnapshotInfo; given to
+// CreateSnapshot, or later with SetMeta when it depends on the bytes).
+// OpenPending reads the batches of a snapshot still being written that are
+// committed so far (SnapshotWriter.Flushed), so that a reader can follow a
+// snapshot while it is written.
 //
 // Each snapshot is a generation: a number unique in the file, increasing
 // per object, never reused. After a Commit, the generation that was current

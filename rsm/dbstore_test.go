@@ -1,0 +1,267 @@
+package rsm
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/lwgkit/lwgkit/storage"
+	"github.com/lwgkit/lwgkit/storage/storagetest"
+)
+
+// openSpooling opens a dbStore over a fresh data file that spools
+// snapshots from 100 bytes on.
+func openSpooling(t *testing.T) (*dbStore, *storage.DB, string) {
+	t.Helper()
+	db := storagetest.Open(t, filepath.Join(t.TempDir(), "node.db"), storage.Options{ChunkSize: 64, ChunksPerTx: 2})
+	dir := filepath.Join(t.TempDir(), "spool")
+	s, err := newDBStore(db, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() }) // before the DB's own cleanup closes it
+	s.spoolMin, s.spoolStep = 100, 10
+	return s, db, dir
+}
+
+func writeStore(t *testing.T, s snapStore, obj ObjectID, data []byte) snapInfo {
+	t.Helper()
+	w, err := s.create(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	info, err := w.commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func readAll(t *testing.T, s snapStore, obj ObjectID, gen uint64) ([]byte, uint64) {
+	t.Helper()
+	r, err := s.open(obj, gen)
+	if err != nil {
+		t.Fatalf("open gen %d: %v", gen, err)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("reading gen %d: %v", gen, err)
+	}
+	return b, r.Sum()
+}
+
+// A large snapshot is readable from its spool as it is written and once
+// committed, then lands in bbolt with its checksum, and the spool file is
+// removed; a small one goes to bbolt directly.
+func TestSpoolLifecycle(t *testing.T) {
+	s, db, dir := openSpooling(t)
+	big := bytes.Repeat([]byte("spooled snapshot "), 40) // 680 bytes
+	w, err := s.create("o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(big[:95]); err != nil {
+		t.Fatal(err)
+	}
+	if gen, readable := w.progress(); readable != 0 {
+		t.Fatalf("gen %d: %d bytes readable while under spoolMin, want 0", gen, readable)
+	}
+	if _, err := w.Write(big[95:333]); err != nil {
+		t.Fatal(err)
+	}
+	gen, readable := w.progress()
+	if readable < 320 || readable%10 != 0 {
+		t.Fatalf("%d bytes readable after 333 spooled, want at least 320 in steps of 10", readable)
+	}
+	r, err := s.open("o", gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Size() != math.MaxInt64 {
+		t.Fatalf("Size of a spool being written = %d", r.Size())
+	}
+	p := make([]byte, 50)
+	if n, err := r.ReadAt(p, 200); n != 50 || err != nil || !bytes.Equal(p, big[200:250]) {
+		t.Fatalf("ReadAt(200) = %d, %v, %q", n, err, p[:n])
+	}
+	if n, err := r.ReadAt(p, 500); n != 0 || err != io.EOF {
+		t.Fatalf("ReadAt past what is written = %d, %v, want io.EOF", n, err)
+	}
+	if _, err := w.Write(big[333:]); err != nil {
+		t.Fatal(err)
+	}
+	info, err := w.commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Gen != gen || info.Size != int64(len(big)) || info.Sum != sumOf(big) {
+		t.Fatalf("commit = %+v, want gen %d, %d bytes, sum %x", info, gen, len(big), sumOf(big))
+	}
+	if got, sum := readAll(t, s, "o", gen); !bytes.Equal(got, big) || sum != info.Sum {
+		t.Fatalf("read back %d bytes, sum %x", len(got), sum)
+	}
+	small := []byte("small")
+	sinfo := writeStore(t, s, "p", small)
+	if cur, ok, err := s.current("p"); err != nil || !ok || cur.Gen != sinfo.Gen {
+		t.Fatalf("a small snapshot is current at once: %+v %v %v", cur, ok, err)
+	}
+	// Close waits for the copy into bbolt.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cur, ok, err := db.Snapshot("o")
+	if err != nil || !ok || cur.Gen != gen || cur.Size != int64(len(big)) {
+		t.Fatalf("in bbolt after Close: %+v %v %v", cur, ok, err)
+	}
+	if sum, ok := decodeSumMeta(cur.Meta); !ok || sum != info.Sum {
+		t.Fatalf("checksum recorded as %x (%v), want %x", cur.Meta, ok, info.Sum)
+	}
+	if got, sum := readAll(t, s, "o", gen); !bytes.Equal(got, big) || sum != info.Sum {
+		t.Fatalf("read back from bbolt: %d bytes, sum %x", len(got), sum)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("spool files left: %v", left)
+	}
+}
+
+// A reader of a spool keeps reading, from bbolt, after the spool was
+// copied in and its file removed.
+func TestSpoolReaderOutlivesCopy(t *testing.T) {
+	s, _, _ := openSpooling(t)
+	big := bytes.Repeat([]byte{1, 2, 3, 4, 5}, 100)
+	info := writeStore(t, s, "o", big)
+	r, err := s.open("o", info.Gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.(*spoolReader); !ok {
+		t.Fatalf("open gave a %T, want the spool's reader", r)
+	}
+	s.Close()
+	p := make([]byte, 100)
+	if n, err := r.ReadAt(p, 400); n != 100 || (err != nil && err != io.EOF) || !bytes.Equal(p, big[400:]) {
+		t.Fatalf("ReadAt after the copy = %d, %v", n, err)
+	}
+}
+
+// Commits keep storage's rule: the first of two writers to commit wins,
+// even while the newer one waits in the spool, and a removed object's
+// spools are dropped.
+func TestSpoolStaleAndRemove(t *testing.T) {
+	s, db, dir := openSpooling(t)
+	big := bytes.Repeat([]byte("x"), 300)
+	older, err := s.create("o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := writeStore(t, s, "o", big) // spooled, queued
+	if _, err := older.Write([]byte("small and late")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := older.commit(); !errors.Is(err, storage.ErrSnapshotStale) {
+		t.Fatalf("committing an older generation after a newer one: %v, want ErrSnapshotStale", err)
+	}
+	older2, err := s.create("o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer2 := writeStore(t, s, "o", big)
+	if _, err := older2.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := older2.commit(); !errors.Is(err, storage.ErrSnapshotStale) {
+		t.Fatalf("committing an older spool after a newer one: %v, want ErrSnapshotStale", err)
+	}
+	if newer2.Gen <= newer.Gen {
+		t.Fatalf("generations %d then %d", newer.Gen, newer2.Gen)
+	}
+	gone := writeStore(t, s, "gone", big)
+	if err := s.remove("gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.open("gone", gone.Gen); !errors.Is(err, errGone) {
+		t.Fatalf("open of a removed object's spool: %v, want errGone", err)
+	}
+	s.Close()
+	if cur, ok, err := db.Snapshot("o"); err != nil || !ok || cur.Gen != newer2.Gen {
+		t.Fatalf("current of o = %+v %v %v, want gen %d", cur, ok, err, newer2.Gen)
+	}
+	if _, ok, _ := db.Snapshot("gone"); ok {
+		t.Fatal("a removed object's spool reached bbolt")
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("spool files left: %v", left)
+	}
+}
+
+// A generation stored without the checksum (by an older version) still
+// offers the right one, computed from its bytes.
+func TestSumOfGenerationWithoutMeta(t *testing.T) {
+	s, db, _ := openSpooling(t)
+	data := bytes.Repeat([]byte("legacy"), 50)
+	w, err := db.CreateSnapshot("o", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	info, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, sum := readAll(t, s, "o", info.Gen); !bytes.Equal(got, data) || sum != sumOf(data) {
+		t.Fatalf("legacy generation: %d bytes, sum %x, want %x", len(got), sum, sumOf(data))
+	}
+}
+
+// The spool directory of a process that died is emptied at the next
+// start, and a crash before the copy leaves the previous snapshot current.
+func TestSpoolAfterCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.db")
+	dir := filepath.Join(t.TempDir(), "spool")
+	db, err := storage.Open(path, storage.Options{ChunkSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newDBStore(db, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.spoolMin, s.spoolStep = 100, 10
+	first := writeStore(t, s, "o", []byte("the first, small"))
+	// A spool whose copy never runs: written, not committed (the copier
+	// only takes committed ones), as a crash leaves it.
+	w, err := s.create("o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(bytes.Repeat([]byte("y"), 500)); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 1 {
+		t.Fatalf("spool files while writing: %v, want 1", left)
+	}
+	s.Close()
+	db.Close() // the process dies: the pending generation stays in the file
+
+	db = storagetest.Open(t, path, storage.Options{ChunkSize: 64})
+	s, err = newDBStore(db, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("spool files after a restart: %v", left)
+	}
+	if cur, ok, err := s.current("o"); err != nil || !ok || cur.Gen != first.Gen {
+		t.Fatalf("current after the crash = %+v %v %v, want gen %d", cur, ok, err, first.Gen)
+	}
+}
