@@ -14,6 +14,18 @@ import (
 type Direct struct {
 	From    Process
 	Payload []byte
+	frame   []byte // the received frame Payload is in
+}
+
+// Release gives a received Direct's buffer back for reuse, so that bulk
+// transfers do not allocate a fresh buffer per message. Payload (and any
+// slice of it) must not be used afterwards. Calling it is optional: a
+// Direct never released is garbage collected. Only the reader calls it,
+// once.
+func (d Direct) Release() {
+	if d.frame != nil {
+		transport.PutBuffer(d.frame)
+	}
 }
 
 // directTag opens a frame that carries a Direct instead of protocol
@@ -59,16 +71,19 @@ func (n *Node) receiveDirect(from Process, frame []byte) bool {
 	if len(frame) == 0 || frame[0] != directTag {
 		return false
 	}
-	defer transport.PutBuffer(frame)
 	if len(frame) < directHeader || binary.BigEndian.Uint64(frame[1:directHeader]) != n.cfg.Self.Inc {
 		n.directDropped.Add(1)
+		transport.PutBuffer(frame)
 		return true
 	}
-	d := Direct{From: from, Payload: append([]byte(nil), frame[directHeader:]...)}
+	// The frame is the reader's now: no copy (a state transfer's chunks are
+	// a megabyte each); the reader may Release it.
+	d := Direct{From: from, Payload: frame[directHeader:], frame: frame}
 	select {
 	case n.direct <- d:
 	default:
 		n.directDropped.Add(1)
+		transport.PutBuffer(frame)
 	}
 	return true
 }

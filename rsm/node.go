@@ -517,16 +517,25 @@ func (n *Node) routeDirects() {
 			d, err := decodeDirect(m.Payload)
 			if err != nil {
 				n.log.Debug("dropping a transfer message", "from", m.From, "error", err)
+				m.Release()
 				continue
 			}
 			if d.kind == kindFetch {
 				n.serveFetch(m.From, d)
+				m.Release()
 				continue
 			}
 			n.mu.Lock()
 			o := n.objects[d.object.LWG()]
 			n.mu.Unlock()
-			if o != nil {
+			switch {
+			case o == nil:
+				m.Release()
+			case d.kind == kindChunk:
+				// Its data is consumed (copied or restored) by the time
+				// the worker is done with it: the frame goes back then.
+				n.enqueue(o, item{kind: itemDirect, from: m.From, d: d, frame: &m})
+			default:
 				n.enqueue(o, item{kind: itemDirect, from: m.From, d: d})
 			}
 		}
@@ -725,6 +734,9 @@ func (o *Object) process(it item) {
 		o.onEvent(it.ev)
 	case itemDirect:
 		o.onDirect(it.from, it.d)
+		if it.frame != nil {
+			it.frame.Release()
+		}
 	case itemTick:
 		o.onTick(it.ticks)
 

@@ -49,6 +49,10 @@ type item struct {
 	ev    lwg.Event
 	from  hwg.Process
 	d     direct
+	// frame, for a chunk, holds d's data: the worker releases it once the
+	// replica is done with the chunk, which it never keeps (onChunk
+	// copies or restores it).
+	frame *hwg.Direct
 }
 
 // queued is a delivery-stream entry, numbered by its point.
