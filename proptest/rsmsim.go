@@ -382,8 +382,9 @@ func (r *rsmSim) started(n *lwgSimNode) {
 }
 
 // mayStop reports whether n may crash (l empty) or leave l: unless
-// LoseState, not while it holds the state of an object (of l) that no other
-// live member holds and stays in (a member asked to leave does not count).
+// LoseState, not while it holds the latest state of an object (of l): a
+// state, ready or kept through an exclusion, at an index no other live
+// member that stays in (a member asked to leave does not count) holds.
 func (r *rsmSim) mayStop(n *lwgSimNode, l lwg.ID) bool {
 	if r.opts.LoseState {
 		return true
@@ -392,14 +393,15 @@ func (r *rsmSim) mayStop(n *lwgSimNode, l lwg.ID) bool {
 		if l != "" && r.s.ids[i] != l {
 			continue
 		}
-		if _, _, ok := r.nodes[n.id].sn.State(obj); !ok {
+		mine, ok := r.nodes[n.id].sn.Holds(obj)
+		if !ok {
 			continue
 		}
 		held := false
 		for _, m := range r.s.nodes {
 			// A member that was asked to leave holds it for a while only.
 			if m != n && m.alive && !m.left[r.s.ids[i]] {
-				if _, _, ok := r.nodes[m.id].sn.State(obj); ok {
+				if idx, ok := r.nodes[m.id].sn.Holds(obj); ok && idx >= mine {
 					held = true
 					break
 				}

@@ -105,6 +105,8 @@ var rsmRegressions = []struct {
 	{"a replica that left with the state came back alone and went on from it while a later holder was partitioned away", rsmOptions(233)},
 	{"a lone rejoiner forgot the holder it had seen before it left, started over, and a claim it sent before seeding made the holder seed too: two states in one view", rsmOptions(448)},
 	{"a claim sent before its sender seeded reached the next view, where a returning holder counted it and seeded too: two states in one view", rsmOptions(662)},
+	{"the fault planner crashed the only holder of the latest state while it was not ready (rejoining after an exclusion): it counted ready replicas only, so the group went on from an older state", rsmOptions(568)},
+	{"the fault planner crashed the only holder of the latest state, because another replica held an older one", rsmOptions(580)},
 }
 
 func TestRSMRegressions(t *testing.T) {

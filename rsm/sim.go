@@ -161,6 +161,16 @@ func (s *SimNode) State(id ObjectID) (sm StateMachine, index uint64, ok bool) {
 	return o.sm, o.index, true
 }
 
+// Holds reports whether this node's replica of id has a state (at index),
+// ready or not: one excluded, or joining again, keeps the state it had.
+func (s *SimNode) Holds(id ObjectID) (index uint64, ok bool) {
+	o := s.objects[id.LWG()]
+	if o == nil || !o.hasState {
+		return 0, false
+	}
+	return o.index, true
+}
+
 // Crash forgets every replica, as a crashed process does.
 func (s *SimNode) Crash() {
 	s.objects = map[lwg.ID]*Object{}
