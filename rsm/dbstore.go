@@ -152,7 +152,14 @@ func (s *dbStore) copier() {
 		s.mu.Unlock()
 		s.awaitServed(sp)
 		if err := s.copyIn(sp); err != nil {
-			s.log.Warn("storing a spooled snapshot", "object", sp.obj, "gen", sp.gen, "error", err)
+			sp.mu.RLock()
+			removed := sp.gone // its object was removed meanwhile
+			sp.mu.RUnlock()
+			if removed {
+				s.log.Debug("spooled snapshot of a removed object not stored", "object", sp.obj, "gen", sp.gen, "error", err)
+			} else {
+				s.log.Warn("storing a spooled snapshot", "object", sp.obj, "gen", sp.gen, "error", err)
+			}
 		}
 		s.mu.Lock()
 		delete(s.spools, sp.gen)
