@@ -41,22 +41,30 @@ type dbStore struct {
 	// granularity at which a spool's progress is reported (each report is
 	// a SNAP to every joiner fetching it).
 	spoolMin, spoolStep int
+	// quiet and maxWait: see servedQuiet.
+	quiet, maxWait time.Duration
 
-	mu      sync.Mutex
-	spools  map[uint64]*spool // by generation: spooled, not yet in bbolt
-	queue   []*spool          // committed, waiting for the copy into bbolt
-	wake    chan struct{}     // the copier has work (capacity 1)
-	closing chan struct{}     // closed by Close
-	closed  bool
-	done    chan struct{} // the copier returned
+	mu     sync.Mutex
+	spools map[uint64]*spool // by generation: spooled, not yet in bbolt
+	queue  []*spool          // committed, waiting for the copy into bbolt
+	wake   chan struct{}     // the copier has work (capacity 1)
+	// activity is when a spool was last written or read (Unix ns).
+	activity atomic.Int64
+	closing  chan struct{} // closed by Close
+	closed   bool
+	done     chan struct{} // the copier returned
 }
 
-// A spool is copied into bbolt once no reader has read from it for
-// servedQuiet (counting from its commit), or servedMaxWait after its commit: the copy
+// The copy of a spool into bbolt gives way to transfers: it proceeds only
+// while no spool of the node has been written or read for servedQuiet
+// (its own commit counts), pausing between pieces of copyStep bytes, and
+// regardless once servedMaxWait passed since the spool's commit. The copy
 // takes far more CPU than serving (see dbStore), and on a small machine it
-// would halve the speed of the transfers it shares the CPU with, while the
-// donor needs its copy only for a restart, and holds an older one.
+// would halve the speed of the transfers it shares the CPU and the disk
+// with (a donor's next join, say), while the donor needs its copy only
+// for a restart, and holds an older one.
 const (
+	copyStep      = 4 << 20
 	servedQuiet   = 100 * time.Millisecond
 	servedMaxWait = 10 * time.Second
 )
@@ -79,7 +87,7 @@ func newDBStore(db *storage.DB, dir string, log hclog.Logger) (*dbStore, error) 
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	s := &dbStore{db: db, dir: dir, log: log, spoolMin: defaultSpoolMin, spoolStep: defaultSpoolStep, spools: map[uint64]*spool{},
+	s := &dbStore{db: db, dir: dir, log: log, spoolMin: defaultSpoolMin, spoolStep: defaultSpoolStep, quiet: servedQuiet, maxWait: servedMaxWait, spools: map[uint64]*spool{},
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{})}
 	go s.copier()
 	return s, nil
@@ -107,7 +115,6 @@ type spool struct {
 	w       *storage.SnapshotWriter
 	f       *os.File
 	written atomic.Int64 // bytes in f
-	read    atomic.Int64 // when a reader last read f (Unix ns), 0 if never
 	commit  time.Time    // when its writer committed it
 
 	mu   sync.RWMutex // held for reading around reads of f, for writing to close it
@@ -150,7 +157,6 @@ func (s *dbStore) copier() {
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
 		s.mu.Unlock()
-		s.awaitServed(sp)
 		if err := s.copyIn(sp); err != nil {
 			sp.mu.RLock()
 			removed := sp.gone // its object was removed meanwhile
@@ -168,14 +174,16 @@ func (s *dbStore) copier() {
 	}
 }
 
-// awaitServed waits until no reader has read sp for servedQuiet since its
-// commit, for at most servedMaxWait after it, or until Close.
-func (s *dbStore) awaitServed(sp *spool) {
+// busy records that a spool was written or read now.
+func (s *dbStore) busy() { s.activity.Store(time.Now().UnixNano()) }
+
+// awaitQuiet waits until no spool has been written or read for s.quiet
+// (sp's commit counts: its joiners may not have asked for a byte yet), for
+// at most s.maxWait after sp's commit, or until Close.
+func (s *dbStore) awaitQuiet(sp *spool) {
 	for {
-		// Its joiners may not have asked for a byte yet: the commit counts
-		// as a read.
-		last := max(sp.read.Load(), sp.commit.UnixNano())
-		wait := min(servedQuiet-time.Since(time.Unix(0, last)), servedMaxWait-time.Since(sp.commit))
+		last := max(s.activity.Load(), sp.commit.UnixNano())
+		wait := min(s.quiet-time.Since(time.Unix(0, last)), s.maxWait-time.Since(sp.commit))
 		if wait <= 0 {
 			return
 		}
@@ -197,9 +205,13 @@ func (s *dbStore) copyIn(sp *spool) error {
 	if gone { // removed meanwhile
 		return sp.w.Abort()
 	}
-	if _, err := io.Copy(sp.w, io.NewSectionReader(sp.f, 0, size)); err != nil {
-		sp.w.Abort()
-		return err
+	buf := make([]byte, 256<<10)
+	for off := int64(0); off < size; off += copyStep {
+		s.awaitQuiet(sp)
+		if _, err := io.CopyBuffer(sp.w, io.NewSectionReader(sp.f, off, min(copyStep, size-off)), buf); err != nil {
+			sp.w.Abort()
+			return err
+		}
 	}
 	sp.w.SetMeta(encodeSumMeta(sum))
 	_, err := sp.w.Commit()
@@ -248,6 +260,7 @@ func (w *dbWriter) Write(p []byte) (int, error) {
 	if _, err := w.bw.Write(p); err != nil {
 		return 0, fmt.Errorf("rsm: spooling a snapshot: %w", err)
 	}
+	w.s.busy()
 	w.sp.written.Store(w.n - int64(w.bw.Buffered()))
 	return len(p), nil
 }
@@ -325,7 +338,7 @@ func (w *dbWriter) commit() (snapInfo, error) {
 }
 
 // newerQueued reports whether a spool of obj newer than gen is committed
-// and not yet copied into bbolt.
+// and not yet (completely) copied into bbolt.
 func (s *dbStore) newerQueued(obj ObjectID, gen uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -334,9 +347,14 @@ func (s *dbStore) newerQueued(obj ObjectID, gen uint64) bool {
 
 // queuedNewer is newerQueued with s.mu held.
 func (s *dbStore) queuedNewer(obj ObjectID, gen uint64) bool {
-	for _, sp := range s.queue {
+	for _, sp := range s.spools {
 		if sp.obj == obj && sp.gen > gen {
-			return true
+			sp.mu.RLock()
+			committed := sp.size >= 0
+			sp.mu.RUnlock()
+			if committed {
+				return true
+			}
 		}
 	}
 	return false
@@ -451,7 +469,7 @@ func (r *spoolReader) ReadAt(p []byte, off int64) (int, error) {
 	r.sp.mu.RLock()
 	if !r.sp.gone {
 		defer r.sp.mu.RUnlock()
-		r.sp.read.Store(time.Now().UnixNano())
+		r.s.busy()
 		avail := r.sp.written.Load()
 		if off >= avail {
 			return 0, io.EOF

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/lwgkit/lwgkit/storage"
 	"github.com/lwgkit/lwgkit/storage/storagetest"
@@ -263,5 +264,30 @@ func TestSpoolAfterCrash(t *testing.T) {
 	}
 	if cur, ok, err := s.current("o"); err != nil || !ok || cur.Gen != first.Gen {
 		t.Fatalf("current after the crash = %+v %v %v, want gen %d", cur, ok, err, first.Gen)
+	}
+}
+
+// The copy into bbolt waits while spools are busy (here: for an hour) and
+// Close makes it happen at once.
+func TestSpoolCopyWaitsForQuiet(t *testing.T) {
+	s, db, _ := openSpooling(t)
+	s.quiet, s.maxWait = time.Hour, time.Hour
+	big := bytes.Repeat([]byte("z"), 400)
+	info := writeStore(t, s, "o", big)
+	r, err := s.open("o", info.Gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ReadAt(make([]byte, 10), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := db.Snapshot("o"); ok {
+		t.Fatal("copied into bbolt while its transfer is under way")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if cur, ok, err := db.Snapshot("o"); err != nil || !ok || cur.Gen != info.Gen {
+		t.Fatalf("after Close: %+v %v %v, want gen %d current", cur, ok, err, info.Gen)
 	}
 }
