@@ -689,8 +689,18 @@ func (r *rsmSim) request() {
 	op.Call = r.tick()
 	r.pending[rsmReq{rn.self, obj, req}] = len(r.ops)
 	r.ops = append(r.ops, op)
-	s.drain(n)
+	// Requests wait in the object's outbox and go out together, as
+	// callers' do at a runtime Node while one sends: here when three are
+	// queued, or at the node's next tick.
+	if rn.sn.Queued(obj) >= batchAt {
+		rn.sn.Flush(obj)
+		s.drain(n)
+	}
 }
+
+// batchAt is how many queued requests of one object a simulated node sends
+// at once, between ticks.
+const batchAt = 3
 
 // RunRSM performs one seeded RSM simulation: the LWG simulation's faults
 // with a client workload of proposals and reads, then the heal, the LWGs'
@@ -805,6 +815,7 @@ func (r *rsmSim) settled(proposed map[rsmRep]bool) bool {
 					r.stats.Proposals++
 					r.pending[rsmReq{rn.self, obj, req}] = len(r.ops)
 					r.ops = append(r.ops, op)
+					rn.sn.Flush(obj)
 					s.drain(n)
 				}
 				done = false

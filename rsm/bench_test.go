@@ -146,6 +146,9 @@ func BenchmarkPropose(b *testing.B) {
 					props = append(props, proposeRun(b, c.nodes[0], ids, clients, msgs))
 				}
 				p, ceil := benchMedian(props), benchMedian(ceils)
+				if st := c.nodes[0].Stats(); st.Messages > 0 {
+					b.ReportMetric(float64(st.Proposals)/float64(st.Messages), "proposals/msg")
+				}
 				b.ReportMetric(p, "proposals/s")
 				b.ReportMetric(ceil, "ceiling-msgs/s")
 				b.ReportMetric(p/ceil, "ratio")

@@ -122,6 +122,12 @@ type Node struct {
 	wake      *sync.Cond
 	closed    bool
 
+	// Objects whose outbox waits for the sender (see send).
+	sendMu   sync.Mutex
+	sendq    []*Object
+	sendIdle bool // the sender waits on sendWake
+	sendWake *sync.Cond
+
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	bg    context.Context
@@ -133,6 +139,7 @@ type Node struct {
 
 type nodeStats struct {
 	proposals, reads, applied   atomic.Uint64
+	messages                    atomic.Uint64
 	snapshots, sentBytes, views atomic.Uint64
 	received, receivedSnapshots atomic.Uint64
 	sentSnapshots               atomic.Uint64
@@ -156,8 +163,10 @@ func New(cfg Config) (*Node, error) {
 		stop:    make(chan struct{}),
 	}
 	n.wake = sync.NewCond(&n.mu)
+	n.sendWake = sync.NewCond(&n.sendMu)
 	n.bg, n.cncl = context.WithCancel(context.Background())
-	n.wg.Add(3 + cfg.Workers)
+	n.wg.Add(4 + cfg.Workers)
+	go n.sendLoop()
 	go n.routeEvents()
 	go n.routeDirects()
 	go n.tick()
@@ -356,6 +365,9 @@ func (n *Node) stopNode() error {
 	n.mu.Unlock()
 	close(n.stop)
 	n.cncl()
+	n.sendMu.Lock()
+	n.sendWake.Broadcast() // the sender sees n.bg ended
+	n.sendMu.Unlock()
 	n.wg.Wait()
 	// The workers are gone: end the transfers in progress here, so a
 	// restorer goroutine does not wait for chunks that will not come and
@@ -743,7 +755,52 @@ func (o *Object) process(it item) {
 	}
 }
 
+// sendLoop sends objects' outboxes: one batch per object per turn, in
+// the order they asked. Proposals to an object made while the sender
+// waits for the LWG service go out together in its next batch; callers
+// sending for themselves would each catch the service ready and send
+// alone (measured: 1.05-1.09 proposals a message at 256 clients).
+func (n *Node) sendLoop() {
+	defer n.wg.Done()
+	var q []*Object
+	for {
+		n.sendMu.Lock()
+		for len(n.sendq) == 0 && n.bg.Err() == nil {
+			n.sendIdle = true
+			n.sendWake.Wait()
+		}
+		n.sendIdle = false
+		if n.bg.Err() != nil {
+			n.sendMu.Unlock()
+			return
+		}
+		if len(n.sendq) < 64 {
+			n.sendMu.Unlock()
+			goruntime.Gosched()
+			n.sendMu.Lock()
+		}
+		q, n.sendq = n.sendq, q[:0]
+		n.sendMu.Unlock()
+		for i, o := range q {
+			if o.flush() {
+				n.kick(o)
+			}
+			q[i] = nil
+		}
+	}
+}
+
 // The host interface, for the objects.
+
+func (n *Node) kick(o *Object) {
+	n.sendMu.Lock()
+	n.sendq = append(n.sendq, o)
+	if n.sendIdle {
+		n.sendIdle = false
+		n.sendWake.Signal()
+	}
+	n.sendMu.Unlock()
+}
 
 func (n *Node) multicast(o *Object, payload []byte) {
 	if err := n.svc.Multicast(n.bg, o.lwg, payload); err != nil {
@@ -761,13 +818,14 @@ func (n *Node) store() snapStore     { return n.cfg.snaps }
 func (n *Node) logger() hclog.Logger { return n.log }
 func (n *Node) applied(o *Object)    { n.stats.applied.Add(1) }
 func (n *Node) observe(e Event)      { n.emit(e) }
-func (n *Node) submit(ctx context.Context, o *Object, payload []byte) error {
-	if payload[0] != kindRead {
-		n.stats.proposals.Add(1)
-	} else {
-		n.stats.reads.Add(1)
+func (n *Node) submit(o *Object, payload []byte, proposals, reads int) error {
+	if err := n.bg.Err(); err != nil {
+		return ErrClosed
 	}
-	return n.svc.Multicast(ctx, o.lwg, payload)
+	n.stats.proposals.Add(uint64(proposals))
+	n.stats.reads.Add(uint64(reads))
+	n.stats.messages.Add(1)
+	return n.svc.Multicast(n.bg, o.lwg, payload)
 }
 
 func (n *Node) watch(o *Object, on bool) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,14 @@ type Object struct {
 	scheduled bool
 	waiters   map[uint64]waiter
 	closed    bool
+	// Proposals and reads not yet sent, in call order. While sending, the
+	// object is on its host's send queue, or its sender is sending
+	// inflight; what callers queue meanwhile goes in the next batch.
+	outbox   []outgoing
+	spare    []outgoing // the last batch's slice, for the next outbox
+	inflight []outgoing
+	sending  bool
+	sent     *sync.Cond // made for a caller that waits for the in-flight batch's fate
 
 	seq       atomic.Uint64
 	readyCh   chan struct{}
@@ -100,10 +109,15 @@ type Object struct {
 	once     map[string]onceRecord
 }
 
-// submitter sends an ordered message for a caller (Propose, Read): the
-// runtime hands it to the LWG service.
+// submitter sends ordered messages for callers (Propose, Read).
 type submitter interface {
-	submit(ctx context.Context, o *Object, payload []byte) error
+	// kick asks for o.flush to be called soon, not from the caller's
+	// goroutine (the runtime's sender; the simulator flushes itself).
+	kick(o *Object)
+	// submit hands a message to the LWG service: it returns once the
+	// message is queued there, or lwg.ErrNotMember when this node is out
+	// of the group (nothing sent), or another error when it never will be.
+	submit(o *Object, payload []byte, proposals, reads int) error
 }
 
 type waiter struct {
@@ -182,11 +196,7 @@ func (o *Object) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 	if len(cmd) > o.cfg.MaxCommandBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd), o.cfg.MaxCommandBytes)
 	}
-	seq, ch, err := o.register(waiter{})
-	if err != nil {
-		return nil, err
-	}
-	return o.await(ctx, seq, ch, encodePropose(o.self, seq, cmd))
+	return o.call(ctx, waiter{}, outgoing{kind: kindPropose, cmd: cmd})
 }
 
 // ProposeFrom is Propose for a command named by id: every replica applies
@@ -197,11 +207,7 @@ func (o *Object) ProposeFrom(ctx context.Context, id OriginID, cmd []byte) ([]by
 	if len(cmd)+len(id.Source) > o.cfg.MaxCommandBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd)+len(id.Source), o.cfg.MaxCommandBytes)
 	}
-	seq, ch, err := o.register(waiter{})
-	if err != nil {
-		return nil, err
-	}
-	return o.await(ctx, seq, ch, encodeOnce(o.self, seq, id, cmd))
+	return o.call(ctx, waiter{}, outgoing{kind: kindOnce, once: id, cmd: cmd})
 }
 
 // Read answers q with Querier.Query at a point of the object's total order
@@ -214,11 +220,7 @@ func (o *Object) Read(ctx context.Context, q []byte) ([]byte, error) {
 	if len(q) > o.cfg.MaxCommandBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(q), o.cfg.MaxCommandBytes)
 	}
-	seq, ch, err := o.register(waiter{query: q, read: true})
-	if err != nil {
-		return nil, err
-	}
-	return o.await(ctx, seq, ch, encodeRead(o.self, seq))
+	return o.call(ctx, waiter{query: q, read: true}, outgoing{kind: kindRead})
 }
 
 // StaleRead answers q from this replica's state as it is: it may lag the
@@ -237,11 +239,42 @@ func (o *Object) StaleRead(q []byte) ([]byte, error) {
 	return qr.Query(q)
 }
 
+// call queues out in the object's outbox, which its host's sender
+// sends, and waits for its result.
+func (o *Object) call(ctx context.Context, w waiter, out outgoing) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrNotApplied, o.id, err)
+	}
+	seq, ch, send, err := o.enqueueCall(w, out)
+	if err != nil {
+		return nil, err
+	}
+	if send {
+		o.sub.kick(o)
+	}
+	select {
+	case r := <-ch:
+		putResultChan(ch)
+		return r.val, r.err
+	case <-ctx.Done():
+		switch o.withdraw(seq) {
+		case fateUnsent:
+			return nil, fmt.Errorf("%w: %s: %w", ErrNotApplied, o.id, ctx.Err())
+		case fatePending:
+			return nil, fmt.Errorf("%w: %s: %w", ErrUnknown, o.id, ctx.Err())
+		}
+		r := <-ch
+		putResultChan(ch)
+		return r.val, r.err
+	}
+}
+
+// register records a waiter for a request the caller sends itself (the
+// simulator).
 func (o *Object) register(w waiter) (uint64, chan result, error) {
 	if w.done == nil {
 		w.ch = getResultChan()
 	}
-	ch := w.ch
 	seq := o.seq.Add(1)
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -249,53 +282,129 @@ func (o *Object) register(w waiter) (uint64, chan result, error) {
 		return 0, nil, fmt.Errorf("%w: %s", ErrClosed, o.id)
 	}
 	o.waiters[seq] = w
-	return seq, ch, nil
+	return seq, w.ch, nil
 }
 
-func (o *Object) forget(seq uint64) {
+// enqueueCall registers w and puts out in the outbox. send: the object
+// was not sending, and the caller must kick its sender.
+func (o *Object) enqueueCall(w waiter, out outgoing) (seq uint64, ch chan result, send bool, err error) {
+	if w.done == nil {
+		w.ch = getResultChan()
+	}
 	o.mu.Lock()
-	delete(o.waiters, seq)
-	o.mu.Unlock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return 0, nil, false, fmt.Errorf("%w: %s", ErrClosed, o.id)
+	}
+	// Numbered under mu, so the outbox is in seq order.
+	out.seq = o.seq.Add(1)
+	o.waiters[out.seq] = w
+	o.outbox = append(o.outbox, out)
+	send = !o.sending
+	o.sending = true
+	return out.seq, w.ch, send, nil
 }
 
-func (o *Object) await(ctx context.Context, seq uint64, ch chan result, payload []byte) ([]byte, error) {
-	err := ctx.Err()
-	for err == nil {
-		err = o.sub.submit(ctx, o, payload)
-		if !errors.Is(err, lwg.ErrNotMember) {
-			break
-		}
-		// This node is not in the object's group right now: it was
-		// excluded and joins again by itself. Nothing was sent, so wait
-		// for the new membership, until ctx ends or the object closes.
-		o.mu.Lock()
-		closed := o.closed
+// maxBatchBytes bounds a batch's commands (one entry always goes,
+// however large).
+const maxBatchBytes = 64 << 10
+
+// flush sends a batch from the outbox and reports whether more waits (the
+// caller calls it again, after other objects' turns). Only the sender
+// calls it, and one at a time per object.
+func (o *Object) flush() (more bool) {
+	o.mu.Lock()
+	if len(o.outbox) == 0 || o.closed {
+		o.sending = false
 		o.mu.Unlock()
-		if closed {
-			err = ErrClosed
+		return false
+	}
+	batch, size := o.outbox, 0
+	for i, out := range o.outbox {
+		if size += out.size(); i > 0 && size > maxBatchBytes {
+			batch = o.outbox[:i]
 			break
 		}
-		t := time.NewTimer(o.cfg.TickInterval)
-		select {
-		case <-ctx.Done():
-			err = errors.Join(err, ctx.Err())
-		case <-t.C:
-			err = nil
+	}
+	rest := o.outbox[len(batch):]
+	o.outbox = append(o.spare[:0], rest...)
+	o.spare = nil
+	clear(rest)
+	o.inflight = batch
+	o.mu.Unlock()
+
+	reads := 0
+	for _, out := range batch {
+		if out.kind == kindRead {
+			reads++
 		}
-		t.Stop()
 	}
-	if err != nil {
-		o.forget(seq)
-		return nil, fmt.Errorf("%w: %s: %w", ErrNotApplied, o.id, err)
+	err := o.sub.submit(o, encodeOutgoing(o.self, batch), len(batch)-reads, reads)
+
+	o.mu.Lock()
+	o.inflight = nil
+	if o.sent != nil {
+		o.sent.Broadcast()
 	}
-	select {
-	case r := <-ch:
-		putResultChan(ch)
-		return r.val, r.err
-	case <-ctx.Done():
-		o.forget(seq)
-		return nil, fmt.Errorf("%w: %s: %w", ErrUnknown, o.id, ctx.Err())
+	var failed []waiter
+	switch {
+	case errors.Is(err, lwg.ErrNotMember):
+		// This node is out of the object's group (excluded; it joins
+		// again by itself): nothing was sent. Try again in a tick,
+		// still sending, so the order stays.
+		o.outbox = append(batch, o.outbox...)
+		o.mu.Unlock()
+		time.AfterFunc(o.cfg.TickInterval, func() { o.sub.kick(o) })
+		return false
+	case err != nil:
+		for _, out := range batch {
+			if w, ok := o.waiters[out.seq]; ok {
+				delete(o.waiters, out.seq)
+				failed = append(failed, w)
+			}
+		}
 	}
+	clear(batch)
+	o.spare = batch[:0]
+	more = len(o.outbox) > 0
+	o.sending = more
+	o.mu.Unlock()
+	for _, w := range failed {
+		w.finish(nil, fmt.Errorf("%w: %s: %w", ErrNotApplied, o.id, err))
+	}
+	return more
+}
+
+// What became of a request whose caller's context ended.
+type fate uint8
+
+const (
+	fateUnsent   fate = iota // withdrawn from the outbox: it will never be sent
+	fatePending              // sent, no result yet: forgotten here
+	fateAnswered             // its result is on its way to the caller's channel
+)
+
+// withdraw ends the wait for request seq of a caller whose context ended.
+func (o *Object) withdraw(seq uint64) fate {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for slices.ContainsFunc(o.inflight, func(out outgoing) bool { return out.seq == seq }) {
+		// Being sent: its fate is known once the submit returns (if
+		// refused as not a member, it is back in the outbox).
+		if o.sent == nil {
+			o.sent = sync.NewCond(&o.mu)
+		}
+		o.sent.Wait()
+	}
+	if _, ok := o.waiters[seq]; !ok {
+		return fateAnswered
+	}
+	delete(o.waiters, seq)
+	if i := slices.IndexFunc(o.outbox, func(out outgoing) bool { return out.seq == seq }); i >= 0 {
+		o.outbox = slices.Delete(o.outbox, i, i+1)
+		return fateUnsent
+	}
+	return fatePending
 }
 
 // resolve hands a local proposal its result.
@@ -327,6 +436,8 @@ func (o *Object) failAll(err error) {
 	o.mu.Lock()
 	ws := o.waiters
 	o.waiters = map[uint64]waiter{}
+	clear(o.outbox)
+	o.outbox = o.outbox[:0]
 	o.mu.Unlock()
 	for _, w := range ws {
 		w.finish(nil, err)

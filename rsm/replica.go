@@ -227,6 +227,42 @@ func (o *Object) apply(q queued) {
 		return
 	}
 	switch m.kind {
+	case kindPropose, kindOnce, kindRead:
+		before := o.index
+		o.applyEntry(m)
+		o.afterApply(before)
+	case kindBatch:
+		// Each entry as if delivered alone, but the batch is one point of
+		// the stream: a snapshot comes after the whole of it.
+		before := o.index
+		br := m.batch()
+		for {
+			e, ok := br.next()
+			if !ok {
+				break
+			}
+			o.applyEntry(e)
+		}
+		o.afterApply(before)
+	case kindRestored:
+		if o.view.Contains(e.From) {
+			o.table.restoredBy(e.From)
+			o.trimInline()
+		}
+	case kindClaim:
+		// A member thinks nobody holds the state: say that this one
+		// does, which ends the round (see claimRound).
+		if o.holdSent != o.view.ID && !o.replay {
+			o.holdSent = o.view.ID
+			o.host.multicast(o, encodeHold())
+		}
+	}
+}
+
+// applyEntry applies a proposal or answers a read, and hands the result
+// to its caller if it is local.
+func (o *Object) applyEntry(m ordered) {
+	switch m.kind {
 	case kindPropose:
 		res, err := o.sm.Apply(m.cmd)
 		o.index++
@@ -235,7 +271,6 @@ func (o *Object) apply(q queued) {
 		if m.origin == o.self {
 			o.resolve(m.seq, res, err)
 		}
-		o.afterApply()
 	case kindOnce:
 		rec, seen := o.once[m.once.Source]
 		var res []byte
@@ -261,7 +296,6 @@ func (o *Object) apply(q queued) {
 				o.once = map[string]onceRecord{}
 			}
 			o.once[m.once.Source] = rec
-			o.afterApply()
 		}
 		if m.origin == o.self {
 			o.resolve(m.seq, res, err)
@@ -270,26 +304,18 @@ func (o *Object) apply(q queued) {
 		if m.origin == o.self {
 			o.answer(m.seq)
 		}
-	case kindRestored:
-		if o.view.Contains(e.From) {
-			o.table.restoredBy(e.From)
-			o.trimInline()
-		}
-	case kindClaim:
-		// A member thinks nobody holds the state: say that this one
-		// does, which ends the round (see claimRound).
-		if o.holdSent != o.view.ID && !o.replay {
-			o.holdSent = o.view.ID
-			o.host.multicast(o, encodeHold())
-		}
 	}
 }
 
-// afterApply takes the scheduled snapshot when it is due.
-func (o *Object) afterApply() {
+// afterApply takes the scheduled snapshot when it is due, after a
+// delivery that moved the index from before.
+func (o *Object) afterApply(before uint64) {
+	if o.index == before {
+		return
+	}
 	if o.cfg.SnapshotEvery > 0 && o.index-o.snapIndex >= o.cfg.SnapshotEvery {
 		o.takeSnapshot()
-	} else if o.index == o.snapIndex+1 {
+	} else if before == o.snapIndex {
 		o.host.watch(o, true) // for the time-based snapshot
 	}
 }

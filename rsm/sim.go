@@ -1,7 +1,6 @@
 package rsm
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -109,21 +108,25 @@ func (s *SimNode) serveFetch(to hwg.Process, d direct) {
 	}
 }
 
-// Tick advances every replica's timers by one TickInterval.
+// Tick sends every object's queued requests and advances every
+// replica's timers by one TickInterval.
 func (s *SimNode) Tick() {
 	// In id order: the simulation must not depend on map order.
 	for _, l := range slices.Sorted(maps.Keys(s.objects)) {
-		s.objects[l].onTick(1)
+		o := s.objects[l]
+		for o.flush() {
+		}
+		o.onTick(1)
 	}
 }
 
-// Propose sends cmd (as Object.Propose) and returns the request number
-// that SimHost.Result will report.
+// Propose queues cmd (as Object.Propose) and returns the request number
+// that SimHost.Result will report. Flush or Tick sends it.
 func (s *SimNode) Propose(id ObjectID, cmd []byte) (uint64, error) {
 	return s.request(id, cmd, false)
 }
 
-// Read sends a linearizable read of q (as Object.Read).
+// Read queues a linearizable read of q (as Object.Read).
 func (s *SimNode) Read(id ObjectID, q []byte) (uint64, error) {
 	return s.request(id, q, true)
 }
@@ -137,18 +140,33 @@ func (s *SimNode) request(id ObjectID, b []byte, read bool) (uint64, error) {
 		return 0, fmt.Errorf("%w: %s", ErrNotReady, id)
 	}
 	var seq uint64
-	var err error
 	w := waiter{query: b, read: read, done: func(val []byte, err error) { s.host.Result(id, seq, val, err) }}
-	seq, _, err = o.register(w)
+	out := outgoing{kind: kindPropose, cmd: b}
+	if read {
+		out = outgoing{kind: kindRead}
+	}
+	seq, _, _, err := o.enqueueCall(w, out)
 	if err != nil {
 		return 0, err
 	}
-	if read {
-		s.host.Multicast(id, encodeRead(s.self, seq))
-	} else {
-		s.host.Multicast(id, encodePropose(s.self, seq, b))
-	}
 	return seq, nil
+}
+
+// Queued returns how many of id's requests wait to be sent.
+func (s *SimNode) Queued(id ObjectID) int {
+	if o := s.objects[id.LWG()]; o != nil {
+		return len(o.outbox)
+	}
+	return 0
+}
+
+// Flush sends id's queued requests, as one message if there are several
+// (as a runtime Node does with what callers queue while it sends).
+func (s *SimNode) Flush(id ObjectID) {
+	if o := s.objects[id.LWG()]; o != nil {
+		for o.flush() {
+		}
+	}
 }
 
 // State returns id's state machine and applied index, for checkers. ok is
@@ -191,6 +209,8 @@ func (h simHost) observe(e Event)                     { h.s.host.Observe(e) }
 func (h simHost) watch(*Object, bool)                 {}
 func (h simHost) applied(o *Object)                   { h.s.host.Applied(o.id, o.index) }
 func (h simHost) ended(*Object, lwg.EventType)        {}
-func (h simHost) submit(context.Context, *Object, []byte) error {
-	return fmt.Errorf("%w: use SimNode.Propose", ErrInvalidConfig)
+func (h simHost) kick(*Object)                        {}
+func (h simHost) submit(o *Object, payload []byte, _, _ int) error {
+	h.s.host.Multicast(o.id, payload)
+	return nil
 }

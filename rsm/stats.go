@@ -4,6 +4,7 @@ package rsm
 type Stats struct {
 	Objects               int    // open here
 	Proposals, Reads      uint64 // sent from here
+	Messages              uint64 // ordered messages that carried them (batches)
 	Applied               uint64 // commands applied here, all objects
 	Views                 uint64 // views installed, all objects
 	SnapshotsTaken        uint64
@@ -26,6 +27,7 @@ func (n *Node) Stats() Stats {
 	n.mu.Unlock()
 	s := &n.stats
 	st.Proposals, st.Reads, st.Applied, st.Views = s.proposals.Load(), s.reads.Load(), s.applied.Load(), s.views.Load()
+	st.Messages = s.messages.Load()
 	st.SnapshotsTaken, st.SnapshotsSent, st.SnapshotBytesSent = s.snapshots.Load(), s.sentSnapshots.Load(), s.sentBytes.Load()
 	st.SnapshotsReceived, st.SnapshotBytesReceived = s.receivedSnapshots.Load(), s.received.Load()
 	return st

@@ -24,6 +24,7 @@ const (
 	kindClaim    = 4 // no member holds the state: the sender's own, for the choice of a seed
 	kindHold     = 5 // answer to a claim: the sender holds the state in this view
 	kindOnce     = 6 // origin, seq, OriginID, command: apply it unless that OriginID was applied
+	kindBatch    = 7 // origin, count, entries (propose, once or read): each in order, as if sent alone
 )
 
 // foreignKinds and above open messages of layers that share the object's
@@ -56,6 +57,9 @@ type ordered struct {
 	cmd    []byte   // kindPropose, kindOnce
 	claim  claim    // kindClaim
 	once   OriginID // kindOnce
+	// kindBatch: n entries, encoded in entries (see batchReader).
+	n       uint64
+	entries []byte
 }
 
 // claim describes the state a member has when no member of its view holds
@@ -109,6 +113,93 @@ func encodeRead(origin hwg.Process, seq uint64) []byte {
 	b := append(make([]byte, 0, 24), kindRead)
 	b = appendProcess(b, origin)
 	return binary.AppendUvarint(b, seq)
+}
+
+// outgoing is a Propose, ProposeFrom or Read waiting in an object's outbox.
+type outgoing struct {
+	kind byte // kindPropose, kindOnce or kindRead
+	seq  uint64
+	once OriginID
+	cmd  []byte
+}
+
+// size is about what o adds to a batch.
+func (o outgoing) size() int { return len(o.cmd) + len(o.once.Source) + 24 }
+
+// encodeOutgoing encodes what an object's outbox sends in one message: an
+// entry alone as it always was, several as a batch.
+func encodeOutgoing(origin hwg.Process, out []outgoing) []byte {
+	if len(out) == 1 {
+		switch o := out[0]; o.kind {
+		case kindPropose:
+			return encodePropose(origin, o.seq, o.cmd)
+		case kindOnce:
+			return encodeOnce(origin, o.seq, o.once, o.cmd)
+		default:
+			return encodeRead(origin, o.seq)
+		}
+	}
+	size := 24
+	for _, o := range out {
+		size += o.size()
+	}
+	b := make([]byte, 0, size)
+	b = append(b, kindBatch)
+	b = appendProcess(b, origin)
+	b = binary.AppendUvarint(b, uint64(len(out)))
+	for _, o := range out {
+		b = append(b, o.kind)
+		b = binary.AppendUvarint(b, o.seq)
+		if o.kind == kindOnce {
+			b = binary.AppendUvarint(b, uint64(len(o.once.Source)))
+			b = append(b, o.once.Source...)
+			b = binary.AppendUvarint(b, o.once.Seq)
+		}
+		if o.kind != kindRead {
+			b = binary.AppendUvarint(b, uint64(len(o.cmd)))
+			b = append(b, o.cmd...)
+		}
+	}
+	return b
+}
+
+// batchReader walks the entries of a decoded batch.
+type batchReader struct {
+	r      reader
+	left   uint64
+	origin hwg.Process
+}
+
+func (m ordered) batch() batchReader {
+	return batchReader{r: reader{b: m.entries}, left: m.n, origin: m.origin}
+}
+
+// next returns the next entry, as the message it stands for; false at the
+// end or at a malformed entry (br.r.err says which).
+func (br *batchReader) next() (ordered, bool) {
+	if br.left == 0 || br.r.err != nil {
+		return ordered{}, false
+	}
+	br.left--
+	r := &br.r
+	if len(r.b) == 0 {
+		r.err = fmt.Errorf("%w: batch ends early", errMalformed)
+		return ordered{}, false
+	}
+	m := ordered{kind: r.b[0], origin: br.origin}
+	r.b = r.b[1:]
+	m.seq = r.uvarint()
+	switch m.kind {
+	case kindPropose:
+		m.cmd = r.bytes()
+	case kindOnce:
+		m.once.Source, m.once.Seq = string(r.bytes()), r.uvarint()
+		m.cmd = r.bytes()
+	case kindRead:
+	default:
+		r.err = fmt.Errorf("%w: kind %d in a batch", errMalformed, m.kind)
+	}
+	return m, r.err == nil
 }
 
 func encodeRestored() []byte { return []byte{kindRestored} }
@@ -193,6 +284,27 @@ func decodeOrdered(b []byte) (ordered, error) {
 		}
 	case kindRead:
 		m.origin, m.seq = r.process(), r.uvarint()
+	case kindBatch:
+		m.origin, m.n = r.process(), r.uvarint()
+		if r.err != nil {
+			break
+		}
+		// Every entry takes two bytes at least; check them all now, so
+		// that a replica applies a batch whole or not at all.
+		if m.n < 2 || m.n > uint64(len(r.b))/2 {
+			return ordered{}, fmt.Errorf("%w: batch of %d entries in %d bytes", errMalformed, m.n, len(r.b))
+		}
+		m.entries = r.b
+		br := m.batch()
+		for {
+			if _, ok := br.next(); !ok {
+				break
+			}
+		}
+		if br.r.err != nil {
+			return ordered{}, br.r.err
+		}
+		r.b = br.r.b
 	case kindRestored, kindHold:
 	case kindClaim:
 		if len(r.b) == 0 || r.b[0] > 3 {

@@ -132,6 +132,8 @@ func FuzzDecodeOrdered(f *testing.F) {
 	f.Add(encodeRestored())
 	f.Add(encodeClaim(claim{has: true, lineage: 1, index: 2}))
 	f.Add(encodeOnce(p, 1, OriginID{Source: "s", Seq: 2}, []byte("x")))
+	f.Add(encodeOutgoing(p, []outgoing{{kind: kindPropose, seq: 3, cmd: []byte("x")}, {kind: kindRead, seq: 4},
+		{kind: kindOnce, seq: 5, once: OriginID{Source: "s", Seq: 6}, cmd: []byte("yz")}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeOrdered(b)
 		if err != nil {
@@ -139,6 +141,36 @@ func FuzzDecodeOrdered(f *testing.F) {
 		}
 		var again []byte
 		switch m.kind {
+		case kindBatch:
+			var out []outgoing
+			br := m.batch()
+			for {
+				e, ok := br.next()
+				if !ok {
+					break
+				}
+				if e.origin != m.origin {
+					t.Fatalf("entry of %v in a batch of %v", e.origin, m.origin)
+				}
+				out = append(out, outgoing{kind: e.kind, seq: e.seq, once: e.once, cmd: e.cmd})
+			}
+			if br.r.err != nil || uint64(len(out)) != m.n {
+				t.Fatalf("a decoded batch of %d walks to %d entries: %v", m.n, len(out), br.r.err)
+			}
+			// Re-encoded (varints minimal, so the bytes may differ), it
+			// decodes to the same entries.
+			m2, err := decodeOrdered(encodeOutgoing(m.origin, out))
+			if err != nil || m2.kind != kindBatch || m2.origin != m.origin || m2.n != m.n {
+				t.Fatalf("batch %x re-encodes to %+v, %v", b, m2, err)
+			}
+			br2 := m2.batch()
+			for i := range out {
+				e, _ := br2.next()
+				if e.kind != out[i].kind || e.seq != out[i].seq || e.once != out[i].once || !bytes.Equal(e.cmd, out[i].cmd) {
+					t.Fatalf("entry %d %+v re-encodes to %+v", i, out[i], e)
+				}
+			}
+			return
 		case kindPropose:
 			again = encodePropose(m.origin, m.seq, m.cmd)
 		case kindRead:

@@ -1,0 +1,162 @@
+package rsm
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
+)
+
+// gateSubmitter hands each submitted message to the test and returns what
+// the test answers.
+type gateSubmitter struct {
+	msgs    chan []byte
+	answers chan error
+	kicks   chan *Object
+}
+
+func (g *gateSubmitter) kick(o *Object) { g.kicks <- o }
+
+func (g *gateSubmitter) submit(_ *Object, payload []byte, _, _ int) error {
+	g.msgs <- payload
+	return <-g.answers
+}
+
+func newGatedObject(t *testing.T) (*Object, *gateSubmitter) {
+	t.Helper()
+	cfg, err := Config{TickInterval: time.Millisecond}.withDefaults(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateSubmitter{msgs: make(chan []byte), answers: make(chan error), kicks: make(chan *Object, 16)}
+	return newObject("o", hwg.Process{Node: 1, Inc: 1}, &cfg, nil, g, nopSM{}), g
+}
+
+// queuedUntil waits until o's outbox holds n requests.
+func queuedUntil(o *Object, n int) {
+	for {
+		o.mu.Lock()
+		got := len(o.outbox)
+		o.mu.Unlock()
+		if got == n {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// entries decodes a sent message into its requests' sequence numbers.
+func entries(t *testing.T, b []byte) []uint64 {
+	t.Helper()
+	m, err := decodeOrdered(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.kind != kindBatch {
+		return []uint64{m.seq}
+	}
+	var seqs []uint64
+	br := m.batch()
+	for {
+		e, ok := br.next()
+		if !ok {
+			return seqs
+		}
+		seqs = append(seqs, e.seq)
+	}
+}
+
+// What callers queue while a batch is being sent goes out in one message,
+// in call order; a caller whose context ends while its request waits gets
+// ErrNotApplied and its request is never sent; one whose request was sent
+// gets ErrUnknown; one whose context ends while the send is refused (not a
+// member) gets ErrNotApplied, and the others are sent later.
+func TestOutboxBatchesAndDeadlines(t *testing.T) {
+	o, g := newGatedObject(t)
+	type res struct {
+		seq int
+		err error
+	}
+	done := make(chan res, 8)
+	propose := func(ctx context.Context, i int) {
+		_, err := o.Propose(ctx, []byte{1})
+		done <- res{i, err}
+	}
+
+	go propose(context.Background(), 1)
+	first := <-g.kicks
+	more := make(chan bool)
+	go func() { more <- first.flush() }()
+	if got := entries(t, <-g.msgs); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("first message carries %v, want [1]", got)
+	}
+	// While it is being sent: two callers queue, a third's context ends.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	go propose(ctx2, 2)
+	queuedUntil(o, 1)
+	ctx3, cancel3 := context.WithCancel(context.Background())
+	go propose(ctx3, 3)
+	queuedUntil(o, 2)
+	ctx4, cancel4 := context.WithCancel(context.Background())
+	go propose(ctx4, 4)
+	queuedUntil(o, 3)
+	cancel3()
+	if r := <-done; r.seq != 3 || !errors.Is(r.err, ErrNotApplied) {
+		t.Fatalf("queued caller whose context ended: %d %v, want 3 and ErrNotApplied", r.seq, r.err)
+	}
+	if len(g.kicks) != 0 {
+		t.Fatalf("%d kicks while sending", len(g.kicks))
+	}
+	g.answers <- nil
+	if m := <-more; !m {
+		t.Fatal("the first flush reported nothing more queued")
+	}
+	// The sender goes on with what was queued: one batch of 2 and 4.
+	go func() { more <- first.flush() }()
+	if got := entries(t, <-g.msgs); len(got) != 2 || got[0] != 2 || got[1] != 4 {
+		t.Fatalf("second message carries %v, want [2 4]", got)
+	}
+	// 2's context ends while the batch is being sent: its caller waits for
+	// the send's outcome, which is a refusal (not a member): not applied.
+	cancel2()
+	for {
+		o.mu.Lock()
+		waiting := o.sent != nil
+		o.mu.Unlock()
+		if waiting {
+			break
+		}
+		runtime.Gosched()
+	}
+	g.answers <- lwg.ErrNotMember
+	if r := <-done; r.seq != 2 || !errors.Is(r.err, ErrNotApplied) {
+		t.Fatalf("caller whose batch was refused: %d %v, want 2 and ErrNotApplied", r.seq, r.err)
+	}
+	if m := <-more; m {
+		t.Fatal("a refused batch reported more to send now")
+	}
+	// Retried a tick later (kicked by a timer): only 4 is left.
+	retry := <-g.kicks
+	go func() { more <- retry.flush() }()
+	if got := entries(t, <-g.msgs); len(got) != 1 || got[0] != 4 {
+		t.Fatalf("retry carries %v, want [4]", got)
+	}
+	g.answers <- nil
+	if m := <-more; m {
+		t.Fatal("more after the outbox was emptied")
+	}
+	// 4 was sent: a context ending now leaves its outcome unknown.
+	cancel4()
+	if r := <-done; r.seq != 4 || !errors.Is(r.err, ErrUnknown) {
+		t.Fatalf("caller of a sent request: %d %v, want 4 and ErrUnknown", r.seq, r.err)
+	}
+	// 1 is answered as it is applied.
+	o.resolve(1, []byte("ok"), nil)
+	if r := <-done; r.seq != 1 || r.err != nil || o.sending {
+		t.Fatalf("first caller: %d %v (sending %v)", r.seq, r.err, o.sending)
+	}
+}
