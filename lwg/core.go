@@ -73,6 +73,13 @@ type endpoint struct {
 	incoming   hwg.GroupID
 	early      []Event
 	rebindSent bool
+	// Traffic counters (see counters), kept here while the endpoint lives:
+	// one map update less per data message at 10,000 LWGs.
+	traffic, sent uint64
+	// ent caches car.entries[id] for the carrier gen of entCar.
+	ent    *entry
+	entCar *carrier
+	entGen uint64
 }
 
 // intent is a Join or Leave in progress.
@@ -225,7 +232,7 @@ func (c *Core) sendData(ep *endpoint, payload []byte) {
 	}
 	pd.entries = append(pd.entries, dataEntry{l: ep.id, view: ep.view.ID, payload: payload})
 	pd.size += size
-	c.counts.sending(ep.id)
+	ep.sent++
 	if !c.cfg.noSendEvents {
 		c.emit(Event{Type: EventSend, LWG: ep.id, View: View{ID: ep.view.ID}, Payload: payload})
 	}
@@ -893,6 +900,7 @@ func (c *Core) checkBinding(ep *endpoint) {
 }
 
 func (c *Core) endEndpoint(car *carrier, ep *endpoint, left bool) {
+	c.counts.add(ep)
 	c.dropIncoming(ep)
 	delete(c.eps, ep.id)
 	delete(c.switches, ep.id)
@@ -984,19 +992,19 @@ func (c *Core) deliverData(car *carrier, from hwg.Process, id []byte, view uint6
 	// Look the id up without making a string of it: a delivery to a
 	// local endpoint allocates nothing here.
 	ep := c.eps[ID(id)]
-	var l ID
-	if ep != nil {
-		l = ep.id
-	} else {
-		l = ID(id)
-	}
-	c.counts.delivered(l)
-	early := ep != nil && ep.h != car.group && ep.incoming == car.group
-	if ep == nil || (ep.h != car.group && !early) || ep.awaitAdopt {
+	if ep == nil {
+		c.counts.delivered(ID(id))
 		c.stats.Interference++
 		return
 	}
-	if ent := car.entries[l]; ent == nil || ent.View.ID != view || !ent.View.Contains(from) {
+	l := ep.id
+	ep.traffic++
+	early := ep.h != car.group && ep.incoming == car.group
+	if (ep.h != car.group && !early) || ep.awaitAdopt {
+		c.stats.Interference++
+		return
+	}
+	if ent := car.entry(ep); ent == nil || ent.View.ID != view || !ent.View.Contains(from) {
 		c.stats.Stale++
 		return
 	}

@@ -137,6 +137,10 @@ func (c *Core) Observe() Observation {
 		lo.Bound = c.dir.lwgs[lo.ID].HWG
 		lo.Traffic = c.counts.traffic[lo.ID]
 		lo.Sent = c.counts.sent[lo.ID]
+		if ep := c.eps[lo.ID]; ep != nil {
+			lo.Traffic += ep.traffic
+			lo.Sent += ep.sent
+		}
 	}
 	if !c.dir.synced {
 		return o
@@ -152,8 +156,10 @@ func (c *Core) Observe() Observation {
 	return o
 }
 
-// counters are the per-LWG traffic counters Observe reports. They grow
-// with the LWGs that carried traffic at this node (an entry per LWG, never
+// counters are the per-LWG traffic counters Observe reports. A local
+// endpoint counts its own (endpoint.traffic, sent), added here when it
+// ends; the maps grow with the LWGs that carried traffic at this node
+// without an endpoint, or had one that ended (an entry per LWG, never
 // removed while the Core lives); idle LWGs have none.
 type counters struct {
 	traffic map[ID]uint64 // data messages delivered by a carrier, endpoint or not
@@ -167,11 +173,21 @@ func (k *counters) delivered(l ID) {
 	k.traffic[l]++
 }
 
-func (k *counters) sending(l ID) {
-	if k.sent == nil {
-		k.sent = map[ID]uint64{}
+// add keeps the counts of an endpoint that ends.
+func (k *counters) add(ep *endpoint) {
+	if ep.traffic > 0 {
+		if k.traffic == nil {
+			k.traffic = map[ID]uint64{}
+		}
+		k.traffic[ep.id] += ep.traffic
 	}
-	k.sent[l]++
+	if ep.sent > 0 {
+		if k.sent == nil {
+			k.sent = map[ID]uint64{}
+		}
+		k.sent[ep.id] += ep.sent
+	}
+	ep.traffic, ep.sent = 0, 0
 }
 
 // Observe returns what this node's LWG layer knows about placement (see

@@ -44,6 +44,9 @@ type carrier struct {
 	core    *Core
 	entries map[ID]*entry
 	gone    map[ID]gone
+	// gen changes whenever an entry is added, replaced or removed, so an
+	// endpoint's cached entry is known good without a lookup.
+	gen uint64
 
 	// Local, not replicated.
 	local      map[ID]*endpoint // local endpoints on this carrier
@@ -63,7 +66,18 @@ func newCarrier(core *Core, h hwg.GroupID) *carrier {
 	return car
 }
 
+// entry returns car.entries[ep.id], cached on ep.
+func (car *carrier) entry(ep *endpoint) *entry {
+	if ep.entCar == car && ep.entGen == car.gen {
+		return ep.ent
+	}
+	e := car.entries[ep.id]
+	ep.ent, ep.entCar, ep.entGen = e, car, car.gen
+	return e
+}
+
 func (car *carrier) reset() {
+	car.gen++
 	car.entries = map[ID]*entry{}
 	car.gone = map[ID]gone{}
 }
@@ -121,6 +135,7 @@ func (car *carrier) join(from hwg.Process, it item) bool {
 		delete(car.gone, l)
 		e = &entry{}
 		car.entries[l] = e
+		car.gen++
 		car.install(l, e, View{ID: id, Members: []hwg.Process{from}}, []hwg.Process{from}, nil)
 		return true
 	}
@@ -198,6 +213,7 @@ func (car *carrier) flushOK(from hwg.Process, it item) {
 	if fl.To != "" {
 		// The switch point: the LWG leaves this carrier here.
 		delete(car.entries, it.LWG)
+		car.gen++
 		car.gone[it.LWG] = gone{View: e.View.ID, To: fl.To, Members: slices.Clone(e.View.Members)}
 		car.core.moved(car, it.LWG, e.View, fl.To)
 		return
@@ -227,6 +243,7 @@ func (car *carrier) finish(l ID, e *entry, keep *hwg.View) {
 	id := e.View.ID + 1
 	if len(next) == 0 {
 		delete(car.entries, l)
+		car.gen++
 		car.gone[l] = gone{View: e.View.ID}
 		car.core.ended(car, l, left)
 		return
@@ -249,6 +266,7 @@ func (car *carrier) adopt(it item) {
 	delete(car.gone, l)
 	e := &entry{}
 	car.entries[l] = e
+	car.gen++
 	car.install(l, e, View{ID: it.View, Members: members}, nil, nil)
 }
 
@@ -302,6 +320,7 @@ func (car *carrier) restore(b []byte) error {
 			return fmt.Errorf("%w: table snapshot: LWG %s has no members", ErrMalformed, se.L)
 		}
 		car.entries[se.L] = &e
+		car.gen++
 	}
 	if s.G != nil {
 		car.gone = s.G
