@@ -76,6 +76,9 @@ type Object struct {
 	smMu sync.RWMutex
 	sm   StateMachine
 
+	// Owned by routeEvents: this object's events in its current batch.
+	routeN, routeOff int
+
 	// Owned by the worker processing the object (one at a time).
 	ready    bool
 	index    uint64
