@@ -113,6 +113,9 @@ type RSMStats struct {
 	// left the group first).
 	Proposals, Reads, Answered, Unknown int
 	Applies                             int
+	// Batches counts messages that carried batchAt requests of one
+	// object at once (more go out in batches at ticks, uncounted).
+	Batches int
 	// States counts replicas that got the state: Created (a new group)
 	// or Received (a snapshot from a donor).
 	Created, Received int
@@ -694,6 +697,7 @@ func (r *rsmSim) request() {
 	// queued, or at the node's next tick.
 	if rn.sn.Queued(obj) >= batchAt {
 		rn.sn.Flush(obj)
+		r.stats.Batches++
 		s.drain(n)
 	}
 }

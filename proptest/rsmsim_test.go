@@ -44,7 +44,7 @@ func TestRSMSimNoFaults(t *testing.T) {
 		t.Errorf("%.2000s", v)
 	}
 	st := r.Stats
-	if !st.LWG.Converged || st.Received == 0 || st.Applies == 0 || st.Snapshots == 0 || st.Answered == 0 || st.Unknown != 0 {
+	if !st.LWG.Converged || st.Received == 0 || st.Applies == 0 || st.Snapshots == 0 || st.Answered == 0 || st.Unknown != 0 || st.Batches == 0 {
 		t.Errorf("stats: %+v", st)
 	}
 }

@@ -502,12 +502,12 @@ func (n *Node) routeEvents() {
 			o.routeN++
 		}
 		n.mu.Unlock()
-		total := 0
+		var total int32
 		for _, o := range order {
 			o.routeOff, total = total, total+o.routeN
 			o.routeN = 0 // counts the items placed below
 		}
-		flat = slices.Grow(flat[:0], total)[:total]
+		flat = slices.Grow(flat[:0], int(total))[:total]
 		for i, o := range objs {
 			if o != nil {
 				flat[o.routeOff+o.routeN] = item{kind: itemEvent, ev: batch[i]}

@@ -77,7 +77,7 @@ type Object struct {
 	sm   StateMachine
 
 	// Owned by routeEvents: this object's events in its current batch.
-	routeN, routeOff int
+	routeN, routeOff int32
 
 	// Owned by the worker processing the object (one at a time).
 	ready    bool
