@@ -270,6 +270,9 @@ func TestMultiProcess(t *testing.T) {
 	}
 }
 
+// freeAddrs returns n distinct loopback addresses that were free a moment
+// ago: all n listeners are held until every one is chosen, since a port
+// closed at once can be handed out again by the next bind to port 0.
 func freeAddrs(t *testing.T, n int) []string {
 	var out []string
 	for range n {
@@ -277,8 +280,8 @@ func freeAddrs(t *testing.T, n int) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer l.Close()
 		out = append(out, l.Addr().String())
-		l.Close()
 	}
 	return out
 }

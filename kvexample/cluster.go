@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -32,36 +35,84 @@ type LocalClusterConfig struct {
 	Logger                      hclog.Logger
 }
 
-// LocalAddrs returns the loopback addresses of node i (from 1) in a local
-// cluster: cluster transport, RESP, HTTP. A zero base picks a free port.
-func (c LocalClusterConfig) addrs(i int) (bus, resp, http string, err error) {
-	port := func(base int) (string, error) {
+// addrs returns the loopback addresses of node i (from 1) in a local
+// cluster: cluster transport, RESP, HTTP. A zero base takes the next of
+// free, addresses from FreeAddrs.
+func (c LocalClusterConfig) addrs(i int, free *[]string) (bus, resp, http string) {
+	port := func(base int) string {
 		if base != 0 {
-			return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i-1)), nil
+			return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i-1))
 		}
-		return FreeAddr()
+		a := (*free)[0]
+		*free = (*free)[1:]
+		return a
 	}
-	if bus, err = port(c.BusBase); err != nil {
-		return
-	}
-	if resp, err = port(c.RESPBase); err != nil {
-		return
-	}
+	bus, resp = port(c.BusBase), port(c.RESPBase)
 	if !c.NoHTTP {
-		http, err = port(c.HTTPBase)
+		http = port(c.HTTPBase)
 	}
 	return
 }
 
 // FreeAddr returns a loopback address with a port that was free a moment
-// ago.
+// ago; see FreeAddrs.
 func FreeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	as, err := FreeAddrs(1)
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return as[0], nil
+}
+
+// FreeAddrs returns n distinct loopback addresses whose ports were free a
+// moment ago. The ports are below the kernel's ephemeral range where it
+// can be read, so that the outgoing connections of the nodes that will
+// listen on them (which take ephemeral ports) cannot take one first; and
+// all n are held until every one is chosen, so no two are the same (a
+// port closed at once can be handed out again by the next bind to port 0).
+func FreeAddrs(n int) ([]string, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	lo, hi := belowEphemeral()
+	out := make([]string, 0, n)
+	for tries := 0; len(out) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if hi > lo && tries < 100*n {
+			addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo)))
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			if addr == "127.0.0.1:0" {
+				return nil, err
+			}
+			continue // taken: try another
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	return out, nil
+}
+
+// belowEphemeral returns a range of ports [lo, hi) below the kernel's
+// ephemeral ports, or an empty range if it cannot tell.
+func belowEphemeral() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0
+	}
+	first, err := strconv.Atoi(f[0])
+	if err != nil || first <= 12000 {
+		return 0, 0
+	}
+	return 10000, first
 }
 
 // LocalConfigs returns the NodeConfig of every node of a local cluster
@@ -76,12 +127,13 @@ func LocalConfigs(c LocalClusterConfig) ([]NodeConfig, error) {
 	if c.DataDir == "" {
 		return nil, fmt.Errorf("%w: no data directory", ErrInvalidConfig)
 	}
+	free, err := FreeAddrs(3 * c.Nodes)
+	if err != nil {
+		return nil, err
+	}
 	peers, resps, https := map[hwg.NodeID]string{}, map[hwg.NodeID]string{}, map[hwg.NodeID]string{}
 	for i := 1; i <= c.Nodes; i++ {
-		bus, resp, http, err := c.addrs(i)
-		if err != nil {
-			return nil, err
-		}
+		bus, resp, http := c.addrs(i, &free)
 		id := hwg.NodeID(i)
 		peers[id], resps[id], https[id] = bus, resp, http
 	}

@@ -76,15 +76,13 @@ func (p *proc) kill9() {
 func startProcs(t *testing.T, n, shards int) *procCluster {
 	dir := t.TempDir()
 	type addrs struct{ bus, resp, http string }
+	free, err := kvexample.FreeAddrs(3 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
 	as := make([]addrs, n)
 	for i := range as {
-		for _, p := range []*string{&as[i].bus, &as[i].resp, &as[i].http} {
-			a, err := kvexample.FreeAddr()
-			if err != nil {
-				t.Fatal(err)
-			}
-			*p = a
-		}
+		as[i] = addrs{free[3*i], free[3*i+1], free[3*i+2]}
 	}
 	c := &procCluster{t: t, shards: shards}
 	for i := 1; i <= n; i++ {
