@@ -793,6 +793,7 @@ func wireStats(nodes []*benchNode) transport.Stats {
 		st := bn.tr.Stats()
 		sum.FramesSent += st.FramesSent
 		sum.BytesSent += st.BytesSent
+		sum.Writes += st.Writes
 	}
 	return sum
 }
@@ -809,7 +810,8 @@ func percentile(s []time.Duration, p float64) time.Duration {
 // spread evenly over the 2 s. After a 3 s warm-up, over a 10 s window:
 // the process's CPU time per second of wall time ("cpu-ms/s": all four
 // nodes, their Services and this load generator), frames and bytes sent
-// per second by the four transports ("frames/s", "kB/s"), application
+// per second by the four transports ("frames/s", "kB/s"), the write
+// system calls that carried them ("writes/s"), application
 // multicasts per second ("msgs/s"), and the latency from Multicast to
 // EventDeliver at the other three members ("p50-ms", "p99-ms").
 //
@@ -832,6 +834,7 @@ func BenchmarkLWGData(b *testing.B) {
 					}
 					b.ReportMetric(r.cpu, "cpu-ms/s")
 					b.ReportMetric(r.frames, "frames/s")
+					b.ReportMetric(r.writes, "writes/s")
 					b.ReportMetric(r.kB, "kB/s")
 					b.ReportMetric(r.msgs, "msgs/s")
 					b.ReportMetric(r.p50, "p50-ms")
@@ -843,8 +846,8 @@ func BenchmarkLWGData(b *testing.B) {
 }
 
 type dataResult struct {
-	cpu, frames, kB, msgs, p50, p99 float64
-	skip                            string
+	cpu, frames, writes, kB, msgs, p50, p99 float64
+	skip                                    string
 }
 
 func dataRun(b *testing.B, place lwg.Placement, n int) dataResult {
@@ -899,6 +902,7 @@ func dataRun(b *testing.B, place lwg.Placement, n int) dataResult {
 	r := dataResult{
 		cpu:    ms(c1-c0) / sec,
 		frames: float64(w1.FramesSent-w0.FramesSent) / sec,
+		writes: float64(w1.Writes-w0.Writes) / sec,
 		kB:     float64(w1.BytesSent-w0.BytesSent) / 1000 / sec,
 		msgs:   float64(sent1-sent0) / sec,
 		p50:    ms(percentile(lats, 0.5)),
