@@ -184,6 +184,19 @@ func (n *Node) Bootstrap(ctx context.Context, group GroupID, members []Process) 
 // Join asks the contacts to add this node to group and returns once a view
 // that includes it is installed.
 func (n *Node) Join(ctx context.Context, group GroupID, contacts []NodeID) error {
+	done, err := n.JoinAsync(ctx, group, contacts)
+	if err != nil {
+		return err
+	}
+	return n.wait(ctx, done)
+}
+
+// JoinAsync asks to join like Join, but returns once the node has taken the
+// request (with its error, such as ErrAlreadyMember); the channel then gets
+// what Join would return. Requests from one goroutine reach the node in the
+// order they are made, which two concurrent Joins and Leaves do not
+// guarantee.
+func (n *Node) JoinAsync(ctx context.Context, group GroupID, contacts []NodeID) (<-chan error, error) {
 	ch := make(chan error, 1)
 	err := n.do(ctx, func() error {
 		g, err := n.newGroup(group)
@@ -195,13 +208,24 @@ func (n *Node) Join(ctx context.Context, group GroupID, contacts []NodeID) error
 		return g.Join(contacts)
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return n.wait(ctx, ch)
+	return ch, nil
 }
 
 // Leave removes this node from group and returns once it has left.
 func (n *Node) Leave(ctx context.Context, group GroupID) error {
+	done, err := n.LeaveAsync(ctx, group)
+	if err != nil {
+		return err
+	}
+	return n.wait(ctx, done)
+}
+
+// LeaveAsync asks to leave like Leave, but returns once the node has taken
+// the request; the channel then gets what Leave would return (nil once this
+// node has left).
+func (n *Node) LeaveAsync(ctx context.Context, group GroupID) (<-chan error, error) {
 	ch := make(chan error, 1)
 	err := n.do(ctx, func() error {
 		g := n.groups[group]
@@ -212,9 +236,9 @@ func (n *Node) Leave(ctx context.Context, group GroupID) error {
 		return g.Leave()
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return n.wait(ctx, ch)
+	return ch, nil
 }
 
 // Multicast sends payload to group in total order. It queues the message
@@ -314,7 +338,7 @@ func (n *Node) do(ctx context.Context, f func() error) error {
 	return n.wait(ctx, ch)
 }
 
-func (n *Node) wait(ctx context.Context, ch chan error) error {
+func (n *Node) wait(ctx context.Context, ch <-chan error) error {
 	select {
 	case err := <-ch:
 		return err

@@ -81,6 +81,7 @@ type Service struct {
 	core    *Core
 	queue   eventBatches
 	waiters map[ID][]svcWaiter
+	hwgm    *hwgMembership
 }
 
 type svcMulticast struct {
@@ -134,6 +135,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
+	s.hwgm = newHWGMembership(s.node, s.log, s.stop)
 	s.bg, s.cancel = context.WithCancel(context.Background())
 	go s.loop()
 	return s, nil
@@ -175,6 +177,8 @@ func (s *Service) loop() {
 			s.request(f)
 		case m := <-s.mcast:
 			s.multicast(m)
+		case g := <-s.hwgm.done:
+			s.hwgm.resume(s.bg, g)
 		}
 		// Take whatever else is waiting before carrying out what the Core
 		// asks: HWG events and multicasts in drained batches, each with a
@@ -382,27 +386,9 @@ func (s *Service) act(a Action) {
 	case ActBootstrap:
 		err = s.node.Bootstrap(ctx, a.Group, a.Members)
 	case ActJoin, ActLeave:
-		// These return when the view changes; the Core learns the outcome
+		// These end when the view changes; the Core learns the outcome
 		// from the group's events, so the loop does not wait.
-		go func() {
-			var err error
-			if a.Type == ActJoin {
-				err = s.node.Join(ctx, a.Group, a.Contacts)
-			} else {
-				err = s.node.Leave(ctx, a.Group)
-			}
-			switch {
-			case err == nil, errors.Is(err, context.Canceled), errors.Is(err, hwg.ErrNodeClosed):
-			case a.Type == ActJoin && errors.Is(err, hwg.ErrAlreadyMember):
-				// The Core asks again when it has not seen the outcome of
-				// an earlier join (after an exclusion, or a table that did
-				// not come); the node is in or joining the group, which is
-				// what the Core wants, and it learns the rest from events.
-				s.log.Debug("hwg join already under way", "group", a.Group)
-			default:
-				s.log.Warn("hwg request failed", "action", a.Type, "group", a.Group, "error", err)
-			}
-		}()
+		s.hwgm.do(ctx, a)
 	case ActMulticast:
 		err = s.node.Multicast(ctx, a.Group, a.Payload)
 	case ActBlockOK:
