@@ -534,6 +534,7 @@ func (w *batchWriter) tryFlush() bool {
 		return false
 	}
 	w.stats.writes.Add(1)
+	w.stats.inlineWrites.Add(1)
 	if n < len(w.buf) {
 		w.buf = w.buf[:copy(w.buf, w.buf[n:])]
 		return false
