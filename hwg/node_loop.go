@@ -2,7 +2,6 @@ package hwg
 
 import (
 	"errors"
-	"runtime"
 	"slices"
 	"time"
 
@@ -69,60 +68,49 @@ func (n *Node) run() {
 			n.work = 1
 		}
 		// Take whatever else is ready before flushing, so bursts share
-		// frames; then yield once and take what the goroutines that ran
-		// meanwhile (readers, senders) handed in. Under load that lets one
-		// flush answer several frames; an idle process resumes at once.
-		if inbound = n.drain(inbound); n.work < drainEntries {
-			runtime.Gosched()
-			inbound = n.drain(inbound)
+		// frames.
+	drain:
+		for range drainBatch {
+			if n.work >= drainEntries {
+				break
+			}
+			if n.backlogSize < multicastQueue {
+				// Multicasts first, each with a plain receive: a select over
+				// every input cost more per multicast than the multicast.
+				select {
+				case m := <-n.mcast:
+					n.multicast(m)
+					n.work++
+					continue
+				default:
+				}
+			}
+			// Then frames and requests, each with a plain receive too: a
+			// select over all three locked every channel each time.
+			if inbound != nil {
+				select {
+				case in, ok := <-inbound:
+					if !ok {
+						inbound = nil
+						break drain
+					}
+					n.work += n.receive(in)
+					continue
+				default:
+				}
+			}
+			select {
+			case f := <-n.reqs:
+				f()
+				continue
+			default:
+			}
+			break
 		}
 		n.work = 0
 		n.retryBacklog()
 		n.flush()
 	}
-}
-
-// drain takes the inputs that are ready, up to drainBatch of them or
-// drainEntries entries, and returns the inbound channel (nil once the
-// transport closed it).
-func (n *Node) drain(inbound <-chan transport.Inbound) <-chan transport.Inbound {
-	for range drainBatch {
-		if n.work >= drainEntries {
-			break
-		}
-		if n.backlogSize < multicastQueue {
-			// Multicasts first, each with a plain receive: a select over
-			// every input cost more per multicast than the multicast.
-			select {
-			case m := <-n.mcast:
-				n.multicast(m)
-				n.work++
-				continue
-			default:
-			}
-		}
-		// Then frames and requests, each with a plain receive too: a
-		// select over all three locked every channel each time.
-		if inbound != nil {
-			select {
-			case in, ok := <-inbound:
-				if !ok {
-					return nil
-				}
-				n.work += n.receive(in)
-				continue
-			default:
-			}
-		}
-		select {
-		case f := <-n.reqs:
-			f()
-			continue
-		default:
-		}
-		break
-	}
-	return inbound
 }
 
 func (n *Node) shutdown() {
@@ -377,7 +365,7 @@ func (n *Node) send(to NodeID, msgs []Message) {
 		n.log.Error("encoding frame", "to", to, "error", err)
 		return
 	}
-	switch err := n.sendTo(uint64(to), b); {
+	switch err := n.tr.Send(uint64(to), b); {
 	case errors.Is(err, transport.ErrFrameTooLarge):
 		n.log.Error("frame over the transport's limit: raise it or lower MaxUnstableBytes/MaxPendingBytes", "to", to, "bytes", len(b))
 	case err != nil:

@@ -8,7 +8,6 @@ type counters struct {
 	framesSent, framesReceived atomic.Uint64
 	bytesSent, bytesReceived   atomic.Uint64
 	writes                     atomic.Uint64
-	inlineWrites               atomic.Uint64 // of writes, those made by SendNow's caller (for tests)
 	dropped                    atomic.Uint64
 }
 

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -604,58 +603,5 @@ func TestNewTCPConfigErrors(t *testing.T) {
 			tr.Close()
 			t.Errorf("config %d accepted", i)
 		}
-	}
-}
-
-// TestTCPSendNow: frames sent with SendNow and Send keep their order, an
-// idle connection takes a SendNow frame in one write from the caller's
-// goroutine, and frames the socket does not take at once (the receiver
-// stopped reading: its Inbound buffer and the socket buffers fill) are
-// finished by the writer, in order, once the receiver reads again.
-func TestTCPSendNow(t *testing.T) {
-	a := newNode(t, 1, 1, func(c *TCPConfig) { c.SendQueue = 1 << 16 })
-	b := newNode(t, 2, 1, func(c *TCPConfig) { c.InboundBuffer = 1 })
-	a.AddPeer(2, b.Addr())
-	sendUntil(t, a, 2, "hello", b)
-	waitFor(t, "the writer to start", func() bool { c := a.current(2); return c != nil && c.writing.Load() })
-
-	// Idle connection: SendNow writes from the caller's goroutine.
-	for i := range 10 {
-		if err := a.SendNow(2, fmt.Appendf(nil, "n%d", i)); err != nil {
-			t.Fatal(err)
-		}
-		if in := recv(t, b); string(in.Frame) != fmt.Sprint("n", i) {
-			t.Fatalf("got %q, want n%d", in.Frame, i)
-		}
-	}
-	if a.stats.inlineWrites.Load() == 0 {
-		t.Fatal("10 frames sent one at a time on an idle connection: none written inline")
-	}
-
-	// b does not read: 64 MiB in 16 KiB frames cannot all fit in the
-	// socket buffers, so some SendNow writes come up short or find the
-	// writer busy, and the writer finishes them. Send and SendNow
-	// alternate; every frame must arrive in order.
-	const n = 4096
-	body := make([]byte, 16<<10)
-	for i := range n {
-		f := append(fmt.Appendf(nil, "f%d|", i), body...)
-		send := a.SendNow
-		if i%3 == 0 {
-			send = a.Send
-		}
-		if err := send(2, f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range n {
-		in := recv(t, b)
-		want := fmt.Sprintf("f%d|", i)
-		if !bytes.HasPrefix(in.Frame, []byte(want)) || len(in.Frame) != len(want)+len(body) {
-			t.Fatalf("frame %d: got %q... (%d bytes)", i, in.Frame[:min(len(in.Frame), 12)], len(in.Frame))
-		}
-	}
-	if a.Dropped() != 0 {
-		t.Fatalf("dropped %d", a.Dropped())
 	}
 }
