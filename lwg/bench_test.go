@@ -2,6 +2,7 @@ package lwg_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -109,6 +110,21 @@ type installWatch struct {
 	at   time.Time
 	lat  []time.Duration
 	rec  bool
+
+	// While form arms it, the watch also keeps the size of this node's
+	// current view of every LWG in track (0: no endpoint), counts those of
+	// size k in full, and hands an LWG this node was excluded from to
+	// rejoin: under CPU starvation a false suspicion excludes a live node
+	// from the carrier, its endpoints end (EventExcluded), and, as for any
+	// application, only a new Join brings it back (docs/PERFORMANCE.md,
+	// issue 4, "Problems found").
+	track    map[lwg.ID]int
+	k        int
+	full     int
+	excluded int
+	rejoin   func(lwg.ID)
+	fullWant int
+	fullDone chan struct{}
 }
 
 // record starts (on) or stops recording delivery latencies, and returns
@@ -132,21 +148,39 @@ func (w *installWatch) expect(want int, pred func(lwg.Event) bool) chan struct{}
 
 func (w *installWatch) run(events <-chan lwg.Event) {
 	for e := range events {
-		if e.Type == lwg.EventDeliver && e.From != w.self {
-			if sent, ok := loadSent(e.Payload); ok {
-				d := time.Since(loadEpoch) - sent
-				w.mu.Lock()
-				if w.rec {
-					w.lat = append(w.lat, d)
-				}
-				w.mu.Unlock()
+		w.handle(e)
+	}
+}
+
+func (w *installWatch) handle(e lwg.Event) {
+	switch e.Type {
+	case lwg.EventDeliver:
+		if e.From == w.self {
+			return
+		}
+		if sent, ok := loadSent(e.Payload); ok {
+			d := time.Since(loadEpoch) - sent
+			w.mu.Lock()
+			if w.rec {
+				w.lat = append(w.lat, d)
 			}
-			continue
+			w.mu.Unlock()
 		}
-		if e.Type != lwg.EventInstall {
-			continue
-		}
+	case lwg.EventExcluded, lwg.EventLeft:
 		w.mu.Lock()
+		w.sized(e.LWG, 0)
+		var rejoin func(lwg.ID)
+		if _, ok := w.track[e.LWG]; ok && e.Type == lwg.EventExcluded {
+			w.excluded++
+			rejoin = w.rejoin
+		}
+		w.mu.Unlock()
+		if rejoin != nil {
+			rejoin(e.LWG)
+		}
+	case lwg.EventInstall:
+		w.mu.Lock()
+		w.sized(e.LWG, len(e.View.Members))
 		if w.pred != nil && !w.seen[e.LWG] && w.pred(e) {
 			w.seen[e.LWG] = true
 			if len(w.seen) == w.want {
@@ -157,6 +191,63 @@ func (w *installWatch) run(events <-chan lwg.Event) {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// sized records that this node's view of l now has n members (w.mu held).
+func (w *installWatch) sized(l lwg.ID, n int) {
+	old, ok := w.track[l]
+	if !ok {
+		return
+	}
+	w.track[l] = n
+	if old == w.k {
+		w.full--
+	}
+	if n == w.k {
+		w.full++
+	}
+	if w.fullDone != nil && w.full >= w.fullWant {
+		close(w.fullDone)
+		w.fullDone = nil
+	}
+}
+
+// arm starts tracking ls, each to be in a view of k members, and has rejoin
+// called with every one of them this node is excluded from.
+func (w *installWatch) arm(ls []lwg.ID, k int, rejoin func(lwg.ID)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.track, w.k, w.full, w.excluded, w.rejoin = make(map[lwg.ID]int, len(ls)), k, 0, 0, rejoin
+	for _, l := range ls {
+		w.track[l] = 0
+	}
+}
+
+// disarm stops tracking and rejoining.
+func (w *installWatch) disarm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.track, w.rejoin, w.fullDone = nil, nil, nil
+}
+
+// fullAt returns a channel closed once at least n tracked LWGs are in a
+// view of k members at this node.
+func (w *installWatch) fullAt(n int) chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch := make(chan struct{})
+	if w.full >= n {
+		close(ch)
+		return ch
+	}
+	w.fullWant, w.fullDone = n, ch
+	return ch
+}
+
+func (w *installWatch) fullness() (full, excluded int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.full, w.excluded
 }
 
 func (w *installWatch) progress() (int, int) {
@@ -276,6 +367,62 @@ func waitWatches(ctx context.Context, nodes []*benchNode, dones []chan struct{},
 	return last, nil
 }
 
+// TestInstallWatchRejoins checks what lets form survive a false
+// suspicion: an LWG this node was excluded from no longer counts as formed
+// and is handed to rejoin, and the formation completes only once the new
+// Join brought every LWG back to a full view.
+func TestInstallWatchRejoins(t *testing.T) {
+	a, b := lwg.ID("l/a"), lwg.ID("l/b")
+	p := func(n hwg.NodeID) hwg.Process { return hwg.Process{Node: n, Inc: 1} }
+	install := func(l lwg.ID, id uint64, ms ...hwg.Process) lwg.Event {
+		return lwg.Event{Type: lwg.EventInstall, LWG: l, View: lwg.View{ID: id, Members: ms}}
+	}
+	closed := func(ch chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	w := &installWatch{self: p(2)}
+	var rejoined []lwg.ID
+	w.arm([]lwg.ID{a, b}, 2, func(l lwg.ID) { rejoined = append(rejoined, l) })
+
+	w.handle(install(a, 1, p(1)))
+	w.handle(install(a, 2, p(1), p(2)))
+	w.handle(install(b, 2, p(1), p(2)))
+	w.handle(lwg.Event{Type: lwg.EventExcluded, LWG: a, View: lwg.View{ID: 2}})
+	if full, excl := w.fullness(); full != 1 || excl != 1 {
+		t.Fatalf("after the exclusion: %d full, %d exclusions; want 1 and 1", full, excl)
+	}
+	if !slices.Equal(rejoined, []lwg.ID{a}) {
+		t.Fatalf("rejoined %v, want [%s]", rejoined, a)
+	}
+	done := w.fullAt(2)
+	if closed(done) {
+		t.Fatal("formation complete while node 2 is out of l/a")
+	}
+	w.handle(lwg.Event{Type: lwg.EventLeft, LWG: b, View: lwg.View{ID: 2}}) // a leave is not rejoined
+	w.handle(install(a, 4, p(1), p(2)))
+	w.handle(install(b, 1, p(1)))
+	if closed(done) {
+		t.Fatal("formation complete while l/b has one member")
+	}
+	w.handle(install(b, 3, p(1), p(2)))
+	if !closed(done) {
+		t.Fatalf("formation not complete with both LWGs full (fullness %d)", w.full)
+	}
+	if !slices.Equal(rejoined, []lwg.ID{a}) {
+		t.Fatalf("rejoined %v, want only [%s]", rejoined, a)
+	}
+	w.disarm()
+	w.handle(lwg.Event{Type: lwg.EventExcluded, LWG: a, View: lwg.View{ID: 4}})
+	if len(rejoined) != 1 {
+		t.Fatalf("rejoined %v after disarm", rejoined)
+	}
+}
+
 // formChunk is how many groups the set-up forms at a time (it is not
 // measured): 100, as when forming a thousand one-HWG-per-LWG groups at once
 // churned (see TestReproPerLWGJoinBurst), and bigFormChunk above
@@ -286,25 +433,65 @@ const (
 )
 
 // form has nodes join ls, formChunk groups at a time, and returns once
-// every node installed a view of len(nodes) members in every LWG.
+// every node is in a view of len(nodes) members in every LWG. A node
+// excluded from an LWG meanwhile (a false suspicion under CPU starvation)
+// joins it again, as rsm does: without that the formation waited for views
+// of four that could no longer come (docs/PERFORMANCE.md, issue 4,
+// "Problems found").
 func form(ctx context.Context, nodes []*benchNode, ls []lwg.ID) error {
+	var mu sync.Mutex
+	var rejoinErr error
+	for _, bn := range nodes {
+		bn.w.arm(ls, len(nodes), func(l lwg.ID) {
+			go func() {
+				err := bn.svc.Join(ctx, l)
+				if err != nil && !errors.Is(err, lwg.ErrAlreadyMember) && ctx.Err() == nil {
+					mu.Lock()
+					rejoinErr = cmp.Or(rejoinErr, fmt.Errorf("node %d joining %s again: %w", bn.node.Self().Node, l, err))
+					mu.Unlock()
+				}
+			}()
+		})
+		defer bn.w.disarm()
+	}
 	per := formChunk
 	if len(ls) > baselineMaxN {
 		per = bigFormChunk
 	}
+	joined := 0
 	for chunk := range slices.Chunk(ls, per) {
-		var dones []chan struct{}
-		for _, bn := range nodes {
-			dones = append(dones, bn.w.expect(len(chunk), size(len(nodes))))
-		}
 		if err := joinAll(ctx, nodes, chunk); err != nil {
 			return err
 		}
-		if _, err := waitWatches(ctx, nodes, dones, "forming the groups"); err != nil {
+		joined += len(chunk)
+		if err := waitFull(ctx, nodes, joined); err != nil {
 			return err
 		}
 	}
 	time.Sleep(300 * time.Millisecond) // snapshots, registrations and acks settle
+	if err := waitFull(ctx, nodes, len(ls)); err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return rejoinErr
+}
+
+// waitFull waits until every node is in a full view of n of the LWGs form
+// tracks, or returns an error naming each node's progress and exclusions.
+func waitFull(ctx context.Context, nodes []*benchNode, n int) error {
+	for _, bn := range nodes {
+		select {
+		case <-bn.w.fullAt(n):
+		case <-ctx.Done():
+			var prog []string
+			for _, bn := range nodes {
+				full, excl := bn.w.fullness()
+				prog = append(prog, fmt.Sprintf("node %d: %d/%d, excluded %d times", bn.node.Self().Node, full, n, excl))
+			}
+			return fmt.Errorf("forming the groups: %w (%v)", ctx.Err(), prog)
+		}
+	}
 	return nil
 }
 
