@@ -72,10 +72,17 @@ const (
 	// excluded from an object's group does not close it: it joins again
 	// (EventView follows, and EventSnapshotReceived once restored).
 	EventClosed
+	// EventSeeded: no member of the object's view held its state, and a
+	// claim round went on from the best state a member had kept: this
+	// one's, at Index. Commands that only departed members applied are
+	// lost (see the claim rounds in ARCHITECTURE). Err is ErrStartedOver
+	// if no member had any state and the object started over empty.
+	// Reported by the member that seeds, so once per round.
+	EventSeeded
 )
 
 var eventNames = [...]string{"", "Opened", "View", "SnapshotTaken", "SnapshotSent",
-	"SnapshotReceived", "Closed"}
+	"SnapshotReceived", "Closed", "Seeded"}
 
 func (t EventType) String() string {
 	if int(t) < len(eventNames) && t != 0 {
@@ -103,6 +110,9 @@ var (
 	// ErrNotApplied: the command was never sent, so it was not and will
 	// not be applied (the context ended while it waited to be sent).
 	ErrNotApplied = errors.New("rsm: command not applied")
+	// ErrStartedOver, in an EventSeeded: nobody had any state of the
+	// object, which started over empty.
+	ErrStartedOver = errors.New("rsm: object started over from an empty state")
 	// ErrUnknown: the command was sent but its outcome is unknown (the
 	// context ended, or this node left the group, before it was applied
 	// here): it may have been applied or not.

@@ -1,6 +1,7 @@
 package rsm
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -64,6 +65,10 @@ func TestClaimWaitsForExcludedHolder(t *testing.T) {
 			t.Fatalf("%v: ready %v, state %q; want A's state abc", p, o.ready, n.sm(p).b)
 		}
 	}
+	// A seeded from the state it kept: told, without a start over.
+	if got := seededEvents(n, pA, pJ); len(got) != 1 || got[0].Err != nil || got[0].Index != n.objs[pA].index {
+		t.Fatalf("EventSeeded: %+v, want one from A's kept state at index %d", got, n.objs[pA].index)
+	}
 }
 
 // TestClaimAfterHolderCrashStartsEmpty: when a later incarnation of A's
@@ -81,6 +86,23 @@ func TestClaimAfterHolderCrashStartsEmpty(t *testing.T) {
 			t.Fatalf("%v: ready %v, state %q; want the empty state", p, o.ready, n.sm(p).b)
 		}
 	}
+	// The start over is told, once, with its cause.
+	if got := seededEvents(n, pJ, a2); len(got) != 1 || !errors.Is(got[0].Err, ErrStartedOver) {
+		t.Fatalf("EventSeeded: %+v, want one with ErrStartedOver", got)
+	}
+}
+
+// seededEvents returns the EventSeeded that ps observed.
+func seededEvents(n *transferNet, ps ...hwg.Process) []Event {
+	var out []Event
+	for _, p := range ps {
+		for _, e := range n.events[p] {
+			if e.Type == EventSeeded {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
 }
 
 // TestClaimRejoinerRemembersHolder: the shape of RSM seed 448. J, without

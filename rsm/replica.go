@@ -1127,6 +1127,11 @@ func (o *Object) unreadyStep(q queued) {
 		}
 	}
 	serve := o.table.install(o.view, others, o.self)
+	seeded := Event{Type: EventSeeded, Index: o.index}
+	if !best.has {
+		seeded.Err = ErrStartedOver
+	}
+	o.observe(seeded)
 	o.observe(Event{Type: EventView, View: o.view})
 	if len(serve) > 0 {
 		o.donate(serve)
