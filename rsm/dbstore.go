@@ -51,6 +51,7 @@ type dbStore struct {
 	// activity is when a spool was last written or read (Unix ns).
 	activity atomic.Int64
 	closing  chan struct{} // closed by Close
+	giveUp   atomic.Int64  // after Close: when copies are abandoned (Unix ns)
 	closed   bool
 	done     chan struct{} // the copier returned
 }
@@ -93,18 +94,31 @@ func newDBStore(db *storage.DB, dir string, log hclog.Logger) (*dbStore, error) 
 	return s, nil
 }
 
-// Close waits until every committed spool is in bbolt, and stops the
-// copier. Call it before closing the DB.
-func (s *dbStore) Close() error {
+// Close copies every committed spool into bbolt, for at most
+// closeCopyTimeout, and stops the copier. A copy not done by then is
+// abandoned: the object's previous snapshot stays current, as after a
+// crash. Call it before closing the DB.
+func (s *dbStore) Close() error { return s.closeWithin(closeCopyTimeout) }
+
+// closeCopyTimeout bounds how long Close spends copying spools into bbolt.
+const closeCopyTimeout = 30 * time.Second
+
+// closeWithin is Close with copies abandoned after d (at once, for 0: what
+// a crash leaves).
+func (s *dbStore) closeWithin(d time.Duration) error {
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
+		s.giveUp.Store(time.Now().Add(d).UnixNano())
 		close(s.closing)
 	}
 	s.mu.Unlock()
 	<-s.done
 	return nil
 }
+
+// errCopyAbandoned ends a copy into bbolt that Close gave up on.
+var errCopyAbandoned = errors.New("rsm: copy of a spooled snapshot abandoned at close")
 
 // spool is a snapshot spooled to a file. The writer appends to f; readers
 // read it with ReadAt, up to written, until the copy into bbolt is done
@@ -208,6 +222,10 @@ func (s *dbStore) copyIn(sp *spool) error {
 	buf := make([]byte, 256<<10)
 	for off := int64(0); off < size; off += copyStep {
 		s.awaitQuiet(sp)
+		if g := s.giveUp.Load(); g != 0 && time.Now().UnixNano() >= g {
+			sp.w.Abort()
+			return errCopyAbandoned
+		}
 		if _, err := io.CopyBuffer(sp.w, io.NewSectionReader(sp.f, off, min(copyStep, size-off)), buf); err != nil {
 			sp.w.Abort()
 			return err
@@ -308,13 +326,16 @@ func (w *dbWriter) commit() (snapInfo, error) {
 	}
 	w.sp.written.Store(w.n)
 	s := w.s
-	cur, _, err := s.db.Snapshot(string(w.obj))
-	if err != nil {
-		w.abort()
-		return snapInfo{}, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Read under s.mu: the copier takes a spool out of s.spools only after
+	// its commit, so a newer generation is seen in one place or the other.
+	cur, _, err := s.db.Snapshot(string(w.obj))
+	if err != nil {
+		w.dropSpool()
+		w.w.Abort()
+		return snapInfo{}, err
+	}
 	if s.closed {
 		w.dropSpool()
 		w.w.Abort()

@@ -291,3 +291,21 @@ func TestSpoolCopyWaitsForQuiet(t *testing.T) {
 		t.Fatalf("after Close: %+v %v %v, want gen %d current", cur, ok, err, info.Gen)
 	}
 }
+
+// A crash (Close with no time to copy) abandons the spools not yet in
+// bbolt: the previous snapshot stays current and no spool file is left.
+func TestSpoolAbandonedAtCrash(t *testing.T) {
+	s, db, dir := openSpooling(t)
+	first := writeStore(t, s, "o", []byte("small, in bbolt at once"))
+	s.quiet, s.maxWait = time.Hour, time.Hour // the copy waits
+	writeStore(t, s, "o", bytes.Repeat([]byte("w"), 500))
+	if err := s.closeWithin(0); err != nil {
+		t.Fatal(err)
+	}
+	if cur, ok, err := db.Snapshot("o"); err != nil || !ok || cur.Gen != first.Gen {
+		t.Fatalf("current after a crash = %+v %v %v, want gen %d", cur, ok, err, first.Gen)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("spool files left: %v", left)
+	}
+}

@@ -27,4 +27,4 @@ func (n *Node) Watched(o *Object) bool {
 }
 
 // Crash stops the Node as a crash would: no last snapshots.
-func (n *Node) Crash() error { return n.stopNode() }
+func (n *Node) Crash() error { return n.stopNode(true) }

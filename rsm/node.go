@@ -341,16 +341,19 @@ func (o *Object) Close(ctx context.Context) error {
 
 // Close stops the Node: it first writes a snapshot of every object that
 // applied commands since its last one (at most 30 s), so that a restart of
-// every node keeps them; then waiting calls end with ErrClosed. Objects are
+// every node keeps them; then waiting calls end with ErrClosed, and large
+// snapshots still in the spool are copied into the data file (at most
+// 30 s more; one not copied by then leaves the previous one current). Objects are
 // not left (their groups see this node fail, or stop with it); a Node
 // started with Start also closes its Service, HWG node and data file.
 func (n *Node) Close() error {
 	n.flushSnapshots(closeFlushTimeout)
-	return n.stopNode()
+	return n.stopNode(false)
 }
 
-// stopNode is Close without the snapshots: what a crash leaves.
-func (n *Node) stopNode() error {
+// stopNode stops the Node; crash: without the last snapshots, and the
+// spools not yet in the data file abandoned, as a crash leaves them.
+func (n *Node) stopNode(crash bool) error {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -377,12 +380,17 @@ func (n *Node) stopNode() error {
 		o.abortFetch()
 		o.smMu.Unlock()
 	}
+	// Waiting calls end before the owned parts close: the store may
+	// spend a while copying spools into the data file.
+	for _, o := range objs {
+		o.failAll(fmt.Errorf("%w: node closed", ErrClosed))
+	}
+	if s, ok := n.cfg.snaps.(*dbStore); ok && crash {
+		s.closeWithin(0)
+	}
 	var err error
 	for _, c := range n.owned {
 		err = errors.Join(err, c.Close())
-	}
-	for _, o := range objs {
-		o.failAll(fmt.Errorf("%w: node closed", ErrClosed))
 	}
 	return err
 }

@@ -52,13 +52,11 @@ type Object struct {
 	waiters   map[uint64]waiter
 	closed    bool
 	// Proposals and reads not yet sent, in call order. While sending, the
-	// object is on its host's send queue, or its sender is sending
-	// inflight; what callers queue meanwhile goes in the next batch.
-	outbox   []outgoing
-	spare    []outgoing // the last batch's slice, for the next outbox
-	inflight []outgoing
-	sending  bool
-	sent     *sync.Cond // made for a caller that waits for the in-flight batch's fate
+	// object is on its host's send queue, or its sender is sending a
+	// batch; what callers queue meanwhile goes in the next batch.
+	outbox  []outgoing
+	spare   []outgoing // the last batch's slice, for the next outbox
+	sending bool
 
 	seq       atomic.Uint64
 	readyCh   chan struct{}
@@ -190,7 +188,8 @@ func (o *Object) Ready() bool { return o.pubReady.Load() }
 // Propose sends cmd in the object's total order and returns Apply's result
 // on this replica once it is applied here. An error from Apply is returned
 // as is. If ctx ends first, the error wraps ErrNotApplied when cmd was
-// never sent and ErrUnknown when it was (it may yet be applied); if this
+// never sent and ErrUnknown when it was or was being sent (it may yet be
+// applied); if this
 // node leaves the group first, ErrUnknown (or ErrClosed after Close).
 // Proposals made during a flush wait for the next view, and those made
 // while this node is out of the group (excluded, joining again) wait for
@@ -333,7 +332,6 @@ func (o *Object) flush() (more bool) {
 	o.outbox = append(o.spare[:0], rest...)
 	o.spare = nil
 	clear(rest)
-	o.inflight = batch
 	o.mu.Unlock()
 
 	reads := 0
@@ -345,17 +343,28 @@ func (o *Object) flush() (more bool) {
 	err := o.sub.submit(o, encodeOutgoing(o.self, batch), len(batch)-reads, reads)
 
 	o.mu.Lock()
-	o.inflight = nil
-	if o.sent != nil {
-		o.sent.Broadcast()
-	}
 	var failed []waiter
 	switch {
 	case errors.Is(err, lwg.ErrNotMember):
 		// This node is out of the object's group (excluded; it joins
 		// again by itself): nothing was sent. Try again in a tick,
-		// still sending, so the order stays.
-		o.outbox = append(batch, o.outbox...)
+		// still sending, so the order stays; but not the requests whose
+		// callers are gone (their context ended while this was sent, or
+		// failAll ended them): nobody waits for them, and a caller told
+		// ErrUnknown may have retried already.
+		live := batch[:0]
+		for _, out := range batch {
+			if _, ok := o.waiters[out.seq]; ok {
+				live = append(live, out)
+			}
+		}
+		clear(batch[len(live):])
+		o.outbox = append(live, o.outbox...)
+		if len(o.outbox) == 0 {
+			o.sending = false
+			o.mu.Unlock()
+			return false
+		}
 		o.mu.Unlock()
 		time.AfterFunc(o.cfg.TickInterval, func() { o.sub.kick(o) })
 		return false
@@ -388,17 +397,12 @@ const (
 )
 
 // withdraw ends the wait for request seq of a caller whose context ended.
+// A request being sent is pending: the send may block (a full LWG queue)
+// long after the caller's deadline, which must not wait for it; if the
+// send is refused, the request is dropped then (see flush).
 func (o *Object) withdraw(seq uint64) fate {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for slices.ContainsFunc(o.inflight, func(out outgoing) bool { return out.seq == seq }) {
-		// Being sent: its fate is known once the submit returns (if
-		// refused as not a member, it is back in the outbox).
-		if o.sent == nil {
-			o.sent = sync.NewCond(&o.mu)
-		}
-		o.sent.Wait()
-	}
 	if _, ok := o.waiters[seq]; !ok {
 		return fateAnswered
 	}

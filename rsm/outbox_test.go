@@ -73,8 +73,9 @@ func entries(t *testing.T, b []byte) []uint64 {
 // What callers queue while a batch is being sent goes out in one message,
 // in call order; a caller whose context ends while its request waits gets
 // ErrNotApplied and its request is never sent; one whose request was sent
-// gets ErrUnknown; one whose context ends while the send is refused (not a
-// member) gets ErrNotApplied, and the others are sent later.
+// gets ErrUnknown, and so does one whose context ends while its request is
+// being sent; a refused send (not a member) is retried without the
+// requests whose callers are gone.
 func TestOutboxBatchesAndDeadlines(t *testing.T) {
 	o, g := newGatedObject(t)
 	type res struct {
@@ -120,22 +121,15 @@ func TestOutboxBatchesAndDeadlines(t *testing.T) {
 	if got := entries(t, <-g.msgs); len(got) != 2 || got[0] != 2 || got[1] != 4 {
 		t.Fatalf("second message carries %v, want [2 4]", got)
 	}
-	// 2's context ends while the batch is being sent: its caller waits for
-	// the send's outcome, which is a refusal (not a member): not applied.
+	// 2's context ends while the batch is being sent: its caller does not
+	// wait for the send (which may block long past the deadline): the
+	// outcome is unknown. The send is then refused (not a member), and 2,
+	// whose caller is gone, is not sent again.
 	cancel2()
-	for {
-		o.mu.Lock()
-		waiting := o.sent != nil
-		o.mu.Unlock()
-		if waiting {
-			break
-		}
-		runtime.Gosched()
+	if r := <-done; r.seq != 2 || !errors.Is(r.err, ErrUnknown) {
+		t.Fatalf("caller whose batch was being sent: %d %v, want 2 and ErrUnknown", r.seq, r.err)
 	}
 	g.answers <- lwg.ErrNotMember
-	if r := <-done; r.seq != 2 || !errors.Is(r.err, ErrNotApplied) {
-		t.Fatalf("caller whose batch was refused: %d %v, want 2 and ErrNotApplied", r.seq, r.err)
-	}
 	if m := <-more; m {
 		t.Fatal("a refused batch reported more to send now")
 	}
@@ -158,5 +152,34 @@ func TestOutboxBatchesAndDeadlines(t *testing.T) {
 	o.resolve(1, []byte("ok"), nil)
 	if r := <-done; r.seq != 1 || r.err != nil || o.sending {
 		t.Fatalf("first caller: %d %v (sending %v)", r.seq, r.err, o.sending)
+	}
+	// The node leaves the group while 5 is being sent: its caller is
+	// failed, and the refused send puts nothing back (before, 5 went out
+	// again after the rejoin, applied with nobody waiting, and a caller
+	// that retried it had it applied twice).
+	go propose(context.Background(), 5)
+	fifth := <-g.kicks
+	go func() { more <- fifth.flush() }()
+	if got := entries(t, <-g.msgs); len(got) != 1 || got[0] != 5 {
+		t.Fatalf("fifth message carries %v, want [5]", got)
+	}
+	o.failAll(ErrUnknown)
+	if r := <-done; r.seq != 5 || !errors.Is(r.err, ErrUnknown) {
+		t.Fatalf("caller failed while its request was sent: %d %v", r.seq, r.err)
+	}
+	g.answers <- lwg.ErrNotMember
+	if m := <-more; m {
+		t.Fatal("more after a refused batch whose callers are gone")
+	}
+	o.mu.Lock()
+	left, sending := len(o.outbox), o.sending
+	o.mu.Unlock()
+	if left != 0 || sending {
+		t.Fatalf("outbox %d, sending %v after a refused batch whose callers are gone", left, sending)
+	}
+	select {
+	case <-g.kicks:
+		t.Fatal("a retry was scheduled for nothing")
+	case <-time.After(20 * o.cfg.TickInterval):
 	}
 }
