@@ -281,11 +281,13 @@ func TestJoinerGetsStateAtItsJoinPoint(t *testing.T) {
 func TestDonorCrashMidTransfer(t *testing.T) {
 	ctx := ctxT(t)
 	net := transport.NewMemNetwork()
-	// A 4 MiB state in 4 KiB chunks, one at a time: the transfer takes
-	// long enough to crash its donor in the middle.
-	cfg := rsm.Config{ChunkSize: 4 << 10, TransferWindow: 4 << 10}
+	// An 8 MiB state in 1 KiB chunks, one at a time: the transfer takes
+	// long enough (8,192 round trips) to crash its donor in the middle.
+	// (4 MiB in 4 KiB chunks finished first once, after received chunks
+	// stopped being copied.)
+	cfg := rsm.Config{ChunkSize: 1 << 10, TransferWindow: 1 << 10}
 	nodes := startCluster(t, net, 3, cfg)
-	big := func(rsm.ObjectID) (rsm.StateMachine, error) { return &rsmtest.Counter{Pad: 4 << 20}, nil }
+	big := func(rsm.ObjectID) (rsm.StateMachine, error) { return &rsmtest.Counter{Pad: 8 << 20}, nil }
 	var objs []*rsm.Object
 	for _, n := range nodes[:2] {
 		o, err := n.Open(ctx, "big", big)
