@@ -55,6 +55,13 @@ func newHWGMembership(node memberNode, log hclog.Logger, stop <-chan struct{}) *
 // its HWG that is under way.
 func (m *hwgMembership) do(ctx context.Context, a Action) {
 	if q, ok := m.leaving[a.Group]; ok {
+		if n := len(q); n > 0 && q[n-1].Type == a.Type {
+			// The Core retries a Join it has not seen complete (and a
+			// held Leave may take long): the latest request stands for
+			// the ones before it, so the queue stays short.
+			q[n-1] = a
+			return
+		}
 		m.leaving[a.Group] = append(q, a)
 		return
 	}

@@ -39,7 +39,8 @@ func GetBuffer(n int) []byte {
 // written; a receiver that is done with an Inbound frame may put it.
 func PutBuffer(b []byte) {
 	size := cap(b)
-	if size < poolMin {
+	if size < poolMin || size >= 2*poolMax {
+		// A larger array would pin its whole size in the poolMax class.
 		return
 	}
 	c := min(bits.Len(uint(size))-1, poolMaxShift) - poolMinShift // largest class b fills
