@@ -163,7 +163,9 @@ func (s *Service) loop() {
 			s.shutdown()
 			return
 		case out <- next:
-			s.queue.pop()
+			if done := s.queue.pop(); done != nil {
+				s.core.Recycle(Ready{Events: done})
+			}
 			continue
 		case e, ok := <-hwgEvents:
 			if !ok {
@@ -342,7 +344,13 @@ func (s *Service) pump() {
 	for s.queue.len() > 0 {
 		select {
 		case s.events <- s.queue.peek():
-			s.queue.pop()
+			if done := s.queue.pop(); done != nil {
+				// Taken whole: the Core reuses its array, as it does
+				// for a batch the reader took at once (at 10,000
+				// objects the channel is often full, and every batch
+				// that went through the queue was garbage).
+				s.core.Recycle(Ready{Events: done})
+			}
 		default:
 			return
 		}
@@ -366,10 +374,12 @@ func (q *eventBatches) push(evs []Event) {
 
 func (q *eventBatches) peek() Event { return q.batches[0][q.head] }
 
-func (q *eventBatches) pop() {
+// pop drops the next event and returns its batch if that was its last.
+func (q *eventBatches) pop() (done []Event) {
 	q.batches[0][q.head] = Event{} // let the payload go
 	q.n--
 	if q.head++; q.head == len(q.batches[0]) {
+		done = q.batches[0]
 		q.batches[0] = nil
 		q.batches = q.batches[1:]
 		q.head = 0
@@ -377,6 +387,7 @@ func (q *eventBatches) pop() {
 			q.batches = q.batches[:0:0]
 		}
 	}
+	return done
 }
 
 func (s *Service) act(a Action) {
