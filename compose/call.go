@@ -53,8 +53,8 @@ type replyMsg struct {
 	Seq    uint64      `msgpack:"s"`
 	Result []byte      `msgpack:"r,omitempty"`
 	Err    string      `msgpack:"e,omitempty"`
-	// Dup: applied before, and the result is no longer kept (a later
-	// command of the same origin was applied since).
+	// Dup: refused as rsm.ErrDuplicate: below the target's window for
+	// its origin (applied or not), or applied with its result dropped.
 	Dup bool `msgpack:"d,omitempty"`
 }
 
@@ -87,10 +87,10 @@ var ErrCallFailed = errors.New("compose: call failed at the target")
 // ErrUnreachable, ErrUnknownGroup are wrapped too: nothing was sent, and
 // the command was not applied), rsm.ErrUnknown if the context ended after
 // an attempt was sent (it may be applied) or the target refused a repeat
-// as a duplicate: either it applied the call and no longer keeps its
-// result, or (with concurrent Calls from this node) a later call's id
-// reached it first and the call was never applied and never will be
-// (rsm keeps the last id of each source only); ErrCallFailed if the state
+// as a duplicate (its id fell 64 or more behind the latest applied from
+// this node through that group, or its result was dropped: see
+// rsm.Object.ProposeFrom); concurrent Calls from this node are applied
+// once each, in any order, within that window; ErrCallFailed if the state
 // machine returned an error.
 func (o *Objects) Call(ctx context.Context, target rsm.ObjectID, cmd []byte) ([]byte, error) {
 	ch := make(chan reply, 1)
@@ -217,7 +217,7 @@ func (o *Objects) replied(d Delivery) {
 	var rp reply
 	switch {
 	case m.Dup:
-		rp.err = fmt.Errorf("%w: applied, result no longer kept", rsm.ErrUnknown)
+		rp.err = fmt.Errorf("%w: refused as too old or applied without its result kept", rsm.ErrUnknown)
 	case m.Err != "":
 		rp.err = fmt.Errorf("%w: %s", ErrCallFailed, m.Err)
 	default:

@@ -50,6 +50,12 @@ type ObjectsConfig struct {
 	// Call gets the error back (ErrCallFailed). It runs on the object's
 	// proposer goroutine.
 	Check func(target rsm.ObjectID, cmd []byte) error
+
+	// Test hooks (export_test.go), given a routed call's command and
+	// whether the delivery is a retry: skipCall drops the delivery here
+	// unproposed (as if every replica that delivered it crashed), and
+	// dropReply loses the reply of one proposal.
+	skipCall, dropReply func(cmd []byte, retry bool) bool
 }
 
 // Objects routes commands between replicated objects: an object (any
@@ -246,6 +252,9 @@ func (o *Objects) proposeOne(id rsm.ObjectID, d Delivery) bool {
 	default:
 		return true // not a command
 	}
+	if call != nil && o.cfg.skipCall != nil && o.cfg.skipCall(call.Cmd, call.Seq != 0) {
+		return true
+	}
 	if o.cfg.Check != nil {
 		if err := o.cfg.Check(id, d.Payload); err != nil {
 			if call != nil {
@@ -278,7 +287,7 @@ func (o *Objects) proposeOne(id rsm.ObjectID, d Delivery) bool {
 		if o.cfg.Applied != nil {
 			o.cfg.Applied(id, d, res, err)
 		}
-		if call != nil {
+		if call != nil && (o.cfg.dropReply == nil || !o.cfg.dropReply(call.Cmd, call.Seq != 0)) {
 			o.reply(d, call, res, err)
 		}
 		return true

@@ -1,11 +1,13 @@
 package compose_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,7 +42,7 @@ func (s *rsmStack) stop() {
 	})
 }
 
-func startRSM(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg.Process, topo *compose.Topology, attempt time.Duration, check func(rsm.ObjectID, []byte) error) *rsmStack {
+func startRSM(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg.Process, topo *compose.Topology, attempt time.Duration, check func(rsm.ObjectID, []byte) error, opts ...func(*compose.ObjectsConfig)) *rsmStack {
 	t.Helper()
 	s := &rsmStack{p: p, applied: map[string]int{}}
 	s.ep = net.Endpoint(transport.Peer{Node: uint64(p.Node), Inc: p.Inc})
@@ -53,7 +55,7 @@ func startRSM(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg
 	if s.svc, err = lwg.NewService(lwg.ServiceConfig{Node: s.hn, DirectoryMembers: boot, TickInterval: 10 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	s.objs, err = compose.NewObjects(compose.ObjectsConfig{Router: compose.Config{Self: p, Topology: topo, AckEvery: 8},
+	ocfg := compose.ObjectsConfig{Router: compose.Config{Self: p, Topology: topo, AckEvery: 8},
 		TickInterval: 20 * time.Millisecond, Attempt: attempt, Check: check,
 		Applied: func(_ rsm.ObjectID, d compose.Delivery, _ []byte, err error) {
 			if err == nil || errors.Is(err, rsm.ErrDuplicate) {
@@ -61,7 +63,11 @@ func startRSM(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []hwg
 				s.applied[fmt.Sprint(compose.OriginOf(d))]++
 				s.mu.Unlock()
 			}
-		}})
+		}}
+	for _, f := range opts {
+		f(&ocfg)
+	}
+	s.objs, err = compose.NewObjects(ocfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +245,7 @@ func TestCallRefusedByCheck(t *testing.T) {
 // startAB starts 4 rsm nodes with Objects over the topology a–b, opens a
 // on 1, 2, 3 and b on 2, 3, 4, and waits for the routing state; it
 // returns the stacks and b's replicas.
-func startAB(t *testing.T, ctx context.Context, a, b rsm.ObjectID, attempt1 time.Duration, check func(rsm.ObjectID, []byte) error) (map[int]*rsmStack, map[int]*rsm.Object) {
+func startAB(t *testing.T, ctx context.Context, a, b rsm.ObjectID, attempt1 time.Duration, check func(rsm.ObjectID, []byte) error, opts ...func(*compose.ObjectsConfig)) (map[int]*rsmStack, map[int]*rsm.Object) {
 	t.Helper()
 	topo, err := compose.NewTopology(nil, []compose.Link{{A: a.LWG(), B: b.LWG()}})
 	if err != nil {
@@ -256,7 +262,7 @@ func startAB(t *testing.T, ctx context.Context, a, b rsm.ObjectID, attempt1 time
 		if i == 1 {
 			attempt = attempt1
 		}
-		st[i] = startRSM(t, net, proc(i), boot, topo, attempt, check)
+		st[i] = startRSM(t, net, proc(i), boot, topo, attempt, check, opts...)
 	}
 	objs := map[int]*rsm.Object{}
 	open := func(id rsm.ObjectID, ns ...int) {
@@ -284,4 +290,92 @@ func startAB(t *testing.T, ctx context.Context, a, b rsm.ObjectID, attempt1 time
 		return true
 	})
 	return st, objs
+}
+
+// TestConcurrentCallsRetriedAfterLater: node 1 runs two Calls to b at
+// once, the earlier one's retries reaching b only after the later call
+// was applied. First the early call is applied but every reply of its
+// first attempt is lost; then the early call's first attempt is lost
+// everywhere, unapplied. Either way its retry, under an id below the
+// later call's, must be applied exactly once and return its own result
+// (rsm keeps a window of applied ids per source, not only the last).
+func TestConcurrentCallsRetriedAfterLater(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	a, b := rsm.ObjectID("a"), rsm.ObjectID("b")
+	early1, late1, early2, late2 := rsmtest.Add(1), rsmtest.Add(10), rsmtest.Add(100), rsmtest.Add(1000)
+	var (
+		late1Done, late2Done atomic.Bool
+		skipped2             atomic.Int64
+	)
+	hooks := func(c *compose.ObjectsConfig) {
+		compose.CallHooksForTest(c,
+			func(cmd []byte, retry bool) bool {
+				switch {
+				case bytes.Equal(cmd, early1):
+					return retry && !late1Done.Load() // retries only after late1 applied
+				case bytes.Equal(cmd, early2) && !retry:
+					skipped2.Add(1)
+					return true // the first attempt is lost: never applied
+				case bytes.Equal(cmd, early2):
+					return !late2Done.Load()
+				}
+				return false
+			},
+			func(cmd []byte, retry bool) bool { return bytes.Equal(cmd, early1) && !retry })
+	}
+	st, objs := startAB(t, ctx, a, b, 50*time.Millisecond, nil, hooks)
+	total := func(i int) uint64 {
+		v, err := objs[i].StaleRead([]byte("total"))
+		if err != nil {
+			return 0
+		}
+		return binary.BigEndian.Uint64(v)
+	}
+	type result struct {
+		res []byte
+		err error
+	}
+	call := func(cmd []byte) <-chan result {
+		ch := make(chan result, 1)
+		go func() {
+			res, err := st[1].objs.Call(ctx, b, cmd)
+			ch <- result{res, err}
+		}()
+		return ch
+	}
+	want := func(what string, ch <-chan result, total uint64) {
+		t.Helper()
+		r := <-ch
+		if r.err != nil || len(r.res) != 8 || binary.BigEndian.Uint64(r.res) != total {
+			t.Fatalf("%s: %x, %v; want total %d", what, r.res, r.err, total)
+		}
+	}
+
+	// The early call is applied, its replies lost; the later call (a
+	// higher id) is applied and answered; then the early call's retries
+	// are proposed and must get its recorded result, not a refusal.
+	e1 := call(early1)
+	waitFor(t, ctx, "early call 1 applied", func() bool { return total(2) == 1 && total(3) == 1 && total(4) == 1 })
+	want("late call 1", call(late1), 11)
+	late1Done.Store(true)
+	want("early call 1, retried after late call 1", e1, 1)
+
+	// The early call's first attempt is lost everywhere; the later call
+	// is applied; only then its retry is proposed: it must be applied.
+	e2 := call(early2)
+	waitFor(t, ctx, "early call 2's first attempt lost at b's replicas", func() bool { return skipped2.Load() >= 3 })
+	want("late call 2", call(late2), 1011)
+	late2Done.Store(true)
+	want("early call 2, retried after late call 2", e2, 1111)
+
+	for _, i := range []int{2, 3, 4} {
+		rd, err := objs[i].Read(ctx, []byte("total"))
+		if err != nil || binary.BigEndian.Uint64(rd) != 1111 {
+			t.Fatalf("replica %d total %x, %v; want 1111: not exactly once", i, rd, err)
+		}
+	}
+	if st[1].objs.CallRetries() == 0 {
+		t.Fatal("no call was sent again: the test does not exercise retries")
+	}
 }

@@ -41,8 +41,10 @@ func (id ObjectID) LWG() lwg.ID { return lwg.ID("l/" + string(id)) }
 // OriginID names a command that may be proposed more than once (by
 // several nodes, or again after ErrUnknown) but must be applied once:
 // Source names the sender (a router, a client, another object), Seq
-// numbers its commands and must increase. Every replica keeps, for each
-// Source, the highest Seq applied and its result, in its snapshots too.
+// numbers its commands and must increase (several may be in flight at
+// once, and arrive in any order). Every replica keeps, for each Source,
+// the highest Seq applied and the Seqs applied in the 64 below it, with
+// their results, in its snapshots too (see ProposeFrom).
 type OriginID struct {
 	Source string
 	Seq    uint64
@@ -126,9 +128,11 @@ var (
 	ErrNotReady = errors.New("rsm: state not ready")
 	// ErrTooLarge: a command or query over Config.MaxCommandBytes.
 	ErrTooLarge = errors.New("rsm: command too large")
-	// ErrDuplicate: ProposeFrom of an OriginID older than the last one
-	// applied from its Source (whose result is no longer kept).
-	ErrDuplicate = errors.New("rsm: command already applied")
+	// ErrDuplicate: ProposeFrom of an OriginID refused without applying
+	// it: either its Seq is 64 or more below the highest applied from its
+	// Source (it may or may not have been applied: the window no longer
+	// tells), or it was applied and its result is no longer kept.
+	ErrDuplicate = errors.New("rsm: command already applied or too old")
 	// ErrInvalidConfig: a Config field is out of range.
 	ErrInvalidConfig = errors.New("rsm: invalid config")
 )

@@ -400,21 +400,38 @@ func TestProposeFromAppliesOnce(t *testing.T) {
 	if err0 != nil || err1 != nil || !bytes.Equal(r0, r1) {
 		t.Fatalf("results %x %v / %x %v, want equal", r0, err0, r1, err1)
 	}
-	if _, err := objs[0].ProposeFrom(ctx, rsm.OriginID{Source: "router/7", Seq: 2}, rsmtest.Add(1)); err != nil {
+	// Seq 3 of the source is applied before seq 2 (concurrent callers):
+	// 2, never applied, still is, and 3 keeps its result.
+	r3, err := objs[0].ProposeFrom(ctx, rsm.OriginID{Source: "router/7", Seq: 3}, rsmtest.Add(10))
+	if err != nil {
 		t.Fatal(err)
 	}
-	converge(t, ctx, objs, 2)
-	// The record travels in snapshots: a joiner refuses the id as well.
+	if _, err := objs[1].ProposeFrom(ctx, rsm.OriginID{Source: "router/7", Seq: 2}, rsmtest.Add(1)); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, ctx, objs, 3)
+	// The window travels in snapshots: a joiner answers retries of 1 and
+	// 3, below and at the highest, with their results, applying nothing.
 	third, err := nodes[2].Open(ctx, "once", rsmtest.NewCounter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := third.ProposeFrom(ctx, id, rsmtest.Add(5)); !errors.Is(err, rsm.ErrDuplicate) {
-		t.Fatalf("old id on the joiner: err = %v, want ErrDuplicate", err)
+	if r, err := third.ProposeFrom(ctx, id, rsmtest.Add(5)); err != nil || !bytes.Equal(r, r0) {
+		t.Fatalf("retry of seq 1 on the joiner: %x, %v; want %x", r, err, r0)
 	}
-	converge(t, ctx, append(objs, third), 2)
-	if b, err := third.Read(ctx, []byte("total")); err != nil || binary.BigEndian.Uint64(b) != 6 {
-		t.Fatalf("total %x, %v; want 6", b, err)
+	if r, err := third.ProposeFrom(ctx, rsm.OriginID{Source: "router/7", Seq: 3}, rsmtest.Add(10)); err != nil || !bytes.Equal(r, r3) {
+		t.Fatalf("retry of seq 3 on the joiner: %x, %v; want %x", r, err, r3)
+	}
+	// A seq past the window makes every seq at or below 3 too old.
+	if _, err := objs[0].ProposeFrom(ctx, rsm.OriginID{Source: "router/7", Seq: 1000}, rsmtest.Add(100)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := third.ProposeFrom(ctx, id, rsmtest.Add(5)); !errors.Is(err, rsm.ErrDuplicate) {
+		t.Fatalf("seq below the window: err = %v, want ErrDuplicate", err)
+	}
+	converge(t, ctx, append(objs, third), 4)
+	if b, err := third.Read(ctx, []byte("total")); err != nil || binary.BigEndian.Uint64(b) != 116 {
+		t.Fatalf("total %x, %v; want 116", b, err)
 	}
 	// Foreign payloads ride the group and reach the tap on every node,
 	// and the replicas skip them.

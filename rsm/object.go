@@ -203,8 +203,13 @@ func (o *Object) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 
 // ProposeFrom is Propose for a command named by id: every replica applies
 // it at most once, however often and from whichever nodes it is proposed.
-// Proposing the last id of a source again returns the result it had;
-// an older one returns ErrDuplicate.
+// A source's ids may be applied out of order within a window of 64 Seqs
+// below the highest applied from it: an id applied before returns the
+// result it had (not applied again), one in the window not applied yet is
+// applied, and one below the window returns ErrDuplicate: it may or may
+// not have been applied, so the caller cannot tell. ErrDuplicate also
+// answers an applied id whose result was dropped: results of ids below
+// the highest are kept up to 64 KiB per source, newest first.
 func (o *Object) ProposeFrom(ctx context.Context, id OriginID, cmd []byte) ([]byte, error) {
 	if len(cmd)+len(id.Source) > o.cfg.MaxCommandBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd)+len(id.Source), o.cfg.MaxCommandBytes)

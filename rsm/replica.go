@@ -3,7 +3,6 @@ package rsm
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -272,30 +271,20 @@ func (o *Object) applyEntry(m ordered) {
 			o.resolve(m.seq, res, err)
 		}
 	case kindOnce:
-		rec, seen := o.once[m.once.Source]
-		var res []byte
-		var err error
-		switch {
-		case seen && m.once.Seq < rec.Seq:
-			err = fmt.Errorf("%w: %s seq %d (last %d)", ErrDuplicate, m.once.Source, m.once.Seq, rec.Seq)
-		case seen && m.once.Seq == rec.Seq:
-			res = rec.Result
-			if rec.Err != "" {
-				err = errors.New(rec.Err)
-			}
-		default:
+		var rec *onceRecord
+		if r, seen := o.once[m.once.Source]; seen {
+			rec = &r
+		}
+		verdict, res, err := rec.check(m.once.Source, m.once.Seq)
+		if verdict == onceApply {
 			res, err = o.sm.Apply(m.cmd)
 			o.index++
 			o.pubIndex.Store(o.index)
 			o.host.applied(o)
-			rec = onceRecord{Seq: m.once.Seq, Result: res}
-			if err != nil {
-				rec.Err = err.Error()
-			}
 			if o.once == nil {
 				o.once = map[string]onceRecord{}
 			}
-			o.once[m.once.Source] = rec
+			o.once[m.once.Source] = *rec.record(m.once.Seq, res, err)
 		}
 		if m.origin == o.self {
 			o.resolve(m.seq, res, err)

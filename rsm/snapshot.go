@@ -38,13 +38,6 @@ type header struct {
 	Once map[string]onceRecord `msgpack:"n,omitempty"`
 }
 
-// onceRecord is the last command applied from one OriginID.Source.
-type onceRecord struct {
-	Seq    uint64 `msgpack:"q"`
-	Result []byte `msgpack:"r,omitempty"`
-	Err    string `msgpack:"e,omitempty"`
-}
-
 // maxHeader bounds a snapshot header: its table names at most the view's
 // members.
 const maxHeader = 1 << 20
