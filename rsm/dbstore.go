@@ -310,7 +310,10 @@ func (w *dbWriter) commit() (snapInfo, error) {
 			w.w.Abort()
 			return snapInfo{}, err
 		}
-		if w.s.newerQueued(w.obj, info.Gen) {
+		w.s.mu.Lock()
+		stale := w.s.newerSpooled(w.obj, info.Gen)
+		w.s.mu.Unlock()
+		if stale {
 			w.w.Abort()
 			return snapInfo{}, fmt.Errorf("rsm: snapshot of %s gen %d: %w", w.obj, info.Gen, storage.ErrSnapshotStale)
 		}
@@ -342,7 +345,7 @@ func (w *dbWriter) commit() (snapInfo, error) {
 		return snapInfo{}, fmt.Errorf("rsm: snapshot of %s: %w", w.obj, ErrClosed)
 	}
 	// As storage's Commit would: a newer generation committed first wins.
-	if cur.Gen >= info.Gen || s.queuedNewer(w.obj, info.Gen) {
+	if cur.Gen >= info.Gen || s.newerSpooled(w.obj, info.Gen) {
 		w.dropSpool()
 		w.w.Abort()
 		return snapInfo{}, fmt.Errorf("rsm: snapshot of %s gen %d: %w", w.obj, info.Gen, storage.ErrSnapshotStale)
@@ -358,16 +361,9 @@ func (w *dbWriter) commit() (snapInfo, error) {
 	return info, nil
 }
 
-// newerQueued reports whether a spool of obj newer than gen is committed
-// and not yet (completely) copied into bbolt.
-func (s *dbStore) newerQueued(obj ObjectID, gen uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.queuedNewer(obj, gen)
-}
-
-// queuedNewer is newerQueued with s.mu held.
-func (s *dbStore) queuedNewer(obj ObjectID, gen uint64) bool {
+// newerSpooled reports whether a spool of obj newer than gen is committed
+// and not yet (completely) copied into bbolt. The caller holds s.mu.
+func (s *dbStore) newerSpooled(obj ObjectID, gen uint64) bool {
 	for _, sp := range s.spools {
 		if sp.obj == obj && sp.gen > gen {
 			sp.mu.RLock()

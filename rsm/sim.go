@@ -103,8 +103,8 @@ func (s *SimNode) Direct(from hwg.Process, payload []byte) error {
 }
 
 func (s *SimNode) serveFetch(to hwg.Process, d direct) {
-	if reply, _, _, _, _ := answerFetch(s.store, d, s.cfg.ChunkSize, nil); reply.kind != 0 {
-		s.send(to, reply)
+	if reply, wire, _, _, _ := answerFetch(s.store, d, s.cfg.ChunkSize, nil); reply.kind != 0 {
+		s.host.Send(to, wire) // already encoded
 	}
 }
 
