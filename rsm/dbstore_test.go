@@ -20,7 +20,7 @@ func openSpooling(t *testing.T) (*dbStore, *storage.DB, string) {
 	t.Helper()
 	db := storagetest.Open(t, filepath.Join(t.TempDir(), "node.db"), storage.Options{ChunkSize: 64, ChunksPerTx: 2})
 	dir := filepath.Join(t.TempDir(), "spool")
-	s, err := newDBStore(db, dir, nil)
+	s, err := newDBStore(db, dir, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestSpoolAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newDBStore(db, dir, nil)
+	s, err := newDBStore(db, dir, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestSpoolAfterCrash(t *testing.T) {
 	db.Close() // the process dies: the pending generation stays in the file
 
 	db = storagetest.Open(t, path, storage.Options{ChunkSize: 64})
-	s, err = newDBStore(db, dir, nil)
+	s, err = newDBStore(db, dir, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,5 +307,128 @@ func TestSpoolAbandonedAtCrash(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Fatalf("spool files left: %v", left)
+	}
+}
+
+// A spool keeps its first bytes in memory while the store's budget lasts
+// and the rest in a file: every byte reads back the same from either side
+// of the boundary, as written and once committed, the budget is never
+// exceeded, and the copy into bbolt gives the memory back.
+func TestSpoolMemoryThenFile(t *testing.T) {
+	big := make([]byte, 680)
+	for i := range big {
+		big[i] = byte(i*7 + i/13)
+	}
+	for _, budget := range []int{0, 128, 4096} {
+		s, db, dir := openSpooling(t)
+		s.memBudget, s.memChunk = budget, 64
+		w, err := s.create("o")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := 0; off < len(big); off += 37 {
+			if _, err := w.Write(big[off:min(off+37, len(big))]); err != nil {
+				t.Fatal(err)
+			}
+			if used := s.memUsed.Load(); used > int64(budget) {
+				t.Fatalf("budget %d: %d bytes in memory", budget, used)
+			}
+		}
+		gen, readable := w.progress()
+		r, err := s.open("o", gen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkReads(t, r, big[:readable], budget)
+		files, _ := os.ReadDir(dir)
+		if wantFile := budget < len(big); (len(files) == 1) != wantFile {
+			t.Fatalf("budget %d: spool files %v, want a file: %v", budget, files, wantFile)
+		}
+		info, err := w.commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Size != int64(len(big)) || info.Sum != sumOf(big) {
+			t.Fatalf("budget %d: commit = %+v", budget, info)
+		}
+		checkReads(t, r, big, budget)
+		if got, sum := readAll(t, s, "o", gen); !bytes.Equal(got, big) || sum != info.Sum {
+			t.Fatalf("budget %d: read back %d bytes, sum %x", budget, len(got), sum)
+		}
+		s.Close()
+		if used := s.memUsed.Load(); used != 0 {
+			t.Fatalf("budget %d: %d bytes still in memory after the copy", budget, used)
+		}
+		cur, ok, err := db.Snapshot("o")
+		if err != nil || !ok || cur.Gen != gen || cur.Size != int64(len(big)) {
+			t.Fatalf("budget %d: in bbolt: %+v %v %v", budget, cur, ok, err)
+		}
+		if got, _ := readAll(t, s, "o", gen); !bytes.Equal(got, big) {
+			t.Fatalf("budget %d: bbolt holds other bytes", budget)
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Fatalf("budget %d: spool files left: %v", budget, left)
+		}
+	}
+}
+
+// checkReads reads want back from r at every offset, in sizes that cross
+// the memory pieces and the memory-file boundary.
+func checkReads(t *testing.T, r snapReader, want []byte, budget int) {
+	t.Helper()
+	for _, size := range []int{1, 63, 64, 65, 200, len(want) + 10} {
+		p := make([]byte, size)
+		for off := 0; off < len(want); off += 11 {
+			n, err := r.ReadAt(p, int64(off))
+			end := min(off+size, len(want))
+			if n != end-off || !bytes.Equal(p[:n], want[off:end]) {
+				t.Fatalf("budget %d: ReadAt(%d bytes at %d) = %d, %v", budget, size, off, n, err)
+			}
+			if short := end-off < size; short != (err != nil) {
+				t.Fatalf("budget %d: ReadAt(%d bytes at %d of %d) err = %v", budget, size, off, len(want), err)
+			}
+		}
+	}
+}
+
+// The memory budget is the node's, shared by its spools: a second spool
+// written while the first holds the budget goes to a file, and removing an
+// object gives its spools' memory back.
+func TestSpoolMemoryShared(t *testing.T) {
+	s, _, dir := openSpooling(t)
+	s.memBudget, s.memChunk = 512, 64
+	s.quiet, s.maxWait = time.Hour, time.Hour // the copies wait: the memory stays held
+	big := bytes.Repeat([]byte("0123456789"), 60) // 600 bytes: 512 in memory, 88 in a file
+	first := writeStore(t, s, "a", big)
+	if used := s.memUsed.Load(); used != 512 {
+		t.Fatalf("first spool holds %d bytes of memory, want the whole budget (512)", used)
+	}
+	second := writeStore(t, s, "b", big)
+	if used := s.memUsed.Load(); used != 512 {
+		t.Fatalf("after a second spool %d bytes in memory, want 512", used)
+	}
+	if files, _ := os.ReadDir(dir); len(files) != 2 {
+		t.Fatalf("spool files %v, want the first's tail and all of the second", files)
+	}
+	for _, g := range []struct {
+		obj ObjectID
+		gen uint64
+	}{{"a", first.Gen}, {"b", second.Gen}} {
+		if got, _ := readAll(t, s, g.obj, g.gen); !bytes.Equal(got, big) {
+			t.Fatalf("%s reads back %d other bytes", g.obj, len(got))
+		}
+	}
+	if err := s.remove("a"); err != nil {
+		t.Fatal(err)
+	}
+	if used := s.memUsed.Load(); used != 0 {
+		t.Fatalf("after removing a: %d bytes in memory", used)
+	}
+	third := writeStore(t, s, "c", big[:300])
+	if used := s.memUsed.Load(); used != 320 {
+		t.Fatalf("third spool holds %d bytes of memory, want 320 (5 pieces of 64)", used)
+	}
+	if got, _ := readAll(t, s, "c", third.Gen); !bytes.Equal(got, big[:300]) {
+		t.Fatalf("c reads back other bytes")
 	}
 }

@@ -104,7 +104,7 @@ func Start(ctx context.Context, cfg StartConfig) (*Node, error) {
 	owned = append(owned, svc)
 	rc := cfg.Config
 	rc.Service, rc.HWG, rc.Logger = svc, hn, log
-	store, err := newDBStore(db, filepath.Join(cfg.DataDir, "spool"), log)
+	store, err := newDBStore(db, filepath.Join(cfg.DataDir, "spool"), spoolBudget(rc.SpoolMemory), log)
 	if err != nil {
 		return fail(err)
 	}

@@ -351,7 +351,7 @@ func TestDonorServesWhileWriting(t *testing.T) {
 	n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 256})
 	open := func(name string) snapStore {
 		db := storagetest.Open(t, filepath.Join(t.TempDir(), name), storage.Options{ChunkSize: 64, ChunksPerTx: 2})
-		s, err := newDBStore(db, filepath.Join(t.TempDir(), "spool"), nil)
+		s, err := newDBStore(db, filepath.Join(t.TempDir(), "spool"), 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
