@@ -57,6 +57,28 @@ func (n *Node) Send(to Process, payload []byte) error {
 	return nil
 }
 
+// DirectBuffer returns an empty message with room for a payload of n
+// bytes, for SendBuffer: a bulk sender appends its payload to it and hands
+// it over, instead of Send copying every payload once more.
+func DirectBuffer(n int) []byte {
+	return transport.GetBuffer(directHeader + n)[:directHeader]
+}
+
+// SendBuffer is Send for a message made by DirectBuffer and appended to:
+// the payload is buf[len of DirectBuffer's result:]. buf becomes the
+// node's, and must not be used after the call, whatever it returns.
+func (n *Node) SendBuffer(to Process, buf []byte) error {
+	if len(buf) < directHeader {
+		return fmt.Errorf("hwg: direct to %v: %w: not made by DirectBuffer", to, ErrMalformed)
+	}
+	buf[0] = directTag
+	binary.BigEndian.PutUint64(buf[1:directHeader], to.Inc)
+	if err := n.tr.Send(uint64(to.Node), buf); err != nil {
+		return fmt.Errorf("hwg: direct to %v: %w", to, err)
+	}
+	return nil
+}
+
 // Direct returns the channel of Directs received by this process. It is
 // never closed; a Direct that finds the channel full is dropped.
 func (n *Node) Direct() <-chan Direct { return n.direct }

@@ -2,6 +2,7 @@ package hwg_test
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"time"
 
@@ -83,4 +84,35 @@ func TestDirectOwnershipAndRelease(t *testing.T) {
 		}
 	}
 	hwg.Direct{}.Release() // a Direct not received: nothing to give back
+}
+
+// SendBuffer sends a DirectBuffer's appended payload like Send, to the
+// addressed incarnation only, and refuses a buffer it did not make.
+func TestSendBuffer(t *testing.T) {
+	net := transport.NewMemNetwork()
+	nodes := startNodes(t, net, 1, 2)
+	a, b := nodes[1], nodes[2]
+	bSelf := b.Self()
+	payload := bytes.Repeat([]byte("chunk "), 200_000) // over a megabyte
+	if err := a.SendBuffer(hwg.Process{Node: bSelf.Node, Inc: bSelf.Inc + 1}, append(hwg.DirectBuffer(5), "stale"...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SendBuffer(bSelf, append(hwg.DirectBuffer(len(payload)), payload...)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-b.Direct():
+		if d.From != a.Self() || !bytes.Equal(d.Payload, payload) {
+			t.Fatalf("got %d bytes from %v, want the %d sent by %v", len(d.Payload), d.From, len(payload), a.Self())
+		}
+		d.Release()
+	case <-time.After(5 * time.Second):
+		t.Fatal("no Direct")
+	}
+	if got := b.DirectDropped(); got != 1 {
+		t.Fatalf("DirectDropped = %d, want 1 (the other incarnation's)", got)
+	}
+	if err := a.SendBuffer(bSelf, []byte{1, 2}); !errors.Is(err, hwg.ErrMalformed) {
+		t.Fatalf("SendBuffer of a foreign buffer: %v, want ErrMalformed", err)
+	}
 }

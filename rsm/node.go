@@ -115,7 +115,6 @@ func (c Config) withDefaults(runtime bool) (Config, error) {
 // All methods are safe for concurrent use.
 type Node struct {
 	cfg      Config
-	fetchBuf []byte // serveFetch's message buffer (routeDirects goroutine)
 	log      hclog.Logger
 	svc      *lwg.Service
 	hn       *hwg.Node
@@ -583,21 +582,22 @@ func (n *Node) routeDirects() {
 	}
 }
 
-// serveFetch sends the asked bytes of a local snapshot. It runs on the
-// routeDirects goroutine only, which owns fetchBuf: the chunk is read
-// straight into the message, and the hwg node copies it out.
+// serveFetch sends the asked bytes of a local snapshot. A chunk is read
+// straight into a message the hwg node sends as is (no copy on the way).
 func (n *Node) serveFetch(to hwg.Process, d direct) {
-	reply, wire, last, size, err := answerFetch(n.cfg.snaps, d, n.cfg.ChunkSize, n.fetchBuf)
+	reply, wire, last, size, err := answerFetch(n.cfg.snaps, d, n.cfg.ChunkSize, hwg.DirectBuffer)
 	if err != nil {
 		n.log.Warn("reading a snapshot for a transfer", "object", d.object, "error", err)
 	}
-	if reply.kind == 0 {
+	switch reply.kind {
+	case 0:
 		return
+	case kindChunk:
+		err = n.hn.SendBuffer(to, wire)
+	default:
+		err = n.hn.Send(to, wire)
 	}
-	if reply.kind == kindChunk {
-		n.fetchBuf = wire[:0]
-	}
-	if err := n.hn.Send(to, wire); err != nil {
+	if err != nil {
 		n.log.Debug("transfer message", "to", to, "error", err)
 	}
 	if last {
@@ -607,10 +607,10 @@ func (n *Node) serveFetch(to hwg.Process, d direct) {
 
 // answerFetch reads the bytes a fetch asks for from the store and returns
 // the reply and its encoding: a chunk (last when it ends the snapshot),
-// read into buf's space when it has room, GONE if the generation is gone
-// or unreadable, or nothing (kind 0) for an offset past the end. err is a
-// read failure worth logging.
-func answerFetch(store snapStore, d direct, chunkSize int, buf []byte) (reply direct, wire []byte, last bool, size int64, err error) {
+// appended to alloc's buffer for its size (nil: a fresh one), GONE if the
+// generation is gone or unreadable, or nothing (kind 0) for an offset past
+// the end. err is a read failure worth logging.
+func answerFetch(store snapStore, d direct, chunkSize int, alloc func(n int) []byte) (reply direct, wire []byte, last bool, size int64, err error) {
 	gone := direct{kind: kindGone, object: d.object, gen: d.gen}
 	r, err := store.open(d.object, d.gen)
 	if err != nil {
@@ -621,7 +621,10 @@ func answerFetch(store snapStore, d direct, chunkSize int, buf []byte) (reply di
 		return direct{}, nil, false, size, nil
 	}
 	n := int(min(d.n, uint64(2*chunkSize), uint64(size)-d.offset))
-	wire = appendChunkHeader(buf[:0], d.object, d.gen, d.offset)
+	if alloc != nil {
+		wire = alloc(maxChunkHeader + len(d.object) + n)
+	}
+	wire = appendChunkHeader(wire, d.object, d.gen, d.offset)
 	h := len(wire)
 	wire = slices.Grow(wire, n)[:h+n]
 	got, err := r.ReadAt(wire[h:], int64(d.offset))

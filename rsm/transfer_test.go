@@ -401,12 +401,21 @@ func TestDonorServesWhileWriting(t *testing.T) {
 	if readable < 6*64 {
 		t.Fatalf("%d bytes readable after 10 steps, want all but the one a write buffer may hold", readable)
 	}
-	reply, wire, last, _, err := answerFetch(storeA, direct{kind: kindFetch, object: xferObject, gen: gen, offset: 64, n: 128}, 64, make([]byte, 0, 8))
+	asked := 0
+	alloc := func(n int) []byte { // as hwg.DirectBuffer: a header first
+		asked = n
+		return append(make([]byte, 0, 3+n), "hdr"...)
+	}
+	reply, wire, last, _, err := answerFetch(storeA, direct{kind: kindFetch, object: xferObject, gen: gen, offset: 64, n: 128}, 64, alloc)
 	if err != nil || reply.kind != kindChunk || last || !bytes.Equal(reply.data, data[64:192]) {
 		t.Fatalf("fetch from a generation being written: %+v last %v, %v", reply, last, err)
 	}
-	// The chunk read into the caller's buffer (grown: it was too small)
-	// is the reply's encoding.
+	// The chunk is read into the caller's buffer, after what it held,
+	// which had room for it, and is the reply's encoding.
+	if string(wire[:3]) != "hdr" || cap(wire) != 3+asked {
+		t.Fatalf("chunk's wire %x in a buffer of %d, want it after \"hdr\" in the %d allocated", wire, cap(wire), 3+asked)
+	}
+	wire = wire[3:]
 	if got, err := decodeDirect(wire); err != nil || got.kind != kindChunk || got.gen != gen || got.offset != 64 ||
 		!bytes.Equal(got.data, reply.data) || !bytes.Equal(wire, encodeDirect(reply)) {
 		t.Fatalf("chunk's wire %x decodes to %+v, %v; want %+v", wire, got, err, reply)

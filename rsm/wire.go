@@ -383,6 +383,10 @@ func encodeDirect(d direct) []byte {
 	return b
 }
 
+// maxChunkHeader bounds a chunk's encoding up to its data, beside its
+// object id: the kind and three uvarints.
+const maxChunkHeader = 1 + 3*binary.MaxVarintLen64
+
 // appendChunkHeader appends a chunk's encoding up to its data, which
 // follows to the end of the message.
 func appendChunkHeader(b []byte, object ObjectID, gen, offset uint64) []byte {
