@@ -397,7 +397,7 @@ func checkReads(t *testing.T, r snapReader, want []byte, budget int) {
 func TestSpoolMemoryShared(t *testing.T) {
 	s, _, dir := openSpooling(t)
 	s.memBudget, s.memChunk = 512, 64
-	s.quiet, s.maxWait = time.Hour, time.Hour // the copies wait: the memory stays held
+	s.quiet, s.maxWait = time.Hour, time.Hour     // the copies wait: the memory stays held
 	big := bytes.Repeat([]byte("0123456789"), 60) // 600 bytes: 512 in memory, 88 in a file
 	first := writeStore(t, s, "a", big)
 	if used := s.memUsed.Load(); used != 512 {

@@ -114,11 +114,11 @@ func (c Config) withDefaults(runtime bool) (Config, error) {
 //
 // All methods are safe for concurrent use.
 type Node struct {
-	cfg      Config
-	log      hclog.Logger
-	svc      *lwg.Service
-	hn       *hwg.Node
-	self     hwg.Process
+	cfg  Config
+	log  hclog.Logger
+	svc  *lwg.Service
+	hn   *hwg.Node
+	self hwg.Process
 
 	mu        sync.Mutex
 	objects   map[lwg.ID]*Object
