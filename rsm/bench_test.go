@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -327,18 +328,33 @@ func BenchmarkTransfer(b *testing.B) {
 			name = fmt.Sprintf("chunk=%dK,window=%dM", t.chunk>>10, t.window>>20)
 		}
 		b.Run(name, func(b *testing.B) {
-			var rates, bases, disks, peaks []float64
+			var rates, bases, stateBases, cpus, baseCPUs, disks, peaks []float64
+			state := make([]byte, size)
+			for i := range state {
+				state[i] = byte(i * 7)
+			}
 			for b.Loop() {
-				bases = append(bases, tcpCopy(b, size))
+				r, c := tcpCopy(b, size, nil)
+				bases, baseCPUs = append(bases, r), append(baseCPUs, c)
+				r, _ = tcpCopy(b, size, state)
+				stateBases = append(stateBases, r)
 				disks = append(disks, diskWrite(b, size))
-				r, peak := transferRun(b, rsm.Config{ChunkSize: t.chunk, TransferWindow: t.window}, size)
-				rates = append(rates, r)
+				r, c, peak := transferRun(b, rsm.Config{ChunkSize: t.chunk, TransferWindow: t.window}, size)
+				rates, cpus = append(rates, r), append(cpus, c)
 				peaks = append(peaks, peak)
 			}
 			rate, base := benchMedian(rates), benchMedian(bases)
 			b.ReportMetric(rate, "MB/s")
 			b.ReportMetric(base, "tcp-MB/s")
 			b.ReportMetric(rate/base, "ratio")
+			// The same copy from a buffer as large as the state (the
+			// 256 KiB one above stays in the CPU's cache), and the CPU
+			// both cost per MB: steadier than the rates on a shared
+			// machine.
+			b.ReportMetric(benchMedian(stateBases), "tcp-state-MB/s")
+			b.ReportMetric(rate/benchMedian(stateBases), "state-ratio")
+			b.ReportMetric(benchMedian(cpus), "cpu-ms/MB")
+			b.ReportMetric(benchMedian(baseCPUs), "tcp-cpu-ms/MB")
 			b.ReportMetric(benchMedian(disks), "disk-MB/s")
 			b.ReportMetric(rate/benchMedian(disks), "disk-ratio")
 			b.ReportMetric(slices.Max(peaks), "peak-heap-MB")
@@ -353,8 +369,8 @@ func BenchmarkTransfer(b *testing.B) {
 
 // transferRun starts a fresh cluster, opens the padded counter on nodes 1
 // and 2, and times node 3's Open. MB/s, and the peak heap growth in MB
-// over the join.
-func transferRun(b *testing.B, cfg rsm.Config, size int) (rate, peakMB float64) {
+// over the join, and the CPU time of the process over it, in ms per MB.
+func transferRun(b *testing.B, cfg rsm.Config, size int) (rate, cpuPerMB, peakMB float64) {
 	c := newBenchCluster(b, cfg)
 	defer c.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -370,12 +386,14 @@ func transferRun(b *testing.B, cfg rsm.Config, size int) (rate, peakMB float64) 
 	// The phases of the join, from the nodes' events: the donor's
 	// snapshot written, its last chunk served, the joiner restored.
 	var mu sync.Mutex
-	var taken, sent, restored time.Time
+	var taken, sent, restored, viewed time.Time
 	for i, n := range c.nodes {
 		n.Observe(func(e rsm.Event) {
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
+			case e.Type == rsm.EventView && i == 0 && len(e.View.Members) == 3 && viewed.IsZero():
+				viewed = time.Now()
 			case e.Type == rsm.EventSnapshotTaken && i < 2 && taken.IsZero():
 				taken = time.Now()
 			case e.Type == rsm.EventSnapshotSent && sent.IsZero():
@@ -388,16 +406,22 @@ func transferRun(b *testing.B, cfg rsm.Config, size int) (rate, peakMB float64) 
 	runtime.GC()
 	stop := sampleHeap()
 	mu.Lock()
-	taken, sent, restored = time.Time{}, time.Time{}, time.Time{}
-	start := time.Now()
+	taken, sent, restored, viewed = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	stopProfile := profileJoin(b)
+	start, cpu := time.Now(), processCPU()
 	mu.Unlock()
 	o, err := c.nodes[2].Open(ctx, id, rsmtest.NewCounter)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu
+	stopProfile()
 	base, peak := stop()
 	if err != nil {
 		b.Fatal(err)
 	}
 	mu.Lock()
+	if os.Getenv("LWGKIT_TRANSFER_PHASES") != "" {
+		b.Logf("%.1f ms: view at the donor +%.1f, snapshot +%.1f, sent +%.1f, restored +%.1f", elapsed.Seconds()*1000,
+			viewed.Sub(start).Seconds()*1000, taken.Sub(start).Seconds()*1000, sent.Sub(start).Seconds()*1000, restored.Sub(start).Seconds()*1000)
+	}
 	if !taken.IsZero() && !sent.IsZero() && !restored.IsZero() {
 		b.ReportMetric(taken.Sub(start).Seconds(), "snapshot-s")
 		b.ReportMetric(sent.Sub(taken).Seconds(), "fetch-s")
@@ -407,8 +431,35 @@ func transferRun(b *testing.B, cfg rsm.Config, size int) (rate, peakMB float64) 
 	if total, _ := o.StaleRead([]byte("total")); len(total) != 8 {
 		b.Fatalf("joiner's state: %x", total)
 	}
-	return float64(size) / (1 << 20) / elapsed.Seconds(), float64(peak-base) / (1 << 20)
+	mb := float64(size) / (1 << 20)
+	return mb / elapsed.Seconds(), cpu.Seconds() * 1000 / mb, float64(peak-base) / (1 << 20)
 }
+
+// profileJoin starts a CPU profile of one join, at 1 kHz, when
+// LWGKIT_TRANSFER_PROFILE names a file prefix: the iterations write
+// prefix.1, prefix.2, ... (go tool pprof merges them). The returned
+// function stops it.
+func profileJoin(b *testing.B) func() {
+	prefix := os.Getenv("LWGKIT_TRANSFER_PROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	joinProfiles++
+	f, err := os.Create(fmt.Sprintf("%s.%d", prefix, joinProfiles))
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtime.SetCPUProfileRate(1000)
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
+var joinProfiles int
 
 // sampleHeap samples the bytes of live and unswept heap objects every 2 ms
 // until the returned function is called, which returns the first and the
@@ -456,8 +507,10 @@ func maxRSS() int64 {
 }
 
 // tcpCopy sends size bytes over one loopback TCP connection, in writes of
-// 256 KiB, and returns MB/s measured until the reader has them all.
-func tcpCopy(b *testing.B, size int) float64 {
+// 256 KiB, and returns MB/s measured until the reader has them all, and
+// the process's CPU time over it in ms per MB. It sends src if it holds
+// size bytes, else one 256 KiB buffer again and again.
+func tcpCopy(b *testing.B, size int, src []byte) (rate, cpuPerMB float64) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -500,9 +553,13 @@ func tcpCopy(b *testing.B, size int) float64 {
 	for i := range buf {
 		buf[i] = byte(i)
 	}
-	start := time.Now()
-	for left := size; left > 0; left -= len(buf) {
-		if _, err := conn.Write(buf[:min(left, len(buf))]); err != nil {
+	start, cpu := time.Now(), processCPU()
+	for off := 0; off < size; off += len(buf) {
+		p := buf[:min(size-off, len(buf))]
+		if len(src) == size {
+			p = src[off : off+len(p)]
+		}
+		if _, err := conn.Write(p); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -510,7 +567,9 @@ func tcpCopy(b *testing.B, size int) float64 {
 	if err := <-got; err != nil {
 		b.Fatal(err)
 	}
-	return float64(size) / (1 << 20) / time.Since(start).Seconds()
+	elapsed, cpu := time.Since(start), processCPU()-cpu
+	mb := float64(size) / (1 << 20)
+	return mb / elapsed.Seconds(), cpu.Seconds() * 1000 / mb
 }
 
 // diskWrite writes size bytes to a new file in the test's temporary

@@ -56,6 +56,9 @@ type dbStore struct {
 	spools map[uint64]*spool // by generation: spooled, not yet in bbolt
 	queue  []*spool          // committed, waiting for the copy into bbolt
 	wake   chan struct{}     // the copier has work (capacity 1)
+	// stored and superseded count spools copied into bbolt and spools
+	// dropped instead, a newer one of their object being committed.
+	stored, superseded atomic.Uint64
 	// activity is when a spool was last written or read (Unix ns).
 	activity atomic.Int64
 	closing  chan struct{} // closed by Close
@@ -89,7 +92,7 @@ const (
 func spoolBudget(configured int) int {
 	switch {
 	case configured == 0:
-		return 64 << 20
+		return 256 << 20
 	case configured < 0:
 		return 0
 	}
@@ -301,14 +304,27 @@ func (s *dbStore) copyIn(sp *spool) error {
 			sp.w.Abort()
 			return errCopyAbandoned
 		}
+		s.mu.Lock()
+		superseded := s.newerSpooled(sp.obj, sp.gen)
+		s.mu.Unlock()
+		if superseded {
+			// A newer snapshot of the object is committed and queued
+			// behind this one: storing this one would be undone at once.
+			s.log.Debug("spooled snapshot superseded before it was stored", "object", sp.obj, "gen", sp.gen)
+			s.superseded.Add(1)
+			return sp.w.Abort()
+		}
 		if _, err := io.CopyBuffer(sp.w, io.NewSectionReader(spoolAt{sp}, off, min(copyStep, size-off)), buf); err != nil {
 			sp.w.Abort()
 			return err
 		}
 	}
 	sp.w.SetMeta(encodeSumMeta(sum))
-	_, err := sp.w.Commit()
-	return err
+	if _, err := sp.w.Commit(); err != nil {
+		return err
+	}
+	s.stored.Add(1)
+	return nil
 }
 
 // spoolAt reads a spool for its copy into bbolt.
@@ -389,9 +405,11 @@ func (w *dbWriter) spoolBytes(p []byte) error {
 				}
 				break
 			}
-			c := make([]byte, size)
+			var c []byte
 			if size == defaultMemChunk {
 				c = *memChunks.Get().(*[]byte)
+			} else {
+				c = make([]byte, size) // tests' small pieces
 			}
 			sp.mu.Lock()
 			sp.mem = append(sp.mem, c)

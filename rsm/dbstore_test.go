@@ -432,3 +432,36 @@ func TestSpoolMemoryShared(t *testing.T) {
 		t.Fatalf("c reads back other bytes")
 	}
 }
+
+// A spool superseded by a newer committed one of its object, before its
+// copy into bbolt started, is dropped instead of stored.
+func TestSpoolSupersededNotStored(t *testing.T) {
+	s, db, dir := openSpooling(t)
+	s.memBudget, s.memChunk = 1<<20, 64
+	s.quiet, s.maxWait = time.Hour, time.Hour // the copies wait until Close
+	big := bytes.Repeat([]byte("superseded "), 50)
+	writeStore(t, s, "o", big)
+	other := writeStore(t, s, "p", big)
+	newer := writeStore(t, s, "o", append(big, "and newer"...))
+	s.Close()
+	if got, want := s.superseded.Load(), uint64(1); got != want {
+		t.Fatalf("%d spools superseded, want %d", got, want)
+	}
+	if got, want := s.stored.Load(), uint64(2); got != want {
+		t.Fatalf("%d spools stored, want %d (p's and o's newer)", got, want)
+	}
+	for _, c := range []struct {
+		obj ObjectID
+		gen uint64
+	}{{"o", newer.Gen}, {"p", other.Gen}} {
+		if cur, ok, err := db.Snapshot(string(c.obj)); err != nil || !ok || cur.Gen != c.gen {
+			t.Fatalf("current of %s = %+v %v %v, want gen %d", c.obj, cur, ok, err, c.gen)
+		}
+	}
+	if used := s.memUsed.Load(); used != 0 {
+		t.Fatalf("%d bytes still in memory", used)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("spool files left: %v", left)
+	}
+}

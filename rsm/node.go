@@ -47,8 +47,7 @@ type Config struct {
 	// started with Start holds in memory, for all its objects, from their
 	// writing until they are stored in its data file (in the background,
 	// once transfers pause); past it they wait in files under
-	// DataDir/spool. Serving a transfer from memory costs half the CPU of
-	// serving it through a file. Default 64 MiB; negative: none.
+	// DataDir/spool. Default 256 MiB; negative: none.
 	SpoolMemory int
 	// Workers is how many goroutines apply commands, for all objects
 	// (one object is never on two at once). Default GOMAXPROCS.
