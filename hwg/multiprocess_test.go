@@ -61,19 +61,30 @@ func runClusterNode() error {
 	if err != nil {
 		return err
 	}
-	defer node.Close()
 	self := node.Self()
 	traceFile, err := os.OpenFile(os.Getenv("LWGKIT_MP_TRACE"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
+		node.Close()
 		return err
 	}
-	defer traceFile.Close()
+	traced := make(chan struct{})
 	go func() {
+		defer close(traced)
 		for e := range node.Events() {
 			if line := traceLine(self, e); line != nil {
 				traceFile.Write(line) // unbuffered: a kill -9 loses at most this line
 			}
 		}
+	}()
+	// On SIGTERM the trace must hold every send whose frames left: the
+	// node stops multicasting, its loop hands the reader what it queued,
+	// and the file closes only after the node closed the channel. (Closing
+	// it first lost the last sends, which the others had delivered.)
+	defer func() {
+		time.Sleep(200 * time.Millisecond)
+		node.Close()
+		<-traced
+		traceFile.Close()
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
