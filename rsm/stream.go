@@ -147,6 +147,40 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteTo hands w the chunks as they are, instead of copying them into
+// the caller's buffer: io.Copy uses it (through restoreSM's bufio.Reader),
+// so a state machine that restores with io.Copy reads a transfer without
+// that copy. w must not keep what it is given, as io.Writer says: a chunk
+// is reused once the next one is asked for.
+func (r *streamReader) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for {
+		for len(r.cur) > 0 {
+			k, err := w.Write(r.cur)
+			n, r.cur = n+int64(k), r.cur[k:]
+			if err == nil && len(r.cur) > 0 {
+				err = io.ErrShortWrite
+			}
+			if err != nil {
+				return n, err
+			}
+		}
+		if r.end != nil {
+			if r.end == io.EOF {
+				return n, nil
+			}
+			return n, r.end
+		}
+		r.sh.need <- struct{}{}
+		b, ok := <-r.sh.in
+		if !ok {
+			r.end = r.sh.end
+			continue
+		}
+		r.cur = b
+	}
+}
+
 // resetState undoes a restore that did not complete: the state machine
 // gets back the state it had before (see startStream).
 func (o *Object) resetState(pristine []byte) {

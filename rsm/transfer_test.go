@@ -23,11 +23,16 @@ import (
 
 // blobSM is a state machine whose state is a byte string; Apply appends
 // the command. Restore reads its state in small pieces, so a restore from
-// a stream needs many chunks, and counts how often it began.
+// a stream needs many chunks, and counts how often it began. With
+// viaCopy it restores with io.Copy instead, which takes the chunks as they
+// are (streamReader.WriteTo).
 type blobSM struct {
 	b        []byte
 	restores int
+	viaCopy  bool
 }
+
+func (s *blobSM) Write(p []byte) (int, error) { s.b = append(s.b, p...); return len(p), nil }
 
 func (s *blobSM) Apply(cmd []byte) ([]byte, error) { s.b = append(s.b, cmd...); return nil, nil }
 
@@ -39,8 +44,13 @@ func (s *blobSM) Snapshot(w io.Writer) error {
 func (s *blobSM) Restore(r io.Reader) error {
 	s.restores++
 	s.b = s.b[:0] // a partial restore leaves a partial state
+	if s.viaCopy {
+		if _, err := io.Copy(s, r); err != nil {
+			return err
+		}
+	}
 	buf := make([]byte, 7)
-	for {
+	for !s.viaCopy {
 		n, err := r.Read(buf)
 		s.b = append(s.b, buf[:n]...)
 		if err == io.EOF {
@@ -96,6 +106,7 @@ type transferNet struct {
 	multicasts []msg                   // ordered messages not yet delivered
 	events     map[hwg.Process][]Event // by observer
 	view       lwg.View
+	viaCopy    bool // state machines restore with io.Copy
 }
 
 const xferObject = ObjectID("x")
@@ -115,7 +126,7 @@ func (n *transferNet) add(p hwg.Process, store snapStore) *Object {
 		store = newMemStore()
 	}
 	h := &xferHost{net: n, self: p, st: store}
-	o := newObject(xferObject, p, &n.cfg, h, nil, &blobSM{})
+	o := newObject(xferObject, p, &n.cfg, h, nil, &blobSM{viaCopy: n.viaCopy})
 	n.objs[p], n.hosts[p] = o, h
 	return o
 }
@@ -214,42 +225,47 @@ func holders(t *testing.T, n *transferNet, size int) {
 // donor fails half way, the half-restored state is undone and the next
 // donor's snapshot is restored whole.
 func TestRestoreWhileReceivingDonorCrash(t *testing.T) {
-	n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
-	n.add(pA, nil)
-	n.add(pB, nil)
-	n.add(pJ, nil)
-	holders(t, n, 3000)
-	n.install(1<<32|3, []hwg.Process{pA, pB, pJ}, []hwg.Process{pJ})
-	// Half the transfer from A (the first holder in the view).
-	for n.objs[pJ].fetch == nil || n.objs[pJ].fetch.next < 1500 {
-		if !n.step(nil) {
-			t.Fatal("the transfer stopped")
-		}
-	}
-	f := n.objs[pJ].fetch
-	if f.donor != pA || f.st == nil {
-		t.Fatalf("joiner fetches from %v (streaming %v), want from A while restoring", f.donor, f.st != nil)
-	}
-	if got := n.sm(pJ); got.restores != 1 || len(got.b) == 0 {
-		t.Fatalf("joiner's state machine: %d restores, %d bytes; want one under way with bytes in", got.restores, len(got.b))
-	}
-	// A crashes: B is the donor in the next view.
-	delete(n.objs, pA)
-	n.install(1<<32|4, []hwg.Process{pB, pJ}, nil)
-	if n.objs[pJ].fetch == nil {
-		t.Fatal("the joiner dropped its transfer before it knew of another donor")
-	}
-	n.run(nil)
-	j := n.objs[pJ]
-	if !j.ready || !bytes.Equal(n.sm(pJ).b, n.sm(pB).b) {
-		t.Fatalf("joiner ready %v with %d bytes, want B's %d", j.ready, len(n.sm(pJ).b), len(n.sm(pB).b))
-	}
-	// Restores: A's (undone: the empty state restored), then B's.
-	if got := n.sm(pJ).restores; got != 3 {
-		t.Fatalf("joiner's state machine restored %d times, want 3 (A's half, the undo, B's)", got)
-	}
-	if got := received(n, pJ); len(got) != 1 || got[0] != pB {
-		t.Fatalf("joiner's SnapshotReceived from %v, want one from B", got)
+	for _, viaCopy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("viaCopy=%v", viaCopy), func(t *testing.T) {
+			n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
+			n.viaCopy = viaCopy
+			n.add(pA, nil)
+			n.add(pB, nil)
+			n.add(pJ, nil)
+			holders(t, n, 3000)
+			n.install(1<<32|3, []hwg.Process{pA, pB, pJ}, []hwg.Process{pJ})
+			// Half the transfer from A (the first holder in the view).
+			for n.objs[pJ].fetch == nil || n.objs[pJ].fetch.next < 1500 {
+				if !n.step(nil) {
+					t.Fatal("the transfer stopped")
+				}
+			}
+			f := n.objs[pJ].fetch
+			if f.donor != pA || f.st == nil {
+				t.Fatalf("joiner fetches from %v (streaming %v), want from A while restoring", f.donor, f.st != nil)
+			}
+			if got := n.sm(pJ); got.restores != 1 || len(got.b) == 0 {
+				t.Fatalf("joiner's state machine: %d restores, %d bytes; want one under way with bytes in", got.restores, len(got.b))
+			}
+			// A crashes: B is the donor in the next view.
+			delete(n.objs, pA)
+			n.install(1<<32|4, []hwg.Process{pB, pJ}, nil)
+			if n.objs[pJ].fetch == nil {
+				t.Fatal("the joiner dropped its transfer before it knew of another donor")
+			}
+			n.run(nil)
+			j := n.objs[pJ]
+			if !j.ready || !bytes.Equal(n.sm(pJ).b, n.sm(pB).b) {
+				t.Fatalf("joiner ready %v with %d bytes, want B's %d", j.ready, len(n.sm(pJ).b), len(n.sm(pB).b))
+			}
+			// Restores: A's (undone: the empty state restored), then B's.
+			if got := n.sm(pJ).restores; got != 3 {
+				t.Fatalf("joiner's state machine restored %d times, want 3 (A's half, the undo, B's)", got)
+			}
+			if got := received(n, pJ); len(got) != 1 || got[0] != pB {
+				t.Fatalf("joiner's SnapshotReceived from %v, want one from B", got)
+			}
+		})
 	}
 }
 
@@ -269,52 +285,57 @@ func received(n *transferNet, p hwg.Process) []hwg.Process {
 // changed fails the snapshot's SHA-256, which undoes the restore and asks
 // again.
 func TestRestoreWhileReceivingBadChunks(t *testing.T) {
-	n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
-	n.add(pA, nil)
-	n.add(pB, nil)
-	n.add(pJ, nil)
-	holders(t, n, 2000)
-	n.install(1<<32|3, []hwg.Process{pA, pB, pJ}, []hwg.Process{pJ})
-	var sent, flipped bool
-	n.run(func(d *direct) bool {
-		if d.kind != kindChunk || d.offset != 256 || sent {
-			return true
-		}
-		sent = true
-		// The same chunk, mangled four ways, before the real one.
-		j := n.objs[pJ]
-		for _, bad := range []direct{
-			{kind: kindChunk, object: xferObject, gen: d.gen, offset: d.offset + 1, data: d.data},
-			{kind: kindChunk, object: xferObject, gen: d.gen + 7, offset: d.offset, data: d.data},
-			{kind: kindChunk, object: xferObject, gen: d.gen, offset: d.offset, data: bytes.Repeat(d.data, 100)},
-		} {
-			j.onDirect(pA, bad)
-		}
-		j.onDirect(pB, *d)
-		if j.fetch == nil || j.fetch.next != 256 {
-			t.Fatalf("a bad chunk moved the transfer: %s", j.DebugState())
-		}
-		// The real one, with a byte changed: accepted (the SHA-256
-		// catches it at the end).
-		flipped = true
-		d.data = bytes.Clone(d.data)
-		d.data[0] ^= 0xff
-		return true
-	})
-	if !flipped {
-		t.Fatal("no chunk at offset 256")
-	}
-	// The corrupt snapshot was restored, failed its sum and was undone;
-	// the joiner asked again (WANT) and its donor offered it again.
-	j := n.objs[pJ]
-	if !j.ready || !bytes.Equal(n.sm(pJ).b, n.sm(pA).b) {
-		t.Fatalf("after the second transfer: %s", j.DebugState())
-	}
-	if got := n.sm(pJ).restores; got != 3 {
-		t.Fatalf("joiner's state machine restored %d times, want 3 (the corrupt one, the undo, the good one)", got)
-	}
-	if got := received(n, pJ); len(got) != 1 || got[0] != pA {
-		t.Fatalf("joiner's SnapshotReceived from %v, want one from A", got)
+	for _, viaCopy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("viaCopy=%v", viaCopy), func(t *testing.T) {
+			n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
+			n.viaCopy = viaCopy
+			n.add(pA, nil)
+			n.add(pB, nil)
+			n.add(pJ, nil)
+			holders(t, n, 2000)
+			n.install(1<<32|3, []hwg.Process{pA, pB, pJ}, []hwg.Process{pJ})
+			var sent, flipped bool
+			n.run(func(d *direct) bool {
+				if d.kind != kindChunk || d.offset != 256 || sent {
+					return true
+				}
+				sent = true
+				// The same chunk, mangled four ways, before the real one.
+				j := n.objs[pJ]
+				for _, bad := range []direct{
+					{kind: kindChunk, object: xferObject, gen: d.gen, offset: d.offset + 1, data: d.data},
+					{kind: kindChunk, object: xferObject, gen: d.gen + 7, offset: d.offset, data: d.data},
+					{kind: kindChunk, object: xferObject, gen: d.gen, offset: d.offset, data: bytes.Repeat(d.data, 100)},
+				} {
+					j.onDirect(pA, bad)
+				}
+				j.onDirect(pB, *d)
+				if j.fetch == nil || j.fetch.next != 256 {
+					t.Fatalf("a bad chunk moved the transfer: %s", j.DebugState())
+				}
+				// The real one, with a byte changed: accepted (the SHA-256
+				// catches it at the end).
+				flipped = true
+				d.data = bytes.Clone(d.data)
+				d.data[0] ^= 0xff
+				return true
+			})
+			if !flipped {
+				t.Fatal("no chunk at offset 256")
+			}
+			// The corrupt snapshot was restored, failed its sum and was undone;
+			// the joiner asked again (WANT) and its donor offered it again.
+			j := n.objs[pJ]
+			if !j.ready || !bytes.Equal(n.sm(pJ).b, n.sm(pA).b) {
+				t.Fatalf("after the second transfer: %s", j.DebugState())
+			}
+			if got := n.sm(pJ).restores; got != 3 {
+				t.Fatalf("joiner's state machine restored %d times, want 3 (the corrupt one, the undo, the good one)", got)
+			}
+			if got := received(n, pJ); len(got) != 1 || got[0] != pA {
+				t.Fatalf("joiner's SnapshotReceived from %v, want one from A", got)
+			}
+		})
 	}
 }
 

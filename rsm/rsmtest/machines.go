@@ -107,30 +107,21 @@ func padPattern(pad, n int) []byte {
 	return b
 }
 
-// Restore implements rsm.StateMachine. It checks the padding byte by byte.
+// Restore implements rsm.StateMachine. It checks the padding byte by byte,
+// taking it with io.Copy (which lets a reader that can hand over its
+// buffers do so, as rsm's transfer reader does).
 func (c *Counter) Restore(r io.Reader) error {
 	var b [48]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return fmt.Errorf("rsmtest: counter snapshot: %w", err)
 	}
 	pad := int(binary.BigEndian.Uint64(b[40:]))
-	buf := make([]byte, min(max(pad, 1), 64<<10))
-	want := padPattern(pad, min(pad, len(buf)))
-	for left := pad; left > 0; left -= len(buf) {
-		n := min(left, len(buf))
-		if _, err := io.ReadFull(r, buf[:n]); err != nil {
-			return fmt.Errorf("rsmtest: counter padding: %w", err)
-		}
-		if !bytes.Equal(buf[:n], want[:n]) {
-			for i := range buf[:n] {
-				if buf[i] != want[i] {
-					return fmt.Errorf("rsmtest: counter padding corrupt at %d", pad-left+i)
-				}
-			}
-		}
+	pc := &padChecker{pad: pad, want: padPattern(pad, min(pad, 64<<10+256))}
+	if _, err := io.Copy(pc, r); err != nil {
+		return fmt.Errorf("rsmtest: counter padding: %w", err)
 	}
-	if n, _ := r.Read(buf[:1]); n != 0 {
-		return errors.New("rsmtest: counter snapshot has trailing bytes")
+	if pc.off != pad {
+		return fmt.Errorf("rsmtest: counter padding: %d bytes of %d: %w", pc.off, pad, io.ErrUnexpectedEOF)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -138,6 +129,31 @@ func (c *Counter) Restore(r io.Reader) error {
 	copy(c.digest[:], b[8:40])
 	c.Pad = pad
 	return nil
+}
+
+// padChecker compares what it is written with a Counter's padding.
+type padChecker struct {
+	pad, off int
+	want     []byte // the padding's first bytes; byte i depends on i mod 256
+}
+
+func (w *padChecker) Write(p []byte) (int, error) {
+	if len(p) > w.pad-w.off {
+		return 0, errors.New("counter snapshot has trailing bytes")
+	}
+	for done := 0; done < len(p); {
+		at := w.off % 256
+		n := min(len(p)-done, len(w.want)-at)
+		if !bytes.Equal(p[done:done+n], w.want[at:at+n]) {
+			for i := range n {
+				if p[done+i] != w.want[at+i] {
+					return done + i, fmt.Errorf("padding corrupt at %d", w.off+i)
+				}
+			}
+		}
+		done, w.off = done+n, w.off+n
+	}
+	return len(p), nil
 }
 
 // Map is a map from string to string. Commands: "set k v" sets and returns
