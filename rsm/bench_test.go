@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"sync"
@@ -122,7 +123,12 @@ func hwgPayloadSize(id rsm.ObjectID, cmd []byte) int {
 // flight are too few to keep both CPUs busy (latency-bound);
 // LWGKIT_PROPOSE_CLIENTS runs one count instead;
 // LWGKIT_PROPOSE_NOCEILING=1 skips the ceiling (for a CPU profile of the
-// proposals alone; the ratio is then meaningless).
+// proposals alone; the ratio is then meaningless). Diagnostics:
+// LWGKIT_PROPOSE_MSGS proposals per run (default 20,000),
+// LWGKIT_PROPOSE_CPUPROFILE and LWGKIT_PROPOSE_TRACE a CPU profile and an
+// execution trace of the last run's proposals only (not of opening 10,000
+// objects); -tags stagetrace times the stages of a proposal (see
+// rsm/stagetrace.go).
 func BenchmarkPropose(b *testing.B) {
 	counts := []int{256, 1024}
 	if c := envInt(b, "LWGKIT_PROPOSE_CLIENTS", 0); c > 0 {
@@ -132,7 +138,7 @@ func BenchmarkPropose(b *testing.B) {
 	for _, k := range []int{1, 100, 10_000} {
 		for _, clients := range counts {
 			b.Run(fmt.Sprintf("objects=%d/clients=%d", k, clients), func(b *testing.B) {
-				const msgs = 20_000
+				msgs := envInt(b, "LWGKIT_PROPOSE_MSGS", 20_000)
 				ids := benchIDs(k)
 				c := newBenchCluster(b, rsm.Config{})
 				c.openAll(b, ids)
@@ -175,6 +181,14 @@ func proposeRun(b *testing.B, n *rsm.Node, ids []rsm.ObjectID, clients, msgs int
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
+	if path := os.Getenv("LWGKIT_PROPOSE_TRACE"); path != "" {
+		stop := startTrace(b, path)
+		defer stop()
+	}
+	if path := os.Getenv("LWGKIT_PROPOSE_CPUPROFILE"); path != "" {
+		stop := startCPUProfile(b, path)
+		defer stop()
+	}
 	cpu0 := processCPU()
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
@@ -216,6 +230,40 @@ func proposeRun(b *testing.B, n *rsm.Node, ids []rsm.ObjectID, clients, msgs int
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(elapsed), "cores")
 	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(msgs), "cpu-µs/proposal")
 	return float64(msgs) / elapsed.Seconds()
+}
+
+// startTrace writes an execution trace of the proposals (not of the
+// set-up) to path, for go tool trace; the last run's trace is kept.
+func startTrace(b *testing.B, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		trace.Stop()
+		f.Close()
+	}
+}
+
+// startCPUProfile writes a CPU profile of the proposals (not of the
+// set-up) to path; the last run's profile is kept.
+func startCPUProfile(b *testing.B, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // hwgCeiling measures ordered multicast throughput of a 3-node HWG over

@@ -365,6 +365,7 @@ func (n *Node) stopNode(crash bool) error {
 		return nil
 	}
 	n.closed = true
+	stageClose()
 	objs := make([]*Object, 0, len(n.objects))
 	for _, o := range n.objects {
 		objs = append(objs, o)
@@ -508,6 +509,9 @@ func (n *Node) routeEvents() {
 			}
 			if n.cfg.Tap != nil {
 				n.cfg.Tap(o.id, e)
+			}
+			if e.Type == lwg.EventDeliver {
+				stageRouted(o)
 			}
 			if o.routeN == 0 {
 				order = append(order, o)

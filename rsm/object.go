@@ -261,6 +261,7 @@ func (o *Object) call(ctx context.Context, w waiter, out outgoing) ([]byte, erro
 	}
 	select {
 	case r := <-ch:
+		stageReturned(o, seq)
 		putResultChan(ch)
 		return r.val, r.err
 	case <-ctx.Done():
@@ -307,6 +308,7 @@ func (o *Object) enqueueCall(w waiter, out outgoing) (seq uint64, ch chan result
 	out.seq = o.seq.Add(1)
 	o.waiters[out.seq] = w
 	o.outbox = append(o.outbox, out)
+	stageQueued(o, out.seq)
 	send = !o.sending
 	o.sending = true
 	return out.seq, w.ch, send, nil
@@ -339,6 +341,7 @@ func (o *Object) flush() (more bool) {
 	clear(rest)
 	o.mu.Unlock()
 
+	stageBatch(o, batch, false)
 	reads := 0
 	for _, out := range batch {
 		if out.kind == kindRead {
@@ -346,6 +349,7 @@ func (o *Object) flush() (more bool) {
 		}
 	}
 	err := o.sub.submit(o, encodeOutgoing(o.self, batch), len(batch)-reads, reads)
+	stageBatch(o, batch, true)
 
 	o.mu.Lock()
 	var failed []waiter

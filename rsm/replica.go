@@ -268,6 +268,7 @@ func (o *Object) applyEntry(m ordered) {
 		o.pubIndex.Store(o.index)
 		o.host.applied(o)
 		if m.origin == o.self {
+			stageApplied(o, m.seq)
 			o.resolve(m.seq, res, err)
 		}
 	case kindOnce:
