@@ -81,6 +81,7 @@ func Start(ctx context.Context, cfg StartConfig) (*Node, error) {
 		nc = hwg.FastTiming(nc)
 	}
 	nc.Group.ManualBlockOK = true // the LWG service answers carrier flushes
+	nc.NoSendEvents = true        // the LWG service ignores them
 	hn, err := hwg.Start(hwg.StartConfig{
 		Node: cfg.Node, Cluster: cfg.Cluster, DB: db,
 		Listen: cfg.Listen, Advertise: cfg.Advertise, Seeds: cfg.Seeds, Peers: cfg.Peers,
@@ -90,7 +91,9 @@ func Start(ctx context.Context, cfg StartConfig) (*Node, error) {
 		return fail(err)
 	}
 	owned = append(owned, hn)
-	sc := lwg.ServiceConfig{Node: hn, Core: lwg.Config{Place: cfg.Place}, Contacts: cfg.Contacts, Logger: log}
+	// The Node reads no EventSend: one per message sent, each a channel
+	// hand-off to routeEvents, which dropped it.
+	sc := lwg.ServiceConfig{Node: hn, Core: lwg.Config{Place: cfg.Place}, Contacts: cfg.Contacts, Logger: log, NoSendEvents: true}
 	if cfg.Bootstrap {
 		sc.DirectoryMembers = []hwg.Process{hn.Self()}
 	}
