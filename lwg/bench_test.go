@@ -10,6 +10,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -1032,6 +1034,42 @@ func BenchmarkLWGData(b *testing.B) {
 	}
 }
 
+// windowProfiles starts what LWGKIT_BENCH_CPUPROFILE and
+// LWGKIT_BENCH_TRACE ask for (files to write a CPU profile and an
+// execution trace to) over the measurement window only: a profile of the
+// whole benchmark is mostly the forming of the groups. The trace covers
+// the window's first second (a trace of the whole window is hundreds of
+// megabytes at n = 10,000).
+func windowProfiles(b *testing.B) (stop func()) {
+	var stops []func()
+	if path := os.Getenv("LWGKIT_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
+	}
+	if path := os.Getenv("LWGKIT_BENCH_TRACE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := trace.Start(f); err != nil {
+			b.Fatal(err)
+		}
+		t := time.AfterFunc(time.Second, trace.Stop)
+		stops = append(stops, func() { t.Stop(); trace.Stop(); f.Close() })
+	}
+	return func() {
+		for _, f := range stops {
+			f()
+		}
+	}
+}
+
 type dataResult struct {
 	cpu, frames, writes, kB, msgs, p50, p99 float64
 	skip                                    string
@@ -1063,9 +1101,11 @@ func dataRun(b *testing.B, place lwg.Placement, n int) dataResult {
 	for _, bn := range nodes {
 		bn.w.record(true)
 	}
+	stopProfiles := windowProfiles(b)
 	w0, c0, t0 := wireStats(nodes), cpuTime(), time.Now()
 	time.Sleep(loadWindow)
 	w1, c1, el := wireStats(nodes), cpuTime(), time.Since(t0)
+	stopProfiles()
 	var lats []time.Duration
 	for _, bn := range nodes {
 		lats = append(lats, bn.w.record(false)...)
