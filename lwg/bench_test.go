@@ -976,6 +976,23 @@ func cpuTime() time.Duration {
 	return time.Duration((s[0].Value.Float64() - s[1].Value.Float64()) * float64(time.Second))
 }
 
+// readCalls returns the read system calls the process made (syscr in
+// /proc/self/io: the transports' socket reads, including those that found
+// nothing and parked the reader), or 0 where there is no such file.
+func readCalls() uint64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
 func wireStats(nodes []*benchNode) transport.Stats {
 	var sum transport.Stats
 	for _, bn := range nodes {
@@ -1000,7 +1017,8 @@ func percentile(s []time.Duration, p float64) time.Duration {
 // the process's CPU time per second of wall time ("cpu-ms/s": all four
 // nodes, their Services and this load generator), frames and bytes sent
 // per second by the four transports ("frames/s", "kB/s"), the write
-// system calls that carried them ("writes/s"), application
+// system calls that carried them ("writes/s"), the process's read system
+// calls ("reads/s"), application
 // multicasts per second ("msgs/s"), and the latency from Multicast to
 // EventDeliver at the other three members ("p50-ms", "p99-ms").
 //
@@ -1024,6 +1042,7 @@ func BenchmarkLWGData(b *testing.B) {
 					b.ReportMetric(r.cpu, "cpu-ms/s")
 					b.ReportMetric(r.frames, "frames/s")
 					b.ReportMetric(r.writes, "writes/s")
+					b.ReportMetric(r.reads, "reads/s")
 					b.ReportMetric(r.kB, "kB/s")
 					b.ReportMetric(r.msgs, "msgs/s")
 					b.ReportMetric(r.p50, "p50-ms")
@@ -1034,9 +1053,9 @@ func BenchmarkLWGData(b *testing.B) {
 	}
 }
 
-// windowProfiles starts what LWGKIT_BENCH_CPUPROFILE and
-// LWGKIT_BENCH_TRACE ask for (files to write a CPU profile and an
-// execution trace to) over the measurement window only: a profile of the
+// windowProfiles starts what LWGKIT_BENCH_CPUPROFILE,
+// LWGKIT_BENCH_TRACE and LWGKIT_BENCH_MEMPROFILE ask for (files to write a
+// CPU profile, an execution trace and allocation profiles to) over the measurement window only: a profile of the
 // whole benchmark is mostly the forming of the groups. The trace covers
 // the window's first second (a trace of the whole window is hundreds of
 // megabytes at n = 10,000).
@@ -1063,6 +1082,23 @@ func windowProfiles(b *testing.B) (stop func()) {
 		t := time.AfterFunc(time.Second, trace.Stop)
 		stops = append(stops, func() { t.Stop(); trace.Stop(); f.Close() })
 	}
+	if path := os.Getenv("LWGKIT_BENCH_MEMPROFILE"); path != "" {
+		// Two heap profiles, at the window's start and end: what was
+		// allocated in the window is the second minus the first
+		// (go tool pprof -sample_index=alloc_space -diff_base <path>.0 <path>.1).
+		write := func(name string) {
+			f, err := os.Create(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		write(path + ".0")
+		stops = append(stops, func() { write(path + ".1") })
+	}
 	return func() {
 		for _, f := range stops {
 			f()
@@ -1071,8 +1107,8 @@ func windowProfiles(b *testing.B) (stop func()) {
 }
 
 type dataResult struct {
-	cpu, frames, writes, kB, msgs, p50, p99 float64
-	skip                                    string
+	cpu, frames, writes, reads, kB, msgs, p50, p99 float64
+	skip                                           string
 }
 
 func dataRun(b *testing.B, place lwg.Placement, n int) dataResult {
@@ -1102,9 +1138,9 @@ func dataRun(b *testing.B, place lwg.Placement, n int) dataResult {
 		bn.w.record(true)
 	}
 	stopProfiles := windowProfiles(b)
-	w0, c0, t0 := wireStats(nodes), cpuTime(), time.Now()
+	w0, c0, r0, t0 := wireStats(nodes), cpuTime(), readCalls(), time.Now()
 	time.Sleep(loadWindow)
-	w1, c1, el := wireStats(nodes), cpuTime(), time.Since(t0)
+	w1, c1, r1, el := wireStats(nodes), cpuTime(), readCalls(), time.Since(t0)
 	stopProfiles()
 	var lats []time.Duration
 	for _, bn := range nodes {
@@ -1130,6 +1166,7 @@ func dataRun(b *testing.B, place lwg.Placement, n int) dataResult {
 		cpu:    ms(c1-c0) / sec,
 		frames: float64(w1.FramesSent-w0.FramesSent) / sec,
 		writes: float64(w1.Writes-w0.Writes) / sec,
+		reads:  float64(r1-r0) / sec,
 		kB:     float64(w1.BytesSent-w0.BytesSent) / 1000 / sec,
 		msgs:   float64(sent1-sent0) / sec,
 		p50:    ms(percentile(lats, 0.5)),
