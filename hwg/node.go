@@ -94,6 +94,7 @@ type Node struct {
 	reprobe     map[NodeID]int
 	watched     map[NodeID]bool
 	work        int // entries taken since the last flush (see drainEntries)
+	dec decodeBuffers // what decoding keeps from one frame to the next
 }
 
 type multicastReq struct {

@@ -227,7 +227,7 @@ func (n *Node) receive(in transport.Inbound) (entries int) {
 	if n.receiveDirect(from, in.Frame) {
 		return 0
 	}
-	f, err := decodeFrame(in.Frame)
+	f, err := decodeFrameReuse(in.Frame, &n.dec)
 	// Nothing decoded refers to the frame (payloads are copied out).
 	transport.PutBuffer(in.Frame)
 	if err != nil {
@@ -312,6 +312,9 @@ func (n *Node) flush() {
 		n.outputs(id, g, g.takeOutputs())
 	}
 	for to, msgs := range n.outbox {
+		if len(msgs) == 0 {
+			continue
+		}
 		// Messages of many groups share a frame; split it so none exceeds
 		// the budget (each message alone fits: see Config.MaxPendingBytes).
 		start, size := 0, 0
@@ -324,9 +327,21 @@ func (n *Node) flush() {
 			size += m
 		}
 		n.send(to, msgs[start:])
-		delete(n.outbox, to)
+		// Keep the array for the next flush to this node (a new one per
+		// flush was a tenth of what the node allocated under load), but
+		// not what the messages point to, nor one a burst made large.
+		clear(msgs)
+		if cap(msgs) > outboxKeep {
+			delete(n.outbox, to)
+		} else {
+			n.outbox[to] = msgs[:0]
+		}
 	}
 }
+
+// outboxKeep bounds the messages an outbox array kept between flushes
+// holds.
+const outboxKeep = 256
 
 // frameTarget is the most a frame of batched messages carries (a message
 // larger than that goes in a frame of its own): about the size the

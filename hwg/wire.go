@@ -31,11 +31,13 @@ const (
 // from the transport's pool, to which the transport returns it once
 // written.
 func encodeFrame(f *frame) ([]byte, error) {
+	// Generous: a frame that outgrows its buffer is copied into a new one
+	// (an Ack alone is about 140 bytes, an entry 50 beyond its payload).
 	est := 16
 	for i := range f.Msgs {
-		est += 96
+		est += 160
 		for _, e := range f.Msgs[i].Entries {
-			est += len(e.Payload) + 40
+			est += len(e.Payload) + 56
 		}
 	}
 	b, err := appendFrame(transport.GetBuffer(est), f)
@@ -48,6 +50,25 @@ func encodeFrame(f *frame) ([]byte, error) {
 // decodeFrame parses a frame. Malformed input returns an error wrapping
 // ErrMalformed and nothing else: the caller drops the frame.
 func decodeFrame(b []byte) (frame, error) {
+	return decodeFrameReuse(b, &decodeBuffers{})
+}
+
+// reuseMessages bounds the message array decodeBuffers keeps.
+const reuseMessages = 256
+
+// decodeBuffers is what a node's decoder keeps from one frame to the next.
+// A node decodes tens of thousands of frames a second, most of them with
+// a message or two and a payload or two: a payload block per frame was
+// two thirds of everything it allocated, and the message array a tenth.
+type decodeBuffers struct {
+	slab []byte    // the rest of the block small payloads are copied into (see copyPayload)
+	msgs []Message // the last frame's messages; their array is reused for the next frame's
+}
+
+// decodeFrameReuse is decodeFrame drawing on buf: small payloads go into
+// its block, and the frame's messages into its array, which the previous
+// frame decoded with buf must no longer use.
+func decodeFrameReuse(b []byte, buf *decodeBuffers) (frame, error) {
 	// msgpack allocates a container's declared length up front (its own
 	// limit does not apply in v5.4.1), so a 30-byte frame could ask for
 	// gigabytes: check every declared length against the bytes first.
@@ -55,8 +76,14 @@ func decodeFrame(b []byte) (frame, error) {
 	if err := checkMsgpack(b); err != nil {
 		return frame{}, fmt.Errorf("%w: frame: %v", ErrMalformed, err)
 	}
-	d := fastDecoder{b: b}
+	clear(buf.msgs) // the previous frame's messages: let go of their entries
+	buf.msgs = buf.msgs[:0]
+	d := fastDecoder{b: b, slab: buf.slab, msgs: buf.msgs}
 	if f, err := d.frame(); err == nil {
+		buf.slab = d.slab
+		if c := cap(f.Msgs); c >= cap(buf.msgs) && c <= reuseMessages {
+			buf.msgs = f.Msgs // cleared at the next frame
+		}
 		return f, nil
 	}
 	var f frame
@@ -71,7 +98,8 @@ func decodeFrame(b []byte) (frame, error) {
 // lengths that exceed what is left or the limits above, and nesting deeper
 // than maxDepth (the decoder recurses). It is itself iterative.
 func checkMsgpack(b []byte) error {
-	levels := []int{1} // values still to read at each open nesting level
+	// Values still to read at each open nesting level; on the stack.
+	levels := append(make([]int, 0, maxDepth+1), 1)
 	total := 0         // container elements seen
 	i := 0
 	need := func(n int) error {

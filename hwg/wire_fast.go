@@ -201,8 +201,9 @@ var errSlowPath = errors.New("hwg: not for the fast decoder")
 type fastDecoder struct {
 	b     []byte
 	i     int
-	group GroupID // the last group id read: frames repeat it, so share it
-	slab  []byte  // room left for copies of small payloads (copyPayload)
+	group GroupID   // the last group id read: frames repeat it, so share it
+	slab  []byte    // room left for copies of small payloads (copyPayload)
+	msgs  []Message // an array to reuse for the frame's messages, if large enough
 }
 
 func (d *fastDecoder) frame() (frame, error) {
@@ -235,7 +236,13 @@ func (d *fastDecoder) messages() ([]Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs := make([]Message, n)
+	var msgs []Message
+	if cap(d.msgs) >= n {
+		msgs = d.msgs[:n]
+		clear(msgs) // fields a message omits are zero
+	} else {
+		msgs = make([]Message, n)
+	}
 	for i := range msgs {
 		if err := d.message(&msgs[i]); err != nil {
 			return nil, err

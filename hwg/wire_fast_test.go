@@ -130,3 +130,44 @@ func TestDecodedPayloadsDoNotAliasTheFrame(t *testing.T) {
 		t.Fatalf("payload changed with the frame: %q", got)
 	}
 }
+
+// A node decodes every frame with the same buffers (decodeFrameReuse):
+// each frame must decode as it does alone, with nothing left over from
+// the frames before it (a field a message omits is zero), and the
+// payloads handed out before must not change.
+func TestDecodeReuseMatchesFreshDecoding(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var buf decodeBuffers
+	type kept struct {
+		payload, want []byte
+	}
+	var held []kept
+	for i := range 500 {
+		f := randomFrame(r)
+		b, err := encodeFrame(&f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := decodeFrame(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeFrameReuse(b, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("frame %d: decodings differ\nreused %+v\nfresh  %+v", i, got, want)
+		}
+		for _, m := range got.Msgs {
+			for _, e := range m.Entries {
+				held = append(held, kept{e.Payload, bytes.Clone(e.Payload)})
+			}
+		}
+	}
+	for i, k := range held {
+		if !bytes.Equal(k.payload, k.want) {
+			t.Fatalf("payload %d changed after later frames: %x, was %x", i, k.payload, k.want)
+		}
+	}
+}

@@ -41,6 +41,10 @@ import (
 // startBenchCluster).
 var benchSendEvents = os.Getenv("LWGKIT_BENCH_SENDEVENTS") == "1"
 
+// benchTail has BenchmarkLWGData log where its slowest deliveries were
+// (LWGKIT_BENCH_TAIL=1; see logTail).
+var benchTail = os.Getenv("LWGKIT_BENCH_TAIL") != ""
+
 func benchSizes() []int {
 	maxN := 10000
 	if s := os.Getenv("LWGKIT_BENCH_MAXN"); s != "" {
@@ -111,6 +115,9 @@ type installWatch struct {
 	done chan struct{}
 	at   time.Time
 	lat  []time.Duration
+	sent []time.Duration // the send time of each lat, since loadEpoch
+	// bySender splits lat by sender (LWGKIT_BENCH_TAIL).
+	bySender map[hwg.NodeID][]time.Duration
 	rec  bool
 
 	// While form arms it, the watch also keeps the size of this node's
@@ -132,11 +139,17 @@ type installWatch struct {
 // record starts (on) or stops recording delivery latencies, and returns
 // those recorded since the last start.
 func (w *installWatch) record(on bool) []time.Duration {
+	lat, _ := w.recordSent(on)
+	return lat
+}
+
+// recordSent is record that also returns the send times of the messages.
+func (w *installWatch) recordSent(on bool) (lat, sent []time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := w.lat
-	w.rec, w.lat = on, nil
-	return out
+	lat, sent = w.lat, w.sent
+	w.rec, w.lat, w.sent = on, nil, nil
+	return lat, sent
 }
 
 // expect arms the watch: done closes once want distinct LWGs installed a
@@ -165,6 +178,13 @@ func (w *installWatch) handle(e lwg.Event) {
 			w.mu.Lock()
 			if w.rec {
 				w.lat = append(w.lat, d)
+				w.sent = append(w.sent, sent)
+				if benchTail {
+					if w.bySender == nil {
+						w.bySender = map[hwg.NodeID][]time.Duration{}
+					}
+					w.bySender[e.From.Node] = append(w.bySender[e.From.Node], d)
+				}
 			}
 			w.mu.Unlock()
 		}
@@ -1053,6 +1073,51 @@ func BenchmarkLWGData(b *testing.B) {
 	}
 }
 
+// logTail logs where in time the slowest deliveries were sent
+// (LWGKIT_BENCH_TAIL=1): in how many 10 ms slots of the window, and the
+// worst slots, so that a tail made of a few stalls (a GC, a tick) can be
+// told from one spread over the whole window (queueing).
+func logTail(b *testing.B, lats, sents []time.Duration) {
+	sorted := slices.Clone(lats)
+	slices.Sort(sorted)
+	p99 := percentile(sorted, 0.99)
+	b.Logf("tail: p90 %.2f ms, p95 %.2f, p99 %.2f, p99.9 %.2f, max %.2f", ms(percentile(sorted, 0.9)), ms(percentile(sorted, 0.95)),
+		ms(p99), ms(percentile(sorted, 0.999)), ms(sorted[len(sorted)-1]))
+	const slot = 10 * time.Millisecond
+	type agg struct {
+		n, slow int
+		worst   time.Duration
+	}
+	slots := map[time.Duration]*agg{}
+	for i, l := range lats {
+		k := sents[i] / slot
+		a := slots[k]
+		if a == nil {
+			a = &agg{}
+			slots[k] = a
+		}
+		a.n++
+		if l >= p99 {
+			a.slow++
+		}
+		a.worst = max(a.worst, l)
+	}
+	keys := make([]time.Duration, 0, len(slots))
+	with := 0
+	for k, a := range slots {
+		keys = append(keys, k)
+		if a.slow > 0 {
+			with++
+		}
+	}
+	slices.SortFunc(keys, func(x, y time.Duration) int { return cmp.Compare(slots[y].slow, slots[x].slow) })
+	b.Logf("tail: the slowest 1%% were sent in %d of %d 10 ms slots; the worst slots:", with, len(slots))
+	for _, k := range keys[:min(15, len(keys))] {
+		a := slots[k]
+		b.Logf("  slot at %v: %d of %d deliveries at or over p99, worst %.2f ms", (k * slot).Round(time.Millisecond), a.slow, a.n, ms(a.worst))
+	}
+}
+
 // windowProfiles starts what LWGKIT_BENCH_CPUPROFILE,
 // LWGKIT_BENCH_TRACE and LWGKIT_BENCH_MEMPROFILE ask for (files to write a
 // CPU profile, an execution trace and allocation profiles to) over the measurement window only: a profile of the
@@ -1142,9 +1207,21 @@ func dataRun(b *testing.B, place lwg.Placement, n int) dataResult {
 	time.Sleep(loadWindow)
 	w1, c1, r1, el := wireStats(nodes), cpuTime(), readCalls(), time.Since(t0)
 	stopProfiles()
-	var lats []time.Duration
+	var lats, sents []time.Duration
 	for _, bn := range nodes {
-		lats = append(lats, bn.w.record(false)...)
+		l, st := bn.w.recordSent(false)
+		lats, sents = append(lats, l...), append(sents, st...)
+	}
+	if benchTail {
+		logTail(b, lats, sents)
+		for _, bn := range nodes {
+			bn.w.mu.Lock()
+			for from, ls := range bn.w.bySender {
+				slices.Sort(ls)
+				b.Logf("tail: %v from %v: p50 %.2f ms, p90 %.2f, p99 %.2f (%d)", bn.w.self.Node, from, ms(percentile(ls, 0.5)), ms(percentile(ls, 0.9)), ms(percentile(ls, 0.99)), len(ls))
+			}
+			bn.w.mu.Unlock()
+		}
 	}
 	var lag time.Duration
 	sent1 := 0
