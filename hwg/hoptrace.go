@@ -21,6 +21,7 @@ package hwg
 //	total     queued by Node.Multicast → taken by the reader, at each other member
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"slices"
@@ -258,7 +259,24 @@ func hopSummary() string {
 			d[s] = append(d[s], b.Sub(a))
 		}
 	}
+	// Only the last 10 s of sends (the benchmark's measurement window,
+	// after which the load stops), so that forming the groups and the
+	// warm-up do not count.
+	var last time.Time
 	for _, r := range hops.done {
+		if r.enq.After(last) {
+			last = r.enq
+		}
+	}
+	type path struct {
+		total time.Duration
+		parts map[string]time.Duration
+	}
+	var paths []path // each sampled multicast at each receiver
+	for _, r := range hops.done {
+		if r.enq.Before(last.Add(-10 * time.Second)) {
+			continue
+		}
 		seqNode := NodeID(0)
 		// The sequencer is the member that never received an Order.
 		for i := 1; i < hopNodes; i++ {
@@ -307,6 +325,34 @@ func hopSummary() string {
 				add("total", r.enq, r.handed[i])
 			}
 		}
+		for i := 1; i < hopNodes; i++ {
+			if NodeID(i) == r.id.Sender.Node || r.handed[i].IsZero() || r.enq.IsZero() {
+				continue
+			}
+			pt := path{total: r.handed[i].Sub(r.enq), parts: map[string]time.Duration{}}
+			part := func(s string, a, b time.Time) {
+				if !a.IsZero() && !b.IsZero() && !b.Before(a) {
+					pt.parts[s] = b.Sub(a)
+				}
+			}
+			part("take", r.enq, r.take)
+			if !fromSeq {
+				part("fwd", r.take, r.fwd)
+				part("fwdNet", r.fwd, r.fwdRecv)
+			}
+			if NodeID(i) != seqNode {
+				part("seq", seqIn, r.ordSend[i])
+				part("ordNet", r.ordSend[i], r.ordRecv[i])
+				part("commit", quorum, r.comSend[i])
+				part("comNet", r.comSend[i], r.comRecv[i])
+				part("deliver", r.comRecv[i], r.deliver[i])
+				// What the quorum waited for: the second ack to arrive,
+				// from the Order's sending.
+				part("acks", r.ordSend[i], quorum)
+			}
+			part("hand", r.deliver[i], r.handed[i])
+			paths = append(paths, pt)
+		}
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%d sampled multicasts delivered at all %d, %d open\n", len(hops.done), hopMembers, len(hops.open))
@@ -323,6 +369,28 @@ func hopSummary() string {
 		}
 		p := func(q float64) time.Duration { return x[min(len(x)-1, int(q*float64(len(x))))] }
 		fmt.Fprintf(&sb, "%-8s %8d %10v %10v %10v %10v\n", s, len(x), p(0.5).Round(time.Microsecond), p(0.9).Round(time.Microsecond), p(0.99).Round(time.Microsecond), (sum / time.Duration(len(x))).Round(time.Microsecond))
+	}
+	// The slowest 1% of paths (multicast at one receiver): where did
+	// their time go, against all paths?
+	slices.SortFunc(paths, func(a, b path) int { return cmp.Compare(b.total, a.total) })
+	slow := paths[:len(paths)/100]
+	fmt.Fprintf(&sb, "window paths %d; mean µs per stage, all paths / slowest 1%% (%d):\n", len(paths), len(slow))
+	for _, s := range []string{"take", "fwd", "fwdNet", "seq", "ordNet", "acks", "commit", "comNet", "deliver", "hand"} {
+		mean := func(ps []path) time.Duration {
+			var sum time.Duration
+			k := 0
+			for _, p := range ps {
+				if v, ok := p.parts[s]; ok {
+					sum += v
+					k++
+				}
+			}
+			if k == 0 {
+				return 0
+			}
+			return sum / time.Duration(k)
+		}
+		fmt.Fprintf(&sb, "  %-8s %8d %8d\n", s, mean(paths).Microseconds(), mean(slow).Microseconds())
 	}
 	keys := make([]string, 0, len(hops.frames))
 	for k := range hops.frames {

@@ -93,8 +93,8 @@ type Node struct {
 	peerEpoch   map[NodeID]uint64
 	reprobe     map[NodeID]int
 	watched     map[NodeID]bool
-	work        int // entries taken since the last flush (see drainEntries)
-	dec decodeBuffers // what decoding keeps from one frame to the next
+	work        int           // entries taken since the last flush (see drainEntries)
+	dec         decodeBuffers // what decoding keeps from one frame to the next
 }
 
 type multicastReq struct {

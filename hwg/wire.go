@@ -100,7 +100,7 @@ func decodeFrameReuse(b []byte, buf *decodeBuffers) (frame, error) {
 func checkMsgpack(b []byte) error {
 	// Values still to read at each open nesting level; on the stack.
 	levels := append(make([]int, 0, maxDepth+1), 1)
-	total := 0         // container elements seen
+	total := 0 // container elements seen
 	i := 0
 	need := func(n int) error {
 		if n < 0 || len(b)-i < n {

@@ -9,11 +9,15 @@ import (
 // capacity up to poolMax. A busy connection reads and writes frames of
 // tens of kilobytes many times a second; allocating each afresh (zeroed)
 // cost more than the copying, and on a VM the page faults of a growing
-// heap cost more again. Smaller frames are allocated as before: pooling
-// them would hand a reader that never returns its frames larger buffers
-// than it needs.
+// heap cost more again. Under a load of many small messages it is the
+// other way round: tens of thousands of frames a second of a few hundred
+// bytes each (an Order or two, an Ack) were most of what an hwg node
+// allocated once its decoding stopped allocating (BenchmarkLWGData at
+// n = 10,000), hence the small classes. A reader that never returns its
+// frames gets a buffer at most twice the frame's size, as for large ones;
+// the smallest frames (heartbeats) are allocated exactly.
 const (
-	poolMinShift = 12 // 4 KiB
+	poolMinShift = 7  // 128 bytes
 	poolMaxShift = 21 // 2 MiB: a 1 MiB snapshot chunk and its headers
 	poolMin      = 1 << poolMinShift
 	poolMax      = 1 << poolMaxShift
