@@ -4,8 +4,9 @@ package hwg
 
 // A diagnostic, built only with -tags hoptrace: it times the hops of a
 // sample of multicasts (every 64th of each sender) through the runtime,
-// in one process, and at every Node.Close writes percentiles of each hop
-// to the file named by $HOPTRACE_OUT (default /tmp/hoptrace.txt).
+// in one process, and at every Node.Close writes percentiles of each hop,
+// and where the slowest 1% of paths spent their time, to the file named
+// by $HOPTRACE_OUT (default /tmp/hoptrace.txt).
 //
 //	take      multicast queued by Node.Multicast → taken by the sender's loop
 //	fwd       taken → its Forward handed to the transport (sender's flush)
@@ -259,14 +260,19 @@ func hopSummary() string {
 			d[s] = append(d[s], b.Sub(a))
 		}
 	}
-	// Only the last 10 s of sends (the benchmark's measurement window,
-	// after which the load stops), so that forming the groups and the
-	// warm-up do not count.
+	// With $HOPTRACE_WINDOW (a duration, 10s for BenchmarkLWGData), only
+	// the sends of that long before the last one count (the measurement
+	// window, after which the load stops), not the forming of the groups
+	// and the warm-up.
 	var last time.Time
 	for _, r := range hops.done {
 		if r.enq.After(last) {
 			last = r.enq
 		}
+	}
+	window, err := time.ParseDuration(os.Getenv("HOPTRACE_WINDOW"))
+	if err != nil || window <= 0 {
+		window = 1 << 62
 	}
 	type path struct {
 		total time.Duration
@@ -274,7 +280,7 @@ func hopSummary() string {
 	}
 	var paths []path // each sampled multicast at each receiver
 	for _, r := range hops.done {
-		if r.enq.Before(last.Add(-10 * time.Second)) {
+		if last.Sub(r.enq) > window {
 			continue
 		}
 		seqNode := NodeID(0)
@@ -374,7 +380,7 @@ func hopSummary() string {
 	// their time go, against all paths?
 	slices.SortFunc(paths, func(a, b path) int { return cmp.Compare(b.total, a.total) })
 	slow := paths[:len(paths)/100]
-	fmt.Fprintf(&sb, "window paths %d; mean µs per stage, all paths / slowest 1%% (%d):\n", len(paths), len(slow))
+	fmt.Fprintf(&sb, "paths (a multicast at one receiver) %d; mean µs per stage, all paths / the slowest 1%% (%d):\n", len(paths), len(slow))
 	for _, s := range []string{"take", "fwd", "fwdNet", "seq", "ordNet", "acks", "commit", "comNet", "deliver", "hand"} {
 		mean := func(ps []path) time.Duration {
 			var sum time.Duration
