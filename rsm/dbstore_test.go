@@ -393,8 +393,9 @@ func checkReads(t *testing.T, r snapReader, want []byte, budget int) {
 
 // The memory budget is the node's, shared by its spools: a second spool
 // written while the first holds the budget goes to a file, and removing an
-// object gives its spools' memory back.
+// object gives its spools' memory back, and the pieces are reused.
 func TestSpoolMemoryShared(t *testing.T) {
+	releasePieces() // the free pieces are the process's: start with none
 	s, _, dir := openSpooling(t)
 	s.memBudget, s.memChunk = 512, 64
 	s.quiet, s.maxWait = time.Hour, time.Hour     // the copies wait: the memory stays held
@@ -421,17 +422,23 @@ func TestSpoolMemoryShared(t *testing.T) {
 	if err := s.remove("a"); err != nil {
 		t.Fatal(err)
 	}
-	if used := s.memUsed.Load(); used != 0 {
-		t.Fatalf("after removing a: %d bytes in memory", used)
+	if used, free := s.memUsed.Load(), freePieces(s.memChunk); used != 0 || free != 8 {
+		t.Fatalf("after removing a: %d bytes in memory, %d free pieces; want 0 and a's 8", used, free)
 	}
 	third := writeStore(t, s, "c", big[:300])
-	if used := s.memUsed.Load(); used != 320 {
-		t.Fatalf("third spool holds %d bytes of memory, want 320 (5 pieces of 64)", used)
+	if used, free := s.memUsed.Load(), freePieces(s.memChunk); used != 320 || free != 3 {
+		t.Fatalf("third spool holds %d bytes of memory, %d pieces free; want 320 (5 of a's 8 pieces of 64) and 3", used, free)
 	}
 	if got, _ := readAll(t, s, "c", third.Gen); !bytes.Equal(got, big[:300]) {
 		t.Fatalf("c reads back other bytes")
 	}
+	releasePieces()
+	if free := freePieces(s.memChunk); free != 0 {
+		t.Fatalf("%d pieces free after releasePieces", free)
+	}
 }
+
+
 
 // A spool superseded by a newer committed one of its object, before its
 // copy into bbolt started, is dropped instead of stored.
