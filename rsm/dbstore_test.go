@@ -438,8 +438,6 @@ func TestSpoolMemoryShared(t *testing.T) {
 	}
 }
 
-
-
 // A spool superseded by a newer committed one of its object, before its
 // copy into bbolt started, is dropped instead of stored.
 func TestSpoolSupersededNotStored(t *testing.T) {

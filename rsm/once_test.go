@@ -195,3 +195,28 @@ func TestOnceOldHeader(t *testing.T) {
 	s.want(t, 8, onceApply)
 	s.want(t, 6, onceRefused)
 }
+
+// A header over maxHeader (many sources with large results) is refused when
+// written, not written and refused at every load after.
+func TestOnceHeaderOverLimit(t *testing.T) {
+	once := map[string]onceRecord{}
+	big := bytes.Repeat([]byte("r"), 64<<10)
+	for i := range maxHeader/len(big) - 1 { // 15 sources: just under
+		once[fmt.Sprintf("src-%d", i)] = onceRecord{Seq: 1, Result: big}
+	}
+	var buf bytes.Buffer
+	if err := writeSnapshot(&buf, &header{Object: "o", Once: once}, nopSM{}); err != nil {
+		t.Fatalf("a header just under the limit: %v", err)
+	}
+	if _, err := restoreSM(nopSM{}, "o", &buf); err != nil {
+		t.Fatalf("a header just under the limit does not load: %v", err)
+	}
+	once["one-more"] = onceRecord{Seq: 1, Result: big}
+	buf.Reset()
+	if err := writeSnapshot(&buf, &header{Object: "o", Once: once}, nopSM{}); !errors.Is(err, errHeaderTooLarge) {
+		t.Fatalf("a header over the limit: %v, want errHeaderTooLarge", err)
+	}
+	if buf.Len() != 0 {
+		t.Fatalf("%d bytes written for a refused snapshot", buf.Len())
+	}
+}

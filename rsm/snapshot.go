@@ -111,11 +111,20 @@ func (t *table) donorOf(m hwg.Process) (hwg.Process, bool) {
 	return hwg.Process{}, false
 }
 
+// errHeaderTooLarge refuses to write a snapshot whose header readHeader
+// would refuse: the snapshot fails (and is logged) instead of replacing a
+// loadable one with one that no restart or joiner can read. Its header
+// grows with ProposeFrom's sources (see onceRecord).
+var errHeaderTooLarge = errors.New("rsm: snapshot header over the limit")
+
 // writeSnapshot writes the header and then the state machine's bytes to w.
 func writeSnapshot(w io.Writer, h *header, sm StateMachine) error {
 	hb, err := msgpack.Marshal(h)
 	if err != nil {
 		return fmt.Errorf("rsm: encoding snapshot header: %w", err)
+	}
+	if len(hb) > maxHeader {
+		return fmt.Errorf("%w: %d bytes, %d ProposeFrom sources, limit %d", errHeaderTooLarge, len(hb), len(h.Once), maxHeader)
 	}
 	b := binary.AppendUvarint(make([]byte, 0, len(hb)+binary.MaxVarintLen64), uint64(len(hb)))
 	if _, err := w.Write(append(b, hb...)); err != nil {
