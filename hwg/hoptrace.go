@@ -30,6 +30,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lwgkit/lwgkit/internal/durstats"
 )
 
 const hopTracing = true
@@ -362,20 +364,7 @@ func hopSummary() string {
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%d sampled multicasts delivered at all %d, %d open\n", len(hops.done), hopMembers, len(hops.open))
-	fmt.Fprintf(&sb, "%-8s %8s %10s %10s %10s %10s\n", "hop", "n", "p50", "p90", "p99", "mean")
-	for _, s := range stages {
-		x := d[s]
-		if len(x) == 0 {
-			continue
-		}
-		slices.Sort(x)
-		var sum time.Duration
-		for _, v := range x {
-			sum += v
-		}
-		p := func(q float64) time.Duration { return x[min(len(x)-1, int(q*float64(len(x))))] }
-		fmt.Fprintf(&sb, "%-8s %8d %10v %10v %10v %10v\n", s, len(x), p(0.5).Round(time.Microsecond), p(0.9).Round(time.Microsecond), p(0.99).Round(time.Microsecond), (sum / time.Duration(len(x))).Round(time.Microsecond))
-	}
+	durstats.WriteTable(&sb, "hop", stages, d)
 	// The slowest 1% of paths (multicast at one receiver): where did
 	// their time go, against all paths?
 	slices.SortFunc(paths, func(a, b path) int { return cmp.Compare(b.total, a.total) })

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lwgkit/lwgkit/internal/durstats"
 )
 
 type stageRec struct {
@@ -144,19 +146,6 @@ func stageClose() {
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%d sampled proposals returned, %d open\n", len(stages.done), len(stages.open))
-	fmt.Fprintf(&sb, "%-8s %8s %10s %10s %10s %10s\n", "stage", "n", "p50", "p90", "p99", "mean")
-	for _, s := range []string{"queue", "submit", "ordered", "route", "wake", "total"} {
-		x := d[s]
-		if len(x) == 0 {
-			continue
-		}
-		slices.Sort(x)
-		var sum time.Duration
-		for _, v := range x {
-			sum += v
-		}
-		p := func(q float64) time.Duration { return x[min(len(x)-1, int(q*float64(len(x))))] }
-		fmt.Fprintf(&sb, "%-8s %8d %10v %10v %10v %10v\n", s, len(x), p(0.5).Round(time.Microsecond), p(0.9).Round(time.Microsecond), p(0.99).Round(time.Microsecond), (sum / time.Duration(len(x))).Round(time.Microsecond))
-	}
+	durstats.WriteTable(&sb, "stage", []string{"queue", "submit", "ordered", "route", "wake", "total"}, d)
 	os.WriteFile(path, []byte(sb.String()), 0o644)
 }

@@ -129,10 +129,12 @@ type streamReader struct {
 	end error // once in is closed
 }
 
-func (r *streamReader) Read(p []byte) (int, error) {
+// next waits until the reader has bytes in cur; false once the stream
+// ended (r.end says why).
+func (r *streamReader) next() bool {
 	for len(r.cur) == 0 {
 		if r.end != nil {
-			return 0, r.end
+			return false
 		}
 		r.sh.need <- struct{}{}
 		b, ok := <-r.sh.in
@@ -141,6 +143,13 @@ func (r *streamReader) Read(p []byte) (int, error) {
 			continue
 		}
 		r.cur = b
+	}
+	return true
+}
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	if !r.next() {
+		return 0, r.end
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
@@ -154,31 +163,20 @@ func (r *streamReader) Read(p []byte) (int, error) {
 // is reused once the next one is asked for.
 func (r *streamReader) WriteTo(w io.Writer) (int64, error) {
 	var n int64
-	for {
-		for len(r.cur) > 0 {
-			k, err := w.Write(r.cur)
-			n, r.cur = n+int64(k), r.cur[k:]
-			if err == nil && len(r.cur) > 0 {
-				err = io.ErrShortWrite
-			}
-			if err != nil {
-				return n, err
-			}
+	for r.next() {
+		k, err := w.Write(r.cur)
+		n, r.cur = n+int64(k), r.cur[k:]
+		if err == nil && len(r.cur) > 0 {
+			err = io.ErrShortWrite
 		}
-		if r.end != nil {
-			if r.end == io.EOF {
-				return n, nil
-			}
-			return n, r.end
+		if err != nil {
+			return n, err
 		}
-		r.sh.need <- struct{}{}
-		b, ok := <-r.sh.in
-		if !ok {
-			r.end = r.sh.end
-			continue
-		}
-		r.cur = b
 	}
+	if r.end == io.EOF {
+		return n, nil
+	}
+	return n, r.end
 }
 
 // resetState undoes a restore that did not complete: the state machine

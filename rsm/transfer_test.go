@@ -221,19 +221,27 @@ func holders(t *testing.T, n *transferNet, size int) {
 	}
 }
 
+// joining makes A and B hold a state of size bytes and installs a view
+// that adds J, a joiner without a state, whose state machines restore
+// with io.Copy if viaCopy.
+func joining(t *testing.T, viaCopy bool, size int) *transferNet {
+	n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
+	n.viaCopy = viaCopy
+	n.add(pA, nil)
+	n.add(pB, nil)
+	n.add(pJ, nil)
+	holders(t, n, size)
+	n.install(1<<32|3, []hwg.Process{pA, pB, pJ}, []hwg.Process{pJ})
+	return n
+}
+
 // A joiner without a state restores while the chunks arrive; when its
 // donor fails half way, the half-restored state is undone and the next
 // donor's snapshot is restored whole.
 func TestRestoreWhileReceivingDonorCrash(t *testing.T) {
 	for _, viaCopy := range []bool{false, true} {
 		t.Run(fmt.Sprintf("viaCopy=%v", viaCopy), func(t *testing.T) {
-			n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
-			n.viaCopy = viaCopy
-			n.add(pA, nil)
-			n.add(pB, nil)
-			n.add(pJ, nil)
-			holders(t, n, 3000)
-			n.install(1<<32|3, []hwg.Process{pA, pB, pJ}, []hwg.Process{pJ})
+			n := joining(t, viaCopy, 3000)
 			// Half the transfer from A (the first holder in the view).
 			for n.objs[pJ].fetch == nil || n.objs[pJ].fetch.next < 1500 {
 				if !n.step(nil) {
@@ -287,13 +295,7 @@ func received(n *transferNet, p hwg.Process) []hwg.Process {
 func TestRestoreWhileReceivingBadChunks(t *testing.T) {
 	for _, viaCopy := range []bool{false, true} {
 		t.Run(fmt.Sprintf("viaCopy=%v", viaCopy), func(t *testing.T) {
-			n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
-			n.viaCopy = viaCopy
-			n.add(pA, nil)
-			n.add(pB, nil)
-			n.add(pJ, nil)
-			holders(t, n, 2000)
-			n.install(1<<32|3, []hwg.Process{pA, pB, pJ}, []hwg.Process{pJ})
+			n := joining(t, viaCopy, 2000)
 			var sent, flipped bool
 			n.run(func(d *direct) bool {
 				if d.kind != kindChunk || d.offset != 256 || sent {
