@@ -14,14 +14,17 @@ import (
 // It starts no goroutines, reads no clock and does no I/O. One goroutine
 // owns a Core (a Service's loop, or a simulator).
 type Core struct {
-	cfg      Config
-	self     hwg.Process
-	dir      *directory
-	carriers map[hwg.GroupID]*carrier
-	eps      map[ID]*endpoint
-	intents  map[ID]*intent
-	order    []ID // intents in request order, so advance is deterministic
-	inOrder  map[ID]bool
+	cfg  Config
+	self hwg.Process
+	// sawInstall, if set (tests), sees every LWG install of a table this
+	// node keeps, local endpoint or not.
+	sawInstall func(Event)
+	dir        *directory
+	carriers   map[hwg.GroupID]*carrier
+	eps        map[ID]*endpoint
+	intents    map[ID]*intent
+	order      []ID // intents in request order, so advance is deterministic
+	inOrder    map[ID]bool
 	// stale: an input since the last advance may have changed what a Join
 	// or Leave waits on.
 	stale    bool
@@ -806,9 +809,12 @@ func (c *Core) switchAborted(car *carrier, l ID) {
 	c.sendFlushOK(ep)
 }
 
-func (c *Core) installed(car *carrier, l ID, v View, joined, left []hwg.Process) {
+func (c *Core) installed(car *carrier, l ID, v View, joined, left, vanished []hwg.Process) {
 	ep := c.eps[l]
-	ev := Event{Type: EventInstall, LWG: l, View: v.Clone(), Joined: joined, Left: left, HWG: car.group, HWGView: car.view.ID}
+	ev := Event{Type: EventInstall, LWG: l, View: v.Clone(), Joined: joined, Left: left, Vanished: slices.Clone(vanished), HWG: car.group, HWGView: car.view.ID}
+	if c.sawInstall != nil {
+		c.sawInstall(ev)
+	}
 	if ep != nil && ep.h != car.group {
 		if ep.incoming == car.group {
 			// The LWG reached its new carrier in that carrier's order before

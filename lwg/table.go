@@ -31,9 +31,12 @@ type flush struct {
 // arrival continues its view ids; a moved record also redirects joiners
 // whose directory is behind.
 type gone struct {
-	View    uint64        `msgpack:"v"`
-	To      hwg.GroupID   `msgpack:"t,omitempty"`
-	Members []hwg.Process `msgpack:"m,omitempty"` // moved: the members that left with it
+	View uint64      `msgpack:"v"`
+	To   hwg.GroupID `msgpack:"t,omitempty"`
+	// Members: moved, the members that left with it; ended, the members
+	// of its last view that vanished with a carrier view change (did not
+	// leave), told to the next life's first member (Event.Vanished).
+	Members []hwg.Process `msgpack:"m,omitempty"`
 }
 
 // carrier is this node's membership in one carrier HWG: the replicated
@@ -129,14 +132,15 @@ func (car *carrier) join(from hwg.Process, it item) bool {
 			return false
 		}
 		id := max(firstViewID(it.Ver), it.View)
+		var vanished []hwg.Process
 		if g, ok := car.gone[l]; ok && g.View >= id {
-			id = g.View + 1
+			id, vanished = g.View+1, g.Members
 		}
 		delete(car.gone, l)
 		e = &entry{}
 		car.entries[l] = e
 		car.gen++
-		car.install(l, e, View{ID: id, Members: []hwg.Process{from}}, []hwg.Process{from}, nil)
+		car.install(l, e, View{ID: id, Members: []hwg.Process{from}}, []hwg.Process{from}, nil, vanished)
 		return true
 	}
 	if e.View.Contains(from) || (e.Fl != nil && slices.Contains(e.Fl.Joins, from)) {
@@ -146,7 +150,7 @@ func (car *carrier) join(from hwg.Process, it item) bool {
 		return false // a switch admits nobody; ask again on the new carrier
 	}
 	if car.core.cfg.brokenFlush && e.Fl == nil {
-		car.install(l, e, View{ID: e.View.ID + 1, Members: append(slices.Clone(e.View.Members), from)}, []hwg.Process{from}, nil)
+		car.install(l, e, View{ID: e.View.ID + 1, Members: append(slices.Clone(e.View.Members), from)}, []hwg.Process{from}, nil, nil)
 		return true
 	}
 	car.startFlush(l, e, "")
@@ -240,15 +244,19 @@ func (car *carrier) finish(l ID, e *entry, keep *hwg.View) {
 	if keep != nil {
 		next = slices.DeleteFunc(next, func(p hwg.Process) bool { return !keep.Contains(p) })
 	}
+	// The members the carrier's view change dropped (they did not leave).
+	vanished := slices.DeleteFunc(slices.Clone(e.View.Members), func(p hwg.Process) bool {
+		return slices.Contains(left, p) || slices.Contains(next, p)
+	})
 	id := e.View.ID + 1
 	if len(next) == 0 {
 		delete(car.entries, l)
 		car.gen++
-		car.gone[l] = gone{View: e.View.ID}
+		car.gone[l] = gone{View: e.View.ID, Members: vanished}
 		car.core.ended(car, l, left)
 		return
 	}
-	car.install(l, e, View{ID: id, Members: next}, joined, left)
+	car.install(l, e, View{ID: id, Members: next}, joined, left, vanished)
 }
 
 func (car *carrier) adopt(it item) {
@@ -267,12 +275,15 @@ func (car *carrier) adopt(it item) {
 	e := &entry{}
 	car.entries[l] = e
 	car.gen++
-	car.install(l, e, View{ID: it.View, Members: members}, nil, nil)
+	car.install(l, e, View{ID: it.View, Members: members}, nil, nil, nil)
 }
 
-func (car *carrier) install(l ID, e *entry, v View, joined, left []hwg.Process) {
+// install installs v; vanished are members of the view before that a
+// carrier view change dropped, or, for the first view after the LWG ended
+// here, the members of its last view (see Event.Vanished).
+func (car *carrier) install(l ID, e *entry, v View, joined, left, vanished []hwg.Process) {
 	e.View, e.Fl = v, nil
-	car.core.installed(car, l, v, joined, left)
+	car.core.installed(car, l, v, joined, left, vanished)
 }
 
 // boundary is failure multiplexing: one carrier view change is the flush of

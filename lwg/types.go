@@ -89,8 +89,16 @@ type Event struct {
 	Payload []byte      // EventDeliver, EventSend
 	// EventInstall only.
 	Joined, Left []hwg.Process
-	HWG          hwg.GroupID
-	HWGView      hwg.ViewID
+	// Vanished: the members of the view before that a carrier view
+	// change dropped (they did not leave; failure multiplexing), or, in
+	// the first install after the LWG ended on its carrier that way (its
+	// view ids go on), the members of its last view. A layer that keeps
+	// state learns who may hold it, behind a partition or crashed, even
+	// when no member of the new view saw them (rsm's claim rounds wait
+	// for them).
+	Vanished []hwg.Process
+	HWG      hwg.GroupID
+	HWGView  hwg.ViewID
 }
 
 // ActionType is the kind of an Action.

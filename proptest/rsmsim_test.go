@@ -107,6 +107,7 @@ var rsmRegressions = []struct {
 	{"a claim sent before its sender seeded reached the next view, where a returning holder counted it and seeded too: two states in one view", rsmOptions(662)},
 	{"the fault planner crashed the only holder of the latest state while it was not ready (rejoining after an exclusion): it counted ready replicas only, so the group went on from an older state", rsmOptions(568)},
 	{"the fault planner crashed the only holder of the latest state, because another replica held an older one", rsmOptions(580)},
+	{"a replica alone in an all-new view that did not begin a life started the object over after two empty rounds, and a partitioned holder's state was dropped when it came back", rsmOptions(628)},
 }
 
 func TestRSMRegressions(t *testing.T) {

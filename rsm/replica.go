@@ -936,6 +936,14 @@ func newAway(e lwg.Event) *mayHold {
 			a.procs[p] = true
 		}
 	}
+	// A view whose members are all new, after every member of the one
+	// before vanished (excluded, not left): those held the state, if
+	// anyone did, and may come back with it (RSM seed 628: a lone joiner
+	// started over, and a partitioned holder's state was dropped when it
+	// returned).
+	for _, p := range e.Vanished {
+		a.procs[p] = true
+	}
 	a.install(e)
 	return a
 }

@@ -139,6 +139,15 @@ func (n *transferNet) install(id uint64, members []hwg.Process, joined []hwg.Pro
 	}
 }
 
+// installAfter installs the first view after every member of the last
+// one vanished (lwg.Event.Vanished).
+func (n *transferNet) installAfter(id uint64, members, joined, vanished []hwg.Process) {
+	n.view = lwg.View{ID: id, Members: members}
+	for _, m := range members {
+		n.objs[m].onEvent(lwg.Event{Type: lwg.EventInstall, LWG: xferObject.LWG(), View: n.view.Clone(), Joined: joined, Vanished: vanished})
+	}
+}
+
 // propose delivers a command to every replica in the view.
 func (n *transferNet) propose(cmd string) {
 	for _, m := range n.view.Members {
