@@ -14,17 +14,14 @@ import (
 // It starts no goroutines, reads no clock and does no I/O. One goroutine
 // owns a Core (a Service's loop, or a simulator).
 type Core struct {
-	cfg  Config
-	self hwg.Process
-	// sawInstall, if set (tests), sees every LWG install of a table this
-	// node keeps, local endpoint or not.
-	sawInstall func(Event)
-	dir        *directory
-	carriers   map[hwg.GroupID]*carrier
-	eps        map[ID]*endpoint
-	intents    map[ID]*intent
-	order      []ID // intents in request order, so advance is deterministic
-	inOrder    map[ID]bool
+	cfg      Config
+	self     hwg.Process
+	dir      *directory
+	carriers map[hwg.GroupID]*carrier
+	eps      map[ID]*endpoint
+	intents  map[ID]*intent
+	order    []ID // intents in request order, so advance is deterministic
+	inOrder  map[ID]bool
 	// stale: an input since the last advance may have changed what a Join
 	// or Leave waits on.
 	stale    bool
@@ -44,6 +41,10 @@ type Core struct {
 	// raisingAll: Hold.up is being raised in every LWG of a carrier; the
 	// carrier's BlockOK is considered once, after.
 	raisingAll bool
+
+	// sawInstall, if set (tests), sees every LWG install of a table this
+	// node keeps, local endpoint or not.
+	sawInstall func(Event)
 
 	actions []Action
 	events  []Event

@@ -28,11 +28,11 @@ import (
 // the background, one snapshot at a time in commit order. Memory first,
 // because writing a file costs a transfer more CPU than the TCP copy of the
 // same bytes (the page cache takes fresh pages at about 1.8 GB/s here),
-// and a spool needs no file to be durable: only its copy into bbolt is. Writing into bbolt
-// runs at a tenth of the speed of a plain file here (every chunk is
-// copied into fresh pages and written into new file space), and a state
-// machine's Snapshot blocks its object, so the spool keeps both the object
-// and a transfer off bbolt's pace. A spooled snapshot is durable once its
+// and a spool needs no file to be durable: only its copy into bbolt is.
+// Writing into bbolt runs at a tenth of the speed of a plain file here
+// (every chunk is copied into fresh pages and written into new file
+// space), and a state machine's Snapshot blocks its object, so the spool
+// keeps both the object and a transfer off bbolt's pace. A spooled snapshot is durable once its
 // copy commits; a crash before then leaves the previous one current, as a
 // crash before any snapshot's commit does, and the next start empties the
 // spool directory. Smaller snapshots (most objects) go into bbolt directly,
@@ -160,14 +160,6 @@ func releasePieces() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.free, p.bytes = nil, 0
-}
-
-// freePieces is how many free pieces of size bytes are kept.
-func freePieces(size int) int {
-	p := &spoolPieces
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.free[size])
 }
 
 // newDBStore returns a store over db that spools large snapshots in up to

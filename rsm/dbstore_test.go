@@ -470,3 +470,11 @@ func TestSpoolSupersededNotStored(t *testing.T) {
 		t.Fatalf("spool files left: %v", left)
 	}
 }
+
+// freePieces is how many free spool pieces of size bytes are kept.
+func freePieces(size int) int {
+	p := &spoolPieces
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.free[size])
+}
