@@ -622,12 +622,29 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 			// carriers and of the LWGs it coordinates (updates may have
 			// been lost with its membership).
 			for _, h := range sortedKeys(c.carriers) {
-				if car := c.carriers[h]; car.synced {
-					if rec := c.dir.carriers[h]; rec == nil {
+				car, rec := c.carriers[h], c.dir.carriers[h]
+				if car.synced {
+					if rec == nil {
 						c.act(Action{Type: ActLeave, Group: h}) // declared dead meanwhile
 					} else if !rec.has(c.self) {
 						c.ctl(c.cfg.Directory, kMember, item{Group: h})
 					}
+				} else if rec != nil && rec.has(c.self) && !car.member && !car.joining && !car.unregSent &&
+					(rec.Creator != c.self || c.booted[h]) {
+					// A registered member of a carrier this node is out of:
+					// it left or was excluded, and its kUnreg was lost with
+					// its directory membership or is still in flight (this
+					// node cannot tell: forgetInFlight cleared unregSent; a
+					// second kUnreg is harmless). Nobody else removes a
+					// process that is still alive, so if it was lost the
+					// directory would count this node as a member for good
+					// and never declare the carrier dead: joiners would keep
+					// asking it to admit them (RSM seed 1178). A creator
+					// that has not bootstrapped yet is not out: it is about
+					// to start the carrier. (A stale Pending entry is
+					// harmless: it only lets this node join without a kReg.)
+					c.ctl(c.cfg.Directory, kUnreg, item{Group: h})
+					car.unregSent = true
 				}
 			}
 			for _, l := range sortedKeys(c.eps) {

@@ -1,0 +1,95 @@
+package lwg
+
+import (
+	"testing"
+
+	"github.com/lwgkit/lwgkit/hwg"
+)
+
+// dirItems returns the items of kind k that rd multicasts in the directory.
+func dirItems(t *testing.T, rd Ready, k kind) []item {
+	t.Helper()
+	var out []item
+	for _, a := range rd.Actions {
+		if a.Type != ActMulticast || a.Group != "h/dir" {
+			continue
+		}
+		ctl, err := decodeControl(a.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ctl.Kind == k {
+			out = append(out, ctl.Items...)
+		}
+	}
+	return out
+}
+
+// TestUnregLostWithDirectoryMembership: a node that leaves a carrier and is
+// excluded from the directory before its kUnreg is delivered finds itself
+// still registered in the snapshot it gets when it is back, and sends the
+// kUnreg again; otherwise the directory would count it as a member of the
+// carrier for good and never declare the carrier dead (RSM seed 1178:
+// joiners kept asking it to admit them after the heal).
+func TestUnregLostWithDirectoryMembership(t *testing.T) {
+	c := newTestCore(t)
+	b := hwg.Process{Node: 2, Inc: 1}
+	if err := c.BootstrapDirectory([]hwg.Process{self, b}); err != nil {
+		t.Fatal(err)
+	}
+	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: "h/dir", View: hwg.View{ID: 1, Members: []hwg.Process{self, b}}})
+	c.Ready()
+	if err := c.Join("l/x"); err != nil {
+		t.Fatal(err)
+	}
+	rd := c.Ready()
+	if len(rd.Actions) != 1 || rd.Actions[0].Type != ActMulticast {
+		t.Fatalf("want the bind, got %+v", rd.Actions)
+	}
+	c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: self}, Payload: rd.Actions[0].Payload})
+	rd = c.Ready()
+	if len(rd.Actions) != 1 || rd.Actions[0].Type != ActBootstrap {
+		t.Fatalf("want a bootstrap of the carrier, got %+v", rd.Actions)
+	}
+	h := rd.Actions[0].Group
+	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: h, View: hwg.View{ID: 1, Members: []hwg.Process{self}}})
+	c.Ready()
+	if rec := c.dir.carriers[h]; rec == nil || !rec.has(self) {
+		t.Fatalf("directory record of %s: %+v, want self registered", h, rec)
+	}
+	// The directory as B will hand it back: self still registered in h.
+	snap := c.dir.snapshot()
+
+	// Self leaves the carrier; its kUnreg is multicast but lost, because
+	// the directory's view change excludes self before delivering it.
+	if err := c.Leave("l/x"); err != nil {
+		t.Fatal(err)
+	}
+	c.HWGEvent(hwg.Event{Type: hwg.EventLeft, Group: h})
+	if got := dirItems(t, c.Ready(), kUnreg); len(got) != 1 || got[0].Group != h {
+		t.Fatalf("kUnreg items %+v, want one for %s", got, h)
+	}
+	c.HWGEvent(hwg.Event{Type: hwg.EventExcluded, Group: "h/dir"})
+	c.Ready()
+
+	// Back in the directory with B's snapshot.
+	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: "h/dir", View: hwg.View{ID: 2, Members: []hwg.Process{b, self}}, Joined: []hwg.Process{self}})
+	c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: b}, Payload: encodeControl(&control{Kind: kSnapshot, View: 2, Snap: snap})})
+	if !c.dir.synced {
+		t.Fatal("directory snapshot not restored")
+	}
+	rd = c.Ready()
+	got := dirItems(t, rd, kUnreg)
+	if len(got) != 1 || got[0].Group != h {
+		t.Fatalf("kUnreg items %+v, want one for %s again (actions %+v)", got, h, rd.Actions)
+	}
+	// Its delivery declares the carrier dead: nobody else is in it.
+	for _, a := range rd.Actions {
+		if a.Type == ActMulticast && a.Group == "h/dir" {
+			c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: self}, Payload: a.Payload})
+		}
+	}
+	if c.dir.alive(h) {
+		t.Fatalf("%s still alive: %+v", h, c.dir.carriers[h])
+	}
+}
