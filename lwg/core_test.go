@@ -111,13 +111,7 @@ func TestJoinBatches(t *testing.T) {
 	}
 	// The directory delivers it: this node creates the carrier, bootstraps
 	// it, and joins the three LWGs with one message.
-	c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: self}, Payload: rd.Actions[0].Payload})
-	rd = c.Ready()
-	if len(rd.Actions) != 1 || rd.Actions[0].Type != ActBootstrap {
-		t.Fatalf("want a bootstrap of the carrier, got %+v", rd.Actions)
-	}
-	h := rd.Actions[0].Group
-	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: h, View: hwg.View{ID: 1, Members: []hwg.Process{self}}})
+	h := bootstrapBound(t, c, rd.Actions[0].Payload)
 	rd = c.Ready()
 	var joins []*control
 	for _, a := range rd.Actions {
@@ -128,4 +122,20 @@ func TestJoinBatches(t *testing.T) {
 	if len(joins) != 1 || len(joins[0].Items) != 3 {
 		t.Fatalf("want one join message for 3 LWGs on %s, got %d (%+v)", h, len(joins), rd.Actions)
 	}
+}
+
+// bootstrapBound delivers this node's bind in the directory, expects the
+// bootstrap of a new carrier, and installs the carrier's first view (self
+// alone). It returns the carrier; the Core's next Ready holds what the
+// install made it do.
+func bootstrapBound(t *testing.T, c *Core, bind []byte) hwg.GroupID {
+	t.Helper()
+	c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: self}, Payload: bind})
+	rd := c.Ready()
+	if len(rd.Actions) != 1 || rd.Actions[0].Type != ActBootstrap {
+		t.Fatalf("want a bootstrap of the carrier, got %+v", rd.Actions)
+	}
+	h := rd.Actions[0].Group
+	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: h, View: hwg.View{ID: 1, Members: []hwg.Process{self}}})
+	return h
 }

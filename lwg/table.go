@@ -245,9 +245,14 @@ func (car *carrier) finish(l ID, e *entry, keep *hwg.View) {
 		next = slices.DeleteFunc(next, func(p hwg.Process) bool { return !keep.Contains(p) })
 	}
 	// The members the carrier's view change dropped (they did not leave).
-	vanished := slices.DeleteFunc(slices.Clone(e.View.Members), func(p hwg.Process) bool {
-		return slices.Contains(left, p) || slices.Contains(next, p)
-	})
+	// Failure multiplexing runs this for every LWG on the carrier, and
+	// most lose nobody: allocate only for those that did.
+	var vanished []hwg.Process
+	if len(next)-len(joined)+len(left) < len(e.View.Members) {
+		vanished = slices.DeleteFunc(slices.Clone(e.View.Members), func(p hwg.Process) bool {
+			return slices.Contains(left, p) || slices.Contains(next, p)
+		})
+	}
 	id := e.View.ID + 1
 	if len(next) == 0 {
 		delete(car.entries, l)

@@ -46,13 +46,7 @@ func TestUnregLostWithDirectoryMembership(t *testing.T) {
 	if len(rd.Actions) != 1 || rd.Actions[0].Type != ActMulticast {
 		t.Fatalf("want the bind, got %+v", rd.Actions)
 	}
-	c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: self}, Payload: rd.Actions[0].Payload})
-	rd = c.Ready()
-	if len(rd.Actions) != 1 || rd.Actions[0].Type != ActBootstrap {
-		t.Fatalf("want a bootstrap of the carrier, got %+v", rd.Actions)
-	}
-	h := rd.Actions[0].Group
-	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: h, View: hwg.View{ID: 1, Members: []hwg.Process{self}}})
+	h := bootstrapBound(t, c, rd.Actions[0].Payload)
 	c.Ready()
 	if rec := c.dir.carriers[h]; rec == nil || !rec.has(self) {
 		t.Fatalf("directory record of %s: %+v, want self registered", h, rec)
