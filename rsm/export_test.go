@@ -7,7 +7,10 @@ func (o *Object) DebugState() string {
 	o.smMu.Lock()
 	defer o.smMu.Unlock()
 	o.mu.Lock()
-	mail := len(o.mail)
+	mail := 0
+	if o.mail != nil {
+		mail = len(o.mail.items)
+	}
 	sched := o.scheduled
 	o.mu.Unlock()
 	f := "none"
@@ -28,3 +31,6 @@ func (n *Node) Watched(o *Object) bool {
 
 // Crash stops the Node as a crash would: no last snapshots.
 func (n *Node) Crash() error { return n.stopNode(true) }
+
+// InlineTurns counts the object turns the router ran itself.
+func (n *Node) InlineTurns() uint64 { return n.stats.inlined.Load() }

@@ -196,6 +196,54 @@ func TestProposeTotalOrderAndRead(t *testing.T) {
 	converge(t, ctx, objs, 3*per+1)
 }
 
+// TestRouterTurnsKeepSnapshotsAndStats: commands an idle object receives
+// are applied by the router itself (no worker hand-off), except those
+// that make a scheduled snapshot due, which a worker takes: every replica
+// still snapshots at exactly every SnapshotEvery commands. Stats count
+// the applied commands, including those of a closed object.
+func TestRouterTurnsKeepSnapshotsAndStats(t *testing.T) {
+	ctx := ctxT(t)
+	const every, total = 10, 100
+	nodes := startCluster(t, transport.NewMemNetwork(), 3, rsm.Config{SnapshotEvery: every})
+	objs := openAll(t, ctx, nodes, "counter")
+	for i := range total {
+		if _, err := objs[i%3].Propose(ctx, rsmtest.Add(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	converge(t, ctx, objs, total)
+	for i, n := range nodes {
+		if n.InlineTurns() == 0 {
+			t.Errorf("node %d: the router applied nothing itself", i+1)
+		}
+		var at []uint64
+		for _, e := range n.seen(rsm.EventSnapshotTaken) {
+			if e.Index > 0 { // not the seed's or a donation's
+				at = append(at, e.Index)
+			}
+		}
+		if len(at) != total/every {
+			t.Fatalf("node %d: snapshots at %v, want one every %d commands", i+1, at, every)
+		}
+		for k, idx := range at {
+			if idx != uint64(every*(k+1)) {
+				t.Fatalf("node %d: snapshots at %v, want one every %d commands", i+1, at, every)
+			}
+		}
+	}
+	other := openAll(t, ctx, nodes, "other")
+	if _, err := other[0].Propose(ctx, rsmtest.Add(1)); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, ctx, other, 1)
+	if err := other[1].Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := nodes[1].Stats(); st.Applied != total+1 || st.Objects != 1 {
+		t.Fatalf("after closing an object: %d applied in %d objects, want %d in 1", st.Applied, st.Objects, total+1)
+	}
+}
+
 func TestProposeErrors(t *testing.T) {
 	ctx := ctxT(t)
 	nodes := startCluster(t, transport.NewMemNetwork(), 1, rsm.Config{MaxCommandBytes: 16})

@@ -19,14 +19,16 @@ type Stats struct {
 // Stats returns the Node's counters.
 func (n *Node) Stats() Stats {
 	n.mu.Lock()
-	st := Stats{Objects: len(n.objects)}
+	s := &n.stats
+	st := Stats{Objects: len(n.objects), Applied: s.applied.Load(),
+		ChunkBytesReceived: s.chunkBytes.Load(), Malformed: s.malformed.Load()}
 	for _, o := range n.objects {
+		st.Applied += o.applies.Load()
 		st.ChunkBytesReceived += o.received.Load()
 		st.Malformed += o.malformed.Load()
 	}
 	n.mu.Unlock()
-	s := &n.stats
-	st.Proposals, st.Reads, st.Applied, st.Views = s.proposals.Load(), s.reads.Load(), s.applied.Load(), s.views.Load()
+	st.Proposals, st.Reads, st.Views = s.proposals.Load(), s.reads.Load(), s.views.Load()
 	st.Messages = s.messages.Load()
 	st.SnapshotsTaken, st.SnapshotsSent, st.SnapshotBytesSent = s.snapshots.Load(), s.sentSnapshots.Load(), s.sentBytes.Load()
 	st.SnapshotsReceived, st.SnapshotBytesReceived = s.receivedSnapshots.Load(), s.received.Load()
