@@ -124,7 +124,9 @@ func hwgPayloadSize(id rsm.ObjectID, cmd []byte) int {
 // LWGKIT_PROPOSE_CLIENTS runs one count instead;
 // LWGKIT_PROPOSE_NOCEILING=1 skips the ceiling (for a CPU profile of the
 // proposals alone; the ratio is then meaningless). Diagnostics:
-// LWGKIT_PROPOSE_MSGS proposals per run (default 20,000),
+// LWGKIT_PROPOSE_MSGS proposals (and ceiling messages) per run, default
+// 200,000: with 20,000 the ceiling ran for 20-30 ms, much of it the
+// HWG's ramp-up, and gave 0.44-1.46 M msgs/s in one quiet session;
 // LWGKIT_PROPOSE_CPUPROFILE and LWGKIT_PROPOSE_TRACE a CPU profile and an
 // execution trace of the last run's proposals only (not of opening 10,000
 // objects); -tags stagetrace times the stages of a proposal (see
@@ -138,7 +140,7 @@ func BenchmarkPropose(b *testing.B) {
 	for _, k := range []int{1, 100, 10_000} {
 		for _, clients := range counts {
 			b.Run(fmt.Sprintf("objects=%d/clients=%d", k, clients), func(b *testing.B) {
-				msgs := envInt(b, "LWGKIT_PROPOSE_MSGS", 20_000)
+				msgs := envInt(b, "LWGKIT_PROPOSE_MSGS", 200_000)
 				ids := benchIDs(k)
 				c := newBenchCluster(b, rsm.Config{})
 				c.openAll(b, ids)
