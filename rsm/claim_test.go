@@ -181,3 +181,88 @@ func TestClaimNoneOutliveItsRound(t *testing.T) {
 		t.Fatalf("A ready %v state %q, J ready %v state %q: want A's state a at both", a.ready, n.sm(pA).b, j.ready, n.sm(pJ).b)
 	}
 }
+
+// forget delivers a ForgetAbsent from p, in the view, to every replica.
+func forget(n *transferNet, p hwg.Process) {
+	n.multicasts = append(n.multicasts, msg{from: p, b: encodeForget()})
+	n.run(nil)
+}
+
+// TestForgetAbsentStartsOver: J waits for A, which held the state and was
+// excluded, however many rounds pass; an operator's ForgetAbsent ends the
+// wait, and the next rounds start the object over from nothing (told as
+// ErrStartedOver). When A comes back later, it takes the new state: its
+// old one was given up.
+func TestForgetAbsentStartsOver(t *testing.T) {
+	n := lonelyJoiner(t)
+	claimTicksRun(n, 2*emptyRounds+2)
+	if j := n.objs[pJ]; j.ready {
+		t.Fatalf("J started over before the operator gave up on A")
+	}
+	forget(n, pJ)
+	claimTicksRun(n, 2)
+	if j := n.objs[pJ]; !j.ready || len(n.sm(pJ).b) != 0 {
+		t.Fatalf("after ForgetAbsent: J ready %v, state %q; want the empty state", j.ready, n.sm(pJ).b)
+	}
+	if got := seededEvents(n, pJ); len(got) != 1 || !errors.Is(got[0].Err, ErrStartedOver) {
+		t.Fatalf("EventSeeded: %+v, want one with ErrStartedOver", got)
+	}
+	n.propose("d")
+	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventLeft, LWG: xferObject.LWG()})
+	n.install(1<<32|4, []hwg.Process{pJ, pA}, []hwg.Process{pA})
+	n.run(nil)
+	for _, p := range []hwg.Process{pA, pJ} {
+		if o := n.objs[p]; !o.ready || string(n.sm(p).b) != "d" {
+			t.Fatalf("%v: ready %v, state %q; want the new state d", p, o.ready, n.sm(p).b)
+		}
+	}
+}
+
+// TestForgetAbsentHolderBackFirst: a holder that comes back after the
+// ForgetAbsent but before a round decides still offers its state, and its
+// state wins over starting over.
+func TestForgetAbsentHolderBackFirst(t *testing.T) {
+	n := lonelyJoiner(t)
+	forget(n, pJ)
+	n.install(1<<32|4, []hwg.Process{pJ, pA}, []hwg.Process{pA})
+	claimTicksRun(n, 2)
+	for _, p := range []hwg.Process{pA, pJ} {
+		if o := n.objs[p]; !o.ready || string(n.sm(p).b) != "abc" {
+			t.Fatalf("%v: ready %v, state %q; want A's state abc", p, o.ready, n.sm(p).b)
+		}
+	}
+	if got := seededEvents(n, pA, pJ); len(got) != 1 || got[0].Err != nil {
+		t.Fatalf("EventSeeded: %+v, want one from A's state", got)
+	}
+}
+
+// TestForgetAbsentHeldState: in a group that holds the state a
+// ForgetAbsent changes nothing, and no replica counts it malformed.
+func TestForgetAbsentHeldState(t *testing.T) {
+	n := newTransferNet(t, Config{})
+	n.add(pA, nil)
+	n.add(pJ, nil)
+	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
+	n.propose("a")
+	n.install(1<<32|2, []hwg.Process{pA, pJ}, []hwg.Process{pJ})
+	n.run(nil)
+	forget(n, pA)
+	n.propose("b")
+	for _, p := range []hwg.Process{pA, pJ} {
+		if o := n.objs[p]; !o.ready || string(n.sm(p).b) != "ab" || o.malformed.Load() != 0 || len(seededEvents(n, p)) != 0 {
+			t.Fatalf("%v: ready %v, state %q, malformed %d, seeded %v", p, o.ready, n.sm(p).b, o.malformed.Load(), seededEvents(n, p))
+		}
+	}
+}
+
+// TestForgetAbsentNoEmptyRounds: after a ForgetAbsent the next complete
+// round decides; it does not wait for more empty rounds (whose point is
+// a holder nobody knows of, which the operator just gave up on).
+func TestForgetAbsentNoEmptyRounds(t *testing.T) {
+	n := lonelyJoiner(t)
+	forget(n, pJ)
+	claimTicksRun(n, 1)
+	if j := n.objs[pJ]; !j.ready || len(n.sm(pJ).b) != 0 {
+		t.Fatalf("one round after ForgetAbsent: J ready %v, state %q; want the empty state", j.ready, n.sm(pJ).b)
+	}
+}

@@ -271,6 +271,37 @@ func TestProposeErrors(t *testing.T) {
 	}
 }
 
+// TestForgetAbsentOnANode: ForgetAbsent goes through the group's order
+// (the step-by-step effect is in claim_test.go): on a group that holds
+// the state it changes nothing and is not counted malformed; on a closed
+// object it fails with ErrClosed.
+func TestForgetAbsentOnANode(t *testing.T) {
+	ctx := ctxT(t)
+	nodes := startCluster(t, transport.NewMemNetwork(), 2, rsm.Config{})
+	objs := openAll(t, ctx, nodes, "kept")
+	if _, err := objs[0].Propose(ctx, rsmtest.Add(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := objs[1].ForgetAbsent(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := objs[0].Propose(ctx, rsmtest.Add(4)); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, ctx, objs, 2)
+	for i, n := range nodes {
+		if st := n.Stats(); st.Malformed != 0 || len(n.seen(rsm.EventSeeded)) > 1 {
+			t.Fatalf("node %d: %d malformed, seeded %v", i+1, st.Malformed, n.seen(rsm.EventSeeded))
+		}
+	}
+	if err := objs[1].Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := objs[1].ForgetAbsent(ctx); !errors.Is(err, rsm.ErrClosed) {
+		t.Fatalf("after Close: err = %v, want ErrClosed", err)
+	}
+}
+
 func TestJoinerGetsStateAtItsJoinPoint(t *testing.T) {
 	ctx := ctxT(t)
 	net := transport.NewMemNetwork()

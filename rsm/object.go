@@ -225,6 +225,34 @@ func (o *Object) Read(ctx context.Context, q []byte) ([]byte, error) {
 	return o.call(ctx, waiter{query: q, read: true}, outgoing{kind: kindRead})
 }
 
+// ForgetAbsent tells the object's group to stop waiting for the members
+// that may hold its state and are absent from its current view: they are
+// gone for good (their nodes were lost, or will never reach the group
+// again). Without the state and without a member that holds it, the group
+// waits for such a member forever rather than drop the commands only it
+// applied (see EventSeeded). After ForgetAbsent the members present pick
+// the best state among themselves (a node's local snapshot, say) or, if
+// none has any, start the object over from nothing (EventSeeded with
+// ErrStartedOver): the commands only the absent members applied are
+// lost. An absent member that comes back before the choice is made still
+// offers its state. It has no effect on a group that holds the state.
+//
+// It returns once the request is queued in the group's order; the choice
+// follows within a few claim rounds (about 3 x 150 ticks). Call it on any
+// member; it is an operator's decision, never the library's.
+func (o *Object) ForgetAbsent(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o.mu.Lock()
+	closed := o.closed
+	o.mu.Unlock()
+	if closed {
+		return fmt.Errorf("%w: %s", ErrClosed, o.id)
+	}
+	return o.sub.submit(o, encodeForget(), 0, 0)
+}
+
 // StaleRead answers q from this replica's state as it is: it may lag the
 // group. Before the state has arrived it returns ErrNotReady, unless the
 // object was reopened from a local snapshot (then it reads that).

@@ -973,6 +973,16 @@ func (a *mayHold) install(e lwg.Event) {
 	}
 }
 
+// forgetAbsent stops waiting for the members absent from v. One that
+// comes back before a round decides still claims with its state.
+func (a *mayHold) forgetAbsent(v lwg.View) {
+	for p := range a.procs {
+		if !v.Contains(p) {
+			delete(a.procs, p)
+		}
+	}
+}
+
 // waits says whether a member that may hold the state is away from v:
 // not in it, and may come back with the state.
 func (a *mayHold) waits(v lwg.View) bool {
@@ -1022,6 +1032,16 @@ func (o *Object) unreadyStep(q queued) {
 	}
 	if m.kind == kindRestored || m.kind == kindHold || m.kind == kindClaim && m.claim.has {
 		o.round.away.mayHold(q.ev.From)
+	}
+	if m.kind == kindForget {
+		// An operator gave up on the absent holders: claims from here
+		// on neither wait for them nor for more empty rounds, so the
+		// next complete round picks the best state present, or starts
+		// over. Every replica without the state takes it at this point
+		// of the stream, so they decide alike.
+		o.round.away.forgetAbsent(o.latest)
+		o.empty = max(o.empty, emptyRounds)
+		return
 	}
 	if m.kind == kindClaim && q.ev.From == o.self && o.round.out > 0 {
 		o.round.out--

@@ -25,6 +25,7 @@ const (
 	kindHold     = 5 // answer to a claim: the sender holds the state in this view
 	kindOnce     = 6 // origin, seq, OriginID, command: apply it unless that OriginID was applied
 	kindBatch    = 7 // origin, count, entries (propose, once or read): each in order, as if sent alone
+	kindForget   = 8 // members absent from the view that may hold the state are gone for good (Object.ForgetAbsent)
 )
 
 // foreignKinds and above open messages of layers that share the object's
@@ -206,6 +207,8 @@ func encodeRestored() []byte { return []byte{kindRestored} }
 
 func encodeHold() []byte { return []byte{kindHold} }
 
+func encodeForget() []byte { return []byte{kindForget} }
+
 func encodeClaim(c claim) []byte {
 	b := []byte{kindClaim, 0}
 	if c.has {
@@ -305,7 +308,7 @@ func decodeOrdered(b []byte) (ordered, error) {
 			return ordered{}, br.r.err
 		}
 		r.b = br.r.b
-	case kindRestored, kindHold:
+	case kindRestored, kindHold, kindForget:
 	case kindClaim:
 		if len(r.b) == 0 || r.b[0] > 3 {
 			return ordered{}, fmt.Errorf("%w: bad claim", errMalformed)

@@ -130,6 +130,7 @@ func FuzzDecodeOrdered(f *testing.F) {
 	f.Add(encodePropose(p, 1, []byte("x")))
 	f.Add(encodeRead(p, 2))
 	f.Add(encodeRestored())
+	f.Add(encodeForget())
 	f.Add(encodeClaim(claim{has: true, lineage: 1, index: 2}))
 	f.Add(encodeOnce(p, 1, OriginID{Source: "s", Seq: 2}, []byte("x")))
 	f.Add(encodeOutgoing(p, []outgoing{{kind: kindPropose, seq: 3, cmd: []byte("x")}, {kind: kindRead, seq: 4},
@@ -181,6 +182,8 @@ func FuzzDecodeOrdered(f *testing.F) {
 			again = encodeClaim(m.claim)
 		case kindHold:
 			again = encodeHold()
+		case kindForget:
+			again = encodeForget()
 		default:
 			again = encodeRestored()
 		}
