@@ -58,6 +58,13 @@ type RSMOptions struct {
 	// instead of through the total order: a deliberate bug, which the
 	// linearizability check must catch.
 	StaleReads bool
+	// Forget is the chance that a request that finds its replica without
+	// the state is instead an operator's ForgetAbsent there. The operator
+	// may give up on a holder that is only away, so its commands may be
+	// lost: a new life may start while it lives (splitBrain is not
+	// checked for forgotten objects), and each life is still checked
+	// alone. Default 0.
+	Forget float64
 	// SettleSteps bounds the final round after the LWGs converged: every
 	// replica gets the state, and one command per member is applied
 	// everywhere. Default 300,000.
@@ -128,6 +135,8 @@ type RSMStats struct {
 	// more each time every holder of an object's state was lost (crashed
 	// or left) and a fresh member created it again, empty.
 	Lives int
+	// Forgets counts ForgetAbsent calls (RSMOptions.Forget).
+	Forgets int
 }
 
 // RSMResult is the outcome of RunRSM.
@@ -203,6 +212,8 @@ type rsmSim struct {
 	// effects holds, by operation, the first application of each tagged
 	// command (see tagCmd).
 	effects map[int]effect
+	// forgotten: objects an operator called ForgetAbsent on.
+	forgotten map[rsm.ObjectID]bool
 }
 
 // effect is the first application of a client's command by any replica.
@@ -557,9 +568,19 @@ func (h *rsmHost) Observe(e rsm.Event) {
 // replica holds one with commands applied: those commands are dropped
 // (or two states go on side by side). A holder still at index 0 (one on
 // its way out of the group) loses nothing.
+//
+// After a ForgetAbsent on obj, only a holder in the creator's own view
+// counts: the operator gave up on the absent ones.
 func (r *rsmSim) splitBrain(self hwg.Process, obj rsm.ObjectID) {
+	var view lwg.View
+	if o, ok := r.nodes[self.Node].sn.Object(obj); ok {
+		view = o.View()
+	}
 	for _, m := range r.s.nodes {
 		rn := r.nodes[m.id]
+		if r.forgotten[obj] && rn != nil && !view.Contains(rn.self) {
+			continue
+		}
 		if m.alive && rn != nil && rn.self != self {
 			if _, idx, ok := rn.sn.State(obj); ok && idx > 0 {
 				r.violation(nameRSMLife, obj, fmt.Sprintf("%v created a new state while %v holds one (index %d)", self, rn.self, idx))
@@ -646,6 +667,11 @@ func (r *rsmSim) request() {
 	rn := r.nodes[n.id]
 	sm, _, ok := rn.sn.State(obj)
 	if !ok {
+		if r.opts.Forget > 0 && s.rng.Float64() < r.opts.Forget && rn.sn.ForgetAbsent(obj) == nil {
+			r.forgotten[obj] = true
+			r.stats.Forgets++
+			s.drain(n)
+		}
 		return // not open here, or not ready
 	}
 	op := RSMOp{Object: obj, Node: rn.self, Life: r.reps[rsmRep{rn.self, obj}].life, Map: r.isMap(obj), Read: read, Return: -1}
@@ -731,7 +757,7 @@ func newRSMSim(opts RSMOptions) *rsmSim {
 	opts.defaults()
 	r := &rsmSim{opts: opts, nodes: map[hwg.NodeID]*rsmNode{}, pending: map[rsmReq]int{},
 		reps: map[rsmRep]*rsmReplica{}, log: map[lifeIndex]logEntry{}, directs: map[[2]hwg.Process]int{},
-		effects: map[int]effect{}}
+		effects: map[int]effect{}, forgotten: map[rsm.ObjectID]bool{}}
 	for i := range opts.LWG.LWGs {
 		r.objs = append(r.objs, rsm.ObjectID(fmt.Sprint(i)))
 	}

@@ -93,6 +93,29 @@ func TestRSMSimulations(t *testing.T) {
 	}
 }
 
+// TestRSMSimulationsForget runs seeded RSM simulations in which an
+// operator calls ForgetAbsent on replicas that wait for their state, often
+// (a fifth of the requests that find one), with every fault and checker:
+// giving up on absent holders must never make two states in one view,
+// split the replicas of a view, or break linearizability within a life.
+func TestRSMSimulationsForget(t *testing.T) {
+	runs := rsmRuns(t) / 2
+	forgets := 0
+	for seed := uint64(1); seed <= uint64(runs); seed++ {
+		o := rsmOptions(seed)
+		o.Forget = 0.2
+		r := RunRSM(o)
+		forgets += r.Stats.Forgets
+		if len(r.Violations) > 0 {
+			t.Fatalf("seed %d (%+v): %d violations, first: %.3000s", seed, o.LWG, len(r.Violations), r.Violations[0])
+		}
+	}
+	if forgets == 0 {
+		t.Fatal("no replica ever waited for its state: nothing was forgotten")
+	}
+	t.Logf("%d runs, %d ForgetAbsent calls", runs, forgets)
+}
+
 // rsmRegressions are RSM runs that once failed, each named for the bug it
 // caught; they must pass for good.
 var rsmRegressions = []struct {

@@ -131,6 +131,17 @@ func (s *SimNode) Read(id ObjectID, q []byte) (uint64, error) {
 	return s.request(id, q, true)
 }
 
+// ForgetAbsent multicasts FORGET for id's replica (as
+// Object.ForgetAbsent).
+func (s *SimNode) ForgetAbsent(id ObjectID) error {
+	o := s.objects[id.LWG()]
+	if o == nil {
+		return fmt.Errorf("%w: %s not open", ErrClosed, id)
+	}
+	s.host.Multicast(id, encodeForget())
+	return nil
+}
+
 func (s *SimNode) request(id ObjectID, b []byte, read bool) (uint64, error) {
 	o := s.objects[id.LWG()]
 	if o == nil {
