@@ -10,7 +10,11 @@ import (
 
 // StateMachine is one replicated object's state. The Node calls its
 // methods from one goroutine at a time per object (never two at once for
-// one object), in the object's total order.
+// one object), in the object's total order: a worker of its pool, or,
+// for commands an idle object receives, the goroutine that routes the
+// node's deliveries, so a slow Apply or Query holds up the deliveries
+// of the node's other objects while it runs. Snapshot and Restore always
+// run on a worker.
 //
 // Apply must be deterministic: the same commands in the same order from
 // the same state give the same results and state on every replica. An
