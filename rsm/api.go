@@ -12,9 +12,10 @@ import (
 // methods from one goroutine at a time per object (never two at once for
 // one object), in the object's total order: a worker of its pool, or,
 // for commands an idle object receives, the goroutine that routes the
-// node's deliveries, so a slow Apply or Query holds up the deliveries
-// of the node's other objects while it runs. Snapshot and Restore always
-// run on a worker.
+// node's deliveries. So a slow Apply or Query holds up the deliveries of
+// the node's other objects while it runs, once: an object whose turn
+// there took over a millisecond is left to the workers from then on.
+// Snapshot and Restore always run on a worker.
 //
 // Apply must be deterministic: the same commands in the same order from
 // the same state give the same results and state on every replica. An

@@ -558,7 +558,8 @@ func (n *Node) routeEvents() {
 // worker (a mailbox, the run queue and a wake-up): at 10,000 objects
 // nearly every object turn is one proposal, and the hand-off cost 7% of
 // the CPU. It reports false, having done nothing, when a worker must
-// take them: o is queued or running, not ready, or an item is anything
+// take them: o is slow (see inlineBudget), queued or running, not
+// ready, or an item is anything
 // but a command (an install may donate a snapshot, a claim multicasts,
 // which may block on the LWG service: the router must never block, or
 // the service, blocked sending it events, stops taking multicasts). A
@@ -576,6 +577,9 @@ func (n *Node) runInline(o *Object, its []item) bool {
 		}
 		size += len(it.ev.Payload)
 	}
+	if o.slow {
+		return false
+	}
 	o.mu.Lock()
 	if o.scheduled {
 		o.mu.Unlock()
@@ -583,6 +587,7 @@ func (n *Node) runInline(o *Object, its []item) bool {
 	}
 	o.scheduled = true
 	o.mu.Unlock()
+	start := time.Now()
 	o.smMu.Lock()
 	// Every command takes at least a byte: size bounds how far they move
 	// the index.
@@ -594,6 +599,9 @@ func (n *Node) runInline(o *Object, its []item) bool {
 		n.stats.inlined.Add(1)
 	}
 	o.smMu.Unlock()
+	if time.Since(start) > inlineBudget {
+		o.slow = true
+	}
 	o.mu.Lock()
 	if !ok {
 		// Hand them to a worker, ahead of anything that came meanwhile.
@@ -613,6 +621,11 @@ func (n *Node) runInline(o *Object, its []item) bool {
 	}
 	return true
 }
+
+// inlineBudget: an object whose turn on the router took longer (its
+// Apply or Query is slow, or blocks) is left to the workers from then on,
+// so it holds the other objects' deliveries up once at most.
+const inlineBudget = time.Millisecond
 
 // inlineKind: an ordered message the router may apply itself (see
 // runInline).

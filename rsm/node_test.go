@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -529,5 +530,51 @@ func TestProposeFromAppliesOnce(t *testing.T) {
 	}
 	if st := nodes[0].Stats(); st.Malformed != 0 {
 		t.Fatalf("foreign payload counted as malformed: %+v", st)
+	}
+}
+
+// gateSM is a state machine whose Apply of "wait" blocks until its gate
+// opens, and of "slow" takes a few milliseconds.
+type gateSM struct{ entered, gate chan struct{} }
+
+func (g *gateSM) Apply(cmd []byte) ([]byte, error) {
+	switch string(cmd) {
+	case "wait":
+		close(g.entered)
+		<-g.gate
+	case "slow":
+		time.Sleep(5 * time.Millisecond) // real time: the router's budget is
+	}
+	return nil, nil
+}
+func (g *gateSM) Snapshot(io.Writer) error { return nil }
+func (g *gateSM) Restore(io.Reader) error  { return nil }
+
+// TestSlowApplyLeftToWorkers: an object whose Apply was once slow on the
+// router goroutine is applied by workers from then on, so when its Apply
+// blocks, the node's other objects still apply their commands.
+func TestSlowApplyLeftToWorkers(t *testing.T) {
+	ctx := ctxT(t)
+	nodes := startCluster(t, transport.NewMemNetwork(), 1, rsm.Config{})
+	entered, gate := make(chan struct{}), make(chan struct{})
+	defer close(gate)
+	slow, err := nodes[0].Open(ctx, "gated", func(rsm.ObjectID) (rsm.StateMachine, error) {
+		return &gateSM{entered: entered, gate: gate}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := openAll(t, ctx, nodes, "fast")[0]
+	if _, err := slow.Propose(ctx, []byte("slow")); err != nil {
+		t.Fatal(err)
+	}
+	go slow.Propose(ctx, []byte("wait")) // blocks its Apply until the test ends
+	<-entered
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for i := range 3 {
+		if _, err := fast.Propose(short, rsmtest.Add(1)); err != nil {
+			t.Fatalf("proposal %d to another object while one Apply blocks: %v", i, err)
+		}
 	}
 }

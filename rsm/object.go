@@ -73,8 +73,10 @@ type Object struct {
 	smMu sync.RWMutex
 	sm   StateMachine
 
-	// Owned by routeEvents: this object's events in its current batch.
+	// Owned by routeEvents: this object's events in its current batch,
+	// and whether a turn of it on the router was slow (runInline).
 	routeN, routeOff int32
+	slow             bool
 
 	// Owned by the worker processing the object (one at a time).
 	ready bool
