@@ -33,4 +33,4 @@ func (n *Node) Watched(o *Object) bool {
 func (n *Node) Crash() error { return n.stopNode(true) }
 
 // InlineTurns counts the object turns the router ran itself.
-func (n *Node) InlineTurns() uint64 { return n.stats.inlined.Load() }
+func (n *Node) InlineTurns() uint64 { return n.inlined.n.Load() }
