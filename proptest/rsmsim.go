@@ -61,9 +61,11 @@ type RSMOptions struct {
 	// Forget is the chance that a request that finds its replica without
 	// the state is instead an operator's ForgetAbsent there. The operator
 	// may give up on a holder that is only away, so its commands may be
-	// lost: a new life may start while it lives (splitBrain is not
-	// checked for forgotten objects), and each life is still checked
-	// alone. Default 0.
+	// lost: a new life may start while it lives (for such objects the
+	// new-life check counts only holders in the creator's view), and a
+	// member that goes on from a state it kept begins a life of its own,
+	// whose history porcupine does not check (its digests and snapshots
+	// are). Default 0.
 	Forget float64
 	// SettleSteps bounds the final round after the LWGs converged: every
 	// replica gets the state, and one command per member is applied
@@ -135,8 +137,10 @@ type RSMStats struct {
 	// more each time every holder of an object's state was lost (crashed
 	// or left) and a fresh member created it again, empty.
 	Lives int
-	// Forgets counts ForgetAbsent calls (RSMOptions.Forget).
-	Forgets int
+	// Forgets counts ForgetAbsent calls (RSMOptions.Forget); Branches,
+	// the lives that went on from a state kept by a member of a
+	// forgotten object.
+	Forgets, Branches int
 }
 
 // RSMResult is the outcome of RunRSM.
@@ -212,8 +216,10 @@ type rsmSim struct {
 	// effects holds, by operation, the first application of each tagged
 	// command (see tagCmd).
 	effects map[int]effect
-	// forgotten: objects an operator called ForgetAbsent on.
+	// forgotten: objects an operator called ForgetAbsent on; branches:
+	// lives that went on from a kept state of such an object.
 	forgotten map[rsm.ObjectID]bool
+	branches  map[int]bool
 }
 
 // effect is the first application of a client's command by any replica.
@@ -526,10 +532,22 @@ func (h *rsmHost) Observe(e rsm.Event) {
 		if donor == (hwg.Process{}) {
 			// A new group: its first member's state goes on from what that
 			// replica held (a life of its own), or from the empty state.
-			if rp.life == 0 {
+			switch {
+			case rp.life == 0:
 				r.lives++
 				rp.life = r.lives
 				r.splitBrain(h.self, e.Object)
+			case r.forgotten[e.Object]:
+				// It went on from the state it kept, which an operator's
+				// ForgetAbsent may have left behind the absent holders':
+				// their commands may be lost. A life of its own, that
+				// starts from this state: its history is not checked for
+				// linearizability (the model starts from empty); its
+				// digests and snapshots still are.
+				r.lives++
+				rp.life = r.lives
+				r.branches[rp.life] = true
+				r.stats.Branches++
 			}
 			r.stats.Created++
 		} else {
@@ -757,7 +775,7 @@ func newRSMSim(opts RSMOptions) *rsmSim {
 	opts.defaults()
 	r := &rsmSim{opts: opts, nodes: map[hwg.NodeID]*rsmNode{}, pending: map[rsmReq]int{},
 		reps: map[rsmRep]*rsmReplica{}, log: map[lifeIndex]logEntry{}, directs: map[[2]hwg.Process]int{},
-		effects: map[int]effect{}, forgotten: map[rsm.ObjectID]bool{}}
+		effects: map[int]effect{}, forgotten: map[rsm.ObjectID]bool{}, branches: map[int]bool{}}
 	for i := range opts.LWG.LWGs {
 		r.objs = append(r.objs, rsm.ObjectID(fmt.Sprint(i)))
 	}
@@ -949,6 +967,9 @@ func (r *rsmSim) checkSnapshots() []Violation {
 func (r *rsmSim) history() []RSMOp {
 	var out []RSMOp
 	for i, op := range r.ops {
+		if r.branches[op.Life] {
+			continue
+		}
 		if op.Return < 0 && !op.Read {
 			e, ok := r.effects[i]
 			if !ok {
@@ -956,6 +977,9 @@ func (r *rsmSim) history() []RSMOp {
 			}
 			if e.err == nil {
 				op.Life, op.Out, op.Effect = e.life, e.out, true
+			}
+			if r.branches[op.Life] {
+				continue
 			}
 		}
 		out = append(out, op)
