@@ -61,9 +61,10 @@ type RSMOptions struct {
 	// Forget is the chance that a request that finds its replica without
 	// the state is instead an operator's ForgetAbsent there. The operator
 	// may give up on a holder that is only away, so its commands may be
-	// lost: a new life may start while it lives (for such objects the
-	// new-life check counts only holders in the creator's view), and a
-	// member that goes on from a state it kept begins a life of its own,
+	// lost: a new life may start while it lives (for a life created in a
+	// view in which its creator took a ForgetAbsent, the new-life check
+	// counts only holders in that view), and a member that goes on, in
+	// such a view, from a state it kept begins a life of its own,
 	// whose history porcupine does not check (its digests and snapshots
 	// are). Default 0.
 	Forget float64
@@ -138,8 +139,8 @@ type RSMStats struct {
 	// or left) and a fresh member created it again, empty.
 	Lives int
 	// Forgets counts ForgetAbsent calls (RSMOptions.Forget); Branches,
-	// the lives that went on from a state kept by a member of a
-	// forgotten object.
+	// the lives that went on from a kept state in a view in which their
+	// seed took a ForgetAbsent.
 	Forgets, Branches int
 }
 
@@ -216,10 +217,9 @@ type rsmSim struct {
 	// effects holds, by operation, the first application of each tagged
 	// command (see tagCmd).
 	effects map[int]effect
-	// forgotten: objects an operator called ForgetAbsent on; branches:
-	// lives that went on from a kept state of such an object.
-	forgotten map[rsm.ObjectID]bool
-	branches  map[int]bool
+	// branches: lives that went on from a kept state after a
+	// ForgetAbsent (see Observe).
+	branches map[int]bool
 }
 
 // effect is the first application of a client's command by any replica.
@@ -537,7 +537,7 @@ func (h *rsmHost) Observe(e rsm.Event) {
 				r.lives++
 				rp.life = r.lives
 				r.splitBrain(h.self, e.Object)
-			case r.forgotten[e.Object]:
+			case r.forgotHere(h.self, e.Object):
 				// It went on from the state it kept, which an operator's
 				// ForgetAbsent may have left behind the absent holders':
 				// their commands may be lost. A life of its own, that
@@ -587,16 +587,18 @@ func (h *rsmHost) Observe(e rsm.Event) {
 // (or two states go on side by side). A holder still at index 0 (one on
 // its way out of the group) loses nothing.
 //
-// After a ForgetAbsent on obj, only a holder in the creator's own view
-// counts: the operator gave up on the absent ones.
+// A state created in a view in which its creator took a ForgetAbsent
+// counts only holders in that view: the operator gave up on the absent
+// ones.
 func (r *rsmSim) splitBrain(self hwg.Process, obj rsm.ObjectID) {
+	forgot := r.forgotHere(self, obj)
 	var view lwg.View
 	if o, ok := r.nodes[self.Node].sn.Object(obj); ok {
 		view = o.View()
 	}
 	for _, m := range r.s.nodes {
 		rn := r.nodes[m.id]
-		if r.forgotten[obj] && rn != nil && !view.Contains(rn.self) {
+		if forgot && rn != nil && !view.Contains(rn.self) {
 			continue
 		}
 		if m.alive && rn != nil && rn.self != self {
@@ -605,6 +607,14 @@ func (r *rsmSim) splitBrain(self hwg.Process, obj rsm.ObjectID) {
 			}
 		}
 	}
+}
+
+// forgotHere reports whether self's replica of obj took a ForgetAbsent in
+// the view it is in (the one its claims, and a seed, are made in).
+func (r *rsmSim) forgotHere(self hwg.Process, obj rsm.ObjectID) bool {
+	sn := r.nodes[self.Node].sn
+	o, ok := sn.Object(obj)
+	return ok && sn.ForgotView(obj) != 0 && sn.ForgotView(obj) == o.View().ID
 }
 
 // logDigest records or compares the state at (obj, life, index).
@@ -686,7 +696,6 @@ func (r *rsmSim) request() {
 	sm, _, ok := rn.sn.State(obj)
 	if !ok {
 		if r.opts.Forget > 0 && s.rng.Float64() < r.opts.Forget && rn.sn.ForgetAbsent(obj) == nil {
-			r.forgotten[obj] = true
 			r.stats.Forgets++
 			s.drain(n)
 		}
@@ -775,7 +784,7 @@ func newRSMSim(opts RSMOptions) *rsmSim {
 	opts.defaults()
 	r := &rsmSim{opts: opts, nodes: map[hwg.NodeID]*rsmNode{}, pending: map[rsmReq]int{},
 		reps: map[rsmRep]*rsmReplica{}, log: map[lifeIndex]logEntry{}, directs: map[[2]hwg.Process]int{},
-		effects: map[int]effect{}, forgotten: map[rsm.ObjectID]bool{}, branches: map[int]bool{}}
+		effects: map[int]effect{}, branches: map[int]bool{}}
 	for i := range opts.LWG.LWGs {
 		r.objs = append(r.objs, rsm.ObjectID(fmt.Sprint(i)))
 	}

@@ -15,7 +15,9 @@ import (
 // node's deliveries. So a slow Apply or Query holds up the deliveries of
 // the node's other objects while it runs, once: an object whose turn
 // there took over a millisecond is left to the workers from then on.
-// Snapshot and Restore always run on a worker.
+// Apply and Query must therefore never wait for this node's deliveries
+// (a Propose or Read on one of its objects, say): that wait would never
+// end. Snapshot and Restore never run on the router.
 //
 // Apply must be deterministic: the same commands in the same order from
 // the same state give the same results and state on every replica. An

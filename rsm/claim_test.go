@@ -2,6 +2,7 @@ package rsm
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -264,5 +265,109 @@ func TestForgetAbsentNoEmptyRounds(t *testing.T) {
 	claimTicksRun(n, 1)
 	if j := n.objs[pJ]; !j.ready || len(n.sm(pJ).b) != 0 {
 		t.Fatalf("one round after ForgetAbsent: J ready %v, state %q; want the empty state", j.ready, n.sm(pJ).b)
+	}
+}
+
+var pK = hwg.Process{Node: 4, Inc: 1}
+
+// dropTo loses every transfer message in flight to p.
+func dropTo(n *transferNet, p hwg.Process) {
+	q := n.queue[:0]
+	for _, m := range n.queue {
+		if m.to != p {
+			q = append(q, m)
+		}
+	}
+	n.queue = q
+}
+
+// fetchingWhileRound: A holds 30 commands; K and J join, J is half-way
+// through fetching A's snapshot (K's transfer messages are lost), and A
+// is excluded. It returns A's chunk messages still in flight to J, which
+// the caller delivers after a claim round decided without A.
+func fetchingWhileRound(t *testing.T) (n *transferNet, saved []msg) {
+	n = newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
+	n.add(pA, nil)
+	j := n.add(pJ, nil)
+	n.add(pK, nil)
+	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
+	for i := range 30 {
+		n.propose(fmt.Sprintf("%0100d", i))
+	}
+	n.install(1<<32|2, []hwg.Process{pA, pK, pJ}, []hwg.Process{pK, pJ})
+	for j.fetch == nil || j.fetch.next < 1500 {
+		dropTo(n, pK)
+		if !n.step(nil) {
+			t.Fatal("transfer stopped")
+		}
+	}
+	dropTo(n, pK)
+	saved, n.queue = n.queue, nil
+	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.install(1<<32|3, []hwg.Process{pK, pJ}, nil)
+	return n, saved
+}
+
+// TestClaimAbortsEarlierTransfer (found in review): after a claim round
+// in which K seeds, J must not finish the transfer of A's state that it
+// began before the round (A, excluded, still serves from its store): the
+// view would hold two states. Here the operator gave up on A.
+func TestClaimAbortsEarlierTransfer(t *testing.T) {
+	n, saved := fetchingWhileRound(t)
+	j, k := n.objs[pJ], n.objs[pK]
+	forget(n, pJ)
+	k.waiting = claimTicks - 1
+	k.onTick(1)
+	dropTo(n, pJ) // K's WANT
+	n.run(nil)    // K's claim: J claims
+	n.run(nil)    // J's claim: both decide
+	later := n.queue
+	n.queue = saved // A's chunks arrive first
+	for n.step(nil) {
+	}
+	n.queue = append(n.queue, later...)
+	n.run(nil)
+	n.run(nil)
+	if !k.ready || !j.ready || string(n.sm(pK).b) != string(n.sm(pJ).b) || j.lineage != k.lineage {
+		t.Fatalf("K ready %v lineage %d (%d bytes), J ready %v lineage %d (%d bytes): want one state",
+			k.ready, k.lineage, len(n.sm(pK).b), j.ready, j.lineage, len(n.sm(pJ).b))
+	}
+}
+
+// TestClaimAbortsEarlierTransferRejoin (found in review): the same
+// without ForgetAbsent: A is excluded and back at once, a command is
+// delivered while it is away, and a round in the next view makes A seed
+// while J still fetches A's older snapshot.
+func TestClaimAbortsEarlierTransferRejoin(t *testing.T) {
+	n, saved := fetchingWhileRound(t)
+	j, k := n.objs[pJ], n.objs[pK]
+	n.propose("V3-command")
+	n.install(1<<32|4, []hwg.Process{pK, pJ, pA}, []hwg.Process{pA})
+	k.waiting = claimTicks - 1
+	k.onTick(1)
+	for range 4 {
+		dropTo(n, pJ)
+		q := n.queue
+		n.queue = nil
+		n.run(nil)
+		n.queue = q
+	}
+	later := n.queue
+	n.queue = saved
+	for n.step(nil) {
+	}
+	n.queue = append(n.queue, later...)
+	a := n.objs[pA]
+	for range 5 { // J asks again (its offer was lost) and fetches
+		for range retryTicks {
+			for _, o := range []*Object{a, j, k} {
+				o.onTick(1)
+			}
+		}
+		n.run(nil)
+	}
+	if !a.ready || !j.ready || string(n.sm(pA).b) != string(n.sm(pJ).b) || a.index != j.index {
+		t.Fatalf("A ready %v index %d, J ready %v index %d (K ready %v): want one state",
+			a.ready, a.index, j.ready, j.index, k.ready)
 	}
 }

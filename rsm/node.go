@@ -50,7 +50,8 @@ type Config struct {
 	// DataDir/spool. Default 256 MiB; negative: none.
 	SpoolMemory int
 	// Workers is how many goroutines apply commands, for all objects
-	// (one object is never on two at once). Default GOMAXPROCS.
+	// (one object is never on two at once), beside the router, which
+	// applies the commands of idle objects itself. Default GOMAXPROCS.
 	Workers int
 	// MaxCommandBytes bounds a command or query. Default 4 MiB.
 	MaxCommandBytes int
@@ -107,9 +108,10 @@ func (c Config) withDefaults(runtime bool) (Config, error) {
 
 // Node hosts this node's replicated objects over an lwg.Service: any
 // number of them, with no goroutine per object. One goroutine routes the
-// LWG events to objects, one serves and routes state transfers, and a
-// fixed pool of workers applies: an object with inputs is queued for the
-// next free worker, which processes its inputs in order.
+// LWG events to objects (and applies an idle object's commands itself,
+// see runInline), one serves and routes state transfers, and a fixed
+// pool of workers applies the rest: an object with inputs is queued for
+// the next free worker, which processes its inputs in order.
 //
 // All methods are safe for concurrent use.
 type Node struct {
@@ -593,21 +595,20 @@ func (n *Node) runInline(o *Object, its []item) bool {
 	}
 	o.scheduled = true
 	o.mu.Unlock()
-	start := time.Now()
 	o.smMu.Lock()
-	// Every command takes at least a byte: size bounds how far they move
-	// the index.
-	ok := o.ready && (o.cfg.SnapshotEvery == 0 || o.index-o.snapIndex+uint64(size) < o.cfg.SnapshotEvery)
+	// Every command takes at least a byte: size bounds their number.
+	ok := o.ready && !snapshotDue(o, uint64(size))
 	if ok {
+		start := time.Now()
 		for _, it := range its {
 			o.process(it)
+		}
+		if time.Since(start) > inlineBudget {
+			o.slow = true
 		}
 		n.inlined.n.Add(1)
 	}
 	o.smMu.Unlock()
-	if time.Since(start) > inlineBudget {
-		o.slow = true
-	}
 	o.mu.Lock()
 	if !ok {
 		// Hand them to a worker, ahead of anything that came meanwhile.
@@ -626,6 +627,20 @@ func (n *Node) runInline(o *Object, its []item) bool {
 		n.mu.Unlock()
 	}
 	return true
+}
+
+// snapshotDue reports whether applying at most n more commands could
+// make o's scheduled snapshot due (see afterApply).
+func snapshotDue(o *Object, n uint64) bool {
+	e := o.cfg.SnapshotEvery
+	if e == 0 {
+		return false
+	}
+	if o.snapIndex > o.index {
+		return true // the local snapshot is of another state
+	}
+	d := o.index - o.snapIndex
+	return d >= e || n >= e-d
 }
 
 // inlineBudget: an object whose turn on the router took longer (its
@@ -967,6 +982,13 @@ func (n *Node) submit(o *Object, payload []byte, proposals, reads int) error {
 	n.stats.reads.Add(uint64(reads))
 	n.stats.messages.Add(1)
 	return n.svc.Multicast(n.bg, o.lwg, payload)
+}
+
+func (n *Node) forget(ctx context.Context, o *Object) error {
+	if err := n.bg.Err(); err != nil {
+		return ErrClosed
+	}
+	return n.svc.Multicast(ctx, o.lwg, encodeForget())
 }
 
 func (n *Node) watch(o *Object, on bool) {

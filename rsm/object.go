@@ -17,7 +17,8 @@ import (
 )
 
 // host is what a replica needs from its node. The runtime Node and the
-// simulator each provide one. Methods are called from the replica's worker.
+// simulator each provide one. Methods are called from whichever goroutine
+// processes the replica's turn (a worker, or the router for commands).
 type host interface {
 	// multicast sends an ordered message in o's group, in call order.
 	multicast(o *Object, payload []byte)
@@ -114,7 +115,10 @@ type Object struct {
 	empty    uint64 // complete claim rounds seen in which nobody had a state
 	waiting  int    // ticks without a state or a transfer under way
 	replay   bool   // a seed replays its queue: no donations until done
-	once     map[string]onceRecord
+	// The view in which this replica, without the state, took a
+	// ForgetAbsent (0: none): its claims there do not wait.
+	forgotView uint64
+	once       map[string]onceRecord
 }
 
 // submitter sends ordered messages for callers (Propose, Read).
@@ -126,6 +130,9 @@ type submitter interface {
 	// message is queued there, or lwg.ErrNotMember when this node is out
 	// of the group (nothing sent), or another error when it never will be.
 	submit(o *Object, payload []byte, proposals, reads int) error
+	// forget sends FORGET (ForgetAbsent) in o's group: it returns once
+	// queued there, or ctx's error if it ends first.
+	forget(ctx context.Context, o *Object) error
 }
 
 type waiter struct {
@@ -236,11 +243,14 @@ func (o *Object) Read(ctx context.Context, q []byte) ([]byte, error) {
 // the best state among themselves (a node's local snapshot, say) or, if
 // none has any, start the object over from nothing (EventSeeded with
 // ErrStartedOver): the commands only the absent members applied are
-// lost. An absent member that comes back before the choice is made still
-// offers its state. It has no effect on a group that holds the state.
+// lost. It holds for the view in which it is delivered: if the view
+// changes first (an absent member comes back, say), it has no effect, and
+// the operator may call it again. It has no effect on a group that holds
+// the state.
 //
 // It returns once the request is queued in the group's order; the choice
-// follows within a few claim rounds (about 3 x 150 ticks). Call it on any
+// follows within one or two claim rounds (a round starts after 150 ticks
+// without a transfer: 15 s at the default TickInterval). Call it on any
 // member; it is an operator's decision, never the library's.
 func (o *Object) ForgetAbsent(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -252,7 +262,7 @@ func (o *Object) ForgetAbsent(ctx context.Context) error {
 	if closed {
 		return fmt.Errorf("%w: %s", ErrClosed, o.id)
 	}
-	return o.sub.submit(o, encodeForget(), 0, 0)
+	return o.sub.forget(ctx, o)
 }
 
 // StaleRead answers q from this replica's state as it is: it may lag the

@@ -21,6 +21,8 @@ type gateSubmitter struct {
 
 func (g *gateSubmitter) kick(o *Object) { g.kicks <- o }
 
+func (g *gateSubmitter) forget(context.Context, *Object) error { return nil }
+
 func (g *gateSubmitter) submit(_ *Object, payload []byte, _, _ int) error {
 	g.msgs <- payload
 	return <-g.answers

@@ -303,7 +303,10 @@ func (o *Object) afterApply(before uint64) {
 	if o.index == before {
 		return
 	}
-	if o.cfg.SnapshotEvery > 0 && o.index-o.snapIndex >= o.cfg.SnapshotEvery {
+	// snapIndex above index: the local snapshot is of another state (a
+	// donor's empty one replaced a reopened one, see restoredFrom): write
+	// this one now.
+	if o.cfg.SnapshotEvery > 0 && (o.snapIndex > o.index || o.index-o.snapIndex >= o.cfg.SnapshotEvery) {
 		o.takeSnapshot()
 	} else if before == o.snapIndex {
 		o.host.watch(o, true) // for the time-based snapshot
@@ -632,6 +635,14 @@ func (o *Object) finishFetch() {
 		return
 	}
 	o.fetch = nil
+	// INVARIANT: a replica takes no state from before its first usable
+	// point (a claim round moves it on, aborting older transfers).
+	if f.at.less(o.first) {
+		o.host.logger().Error("a finished transfer is from before the first usable point", "object", o.id, "at", f.at, "first", o.first)
+		o.discard(f)
+		o.sendWant()
+		return
+	}
 	if got := f.hash.Sum64(); got != f.sum {
 		o.host.logger().Error("a received snapshot does not match its sum", "object", o.id, "donor", f.donor,
 			"gen", f.gen, "xxh64", fmt.Sprintf("%016x", got), "want", fmt.Sprintf("%016x", f.sum))
@@ -682,8 +693,10 @@ func (o *Object) restored(donor hwg.Process, r io.Reader, gen uint64, size int64
 // restoredFrom follows a restore from a donor's snapshot: it applies what
 // the joiner queued after it and tells the group.
 func (o *Object) restoredFrom(donor hwg.Process, gen uint64, size int64) {
-	if gen == 0 {
-		// Not on disk yet: let the time-based snapshot write it.
+	if gen == 0 && o.index > 0 {
+		// Not on disk yet: let the time-based snapshot write it. (At
+		// index 0 a snapIndex left above the index makes the first
+		// apply write it, see afterApply.)
 		o.snapIndex = min(o.snapIndex, o.index-1)
 	}
 	o.observe(Event{Type: EventSnapshotReceived, Peer: donor, Index: o.index, Bytes: size})
@@ -973,16 +986,6 @@ func (a *mayHold) install(e lwg.Event) {
 	}
 }
 
-// forgetAbsent stops waiting for the members absent from v. One that
-// comes back before a round decides still claims with its state.
-func (a *mayHold) forgetAbsent(v lwg.View) {
-	for p := range a.procs {
-		if !v.Contains(p) {
-			delete(a.procs, p)
-		}
-	}
-}
-
 // waits says whether a member that may hold the state is away from v:
 // not in it, and may come back with the state.
 func (a *mayHold) waits(v lwg.View) bool {
@@ -1010,7 +1013,11 @@ func (o *Object) startRound() {
 		return
 	}
 	o.round.out++
-	o.host.multicast(o, encodeClaim(claim{has: o.hasState, lineage: o.lineage, index: o.index, empty: o.empty, waits: away.waits(o.latest)}))
+	c := claim{has: o.hasState, lineage: o.lineage, index: o.index, empty: o.empty, waits: away.waits(o.latest)}
+	if o.forgotView == o.latest.ID && o.forgotView != 0 {
+		c.waits, c.empty = false, max(c.empty, emptyRounds) // ForgetAbsent
+	}
+	o.host.multicast(o, encodeClaim(c))
 }
 
 // unreadyStep looks at a stream entry a replica without the state has
@@ -1034,13 +1041,13 @@ func (o *Object) unreadyStep(q queued) {
 		o.round.away.mayHold(q.ev.From)
 	}
 	if m.kind == kindForget {
-		// An operator gave up on the absent holders: claims from here
-		// on neither wait for them nor for more empty rounds, so the
-		// next complete round picks the best state present, or starts
-		// over. Every replica without the state takes it at this point
-		// of the stream, so they decide alike.
-		o.round.away.forgetAbsent(o.latest)
-		o.empty = max(o.empty, emptyRounds)
+		// An operator gave up on the absent holders: this replica's
+		// claims in this view neither wait for them nor for more empty
+		// rounds, so the view's next complete round picks the best state
+		// present, or starts over. Scoped to the view: it changes nothing
+		// in a later one (a holder there is not the one given up on),
+		// and a replica that gets the state forgets it with the view.
+		o.forgotView = o.latest.ID
 		return
 	}
 	if m.kind == kindClaim && q.ev.From == o.self && o.round.out > 0 {
@@ -1110,6 +1117,13 @@ func (o *Object) unreadyStep(q queued) {
 	}
 	o.first = point{View: o.latest.ID} // only a state from this view on
 	if seed != o.self {
+		if o.fetch != nil && o.fetch.at.less(o.first) {
+			// A transfer begun before the round decided brings a state
+			// from before this view: finished, it would stand beside
+			// the seed's (a holder excluded mid-transfer still serves
+			// from its store).
+			o.abortFetch()
+		}
 		o.sendWant()
 		return
 	}

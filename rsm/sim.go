@@ -1,6 +1,7 @@
 package rsm
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -131,6 +132,16 @@ func (s *SimNode) Read(id ObjectID, q []byte) (uint64, error) {
 	return s.request(id, q, true)
 }
 
+// ForgotView returns the view in which id's replica, without the state,
+// took a ForgetAbsent last (0: never), for the simulator's checkers: a
+// state it seeds in that view may have given up absent holders' commands.
+func (s *SimNode) ForgotView(id ObjectID) uint64 {
+	if o := s.objects[id.LWG()]; o != nil {
+		return o.forgotView
+	}
+	return 0
+}
+
 // ForgetAbsent multicasts FORGET for id's replica (as
 // Object.ForgetAbsent).
 func (s *SimNode) ForgetAbsent(id ObjectID) error {
@@ -221,6 +232,10 @@ func (h simHost) watch(*Object, bool)                 {}
 func (h simHost) applied(o *Object)                   { h.s.host.Applied(o.id, o.index) }
 func (h simHost) ended(*Object, lwg.EventType)        {}
 func (h simHost) kick(*Object)                        {}
+func (h simHost) forget(_ context.Context, o *Object) error {
+	h.s.host.Multicast(o.id, encodeForget())
+	return nil
+}
 func (h simHost) submit(o *Object, payload []byte, _, _ int) error {
 	h.s.host.Multicast(o.id, payload)
 	return nil
