@@ -9,6 +9,9 @@ type counters struct {
 	bytesSent, bytesReceived   atomic.Uint64
 	writes                     atomic.Uint64
 	dropped                    atomic.Uint64
+	// For tests: SendNow writes that the socket took whole, and those it
+	// did not (handed to the writer goroutine).
+	inlined, handedOff atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
