@@ -60,12 +60,19 @@ func (n *Node) run() {
 				inbound = nil // transport closed: keep serving requests
 				continue
 			}
+			if hopTracing {
+				transport.TraceTaken(in.Frame)
+			}
 			n.work = n.receive(in)
 		case f := <-n.reqs:
 			f()
 		case m := <-mcast:
 			n.multicast(m)
 			n.work = 1
+		}
+		var t0 time.Time
+		if hopTracing {
+			t0 = time.Now()
 		}
 		// Take whatever else is ready before flushing, so bursts share
 		// frames.
@@ -94,6 +101,9 @@ func (n *Node) run() {
 						inbound = nil
 						break drain
 					}
+					if hopTracing {
+						transport.TraceTaken(in.Frame)
+					}
 					n.work += n.receive(in)
 					continue
 				default:
@@ -108,8 +118,18 @@ func (n *Node) run() {
 			break
 		}
 		n.work = 0
+		var t1 time.Time
+		if hopTracing {
+			t1 = time.Now()
+		}
 		n.retryBacklog()
 		n.flush()
+		if hopTracing && t0.UnixNano()%8 == 0 {
+			t2 := time.Now()
+			transport.TraceSample("turn", t2.Sub(t0))
+			transport.TraceSample("turnIn", t1.Sub(t0))
+			transport.TraceSample("turnFl", t2.Sub(t1))
+		}
 	}
 }
 

@@ -97,11 +97,15 @@ func (c *conn) supersedes(old *conn) bool {
 // happens under wmu, of frames taken from the queue in order, after
 // whatever an earlier write left over.
 func (c *conn) kick() {
-	if c.writing.Load() && c.w.raw != nil && c.wmu.TryLock() {
-		done := c.writeInline()
-		c.wmu.Unlock()
-		if done {
-			return
+	if c.writing.Load() && c.w.raw != nil {
+		if !c.wmu.TryLock() {
+			c.t.stats.busy.Add(1)
+		} else {
+			done := c.writeInline()
+			c.wmu.Unlock()
+			if done {
+				return
+			}
 		}
 	}
 	c.wake()
@@ -114,7 +118,7 @@ func (c *conn) writeInline() bool {
 	if len(c.w.buf) > 0 || c.w.err != nil {
 		return false
 	}
-	batch, ok := c.r.take(c, c.w.inline[:0])
+	batch, ok := c.r.take(c, c.w.inline[:0], "qInline")
 	c.w.inline = batch[:0]
 	if !ok {
 		return false // retired or detached: the writer half-closes
@@ -333,11 +337,12 @@ func (c *conn) readLoop() {
 		}
 		c.readBlocked.Store(false)
 	}
-	sr := &stallReader{nc: c.nc, timeout: c.t.cfg.IdleReadTimeout}
+	sr := &stallReader{c: c, nc: c.nc, timeout: c.t.cfg.IdleReadTimeout}
 	br := bufio.NewReaderSize(sr, ioBufferSize)
 	for {
 		if br.Buffered() == 0 {
 			sr.disarm()
+			sr.waited = readTracing
 			if _, err := br.Peek(1); err != nil {
 				if errors.Is(err, io.EOF) && !c.closing() {
 					c.readEOF()
@@ -354,6 +359,9 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.t.stats.received(len(frame))
+		if readTracing {
+			traceFrameRead(frame)
+		}
 		select {
 		case c.t.inbound <- Inbound{From: c.peer, Frame: frame}:
 		default:
@@ -436,11 +444,11 @@ func (c *conn) writeBatches(batch [][]byte) ([][]byte, bool) {
 	w := &c.w
 	for {
 		var ok bool
-		batch, ok = c.r.take(c, batch[:0])
+		batch, ok = c.r.take(c, batch[:0], "qWriter")
 		if ok && len(batch) > 0 {
 			w.add(batch, true)
 			runtime.Gosched() // let senders add to this write
-			batch, ok = c.r.take(c, batch[:0])
+			batch, ok = c.r.take(c, batch[:0], "qWriter")
 			w.add(batch, true)
 		}
 		if err := w.flush(); err != nil {
@@ -467,6 +475,7 @@ func (c *conn) writeBatches(batch [][]byte) ([][]byte, bool) {
 // writer goroutine, or with one non-blocking attempt from a sender (see
 // conn.kick). Its owner holds conn.wmu.
 type batchWriter struct {
+	c       *conn
 	nc      net.Conn
 	raw     syscall.RawConn // nil if nc has no file descriptor: no inline writes
 	timeout time.Duration
@@ -479,7 +488,7 @@ type batchWriter struct {
 }
 
 func (w *batchWriter) init(c *conn) {
-	w.nc, w.timeout, w.stats = c.nc, c.t.cfg.WriteTimeout, &c.t.stats
+	w.c, w.nc, w.timeout, w.stats = c, c.nc, c.t.cfg.WriteTimeout, &c.t.stats
 	if sc, ok := c.nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw = raw
@@ -519,7 +528,10 @@ func (w *batchWriter) flush() error {
 func (w *batchWriter) write() error {
 	w.stats.writes.Add(1)
 	w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
-	_, err := w.nc.Write(w.buf)
+	n, err := w.nc.Write(w.buf)
+	if readTracing {
+		traceWrote(w.c, n)
+	}
 	if err != nil {
 		return err
 	}
@@ -541,6 +553,9 @@ func (w *batchWriter) tryFlush() bool {
 		return false // EAGAIN among others: nothing was written
 	}
 	w.stats.writes.Add(1)
+	if readTracing {
+		traceWrote(w.c, n)
+	}
 	if n < len(w.buf) {
 		w.buf = w.buf[:copy(w.buf, w.buf[n:])]
 		return false
@@ -565,10 +580,12 @@ func (w *batchWriter) written() {
 // while armed, and clears it when disarmed. It belongs to one reader
 // goroutine.
 type stallReader struct {
+	c       *conn
 	nc      net.Conn
 	timeout time.Duration
 	armed   bool // inside a frame
 	set     bool // a deadline is in force
+	waited  bool // for readtrace: the buffer was empty
 }
 
 func (s *stallReader) Read(p []byte) (int, error) {
@@ -576,7 +593,12 @@ func (s *stallReader) Read(p []byte) (int, error) {
 		s.nc.SetReadDeadline(time.Now().Add(s.timeout))
 		s.set = true
 	}
-	return s.nc.Read(p)
+	n, err := s.nc.Read(p)
+	if readTracing {
+		traceRead(s.c, n, s.waited)
+		s.waited = false
+	}
+	return n, err
 }
 
 func (s *stallReader) arm() { s.armed = true }

@@ -15,23 +15,27 @@ type remote struct {
 	node uint64
 
 	mu       sync.Mutex
-	addr     string     // where to dial; "" if unknown
-	inc      uint64     // highest incarnation seen in a kept connection
-	conn     *conn      // live connection, or nil
-	q        frameQueue // frames for the node, drained by conn's writer
-	dialing  bool       // a dialLoop runs for this node
-	backoff  backoff    // delay after the last failed dial
-	nextDial time.Time  // no dial before this
+	addr     string      // where to dial; "" if unknown
+	inc      uint64      // highest incarnation seen in a kept connection
+	conn     *conn       // live connection, or nil
+	q        frameQueue  // frames for the node, drained by conn's writer
+	dialing  bool        // a dialLoop runs for this node
+	backoff  backoff     // delay after the last failed dial
+	nextDial time.Time   // no dial before this
+	traceQ   []time.Time // for readtrace: when each queued frame was queued
 }
 
 // take moves every queued frame to dst for c's writer. It reports false if
 // c is no longer the node's connection, in which case the writer stops
 // and the frames stay queued for the next connection.
-func (r *remote) take(c *conn, dst [][]byte) ([][]byte, bool) {
+func (r *remote) take(c *conn, dst [][]byte, label string) ([][]byte, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.conn != c {
 		return dst, false
+	}
+	if readTracing {
+		traceTaken(r, r.q.len(), label)
 	}
 	return r.q.drainTo(dst), true
 }

@@ -10,8 +10,9 @@ type counters struct {
 	writes                     atomic.Uint64
 	dropped                    atomic.Uint64
 	// For tests: SendNow writes that the socket took whole, and those it
-	// did not (handed to the writer goroutine).
-	inlined, handedOff atomic.Uint64
+	// did not (handed to the writer goroutine), and those that found the
+	// writer busy.
+	inlined, handedOff, busy atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {

@@ -182,6 +182,9 @@ func (t *TCP) send(to uint64, frame []byte, now bool) error {
 		t.mu.RUnlock()
 		return fmt.Errorf("%w: node %d", ErrUnknownPeer, to)
 	}
+	if readTracing {
+		r.traceQ = append(r.traceQ, time.Now())
+	}
 	if r.q.push(frame) {
 		t.stats.dropped.Add(1)
 	}
@@ -280,6 +283,10 @@ func (t *TCP) Close() error {
 		}
 		t.wg.Wait()
 		close(t.inbound)
+		if readTracing {
+			addSums(&t.stats)
+			writeReadTrace()
+		}
 		t.log.Debug("closed")
 	})
 	return t.closeErr

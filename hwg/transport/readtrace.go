@@ -1,0 +1,202 @@
+//go:build hoptrace
+
+package transport
+
+// A diagnostic, built only with -tags hoptrace, for transports in one
+// process (the benchmarks): how long bytes written to a connection wait
+// before the peer's reader reads them (the network poller noticing the
+// socket, the reader getting a CPU, the read). Every transport's Close writes the
+// tables to $HOPTRACE_TR_OUT (default /tmp/readtrace.txt), over the last
+// $HOPTRACE_WINDOW of samples if set.
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lwgkit/lwgkit/internal/durstats"
+)
+
+const readTracing = true
+
+type wrec struct {
+	end int64 // stream offset after the write
+	at  time.Time
+}
+
+type stream struct {
+	mu      sync.Mutex
+	written int64
+	writes  []wrec
+	read    int64
+}
+
+type sample struct {
+	at  time.Time
+	d   time.Duration
+	key string
+}
+
+var rt struct {
+	reads, frames atomic.Uint64 // every 8th read and frame is sampled
+	sync.Mutex
+	streams map[string]*stream
+	samples []sample
+}
+
+func streamOf(local, remote net.Addr, sending bool) *stream {
+	k := remote.String() + ">" + local.String()
+	if sending {
+		k = local.String() + ">" + remote.String()
+	}
+	rt.Lock()
+	defer rt.Unlock()
+	if rt.streams == nil {
+		rt.streams = map[string]*stream{}
+	}
+	s := rt.streams[k]
+	if s == nil {
+		s = &stream{}
+		rt.streams[k] = s
+	}
+	return s
+}
+
+func traceWrote(c *conn, n int) {
+	if n <= 0 {
+		return
+	}
+	s := streamOf(c.nc.LocalAddr(), c.nc.RemoteAddr(), true)
+	now := time.Now()
+	s.mu.Lock()
+	s.written += int64(n)
+	s.writes = append(s.writes, wrec{s.written, now})
+	s.mu.Unlock()
+}
+
+// traceRead records, for a read of n bytes after a wait on the socket
+// (parked: the buffer was empty), the time since the first of them was
+// written.
+func traceRead(c *conn, n int, parked bool) {
+	if n <= 0 {
+		return
+	}
+	sampled := rt.reads.Add(1)%8 == 0
+	s := streamOf(c.nc.LocalAddr(), c.nc.RemoteAddr(), false)
+	now := time.Now()
+	s.mu.Lock()
+	start := s.read
+	s.read += int64(n)
+	i := sort.Search(len(s.writes), func(i int) bool { return s.writes[i].end > start })
+	var at time.Time
+	if i < len(s.writes) {
+		at = s.writes[i].at
+	}
+	// Forget writes read in full.
+	j := sort.Search(len(s.writes), func(i int) bool { return s.writes[i].end > s.read })
+	s.writes = slices.Delete(s.writes, 0, j)
+	s.mu.Unlock()
+	if at.IsZero() || !sampled {
+		return
+	}
+	key := "readBusy"
+	if parked {
+		key = "readWake"
+	}
+	rt.Lock()
+	rt.samples = append(rt.samples, sample{now, now.Sub(at), key})
+	rt.Unlock()
+}
+
+// traceTaken records how long the k frames taken from r's queue waited
+// there. r.mu is held.
+func traceTaken(r *remote, k int, label string) {
+	if k > len(r.traceQ) {
+		k = len(r.traceQ)
+	}
+	now := time.Now()
+	rt.Lock()
+	for _, at := range r.traceQ[:k] {
+		rt.samples = append(rt.samples, sample{now, now.Sub(at), label})
+	}
+	rt.Unlock()
+	r.traceQ = slices.Delete(r.traceQ, 0, k)
+}
+
+var sums struct {
+	sync.Mutex
+	inlined, handedOff, busy, writes uint64
+}
+
+func writeReadTrace() {
+	rt.Lock()
+	defer rt.Unlock()
+	if len(rt.samples) == 0 {
+		return
+	}
+	window, err := time.ParseDuration(os.Getenv("HOPTRACE_WINDOW"))
+	if err != nil || window <= 0 {
+		window = 1 << 62
+	}
+	last := rt.samples[len(rt.samples)-1].at
+	d := map[string][]time.Duration{}
+	for _, s := range rt.samples {
+		if last.Sub(s.at) <= window {
+			d[s.key] = append(d[s.key], s.d)
+		}
+	}
+	out := os.Getenv("HOPTRACE_TR_OUT")
+	if out == "" {
+		out = "/tmp/readtrace.txt"
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	durstats.WriteTable(f, "stage", []string{"qInline", "qWriter", "readWake", "readBusy", "inbound", "turn", "turnIn", "turnFl"}, d)
+	fmt.Fprintf(f, "SendNow (all transports, whole run): inline %d, short %d, writer busy %d; writes %d\n",
+		sums.inlined, sums.handedOff, sums.busy, sums.writes)
+}
+
+func addSums(c *counters) {
+	sums.Lock()
+	defer sums.Unlock()
+	sums.inlined += c.inlined.Load()
+	sums.handedOff += c.handedOff.Load()
+	sums.busy += c.busy.Load()
+	sums.writes += c.writes.Load()
+}
+
+var readAt sync.Map // *byte (a frame's first byte) → time read
+
+// TraceRead notes when frame was read (readLoop).
+func traceFrameRead(frame []byte) {
+	if len(frame) > 0 && rt.frames.Add(1)%8 == 0 {
+		readAt.Store(&frame[0], time.Now())
+	}
+}
+
+// TraceTaken records how long frame waited between its reader reading it
+// and the node's loop taking it (hwg, under its hoptrace tag).
+func TraceTaken(frame []byte) {
+	if len(frame) == 0 {
+		return
+	}
+	if v, ok := readAt.LoadAndDelete(&frame[0]); ok {
+		TraceSample("inbound", time.Since(v.(time.Time)))
+	}
+}
+
+// TraceSample records one duration under label.
+func TraceSample(label string, d time.Duration) {
+	now := time.Now()
+	rt.Lock()
+	rt.samples = append(rt.samples, sample{now, d, label})
+	rt.Unlock()
+}
