@@ -64,7 +64,6 @@ type Node struct {
 	cfg    NodeConfig
 	log    hclog.Logger
 	tr     transport.Transport
-	sendTo func(to uint64, frame []byte) error // tr's SendNow if it has one: the loop batches per node already
 	reqs   chan func()
 	mcast  chan multicastReq // bounded: backpressure for senders
 	known  sync.Map          // GroupID → struct{}: groups with a Group on this node
@@ -156,10 +155,6 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 	n.maxPayload = d.MaxPendingBytes
-	n.sendTo = n.tr.Send
-	if ns, ok := n.tr.(transport.NowSender); ok {
-		n.sendTo = ns.SendNow
-	}
 	go n.run()
 	return n, nil
 }

@@ -400,7 +400,7 @@ func (n *Node) send(to NodeID, msgs []Message) {
 		n.log.Error("encoding frame", "to", to, "error", err)
 		return
 	}
-	switch err := n.sendTo(uint64(to), b); {
+	switch err := n.tr.Send(uint64(to), b); {
 	case errors.Is(err, transport.ErrFrameTooLarge):
 		n.log.Error("frame over the transport's limit: raise it or lower MaxUnstableBytes/MaxPendingBytes", "to", to, "bytes", len(b))
 	case err != nil:

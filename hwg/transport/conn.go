@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -38,15 +37,7 @@ type conn struct {
 	r        *remote
 	prevRead <-chan struct{} // readDone of the connection this one replaced
 
-	wakeCh chan struct{} // capacity 1: frames were queued
-
-	// wmu guards w: the writer goroutine holds it while it writes, and
-	// Send holds it to write inline (see kick). writing is set once the
-	// writer goroutine runs, after the handshake: no frame may reach the
-	// socket before it.
-	wmu      sync.Mutex
-	w        batchWriter
-	writing  atomic.Bool
+	wakeCh   chan struct{} // capacity 1: frames were queued
 	done     chan struct{} // closed by close
 	readDone chan struct{} // closed when readLoop can no longer deliver
 
@@ -86,53 +77,6 @@ func (c *conn) dialer() uint64 {
 // ends compute the same answer.
 func (c *conn) supersedes(old *conn) bool {
 	return c.dialer() <= old.dialer()
-}
-
-// kick (for SendNow) writes what is queued for c from the caller's
-// goroutine if it can do so at once: the writer goroutine is idle (wmu
-// free), nothing is left over from an earlier write, and the socket takes
-// it in one non-blocking write. Otherwise, or for what the socket did not
-// take, it wakes the writer. That saves a goroutine wake-up, and its wait
-// for a CPU, on every hop. Order holds because every write to the socket
-// happens under wmu, of frames taken from the queue in order, after
-// whatever an earlier write left over.
-func (c *conn) kick() {
-	if c.writing.Load() && c.w.raw != nil {
-		if !c.wmu.TryLock() {
-			c.t.stats.busy.Add(1)
-		} else {
-			done := c.writeInline()
-			c.wmu.Unlock()
-			if done {
-				return
-			}
-		}
-	}
-	c.wake()
-}
-
-// writeInline takes what is queued and tries one non-blocking write of it.
-// It reports whether everything taken was written; if not, the writer
-// goroutine must finish (or close the connection). c.wmu is held.
-func (c *conn) writeInline() bool {
-	if len(c.w.buf) > 0 || c.w.err != nil {
-		return false
-	}
-	batch, ok := c.r.take(c, c.w.inline[:0], "qInline")
-	c.w.inline = batch[:0]
-	if !ok {
-		return false // retired or detached: the writer half-closes
-	}
-	if len(batch) == 0 {
-		return true
-	}
-	c.w.add(batch, false)
-	if c.w.tryFlush() {
-		c.t.stats.inlined.Add(1)
-		return true
-	}
-	c.t.stats.handedOff.Add(1)
-	return false
 }
 
 // wake tells the writer that frames are queued.
@@ -417,10 +361,15 @@ func (c *conn) readFailed(err error) {
 // many small frames into one write system call.
 func (c *conn) writeLoop() {
 	defer c.t.wg.Done()
-	c.wmu.Lock()
-	c.w.init(c)
-	c.wmu.Unlock()
-	c.writing.Store(true)
+	w := batchWriter{
+		bw: bufio.NewWriterSize(&deadlineWriter{
+			c:       c,
+			nc:      c.nc,
+			timeout: c.t.cfg.WriteTimeout,
+			writes:  &c.t.stats.writes,
+		}, ioBufferSize),
+		stats: &c.t.stats,
+	}
 	var batch [][]byte
 	for {
 		select {
@@ -428,85 +377,52 @@ func (c *conn) writeLoop() {
 		case <-c.done:
 			return
 		}
-		c.wmu.Lock()
-		var ok bool
-		batch, ok = c.writeBatches(batch)
-		c.wmu.Unlock()
-		if !ok {
-			return
-		}
-	}
-}
-
-// writeBatches writes what is queued until the queue is empty, and
-// reports whether the writer should go on. c.wmu is held.
-func (c *conn) writeBatches(batch [][]byte) ([][]byte, bool) {
-	w := &c.w
-	for {
-		var ok bool
-		batch, ok = c.r.take(c, batch[:0], "qWriter")
-		if ok && len(batch) > 0 {
-			w.add(batch, true)
-			runtime.Gosched() // let senders add to this write
-			batch, ok = c.r.take(c, batch[:0], "qWriter")
-			w.add(batch, true)
-		}
-		if err := w.flush(); err != nil {
-			if !c.closing() && c.t.ctx.Err() == nil {
-				c.t.log.Debug("write failed; closing connection", "peer", c.peer, "addr", c.addr, "error", err)
+		for {
+			var ok bool
+			batch, ok = c.r.take(c, batch[:0])
+			if ok && len(batch) > 0 {
+				w.add(batch)
+				runtime.Gosched() // let senders add to this write
+				batch, ok = c.r.take(c, batch[:0])
+				w.add(batch)
 			}
-			c.close()
-			return batch, false
-		}
-		if !ok {
-			// Replaced (see retire) or detached: what is queued is
-			// the successor's.
-			c.closeWrite()
-			return batch, false
-		}
-		if len(batch) == 0 {
-			return batch, true
+			if err := w.flush(); err != nil {
+				if !c.closing() && c.t.ctx.Err() == nil {
+					c.t.log.Debug("write failed; closing connection", "peer", c.peer, "addr", c.addr, "error", err)
+				}
+				c.close()
+				return
+			}
+			if !ok {
+				// Replaced (see retire) or detached: what is queued is
+				// the successor's.
+				c.closeWrite()
+				return
+			}
+			if len(batch) == 0 {
+				break
+			}
 		}
 	}
 }
 
-// batchWriter holds the encoded frames of a connection that are not
-// written yet, and writes them: blocking, with a deadline, from the
-// writer goroutine, or with one non-blocking attempt from a sender (see
-// conn.kick). Its owner holds conn.wmu.
+// batchWriter buffers frames for one flush and counts them once written.
+// It belongs to one writer goroutine.
 type batchWriter struct {
-	c       *conn
-	nc      net.Conn
-	raw     syscall.RawConn // nil if nc has no file descriptor: no inline writes
-	timeout time.Duration
-	stats   *counters
-	buf     []byte   // encoded frames not yet written
-	inline  [][]byte // kick's batch, reused
-	frames  int      // in buf, counted as sent once written
-	bytes   uint64
-	err     error // first write error; the connection is done after it
+	bw     *bufio.Writer
+	stats  *counters
+	frames int
+	bytes  uint64
+	err    error // first write error; the connection is done after it
 }
 
-func (w *batchWriter) init(c *conn) {
-	w.c, w.nc, w.timeout, w.stats = c, c.nc, c.t.cfg.WriteTimeout, &c.t.stats
-	if sc, ok := c.nc.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			w.raw = raw
-		}
-	}
-}
-
-// add encodes frames into buf and clears batch; the transport owns its
-// frames, which are garbage once copied, so they go back to the buffer
-// pool. With blocking set, buf is written out whenever the next frame
-// would take it past ioBufferSize.
-func (w *batchWriter) add(batch [][]byte, blocking bool) {
+// add buffers frames (the bufio.Writer writes through when it fills) and
+// clears batch; the transport owns its frames, which are garbage once
+// copied, so they go back to the buffer pool.
+func (w *batchWriter) add(batch [][]byte) {
 	for i, f := range batch {
 		if w.err == nil {
-			if blocking && len(w.buf) > 0 && len(w.buf)+HeaderSize+len(f) > ioBufferSize {
-				w.err = w.write()
-			}
-			w.buf = appendFrame(w.buf, f)
+			w.err = WriteFrame(w.bw, f)
 			w.frames++
 			w.bytes += uint64(HeaderSize + len(f))
 		}
@@ -515,65 +431,17 @@ func (w *batchWriter) add(batch [][]byte, blocking bool) {
 	}
 }
 
-// flush writes what is buffered, blocking.
+// flush writes what is buffered and counts the frames as sent.
 func (w *batchWriter) flush() error {
-	if w.err == nil && len(w.buf) > 0 {
-		w.err = w.write()
+	if w.err == nil {
+		w.err = w.bw.Flush()
 	}
-	return w.err
-}
-
-// write writes all of buf within the write timeout, then clears the
-// deadline: a raw write (tryFlush) fails at once on a passed one.
-func (w *batchWriter) write() error {
-	w.stats.writes.Add(1)
-	w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
-	n, err := w.nc.Write(w.buf)
-	if readTracing {
-		traceWrote(w.c, n)
+	if w.err != nil {
+		return w.err
 	}
-	if err != nil {
-		return err
-	}
-	w.nc.SetWriteDeadline(time.Time{})
-	w.written()
-	return nil
-}
-
-// tryFlush makes one non-blocking write of buf and reports whether it
-// wrote all of it. What it did not write stays in buf, for the writer
-// goroutine; so does an error, which the writer's blocking write meets.
-func (w *batchWriter) tryFlush() bool {
-	n, werr := 0, error(nil)
-	err := w.raw.Write(func(fd uintptr) bool {
-		n, werr = syscall.Write(int(fd), w.buf)
-		return true // never park: a full socket is the writer's to wait for
-	})
-	if err != nil || werr != nil || n <= 0 {
-		return false // EAGAIN among others: nothing was written
-	}
-	w.stats.writes.Add(1)
-	if readTracing {
-		traceWrote(w.c, n)
-	}
-	if n < len(w.buf) {
-		w.buf = w.buf[:copy(w.buf, w.buf[n:])]
-		return false
-	}
-	w.written()
-	return true
-}
-
-// written counts buf's frames as sent and empties it, dropping a buffer
-// that a burst of large frames grew.
-func (w *batchWriter) written() {
 	w.stats.sent(w.frames, w.bytes)
 	w.frames, w.bytes = 0, 0
-	if cap(w.buf) > 4*ioBufferSize {
-		w.buf = nil
-	} else {
-		w.buf = w.buf[:0]
-	}
+	return nil
 }
 
 // stallReader sets a read deadline before every read from the socket
@@ -585,7 +453,7 @@ type stallReader struct {
 	timeout time.Duration
 	armed   bool // inside a frame
 	set     bool // a deadline is in force
-	waited  bool // for readtrace: the buffer was empty
+	waited  bool // readtrace: the first read after the buffer ran dry
 }
 
 func (s *stallReader) Read(p []byte) (int, error) {
@@ -609,4 +477,23 @@ func (s *stallReader) disarm() {
 		s.nc.SetReadDeadline(time.Time{})
 		s.set = false
 	}
+}
+
+// deadlineWriter sets a write deadline before every write to the socket
+// and counts the writes. It belongs to one writer goroutine.
+type deadlineWriter struct {
+	c       *conn
+	nc      net.Conn
+	timeout time.Duration
+	writes  *atomic.Uint64
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	w.writes.Add(1)
+	w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+	n, err := w.nc.Write(p)
+	if readTracing {
+		traceWrote(w.c, n)
+	}
+	return n, err
 }

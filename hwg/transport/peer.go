@@ -28,14 +28,14 @@ type remote struct {
 // take moves every queued frame to dst for c's writer. It reports false if
 // c is no longer the node's connection, in which case the writer stops
 // and the frames stay queued for the next connection.
-func (r *remote) take(c *conn, dst [][]byte, label string) ([][]byte, bool) {
+func (r *remote) take(c *conn, dst [][]byte) ([][]byte, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.conn != c {
 		return dst, false
 	}
 	if readTracing {
-		traceTaken(r, r.q.len(), label)
+		traceTaken(r, r.q.len())
 	}
 	return r.q.drainTo(dst), true
 }

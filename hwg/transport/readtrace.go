@@ -2,15 +2,25 @@
 
 package transport
 
-// A diagnostic, built only with -tags hoptrace, for transports in one
-// process (the benchmarks): how long bytes written to a connection wait
-// before the peer's reader reads them (the network poller noticing the
-// socket, the reader getting a CPU, the read). Every transport's Close writes the
-// tables to $HOPTRACE_TR_OUT (default /tmp/readtrace.txt), over the last
-// $HOPTRACE_WINDOW of samples if set.
+// A diagnostic, built only with -tags hoptrace, for transports that share
+// one process (BenchmarkLWGData): where a frame waits between a node's
+// Send and the peer node's loop taking it. Sampled, in microseconds:
+//
+//	queue     Send → taken from the queue by the connection's writer
+//	readWake  bytes written → read by the peer's reader, for the first
+//	          read after its buffer ran dry (the network poller noticing
+//	          the socket, the reader getting a CPU); readBusy for others
+//	inbound   frame read → taken from Inbound by the node's loop (hwg)
+//	turn      one loop turn, from after its first input to the end of its
+//	          flush (hwg; turnIn the inputs, turnFl the flush)
+//
+// Every transport's Close writes the table to $HOPTRACE_TR_OUT (default
+// /tmp/readtrace.txt), over the last $HOPTRACE_WINDOW of samples if set.
+// The bookkeeping is global and locked: it slows a run at n = 10,000 down
+// (p99 up to 50-170 ms), so compare its rows with each other, not with
+// untraced runs.
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"slices"
@@ -115,22 +125,17 @@ func traceRead(c *conn, n int, parked bool) {
 
 // traceTaken records how long the k frames taken from r's queue waited
 // there. r.mu is held.
-func traceTaken(r *remote, k int, label string) {
+func traceTaken(r *remote, k int) {
 	if k > len(r.traceQ) {
 		k = len(r.traceQ)
 	}
 	now := time.Now()
 	rt.Lock()
 	for _, at := range r.traceQ[:k] {
-		rt.samples = append(rt.samples, sample{now, now.Sub(at), label})
+		rt.samples = append(rt.samples, sample{now, now.Sub(at), "queue"})
 	}
 	rt.Unlock()
 	r.traceQ = slices.Delete(r.traceQ, 0, k)
-}
-
-var sums struct {
-	sync.Mutex
-	inlined, handedOff, busy, writes uint64
 }
 
 func writeReadTrace() {
@@ -159,18 +164,7 @@ func writeReadTrace() {
 		return
 	}
 	defer f.Close()
-	durstats.WriteTable(f, "stage", []string{"qInline", "qWriter", "readWake", "readBusy", "inbound", "turn", "turnIn", "turnFl"}, d)
-	fmt.Fprintf(f, "SendNow (all transports, whole run): inline %d, short %d, writer busy %d; writes %d\n",
-		sums.inlined, sums.handedOff, sums.busy, sums.writes)
-}
-
-func addSums(c *counters) {
-	sums.Lock()
-	defer sums.Unlock()
-	sums.inlined += c.inlined.Load()
-	sums.handedOff += c.handedOff.Load()
-	sums.busy += c.busy.Load()
-	sums.writes += c.writes.Load()
+	durstats.WriteTable(f, "stage", []string{"queue", "readWake", "readBusy", "inbound", "turn", "turnIn", "turnFl"}, d)
 }
 
 var readAt sync.Map // *byte (a frame's first byte) → time read

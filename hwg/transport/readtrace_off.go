@@ -6,12 +6,11 @@ import "time"
 
 const readTracing = false
 
-func traceWrote(*conn, int)           {}
-func traceRead(*conn, int, bool)      {}
-func writeReadTrace()                 {}
-func traceTaken(*remote, int, string) {}
-func addSums(*counters)               {}
-func traceFrameRead([]byte)           {}
+func traceWrote(*conn, int)      {}
+func traceRead(*conn, int, bool) {}
+func writeReadTrace()            {}
+func traceTaken(*remote, int)    {}
+func traceFrameRead([]byte)      {}
 
 // TraceTaken and TraceSample are hooks of a diagnostic built with -tags
 // hoptrace; without it they do nothing.

@@ -87,15 +87,10 @@ func TestReplacedConnectionDrainsBeforeClosing(t *testing.T) {
 	}
 	// Frames of 1 KB: more than a reader's buffer stays in the socket
 	// while nobody reads Inbound.
-	// Every other frame with SendNow, which may write from this goroutine.
 	send := func(tr *node, to uint64, prefix string) {
 		for i := range 2000 {
 			f := append(fmt.Appendf(nil, "%s%d ", prefix, i), make([]byte, 1000)...)
-			send := tr.Send
-			if i%2 == 1 {
-				send = tr.SendNow
-			}
-			if err := send(to, f); err != nil {
+			if err := tr.Send(to, f); err != nil {
 				t.Errorf("Send %d: %v", i, err)
 				return
 			}

@@ -9,10 +9,6 @@ type counters struct {
 	bytesSent, bytesReceived   atomic.Uint64
 	writes                     atomic.Uint64
 	dropped                    atomic.Uint64
-	// For tests: SendNow writes that the socket took whole, and those it
-	// did not (handed to the writer goroutine), and those that found the
-	// writer busy.
-	inlined, handedOff, busy atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {

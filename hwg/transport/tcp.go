@@ -150,36 +150,23 @@ func (t *TCP) Dropped() uint64 { return t.stats.dropped.Load() }
 // connection nor a known address (this node included) is refused with
 // ErrUnknownPeer. Otherwise the frame is queued, and a dial is started if
 // the node has no connection. The transport owns frame after the call.
-func (t *TCP) Send(to uint64, frame []byte) error { return t.send(to, frame, false) }
-
-// SendNow is Send for a caller that has batched what it sends: it hands
-// frame to the writer like Send, but when the connection's writer is idle
-// it writes the frame (with anything queued before it) at once, from the
-// caller's goroutine, with one non-blocking write; only what the socket
-// does not take waits for the writer. That saves waking the writer, and
-// its wait for a CPU, per frame. A caller that sends many small frames in
-// a row should use Send, which coalesces them into fewer writes.
-func (t *TCP) SendNow(to uint64, frame []byte) error { return t.send(to, frame, true) }
-
-func (t *TCP) send(to uint64, frame []byte, now bool) error {
+func (t *TCP) Send(to uint64, frame []byte) error {
 	if len(frame) > t.cfg.MaxFrame {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(frame), t.cfg.MaxFrame)
 	}
 	t.mu.RLock()
+	defer t.mu.RUnlock()
 	if t.closed {
-		t.mu.RUnlock()
 		return ErrClosed
 	}
 	r := t.peers[to]
 	if r == nil {
-		t.mu.RUnlock()
 		return fmt.Errorf("%w: node %d", ErrUnknownPeer, to)
 	}
 	r.mu.Lock()
 	c := r.conn
 	if c == nil && r.addr == "" {
 		r.mu.Unlock()
-		t.mu.RUnlock()
 		return fmt.Errorf("%w: node %d", ErrUnknownPeer, to)
 	}
 	if readTracing {
@@ -194,11 +181,7 @@ func (t *TCP) send(to uint64, frame []byte, now bool) error {
 		t.wg.Add(1) // under t.mu with t.closed false: before Close's Wait
 	}
 	r.mu.Unlock()
-	t.mu.RUnlock()
-	switch {
-	case c != nil && now:
-		c.kick() // outside the locks: it may write
-	case c != nil:
+	if c != nil {
 		c.wake()
 	}
 	if dial {
@@ -284,7 +267,6 @@ func (t *TCP) Close() error {
 		t.wg.Wait()
 		close(t.inbound)
 		if readTracing {
-			addSums(&t.stats)
 			writeReadTrace()
 		}
 		t.log.Debug("closed")

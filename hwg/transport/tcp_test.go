@@ -161,54 +161,35 @@ func TestTCPSimultaneousDialKeepsOneConnection(t *testing.T) {
 
 // Two connections to the same incarnation: the one dialed by the lower
 // node replaces the other on both sides, and frames sent before, during
-// and after the swap arrive in order, none lost; with Send and with
-// SendNow, which may write from the sender's goroutine.
+// and after the swap arrive in order, none lost.
 func TestTCPReplacementKeepsOrder(t *testing.T) {
-	for _, now := range []bool{false, true} {
-		t.Run(map[bool]string{false: "Send", true: "SendNow"}[now], func(t *testing.T) {
-			a := newNode(t, 10, 1, nil)
-			b := newNode(t, 20, 1, nil)
-			// b dials first: the connection dialed by 20 carries traffic.
-			if _, err := b.Dial(ctxT(t), a.Addr()); err != nil {
-				t.Fatal(err)
-			}
-			if c := a.current(20); c == nil || c.dialer() != 20 {
-				t.Fatal("a does not use b's connection")
-			}
-			var wg sync.WaitGroup
-			wg.Go(func() { sendWith(t, b, now, 10, "b", 3000) })
-			wg.Go(func() { sendWith(t, a, now, 20, "a", 3000) })
-			// Meanwhile a dials: its connection wins the tie-break.
-			if _, err := a.Dial(ctxT(t), b.Addr()); err != nil {
-				t.Fatal(err)
-			}
-			wg.Wait()
-			expectInOrder(t, a, b.Self(), "b", 3000)
-			expectInOrder(t, b, a.Self(), "a", 3000)
-			waitFor(t, "the replaced connection to close", func() bool {
-				return a.connections() == 1 && b.connections() == 1
-			})
-			if a.current(20).dialer() != 10 || b.current(10).dialer() != 10 {
-				t.Fatal("the connection dialed by the lower node did not win")
-			}
-			if a.Dropped() != 0 || b.Dropped() != 0 {
-				t.Fatalf("dropped %d and %d", a.Dropped(), b.Dropped())
-			}
-		})
+	a := newNode(t, 10, 1, nil)
+	b := newNode(t, 20, 1, nil)
+	// b dials first: the connection dialed by 20 carries traffic.
+	if _, err := b.Dial(ctxT(t), a.Addr()); err != nil {
+		t.Fatal(err)
 	}
-}
-
-// sendWith is sendN with SendNow if now is set.
-func sendWith(t *testing.T, tr *node, now bool, to uint64, prefix string, n int) {
-	if !now {
-		sendN(t, tr, to, prefix, n)
-		return
+	if c := a.current(20); c == nil || c.dialer() != 20 {
+		t.Fatal("a does not use b's connection")
 	}
-	for i := range n {
-		if err := tr.SendNow(to, fmt.Appendf(nil, "%s%d", prefix, i)); err != nil {
-			t.Errorf("SendNow %d to %d: %v", i, to, err)
-			return
-		}
+	var wg sync.WaitGroup
+	wg.Go(func() { sendN(t, b, 10, "b", 3000) })
+	wg.Go(func() { sendN(t, a, 20, "a", 3000) })
+	// Meanwhile a dials: its connection wins the tie-break.
+	if _, err := a.Dial(ctxT(t), b.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	expectInOrder(t, a, b.Self(), "b", 3000)
+	expectInOrder(t, b, a.Self(), "a", 3000)
+	waitFor(t, "the replaced connection to close", func() bool {
+		return a.connections() == 1 && b.connections() == 1
+	})
+	if a.current(20).dialer() != 10 || b.current(10).dialer() != 10 {
+		t.Fatal("the connection dialed by the lower node did not win")
+	}
+	if a.Dropped() != 0 || b.Dropped() != 0 {
+		t.Fatalf("dropped %d and %d", a.Dropped(), b.Dropped())
 	}
 }
 

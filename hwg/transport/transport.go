@@ -43,12 +43,6 @@ type Transport interface {
 	Close() error
 }
 
-// NowSender is a Transport that can write a frame from the caller's
-// goroutine when the connection is idle (TCP.SendNow).
-type NowSender interface {
-	SendNow(to uint64, frame []byte) error
-}
-
 // Stats counts traffic, for benchmarks and the idle-cost check.
 type Stats struct {
 	FramesSent, FramesReceived uint64
