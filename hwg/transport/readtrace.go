@@ -53,7 +53,7 @@ type sample struct {
 }
 
 var rt struct {
-	reads, frames atomic.Uint64 // every 8th read and frame is sampled
+	reads, frames atomic.Uint64 // sampling counters: every 8th is recorded
 	sync.Mutex
 	streams map[string]*stream
 	samples []sample
@@ -89,10 +89,10 @@ func traceWrote(c *conn, n int) {
 	s.mu.Unlock()
 }
 
-// traceRead records, for a read of n bytes after a wait on the socket
-// (parked: the buffer was empty), the time since the first of them was
-// written.
-func traceRead(c *conn, n int, parked bool) {
+// traceRead records, for a read of n bytes, the time since the first of
+// them was written; dry marks the first read after the reader's buffer
+// ran dry, which may have waited for the socket.
+func traceRead(c *conn, n int, dry bool) {
 	if n <= 0 {
 		return
 	}
@@ -115,7 +115,7 @@ func traceRead(c *conn, n int, parked bool) {
 		return
 	}
 	key := "readBusy"
-	if parked {
+	if dry {
 		key = "readWake"
 	}
 	rt.Lock()
@@ -124,15 +124,17 @@ func traceRead(c *conn, n int, parked bool) {
 }
 
 // traceTaken records how long the k frames taken from r's queue waited
-// there. r.mu is held.
+// there (every 8th). r.mu is held. r.traceQ has a time per queued frame;
+// frames discarded with a failed dial misalign it (the benchmark has
+// none).
 func traceTaken(r *remote, k int) {
-	if k > len(r.traceQ) {
-		k = len(r.traceQ)
-	}
+	k = min(k, len(r.traceQ))
 	now := time.Now()
 	rt.Lock()
 	for _, at := range r.traceQ[:k] {
-		rt.samples = append(rt.samples, sample{now, now.Sub(at), "queue"})
+		if rt.frames.Add(1)%8 == 0 {
+			rt.samples = append(rt.samples, sample{now, now.Sub(at), "queue"})
+		}
 	}
 	rt.Unlock()
 	r.traceQ = slices.Delete(r.traceQ, 0, k)
@@ -169,7 +171,7 @@ func writeReadTrace() {
 
 var readAt sync.Map // *byte (a frame's first byte) → time read
 
-// TraceRead notes when frame was read (readLoop).
+// traceFrameRead notes when every 8th frame was read (readLoop).
 func traceFrameRead(frame []byte) {
 	if len(frame) > 0 && rt.frames.Add(1)%8 == 0 {
 		readAt.Store(&frame[0], time.Now())

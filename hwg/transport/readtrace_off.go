@@ -12,7 +12,8 @@ func writeReadTrace()            {}
 func traceTaken(*remote, int)    {}
 func traceFrameRead([]byte)      {}
 
-// TraceTaken and TraceSample are hooks of a diagnostic built with -tags
-// hoptrace; without it they do nothing.
+// TraceTaken and TraceSample are the hooks hwg's loop calls in the
+// diagnostic built with -tags hoptrace (readtrace.go); without the tag
+// they do nothing and hwg does not call them.
 func TraceTaken([]byte)                 {}
 func TraceSample(string, time.Duration) {}

@@ -174,6 +174,9 @@ func (t *TCP) Send(to uint64, frame []byte) error {
 	}
 	if r.q.push(frame) {
 		t.stats.dropped.Add(1)
+		if readTracing {
+			r.traceQ = r.traceQ[1:]
+		}
 	}
 	dial := c == nil && !r.dialing
 	if dial {
