@@ -371,3 +371,56 @@ func TestClaimAbortsEarlierTransferRejoin(t *testing.T) {
 			a.ready, a.index, j.ready, j.index, k.ready)
 	}
 }
+
+// TestClaimHoldsTransferFinishedAfterClaim (found in review): A's chunks
+// complete J's transfer after J claimed (holding nothing) and before the
+// round decides on that claim: J must not take A's state, or it would
+// stand beside the state K seeds.
+func TestClaimHoldsTransferFinishedAfterClaim(t *testing.T) {
+	n, saved := fetchingWhileRound(t)
+	j, k := n.objs[pJ], n.objs[pK]
+	forget(n, pJ)
+	k.waiting = claimTicks - 1
+	k.onTick(1)
+	dropTo(n, pJ) // K's WANT
+	n.run(nil)    // K's claim is delivered: J claims (its claim not yet delivered)
+	if j.round == nil || !j.round.claimed {
+		t.Fatal("J did not claim")
+	}
+	n.queue = saved // A's chunks arrive now
+	for n.step(nil) {
+	}
+	n.run(nil) // J's claim: both decide
+	n.run(nil)
+	n.run(nil)
+	if !k.ready || !j.ready || string(n.sm(pK).b) != string(n.sm(pJ).b) || j.lineage != k.lineage {
+		t.Fatalf("K ready %v lineage %d (%d bytes), J ready %v lineage %d (%d bytes): want one state",
+			k.ready, k.lineage, len(n.sm(pK).b), j.ready, j.lineage, len(n.sm(pJ).b))
+	}
+}
+
+// TestForgetAbsentNotInNextView (found in review): a claim J made after a
+// FORGET in view 3 is delivered in view 4 (it was out when the view
+// changed, so it is J's claim there); nobody gave up on A in view 4, so
+// the round there must not start the object over.
+func TestForgetAbsentNotInNextView(t *testing.T) {
+	n := lonelyJoiner(t)
+	k := n.add(pK, nil)
+	j := n.objs[pJ]
+	forget(n, pJ)
+	for range claimTicks {
+		j.onTick(1)
+	}
+	if len(n.multicasts) != 1 {
+		t.Fatalf("J's claim is not out: %d messages", len(n.multicasts))
+	}
+	n.queue = nil
+	n.install(1<<32|4, []hwg.Process{pJ, pK}, []hwg.Process{pK})
+	n.queue = nil
+	n.run(nil) // J's claim from view 3: K claims
+	n.queue = nil
+	n.run(nil) // K's claim: the round
+	if j.ready || k.ready {
+		t.Fatalf("started over in view 4, where no FORGET was delivered (seeded %+v)", seededEvents(n, pJ, pK))
+	}
+}

@@ -988,7 +988,17 @@ func (n *Node) forget(ctx context.Context, o *Object) error {
 	if err := n.bg.Err(); err != nil {
 		return ErrClosed
 	}
-	return n.svc.Multicast(ctx, o.lwg, encodeForget())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(n.bg, cancel) // Close ends the wait too
+	defer stop()
+	if err := n.svc.Multicast(ctx, o.lwg, encodeForget()); err != nil {
+		if n.bg.Err() != nil {
+			return ErrClosed
+		}
+		return err
+	}
+	return nil
 }
 
 func (n *Node) watch(o *Object, on bool) {

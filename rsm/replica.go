@@ -634,6 +634,13 @@ func (o *Object) finishFetch() {
 	if f == nil || f.size == 0 || f.next < f.size {
 		return
 	}
+	if r := o.round; r != nil && r.claimed && f.at.less(point{View: r.view}) {
+		// Its claim in this round says it holds nothing, and the others
+		// may decide on it: keep the state until the round ends. A
+		// decision drops it (a seed's state supersedes it); a round that
+		// ends without one finishes it.
+		return
+	}
 	o.fetch = nil
 	// INVARIANT: a replica takes no state from before its first usable
 	// point (a claim round moves it on, aborting older transfers).
@@ -693,15 +700,20 @@ func (o *Object) restored(donor hwg.Process, r io.Reader, gen uint64, size int64
 // restoredFrom follows a restore from a donor's snapshot: it applies what
 // the joiner queued after it and tells the group.
 func (o *Object) restoredFrom(donor hwg.Process, gen uint64, size int64) {
+	// The local snapshot is of another state (one reopened from it, at
+	// a higher index): write this one at once, or a restart would reopen
+	// the superseded one.
+	stale := gen == 0 && o.snapIndex > o.index
 	if gen == 0 && o.index > 0 {
-		// Not on disk yet: let the time-based snapshot write it. (At
-		// index 0 a snapIndex left above the index makes the first
-		// apply write it, see afterApply.)
+		// Not on disk yet: let the time-based snapshot write it.
 		o.snapIndex = min(o.snapIndex, o.index-1)
 	}
 	o.observe(Event{Type: EventSnapshotReceived, Peer: donor, Index: o.index, Bytes: size})
 	o.host.multicast(o, encodeRestored())
 	o.becomeReady()
+	if stale {
+		o.takeSnapshot()
+	}
 	q := o.queue
 	o.queue = nil
 	for _, e := range q {
@@ -1015,7 +1027,7 @@ func (o *Object) startRound() {
 	o.round.out++
 	c := claim{has: o.hasState, lineage: o.lineage, index: o.index, empty: o.empty, waits: away.waits(o.latest)}
 	if o.forgotView == o.latest.ID && o.forgotView != 0 {
-		c.waits, c.empty = false, max(c.empty, emptyRounds) // ForgetAbsent
+		c.waits, c.empty, c.forgot = false, max(c.empty, emptyRounds), true // ForgetAbsent
 	}
 	o.host.multicast(o, encodeClaim(c))
 }
@@ -1063,6 +1075,7 @@ func (o *Object) unreadyStep(q queued) {
 			o.round = &claimRound{view: o.latest.ID, away: o.round.away, out: o.round.out}
 		}
 		o.round.cancelled, o.round.claimed = true, false
+		o.finishFetch() // one held back for the round
 		return
 	}
 	if o.round.view != o.latest.ID {
@@ -1088,7 +1101,12 @@ func (o *Object) unreadyStep(q queued) {
 	}
 	o.round = &claimRound{away: r.away, out: r.out}
 	for _, p := range o.latest.Members {
-		if r.claims[p].waits {
+		c := r.claims[p]
+		// A claim that a FORGET overrode in an earlier view (it was out
+		// when the view changed, so it counts here) waits: here nobody
+		// gave up on anyone. Every member that claims here took the
+		// view's FORGET, if any, so all read it alike.
+		if c.waits || c.forgot && o.forgotView != o.latest.ID {
 			// A member knows of one that may hold a better state than
 			// any claim here, was excluded and may come back with it
 			// (it did not crash: no later incarnation of its node was
@@ -1097,6 +1115,7 @@ func (o *Object) unreadyStep(q queued) {
 			// decides. The knowledge travels in the claims, so every
 			// member decides alike.
 			o.host.logger().Debug("claim round waits for a member that may hold the state", "object", o.id, "claimant", p)
+			o.finishFetch() // one held back for the round
 			return
 		}
 	}
@@ -1112,6 +1131,7 @@ func (o *Object) unreadyStep(q queued) {
 		}
 		if most < emptyRounds {
 			o.empty++
+			o.finishFetch() // one held back for the round
 			return
 		}
 	}

@@ -73,6 +73,9 @@ type claim struct {
 	// waits: the sender knows of a member away (excluded) that may hold
 	// the state and come back with it; the round decides nothing.
 	waits bool
+	// forgot: waits and empty were overridden by a ForgetAbsent in the
+	// view the claim was made in; it counts so only in that view.
+	forgot bool
 }
 
 // better orders claims: a state over none, a newer lineage, more commands.
@@ -217,6 +220,9 @@ func encodeClaim(c claim) []byte {
 	if c.waits {
 		b[1] |= 2
 	}
+	if c.forgot {
+		b[1] |= 4
+	}
 	b = binary.AppendUvarint(b, c.lineage)
 	b = binary.AppendUvarint(b, c.index)
 	return binary.AppendUvarint(b, c.empty)
@@ -310,10 +316,10 @@ func decodeOrdered(b []byte) (ordered, error) {
 		r.b = br.r.b
 	case kindRestored, kindHold, kindForget:
 	case kindClaim:
-		if len(r.b) == 0 || r.b[0] > 3 {
+		if len(r.b) == 0 || r.b[0] > 7 {
 			return ordered{}, fmt.Errorf("%w: bad claim", errMalformed)
 		}
-		m.claim.has, m.claim.waits = r.b[0]&1 != 0, r.b[0]&2 != 0
+		m.claim.has, m.claim.waits, m.claim.forgot = r.b[0]&1 != 0, r.b[0]&2 != 0, r.b[0]&4 != 0
 		r.b = r.b[1:]
 		m.claim.lineage, m.claim.index, m.claim.empty = r.uvarint(), r.uvarint(), r.uvarint()
 	default:
