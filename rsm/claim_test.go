@@ -308,13 +308,24 @@ func fetchingWhileRound(t *testing.T) (n *transferNet, saved []msg) {
 	return n, saved
 }
 
+// oneState fails t unless p and q are both ready with the same state of
+// the same lineage.
+func oneState(t *testing.T, n *transferNet, p, q hwg.Process) {
+	t.Helper()
+	a, b := n.objs[p], n.objs[q]
+	if !a.ready || !b.ready || string(n.sm(p).b) != string(n.sm(q).b) || a.lineage != b.lineage {
+		t.Fatalf("%v ready %v lineage %d (%d bytes), %v ready %v lineage %d (%d bytes): want one state",
+			p, a.ready, a.lineage, len(n.sm(p).b), q, b.ready, b.lineage, len(n.sm(q).b))
+	}
+}
+
 // TestClaimAbortsEarlierTransfer (found in review): after a claim round
 // in which K seeds, J must not finish the transfer of A's state that it
 // began before the round (A, excluded, still serves from its store): the
 // view would hold two states. Here the operator gave up on A.
 func TestClaimAbortsEarlierTransfer(t *testing.T) {
 	n, saved := fetchingWhileRound(t)
-	j, k := n.objs[pJ], n.objs[pK]
+	k := n.objs[pK]
 	forget(n, pJ)
 	k.waiting = claimTicks - 1
 	k.onTick(1)
@@ -328,10 +339,7 @@ func TestClaimAbortsEarlierTransfer(t *testing.T) {
 	n.queue = append(n.queue, later...)
 	n.run(nil)
 	n.run(nil)
-	if !k.ready || !j.ready || string(n.sm(pK).b) != string(n.sm(pJ).b) || j.lineage != k.lineage {
-		t.Fatalf("K ready %v lineage %d (%d bytes), J ready %v lineage %d (%d bytes): want one state",
-			k.ready, k.lineage, len(n.sm(pK).b), j.ready, j.lineage, len(n.sm(pJ).b))
-	}
+	oneState(t, n, pK, pJ)
 }
 
 // TestClaimAbortsEarlierTransferRejoin (found in review): the same
@@ -393,10 +401,7 @@ func TestClaimHoldsTransferFinishedAfterClaim(t *testing.T) {
 	n.run(nil) // J's claim: both decide
 	n.run(nil)
 	n.run(nil)
-	if !k.ready || !j.ready || string(n.sm(pK).b) != string(n.sm(pJ).b) || j.lineage != k.lineage {
-		t.Fatalf("K ready %v lineage %d (%d bytes), J ready %v lineage %d (%d bytes): want one state",
-			k.ready, k.lineage, len(n.sm(pK).b), j.ready, j.lineage, len(n.sm(pJ).b))
-	}
+	oneState(t, n, pK, pJ)
 }
 
 // TestForgetAbsentNotInNextView (found in review): a claim J made after a

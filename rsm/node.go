@@ -609,24 +609,34 @@ func (n *Node) runInline(o *Object, its []item) bool {
 		n.inlined.n.Add(1)
 	}
 	o.smMu.Unlock()
-	o.mu.Lock()
 	if !ok {
 		// Hand them to a worker, ahead of anything that came meanwhile.
+		o.mu.Lock()
 		if o.mail == nil {
 			o.mail = getMail()
 		}
 		o.mail.items = slices.Insert(o.mail.items, 0, its...)
+		o.mu.Unlock()
 	}
+	n.release(o, true)
+	return true
+}
+
+// release ends o's turn: o goes back on the run queue if inputs came
+// meanwhile. wake: signal a worker (the caller is not one).
+func (n *Node) release(o *Object, wake bool) {
+	o.mu.Lock()
 	more := o.mail != nil
 	o.scheduled = more
 	o.mu.Unlock()
 	if more {
 		n.mu.Lock()
 		n.runq = append(n.runq, o)
-		n.wake.Signal()
+		if wake {
+			n.wake.Signal()
+		}
 		n.mu.Unlock()
 	}
-	return true
 }
 
 // snapshotDue reports whether applying at most n more commands could
@@ -876,15 +886,7 @@ func (n *Node) work() {
 		}
 		o.smMu.Unlock()
 		putMail(mail)
-		o.mu.Lock()
-		more := o.mail != nil
-		o.scheduled = more
-		o.mu.Unlock()
-		if more {
-			n.mu.Lock()
-			n.runq = append(n.runq, o)
-			n.mu.Unlock()
-		}
+		n.release(o, false) // this worker comes back for it
 	}
 }
 
