@@ -429,3 +429,109 @@ func TestForgetAbsentNotInNextView(t *testing.T) {
 		t.Fatalf("started over in view 4, where no FORGET was delivered (seeded %+v)", seededEvents(n, pJ, pK))
 	}
 }
+
+// TestClaimHoldsTransferWhileClaimOut (found in review): J's claim is
+// still out when A's HOLD ends its round in view 2 (so J is no longer
+// "claimed"), and the view changes with A excluded: that claim counts as
+// J's in view 3. A's chunks, arriving in view 3, must not make J ready
+// with A's state while the group decides on J's "nothing"; and J must not
+// claim a second time in view 3.
+func TestClaimHoldsTransferWhileClaimOut(t *testing.T) {
+	n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
+	n.add(pA, nil)
+	j := n.add(pJ, nil)
+	k := n.add(pK, nil)
+	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
+	for i := range 30 {
+		n.propose(fmt.Sprintf("%0100d", i))
+	}
+	n.install(1<<32|2, []hwg.Process{pA, pK, pJ}, []hwg.Process{pK, pJ})
+	for j.fetch == nil || j.fetch.next < 1500 {
+		dropTo(n, pK)
+		if !n.step(nil) {
+			t.Fatal("transfer stopped")
+		}
+	}
+	dropTo(n, pK)
+	saved := n.queue
+	n.queue = nil
+	k.waiting = claimTicks - 1
+	k.onTick(1) // K claims in view 2
+	n.queue = nil
+	n.run(nil) // K's claim: A answers HOLD, J claims
+	var jc []byte
+	var rest []msg
+	for _, m := range n.multicasts {
+		if m.from == pJ {
+			jc = m.b
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	if jc == nil {
+		t.Fatal("J did not claim")
+	}
+	n.multicasts = rest
+	n.run(nil) // A's HOLD in view 2; J's claim waits for the view change
+	if j.round == nil || j.round.claimed || j.round.out != 1 {
+		t.Fatalf("set-up: J's round %+v", j.round)
+	}
+	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.install(1<<32|3, []hwg.Process{pK, pJ}, nil)
+	forget(n, pK)
+	n.queue = saved // A, excluded, still serves its store
+	for n.step(nil) {
+	}
+	jmsgs := n.multicasts
+	n.multicasts = []msg{{from: pJ, b: jc}}
+	n.run(nil) // J's claim from view 2: K claims
+	var kc []msg
+	for _, m := range n.multicasts {
+		switch {
+		case m.from == pJ && m.b[0] == kindClaim:
+			t.Fatal("J claimed again in view 3: its claim from view 2 is its claim here")
+		case m.from == pK:
+			kc = append(kc, m)
+		default:
+			jmsgs = append(jmsgs, m)
+		}
+	}
+	n.multicasts = append(kc, jmsgs...) // the order puts K's claim first
+	for range 3 {
+		n.run(nil)
+	}
+	for range 3 {
+		for range retryTicks {
+			j.onTick(1)
+			k.onTick(1)
+		}
+		n.run(nil)
+		n.run(nil)
+	}
+	oneState(t, n, pK, pJ)
+}
+
+// TestClaimHeldTransferSurvivesTicks (found in review): a complete
+// transfer held for a round is not dropped by ticks as an idle one; the
+// round ends waiting for A, and J takes the state it holds.
+func TestClaimHeldTransferSurvivesTicks(t *testing.T) {
+	n, saved := fetchingWhileRound(t)
+	j, k := n.objs[pJ], n.objs[pK]
+	k.waiting = claimTicks - 1
+	k.onTick(1)
+	dropTo(n, pJ) // K's WANT
+	n.run(nil)    // K's claim: J claims
+	n.queue = saved
+	for n.step(nil) {
+	}
+	if j.fetch == nil || j.fetch.next < j.fetch.size || j.ready {
+		t.Fatalf("set-up: J's transfer is not held complete (ready %v)", j.ready)
+	}
+	for range abandonTicks {
+		j.onTick(1)
+	}
+	n.run(nil) // J's claim: the round waits for A (no decision)
+	if !j.ready || string(n.sm(pJ).b) != string(n.sm(pA).b) {
+		t.Fatalf("the round ended without a decision and J held A's complete state: ready %v, %d bytes", j.ready, len(n.sm(pJ).b))
+	}
+}

@@ -529,7 +529,9 @@ func (o *Object) acceptsOffer(from hwg.Process, d direct) bool {
 	}
 	// In a claim round this replica has told the group it holds no state
 	// from this view: taking one now would break the round's choice.
-	return !o.ready && !d.at.less(o.first) && (o.round == nil || !o.round.claimed)
+	// So is one whose claim is still out (it counts in the view it is
+	// delivered in).
+	return !o.ready && !d.at.less(o.first) && (o.round == nil || !o.round.claimed && o.round.out == 0)
 }
 
 // transferAlive says whether the transfer under way, if any, still looks
@@ -634,11 +636,13 @@ func (o *Object) finishFetch() {
 	if f == nil || f.size == 0 || f.next < f.size {
 		return
 	}
-	if r := o.round; r != nil && r.claimed && f.at.less(point{View: r.view}) {
-		// Its claim in this round says it holds nothing, and the others
+	if r := o.round; r != nil && (r.claimed || r.out > 0) && f.at.less(point{View: o.latest.ID}) {
+		// Its claim (in this round, or still out and to count in the
+		// view it is delivered in) says it holds nothing, and the others
 		// may decide on it: keep the state until the round ends. A
 		// decision drops it (a seed's state supersedes it); a round that
-		// ends without one finishes it.
+		// ends without one, or the claim's delivery after a HOLD,
+		// finishes it. onTick leaves a held transfer alone.
 		return
 	}
 	o.fetch = nil
@@ -841,6 +845,9 @@ func (o *Object) onTick(ticks int) {
 		return // not joined yet
 	}
 	if f := o.fetch; f != nil {
+		if f.size > 0 && f.next >= f.size {
+			return // complete, held for a claim round (see finishFetch)
+		}
 		f.idle++
 		switch {
 		case f.idle >= abandonTicks || !o.latest.Contains(f.donor):
@@ -1062,11 +1069,19 @@ func (o *Object) unreadyStep(q queued) {
 		o.forgotView = o.latest.ID
 		return
 	}
-	if m.kind == kindClaim && q.ev.From == o.self && o.round.out > 0 {
-		o.round.out--
-	}
 	if m.kind != kindClaim && m.kind != kindHold {
 		return
+	}
+	if m.kind == kindClaim && q.ev.From == o.self && o.round.out > 0 {
+		// Its own claim, delivered in a view where no round has started
+		// yet: that round starts with it as this replica's claim, and
+		// no second one (startRound sees it out). Counting it down first
+		// sent a second claim (found in review; see startRound).
+		if o.round.view != o.latest.ID {
+			o.startRound()
+		}
+		o.round.out--
+		defer o.finishFetch() // one held back while the claim was out
 	}
 	if m.kind == kindHold {
 		// Someone holds the state in this view: no round here, and
