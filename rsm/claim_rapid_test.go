@@ -17,10 +17,13 @@ import (
 // lost), ordered messages, ticks, proposals, A's exclusion and return,
 // and FORGETs, on the step-by-step harness. After every action: the
 // ready members of the current view hold one state (one lineage, the same
-// bytes). With the fixes of TestClaimAbortsEarlierTransfer and
-// TestClaimHoldsTransfer* disabled it finds two states in one view in a
-// few thousand checks (that case is its committed fail file, replayed
-// first); in the default 100 it would rarely, so soak it with
+// bytes). With the abort of an earlier transfer at a decision and the
+// hold of a completed one while claimed disabled (the fixes behind
+// TestClaimAbortsEarlierTransfer and TestClaimHoldsTransferFinishedAfterClaim)
+// it finds two states in one view in a few thousand checks; that case is
+// its committed fail file, replayed first. It does not find the narrower
+// TestClaimHoldsTransferWhileClaimOut (30,000 checks pass without that
+// fix). The default 100 checks rarely find anything new: soak it with
 // -rapid.checks=30000 after changing the claim rounds (30,000 pass).
 func TestClaimRoundsStateful(t *testing.T) {
 	var runs, seeded, startedOver, readyJK int
