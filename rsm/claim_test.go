@@ -535,3 +535,82 @@ func TestClaimHeldTransferSurvivesTicks(t *testing.T) {
 		t.Fatalf("the round ended without a decision and J held A's complete state: ready %v, %d bytes", j.ready, len(n.sm(pJ).b))
 	}
 }
+
+// TestClaimNotReadyWhileClaimOut (found in review): as
+// TestClaimHoldsTransferWhileClaimOut, but J's transfer completes in view
+// 2, where its point is not before the view: J must still not become
+// ready while its claim ("nothing") is out, or that claim decides view
+// 3's round, K seeds an empty state, and J holds A's beside it.
+func TestClaimNotReadyWhileClaimOut(t *testing.T) {
+	n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
+	n.add(pA, nil)
+	j := n.add(pJ, nil)
+	k := n.add(pK, nil)
+	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
+	for i := range 30 {
+		n.propose(fmt.Sprintf("%0100d", i))
+	}
+	n.install(1<<32|2, []hwg.Process{pA, pK, pJ}, []hwg.Process{pK, pJ})
+	for j.fetch == nil || j.fetch.next < 1500 {
+		dropTo(n, pK)
+		if !n.step(nil) {
+			t.Fatal("transfer stopped")
+		}
+	}
+	dropTo(n, pK)
+	saved := n.queue
+	n.queue = nil
+	k.waiting = claimTicks - 1
+	k.onTick(1) // K claims in view 2
+	n.queue = nil
+	n.run(nil) // K's claim: A answers HOLD, J claims
+	var jc []byte
+	var rest []msg
+	for _, m := range n.multicasts {
+		if m.from == pJ {
+			jc = m.b
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	if jc == nil {
+		t.Fatal("J did not claim")
+	}
+	n.multicasts = rest
+	n.run(nil) // A's HOLD in view 2; J's claim waits for the view change
+	if j.round == nil || j.round.claimed || j.round.out != 1 {
+		t.Fatalf("set-up: J's round %+v", j.round)
+	}
+	n.queue = saved // A's chunks arrive while still in view 2
+	for n.step(nil) {
+	}
+	jmsgs := n.multicasts // sent after its claim: FIFO
+	n.multicasts = nil
+	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.install(1<<32|3, []hwg.Process{pK, pJ}, nil)
+	forget(n, pK)
+	n.queue = nil
+	n.multicasts = []msg{{from: pJ, b: jc}}
+	n.run(nil) // J's claim from view 2: K claims
+	var kc, other []msg
+	for _, m := range n.multicasts {
+		if m.from == pK {
+			kc = append(kc, m)
+		} else {
+			other = append(other, m)
+		}
+	}
+	n.multicasts = append(kc, append(jmsgs, other...)...) // the order puts K's claim first
+	for range 3 {
+		n.run(nil)
+	}
+	for range 3 {
+		for range retryTicks {
+			j.onTick(1)
+			k.onTick(1)
+		}
+		n.run(nil)
+		n.run(nil)
+	}
+	oneState(t, n, pK, pJ)
+}

@@ -636,13 +636,14 @@ func (o *Object) finishFetch() {
 	if f == nil || f.size == 0 || f.next < f.size {
 		return
 	}
-	if r := o.round; r != nil && (r.claimed || r.out > 0) && f.at.less(point{View: o.latest.ID}) {
+	if r := o.round; r != nil && (r.claimed || r.out > 0) {
 		// Its claim (in this round, or still out and to count in the
-		// view it is delivered in) says it holds nothing, and the others
-		// may decide on it: keep the state until the round ends. A
-		// decision drops it (a seed's state supersedes it); a round that
-		// ends without one, or the claim's delivery after a HOLD,
-		// finishes it. onTick leaves a held transfer alone.
+		// view it is delivered in, whatever the transfer's point) says it
+		// holds nothing, and the others may decide on it: keep the state
+		// until the round ends. A decision drops it (a seed's state
+		// supersedes it); a round that ends without one, or the claim's
+		// delivery after a HOLD, finishes it. onTick leaves a held
+		// transfer alone.
 		return
 	}
 	o.fetch = nil
@@ -1152,9 +1153,9 @@ func (o *Object) unreadyStep(q queued) {
 	}
 	o.first = point{View: o.latest.ID} // only a state from this view on
 	if seed != o.self {
-		if o.fetch != nil && o.fetch.at.less(o.first) {
+		if o.fetch != nil {
 			// A transfer begun before the round decided brings a state
-			// from before this view: finished, it would stand beside
+			// the round did not choose: finished, it would stand beside
 			// the seed's (a holder excluded mid-transfer still serves
 			// from its store).
 			o.abortFetch()
