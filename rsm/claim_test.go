@@ -614,3 +614,59 @@ func TestClaimNotReadyWhileClaimOut(t *testing.T) {
 	}
 	oneState(t, n, pK, pJ)
 }
+
+// joinersConverge runs rounds, ticks and messages until J and K can have
+// settled, then checks that they hold one state.
+func joinersConverge(t *testing.T, n *transferNet) {
+	t.Helper()
+	claimTicksRun(n, 5)
+	for range 10 {
+		for range retryTicks {
+			n.objs[pK].onTick(1)
+			n.objs[pJ].onTick(1)
+		}
+		n.run(nil)
+		n.run(nil)
+	}
+	oneState(t, n, pK, pJ)
+}
+
+// TestJoinerGetsDonorWhenOneRestores (found in review): J finishes A's
+// transfer after A, the only holder and K's donor too, was excluded (A
+// still serves its store). K's donor left when no member held the state,
+// so it has none; when J's RESTORED is applied, J becomes K's donor.
+// Before, K waited for a later view change: J ignored its WANTs and
+// answered its claims with HOLD.
+func TestJoinerGetsDonorWhenOneRestores(t *testing.T) {
+	n, saved := fetchingWhileRound(t)
+	n.queue = saved
+	for n.step(nil) {
+	}
+	n.run(nil) // J's RESTORED
+	if !n.objs[pJ].ready {
+		t.Fatal("set-up: J is not ready")
+	}
+	joinersConverge(t, n)
+}
+
+// TestJoinerGetsDonorAfterHeldTransfer (found in review): the same after a
+// round that waited for A released the transfer J held.
+func TestJoinerGetsDonorAfterHeldTransfer(t *testing.T) {
+	n, saved := fetchingWhileRound(t)
+	j, k := n.objs[pJ], n.objs[pK]
+	k.waiting = claimTicks - 1
+	k.onTick(1)
+	dropTo(n, pJ) // K's WANT
+	n.run(nil)    // K's claim: J claims
+	n.queue = saved
+	for n.step(nil) {
+	}
+	for range abandonTicks {
+		j.onTick(1)
+	}
+	n.run(nil) // J's claim: the round waits for A; J takes A's state
+	if !j.ready {
+		t.Fatal("set-up: J is not ready")
+	}
+	joinersConverge(t, n)
+}

@@ -245,8 +245,11 @@ func (o *Object) apply(q queued) {
 		o.afterApply(before)
 	case kindRestored:
 		if o.view.Contains(e.From) {
-			o.table.restoredBy(e.From)
+			serve := o.table.restoredIn(o.view, e.From, o.self)
 			o.trimInline()
+			if len(serve) > 0 && !o.replay {
+				o.donate(serve)
+			}
 		}
 	case kindClaim:
 		// A member thinks nobody holds the state: say that this one

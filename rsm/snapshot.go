@@ -102,6 +102,26 @@ func (t *table) restoredBy(m hwg.Process) {
 	}
 }
 
+// restoredIn records that from, a member of v, holds the state now, and
+// makes it the donor of every pending member whose donor is not in v (it
+// left when no member held the state, so install found none to give), and
+// returns those this replica must now serve, as self. Without this such a
+// joiner waited for a later view change: the member that got the state
+// ignored its WANTs (not its donor), and answered its claims with HOLD.
+func (t *table) restoredIn(v lwg.View, from, self hwg.Process) (serve []hwg.Process) {
+	t.restoredBy(from)
+	for i := range t.Pending {
+		p := &t.Pending[i]
+		if p.Donor == (hwg.Process{}) || !v.Contains(p.Donor) {
+			p.Donor = from
+			if from == self {
+				serve = append(serve, p.Member)
+			}
+		}
+	}
+	return serve
+}
+
 func (t *table) donorOf(m hwg.Process) (hwg.Process, bool) {
 	for _, p := range t.Pending {
 		if p.Member == m {
