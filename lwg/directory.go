@@ -161,6 +161,17 @@ func (d *directory) create(base hwg.GroupID, creator hwg.Process) hwg.GroupID {
 	return h
 }
 
+// carrierBase returns the placement base of carrier h (create names a
+// carrier base#gen), without the directory: a node may install an LWG on
+// a carrier before its directory copy has the carrier's record (they are
+// different HWGs, with no order between them).
+func carrierBase(h hwg.GroupID) hwg.GroupID {
+	if i := strings.LastIndexByte(string(h), '#'); i >= 0 {
+		return h[:i]
+	}
+	return h
+}
+
 func (d *directory) apply(from hwg.Process, c *control) {
 	switch c.Kind {
 	case kBind:
