@@ -430,14 +430,13 @@ func TestForgetAbsentNotInNextView(t *testing.T) {
 	}
 }
 
-// TestClaimHoldsTransferWhileClaimOut (found in review): J's claim is
-// still out when A's HOLD ends its round in view 2 (so J is no longer
-// "claimed"), and the view changes with A excluded: that claim counts as
-// J's in view 3. A's chunks, arriving in view 3, must not make J ready
-// with A's state while the group decides on J's "nothing"; and J must not
-// claim a second time in view 3.
-func TestClaimHoldsTransferWhileClaimOut(t *testing.T) {
-	n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
+// claimOutAfterHold: A holds 30 commands; J, half-way through fetching
+// A's snapshot, claims when K does in view 2, A's HOLD ends the round,
+// and J's claim is still out (sent while the LWG holds for a view change,
+// so it is delivered in the next view). It returns A's chunk messages in
+// flight to J and J's claim, which the caller delivers.
+func claimOutAfterHold(t *testing.T) (n *transferNet, saved []msg, jc []byte) {
+	n = newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
 	n.add(pA, nil)
 	j := n.add(pJ, nil)
 	k := n.add(pK, nil)
@@ -453,13 +452,12 @@ func TestClaimHoldsTransferWhileClaimOut(t *testing.T) {
 		}
 	}
 	dropTo(n, pK)
-	saved := n.queue
+	saved = n.queue
 	n.queue = nil
 	k.waiting = claimTicks - 1
 	k.onTick(1) // K claims in view 2
 	n.queue = nil
 	n.run(nil) // K's claim: A answers HOLD, J claims
-	var jc []byte
 	var rest []msg
 	for _, m := range n.multicasts {
 		if m.from == pJ {
@@ -476,6 +474,18 @@ func TestClaimHoldsTransferWhileClaimOut(t *testing.T) {
 	if j.round == nil || j.round.claimed || j.round.out != 1 {
 		t.Fatalf("set-up: J's round %+v", j.round)
 	}
+	return n, saved, jc
+}
+
+// TestClaimHoldsTransferWhileClaimOut (found in review): J's claim is
+// still out when A's HOLD ends its round in view 2 (so J is no longer
+// "claimed"), and the view changes with A excluded: that claim counts as
+// J's in view 3. A's chunks, arriving in view 3, must not make J ready
+// with A's state while the group decides on J's "nothing"; and J must not
+// claim a second time in view 3.
+func TestClaimHoldsTransferWhileClaimOut(t *testing.T) {
+	n, saved, jc := claimOutAfterHold(t)
+	j, k := n.objs[pJ], n.objs[pK]
 	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
 	n.install(1<<32|3, []hwg.Process{pK, pJ}, nil)
 	forget(n, pK)
@@ -542,45 +552,8 @@ func TestClaimHeldTransferSurvivesTicks(t *testing.T) {
 // ready while its claim ("nothing") is out, or that claim decides view
 // 3's round, K seeds an empty state, and J holds A's beside it.
 func TestClaimNotReadyWhileClaimOut(t *testing.T) {
-	n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
-	n.add(pA, nil)
-	j := n.add(pJ, nil)
-	k := n.add(pK, nil)
-	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
-	for i := range 30 {
-		n.propose(fmt.Sprintf("%0100d", i))
-	}
-	n.install(1<<32|2, []hwg.Process{pA, pK, pJ}, []hwg.Process{pK, pJ})
-	for j.fetch == nil || j.fetch.next < 1500 {
-		dropTo(n, pK)
-		if !n.step(nil) {
-			t.Fatal("transfer stopped")
-		}
-	}
-	dropTo(n, pK)
-	saved := n.queue
-	n.queue = nil
-	k.waiting = claimTicks - 1
-	k.onTick(1) // K claims in view 2
-	n.queue = nil
-	n.run(nil) // K's claim: A answers HOLD, J claims
-	var jc []byte
-	var rest []msg
-	for _, m := range n.multicasts {
-		if m.from == pJ {
-			jc = m.b
-		} else {
-			rest = append(rest, m)
-		}
-	}
-	if jc == nil {
-		t.Fatal("J did not claim")
-	}
-	n.multicasts = rest
-	n.run(nil) // A's HOLD in view 2; J's claim waits for the view change
-	if j.round == nil || j.round.claimed || j.round.out != 1 {
-		t.Fatalf("set-up: J's round %+v", j.round)
-	}
+	n, saved, jc := claimOutAfterHold(t)
+	j, k := n.objs[pJ], n.objs[pK]
 	n.queue = saved // A's chunks arrive while still in view 2
 	for n.step(nil) {
 	}
