@@ -281,11 +281,10 @@ func dropTo(n *transferNet, p hwg.Process) {
 	n.queue = q
 }
 
-// fetchingWhileRound: A holds 30 commands; K and J join, J is half-way
-// through fetching A's snapshot (K's transfer messages are lost), and A
-// is excluded. It returns A's chunk messages still in flight to J, which
-// the caller delivers after a claim round decided without A.
-func fetchingWhileRound(t *testing.T) (n *transferNet, saved []msg) {
+// halfFetched: A holds 30 commands; K and J joined in view 2, and J is
+// half-way through fetching A's snapshot (K's transfer messages are
+// lost). It returns A's chunk messages still in flight to J.
+func halfFetched(t *testing.T) (n *transferNet, saved []msg) {
 	n = newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
 	n.add(pA, nil)
 	j := n.add(pJ, nil)
@@ -303,6 +302,13 @@ func fetchingWhileRound(t *testing.T) (n *transferNet, saved []msg) {
 	}
 	dropTo(n, pK)
 	saved, n.queue = n.queue, nil
+	return n, saved
+}
+
+// fetchingWhileRound: halfFetched, then A is excluded (view 3 is K and
+// J). The caller delivers A's chunks after a claim round without A.
+func fetchingWhileRound(t *testing.T) (n *transferNet, saved []msg) {
+	n, saved = halfFetched(t)
 	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
 	n.install(1<<32|3, []hwg.Process{pK, pJ}, nil)
 	return n, saved
@@ -436,24 +442,8 @@ func TestForgetAbsentNotInNextView(t *testing.T) {
 // so it is delivered in the next view). It returns A's chunk messages in
 // flight to J and J's claim, which the caller delivers.
 func claimOutAfterHold(t *testing.T) (n *transferNet, saved []msg, jc []byte) {
-	n = newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
-	n.add(pA, nil)
-	j := n.add(pJ, nil)
-	k := n.add(pK, nil)
-	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
-	for i := range 30 {
-		n.propose(fmt.Sprintf("%0100d", i))
-	}
-	n.install(1<<32|2, []hwg.Process{pA, pK, pJ}, []hwg.Process{pK, pJ})
-	for j.fetch == nil || j.fetch.next < 1500 {
-		dropTo(n, pK)
-		if !n.step(nil) {
-			t.Fatal("transfer stopped")
-		}
-	}
-	dropTo(n, pK)
-	saved = n.queue
-	n.queue = nil
+	n, saved = halfFetched(t)
+	j, k := n.objs[pJ], n.objs[pK]
 	k.waiting = claimTicks - 1
 	k.onTick(1) // K claims in view 2
 	n.queue = nil
