@@ -276,6 +276,13 @@ func TestRebalancerConvergesLive(t *testing.T) {
 	for i, ln := range cluster {
 		reb, err := switching.NewRebalancer(switching.RebalancerConfig{
 			Layer: errLayer{ln.svc, &errMu, errCount}, Interval: interval,
+			// In 3 of 8 full CI runs on 2026-11-23 (never alone, nor
+			// beside CPU burners) 21-26 of the 256 Switch calls did not
+			// return although their LWGs had moved: the rounds waited
+			// out the default 30 s timeout (63 rounds). An open bug in
+			// Switch's wake-up (see the issue note); a shorter timeout
+			// bounds what it costs this test's round count.
+			SwitchTimeout: 5 * time.Second,
 			OnRound: func(r switching.RoundReport) {
 				rmu.Lock()
 				reports[i] = append(reports[i], r)
