@@ -575,10 +575,9 @@ func (s *Service) Switch(ctx context.Context, l ID, base hwg.GroupID) error {
 				// Not the directory's record of e.HWG: this node's copy
 				// may not have it yet (another HWG, no order between
 				// them), and then the switch, done, would wait for
-				// another install until its caller's timeout. (A
-				// suspect for TestRebalancerConvergesLive's 21-26 of
-				// 256 switches timing out in two CI runs; not
-				// reproduced alone.)
+				// another install until its caller's timeout. (This
+				// was not the cause of TestRebalancerConvergesLive's
+				// hung switches, which recurred with it.)
 				return true, nil
 			case e.Type == EventLeft || e.Type == EventExcluded:
 				return true, fmt.Errorf("lwg: switching %s: %v", l, e.Type)
