@@ -175,7 +175,7 @@ func (c *Core) advanceSwitch(l ID, sw *switchReq) {
 		return
 	}
 	if h == ep.h {
-		delete(c.switches, l) // there already
+		c.endSwitch(l, nil) // there already
 		return
 	}
 	c.needCarrier(h)

@@ -56,6 +56,10 @@ type Core struct {
 	dataOrder []hwg.GroupID                // the HWGs with data in data, in the order they got it
 	stats     Stats
 	counts    counters // per-LWG traffic, for Observe
+
+	// switchEnds are the switch requests ended without moving their LWG
+	// since the last Ready (endSwitch).
+	switchEnds []switchEnd
 }
 
 // endpoint is this node's membership in one LWG.
@@ -93,6 +97,24 @@ type intent struct {
 	joinOn   hwg.GroupID // carrier of an in-flight kJoin
 	leaveOn  hwg.GroupID // carrier of an in-flight kLeave
 	rejoin   bool        // Join came during the leave: join once it is done
+}
+
+// switchEnd is a switch request that ended without moving its LWG: err is
+// nil if the LWG was on the target carrier already, else why it was given
+// up. A switch that moves its LWG ends with the LWG's install on the new
+// carrier, and one whose endpoint ends with EventLeft or EventExcluded:
+// those are events, seen by everyone.
+type switchEnd struct {
+	l   ID
+	err error
+}
+
+// endSwitch drops l's switch request, which ended without moving l, and
+// tells the driver (Ready.switchEnds): the Service's Switch waits for an
+// install on the new carrier, which will not come.
+func (c *Core) endSwitch(l ID, err error) {
+	delete(c.switches, l)
+	c.switchEnds = append(c.switchEnds, switchEnd{l: l, err: err})
 }
 
 type switchReq struct {
@@ -289,8 +311,10 @@ func (c *Core) HoldOK(l ID) error {
 // Switch moves l to the carrier the directory resolves base to (creating
 // it if needed). This node must be a member of l. The switch completes
 // when l installs a view whose HWG is the new carrier; it is abandoned if
-// the members cannot all join the new carrier within SwitchTimeoutTicks or
-// a view change of the old carrier interrupts it.
+// the members cannot all join the new carrier within SwitchTimeoutTicks (a
+// view change of the old carrier that interrupts it makes it start again).
+// A switch that ends without moving l (abandoned, or l is there already)
+// emits no event: Ready reports it to the Service, whose Switch call waits.
 func (c *Core) Switch(l ID, base hwg.GroupID) error {
 	ep := c.eps[l]
 	if ep == nil {
@@ -354,7 +378,7 @@ func (c *Core) Tick() {
 				c.ctl(ep.h, kAbort, item{LWG: l, View: sw.started, Group: sw.base})
 			}
 		}
-		delete(c.switches, l)
+		c.endSwitch(l, fmt.Errorf("%w: %s to %s after %d ticks", ErrSwitchTimeout, l, sw.base, sw.ticks))
 	}
 	c.stale = true // timeouts may have moved something on
 	c.advance()
@@ -417,6 +441,7 @@ func (c *Core) Ready() Ready {
 	if len(c.events) > 0 {
 		rd.Events, c.events, c.spare = c.events, c.spare, nil
 	}
+	rd.switchEnds, c.switchEnds = c.switchEnds, nil
 	return rd
 }
 

@@ -13,4 +13,9 @@ var (
 	ErrNotHolding    = errors.New("lwg: no Block to answer")
 	ErrMalformed     = errors.New("lwg: malformed payload")
 	ErrSwitching     = errors.New("lwg: the LWG is flushing; retry the switch after its next view")
+	// ErrSwitchTimeout: the switch did not reach its switch point within
+	// Config.SwitchTimeoutTicks and was abandoned. The LWG may move all the
+	// same: if its switch point was ordered before the abort, or if its
+	// SWITCH was still in flight (nobody aborts that one).
+	ErrSwitchTimeout = errors.New("lwg: switch timed out and was abandoned")
 )

@@ -92,6 +92,9 @@ type svcMulticast struct {
 type svcWaiter struct {
 	until func(Event) (bool, error)
 	ch    chan error
+	// switching: a Switch, answered also when the Core ends the switch
+	// without an event (Ready.switchEnds).
+	switching bool
 }
 
 // NewService starts the Service's loop and its part in the directory.
@@ -274,6 +277,7 @@ func (s *Service) ready() {
 	s.core.Recycle(Ready{Actions: rd.Actions})
 	evs := rd.Events
 	if len(evs) == 0 {
+		s.switchesEnded(rd.switchEnds)
 		return
 	}
 	s.track(evs)
@@ -282,7 +286,30 @@ func (s *Service) ready() {
 			s.wake(evs[i])
 		}
 	}
+	s.switchesEnded(rd.switchEnds)
 	s.push(evs)
+}
+
+// switchesEnded answers the Switch calls waiting on switches that the Core
+// ended without moving their LWG (there already, or abandoned): no install
+// on the new carrier will wake them.
+func (s *Service) switchesEnded(ended []switchEnd) {
+	for _, se := range ended {
+		ws := s.waiters[se.l]
+		kept := ws[:0]
+		for _, w := range ws {
+			if w.switching {
+				w.ch <- se.err
+			} else {
+				kept = append(kept, w)
+			}
+		}
+		if len(kept) == 0 {
+			delete(s.waiters, se.l)
+		} else {
+			s.waiters[se.l] = kept
+		}
+	}
 }
 
 // track updates the members Multicast checks from the endpoints that
@@ -563,21 +590,26 @@ func (s *Service) HoldOK(ctx context.Context, l ID) error {
 }
 
 // Switch moves l to the carrier the directory resolves base to and returns
-// once l installed a view there. This node must be a member of l.
+// once l installed a view there (at once if it is there already). This
+// node must be a member of l. If the switch does not reach its switch
+// point within Config.SwitchTimeoutTicks, the Core abandons it and Switch
+// returns ErrSwitchTimeout (the LWG may still move, if its switch point
+// came before the abort); if this node leaves l or is excluded meanwhile,
+// Switch returns an error saying so.
 func (s *Service) Switch(ctx context.Context, l ID, base hwg.GroupID) error {
 	return s.do(ctx, func(ch chan error) error {
 		if err := s.core.Switch(l, base); err != nil {
 			return err
 		}
-		s.waiters[l] = append(s.waiters[l], svcWaiter{ch: ch, until: func(e Event) (bool, error) {
+		s.waiters[l] = append(s.waiters[l], svcWaiter{ch: ch, switching: true, until: func(e Event) (bool, error) {
 			switch {
 			case e.Type == EventInstall && carrierBase(e.HWG) == base:
 				// Not the directory's record of e.HWG: this node's copy
 				// may not have it yet (another HWG, no order between
 				// them), and then the switch, done, would wait for
-				// another install until its caller's timeout. (This
-				// was not the cause of TestRebalancerConvergesLive's
-				// hung switches, which recurred with it.)
+				// another install until its caller's timeout. A
+				// switch the Core ends without moving l is answered
+				// by switchesEnded instead.
 				return true, nil
 			case e.Type == EventLeft || e.Type == EventExcluded:
 				return true, fmt.Errorf("lwg: switching %s: %v", l, e.Type)

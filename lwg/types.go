@@ -144,6 +144,11 @@ type Action struct {
 type Ready struct {
 	Actions []Action
 	Events  []Event
+
+	// switchEnds are the switch requests that ended without moving their
+	// LWG, for the Service to answer the Switch calls waiting on them (see
+	// Core.endSwitch). A driver that makes no Switch calls can ignore them.
+	switchEnds []switchEnd
 }
 
 // Empty reports whether there is nothing to do.
