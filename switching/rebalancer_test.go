@@ -2,8 +2,11 @@ package switching_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -267,22 +270,22 @@ func TestRebalancerConvergesLive(t *testing.T) {
 		reports = make([][]switching.RoundReport, nodes)
 	)
 	rebs := make([]*switching.Rebalancer, nodes)
-	var errMu sync.Mutex
-	errCount := map[string]int{}
-	defer func() { t.Logf("switch errors: %v; LWG exclusions: %d", errCount, excluded.Load()) }()
+	el := &switchLog{m: map[string]int{}}
+	defer func() { t.Logf("switch errors: %v; LWG exclusions: %d", el.counts(), excluded.Load()) }()
 	rctx, stopRebalancing := context.WithCancel(ctx)
 	var rw sync.WaitGroup
 	defer func() { stopRebalancing(); rw.Wait() }()
 	for i, ln := range cluster {
 		reb, err := switching.NewRebalancer(switching.RebalancerConfig{
-			Layer: errLayer{ln.svc, &errMu, errCount}, Interval: interval,
-			// In 3 of 8 full CI runs on 2026-11-23 (never alone, nor
-			// beside CPU burners) 21-26 of the 256 Switch calls did not
-			// return although their LWGs had moved: the rounds waited
-			// out the default 30 s timeout (63 rounds). An open bug in
-			// Switch's wake-up (see the issue note); a shorter timeout
-			// bounds what it costs this test's round count.
-			SwitchTimeout: 5 * time.Second,
+			Layer: errLayer{Service: ln.svc, node: i + 1, log: el}, Interval: interval,
+			// A Switch returns by itself: once the LWG installs on the
+			// new carrier, or when the Core gives the switch up after
+			// its SwitchTimeoutTicks (400 ticks of 10 ms here). A
+			// deadline three times that only catches a Switch that
+			// never returns, as 21-26 of 256 did in 3 of 8 full CI runs
+			// on 2026-11-23 (the Core had abandoned them and nothing
+			// told the waiting Switch): errLayer names them.
+			SwitchTimeout: switchDeadline,
 			OnRound: func(r switching.RoundReport) {
 				rmu.Lock()
 				reports[i] = append(reports[i], r)
@@ -323,6 +326,10 @@ func TestRebalancerConvergesLive(t *testing.T) {
 	cctx, ccancel := context.WithTimeout(ctx, 90*time.Second)
 	defer ccancel()
 	for {
+		if hung := el.hung(); len(hung) > 0 {
+			dump(t, ctx, cluster, &rmu, reports)
+			t.Fatalf("%d Switch calls did not return within %v: %v", len(hung), switchDeadline, hung)
+		}
 		ok, last := converged()
 		if ok {
 			rounds = last
@@ -394,7 +401,15 @@ func TestRebalancerConvergesLive(t *testing.T) {
 	if started != startedThen {
 		t.Errorf("%d switches after convergence", started-startedThen)
 	}
+	if hung := el.hung(); len(hung) > 0 {
+		t.Errorf("%d Switch calls did not return within %v: %v", len(hung), switchDeadline, hung)
+	}
 }
+
+// switchDeadline bounds a Switch call in TestRebalancerConvergesLive: three
+// times the Core's own bound on a switch (SwitchTimeoutTicks, 400 ticks of
+// 10 ms), after which Switch must have returned.
+const switchDeadline = 12 * time.Second
 
 func nodesKey(ps []hwg.Process) string {
 	ns := make([]hwg.NodeID, len(ps))
@@ -404,20 +419,46 @@ func nodesKey(ps []hwg.Process) string {
 	return string(switching.MemberBase(ns))
 }
 
+// errLayer counts the errors of every Switch call of one node's
+// Rebalancer, and records the calls that did not return by themselves
+// (their deadline ended them) in log.
 type errLayer struct {
 	*lwg.Service
-	mu *sync.Mutex
-	m  map[string]int
+	node int
+	log  *switchLog
+}
+
+type switchLog struct {
+	mu    sync.Mutex
+	m     map[string]int
+	stuck []string
 }
 
 func (e errLayer) Switch(ctx context.Context, l lwg.ID, base hwg.GroupID) error {
+	start := time.Now()
 	err := e.Service.Switch(ctx, l, base)
 	if err != nil {
-		e.mu.Lock()
-		e.m[err.Error()[:min(40, len(err.Error()))]]++
-		e.mu.Unlock()
+		e.log.mu.Lock()
+		e.log.m[err.Error()[:min(40, len(err.Error()))]]++
+		if errors.Is(err, context.DeadlineExceeded) {
+			e.log.stuck = append(e.log.stuck, fmt.Sprintf("node %d: %s to %s (%v)", e.node, l, base, time.Since(start).Round(time.Millisecond)))
+		}
+		e.log.mu.Unlock()
 	}
 	return err
+}
+
+func (s *switchLog) counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.m)
+}
+
+// hung returns the Switch calls that did not return before their deadline.
+func (s *switchLog) hung() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.stuck)
 }
 
 // dump logs what every node observes and its last round reports.
