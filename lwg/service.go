@@ -71,7 +71,7 @@ type Service struct {
 	// members holds the LWGs this node has an endpoint in, as of the
 	// loop's last step: Multicast checks it without a trip to the loop.
 	membersMu sync.RWMutex
-	members   map[ID]struct{}
+	members   map[ID]*endpoint // read only by the loop: a hint for Core.multicastTo
 	// dropped counts multicasts that passed that check but found no
 	// endpoint when the loop took them (this node left or was excluded
 	// in between).
@@ -87,6 +87,7 @@ type Service struct {
 type svcMulticast struct {
 	l       ID
 	payload []byte
+	ep      *endpoint // l's endpoint when Multicast was called
 }
 
 type svcWaiter struct {
@@ -128,7 +129,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		node:    cfg.Node,
 		reqs:    make(chan func()),
 		mcast:   make(chan svcMulticast, cfg.MulticastQueue),
-		members: map[ID]struct{}{},
+		members: map[ID]*endpoint{},
 		events:  make(chan Event, 256),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -262,7 +263,14 @@ func (s *Service) request(f func()) {
 
 // multicast hands the Core one queued multicast.
 func (s *Service) multicast(m svcMulticast) {
-	if err := s.core.Multicast(m.l, m.payload); err != nil {
+	var err error
+	if m.ep != nil && !m.ep.ended {
+		err = s.core.multicastTo(m.ep, m.payload)
+	} else {
+		// It ended since (the node may have joined l again).
+		err = s.core.Multicast(m.l, m.payload)
+	}
+	if err != nil {
 		s.dropped.Add(1)
 		s.log.Debug("dropping a multicast queued for an LWG this node is no longer in", "lwg", m.l, "error", err)
 	}
@@ -327,8 +335,8 @@ func (s *Service) track(evs []Event) {
 			locked = true
 		}
 		l := evs[i].LWG
-		if s.core.eps[l] != nil {
-			s.members[l] = struct{}{}
+		if ep := s.core.eps[l]; ep != nil {
+			s.members[l] = ep
 		} else {
 			delete(s.members, l)
 		}
@@ -338,11 +346,13 @@ func (s *Service) track(evs []Event) {
 	}
 }
 
-func (s *Service) member(l ID) bool {
+// member returns this node's endpoint in l, nil if none. The caller
+// only hands it to the loop (svcMulticast): only the loop reads it.
+func (s *Service) member(l ID) *endpoint {
 	s.membersMu.RLock()
-	_, ok := s.members[l]
+	ep := s.members[l]
 	s.membersMu.RUnlock()
-	return ok
+	return ep
 }
 
 // push hands evs to the reader, or queues them behind those it has not
@@ -565,17 +575,31 @@ func (s *Service) Multicast(ctx context.Context, l ID, payload []byte) error {
 		return ErrClosed
 	default:
 	}
-	if !s.member(l) {
+	ep := s.member(l)
+	if ep == nil {
 		return ErrNotMember
 	}
 	select {
-	case s.mcast <- svcMulticast{l: l, payload: payload}:
+	case s.mcast <- svcMulticast{l: l, payload: payload, ep: ep}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.stop:
 		return ErrClosed
 	}
+}
+
+// SetTag attaches v to l at this node (nil removes it): from then on,
+// every EventDeliver of l carries v in Event.Tag, including those of a
+// later membership after a Leave or an exclusion. It lets a reader that
+// keeps an object per LWG skip a lookup by ID per message. It returns
+// once the loop has taken it, so deliveries handed out after it carry v.
+func (s *Service) SetTag(ctx context.Context, l ID, v any) error {
+	return s.do(ctx, func(ch chan error) error {
+		s.core.SetTag(l, v)
+		now(ch)
+		return nil
+	})
 }
 
 // HoldOK answers l's EventBlock (only with Config.ManualHoldOK).

@@ -99,6 +99,9 @@ type Event struct {
 	Vanished []hwg.Process
 	HWG      hwg.GroupID
 	HWGView  hwg.ViewID
+	// Tag: EventDeliver only, what the application attached to the LWG
+	// at this node with SetTag, or nil.
+	Tag any
 }
 
 // ActionType is the kind of an Action.
