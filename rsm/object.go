@@ -79,6 +79,10 @@ type Object struct {
 	routeN, routeOff int32
 	slow             bool
 
+	// detached: Close took the object out of its node's objects (under
+	// the node's mu); events tagged with it are looked up instead.
+	detached bool
+
 	// Owned by the worker processing the object (one at a time).
 	ready bool
 	index uint64
@@ -293,6 +297,12 @@ func (o *Object) call(ctx context.Context, w waiter, out outgoing) ([]byte, erro
 	}
 	if send {
 		o.sub.kick(o)
+	}
+	if ctx.Done() == nil {
+		r := <-ch
+		stageReturned(o, seq)
+		putResultChan(ch)
+		return r.val, r.err
 	}
 	select {
 	case r := <-ch:

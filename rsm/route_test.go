@@ -2,8 +2,10 @@ package rsm
 
 import (
 	"bytes"
+	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lwgkit/lwgkit/hwg"
 	"github.com/lwgkit/lwgkit/lwg"
@@ -31,7 +33,7 @@ func TestRouterLeavesDueSnapshotToWorker(t *testing.T) {
 	node := &Node{cfg: n.cfg}
 	node.wake = sync.NewCond(&node.mu)
 	ev := lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: pA, Payload: encodePropose(pA, 0, bytes.Repeat([]byte("x"), 600))}
-	if !node.runInline(j, []item{{kind: itemEvent, ev: ev}}) {
+	if !node.runInline(j, []item{{kind: itemEvent, ev: ev}}, new(time.Duration)) {
 		t.Fatal("runInline refused a plain command")
 	}
 	if got := node.inlined.n.Load(); got != 0 || len(node.runq) != 1 || j.mail == nil || len(j.mail.items) != 1 {
@@ -43,3 +45,55 @@ func TestRouterLeavesDueSnapshotToWorker(t *testing.T) {
 		t.Fatalf("after the worker's turn: index %d snapIndex %d, want a snapshot at 1 (events %v)", j.index, j.snapIndex, n.events[pJ][taken:])
 	}
 }
+
+// TestRouterIgnoresClosedObjectsTag: a delivery tagged with an object that
+// was closed (a stale tag: Close's SetTag(nil) had not come through) goes
+// to the object open now under its id, found by lookup. Node 2 keeps the
+// object open, so node 1's reopened replica gets the state from it.
+func TestRouterIgnoresClosedObjectsTag(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var nodes []*Node
+	var seeds []string
+	for i := 1; i <= 2; i++ {
+		n, err := Start(ctx, StartConfig{Node: hwg.NodeID(i), Cluster: "tags", DataDir: t.TempDir(), Listen: "127.0.0.1:0",
+			Seeds: seeds, Bootstrap: i == 1, Contacts: []hwg.NodeID{1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		nodes = append(nodes, n)
+		seeds = append(seeds, n.HWG().Addr())
+	}
+	n := nodes[0]
+	old, err := n.Open(ctx, "reopened", newBlob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[1].Open(ctx, "reopened", newBlob); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := n.Open(ctx, "reopened", newBlob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur == old {
+		t.Fatal("Open returned the closed object")
+	}
+	if err := n.svc.SetTag(ctx, cur.lwg, old); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelShort()
+	if _, err := cur.Propose(short, []byte("x")); err != nil {
+		t.Fatalf("proposal whose delivery carries the closed object's tag: %v", err)
+	}
+	if got := cur.Applied(); got != 1 {
+		t.Fatalf("the open object applied %d commands, want 1", got)
+	}
+}
+
+func newBlob(ObjectID) (StateMachine, error) { return &blobSM{}, nil }
