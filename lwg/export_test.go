@@ -1,4 +1,22 @@
 package lwg
 
+import "context"
+
 // BreakFlush arms the broken-flush mutation (see Config.brokenFlush).
 func BreakFlush(c *Config) { c.brokenFlush = true }
+
+// Waiters returns how many blocking calls wait on svc's loop for events of
+// l, or of every LWG if l is "".
+func Waiters(ctx context.Context, svc *Service, l ID) (int, error) {
+	n := 0
+	err := svc.do(ctx, func(ch chan error) error {
+		for id, ws := range svc.waiters {
+			if l == "" || id == l {
+				n += len(ws)
+			}
+		}
+		now(ch)
+		return nil
+	})
+	return n, err
+}

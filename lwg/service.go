@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,6 +83,11 @@ type Service struct {
 	queue   eventBatches
 	waiters map[ID][]svcWaiter
 	hwgm    *hwgMembership
+
+	// waitingOn is the LWG each waiter in waiters waits on, by its
+	// channel: a call whose context ended removes its waiter (unwait).
+	// Owned by the loop goroutine.
+	waitingOn map[chan error]ID
 }
 
 type svcMulticast struct {
@@ -90,6 +96,9 @@ type svcMulticast struct {
 	ep      *endpoint // l's endpoint when Multicast was called
 }
 
+// svcWaiter is a blocking call (Join, Leave, Switch) waiting for its LWG's
+// events. It is answered once, on ch (buffered: the loop never blocks), and
+// then leaves waiters; so does one whose caller gave up (unwait).
 type svcWaiter struct {
 	until func(Event) (bool, error)
 	ch    chan error
@@ -139,6 +148,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
+	s.waitingOn = map[chan error]ID{}
 	s.hwgm = newHWGMembership(s.node, s.log, s.stop)
 	s.bg, s.cancel = context.WithCancel(context.Background())
 	go s.loop()
@@ -307,11 +317,12 @@ func (s *Service) switchesEnded(ended []switchEnd) {
 		kept := ws[:0]
 		for _, w := range ws {
 			if w.switching {
-				w.ch <- se.err
+				s.answer(w, se.err)
 			} else {
 				kept = append(kept, w)
 			}
 		}
+		clear(ws[len(kept):]) // drop the answered waiters' closures
 		if len(kept) == 0 {
 			delete(s.waiters, se.l)
 		} else {
@@ -452,11 +463,12 @@ func (s *Service) wake(e Event) {
 	kept := ws[:0]
 	for _, w := range ws {
 		if ok, err := w.until(e); ok {
-			w.ch <- err
+			s.answer(w, err)
 		} else {
 			kept = append(kept, w)
 		}
 	}
+	clear(ws[len(kept):]) // drop the answered waiters' closures
 	if len(kept) == 0 {
 		delete(s.waiters, e.LWG)
 	} else {
@@ -468,11 +480,43 @@ func (s *Service) shutdown() {
 	s.cancel()
 	for l, ws := range s.waiters {
 		for _, w := range ws {
-			w.ch <- ErrClosed
+			s.answer(w, ErrClosed)
 		}
 		delete(s.waiters, l)
 	}
 	close(s.events)
+}
+
+// await registers w, answered on ch (do's), for l's events.
+func (s *Service) await(l ID, ch chan error, w svcWaiter) {
+	w.ch = ch
+	s.waiters[l] = append(s.waiters[l], w)
+	s.waitingOn[ch] = l
+}
+
+// answer answers w; the caller takes it out of waiters. Each waiter is
+// answered once, on a channel with room for one: this never blocks.
+func (s *Service) answer(w svcWaiter, err error) {
+	delete(s.waitingOn, w.ch)
+	w.ch <- err
+}
+
+// unwait removes the waiter answered on ch, if it is still waiting: its
+// caller's context ended, and nothing would otherwise remove it before an
+// event satisfied it (abandoned calls piled up on LWGs that never got
+// there).
+func (s *Service) unwait(ch chan error) {
+	l, ok := s.waitingOn[ch]
+	if !ok {
+		return // answered already
+	}
+	delete(s.waitingOn, ch)
+	ws := slices.DeleteFunc(s.waiters[l], func(w svcWaiter) bool { return w.ch == ch })
+	if len(ws) == 0 {
+		delete(s.waiters, l)
+	} else {
+		s.waiters[l] = ws
+	}
 }
 
 // Close stops the Service. It does not close the Node.
@@ -486,7 +530,10 @@ func (s *Service) Close() error {
 // closed by Close.
 func (s *Service) Events() <-chan Event { return s.events }
 
-// do runs f on the loop; f may register a waiter on ch.
+// do runs f on the loop; f may register a waiter on ch (await) or answer
+// at once (now). If ctx ends while the waiter waits, do removes it on the
+// loop and returns ctx's error, unless the waiter was answered before it
+// was removed: then that answer.
 func (s *Service) do(ctx context.Context, f func(ch chan error) error) error {
 	ch := make(chan error, 1)
 	errc := make(chan error, 1)
@@ -504,9 +551,21 @@ func (s *Service) do(ctx context.Context, f func(ch chan error) error) error {
 	case err := <-ch:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
 	case <-s.done:
 		return ErrClosed
+	}
+	// The loop runs a request as soon as it takes it, before it hands
+	// out any more events: once it took this one, ch holds the answer if
+	// there was one, and no answer comes after.
+	select {
+	case s.reqs <- func() { s.unwait(ch) }:
+	case <-s.done: // shutdown answered every waiter
+	}
+	select {
+	case err := <-ch:
+		return err
+	default:
+		return ctx.Err()
 	}
 }
 
@@ -521,7 +580,7 @@ func (s *Service) Join(ctx context.Context, l ID) error {
 			return err
 		}
 		self := s.node.Self()
-		s.waiters[l] = append(s.waiters[l], svcWaiter{ch: ch, until: func(e Event) (bool, error) {
+		s.await(l, ch, svcWaiter{until: func(e Event) (bool, error) {
 			switch {
 			case e.Type == EventInstall && e.View.Contains(self):
 				return true, nil
@@ -544,7 +603,7 @@ func (s *Service) Leave(ctx context.Context, l ID) error {
 			now(ch) // it was only joining
 			return nil
 		}
-		s.waiters[l] = append(s.waiters[l], svcWaiter{ch: ch, until: func(e Event) (bool, error) {
+		s.await(l, ch, svcWaiter{until: func(e Event) (bool, error) {
 			return e.Type == EventLeft || e.Type == EventExcluded, nil
 		}})
 		return nil
@@ -625,7 +684,7 @@ func (s *Service) Switch(ctx context.Context, l ID, base hwg.GroupID) error {
 		if err := s.core.Switch(l, base); err != nil {
 			return err
 		}
-		s.waiters[l] = append(s.waiters[l], svcWaiter{ch: ch, switching: true, until: func(e Event) (bool, error) {
+		s.await(l, ch, svcWaiter{switching: true, until: func(e Event) (bool, error) {
 			switch {
 			case e.Type == EventInstall && carrierBase(e.HWG) == base:
 				// Not the directory's record of e.HWG: this node's copy
