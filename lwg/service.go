@@ -678,22 +678,36 @@ func (s *Service) HoldOK(ctx context.Context, l ID) error {
 // point within Config.SwitchTimeoutTicks, the Core abandons it and Switch
 // returns ErrSwitchTimeout (the LWG may still move, if its switch point
 // came before the abort); if this node leaves l or is excluded meanwhile,
-// Switch returns an error saying so.
+// Switch returns an error saying so, and if another member's switch moves
+// l to another base first (which ends this one), an error naming where.
 func (s *Service) Switch(ctx context.Context, l ID, base hwg.GroupID) error {
 	return s.do(ctx, func(ch chan error) error {
+		// The carrier l is on now. Installs of l on it (its carrier's
+		// view changes, joins and leaves while the switch waits, or
+		// a flush the switch waited for) are not the switch's end, even
+		// if it is an older carrier of base: the directory resolves a
+		// base to its newest carrier, and an older one can live on beside
+		// it (CarrierObservation.Current).
+		_, from, _ := s.core.View(l)
 		if err := s.core.Switch(l, base); err != nil {
 			return err
 		}
 		s.await(l, ch, svcWaiter{switching: true, until: func(e Event) (bool, error) {
 			switch {
-			case e.Type == EventInstall && carrierBase(e.HWG) == base:
-				// Not the directory's record of e.HWG: this node's copy
-				// may not have it yet (another HWG, no order between
-				// them), and then the switch, done, would wait for
-				// another install until its caller's timeout. A
-				// switch the Core ends without moving l is answered
-				// by switchesEnded instead.
-				return true, nil
+			case e.Type == EventInstall && e.HWG != from:
+				// l installs views only on the carrier it is on, so it
+				// moved, and the Core dropped the switch request at the
+				// switch point (Core.moved), whichever switch it was. The
+				// base from e.HWG's name, not the directory's record of
+				// e.HWG: this node's copy may not have it yet (another
+				// HWG, no order between them), and then the switch, done,
+				// would wait for another install until its caller's
+				// timeout. A switch the Core ends without moving l is
+				// answered by switchesEnded instead.
+				if carrierBase(e.HWG) == base {
+					return true, nil
+				}
+				return true, fmt.Errorf("lwg: switching %s to %s: another switch moved it to %s first", l, base, e.HWG)
 			case e.Type == EventLeft || e.Type == EventExcluded:
 				return true, fmt.Errorf("lwg: switching %s: %v", l, e.Type)
 			}
