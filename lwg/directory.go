@@ -3,6 +3,7 @@ package lwg
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -81,8 +82,11 @@ type directory struct {
 	replica
 	lwgs     map[ID]binding
 	carriers map[hwg.GroupID]*carrierRec
-	bases    map[hwg.GroupID]hwg.GroupID // base → its live carrier
-	gen      uint64                      // carriers ever created
+	// bases: base → the carrier create made for it last, while it lives.
+	// INVARIANT: each is a live carrier of its base (kill drops it;
+	// restore and FuzzRestore check it).
+	bases map[hwg.GroupID]hwg.GroupID
+	gen   uint64 // carriers ever created
 
 	// me is this process; applied is called for every update it made,
 	// after it was applied, so the Core can clear what it had in flight.
@@ -249,6 +253,10 @@ type dirSnap struct {
 	L   []dirSnapLWG                `msgpack:"l"`
 	C   map[hwg.GroupID]*carrierRec `msgpack:"c"`
 	Gen uint64                      `msgpack:"g"`
+	// B: each base's carrier. Not derivable from C: two live carriers
+	// can share a base (a rebind re-creates a base's carrier while the
+	// old one lives on), and a base whose newest carrier died has none.
+	B map[hwg.GroupID]hwg.GroupID `msgpack:"b,omitempty"`
 }
 
 type dirSnapLWG struct {
@@ -257,7 +265,7 @@ type dirSnapLWG struct {
 }
 
 func (d *directory) snapshot() []byte {
-	s := dirSnap{C: d.carriers, Gen: d.gen}
+	s := dirSnap{C: d.carriers, Gen: d.gen, B: d.bases}
 	for _, l := range sortedKeys(d.lwgs) {
 		s.L = append(s.L, dirSnapLWG{l, d.lwgs[l]})
 	}
@@ -285,9 +293,34 @@ func (d *directory) restore(b []byte) error {
 		slices.SortFunc(rec.Regs, cmpProcess)
 		slices.SortFunc(rec.Pending, cmpProcess)
 		d.carriers[h] = rec
-		d.bases[rec.Base] = h
+	}
+	if s.B != nil {
+		for base, h := range s.B {
+			if rec := d.carriers[h]; rec == nil || rec.Base != base {
+				return fmt.Errorf("%w: directory snapshot: base %s names carrier %s, not one of its live carriers", ErrMalformed, base, h)
+			}
+			d.bases[base] = h
+		}
+		return nil
+	}
+	// A snapshot from before B: each base's newest live carrier (what
+	// create made last), the same at every node.
+	for h, rec := range d.carriers {
+		if cur, ok := d.bases[rec.Base]; !ok || carrierGen(h) > carrierGen(cur) {
+			d.bases[rec.Base] = h
+		}
 	}
 	return nil
+}
+
+// carrierGen is the generation in carrier h's name (base#gen), 0 if none.
+func carrierGen(h hwg.GroupID) uint64 {
+	i := strings.LastIndexByte(string(h), '#')
+	if i < 0 {
+		return 0
+	}
+	g, _ := strconv.ParseUint(string(h[i+1:]), 10, 64)
+	return g
 }
 
 func sortedKeys[K ~string, V any](m map[K]V) []K {

@@ -139,6 +139,11 @@ func FuzzRestore(f *testing.F) {
 				t.Fatalf("directory restored a nil or unnamed carrier")
 			}
 		}
+		for base, h := range d.bases {
+			if rec := d.carriers[h]; rec == nil || rec.Base != base {
+				t.Fatalf("directory restored base %s resolving to %s, not one of its live carriers", base, h)
+			}
+		}
 		car := newCarrier(nil, "h/x#1")
 		if err := car.restore(b); err != nil && !errors.Is(err, ErrMalformed) {
 			t.Fatalf("table: %v", err)
