@@ -135,6 +135,12 @@ func (car *carrier) join(from hwg.Process, it item) bool {
 		var vanished []hwg.Process
 		if g, ok := car.gone[l]; ok && g.View >= id {
 			id, vanished = g.View+1, g.Members
+		} else if len(it.Members) > 0 {
+			// The joiner followed a move here and none of the members
+			// that moved is in this carrier (a switch's crash or
+			// partition): they held the LWG, and may come back with
+			// its state (Event.Vanished).
+			vanished = slices.DeleteFunc(slices.Clone(it.Members), func(p hwg.Process) bool { return p == from })
 		}
 		delete(car.gone, l)
 		e = &entry{}
@@ -276,11 +282,17 @@ func (car *carrier) adopt(it item) {
 	if len(members) == 0 {
 		return
 	}
+	// The announced members not in this carrier (they crashed or were
+	// cut off during the switch) did not leave: they vanished.
+	var vanished []hwg.Process
+	if len(members) < len(it.Members) {
+		vanished = slices.DeleteFunc(slices.Clone(it.Members), func(p hwg.Process) bool { return car.view.Contains(p) })
+	}
 	delete(car.gone, l)
 	e := &entry{}
 	car.entries[l] = e
 	car.gen++
-	car.install(l, e, View{ID: it.View, Members: members}, nil, nil, nil)
+	car.install(l, e, View{ID: it.View, Members: members}, nil, nil, vanished)
 }
 
 // install installs v; vanished are members of the view before that a

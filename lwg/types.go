@@ -92,7 +92,11 @@ type Event struct {
 	// Vanished: the members of the view before that a carrier view
 	// change dropped (they did not leave; failure multiplexing), or, in
 	// the first install after the LWG ended on its carrier that way (its
-	// view ids go on), the members of its last view. A layer that keeps
+	// view ids go on), the members of its last view; in the first install
+	// on a switch's new carrier, the members that moved and are not in
+	// it (they crashed or were cut off during the switch: the announced
+	// ones missing, or, when none made it and a joiner starts the LWG
+	// there, all of them). A layer that keeps
 	// state learns who may hold it, behind a partition or crashed, even
 	// when no member of the new view saw them (rsm's claim rounds wait
 	// for them).

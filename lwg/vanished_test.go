@@ -38,3 +38,34 @@ func TestVanishedMembers(t *testing.T) {
 		t.Fatalf("installs %+v, want l/all's view 4 with a and b vanished", installs)
 	}
 }
+
+// A switch's members that are not in the new carrier when the LWG arrives
+// there vanished: a joiner that follows the move and finds none of them
+// starts the LWG naming them all, and an announcement names the missing
+// ones. Before, both installs named nobody, and rsm's joiner started the
+// object over after two empty claim rounds while the moved members, cut
+// off with its state, could still come back.
+func TestVanishedInSwitch(t *testing.T) {
+	c := newTestCore(t)
+	car := newCarrier(c, "h/t")
+	car.view = hwg.View{ID: 5, Members: []hwg.Process{self, {Node: 4, Inc: 1}}}
+	a, b, d := hwg.Process{Node: 2, Inc: 1}, hwg.Process{Node: 3, Inc: 1}, hwg.Process{Node: 4, Inc: 1}
+	var installs []Event
+	c.sawInstall = func(ev Event) { installs = append(installs, ev) }
+	if !car.join(d, item{LWG: "l/moved", Ver: 1, View: 1<<32 | 8, Members: []hwg.Process{a, b}}) {
+		t.Fatal("join after a move none of whose members is here refused")
+	}
+	if len(installs) != 1 || installs[0].View.ID != 1<<32|8 || !slices.Equal(installs[0].Vanished, []hwg.Process{a, b}) {
+		t.Fatalf("installs %+v, want l/moved's view 8 with a and b vanished", installs)
+	}
+	installs = nil
+	car.adopt(item{LWG: "l/adopted", View: 1<<32 | 4, Members: []hwg.Process{a, d}})
+	if len(installs) != 1 || !slices.Equal(installs[0].View.Members, []hwg.Process{d}) || !slices.Equal(installs[0].Vanished, []hwg.Process{a}) {
+		t.Fatalf("installs %+v, want l/adopted's view [d] with a vanished", installs)
+	}
+	installs = nil
+	car.adopt(item{LWG: "l/whole", View: 1<<32 | 4, Members: []hwg.Process{d}})
+	if len(installs) != 1 || len(installs[0].Vanished) != 0 {
+		t.Fatalf("installs %+v, want l/whole's view with nobody vanished", installs)
+	}
+}
