@@ -2,11 +2,13 @@ package rsm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
 )
 
 // An object every replica of which was closed has no state anywhere: its
@@ -168,5 +170,92 @@ func TestReopenAfterCloseThreeNodes(t *testing.T) {
 		if got != "z" {
 			t.Errorf("%v: state after reopening = %q, want %q", o.self, got, "z")
 		}
+	}
+}
+
+// TestClaimAllLeftStartsOverAtOnce: A, alone with the state, leaves (as
+// Close does); B joins alone in the next view of the LWG (its view ids go
+// on), which names nobody that vanished. Every earlier member left, so
+// nobody can come back with the state: B's first round starts the object
+// over, with no claim ticks (before, two more rounds, 15 s apart).
+func TestClaimAllLeftStartsOverAtOnce(t *testing.T) {
+	n := newTransferNet(t, Config{})
+	n.add(pA, nil)
+	n.add(pB, nil)
+	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
+	n.propose("a")
+	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventLeft, LWG: xferObject.LWG()})
+	n.install(1<<32|3, []hwg.Process{pB}, []hwg.Process{pB})
+	n.run(nil)
+	if b := n.objs[pB]; !b.ready || len(n.sm(pB).b) != 0 {
+		t.Fatalf("B: ready %v, state %q; want the empty state at once", b.ready, n.sm(pB).b)
+	}
+	if got := seededEvents(n, pB); len(got) != 1 || !errors.Is(got[0].Err, ErrStartedOver) {
+		t.Fatalf("EventSeeded: %+v, want one with ErrStartedOver", got)
+	}
+}
+
+// TestClaimAfterVanishedStillWaits: the same, but A vanished (its LWG
+// ended by failure, and lwg names A in the next life's first install):
+// B's rounds wait for A, which may come back with the state.
+func TestClaimAfterVanishedStillWaits(t *testing.T) {
+	n := newTransferNet(t, Config{})
+	n.add(pA, nil)
+	n.add(pB, nil)
+	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
+	n.propose("a")
+	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.installAfter(1<<32|3, []hwg.Process{pB}, []hwg.Process{pB}, []hwg.Process{pA})
+	claimTicksRun(n, 2*emptyRounds+2)
+	if b := n.objs[pB]; b.ready || b.hasState {
+		t.Fatalf("B started the object over while A may come back: ready %v, state %q", b.ready, n.sm(pB).b)
+	}
+}
+
+// TestClaimCompleteWhileNobodyVanishes: a replica that joined when every
+// earlier member had left knows every member that may hold the state
+// until one goes without leaving: named in Vanished, or dropped from a
+// view without being in Left (a switch's new carrier may drop members so).
+func TestClaimCompleteWhileNobodyVanishes(t *testing.T) {
+	complete := func(n *transferNet) bool { return n.objs[pB].round.away.complete }
+	for _, c := range []struct {
+		name string
+		last lwg.Event
+		want bool
+	}{
+		{"left", lwg.Event{View: lwg.View{ID: 1<<32 | 4, Members: []hwg.Process{pB}}, Left: []hwg.Process{pJ}}, true},
+		{"vanished", lwg.Event{View: lwg.View{ID: 1<<32 | 4, Members: []hwg.Process{pB}}, Vanished: []hwg.Process{pJ}}, false},
+		{"dropped", lwg.Event{View: lwg.View{ID: 1<<32 | 4, Members: []hwg.Process{pB}}}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := newTransferNet(t, Config{})
+			n.add(pB, nil)
+			n.add(pJ, nil)
+			// B and J join together, after every earlier member left.
+			n.install(1<<32|3, []hwg.Process{pB, pJ}, []hwg.Process{pB, pJ})
+			if !complete(n) {
+				t.Fatal("B joined after every earlier member left, but does not know so")
+			}
+			// The claims are lost: B's next round (the install starts
+			// one) sends a new claim.
+			n.multicasts, n.objs[pB].round.out = nil, 0
+			e := c.last
+			e.Type, e.LWG = lwg.EventInstall, xferObject.LWG()
+			n.view = e.View
+			n.objs[pB].onEvent(e)
+			if got := complete(n); got != c.want {
+				t.Fatalf("B knows every member that may hold the state: %v, want %v", got, c.want)
+			}
+			if len(n.multicasts) != 1 {
+				t.Fatalf("B sent %d claims in the new view, want 1", len(n.multicasts))
+			}
+			m, err := decodeOrdered(n.multicasts[len(n.multicasts)-1].b)
+			if err != nil || m.kind != kindClaim {
+				t.Fatalf("B's claim: %v %v", m.kind, err)
+			}
+			if bonus := m.claim.empty >= emptyRounds; bonus != c.want {
+				t.Fatalf("B's claim counts %d empty rounds; complete %v", m.claim.empty, c.want)
+			}
+		})
 	}
 }
