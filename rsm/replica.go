@@ -177,10 +177,10 @@ func (o *Object) joined(e lwg.Event) {
 		away.merge(o.round.away)
 	}
 	o.round = &claimRound{away: away}
-	// Every member of this view is new, and none of the view before
-	// vanished: whoever held the state left voluntarily (closed it), so
-	// nobody this replica does not know of can come back with it (see
-	// mayHold.complete).
+	// Every member of this view is new, and lwg names none of the view
+	// before that vanished: they left voluntarily (Close deleted their
+	// state), so nobody this replica does not know of should come back
+	// with it (see mayHold.complete for what lwg does not name).
 	away.complete = len(e.Joined) == len(e.View.Members) && len(e.Vanished) == 0
 	if o.hasState {
 		// It held the state before (it was excluded, or left): the
@@ -981,12 +981,16 @@ type mayHold struct {
 	// (or drops out of a view without leaving, as a switch may do) may
 	// have brought a local snapshot, and is not in procs.
 	//
-	// It relies on lwg naming in Vanished every earlier member that did
-	// not leave. lwg names only those of the last view before: a member
-	// dropped from an earlier view of the life, while the others (without
-	// the state) later left, or a life that ended with the members of a
-	// moved LWG lost before they announced it on their new carrier, is
-	// not named (see the lwg proposal in the branch's report).
+	// It is only as good as Vanished. lwg names the members dropped from
+	// the view just before, not earlier ones: a sole holder dropped from
+	// an earlier view of the life, whose other members (none of them
+	// with the state) then all left, is not named, nor are the members
+	// of a moved LWG lost before they announced it on its new carrier
+	// (lwg's join makes a new entry there with no Vanished). Such a
+	// holder, back with its state, finds the object started over and
+	// gets the new state (without complete, it had two claim rounds,
+	// about 30 s, to come back). lwg would have to carry those members
+	// into the install, apart from Vanished (which rsm waits for).
 	complete bool
 	last     lwg.View // the latest install seen
 }
