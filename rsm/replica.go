@@ -982,15 +982,14 @@ type mayHold struct {
 	// have brought a local snapshot, and is not in procs.
 	//
 	// It is only as good as Vanished. lwg names the members dropped from
-	// the view just before, not earlier ones: a sole holder dropped from
-	// an earlier view of the life, whose other members (none of them
-	// with the state) then all left, is not named, nor are the members
-	// of a moved LWG lost before they announced it on its new carrier
-	// (lwg's join makes a new entry there with no Vanished). Such a
-	// holder, back with its state, finds the object started over and
-	// gets the new state (without complete, it had two claim rounds,
-	// about 30 s, to come back). lwg would have to carry those members
-	// into the install, apart from Vanished (which rsm waits for).
+	// the view just before (and a switch's members missing from the new
+	// carrier), not earlier ones: a sole holder dropped from an earlier
+	// view of the life, whose other members (none of them with the
+	// state) then all left, is not named. Such a holder, back with its
+	// state, finds the object started over and gets the new state
+	// (without complete, it had two claim rounds, about 30 s, to come
+	// back). lwg would have to carry those members into the install,
+	// apart from Vanished (which rsm waits for).
 	complete bool
 	last     lwg.View // the latest install seen
 }
