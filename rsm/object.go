@@ -74,10 +74,12 @@ type Object struct {
 	smMu sync.RWMutex
 	sm   StateMachine
 
-	// Owned by routeEvents: this object's events in its current batch,
-	// and whether a turn of it on the router was slow (runInline).
+	// Owned by routeEvents: this object's events in its current batch.
 	routeN, routeOff int32
-	slow             bool
+	// slow: a turn of plain commands took over inlineBudget, on the
+	// router or a worker; the router leaves o to the workers from then
+	// on (runInline, Node.turn).
+	slow atomic.Bool
 
 	// detached: Close took the object out of its node's objects (under
 	// the node's mu); events tagged with it are looked up instead.

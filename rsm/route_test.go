@@ -97,3 +97,60 @@ func TestRouterIgnoresClosedObjectsTag(t *testing.T) {
 }
 
 func newBlob(ObjectID) (StateMachine, error) { return &blobSM{}, nil }
+
+// sleepSM's Apply of "slow" takes 5 ms (real time: inlineBudget is).
+type sleepSM struct{ blobSM }
+
+func (s *sleepSM) Apply(cmd []byte) ([]byte, error) {
+	if string(cmd) == "slow" {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return s.blobSM.Apply(cmd)
+}
+
+// TestWorkerTurnMarksSlow (TestSlowApplyLeftToWorkers failed in CI): a
+// slow Apply first met on a worker (the router could not take the
+// command: the object was busy) marks the object slow as a router turn
+// would, so the router does not take its next command, which may block.
+// A worker turn that takes a scheduled snapshot is not held against it.
+func TestWorkerTurnMarksSlow(t *testing.T) {
+	n := newTransferNet(t, Config{})
+	a := n.add(pA, nil)
+	a.sm = &sleepSM{}
+	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
+	n.run(nil)
+	if !a.ready {
+		t.Fatal("the first member is not ready")
+	}
+	node := &Node{cfg: n.cfg}
+	node.wake = sync.NewCond(&node.mu)
+	cmd := func(s string) []item {
+		return []item{{kind: itemEvent, ev: lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: pA, Payload: encodePropose(pA, 0, []byte(s))}}}
+	}
+	node.turn(a, cmd("fast"))
+	if a.slow.Load() {
+		t.Fatal("a fast worker turn marked the object slow")
+	}
+	if !node.runInline(a, cmd("fast"), new(time.Duration)) || node.inlined.n.Load() != 1 {
+		t.Fatal("the router refused a plain command of an idle object")
+	}
+	node.turn(a, cmd("slow"))
+	if !a.slow.Load() {
+		t.Fatal("a worker turn over the budget did not mark the object slow")
+	}
+	if node.runInline(a, cmd("wait"), new(time.Duration)) {
+		t.Fatal("the router took a command of an object whose Apply was slow on a worker")
+	}
+
+	// A turn whose commands make a snapshot due is the snapshot's: not
+	// timed.
+	b := newTransferNet(t, Config{SnapshotEvery: 1})
+	o := b.add(pA, nil)
+	o.sm = &sleepSM{}
+	b.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
+	b.run(nil)
+	node.turn(o, cmd("slow"))
+	if o.slow.Load() {
+		t.Fatal("a turn that took a scheduled snapshot marked the object slow")
+	}
+}
