@@ -177,11 +177,6 @@ func (o *Object) joined(e lwg.Event) {
 		away.merge(o.round.away)
 	}
 	o.round = &claimRound{away: away}
-	// Every member of this view is new, and lwg names none of the view
-	// before that vanished: they left voluntarily (Close deleted their
-	// state), so nobody this replica does not know of should come back
-	// with it (see mayHold.complete for what lwg does not name).
-	away.complete = len(e.Joined) == len(e.View.Members) && len(e.Vanished) == 0
 	if o.hasState {
 		// It held the state before (it was excluded, or left): the
 		// members of its last view may hold a later state.
@@ -937,11 +932,7 @@ func (o *Object) observe(e Event) {
 // some member has seen emptyRounds such rounds (a holder this replica
 // does not know of may be away); then the object starts over from
 // nothing, which is the price of liveness when the last holder crashed
-// for good. A member that knows every member that may hold the state
-// (mayHold.complete: it joined when all earlier members had left
-// voluntarily, and none vanished since) claims as if it had seen those
-// rounds: nobody it does not know of can be away, so an object closed on
-// every replica and opened again starts over at once.
+// for good.
 
 // claimRound is a round of claims in one view (view 0: none started
 // since the last one ended), and what the replica learned since it joined
@@ -972,26 +963,6 @@ type mayHold struct {
 	procs map[hwg.Process]bool
 	incs  map[hwg.NodeID]uint64 // the latest incarnation seen of each node
 	left  map[hwg.Process]bool  // voluntary leavers
-	// complete: procs lists every member that may hold the state. The
-	// view that admitted this replica had only new members and named
-	// none that vanished (lwg.Event.Vanished): the members before it, if
-	// any, all left voluntarily (Close deleted their state), and a new
-	// life of an LWG ended by failure lists its last members. It stays
-	// so while every member that goes is seen leaving: one that vanishes
-	// (or drops out of a view without leaving, as a switch may do) may
-	// have brought a local snapshot, and is not in procs.
-	//
-	// It is only as good as Vanished. lwg names the members dropped from
-	// the view just before (and a switch's members missing from the new
-	// carrier), not earlier ones: a sole holder dropped from an earlier
-	// view of the life, whose other members (none of them with the
-	// state) then all left, is not named. Such a holder, back with its
-	// state, finds the object started over and gets the new state
-	// (without complete, it had two claim rounds, about 30 s, to come
-	// back). lwg would have to carry those members into the install,
-	// apart from Vanished (which rsm waits for).
-	complete bool
-	last     lwg.View // the latest install seen
 }
 
 func newAway(e lwg.Event) *mayHold {
@@ -1028,8 +999,7 @@ func (a *mayHold) merge(b *mayHold) {
 	}
 }
 
-// install notes the incarnations and voluntary leavers of an install,
-// and whether a member went without leaving (see complete).
+// install notes the incarnations and voluntary leavers of an install.
 func (a *mayHold) install(e lwg.Event) {
 	for _, p := range e.View.Members {
 		a.incs[p.Node] = max(a.incs[p.Node], p.Inc)
@@ -1037,15 +1007,6 @@ func (a *mayHold) install(e lwg.Event) {
 	for _, p := range e.Left {
 		a.left[p] = true
 	}
-	if len(e.Vanished) > 0 {
-		a.complete = false
-	}
-	for _, p := range a.last.Members {
-		if !e.View.Contains(p) && !slices.Contains(e.Left, p) {
-			a.complete = false
-		}
-	}
-	a.last = e.View.Clone()
 }
 
 // waits says whether a member that may hold the state is away from v:
@@ -1076,12 +1037,6 @@ func (o *Object) startRound() {
 	}
 	o.round.out++
 	c := claim{has: o.hasState, lineage: o.lineage, index: o.index, empty: o.empty, waits: away.waits(o.latest)}
-	if away.complete && !c.waits {
-		// Nobody it does not know of can hold the state: no round needs
-		// to wait for one (see claimRound). The count travels in the
-		// claim, so every member decides alike.
-		c.empty = max(c.empty, emptyRounds)
-	}
 	if o.forgotView == o.latest.ID && o.forgotView != 0 {
 		c.waits, c.empty, c.forgot = false, max(c.empty, emptyRounds), true // ForgetAbsent
 	}
