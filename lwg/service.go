@@ -313,21 +313,7 @@ func (s *Service) ready() {
 // on the new carrier will wake them.
 func (s *Service) switchesEnded(ended []switchEnd) {
 	for _, se := range ended {
-		ws := s.waiters[se.l]
-		kept := ws[:0]
-		for _, w := range ws {
-			if w.switching {
-				s.answer(w, se.err)
-			} else {
-				kept = append(kept, w)
-			}
-		}
-		clear(ws[len(kept):]) // drop the answered waiters' closures
-		if len(kept) == 0 {
-			delete(s.waiters, se.l)
-		} else {
-			s.waiters[se.l] = kept
-		}
+		s.answerWhere(se.l, func(w svcWaiter) (bool, error) { return w.switching, se.err })
 	}
 }
 
@@ -459,10 +445,16 @@ func (s *Service) act(a Action) {
 }
 
 func (s *Service) wake(e Event) {
-	ws := s.waiters[e.LWG]
+	s.answerWhere(e.LWG, func(w svcWaiter) (bool, error) { return w.until(e) })
+}
+
+// answerWhere answers the waiters of l for which done says so, with its
+// error, and keeps the others.
+func (s *Service) answerWhere(l ID, done func(svcWaiter) (bool, error)) {
+	ws := s.waiters[l]
 	kept := ws[:0]
 	for _, w := range ws {
-		if ok, err := w.until(e); ok {
+		if ok, err := done(w); ok {
 			s.answer(w, err)
 		} else {
 			kept = append(kept, w)
@@ -470,9 +462,9 @@ func (s *Service) wake(e Event) {
 	}
 	clear(ws[len(kept):]) // drop the answered waiters' closures
 	if len(kept) == 0 {
-		delete(s.waiters, e.LWG)
+		delete(s.waiters, l)
 	} else {
-		s.waiters[e.LWG] = kept
+		s.waiters[l] = kept
 	}
 }
 
