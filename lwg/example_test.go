@@ -57,3 +57,58 @@ func Example() {
 	}
 	// Output: node 3 delivered "+1" from node 1
 }
+
+// An application that keeps an object per LWG tags each LWG with its
+// object: deliveries carry it, so the reader needs no lookup by ID.
+func ExampleService_SetTag() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	net := transport.NewMemNetwork()
+	self := hwg.Process{Node: 1, Inc: 1}
+	ep := net.Endpoint(transport.Peer{Node: 1, Inc: 1})
+	defer ep.Close()
+	cfg := hwg.FastTiming(hwg.NodeConfig{Self: self, Transport: ep})
+	cfg.Group.ManualBlockOK = true
+	node, err := hwg.NewNode(cfg)
+	if err != nil {
+		panic(err)
+	}
+	defer node.Close()
+	svc, err := lwg.NewService(lwg.ServiceConfig{Node: node, DirectoryMembers: []hwg.Process{self}})
+	if err != nil {
+		panic(err)
+	}
+	defer svc.Close()
+
+	type counter struct{ name string }
+	objects := map[lwg.ID]*counter{"l/a": {"a"}, "l/b": {"b"}}
+	for id, o := range objects {
+		if err := svc.SetTag(ctx, id, o); err != nil {
+			panic(err)
+		}
+		// Join returns once this node is in the LWG; read its events
+		// meanwhile (the Service hands them out in order).
+		done := make(chan error, 1)
+		go func() { done <- svc.Join(ctx, id) }()
+		for joined := false; !joined; {
+			select {
+			case err := <-done:
+				if err != nil {
+					panic(err)
+				}
+				joined = true
+			case <-svc.Events():
+			}
+		}
+	}
+	if err := svc.Multicast(ctx, "l/b", []byte("+1")); err != nil {
+		panic(err)
+	}
+	for e := range svc.Events() {
+		if e.Type == lwg.EventDeliver {
+			fmt.Printf("%q for counter %s\n", e.Payload, e.Tag.(*counter).name)
+			break
+		}
+	}
+	// Output: "+1" for counter b
+}
