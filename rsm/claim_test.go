@@ -633,3 +633,65 @@ func TestJoinerGetsDonorAfterHeldTransfer(t *testing.T) {
 	}
 	joinersConverge(t, n)
 }
+
+// staleClaimNet: A and B held "a"; B was excluded and A went on to "ab".
+// B joins again (view 4) with its old state, its transfer is lost, and it
+// claims: A is in view 4, so its claim does not wait. The LWG holds for a
+// view change that drops A (partitioned away, not crashed, so view 5's
+// install names it Vanished), and B's claim is delivered in view 5.
+func staleClaimNet(t *testing.T) *transferNet {
+	n := newTransferNet(t, Config{})
+	n.add(pA, nil)
+	n.add(pB, nil)
+	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
+	n.propose("a")
+	n.install(1<<32|2, []hwg.Process{pA, pB}, []hwg.Process{pB})
+	n.run(nil)
+	n.run(nil)
+	if !n.objs[pB].ready || string(n.sm(pB).b) != "a" {
+		t.Fatalf("set-up: B ready %v, state %q", n.objs[pB].ready, n.sm(pB).b)
+	}
+	n.objs[pB].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.install(1<<32|3, []hwg.Process{pA}, nil)
+	n.propose("b")
+	n.install(1<<32|4, []hwg.Process{pA, pB}, []hwg.Process{pB})
+	n.queue = nil // the offer is lost
+	b := n.objs[pB]
+	for range claimTicks {
+		b.onTick(1)
+		n.queue = nil // and so are B's WANTs
+	}
+	if len(n.multicasts) != 1 || n.multicasts[0].from != pB {
+		t.Fatalf("set-up: B's claim is not out: %d messages", len(n.multicasts))
+	}
+	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.installAfter(1<<32|5, []hwg.Process{pB}, nil, []hwg.Process{pA})
+	return n
+}
+
+// TestClaimFromEarlierViewWaits (found in review): B's claim, made in
+// view 4 where A (the holder of a later state) was present, does not
+// wait; delivered in view 5, whose install named A vanished, it must not
+// decide that round: B would seed its older state "a" while A, which may
+// come back, holds "ab" (and when A came back it took B's state, so "b"
+// was lost). A claim made for an earlier view counts as waiting; B's next
+// claim, made in view 5, waits for A; when A comes back, its state wins.
+func TestClaimFromEarlierViewWaits(t *testing.T) {
+	n := staleClaimNet(t)
+	b := n.objs[pB]
+	n.run(nil) // B's claim from view 4
+	if b.ready || len(seededEvents(n, pB)) != 0 {
+		t.Fatalf("B seeded its older state %q in view 5, where A (holding %q) was named vanished", n.sm(pB).b, n.sm(pA).b)
+	}
+	claimTicksRun(n, 2*emptyRounds+2)
+	if b.ready {
+		t.Fatalf("B seeded its older state %q while A (holding %q) may come back", n.sm(pB).b, n.sm(pA).b)
+	}
+	n.install(1<<32|6, []hwg.Process{pB, pA}, []hwg.Process{pA})
+	claimTicksRun(n, 2)
+	for _, p := range []hwg.Process{pA, pB} {
+		if o := n.objs[p]; !o.ready || string(n.sm(p).b) != "ab" {
+			t.Fatalf("%v: ready %v, state %q; want A's state ab", p, o.ready, n.sm(p).b)
+		}
+	}
+}

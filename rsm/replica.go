@@ -947,7 +947,9 @@ type claimRound struct {
 	// out: this replica's claims multicast in this membership and not
 	// yet delivered back. A claim made while the LWG holds for a view
 	// change is sent in the next view, so it can outlive the round it
-	// was made for; a replica keeps at most one out (see startRound).
+	// was made for (it counts in the view it is delivered in, as
+	// waiting: see the decision in unreadyStep); a replica keeps at most
+	// one out (see startRound).
 	out int
 }
 
@@ -1036,7 +1038,7 @@ func (o *Object) startRound() {
 		return
 	}
 	o.round.out++
-	c := claim{has: o.hasState, lineage: o.lineage, index: o.index, empty: o.empty, waits: away.waits(o.latest)}
+	c := claim{has: o.hasState, lineage: o.lineage, index: o.index, empty: o.empty, waits: away.waits(o.latest), view: o.latest.ID}
 	if o.forgotView == o.latest.ID && o.forgotView != 0 {
 		c.waits, c.empty, c.forgot = false, max(c.empty, emptyRounds), true // ForgetAbsent
 	}
@@ -1121,11 +1123,20 @@ func (o *Object) unreadyStep(q queued) {
 	o.round = &claimRound{away: r.away, out: r.out}
 	for _, p := range o.latest.Members {
 		c := r.claims[p]
-		// A claim that a FORGET overrode in an earlier view (it was out
-		// when the view changed, so it counts here) waits: here nobody
-		// gave up on anyone. Every member that claims here took the
-		// view's FORGET, if any, so all read it alike.
-		if c.waits || c.forgot && o.forgotView != o.latest.ID {
+		// A claim made for an earlier view (it was out when the view
+		// changed, so it counts here) waits: its waits and empty say what
+		// its sender knew there, and a view change since may have dropped
+		// a member that may hold the state (found in review: a rejoiner's
+		// claim, made while the holder of a later state was in the view,
+		// decided the next view, whose install named that holder
+		// vanished, and the rejoiner seeded its older state). The same
+		// for a claim that a FORGET overrode in an earlier view: here
+		// nobody gave up on anyone. Unless this view's FORGET gives up on
+		// whoever is absent: then a claim counts as it says. Every member
+		// that claims here took the view's FORGET, if any, so all read it
+		// alike; the sender's next claim, made here, says what it knows.
+		stale := c.forgot || c.view != 0 && c.view != o.latest.ID
+		if c.waits || stale && o.forgotView != o.latest.ID {
 			// A member knows of one that may hold a better state than
 			// any claim here, was excluded and may come back with it
 			// (it did not crash: no later incarnation of its node was

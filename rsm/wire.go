@@ -76,6 +76,11 @@ type claim struct {
 	// forgot: waits and empty were overridden by a ForgetAbsent in the
 	// view the claim was made in; it counts so only in that view.
 	forgot bool
+	// view: the view the claim was made for (0: not said, from an older
+	// node). A claim made while the LWG holds for a view change is
+	// delivered in a later view, whose install may have dropped a member
+	// that its waits and empty did not count on (see claimRound).
+	view uint64
 }
 
 // better orders claims: a state over none, a newer lineage, more commands.
@@ -223,9 +228,16 @@ func encodeClaim(c claim) []byte {
 	if c.forgot {
 		b[1] |= 4
 	}
+	if c.view != 0 {
+		b[1] |= 8 // the view follows empty (older claims end there)
+	}
 	b = binary.AppendUvarint(b, c.lineage)
 	b = binary.AppendUvarint(b, c.index)
-	return binary.AppendUvarint(b, c.empty)
+	b = binary.AppendUvarint(b, c.empty)
+	if c.view != 0 {
+		b = binary.AppendUvarint(b, c.view)
+	}
+	return b
 }
 
 // reader decodes the fields of one message.
@@ -316,12 +328,18 @@ func decodeOrdered(b []byte) (ordered, error) {
 		r.b = br.r.b
 	case kindRestored, kindHold, kindForget:
 	case kindClaim:
-		if len(r.b) == 0 || r.b[0] > 7 {
+		if len(r.b) == 0 || r.b[0] > 15 {
 			return ordered{}, fmt.Errorf("%w: bad claim", errMalformed)
 		}
-		m.claim.has, m.claim.waits, m.claim.forgot = r.b[0]&1 != 0, r.b[0]&2 != 0, r.b[0]&4 != 0
+		flags := r.b[0]
+		m.claim.has, m.claim.waits, m.claim.forgot = flags&1 != 0, flags&2 != 0, flags&4 != 0
 		r.b = r.b[1:]
 		m.claim.lineage, m.claim.index, m.claim.empty = r.uvarint(), r.uvarint(), r.uvarint()
+		if flags&8 != 0 {
+			if m.claim.view = r.uvarint(); m.claim.view == 0 {
+				return ordered{}, fmt.Errorf("%w: claim for view 0", errMalformed)
+			}
+		}
 	default:
 		return ordered{}, fmt.Errorf("%w: unknown kind %d", errMalformed, m.kind)
 	}

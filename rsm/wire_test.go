@@ -25,6 +25,9 @@ func TestOrderedRoundTrip(t *testing.T) {
 		{encodeHold(), ordered{kind: kindHold}},
 		{encodeClaim(claim{has: true, lineage: 9, index: 4, empty: 1}), ordered{kind: kindClaim, claim: claim{has: true, lineage: 9, index: 4, empty: 1}}},
 		{encodeClaim(claim{lineage: 9, waits: true}), ordered{kind: kindClaim, claim: claim{lineage: 9, waits: true}}},
+		{encodeClaim(claim{has: true, lineage: 9, index: 4, view: 1<<32 | 7}), ordered{kind: kindClaim, claim: claim{has: true, lineage: 9, index: 4, view: 1<<32 | 7}}},
+		// A claim from a node before claims said their view: none.
+		{[]byte{kindClaim, 3, 9, 4, 1}, ordered{kind: kindClaim, claim: claim{has: true, waits: true, lineage: 9, index: 4, empty: 1}}},
 		{encodeOnce(p, 3, OriginID{Source: "r", Seq: 8}, []byte("c")), ordered{kind: kindOnce, origin: p, seq: 3, once: OriginID{Source: "r", Seq: 8}, cmd: []byte("c")}},
 	} {
 		got, err := decodeOrdered(tc.b)
@@ -132,6 +135,7 @@ func FuzzDecodeOrdered(f *testing.F) {
 	f.Add(encodeRestored())
 	f.Add(encodeForget())
 	f.Add(encodeClaim(claim{has: true, lineage: 1, index: 2}))
+	f.Add(encodeClaim(claim{has: true, lineage: 1, index: 2, view: 3}))
 	f.Add(encodeOnce(p, 1, OriginID{Source: "s", Seq: 2}, []byte("x")))
 	f.Add(encodeOutgoing(p, []outgoing{{kind: kindPropose, seq: 3, cmd: []byte("x")}, {kind: kindRead, seq: 4},
 		{kind: kindOnce, seq: 5, once: OriginID{Source: "s", Seq: 6}, cmd: []byte("yz")}}))
