@@ -695,3 +695,58 @@ func TestClaimFromEarlierViewWaits(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimWaitsForStartOverSeed (found in review): K, J and A2 (A
+// restarted, so A's state is gone) join a view that is all new, and the
+// rounds start the object over: K seeds from nothing and applies "z",
+// and the others' transfers are lost. K's claim said it had no state, so
+// nothing noted it as a member that may hold one; when K is dropped
+// (partitioned away, named Vanished by the next install), J and A2 had
+// seen emptyRounds empty rounds already and started over again, dropping
+// "z". The seed of a round may hold the state from then on: the rounds
+// wait for K, and when it comes back its state is the state.
+func TestClaimWaitsForStartOverSeed(t *testing.T) {
+	n := newTransferNet(t, Config{})
+	n.add(pA, nil)
+	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
+	n.propose("a")
+	a2 := hwg.Process{Node: pA.Node, Inc: pA.Inc + 1}
+	n.add(a2, nil)
+	n.add(pJ, nil)
+	n.add(pK, nil)
+	n.installAfter(1<<32|3, []hwg.Process{pK, pJ, a2}, []hwg.Process{pK, pJ, a2}, []hwg.Process{pA})
+	lose := func(*direct) bool { return false }
+	rounds := func() {
+		for range claimTicks {
+			for _, p := range n.view.Members {
+				n.objs[p].onTick(1)
+			}
+			n.queue = nil
+		}
+		n.run(lose)
+		n.queue = nil
+	}
+	for i := 0; i < 2*emptyRounds+2 && !n.objs[pK].ready; i++ {
+		rounds()
+	}
+	if got := seededEvents(n, pK); !n.objs[pK].ready || len(got) != 1 || !errors.Is(got[0].Err, ErrStartedOver) {
+		t.Fatalf("set-up: K ready %v, seeded %+v; want K started over", n.objs[pK].ready, got)
+	}
+	n.propose("z")
+	n.queue = nil
+	n.objs[pK].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.installAfter(1<<32|4, []hwg.Process{pJ, a2}, nil, []hwg.Process{pK})
+	for range 2*emptyRounds + 2 {
+		rounds()
+	}
+	if got := seededEvents(n, pJ, a2); len(got) != 0 {
+		t.Fatalf("J and A2 started over again while K, which holds %q and was named vanished, may come back: %+v", n.sm(pK).b, got)
+	}
+	n.install(1<<32|5, []hwg.Process{pJ, a2, pK}, []hwg.Process{pK})
+	claimTicksRun(n, 3)
+	for _, p := range []hwg.Process{pJ, a2, pK} {
+		if o := n.objs[p]; !o.ready || string(n.sm(p).b) != "z" {
+			t.Fatalf("%v: ready %v, state %q; want K's state z", p, o.ready, n.sm(p).b)
+		}
+	}
+}

@@ -1165,6 +1165,13 @@ func (o *Object) unreadyStep(q queued) {
 			return
 		}
 	}
+	// The seed holds the state from here on, even when it starts over
+	// from nothing (its claim said it had none, so nothing else notes
+	// it): a later round waits for it if it is dropped before this
+	// replica gets its state (found in review: the others started over
+	// again in the next view, whose install named the seed vanished,
+	// and dropped the commands it had applied).
+	o.round.away.mayHold(seed)
 	o.first = point{View: o.latest.ID} // only a state from this view on
 	if seed != o.self {
 		if o.fetch != nil {
