@@ -12,3 +12,8 @@ func EncodeFrameForTest(m Message) []byte {
 	}
 	return b
 }
+
+// LoseFinalForTest makes node c lose the messages a group makes in the
+// step that ends its membership (its Commit, when it proposed its own
+// removal), as a lost frame would.
+func LoseFinalForTest(c *NodeConfig) { c.loseFinal = true }

@@ -39,6 +39,10 @@ type NodeConfig struct {
 	// it to the reader: a reader that ignores sends (such as lwg.Service)
 	// saves a channel hand-off per multicast.
 	NoSendEvents bool
+	// loseFinal is a fault for tests only (set through export_test.go):
+	// the messages a group makes in the step that ends this node's
+	// membership are dropped, as a lost frame would be.
+	loseFinal bool
 }
 
 // FastTiming returns c with timing for a fast local network: 10ms ticks and
@@ -77,8 +81,13 @@ type Node struct {
 	directDropped atomic.Uint64
 
 	// Owned by the loop goroutine.
-	det      *Detector
-	groups   map[GroupID]*Group
+	det    *Detector
+	groups map[GroupID]*Group
+	// left holds the groups this node left, for a while (see retain):
+	// they answer the members that missed the view change removing it.
+	left     map[GroupID]*Group
+	leftFIFO []leftGroup
+	ticks    uint64
 	contacts map[GroupID][]NodeID // last view's other members, to rejoin through
 	waiters  map[GroupID][]waiter
 	queue    eventQueue // events not yet taken by the reader
@@ -140,6 +149,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		done:      make(chan struct{}),
 		det:       NewDetector(cfg.Self, cfg.Detector),
 		groups:    map[GroupID]*Group{},
+		left:      map[GroupID]*Group{},
 		contacts:  map[GroupID][]NodeID{},
 		waiters:   map[GroupID][]waiter{},
 		outbox:    map[NodeID][]Message{},

@@ -209,6 +209,7 @@ func (n *Node) newGroup(id GroupID) (*Group, error) {
 		}
 		return g, nil
 	}
+	delete(n.left, id) // a new membership answers for itself
 	cfg := n.cfg.Group
 	cfg.Group, cfg.Self = id, n.cfg.Self
 	g, err := New(cfg)
@@ -221,6 +222,8 @@ func (n *Node) newGroup(id GroupID) (*Group, error) {
 }
 
 func (n *Node) tick() {
+	n.ticks++
+	n.expireLeft()
 	heartbeats := n.det.Tick()
 	suspected := n.det.Suspected()
 	for _, g := range n.groups {
@@ -236,6 +239,100 @@ func (n *Node) tick() {
 	n.flush()
 	for _, to := range heartbeats {
 		n.send(to, nil)
+	}
+}
+
+// A member that leaves a group ends its membership at the Commit of the
+// view change that removes it, and the other members may not have that
+// Commit yet (a frame lost when a connection was replaced). The Group
+// keeps what they then need from it: the decision (helpLaggard) and its
+// acceptor state for the old view (it counts in that view's quorum: in a
+// group of two, nobody else can answer). So the node keeps the Group a
+// while after EventLeft and steps the group's later messages into it,
+// sending what it answers. Dropping it at once (as before) left such a
+// member in a view with the leaver for good: its view changes could not
+// reach a quorum (switching.TestRebalancerConvergesLive, a CI run: two
+// carriers kept a member that had left them, and every switch to them
+// was abandoned). The simulator keeps its Groups, so it never saw this.
+
+// leftGroup is an entry of the Node's left groups, oldest first.
+type leftGroup struct {
+	id      GroupID
+	g       *Group
+	expires uint64 // in node ticks
+}
+
+// leftKeep bounds the left groups a node keeps; the oldest go first.
+const leftKeep = 4096
+
+// retain keeps g, which just left id, for leftTicks, and sends what it
+// still has to send: the step that ended its membership may have made
+// messages too (a leaver that proposed its own removal commits it to the
+// others in the same step), and flush, which sends them for the groups
+// in n.groups, no longer sees it.
+func (n *Node) retain(id GroupID, g *Group) {
+	if n.cfg.loseFinal {
+		g.readyMessages()
+	}
+	n.sendLeft(g)
+	keep := uint64(leftTicks(n.cfg.Group))
+	n.left[id] = g
+	n.leftFIFO = append(n.leftFIFO, leftGroup{id: id, g: g, expires: n.ticks + keep})
+	if len(n.leftFIFO) > leftKeep {
+		n.dropLeft(n.leftFIFO[0])
+		n.leftFIFO = n.leftFIFO[1:]
+	}
+}
+
+// leftTicks is how long a left group is kept: several rounds of the
+// slowest member's view-change restart (ViewChangeTicks·(1+rank)).
+func leftTicks(c Config) int {
+	vc := c.ViewChangeTicks
+	if vc <= 0 {
+		vc = 10
+	}
+	return 20 * vc
+}
+
+func (n *Node) dropLeft(e leftGroup) {
+	if n.left[e.id] == e.g { // not replaced by a later leave of the group
+		delete(n.left, e.id)
+	}
+}
+
+func (n *Node) expireLeft() {
+	k := 0
+	for ; k < len(n.leftFIFO) && n.leftFIFO[k].expires <= n.ticks; k++ {
+		n.dropLeft(n.leftFIFO[k])
+	}
+	if k > 0 {
+		clear(n.leftFIFO[:k])
+		n.leftFIFO = n.leftFIFO[k:]
+	}
+}
+
+// stepLeft steps m into the group this node left, if it still keeps it,
+// and sends what the group answers (a Commit or Sync for a laggard, its
+// vote for the old view). Its events, if any, are nobody's any more.
+func (n *Node) stepLeft(m Message) {
+	g := n.left[m.Group]
+	if g == nil {
+		return
+	}
+	if err := g.Step(m); err != nil {
+		n.log.Debug("message to a left group rejected", "group", m.Group, "from", m.From, "type", m.Type, "error", err)
+	}
+	n.sendLeft(g)
+	g.takeOutputs()
+}
+
+// sendLeft queues a left group's messages for the next flush.
+func (n *Node) sendLeft(g *Group) {
+	if !g.HasReady() {
+		return
+	}
+	for _, out := range g.readyMessages() {
+		n.outbox[out.To.Node] = append(n.outbox[out.To.Node], out)
 	}
 }
 
@@ -275,7 +372,8 @@ func (n *Node) receive(in transport.Inbound) (entries int) {
 		}
 		g := n.groups[m.Group]
 		if g == nil {
-			continue // a group this node is not in (any more)
+			n.stepLeft(m) // a group this node left, or was never in
+			continue
 		}
 		entries += len(m.Entries)
 		if err := g.Step(m); err != nil {
@@ -433,6 +531,7 @@ func (n *Node) event(id GroupID, g *Group, e *Event) {
 	case EventLeft:
 		n.epoch++
 		delete(n.groups, id)
+		n.retain(id, g)
 		n.known.Delete(id)
 		delete(n.contacts, id)
 		n.backlogSize -= len(n.backlog[id])

@@ -257,3 +257,58 @@ func TestNodeLeaveEndsPendingJoin(t *testing.T) {
 		t.Fatal("Join still waiting after Leave")
 	}
 }
+
+// TestNodeLeaveOfTwo: in a group of two, the first member (who proposes
+// the view change) leaves. Its Commit goes out in the same step that ends
+// its membership; the node used to drop the group at once, with that
+// Commit unsent, and the other member then kept the leaver in its view
+// for good (the leaver counts in the old view's quorum, and nobody
+// answered for it): switching.TestRebalancerConvergesLive's carriers
+// that every switch to timed out. And when that Commit is lost anyway,
+// the node still answers for the group it left for a while.
+func TestNodeLeaveOfTwo(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	nodes := bootstrapped(t, ctx, net, 1, 2)
+	one := hwg.Process{Node: 1, Inc: 1}
+	if err := nodes[1].Leave(ctx, grp); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	waitFor(t, short, nodes[2], "a view without the leaver", func(e hwg.Event) bool {
+		return e.Type == hwg.EventInstall && !e.View.Contains(one)
+	})
+}
+
+// TestNodeAnswersForLeftGroup: the Commit that removes a leaver from a
+// group of two is lost; the leaver's node, which no longer has the group,
+// still answers the other member's view change for it, and the other
+// member ends up alone.
+func TestNodeAnswersForLeftGroup(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	one, two := hwg.Process{Node: 1, Inc: 1}, hwg.Process{Node: 2, Inc: 1}
+	ep := net.Endpoint(transport.Peer{Node: 1, Inc: 1})
+	cfg := hwg.FastTiming(hwg.NodeConfig{Self: one, Transport: ep})
+	hwg.LoseFinalForTest(&cfg)
+	n1, err := hwg.NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n1.Close(); ep.Close() })
+	n2 := startNode(t, net, two)
+	for _, n := range []*hwg.Node{n1, n2.Node} {
+		if err := n.Bootstrap(ctx, grp, []hwg.Process{one, two}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n1.Leave(ctx, grp); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	waitFor(t, short, n2, "a view without the leaver", func(e hwg.Event) bool {
+		return e.Type == hwg.EventInstall && !e.View.Contains(one)
+	})
+}
