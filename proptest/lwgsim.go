@@ -683,26 +683,45 @@ func (s *LWGSim) injectFault() {
 		s.net.partition(ids, in, s.rng.IntN(3) == 0)
 		s.stats.Partitions++
 	case FaultJoin:
-		n := pick()
-		if !n.alive || len(n.left) == 0 {
-			return
-		}
-		l := sortedKeys(n.left)[0]
-		delete(n.left, l)
-		if n.core.Join(l) == nil {
-			s.stats.Joins++
-		}
-		s.drain(n)
+		s.Rejoin(pick().id)
 	case FaultLeave:
 		n := pick()
-		l := s.ids[s.rng.IntN(len(s.ids))]
-		if !n.alive || s.layer != nil && !s.layer.mayStop(n, l) || n.core.Leave(l) != nil {
-			return
-		}
-		n.left[l] = true
-		s.stats.Leaves++
-		s.drain(n)
+		s.Leave(n.id, s.ids[s.rng.IntN(len(s.ids))])
 	}
+}
+
+// Rejoin makes node id join again the first LWG it was asked to leave.
+// It reports whether the join was asked.
+func (s *LWGSim) Rejoin(id hwg.NodeID) bool {
+	n := s.node(id)
+	if n == nil || !n.alive || len(n.left) == 0 {
+		return false
+	}
+	l := sortedKeys(n.left)[0]
+	ok := n.core.Join(l) == nil
+	if ok {
+		s.stats.Joins++
+		delete(n.left, l)
+	}
+	// Refused while its leave is under way (the endpoint is still there),
+	// so it stays marked as leaving: unmarked, the layer's mayStop took it
+	// for a member that stays, and let the other holder of an RSM state
+	// leave too (RSM seeds 5168 and 5789).
+	s.drain(n)
+	return ok
+}
+
+// Leave makes node id leave l, unless the layer refuses (mayStop). It
+// reports whether the leave was asked.
+func (s *LWGSim) Leave(id hwg.NodeID, l lwg.ID) bool {
+	n := s.node(id)
+	if n == nil || !n.alive || s.layer != nil && !s.layer.mayStop(n, l) || n.core.Leave(l) != nil {
+		return false
+	}
+	n.left[l] = true
+	s.stats.Leaves++
+	s.drain(n)
+	return true
 }
 
 // Heal ends the fault phase: links reconnect, loss stops, crashed nodes

@@ -141,6 +141,8 @@ var rsmRegressions = []struct {
 	{"a replica alone in an all-new view that did not begin a life started the object over after two empty rounds, and a partitioned holder's state was dropped when it came back", rsmOptions(628)},
 	{"after a ForgetAbsent a member went on from the state it kept while a newer holder was away; the simulator took that for the same life, whose acknowledged commands were missing (a checker bug: such a continuation is a life of its own; found with the first FORGET, which did not expire with its view; with FORGET scoped to its view this run no longer gets there)", forgetOptions(332)},
 	{"a carrier's last member left it and was excluded from the directory before its unregistration was delivered; back in the directory it stayed registered, so the carrier never died and its joiners waited for it after the heal", rsmOptions(1178)},
+	{"the fault planner unmarked a leaving node when the join it asked was refused (its leave was under way), took it for a holder that stays, and let the only other holder of the state leave: that one applied newer commands alone, and the first came back with its older state", rsmOptions(5168)},
+	{"the same as 5168: a refused join unmarked a leaving holder, and the other holder was let leave", rsmOptions(5789)},
 }
 
 func TestRSMRegressions(t *testing.T) {
@@ -323,6 +325,57 @@ func TestRSMCommandCheck(t *testing.T) {
 	r.logDigest("o", 1, 5, "d", []byte("set a 2"), q)
 	if !fired(r.extra, nameRSMCommand) {
 		t.Fatal("different commands at one index not reported")
+	}
+}
+
+// TestRSMPlannerKeepsLeaverMarked: the shape of RSM seeds 5168 and 5789.
+// A join the fault planner asks of a node whose leave is under way is
+// refused (lwg: already a member), and the node still leaves; the
+// planner unmarked it anyway, took it for a member that stays with the
+// state, and let the only other holder leave too. That one applied newer
+// commands alone before its leave completed, the first came back alone
+// with its older state and went on from it (the holder had left
+// voluntarily, which rsm accepts), and two states stood at one index.
+func TestRSMPlannerKeepsLeaverMarked(t *testing.T) {
+	r := newRSMSim(RSMOptions{LWG: LWGOptions{Seed: 5, Nodes: 3, LWGs: 2, Size: 3, Carriers: 1}})
+	s := r.s
+	obj := rsm.ObjectID("0")
+	l := obj.LWG()
+	for i := 0; ; i++ {
+		ready := 0
+		for _, n := range s.nodes {
+			if _, _, ok := r.nodes[n.id].sn.State(obj); ok {
+				ready++
+			}
+		}
+		if ready == len(s.nodes) {
+			break
+		}
+		if i == 100_000 {
+			t.Fatalf("the replicas did not get ready\n%s", r.dump())
+		}
+		s.Step()
+	}
+	if !s.Leave(3, l) || !s.Leave(1, l) {
+		t.Fatal("a leave was refused while another member held the state")
+	}
+	if s.Rejoin(1) {
+		t.Fatal("node 1 joined again while its leave was under way")
+	}
+	if s.Leave(2, l) {
+		t.Fatal("node 2, the only holder that stays, was let leave: node 1's refused join unmarked it as leaving")
+	}
+	for i := 0; ; i++ {
+		if _, _, ok := s.node(1).core.View(l); !ok {
+			break
+		}
+		if i == 100_000 {
+			t.Fatal("node 1's leave did not complete")
+		}
+		s.Step()
+	}
+	if !s.Rejoin(1) {
+		t.Fatal("node 1 could not join again after its leave")
 	}
 }
 
