@@ -1,0 +1,170 @@
+package lwg
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/hwg/transport"
+)
+
+// batchService starts a one-node cluster with EventBatches.
+func batchService(t *testing.T) *Service {
+	t.Helper()
+	self := hwg.Process{Node: 1, Inc: 1}
+	net := transport.NewMemNetwork()
+	ep := net.Endpoint(transport.Peer{Node: 1, Inc: 1})
+	node, err := hwg.NewNode(hwg.FastTiming(hwg.NodeConfig{Self: self, Transport: ep}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(ServiceConfig{Node: node, Core: Config{Place: Shared("h/a")}, DirectoryMembers: []hwg.Process{self},
+		TickInterval: 10 * time.Millisecond, NoSendEvents: true, EventBatches: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		svc.Close()
+		node.Close()
+		ep.Close()
+	})
+	return svc
+}
+
+// joinBatches joins l, reading (and releasing) svc's batches meanwhile.
+func joinBatches(t *testing.T, ctx context.Context, svc *Service, l ID) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- svc.Join(ctx, l) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		case b := <-svc.Batches():
+			svc.Release(b)
+		}
+	}
+}
+
+// TestMulticastBatch: a batch's messages are sent in order, and before a
+// Multicast made after it; one for an LWG this node is not in is refused
+// with ErrNotMember and the rest still go. The deliveries arrive on
+// Batches, in order, and nothing on Events.
+func TestMulticastBatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	svc := batchService(t)
+	if svc.Batches() == nil {
+		t.Fatal("Batches is nil with EventBatches")
+	}
+	joinBatches(t, ctx, svc, "l/1")
+	joinBatches(t, ctx, svc, "l/2")
+
+	msgs := []Message{{"l/1", []byte("a")}, {"l/3", []byte("x")}, {"l/2", []byte("b")}, {"l/1", []byte("c")}}
+	if err := svc.MulticastBatch(ctx, msgs, make([]error, 3)); err == nil {
+		t.Fatal("MulticastBatch took fewer errs than msgs")
+	}
+	errs := make([]error, len(msgs))
+	for i := range errs {
+		errs[i] = errors.New("stale")
+	}
+	if err := svc.MulticastBatch(ctx, msgs, errs); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []error{nil, ErrNotMember, nil, nil} {
+		if !errors.Is(errs[i], want) || (want == nil && errs[i] != nil) {
+			t.Fatalf("errs[%d] = %v, want %v", i, errs[i], want)
+		}
+	}
+	if err := svc.Multicast(ctx, "l/2", []byte("d")); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []string
+	for len(got) < 4 {
+		select {
+		case b, ok := <-svc.Batches():
+			if !ok {
+				t.Fatal("Batches closed")
+			}
+			for _, e := range b {
+				if e.Type == EventDeliver {
+					got = append(got, string(e.LWG)+":"+string(e.Payload))
+				}
+			}
+			svc.Release(b)
+		case <-ctx.Done():
+			t.Fatalf("deliveries so far: %v", got)
+		}
+	}
+	want := []string{"l/1:a", "l/2:b", "l/1:c", "l/2:d"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("delivered %v, want %v", got, want)
+		}
+	}
+	select {
+	case e := <-svc.Events():
+		t.Fatalf("event on Events with EventBatches: %+v", e)
+	default:
+	}
+
+	svc.Close()
+	if err := svc.MulticastBatch(ctx, msgs, errs); !errors.Is(err, ErrClosed) {
+		t.Fatalf("MulticastBatch after Close: %v, want ErrClosed", err)
+	}
+	for range svc.Batches() { // drains what was left, then ends: closed
+	}
+}
+
+// TestBatchesNilWithoutEventBatches: a Service that hands events out one
+// at a time has no Batches channel, and Release is a no-op there.
+func TestBatchesNilWithoutEventBatches(t *testing.T) {
+	svc := taggedService(t)
+	if svc.Batches() != nil {
+		t.Fatal("Batches not nil without EventBatches")
+	}
+	svc.Release(make([]Event, 4)) // must not block or panic
+}
+
+// TestReleasedBatchesReused: batches released by the reader come back to
+// the loop, so a steady stream of deliveries reuses their arrays instead
+// of making new ones.
+func TestReleasedBatchesReused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	svc := batchService(t)
+	joinBatches(t, ctx, svc, "l/1")
+	seen := map[*Event]int{}
+	for i := range 50 {
+		if err := svc.Multicast(ctx, "l/1", []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		for delivered := false; !delivered; {
+			select {
+			case b := <-svc.Batches():
+				for _, e := range b {
+					delivered = delivered || e.Type == EventDeliver
+				}
+				seen[&b[:1][0]]++
+				svc.Release(b)
+			case <-ctx.Done():
+				t.Fatal("no delivery")
+			}
+		}
+	}
+	reused := 0
+	for _, n := range seen {
+		if n > 1 {
+			reused += n - 1
+		}
+	}
+	if reused == 0 {
+		t.Fatalf("50 deliveries came in %d distinct arrays, none reused", len(seen))
+	}
+}
