@@ -152,9 +152,24 @@ func BenchmarkPropose(b *testing.B) {
 	if os.Getenv("LWGKIT_PROPOSE_SM") == "counter" {
 		sm = rsmtest.NewCounter
 	}
+	type mode struct {
+		name  string
+		n     int
+		async bool
+	}
+	var modes []mode
+	for _, c := range counts {
+		modes = append(modes, mode{"clients", c, false})
+	}
+	if os.Getenv("LWGKIT_PROPOSE_CLIENTS") == "" {
+		modes = append(modes, mode{"async", 1024, true})
+	}
+	if a := envInt(b, "LWGKIT_PROPOSE_ASYNC", 0); a > 0 {
+		modes = append(modes, mode{"async", a, true})
+	}
 	for _, k := range []int{1, 100, 10_000} {
-		for _, clients := range counts {
-			b.Run(fmt.Sprintf("objects=%d/clients=%d", k, clients), func(b *testing.B) {
+		for _, m := range modes {
+			b.Run(fmt.Sprintf("objects=%d/%s=%d", k, m.name, m.n), func(b *testing.B) {
 				msgs := envInt(b, "LWGKIT_PROPOSE_MSGS", 200_000)
 				ids := benchIDs(k)
 				c := newBenchCluster(b, rsm.Config{})
@@ -167,7 +182,11 @@ func BenchmarkPropose(b *testing.B) {
 					} else {
 						ceils = append(ceils, hwgCeiling(b, payload, msgs))
 					}
-					props = append(props, proposeRun(b, c.nodes[0], ids, clients, msgs))
+					if m.async {
+						props = append(props, proposeAsyncRun(b, c.nodes[0], ids, m.n, msgs))
+					} else {
+						props = append(props, proposeRun(b, c.nodes[0], ids, m.n, msgs))
+					}
 				}
 				p, ceil := benchMedian(props), benchMedian(ceils)
 				if st := c.nodes[0].Stats(); st.Messages > 0 {
@@ -228,8 +247,106 @@ func (a *adder) Restore(r io.Reader) error {
 }
 
 // proposeRun runs msgs proposals from clients goroutines on n, spread
-// round robin over ids, and returns proposals per second.
+// round robin over ids, each waiting in Propose for its result, and
+// returns proposals per second.
 func proposeRun(b *testing.B, n *rsm.Node, ids []rsm.ObjectID, clients, msgs int) float64 {
+	objs := benchObjects(b, n, ids)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	return measureProposals(b, msgs, func() error {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		var failed atomic.Pointer[error]
+		for range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(msgs) {
+						return
+					}
+					o := objs[int(i)%len(objs)]
+					for {
+						_, err := o.Propose(ctx, proposeCmd)
+						if err == nil {
+							break
+						}
+						// A node excluded from a group under load joins it
+						// again; its proposal was not applied and may be
+						// retried.
+						if !errors.Is(err, rsm.ErrNotApplied) || ctx.Err() != nil {
+							failed.CompareAndSwap(nil, &err)
+							return
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err := failed.Load(); err != nil {
+			return *err
+		}
+		return nil
+	})
+}
+
+// proposeAsyncRun runs msgs proposals on n, spread round robin over ids,
+// with ProposeAsync: inflight of them at a time, each outcome proposing
+// the next from its callback. Proposals per second.
+func proposeAsyncRun(b *testing.B, n *rsm.Node, ids []rsm.ObjectID, inflight, msgs int) float64 {
+	objs := benchObjects(b, n, ids)
+	return measureProposals(b, msgs, func() error {
+		var (
+			next, ended atomic.Int64
+			failed      atomic.Pointer[error]
+			done        = make(chan struct{})
+			once        sync.Once
+		)
+		fail := func(err error) {
+			failed.CompareAndSwap(nil, &err)
+			once.Do(func() { close(done) })
+		}
+		var propose func(i int64)
+		propose = func(i int64) {
+			o := objs[int(i)%len(objs)]
+			err := o.ProposeAsync(proposeCmd, func(_ []byte, err error) {
+				switch {
+				case errors.Is(err, rsm.ErrNotApplied):
+					propose(i) // as proposeRun: not applied, so retried
+					return
+				case err != nil:
+					fail(err)
+					return
+				}
+				if ended.Add(1) == int64(msgs) {
+					once.Do(func() { close(done) })
+					return
+				}
+				if j := next.Add(1) - 1; j < int64(msgs) {
+					propose(j)
+				}
+			})
+			if err != nil {
+				fail(err)
+			}
+		}
+		for range min(inflight, msgs) {
+			propose(next.Add(1) - 1)
+		}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Minute):
+			return errors.New("proposals did not finish in 5 minutes")
+		}
+		if err := failed.Load(); err != nil {
+			return *err
+		}
+		return nil
+	})
+}
+
+func benchObjects(b *testing.B, n *rsm.Node, ids []rsm.ObjectID) []*rsm.Object {
 	objs := make([]*rsm.Object, len(ids))
 	for i, id := range ids {
 		o, ok := n.Object(id)
@@ -238,11 +355,12 @@ func proposeRun(b *testing.B, n *rsm.Node, ids []rsm.ObjectID, clients, msgs int
 		}
 		objs[i] = o
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
+	return objs
+}
+
+// measureProposals times run, which makes msgs proposals, and reports its
+// CPU and allocations per proposal; proposals per second.
+func measureProposals(b *testing.B, msgs int, run func() error) float64 {
 	if path := os.Getenv("LWGKIT_PROPOSE_TRACE"); path != "" {
 		stop := startTrace(b, path)
 		defer stop()
@@ -255,36 +373,10 @@ func proposeRun(b *testing.B, n *rsm.Node, ids []rsm.ObjectID, clients, msgs int
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	start := time.Now()
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(msgs) {
-					return
-				}
-				o := objs[int(i)%len(objs)]
-				for {
-					_, err := o.Propose(ctx, proposeCmd)
-					if err == nil {
-						break
-					}
-					// A node excluded from a group under load joins it
-					// again; its proposal was not applied and may be
-					// retried.
-					if !errors.Is(err, rsm.ErrNotApplied) || ctx.Err() != nil {
-						failed.CompareAndSwap(nil, &err)
-						return
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	err := run()
 	elapsed := time.Since(start)
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
+	if err != nil {
+		b.Fatal(err)
 	}
 	runtime.ReadMemStats(&ms1)
 	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(msgs), "allocs/proposal")

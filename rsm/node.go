@@ -19,8 +19,9 @@ import (
 
 // Config configures a Node. Zero fields take the defaults shown.
 type Config struct {
-	// Service runs this node's LWGs. The Node reads its Events: nothing
-	// else may.
+	// Service runs this node's LWGs. The Node reads its Events (or its
+	// Batches, with lwg.ServiceConfig.EventBatches, which costs less per
+	// event and is what Start sets): nothing else may.
 	Service *lwg.Service
 	// HWG is the node under Service; the Node sends and reads its Directs
 	// (state transfer). Nothing else may read them.
@@ -484,43 +485,26 @@ feed:
 // flushParallel is how many snapshots Close writes at once.
 const flushParallel = 64
 
-// routeEvents hands every LWG event to its object. It takes what is
-// waiting in batches: one lookup lock per batch, and one mailbox append
-// and run-queue push per object per batch rather than per event. The
-// events are grouped by object in one flat slice (a counting sort on
-// Object.routeN and routeOff): a map of per-object slices cost two more
-// lookups per event and, at 10,000 objects, a fresh slice per object
-// per batch.
+// routeEvents hands every LWG event to its object. It takes them in the
+// batches the LWG service produced them in (ServiceConfig.EventBatches:
+// no channel operation or copy per event), with one lookup lock per
+// batch, and one mailbox append and run-queue push per object per batch
+// rather than per event. The events are grouped by object in one flat
+// slice (a counting sort on Object.routeN and routeOff): a map of
+// per-object slices cost two more lookups per event and, at 10,000
+// objects, a fresh slice per object per batch.
 func (n *Node) routeEvents() {
 	defer n.wg.Done()
-	evs := n.svc.Events()
 	var (
 		batch []lwg.Event
 		objs  []*Object // batch[i]'s object, nil if none
 		order []*Object // objects with events, by first event
 		flat  []item
+		ok    bool
 	)
 	for {
-		select {
-		case <-n.stop:
+		if batch, ok = n.nextEvents(batch); !ok {
 			return
-		case e, ok := <-evs:
-			if !ok {
-				return
-			}
-			batch = append(batch[:0], e)
-		}
-	drain:
-		for len(batch) < routeBatch {
-			select {
-			case e, ok := <-evs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, e)
-			default:
-				break drain
-			}
 		}
 		n.mu.Lock()
 		for _, e := range batch {
@@ -573,9 +557,55 @@ func (n *Node) routeEvents() {
 		clear(objs)
 		clear(order)
 		objs, order = objs[:0], order[:0]
-		clear(batch)
+		if n.svc.Batches() != nil {
+			n.svc.Release(batch) // the items hold copies
+			batch = nil
+		} else {
+			clear(batch)
+		}
 	}
 }
+
+// nextEvents waits for the next events: a batch from the Service's
+// Batches, or, from a Service without ServiceConfig.EventBatches, the
+// events waiting on Events (up to routeBatch), appended to buf[:0]. It
+// reports false once the Node or the Service stopped.
+func (n *Node) nextEvents(buf []lwg.Event) ([]lwg.Event, bool) {
+	if bs := n.svc.Batches(); bs != nil {
+		select {
+		case <-n.stop:
+			return nil, false
+		case b, ok := <-bs:
+			return b, ok
+		}
+	}
+	evs := n.svc.Events()
+	select {
+	case <-n.stop:
+		return nil, false
+	case e, ok := <-evs:
+		if !ok {
+			return nil, false
+		}
+		buf = append(buf[:0], e)
+	}
+	for len(buf) < routeBatch {
+		select {
+		case e, ok := <-evs:
+			if !ok {
+				return buf, true
+			}
+			buf = append(buf, e)
+		default:
+			return buf, true
+		}
+	}
+	return buf, true
+}
+
+// routeBatch bounds the events nextEvents takes at once from a Service
+// that hands them out one at a time.
+const routeBatch = 1024
 
 // runInline applies o's routed events on the router's goroutine when o
 // is idle and they are plain commands, which saves the hand-off to a
@@ -707,9 +737,6 @@ func inlineKind(payload []byte) bool {
 	}
 	return false
 }
-
-// routeBatch bounds the events routeEvents takes at once.
-const routeBatch = 1024
 
 // routeDirects serves snapshot fetches and hands the other transfer
 // messages to their objects.
@@ -973,7 +1000,12 @@ func (o *Object) process(it item) {
 // the scheduler, not a wait: correctness does not depend on it).
 func (n *Node) sendLoop() {
 	defer n.wg.Done()
-	var q []*Object
+	var (
+		q     []*Object
+		preps []prepared
+		msgs  []lwg.Message
+		errs  []error
+	)
 	for {
 		n.sendMu.Lock()
 		for len(n.sendq) == 0 && n.bg.Err() == nil {
@@ -992,11 +1024,58 @@ func (n *Node) sendLoop() {
 		}
 		q, n.sendq = n.sendq, q[:0]
 		n.sendMu.Unlock()
+		// Every object's batch goes to the LWG service in one hand-off.
 		for i, o := range q {
-			if o.flush() {
-				n.kick(o)
+			if b, ok := o.takeBatch(); ok {
+				preps = append(preps, prepared{o, b})
+				msgs = append(msgs, lwg.Message{LWG: o.lwg, Payload: b.payload})
 			}
 			q[i] = nil
+		}
+		errs = slices.Grow(errs[:0], len(msgs))[:len(msgs)]
+		n.submitAll(preps, msgs, errs)
+		for i, p := range preps {
+			if p.o.sent(p.b, errs[i]) {
+				n.kick(p.o)
+			}
+		}
+		clear(preps)
+		clear(msgs)
+		clear(errs)
+		preps, msgs = preps[:0], msgs[:0]
+	}
+}
+
+// prepared is an object's batch on its way through the sender.
+type prepared struct {
+	o *Object
+	b outBatch
+}
+
+// submitAll hands msgs, the batches of preps, to the LWG service, and sets
+// errs[i] to what became of msgs[i] (submit's errors).
+func (n *Node) submitAll(preps []prepared, msgs []lwg.Message, errs []error) {
+	if len(msgs) == 0 {
+		return
+	}
+	err := n.bg.Err()
+	if err == nil {
+		var proposals, reads int
+		for _, p := range preps {
+			proposals += p.b.proposals
+			reads += p.b.reads
+		}
+		n.stats.proposals.Add(uint64(proposals))
+		n.stats.reads.Add(uint64(reads))
+		n.stats.messages.Add(uint64(len(msgs)))
+		err = n.svc.MulticastBatch(n.bg, msgs, errs)
+	}
+	if err != nil {
+		if n.bg.Err() != nil {
+			err = ErrClosed
+		}
+		for i := range errs {
+			errs[i] = err
 		}
 	}
 }

@@ -142,8 +142,8 @@ type submitter interface {
 }
 
 type waiter struct {
-	// The result goes to ch, or to done if ch is nil (the simulator);
-	// exactly once, from the worker or failAll.
+	// The result goes to ch, or to done if ch is nil (ProposeAsync, the
+	// simulator); exactly once, from the worker or failAll.
 	ch    chan result
 	done  func(val []byte, err error)
 	query []byte
@@ -209,6 +209,33 @@ func (o *Object) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd), o.cfg.MaxCommandBytes)
 	}
 	return o.call(ctx, waiter{}, outgoing{kind: kindPropose, cmd: cmd})
+}
+
+// ProposeAsync is Propose without the wait: it queues cmd and returns, and
+// done receives what Propose would have returned (never a context error:
+// there is no deadline, the outcome always comes). done is called exactly
+// once, on one of the node's goroutines (the one that applied cmd, or the
+// one that found it will never be applied); it must not block, since
+// other objects' commands may wait behind it, but it may call
+// ProposeAsync. A nil done discards the outcome. ProposeAsync itself
+// returns ErrTooLarge or ErrClosed without calling done. It lets a client
+// keep many proposals in flight without a goroutine parked on each (as
+// hashicorp/raft's ApplyFuture and Dragonboat's RequestState do).
+func (o *Object) ProposeAsync(cmd []byte, done func(result []byte, err error)) error {
+	if len(cmd) > o.cfg.MaxCommandBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd), o.cfg.MaxCommandBytes)
+	}
+	if done == nil {
+		done = func([]byte, error) {}
+	}
+	_, _, send, err := o.enqueueCall(waiter{done: done}, outgoing{kind: kindPropose, cmd: cmd})
+	if err != nil {
+		return err
+	}
+	if send {
+		o.sub.kick(o)
+	}
+	return nil
 }
 
 // ProposeFrom is Propose for a command named by id: every replica applies
@@ -369,11 +396,31 @@ const maxBatchBytes = 64 << 10
 // caller calls it again, after other objects' turns). Only the sender
 // calls it, and one at a time per object.
 func (o *Object) flush() (more bool) {
+	b, ok := o.takeBatch()
+	if !ok {
+		return false
+	}
+	return o.sent(b, o.sub.submit(o, b.payload, b.proposals, b.reads))
+}
+
+// outBatch is a batch taken from the outbox, encoded, on its way to the
+// LWG service.
+type outBatch struct {
+	outs             []outgoing
+	payload          []byte
+	proposals, reads int
+}
+
+// takeBatch takes the next batch from the outbox (false: nothing to send,
+// and the object stops sending). The caller hands its payload to the LWG
+// service and then calls sent; only the sender does, one batch at a time
+// per object.
+func (o *Object) takeBatch() (outBatch, bool) {
 	o.mu.Lock()
 	if len(o.outbox) == 0 || o.closed {
 		o.sending = false
 		o.mu.Unlock()
-		return false
+		return outBatch{}, false
 	}
 	batch, size := o.outbox, 0
 	for i, out := range o.outbox {
@@ -395,9 +442,14 @@ func (o *Object) flush() (more bool) {
 			reads++
 		}
 	}
-	err := o.sub.submit(o, encodeOutgoing(o.self, batch), len(batch)-reads, reads)
-	stageBatch(o, batch, true)
+	return outBatch{outs: batch, payload: encodeOutgoing(o.self, batch), proposals: len(batch) - reads, reads: reads}, true
+}
 
+// sent finishes b after the LWG service took it (err nil) or refused it,
+// and reports whether more waits in the outbox.
+func (o *Object) sent(b outBatch, err error) (more bool) {
+	batch := b.outs
+	stageBatch(o, batch, true)
 	o.mu.Lock()
 	var failed []waiter
 	switch {

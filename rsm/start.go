@@ -93,7 +93,7 @@ func Start(ctx context.Context, cfg StartConfig) (*Node, error) {
 	owned = append(owned, hn)
 	// The Node reads no EventSend: one per message sent, each a channel
 	// hand-off to routeEvents, which dropped it.
-	sc := lwg.ServiceConfig{Node: hn, Core: lwg.Config{Place: cfg.Place}, Contacts: cfg.Contacts, Logger: log, NoSendEvents: true}
+	sc := lwg.ServiceConfig{Node: hn, Core: lwg.Config{Place: cfg.Place}, Contacts: cfg.Contacts, Logger: log, NoSendEvents: true, EventBatches: true}
 	if cfg.Bootstrap {
 		sc.DirectoryMembers = []hwg.Process{hn.Self()}
 	}
