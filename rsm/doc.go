@@ -12,6 +12,11 @@
 //	obj, err := n.Open(ctx, "accounts/42", newAccount) // on each replica node
 //	res, err := obj.Propose(ctx, cmd)                  // applied in total order
 //	val, err := obj.Read(ctx, query)                   // linearizable
+//	err = obj.ProposeAsync(cmd, func(res []byte, err error) { ... })
+//
+// ProposeAsync is Propose without a goroutine waiting on each command: a
+// client keeps many in flight and gets each outcome in a callback, which
+// runs on one of the node's goroutines and must not block.
 //
 // Open is called on every node that should hold a replica (the caller, or
 // its placement function, chooses them); the first Open anywhere creates

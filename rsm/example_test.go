@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -48,4 +50,43 @@ func Example() {
 	}
 	fmt.Println("total:", binary.BigEndian.Uint64(total), "applied:", obj.Applied())
 	// Output: total: 5 applied: 2
+}
+
+// ProposeAsync keeps many proposals in flight from one goroutine; each
+// outcome comes to its callback, in the object's order for one node's
+// proposals.
+func ExampleObject_ProposeAsync() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "rsm-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	n, err := rsm.Start(ctx, rsm.StartConfig{Node: 1, Cluster: "example", DataDir: dir, Listen: "127.0.0.1:0", Bootstrap: true})
+	if err != nil {
+		panic(err)
+	}
+	defer n.Close()
+	obj, err := n.Open(ctx, "counter", rsmtest.NewCounter)
+	if err != nil {
+		panic(err)
+	}
+	var wg sync.WaitGroup
+	totals := make([]uint64, 5)
+	for i := range totals {
+		wg.Add(1)
+		err := obj.ProposeAsync(rsmtest.Add(1), func(res []byte, err error) {
+			defer wg.Done() // must not block: it runs on the node's goroutine
+			if err == nil {
+				totals[i] = binary.BigEndian.Uint64(res)
+			}
+		})
+		if err != nil {
+			wg.Done()
+		}
+	}
+	wg.Wait()
+	fmt.Println("totals:", totals)
+	// Output: totals: [1 2 3 4 5]
 }
