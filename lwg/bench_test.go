@@ -41,6 +41,10 @@ import (
 // startBenchCluster).
 var benchSendEvents = os.Getenv("LWGKIT_BENCH_SENDEVENTS") == "1"
 
+// benchBatches has the benchmarks' readers take events in batches
+// (ServiceConfig.EventBatches), with LWGKIT_BENCH_BATCHES=1.
+var benchBatches = os.Getenv("LWGKIT_BENCH_BATCHES") == "1"
+
 // benchTail has BenchmarkLWGData log where its slowest deliveries were
 // (LWGKIT_BENCH_TAIL=1; see logTail).
 var benchTail = os.Getenv("LWGKIT_BENCH_TAIL") != ""
@@ -164,6 +168,15 @@ func (w *installWatch) expect(want int, pred func(lwg.Event) bool) chan struct{}
 func (w *installWatch) run(events <-chan lwg.Event) {
 	for e := range events {
 		w.handle(e)
+	}
+}
+
+func (w *installWatch) runBatches(svc *lwg.Service) {
+	for b := range svc.Batches() {
+		for i := range b {
+			w.handle(b[i])
+		}
+		svc.Release(b)
 	}
 }
 
@@ -323,12 +336,17 @@ func startBenchCluster(b testing.TB, k int, place lwg.Placement) []*benchNode {
 	}
 	var out []*benchNode
 	for i, n := range hn {
-		svc, err := lwg.NewService(lwg.ServiceConfig{Node: n, Core: lwg.Config{Place: place}, DirectoryMembers: members, TickInterval: 10 * time.Millisecond, NoSendEvents: !benchSendEvents})
+		svc, err := lwg.NewService(lwg.ServiceConfig{Node: n, Core: lwg.Config{Place: place}, DirectoryMembers: members, TickInterval: 10 * time.Millisecond,
+			NoSendEvents: !benchSendEvents, EventBatches: benchBatches})
 		if err != nil {
 			b.Fatal(err)
 		}
 		bn := &benchNode{node: n, tr: trs[i], svc: svc, w: &installWatch{self: n.Self()}}
-		go bn.w.run(svc.Events())
+		if benchBatches {
+			go bn.w.runBatches(svc)
+		} else {
+			go bn.w.run(svc.Events())
+		}
 		b.Cleanup(bn.close)
 		out = append(out, bn)
 	}
