@@ -105,9 +105,34 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	go n.deliver()
 	if cfg.Service != nil {
 		n.wg.Add(1)
-		go n.read(cfg.Service.Events())
+		if cfg.Service.Batches() != nil {
+			go n.readBatches(cfg.Service)
+		} else {
+			go n.read(cfg.Service.Events())
+		}
 	}
 	return n, nil
+}
+
+// readBatches forwards the events of a Service with
+// lwg.ServiceConfig.EventBatches to the loop.
+func (n *Node) readBatches(svc *lwg.Service) {
+	defer n.wg.Done()
+	bs := svc.Batches()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case b, ok := <-bs:
+			if !ok {
+				return
+			}
+			for i := range b {
+				n.Event(b[i])
+			}
+			svc.Release(b)
+		}
+	}
 }
 
 // read forwards the Service's events to the loop.

@@ -55,7 +55,9 @@ func startStack(t *testing.T, net *transport.MemNetwork, p hwg.Process, boot []h
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := lwg.NewService(lwg.ServiceConfig{Node: hn, DirectoryMembers: boot, TickInterval: 10 * time.Millisecond})
+	// Odd nodes read the Service's events in batches, even ones one at
+	// a time: both ways of reading them run in every test.
+	svc, err := lwg.NewService(lwg.ServiceConfig{Node: hn, DirectoryMembers: boot, TickInterval: 10 * time.Millisecond, EventBatches: p.Node%2 == 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -192,6 +192,7 @@ func BenchmarkPropose(b *testing.B) {
 				if st := c.nodes[0].Stats(); st.Messages > 0 {
 					b.ReportMetric(float64(st.Proposals)/float64(st.Messages), "proposals/msg")
 				}
+				b.ReportMetric(float64(c.nodes[0].InlineTurns()), "inline-turns")
 				b.ReportMetric(p, "proposals/s")
 				b.ReportMetric(ceil, "ceiling-msgs/s")
 				b.ReportMetric(p/ceil, "ratio")
