@@ -52,6 +52,9 @@ type Object struct {
 	scheduled bool
 	waiters   map[uint64]waiter
 	closed    bool
+	// stopped: the host Node stopped (stopNode): no sender or router
+	// is left, so a request queued now would never get its outcome.
+	stopped bool
 	// Proposals and reads not yet sent, in call order. While sending, the
 	// object is on its host's send queue, or its sender is sending a
 	// batch; what callers queue meanwhile goes in the next batch.
@@ -360,7 +363,7 @@ func (o *Object) register(w waiter) (uint64, chan result, error) {
 	seq := o.seq.Add(1)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closed {
+	if o.closed || o.stopped {
 		return 0, nil, fmt.Errorf("%w: %s", ErrClosed, o.id)
 	}
 	o.waiters[seq] = w
@@ -375,7 +378,7 @@ func (o *Object) enqueueCall(w waiter, out outgoing) (seq uint64, ch chan result
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closed {
+	if o.closed || o.stopped {
 		return 0, nil, false, fmt.Errorf("%w: %s", ErrClosed, o.id)
 	}
 	// Numbered under mu, so the outbox is in seq order.
@@ -547,8 +550,15 @@ func (o *Object) answer(seq uint64) {
 }
 
 // failAll ends every waiting Propose and Read with err.
-func (o *Object) failAll(err error) {
+func (o *Object) failAll(err error) { o.endAll(err, false) }
+
+// endAll is failAll; stop: the host Node stopped, and later requests are
+// refused (ErrClosed) rather than queued for a sender that is gone (a
+// ProposeAsync would never get its outcome, nor a Propose without a
+// deadline).
+func (o *Object) endAll(err error, stop bool) {
 	o.mu.Lock()
+	o.stopped = o.stopped || stop
 	ws := o.waiters
 	o.waiters = map[uint64]waiter{}
 	clear(o.outbox)
