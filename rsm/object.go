@@ -220,8 +220,13 @@ func (o *Object) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 // once, on one of the node's goroutines (the one that applied cmd, or the
 // one that found it will never be applied); it must not block, since
 // other objects' commands may wait behind it, but it may call
-// ProposeAsync. A nil done discards the outcome. ProposeAsync itself
-// returns ErrTooLarge or ErrClosed without calling done. It lets a client
+// ProposeAsync. When cmd was applied, done runs with the object's state
+// locked, as Apply does: it must not call the object's StaleRead (which
+// waits for that lock: the node's deliveries stop for good), nor Propose,
+// Read or Close. A nil done discards the outcome. ProposeAsync itself
+// returns ErrTooLarge or ErrClosed (the object or its Node closed)
+// without calling done. It never blocks, and it queues without bound:
+// the client bounds the proposals it keeps in flight. It lets a client
 // keep many proposals in flight without a goroutine parked on each (as
 // hashicorp/raft's ApplyFuture and Dragonboat's RequestState do).
 func (o *Object) ProposeAsync(cmd []byte, done func(result []byte, err error)) error {
