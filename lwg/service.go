@@ -265,8 +265,11 @@ func (s *Service) drain(hwgEvents <-chan hwg.Event) <-chan hwg.Event {
 		for data < maxDrainData {
 			select {
 			case m := <-s.mcast:
-				s.multicast(m)
+				// Counted before multicast, which gives a batch's
+				// slice back to the pool: a MulticastBatch may be
+				// filling it again by then.
 				data += m.size()
+				s.multicast(m)
 				k++
 				continue
 			default:

@@ -416,7 +416,7 @@ func (n *Node) stopNode(crash bool) error {
 	// Waiting calls end before the owned parts close: the store may
 	// spend a while copying spools into the data file.
 	for _, o := range objs {
-		o.failAll(fmt.Errorf("%w: node closed", ErrClosed))
+		o.endAll(fmt.Errorf("%w: node closed", ErrClosed), true)
 	}
 	if s, ok := n.cfg.snaps.(*dbStore); ok && crash {
 		s.closeWithin(0)

@@ -52,6 +52,9 @@ type Object struct {
 	scheduled bool
 	waiters   map[uint64]waiter
 	closed    bool
+	// stopped: the host Node stopped (stopNode): no sender or router
+	// is left, so a request queued now would never get its outcome.
+	stopped bool
 	// Proposals and reads not yet sent, in call order. While sending, the
 	// object is on its host's send queue, or its sender is sending a
 	// batch; what callers queue meanwhile goes in the next batch.
@@ -217,8 +220,13 @@ func (o *Object) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 // once, on one of the node's goroutines (the one that applied cmd, or the
 // one that found it will never be applied); it must not block, since
 // other objects' commands may wait behind it, but it may call
-// ProposeAsync. A nil done discards the outcome. ProposeAsync itself
-// returns ErrTooLarge or ErrClosed without calling done. It lets a client
+// ProposeAsync. When cmd was applied, done runs with the object's state
+// locked, as Apply does: it must not call the object's StaleRead (which
+// waits for that lock: the node's deliveries stop for good), nor Propose,
+// Read or Close. A nil done discards the outcome. ProposeAsync itself
+// returns ErrTooLarge or ErrClosed (the object or its Node closed)
+// without calling done. It never blocks, and it queues without bound:
+// the client bounds the proposals it keeps in flight. It lets a client
 // keep many proposals in flight without a goroutine parked on each (as
 // hashicorp/raft's ApplyFuture and Dragonboat's RequestState do).
 func (o *Object) ProposeAsync(cmd []byte, done func(result []byte, err error)) error {
@@ -360,7 +368,7 @@ func (o *Object) register(w waiter) (uint64, chan result, error) {
 	seq := o.seq.Add(1)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closed {
+	if o.closed || o.stopped {
 		return 0, nil, fmt.Errorf("%w: %s", ErrClosed, o.id)
 	}
 	o.waiters[seq] = w
@@ -375,7 +383,7 @@ func (o *Object) enqueueCall(w waiter, out outgoing) (seq uint64, ch chan result
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closed {
+	if o.closed || o.stopped {
 		return 0, nil, false, fmt.Errorf("%w: %s", ErrClosed, o.id)
 	}
 	// Numbered under mu, so the outbox is in seq order.
@@ -547,8 +555,15 @@ func (o *Object) answer(seq uint64) {
 }
 
 // failAll ends every waiting Propose and Read with err.
-func (o *Object) failAll(err error) {
+func (o *Object) failAll(err error) { o.endAll(err, false) }
+
+// endAll is failAll; stop: the host Node stopped, and later requests are
+// refused (ErrClosed) rather than queued for a sender that is gone (a
+// ProposeAsync would never get its outcome, nor a Propose without a
+// deadline).
+func (o *Object) endAll(err error, stop bool) {
 	o.mu.Lock()
+	o.stopped = o.stopped || stop
 	ws := o.waiters
 	o.waiters = map[uint64]waiter{}
 	clear(o.outbox)
