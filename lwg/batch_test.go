@@ -168,3 +168,41 @@ func TestReleasedBatchesReused(t *testing.T) {
 		t.Fatalf("50 deliveries came in %d distinct arrays, none reused", len(seen))
 	}
 }
+
+// TestMulticastBatchWaitsForRoom: MulticastBatch waits while the batches
+// queued hold MulticastQueue messages, goes once the loop takes some, and
+// gives up with the caller's context.
+func TestMulticastBatchWaitsForRoom(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	svc := batchService(t)
+	joinBatches(t, ctx, svc, "l/1")
+	limit := int64(svc.cfg.MulticastQueue)
+	svc.batchQueued.Add(limit) // as if the loop were behind by that many
+
+	sent := make(chan error, 1)
+	go func() {
+		sent <- svc.MulticastBatch(ctx, []Message{{"l/1", []byte("a")}}, make([]error, 1))
+	}()
+	select {
+	case err := <-sent:
+		t.Fatalf("MulticastBatch went with a full queue: %v", err)
+	case <-time.After(50 * time.Millisecond): // real time: the waiter is a goroutine
+	}
+	svc.batchTaken(1)
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("MulticastBatch still waiting after the loop made room")
+	}
+
+	svc.batchQueued.Add(2) // full again (the batch above is counted and taken)
+	short, stop := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer stop()
+	if err := svc.MulticastBatch(short, []Message{{"l/1", []byte("b")}}, make([]error, 1)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("MulticastBatch on a full queue with an ending context: %v", err)
+	}
+}

@@ -38,7 +38,10 @@ type ServiceConfig struct {
 	// hwg.NodeConfig.NoSendEvents.
 	NoSendEvents bool
 	// MulticastQueue is how many multicasts may wait for the Service's
-	// loop; Multicast blocks while it is full. Default 8192.
+	// loop; Multicast blocks while it is full. MulticastBatch counts its
+	// messages apart: it waits while the batches queued before it hold
+	// MulticastQueue messages or more (a batch goes in whole, so they may
+	// hold up to one batch more). Default 8192.
 	MulticastQueue int
 	// EventBatches hands the events to the reader on Batches, in the
 	// batches the loop produced them in, instead of one at a time on
@@ -84,6 +87,14 @@ type Service struct {
 	// loop's last step: Multicast checks it without a trip to the loop.
 	membersMu sync.RWMutex
 	members   map[ID]*endpoint // read only by the loop: a hint for Core.multicastTo
+	// batchQueued counts the messages of the batches in mcast;
+	// MulticastBatch waits for room while it is at MulticastQueue. A
+	// waiter registers room (roomWaiting set) and checks again; the loop
+	// closes room once the count falls under the limit.
+	batchQueued atomic.Int64
+	roomWaiting atomic.Bool
+	roomMu      sync.Mutex
+	room        chan struct{}
 	// dropped counts multicasts that passed that check but found no
 	// endpoint when the loop took them (this node left or was excluded
 	// in between).
@@ -325,6 +336,7 @@ func (s *Service) multicast(m svcMulticast) {
 		for i := range b {
 			s.multicast(b[i])
 		}
+		s.batchTaken(len(b))
 		clear(b) // pin no payload
 		*m.batch = b[:0]
 		mcastBatches.Put(m.batch)
@@ -616,8 +628,9 @@ func (s *Service) Close() error {
 func (s *Service) Events() <-chan Event { return s.events }
 
 // Batches returns the channel of every local LWG's events, in order, in
-// batches; nil without ServiceConfig.EventBatches. It is closed by Close. A batch belongs to the reader until it
-// passes it to Release, if it does.
+// batches; nil without ServiceConfig.EventBatches. It is closed by Close.
+// A batch belongs to the reader until it passes it to Release, if it
+// does (at most once).
 func (s *Service) Batches() <-chan []Event { return s.batches }
 
 // Release hands back a batch taken from Batches, which the reader no
@@ -772,7 +785,9 @@ type Message struct {
 // least as long as msgs: errs[i] is set to ErrNotMember, and msgs[i] not
 // sent, if this node is not a member of msgs[i].LWG, and to nil
 // otherwise. If ctx ends or the Service closes before the hand-off,
-// MulticastBatch returns that error and sends none of them.
+// MulticastBatch returns that error and sends none of them (errs then
+// means nothing). It waits while earlier batches hold MulticastQueue
+// messages (see ServiceConfig.MulticastQueue).
 func (s *Service) MulticastBatch(ctx context.Context, msgs []Message, errs []error) error {
 	if len(errs) < len(msgs) {
 		return fmt.Errorf("lwg: MulticastBatch: %d errors for %d messages", len(errs), len(msgs))
@@ -803,14 +818,62 @@ func (s *Service) MulticastBatch(ctx context.Context, msgs []Message, errs []err
 		mcastBatches.Put(bp)
 		return nil
 	}
+	if err := s.waitRoom(ctx); err != nil {
+		return err
+	}
+	s.batchQueued.Add(int64(len(b)))
 	select {
 	case s.mcast <- svcMulticast{batch: bp}:
 		return nil
 	case <-ctx.Done():
+		s.batchTaken(len(b))
 		return ctx.Err()
 	case <-s.stop:
 		return ErrClosed
 	}
+}
+
+// waitRoom waits until the batches queued hold fewer than MulticastQueue
+// messages.
+func (s *Service) waitRoom(ctx context.Context) error {
+	limit := int64(s.cfg.MulticastQueue)
+	for s.batchQueued.Load() >= limit {
+		s.roomMu.Lock()
+		if s.room == nil {
+			s.room = make(chan struct{})
+		}
+		room := s.room
+		s.roomWaiting.Store(true)
+		s.roomMu.Unlock()
+		// Again, now that the loop will see a waiter: it may have
+		// taken the batches before it could.
+		if s.batchQueued.Load() < limit {
+			return nil
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stop:
+			return ErrClosed
+		}
+	}
+	return nil
+}
+
+// batchTaken counts n messages of a batch out of the queue, and wakes the
+// batches waiting for room if there is some now.
+func (s *Service) batchTaken(n int) {
+	if s.batchQueued.Add(-int64(n)) >= int64(s.cfg.MulticastQueue) || !s.roomWaiting.Load() {
+		return
+	}
+	s.roomMu.Lock()
+	if s.room != nil {
+		close(s.room)
+		s.room = nil
+	}
+	s.roomWaiting.Store(false)
+	s.roomMu.Unlock()
 }
 
 // SetTag attaches v to l at this node (nil removes it): from then on,

@@ -497,66 +497,20 @@ func (n *Node) routeEvents() {
 	defer n.wg.Done()
 	var (
 		batch []lwg.Event
-		objs  []*Object // batch[i]'s object, nil if none
-		order []*Object // objects with events, by first event
-		flat  []item
+		r     router
 		ok    bool
 	)
 	for {
 		if batch, ok = n.nextEvents(batch); !ok {
 			return
 		}
-		n.mu.Lock()
-		for _, e := range batch {
-			var o *Object
-			switch e.Type {
-			case lwg.EventDeliver:
-				if o, _ = e.Tag.(*Object); o == nil || o.detached {
-					o = n.objects[e.LWG]
-				}
-			case lwg.EventInstall, lwg.EventLeft, lwg.EventExcluded:
-				o = n.objects[e.LWG]
-			}
-			objs = append(objs, o)
-			if o == nil {
-				continue
-			}
-			if n.cfg.Tap != nil {
-				n.cfg.Tap(o.id, e)
-			}
-			if e.Type == lwg.EventDeliver {
-				stageRouted(o)
-			}
-			if o.routeN == 0 {
-				order = append(order, o)
-			}
-			o.routeN++
+		// At most routeBatch at a time: n.mu is held while they are
+		// looked up, and flat keeps its largest size.
+		for rest := batch; len(rest) > 0; {
+			k := min(len(rest), routeBatch)
+			r.route(n, rest[:k])
+			rest = rest[k:]
 		}
-		n.mu.Unlock()
-		var total int32
-		for _, o := range order {
-			o.routeOff, total = total, total+o.routeN
-			o.routeN = 0 // counts the items placed below
-		}
-		flat = slices.Grow(flat[:0], int(total))[:total]
-		for i, o := range objs {
-			if o != nil {
-				flat[o.routeOff+o.routeN] = item{kind: itemEvent, ev: batch[i]}
-				o.routeN++
-			}
-		}
-		clock := sinceStart()
-		for _, o := range order {
-			// enqueueAll copies the items.
-			if its := flat[o.routeOff : o.routeOff+o.routeN]; !n.runInline(o, its, &clock) {
-				n.enqueueAll(o, its)
-			}
-			o.routeN = 0
-		}
-		clear(flat) // pin no payload
-		clear(objs)
-		clear(order)
-		objs, order = objs[:0], order[:0]
 		if n.svc.Batches() != nil {
 			n.svc.Release(batch) // the items hold copies
 			batch = nil
@@ -564,6 +518,68 @@ func (n *Node) routeEvents() {
 			clear(batch)
 		}
 	}
+}
+
+// router is routeEvents' scratch space, kept between batches.
+type router struct {
+	objs  []*Object // batch[i]'s object, nil if none
+	order []*Object // objects with events, by first event
+	flat  []item
+}
+
+// route hands batch's events to their objects.
+func (r *router) route(n *Node, batch []lwg.Event) {
+	n.mu.Lock()
+	for _, e := range batch {
+		var o *Object
+		switch e.Type {
+		case lwg.EventDeliver:
+			if o, _ = e.Tag.(*Object); o == nil || o.detached {
+				o = n.objects[e.LWG]
+			}
+		case lwg.EventInstall, lwg.EventLeft, lwg.EventExcluded:
+			o = n.objects[e.LWG]
+		}
+		r.objs = append(r.objs, o)
+		if o == nil {
+			continue
+		}
+		if n.cfg.Tap != nil {
+			n.cfg.Tap(o.id, e)
+		}
+		if e.Type == lwg.EventDeliver {
+			stageRouted(o)
+		}
+		if o.routeN == 0 {
+			r.order = append(r.order, o)
+		}
+		o.routeN++
+	}
+	n.mu.Unlock()
+	var total int32
+	for _, o := range r.order {
+		o.routeOff, total = total, total+o.routeN
+		o.routeN = 0 // counts the items placed below
+	}
+	r.flat = slices.Grow(r.flat[:0], int(total))[:total]
+	for i, o := range r.objs {
+		if o != nil {
+			r.flat[o.routeOff+o.routeN] = item{kind: itemEvent, ev: batch[i]}
+			o.routeN++
+		}
+	}
+	clock := sinceStart()
+	for _, o := range r.order {
+		// enqueueAll copies the items.
+		if its := r.flat[o.routeOff : o.routeOff+o.routeN]; !n.runInline(o, its, &clock) {
+			n.enqueueAll(o, its)
+		}
+		o.routeN = 0
+	}
+	clear(r.flat) // pin no payload
+	clear(r.objs)
+	clear(r.order)
+	r.objs, r.order = r.objs[:0], r.order[:0]
 }
 
 // nextEvents waits for the next events: a batch from the Service's
@@ -603,8 +619,8 @@ func (n *Node) nextEvents(buf []lwg.Event) ([]lwg.Event, bool) {
 	return buf, true
 }
 
-// routeBatch bounds the events nextEvents takes at once from a Service
-// that hands them out one at a time.
+// routeBatch bounds the events routed at once (and those nextEvents
+// takes at once from a Service that hands them out one at a time).
 const routeBatch = 1024
 
 // runInline applies o's routed events on the router's goroutine when o
