@@ -175,3 +175,54 @@ func TestProposeAsyncPendingAtClose(t *testing.T) {
 		t.Fatalf("the pending proposal: %v", err)
 	}
 }
+
+// TestProposeAsyncCallbackUsesObject: done runs once the turn that applied
+// its command let go of the object's state, so it may read the object
+// (StaleRead) and propose again, from whichever goroutine applied it.
+func TestProposeAsyncCallbackUsesObject(t *testing.T) {
+	ctx := ctxT(t)
+	nodes := startCluster(t, transport.NewMemNetwork(), 1, rsm.Config{})
+	o := openAll(t, ctx, nodes, "reentrant")[0]
+	type seen struct {
+		total []byte
+		err   error
+	}
+	got := make(chan seen, 2)
+	var again func([]byte, error)
+	again = func(_ []byte, err error) {
+		if err != nil {
+			got <- seen{err: err}
+			return
+		}
+		total, err := o.StaleRead([]byte("total"))
+		got <- seen{total, err}
+	}
+	if err := o.ProposeAsync(rsmtest.Add(3), func(_ []byte, err error) {
+		if err == nil {
+			err = o.ProposeAsync(rsmtest.Add(4), again)
+		}
+		if err != nil {
+			got <- seen{err: err}
+			return
+		}
+		total, err := o.StaleRead([]byte("total"))
+		got <- seen{total, err}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var totals []uint64
+	for range 2 {
+		select {
+		case s := <-got:
+			if s.err != nil {
+				t.Fatal(s.err)
+			}
+			totals = append(totals, binary.BigEndian.Uint64(s.total))
+		case <-ctx.Done():
+			t.Fatalf("callbacks stalled (a callback's StaleRead waits for the turn that runs it); got %v", totals)
+		}
+	}
+	if totals[0] < 3 || totals[1] != 7 {
+		t.Fatalf("StaleRead in the callbacks saw totals %v, want at least 3 and then 7", totals)
+	}
+}

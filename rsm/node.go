@@ -232,6 +232,7 @@ func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error
 			return nil, fmt.Errorf("rsm: making %s: %w", id, err)
 		}
 		o = newObject(id, n.self, &n.cfg, n, n, sm)
+		o.deferDone = true
 		if err := n.restoreLocal(o); err != nil {
 			return nil, err
 		}
@@ -416,7 +417,7 @@ func (n *Node) stopNode(crash bool) error {
 	// Waiting calls end before the owned parts close: the store may
 	// spend a while copying spools into the data file.
 	for _, o := range objs {
-		o.endAll(fmt.Errorf("%w: node closed", ErrClosed), true)
+		o.endAll(fmt.Errorf("%w: node closed", ErrClosed), true, false)
 	}
 	if s, ok := n.cfg.snaps.(*dbStore); ok && crash {
 		s.closeWithin(0)
@@ -665,6 +666,10 @@ func (n *Node) runInline(o *Object, its []item, clock *time.Duration) bool {
 		for _, it := range its {
 			o.process(it)
 		}
+	}
+	o.smMu.Unlock()
+	if ok {
+		o.runDone() // charged to this turn: they run on the router too
 		now := sinceStart()
 		if now-*clock > inlineBudget {
 			o.slow.Store(true)
@@ -672,7 +677,6 @@ func (n *Node) runInline(o *Object, its []item, clock *time.Duration) bool {
 		*clock = now
 		n.inlined.n.Add(1)
 	}
-	o.smMu.Unlock()
 	if !ok {
 		// Hand them to a worker, ahead of anything that came meanwhile.
 		o.mu.Lock()
@@ -975,7 +979,6 @@ func (n *Node) work() {
 // is the worker's job, not the Apply's.
 func (n *Node) turn(o *Object, items []item) {
 	o.smMu.Lock()
-	defer o.smMu.Unlock()
 	size, plain := plainCommands(items)
 	timed := plain && !o.slow.Load() && o.ready && !snapshotDue(o, uint64(size))
 	var start time.Duration
@@ -985,6 +988,8 @@ func (n *Node) turn(o *Object, items []item) {
 	for _, it := range items {
 		o.process(it)
 	}
+	o.smMu.Unlock()
+	o.runDone()
 	if timed && sinceStart()-start > inlineBudget {
 		o.slow.Store(true)
 	}

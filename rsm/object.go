@@ -55,6 +55,15 @@ type Object struct {
 	// stopped: the host Node stopped (stopNode): no sender or router
 	// is left, so a request queued now would never get its outcome.
 	stopped bool
+	// deferDone: outcomes for ProposeAsync found in a turn wait in doneq
+	// until the turn released smMu (the Node's objects; the simulator
+	// calls them at once). Set at creation.
+	deferDone bool
+	// doneq is owned by the turn in progress (scheduled): the runtime
+	// runs it after the turn (runDone), so that a callback may use the
+	// object (StaleRead takes smMu) without deadlocking the goroutine
+	// that applied its command.
+	doneq []doneCall
 	// Proposals and reads not yet sent, in call order. While sending, the
 	// object is on its host's send queue, or its sender is sending a
 	// batch; what callers queue meanwhile goes in the next batch.
@@ -153,6 +162,33 @@ type waiter struct {
 	read  bool
 }
 
+// doneCall is an outcome waiting in doneq.
+type doneCall struct {
+	done func(val []byte, err error)
+	val  []byte
+	err  error
+}
+
+// finishInTurn hands w its result from inside a turn (smMu held): a
+// ProposeAsync callback of a Node's object waits for runDone.
+func (o *Object) finishInTurn(w waiter, val []byte, err error) {
+	if w.ch == nil && o.deferDone {
+		o.doneq = append(o.doneq, doneCall{w.done, val, err})
+		return
+	}
+	w.finish(val, err)
+}
+
+// runDone runs the callbacks a turn deferred; the runtime calls it after
+// the turn released smMu, before the turn ends (o still scheduled).
+func (o *Object) runDone() {
+	for i, d := range o.doneq {
+		o.doneq[i] = doneCall{}
+		d.done(d.val, d.err)
+	}
+	o.doneq = o.doneq[:0]
+}
+
 // finish hands the waiter its result.
 func (w waiter) finish(val []byte, err error) {
 	if w.ch != nil {
@@ -218,12 +254,11 @@ func (o *Object) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 // done receives what Propose would have returned (never a context error:
 // there is no deadline, the outcome always comes). done is called exactly
 // once, on one of the node's goroutines (the one that applied cmd, or the
-// one that found it will never be applied); it must not block, since
-// other objects' commands may wait behind it, but it may call
-// ProposeAsync. When cmd was applied, done runs with the object's state
-// locked, as Apply does: it must not call the object's StaleRead (which
-// waits for that lock: the node's deliveries stop for good), nor Propose,
-// Read or Close. A nil done discards the outcome. ProposeAsync itself
+// one that found it will never be applied), after the turn that applied
+// it let go of the object's state: it may call the object's StaleRead and
+// ProposeAsync. It must not block, since other objects' commands may wait
+// behind it: not Propose, Read or Close, which wait for that goroutine to
+// apply something. A nil done discards the outcome. ProposeAsync itself
 // returns ErrTooLarge or ErrClosed (the object or its Node closed)
 // without calling done. It never blocks, and it queues without bound:
 // the client bounds the proposals it keeps in flight. It lets a client
@@ -537,7 +572,7 @@ func (o *Object) resolve(seq uint64, val []byte, err error) {
 	delete(o.waiters, seq)
 	o.mu.Unlock()
 	if ok {
-		w.finish(val, err)
+		o.finishInTurn(w, val, err)
 	}
 }
 
@@ -551,17 +586,21 @@ func (o *Object) answer(seq uint64) {
 		return
 	}
 	val, err := o.sm.(Querier).Query(w.query)
-	w.finish(val, err)
+	o.finishInTurn(w, val, err)
 }
 
-// failAll ends every waiting Propose and Read with err.
-func (o *Object) failAll(err error) { o.endAll(err, false) }
+// failAll ends every waiting Propose and Read with err. Not in a turn;
+// failInTurn is for one.
+func (o *Object) failAll(err error) { o.endAll(err, false, false) }
+
+// failInTurn is failAll inside a turn (smMu held).
+func (o *Object) failInTurn(err error) { o.endAll(err, false, true) }
 
 // endAll is failAll; stop: the host Node stopped, and later requests are
 // refused (ErrClosed) rather than queued for a sender that is gone (a
 // ProposeAsync would never get its outcome, nor a Propose without a
 // deadline).
-func (o *Object) endAll(err error, stop bool) {
+func (o *Object) endAll(err error, stop, inTurn bool) {
 	o.mu.Lock()
 	o.stopped = o.stopped || stop
 	ws := o.waiters
@@ -570,6 +609,10 @@ func (o *Object) endAll(err error, stop bool) {
 	o.outbox = o.outbox[:0]
 	o.mu.Unlock()
 	for _, w := range ws {
-		w.finish(nil, err)
+		if inTurn {
+			o.finishInTurn(w, nil, err)
+		} else {
+			w.finish(nil, err)
+		}
 	}
 }

@@ -899,7 +899,7 @@ func (o *Object) membershipEnded(t lwg.EventType) {
 	if t == lwg.EventLeft {
 		err = ErrClosed
 	}
-	o.failAll(fmt.Errorf("%w: %s left its group (%v)", err, o.id, t))
+	o.failInTurn(fmt.Errorf("%w: %s left its group (%v)", err, o.id, t))
 	o.host.ended(o, t)
 }
 
