@@ -672,7 +672,7 @@ func (n *Node) runInline(o *Object, its []item, clock *time.Duration) bool {
 		o.runDone() // charged to this turn: they run on the router too
 		now := sinceStart()
 		if now-*clock > inlineBudget {
-			o.slow.Store(true)
+			o.markSlow()
 		}
 		*clock = now
 		n.inlined.n.Add(1)
@@ -741,8 +741,8 @@ var processStart = time.Now()
 func sinceStart() time.Duration { return time.Since(processStart) }
 
 // inlineBudget: an object whose turn on the router took longer (its
-// Apply or Query is slow, or blocks) is left to the workers from then on,
-// so it holds the other objects' deliveries up once at most.
+// Apply or Query is slow, or blocks) is left to the workers (see
+// Object.slow), so it holds the other objects' deliveries up rarely.
 const inlineBudget = time.Millisecond
 
 // inlineKind: an ordered message the router may apply itself (see
@@ -975,12 +975,13 @@ func (n *Node) work() {
 // marks o slow the same way: an Apply that is slow (or blocks) met first
 // on a worker must not be met next on the router, where it would hold
 // every object's deliveries up (TestSlowApplyLeftToWorkers failed so in
-// CI). A turn that takes a scheduled snapshot is not timed: the snapshot
-// is the worker's job, not the Apply's.
+// CI). Fast ones of an object marked slow count towards its return to
+// the router (see Object.slow). A turn that takes a scheduled snapshot is
+// not timed: the snapshot is the worker's job, not the Apply's.
 func (n *Node) turn(o *Object, items []item) {
 	o.smMu.Lock()
 	size, plain := plainCommands(items)
-	timed := plain && !o.slow.Load() && o.ready && !snapshotDue(o, uint64(size))
+	timed := plain && o.ready && !snapshotDue(o, uint64(size))
 	var start time.Duration
 	if timed {
 		start = sinceStart()
@@ -990,10 +991,35 @@ func (n *Node) turn(o *Object, items []item) {
 	}
 	o.smMu.Unlock()
 	o.runDone()
-	if timed && sinceStart()-start > inlineBudget {
-		o.slow.Store(true)
+	if !timed {
+		return
+	}
+	switch d := sinceStart() - start; {
+	case d > inlineBudget:
+		o.markSlow()
+	case d <= inlineBudget/2 && o.slow.Load():
+		if o.fastTurns++; o.fastTurns >= o.slowPenalty {
+			o.slow.Store(false) // the router may take it again
+		}
 	}
 }
+
+// markSlow leaves o to the workers (see Object.slow); the caller holds
+// o's turn.
+func (o *Object) markSlow() {
+	o.slow.Store(true)
+	o.fastTurns = 0
+	o.slowPenalty = min(max(2*o.slowPenalty, slowFirstPenalty), slowMaxPenalty)
+}
+
+// The worker turns in a row under half the inlineBudget after which an
+// object marked slow goes back to the router: slowFirstPenalty after its
+// first marking, twice as many after each later one, up to
+// slowMaxPenalty.
+const (
+	slowFirstPenalty = 16
+	slowMaxPenalty   = 1 << 20
+)
 
 func (o *Object) process(it item) {
 	switch it.kind {

@@ -89,9 +89,16 @@ type Object struct {
 	// Owned by routeEvents: this object's events in its current batch.
 	routeN, routeOff int32
 	// slow: a turn of plain commands took over inlineBudget, on the
-	// router or a worker; the router leaves o to the workers from then
-	// on (runInline, Node.turn).
-	slow atomic.Bool
+	// router or a worker; the router leaves o to the workers until
+	// slowPenalty worker turns in a row took under half the budget
+	// (fastTurns counts them; runInline, Node.turn). The penalty
+	// doubles at each marking, from slowFirstPenalty up to
+	// slowMaxPenalty: one pause (the OS took the router's CPU, a
+	// collection) does not leave o on the workers for good, and an Apply
+	// that blocks now and then holds the router up less and less often.
+	// fastTurns and slowPenalty are the turn holder's (scheduled).
+	slow                   atomic.Bool
+	fastTurns, slowPenalty uint32
 
 	// detached: Close took the object out of its node's objects (under
 	// the node's mu); events tagged with it are looked up instead.

@@ -142,6 +142,32 @@ func TestWorkerTurnMarksSlow(t *testing.T) {
 		t.Fatal("the router took a command of an object whose Apply was slow on a worker")
 	}
 
+	// Fast worker turns bring it back to the router: after
+	// slowFirstPenalty of them, then twice as many after each marking.
+	// (A turn slowed by the machine only delays that, so the test allows
+	// for some.)
+	backAfter := func(penalty int) {
+		t.Helper()
+		for i := range penalty - 1 {
+			node.turn(a, cmd("fast"))
+			if !a.slow.Load() {
+				t.Fatalf("back to the router after %d fast turns, want %d", i+1, penalty)
+			}
+		}
+		for i := 0; a.slow.Load(); i++ {
+			if i == 100*penalty {
+				t.Fatalf("still left to the workers after %d fast turns", penalty+i)
+			}
+			node.turn(a, cmd("fast"))
+		}
+		if !node.runInline(a, cmd("fast"), new(time.Duration)) {
+			t.Fatal("the router refused an object back from the workers")
+		}
+	}
+	backAfter(slowFirstPenalty)
+	node.turn(a, cmd("slow"))
+	backAfter(2 * slowFirstPenalty)
+
 	// A turn whose commands make a snapshot due is the snapshot's: not
 	// timed.
 	b := newTransferNet(t, Config{SnapshotEvery: 1})
