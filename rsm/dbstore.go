@@ -49,8 +49,12 @@ type dbStore struct {
 	// pieces; memUsed is what they hold.
 	memBudget, memChunk int
 	memUsed             atomic.Int64
-	// quiet and maxWait: see servedQuiet.
+	// quiet and maxWait: see servedQuiet; copyStep: see copyStep.
 	quiet, maxWait time.Duration
+	copyStep       int
+	// copied, if set (tests), hears of each step of a copy into bbolt,
+	// on the copier, with the bytes copied so far.
+	copied func(sp *spool, off int64)
 
 	mu     sync.Mutex
 	spools map[uint64]*spool // by generation: spooled, not yet in bbolt
@@ -69,14 +73,21 @@ type dbStore struct {
 
 // The copy of a spool into bbolt gives way to transfers: it proceeds only
 // while no spool of the node has been written or read for servedQuiet
-// (its own commit counts), pausing between pieces of copyStep bytes, and
+// (its own commit counts), checking before each copyStep bytes, and
 // regardless once servedMaxWait passed since the spool's commit. The copy
 // takes far more CPU than serving (see dbStore), and on a small machine it
 // would halve the speed of the transfers it shares the CPU and the disk
 // with (a donor's next join, say), while the donor needs its copy only
 // for a restart, and holds an older one.
+//
+// copyStep was 4 MiB (a storage batch, 15-25 ms of copying here): a
+// copy that had begun before a join went on well into it, beside its
+// donor's snapshot, and the join took up to twice as long
+// (BenchmarkTransfer, whenever the join came over 100 ms after the one
+// before). The batch the storage writer commits in the background still
+// runs on when the copy pauses.
 const (
-	copyStep      = 4 << 20
+	copyStep      = 256 << 10
 	servedQuiet   = 100 * time.Millisecond
 	servedMaxWait = 10 * time.Second
 )
@@ -176,7 +187,7 @@ func newDBStore(db *storage.DB, dir string, memBudget int, log hclog.Logger) (*d
 		log = hclog.NewNullLogger()
 	}
 	s := &dbStore{db: db, dir: dir, log: log, spoolMin: defaultSpoolMin, spoolStep: defaultSpoolStep,
-		memBudget: max(memBudget, 0), memChunk: defaultMemChunk, quiet: servedQuiet, maxWait: servedMaxWait, spools: map[uint64]*spool{},
+		memBudget: max(memBudget, 0), memChunk: defaultMemChunk, quiet: servedQuiet, maxWait: servedMaxWait, copyStep: copyStep, spools: map[uint64]*spool{},
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{})}
 	go s.copier()
 	return s, nil
@@ -352,8 +363,8 @@ func (s *dbStore) copyIn(sp *spool) error {
 	if gone { // removed meanwhile
 		return sp.w.Abort()
 	}
-	buf := make([]byte, 256<<10)
-	for off := int64(0); off < size; off += copyStep {
+	buf := make([]byte, s.copyStep)
+	for off := int64(0); off < size; {
 		s.awaitQuiet(sp)
 		if g := s.giveUp.Load(); g != 0 && time.Now().UnixNano() >= g {
 			sp.w.Abort()
@@ -369,9 +380,24 @@ func (s *dbStore) copyIn(sp *spool) error {
 			s.superseded.Add(1)
 			return sp.w.Abort()
 		}
-		if _, err := io.CopyBuffer(sp.w, io.NewSectionReader(spoolAt{sp}, off, min(copyStep, size-off)), buf); err != nil {
+		p := buf[:min(int64(len(buf)), size-off)]
+		k, err := spoolAt{sp}.ReadAt(p, off)
+		switch {
+		case k == len(p) && err == io.EOF:
+			err = nil // the spool's last bytes
+		case k < len(p) && err == nil:
+			err = io.ErrUnexpectedEOF
+		}
+		if err == nil {
+			_, err = sp.w.Write(p)
+		}
+		if err != nil {
 			sp.w.Abort()
 			return err
+		}
+		off += int64(k)
+		if s.copied != nil {
+			s.copied(sp, off)
 		}
 	}
 	sp.w.SetMeta(encodeSumMeta(sum))
