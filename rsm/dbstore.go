@@ -240,6 +240,11 @@ type spool struct {
 	size   int64 // -1 until committed
 	sum    uint64
 	gone   bool // dropped: read from bbolt
+	// pinned counts the pieces handed out by pin and not yet unpinned
+	// (chunks a transport is writing from the spool's memory); a spool
+	// dropped meanwhile is held: its memory goes back at the last unpin.
+	pinned atomic.Int64
+	held   bool
 }
 
 // readAt reads p from off, up to written; gone reports a spool whose
@@ -275,7 +280,47 @@ func (sp *spool) readAt(p []byte, off int64) (n int, gone bool, err error) {
 	return n, false, err
 }
 
-// drop releases the spool's memory and removes its file.
+// pin returns the bytes [off, off+n) of the spool as slices of its memory,
+// if they are all written and in memory, and keeps that memory from reuse
+// until unpin (even if the spool is dropped meanwhile).
+func (sp *spool) pin(off int64, n int) ([][]byte, bool) {
+	sp.mu.RLock()
+	defer sp.mu.RUnlock()
+	memEnd := sp.written.Load()
+	if sp.f != nil {
+		memEnd = min(memEnd, sp.fileAt)
+	}
+	if sp.gone || n <= 0 || off < 0 || off+int64(n) > memEnd {
+		return nil, false
+	}
+	size := int64(len(sp.mem[0]))
+	var parts [][]byte
+	for end := off + int64(n); off < end; {
+		c := sp.mem[off/size][off%size:]
+		c = c[:min(int64(len(c)), end-off)]
+		parts = append(parts, c)
+		off += int64(len(c))
+	}
+	sp.pinned.Add(1)
+	return parts, true
+}
+
+// unpin ends a pin; the memory of a spool dropped meanwhile goes back at
+// the last one.
+func (sp *spool) unpin(s *dbStore) {
+	if sp.pinned.Add(-1) > 0 {
+		return
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.held && sp.pinned.Load() == 0 {
+		sp.held = false
+		sp.releaseMem(s)
+	}
+}
+
+// drop releases the spool's memory (once no pin holds it) and removes its
+// file.
 func (sp *spool) drop(s *dbStore) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
@@ -283,14 +328,23 @@ func (sp *spool) drop(s *dbStore) {
 		return
 	}
 	sp.gone = true
-	putPieces(sp.mem, s.memChunk)
-	s.memUsed.Add(-int64(len(sp.mem) * s.memChunk))
-	clear(sp.mem)
-	sp.mem = nil
+	if sp.pinned.Load() > 0 {
+		sp.held = true // pin cannot add one now: gone is set
+	} else {
+		sp.releaseMem(s)
+	}
 	if sp.f != nil {
 		sp.f.Close()
 		os.Remove(sp.f.Name())
 	}
+}
+
+// releaseMem gives the spool's memory back; the caller holds sp.mu.
+func (sp *spool) releaseMem(s *dbStore) {
+	putPieces(sp.mem, s.memChunk)
+	s.memUsed.Add(-int64(len(sp.mem) * s.memChunk))
+	clear(sp.mem)
+	sp.mem = nil
 }
 
 // copier copies committed spools into bbolt, in commit order, until Close
@@ -711,6 +765,21 @@ func (r *spoolReader) ReadAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("rsm: snapshot %s gen %d: %w: %w", r.sp.obj, r.sp.gen, errGone, err)
 	}
 	return c.ReadAt(p, off)
+}
+
+// pieces returns the bytes [off, off+n) as slices of the spool's memory,
+// and the function that releases them (exactly once), if they are all
+// written and in memory: a donor sends them without copying them. The
+// slices stay unchanged until the release, even if the spool is copied
+// into bbolt and dropped meanwhile.
+func (r *spoolReader) pieces(off int64, n int) ([][]byte, func(), bool) {
+	r.s.busy()
+	parts, ok := r.sp.pin(off, n)
+	if !ok {
+		return nil, nil, false
+	}
+	var once sync.Once
+	return parts, func() { once.Do(func() { r.sp.unpin(r.s) }) }, true
 }
 
 // Read reads a committed spool from its start; open returns a fresh

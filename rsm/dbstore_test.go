@@ -365,6 +365,60 @@ func yieldsWithinStep(t *testing.T, s *dbStore, db *storage.DB, size int) {
 	}
 }
 
+// A donor lends the bytes of a spool in memory (pieces) for a transport to
+// write; they stay as they were, and out of the free pieces, until the
+// last release, even after the spool is copied into bbolt and dropped.
+func TestSpoolPiecesPinned(t *testing.T) {
+	s, db, _ := openSpooling(t)
+	s.memBudget, s.memChunk = 1<<20, 64
+	s.quiet, s.maxWait = time.Hour, time.Hour // the copy waits for Close
+	data := make([]byte, 1000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	info := writeStore(t, s, "o", data)
+	r, err := s.open("o", info.Gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := r.(pieceReader)
+	if _, _, ok := pr.pieces(900, 101); ok {
+		t.Fatal("lent bytes past the end")
+	}
+	parts, release, ok := pr.pieces(100, 200) // across pieces of 64 bytes
+	if !ok {
+		t.Fatal("bytes in memory not lent")
+	}
+	if got := bytes.Join(parts, nil); !bytes.Equal(got, data[100:300]) {
+		t.Fatalf("lent %d bytes, not the spool's", len(got))
+	}
+	_, release2, _ := pr.pieces(0, 64)
+	free := freePieces(64)
+	s.Close() // copies the spool into bbolt and drops it
+	if cur, ok, err := db.Snapshot("o"); err != nil || !ok || cur.Gen != info.Gen {
+		t.Fatalf("after Close: %+v %v %v", cur, ok, err)
+	}
+	// Another spool of the same piece size must not get the lent memory.
+	if got := freePieces(64); got != free {
+		t.Fatalf("%d free pieces while lent, want %d", got, free)
+	}
+	if got := bytes.Join(parts, nil); !bytes.Equal(got, data[100:300]) {
+		t.Fatal("lent bytes changed")
+	}
+	release()
+	release() // a second call does nothing
+	if got := freePieces(64); got != free {
+		t.Fatalf("%d free pieces while one lending is out, want %d", got, free)
+	}
+	release2()
+	if got, want := freePieces(64), free+16; got != want {
+		t.Fatalf("%d free pieces after the releases, want %d (the spool's 16)", got, want)
+	}
+	if used := s.memUsed.Load(); used != 0 {
+		t.Fatalf("%d bytes still counted in memory", used)
+	}
+}
+
 // A crash (Close with no time to copy) abandons the spools not yet in
 // bbolt: the previous snapshot stays current and no spool file is left.
 func TestSpoolAbandonedAtCrash(t *testing.T) {
