@@ -538,10 +538,10 @@ func transferRun(b *testing.B, cfg rsm.Config, size int) (rate, cpuPerMB, peakMB
 		time.Sleep(time.Millisecond)
 	}
 	stopProfile := profileJoin(b)
-	start, cpu := time.Now(), processCPU()
+	start, cpu, faults := time.Now(), processCPU(), minorFaults()
 	mu.Unlock()
 	o, err := c.nodes[2].Open(ctx, id, rsmtest.NewCounter)
-	elapsed, cpu := time.Since(start), processCPU()-cpu
+	elapsed, cpu, faults := time.Since(start), processCPU()-cpu, minorFaults()-faults
 	stopProfile()
 	base, peak := stop()
 	if err != nil {
@@ -549,8 +549,8 @@ func transferRun(b *testing.B, cfg rsm.Config, size int) (rate, cpuPerMB, peakMB
 	}
 	mu.Lock()
 	if os.Getenv("LWGKIT_TRANSFER_PHASES") != "" {
-		b.Logf("%.1f ms: view at the donor +%.1f, snapshot (node %d) +%.1f, sent +%.1f, restored +%.1f", elapsed.Seconds()*1000,
-			viewed.Sub(start).Seconds()*1000, donor, taken.Sub(start).Seconds()*1000, sent.Sub(start).Seconds()*1000, restored.Sub(start).Seconds()*1000)
+		b.Logf("%.1f ms (CPU %.1f ms, %d page faults): view at the donor +%.1f, snapshot (node %d) +%.1f, sent +%.1f, restored +%.1f", elapsed.Seconds()*1000,
+			cpu.Seconds()*1000, faults, viewed.Sub(start).Seconds()*1000, donor, taken.Sub(start).Seconds()*1000, sent.Sub(start).Seconds()*1000, restored.Sub(start).Seconds()*1000)
 	}
 	if !taken.IsZero() && !sent.IsZero() && !restored.IsZero() {
 		b.ReportMetric(taken.Sub(start).Seconds(), "snapshot-s")
@@ -860,6 +860,13 @@ func idleCPU(d time.Duration) float64 {
 	c0, t0 := processCPU(), time.Now()
 	time.Sleep(d)
 	return float64(processCPU()-c0) / float64(time.Since(t0))
+}
+
+// minorFaults is the process's minor page faults so far.
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Minflt
 }
 
 // processCPU is the CPU time (user + system) the process used so far.
