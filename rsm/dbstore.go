@@ -417,10 +417,6 @@ func (s *dbStore) copyIn(sp *spool) error {
 	if gone { // removed meanwhile
 		return sp.w.Abort()
 	}
-	// One chunk per transaction: the batch in flight when a join starts
-	// commits anyway, and 4 chunks (4 MiB) of it cost 10-12 ms of the
-	// joins' CPU on average in BenchmarkTransfer.
-	sp.w.SetChunksPerTx(1)
 	buf := make([]byte, s.copyStep)
 	for off := int64(0); off < size; {
 		s.awaitQuiet(sp)

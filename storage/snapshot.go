@@ -273,17 +273,6 @@ func (w *SnapshotWriter) Gen() uint64 { return w.gen }
 // own, say). It must come before Commit.
 func (w *SnapshotWriter) SetMeta(meta []byte) { w.meta = append([]byte(nil), meta...) }
 
-// SetChunksPerTx sets how many chunks this writer puts in one transaction
-// (Options.ChunksPerTx for all writers), clamped to [1, MaxChunksPerTx].
-// It must come before the first Write. A background copy that should give
-// way to other work at short notice uses 1: a batch handed to bbolt
-// commits whatever happens meanwhile.
-func (w *SnapshotWriter) SetChunksPerTx(n int) {
-	if w.size == 0 && len(w.buf) == 0 {
-		w.perTx = min(max(n, 1), MaxChunksPerTx)
-	}
-}
-
 // Flushed returns how many of the snapshot's first bytes are in
 // transactions already committed: an OpenPending reader can read them
 // (they are not yet durable: a crash discards the whole generation).

@@ -160,50 +160,6 @@ func chunksOf(t *testing.T, db *storage.DB, gen uint64) (n int, pending bool) {
 	return n, pending
 }
 
-// SetChunksPerTx(1) makes a writer commit every chunk in its own
-// transaction (smallChunks has 3 per transaction); set after the first
-// Write, it changes nothing.
-func TestSnapshotSetChunksPerTx(t *testing.T) {
-	db := storagetest.Open(t, newPath(t), smallChunks)
-	w, err := db.CreateSnapshot("obj", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.SetChunksPerTx(1)
-	data := payload(2, 5*64+10)
-	// After 2 full chunks and a byte of the third, the first is written
-	// (the second perhaps still in flight).
-	if _, err := w.Write(data[:2*64+1]); err != nil {
-		t.Fatal(err)
-	}
-	if n, _ := chunksOf(t, db, w.Gen()); n < 1 || w.Flushed() < 64 {
-		t.Fatalf("after 2 chunks: %d chunks in the file, %d bytes flushed; want one chunk per transaction", n, w.Flushed())
-	}
-	w.SetChunksPerTx(1000) // too late: ignored
-	if _, err := w.Write(data[2*64+1:]); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.WaitFlushed(); err != nil {
-		t.Fatal(err)
-	}
-	if w.Flushed() != 5*64 {
-		t.Fatalf("%d bytes flushed, want 5 chunks'", w.Flushed())
-	}
-	info, err := w.Commit()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := db.OpenSnapshot("obj", info.Gen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(io.NewSectionReader(r, 0, info.Size))
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("read back %d bytes (%v), want the %d written", len(got), err, len(data))
-	}
-	storagetest.Check(t, db)
-}
-
 // A writer writes ChunksPerTx chunks per transaction as it goes, not all at
 // Commit, and nothing is visible before Commit.
 func TestSnapshotWritesAsItGoes(t *testing.T) {
