@@ -79,6 +79,41 @@ func (n *Node) SendBuffer(to Process, buf []byte) error {
 	return nil
 }
 
+// SendParts is Send for a payload made of head followed by the body
+// parts, which the transport writes from where they are when it can
+// (transport.PartsSender; else they are copied into one message): a bulk
+// sender serves memory it shares without copying it. head is copied (it
+// is small); body stays the caller's, unchanged until release, which is
+// called exactly once when the node is done with it: after its write, when
+// the message is dropped, or before SendParts returns an error.
+func (n *Node) SendParts(to Process, head []byte, body [][]byte, release func()) error {
+	ps, ok := n.tr.(transport.PartsSender)
+	size := directHeader + len(head)
+	if !ok {
+		for _, p := range body {
+			size += len(p)
+		}
+	}
+	b := transport.GetBuffer(size)
+	b = append(b, directTag)
+	b = binary.BigEndian.AppendUint64(b, to.Inc)
+	b = append(b, head...)
+	var err error
+	if ok {
+		err = ps.SendParts(uint64(to.Node), b, body, release)
+	} else {
+		for _, p := range body {
+			b = append(b, p...)
+		}
+		release()
+		err = n.tr.Send(uint64(to.Node), b)
+	}
+	if err != nil {
+		return fmt.Errorf("hwg: direct to %v: %w", to, err)
+	}
+	return nil
+}
+
 // Direct returns the channel of Directs received by this process. It is
 // never closed; a Direct that finds the channel full is dropped.
 func (n *Node) Direct() <-chan Direct { return n.direct }

@@ -116,3 +116,47 @@ func TestSendBuffer(t *testing.T) {
 		t.Fatalf("SendBuffer of a foreign buffer: %v, want ErrMalformed", err)
 	}
 }
+
+// plainTransport hides its transport's SendParts: SendParts copies.
+type plainTransport struct{ transport.Transport }
+
+// SendParts sends head and body as one Direct, releasing the body once,
+// over a transport that writes parts (the in-memory one) and over one
+// that does not; a refused message is released too.
+func TestSendParts(t *testing.T) {
+	for _, parts := range []bool{true, false} {
+		net := transport.NewMemNetwork()
+		b := startNode(t, net, hwg.Process{Node: 2, Inc: 1})
+		var tr transport.Transport = net.Endpoint(transport.Peer{Node: 1, Inc: 1})
+		t.Cleanup(func() { tr.Close() })
+		if !parts {
+			tr = plainTransport{tr}
+		}
+		a, err := hwg.NewNode(hwg.FastTiming(hwg.NodeConfig{Self: hwg.Process{Node: 1, Inc: 1}, Transport: tr}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		body := [][]byte{bytes.Repeat([]byte("piece "), 200_000), []byte("end")}
+		released := 0
+		if err := a.SendParts(b.Self(), []byte("head:"), body, func() { released++ }); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case d := <-b.Direct():
+			if want := append([]byte("head:"), bytes.Join(body, nil)...); d.From != a.Self() || !bytes.Equal(d.Payload, want) {
+				t.Fatalf("parts %v: got %d bytes from %v, want %d from %v", parts, len(d.Payload), d.From, len(want), a.Self())
+			}
+			d.Release()
+		case <-time.After(5 * time.Second):
+			t.Fatal("no Direct")
+		}
+		if released != 1 {
+			t.Fatalf("parts %v: released %d times", parts, released)
+		}
+		err = a.SendParts(hwg.Process{Node: 9, Inc: 1}, nil, body, func() { released++ })
+		if !errors.Is(err, transport.ErrUnknownPeer) || released != 2 {
+			t.Fatalf("parts %v: to an unknown node: %v, released %d times", parts, err, released)
+		}
+	}
+}

@@ -49,8 +49,12 @@ type dbStore struct {
 	// pieces; memUsed is what they hold.
 	memBudget, memChunk int
 	memUsed             atomic.Int64
-	// quiet and maxWait: see servedQuiet.
+	// quiet and maxWait: see servedQuiet; copyStep: see copyStep.
 	quiet, maxWait time.Duration
+	copyStep       int
+	// copied, if set (tests), hears of each step of a copy into bbolt,
+	// on the copier, with the bytes copied so far.
+	copied func(sp *spool, off int64)
 
 	mu     sync.Mutex
 	spools map[uint64]*spool // by generation: spooled, not yet in bbolt
@@ -69,14 +73,21 @@ type dbStore struct {
 
 // The copy of a spool into bbolt gives way to transfers: it proceeds only
 // while no spool of the node has been written or read for servedQuiet
-// (its own commit counts), pausing between pieces of copyStep bytes, and
+// (its own commit counts), checking before each copyStep bytes, and
 // regardless once servedMaxWait passed since the spool's commit. The copy
 // takes far more CPU than serving (see dbStore), and on a small machine it
 // would halve the speed of the transfers it shares the CPU and the disk
 // with (a donor's next join, say), while the donor needs its copy only
 // for a restart, and holds an older one.
+//
+// copyStep was 4 MiB (a storage batch, 15-25 ms of copying here): a
+// copy that had begun before a join went on well into it, beside its
+// donor's snapshot, and the join took up to twice as long
+// (BenchmarkTransfer, whenever the join came over 100 ms after the one
+// before). The batch the storage writer commits in the background still
+// runs on when the copy pauses.
 const (
-	copyStep      = 4 << 20
+	copyStep      = 256 << 10
 	servedQuiet   = 100 * time.Millisecond
 	servedMaxWait = 10 * time.Second
 )
@@ -176,7 +187,7 @@ func newDBStore(db *storage.DB, dir string, memBudget int, log hclog.Logger) (*d
 		log = hclog.NewNullLogger()
 	}
 	s := &dbStore{db: db, dir: dir, log: log, spoolMin: defaultSpoolMin, spoolStep: defaultSpoolStep,
-		memBudget: max(memBudget, 0), memChunk: defaultMemChunk, quiet: servedQuiet, maxWait: servedMaxWait, spools: map[uint64]*spool{},
+		memBudget: max(memBudget, 0), memChunk: defaultMemChunk, quiet: servedQuiet, maxWait: servedMaxWait, copyStep: copyStep, spools: map[uint64]*spool{},
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{})}
 	go s.copier()
 	return s, nil
@@ -229,6 +240,11 @@ type spool struct {
 	size   int64 // -1 until committed
 	sum    uint64
 	gone   bool // dropped: read from bbolt
+	// pinned counts the pieces handed out by pin and not yet unpinned
+	// (chunks a transport is writing from the spool's memory); a spool
+	// dropped meanwhile is held: its memory goes back at the last unpin.
+	pinned atomic.Int64
+	held   bool
 }
 
 // readAt reads p from off, up to written; gone reports a spool whose
@@ -264,7 +280,47 @@ func (sp *spool) readAt(p []byte, off int64) (n int, gone bool, err error) {
 	return n, false, err
 }
 
-// drop releases the spool's memory and removes its file.
+// pin returns the bytes [off, off+n) of the spool as slices of its memory,
+// if they are all written and in memory, and keeps that memory from reuse
+// until unpin (even if the spool is dropped meanwhile).
+func (sp *spool) pin(off int64, n int) ([][]byte, bool) {
+	sp.mu.RLock()
+	defer sp.mu.RUnlock()
+	memEnd := sp.written.Load()
+	if sp.f != nil {
+		memEnd = min(memEnd, sp.fileAt)
+	}
+	if sp.gone || n <= 0 || off < 0 || off+int64(n) > memEnd {
+		return nil, false
+	}
+	size := int64(len(sp.mem[0]))
+	var parts [][]byte
+	for end := off + int64(n); off < end; {
+		c := sp.mem[off/size][off%size:]
+		c = c[:min(int64(len(c)), end-off)]
+		parts = append(parts, c)
+		off += int64(len(c))
+	}
+	sp.pinned.Add(1)
+	return parts, true
+}
+
+// unpin ends a pin; the memory of a spool dropped meanwhile goes back at
+// the last one.
+func (sp *spool) unpin(s *dbStore) {
+	if sp.pinned.Add(-1) > 0 {
+		return
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.held && sp.pinned.Load() == 0 {
+		sp.held = false
+		sp.releaseMem(s)
+	}
+}
+
+// drop releases the spool's memory (once no pin holds it) and removes its
+// file.
 func (sp *spool) drop(s *dbStore) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
@@ -272,14 +328,23 @@ func (sp *spool) drop(s *dbStore) {
 		return
 	}
 	sp.gone = true
-	putPieces(sp.mem, s.memChunk)
-	s.memUsed.Add(-int64(len(sp.mem) * s.memChunk))
-	clear(sp.mem)
-	sp.mem = nil
+	if sp.pinned.Load() > 0 {
+		sp.held = true // pin cannot add one now: gone is set
+	} else {
+		sp.releaseMem(s)
+	}
 	if sp.f != nil {
 		sp.f.Close()
 		os.Remove(sp.f.Name())
 	}
+}
+
+// releaseMem gives the spool's memory back; the caller holds sp.mu.
+func (sp *spool) releaseMem(s *dbStore) {
+	putPieces(sp.mem, s.memChunk)
+	s.memUsed.Add(-int64(len(sp.mem) * s.memChunk))
+	clear(sp.mem)
+	sp.mem = nil
 }
 
 // copier copies committed spools into bbolt, in commit order, until Close
@@ -352,8 +417,8 @@ func (s *dbStore) copyIn(sp *spool) error {
 	if gone { // removed meanwhile
 		return sp.w.Abort()
 	}
-	buf := make([]byte, 256<<10)
-	for off := int64(0); off < size; off += copyStep {
+	buf := make([]byte, s.copyStep)
+	for off := int64(0); off < size; {
 		s.awaitQuiet(sp)
 		if g := s.giveUp.Load(); g != 0 && time.Now().UnixNano() >= g {
 			sp.w.Abort()
@@ -369,9 +434,24 @@ func (s *dbStore) copyIn(sp *spool) error {
 			s.superseded.Add(1)
 			return sp.w.Abort()
 		}
-		if _, err := io.CopyBuffer(sp.w, io.NewSectionReader(spoolAt{sp}, off, min(copyStep, size-off)), buf); err != nil {
+		p := buf[:min(int64(len(buf)), size-off)]
+		k, err := spoolAt{sp}.ReadAt(p, off)
+		switch {
+		case k == len(p) && err == io.EOF:
+			err = nil // the spool's last bytes
+		case k < len(p) && err == nil:
+			err = io.ErrUnexpectedEOF
+		}
+		if err == nil {
+			_, err = sp.w.Write(p)
+		}
+		if err != nil {
 			sp.w.Abort()
 			return err
+		}
+		off += int64(k)
+		if s.copied != nil {
+			s.copied(sp, off)
 		}
 	}
 	sp.w.SetMeta(encodeSumMeta(sum))
@@ -685,6 +765,21 @@ func (r *spoolReader) ReadAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("rsm: snapshot %s gen %d: %w: %w", r.sp.obj, r.sp.gen, errGone, err)
 	}
 	return c.ReadAt(p, off)
+}
+
+// pieces returns the bytes [off, off+n) as slices of the spool's memory,
+// and the function that releases them (exactly once), if they are all
+// written and in memory: a donor sends them without copying them. The
+// slices stay unchanged until the release, even if the spool is copied
+// into bbolt and dropped meanwhile.
+func (r *spoolReader) pieces(off int64, n int) ([][]byte, func(), bool) {
+	r.s.busy()
+	parts, ok := r.sp.pin(off, n)
+	if !ok {
+		return nil, nil, false
+	}
+	var once sync.Once
+	return parts, func() { once.Do(func() { r.sp.unpin(r.s) }) }, true
 }
 
 // Read reads a committed spool from its start; open returns a fresh

@@ -292,6 +292,133 @@ func TestSpoolCopyWaitsForQuiet(t *testing.T) {
 	}
 }
 
+// A copy into bbolt that has begun gives way to a snapshot spooled after
+// it within one copyStep, not at the end of a storage batch: before, a
+// copy begun before a join went on for 15-25 ms into it.
+func TestSpoolCopyYieldsWithinStep(t *testing.T) {
+	s, db, _ := openSpooling(t)
+	s.quiet, s.maxWait, s.copyStep = 0, time.Hour, 16 // the copy starts at once
+	yieldsWithinStep(t, s, db, 400)
+	// The same with the default step, for a spool of 2 MiB (half a batch
+	// of a data file's default chunks; the 4 MiB step copied it at once).
+	db = storagetest.Open(t, filepath.Join(t.TempDir(), "node.db"), storage.Options{})
+	s, err := newDBStore(db, filepath.Join(t.TempDir(), "spool"), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.quiet, s.maxWait = 0, time.Hour
+	yieldsWithinStep(t, s, db, 2<<20)
+}
+
+func yieldsWithinStep(t *testing.T, s *dbStore, db *storage.DB, size int) {
+	t.Helper()
+	big := bytes.Repeat([]byte("y"), size)
+	began := make(chan struct{})
+	var other snapWriter
+	first := true
+	s.copied = func(sp *spool, off int64) { // on the copier
+		select {
+		case <-s.closing:
+			return // Close: the copy goes on regardless
+		default:
+		}
+		if !first {
+			t.Errorf("copied %d bytes of gen %d while another snapshot was being spooled", off, sp.gen)
+			return
+		}
+		first = false
+		if off >= sp.size {
+			t.Errorf("the whole spool (%d bytes) copied in one step", off)
+		}
+		// Another large snapshot is spooled meanwhile (a join's donor).
+		s.quiet = time.Hour
+		w, err := s.create("p")
+		if err == nil {
+			_, err = w.Write(bytes.Repeat([]byte("p"), 200))
+		}
+		if err != nil {
+			t.Error(err)
+		}
+		other = w
+		close(began)
+	}
+	info := writeStore(t, s, "o", big)
+	<-began
+	if other == nil {
+		t.FailNow()
+	}
+	if _, ok, _ := db.Snapshot("o"); ok {
+		t.Fatal("the copy into bbolt went on to its commit")
+	}
+	if _, err := other.commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if cur, ok, err := db.Snapshot("o"); err != nil || !ok || cur.Gen != info.Gen {
+		t.Fatalf("after Close: %+v %v %v, want gen %d current", cur, ok, err, info.Gen)
+	}
+	if got, _ := readAll(t, s, "o", info.Gen); !bytes.Equal(got, big) {
+		t.Fatalf("stored %d bytes, want the %d spooled", len(got), len(big))
+	}
+}
+
+// A donor lends the bytes of a spool in memory (pieces) for a transport to
+// write; they stay as they were, and out of the free pieces, until the
+// last release, even after the spool is copied into bbolt and dropped.
+func TestSpoolPiecesPinned(t *testing.T) {
+	s, db, _ := openSpooling(t)
+	s.memBudget, s.memChunk = 1<<20, 64
+	s.quiet, s.maxWait = time.Hour, time.Hour // the copy waits for Close
+	data := make([]byte, 1000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	info := writeStore(t, s, "o", data)
+	r, err := s.open("o", info.Gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := r.(pieceReader)
+	if _, _, ok := pr.pieces(900, 101); ok {
+		t.Fatal("lent bytes past the end")
+	}
+	parts, release, ok := pr.pieces(100, 200) // across pieces of 64 bytes
+	if !ok {
+		t.Fatal("bytes in memory not lent")
+	}
+	if got := bytes.Join(parts, nil); !bytes.Equal(got, data[100:300]) {
+		t.Fatalf("lent %d bytes, not the spool's", len(got))
+	}
+	_, release2, _ := pr.pieces(0, 64)
+	free := freePieces(64)
+	s.Close() // copies the spool into bbolt and drops it
+	if cur, ok, err := db.Snapshot("o"); err != nil || !ok || cur.Gen != info.Gen {
+		t.Fatalf("after Close: %+v %v %v", cur, ok, err)
+	}
+	// Another spool of the same piece size must not get the lent memory.
+	if got := freePieces(64); got != free {
+		t.Fatalf("%d free pieces while lent, want %d", got, free)
+	}
+	if got := bytes.Join(parts, nil); !bytes.Equal(got, data[100:300]) {
+		t.Fatal("lent bytes changed")
+	}
+	release()
+	release() // a second call does nothing
+	if got := freePieces(64); got != free {
+		t.Fatalf("%d free pieces while one lending is out, want %d", got, free)
+	}
+	release2()
+	if got, want := freePieces(64), free+16; got != want {
+		t.Fatalf("%d free pieces after the releases, want %d (the spool's 16)", got, want)
+	}
+	if used := s.memUsed.Load(); used != 0 {
+		t.Fatalf("%d bytes still counted in memory", used)
+	}
+}
+
 // A crash (Close with no time to copy) abandons the spools not yet in
 // bbolt: the previous snapshot stays current and no spool file is left.
 func TestSpoolAbandonedAtCrash(t *testing.T) {

@@ -799,6 +799,9 @@ func (n *Node) routeDirects() {
 // serveFetch sends the asked bytes of a local snapshot. A chunk is read
 // straight into a message the hwg node sends as is (no copy on the way).
 func (n *Node) serveFetch(to hwg.Process, d direct) {
+	if n.servePieces(to, d) {
+		return
+	}
 	reply, wire, last, size, err := answerFetch(n.cfg.snaps, d, n.cfg.ChunkSize, hwg.DirectBuffer)
 	if err != nil {
 		n.log.Warn("reading a snapshot for a transfer", "object", d.object, "error", err)
@@ -817,6 +820,42 @@ func (n *Node) serveFetch(to hwg.Process, d direct) {
 	if last {
 		n.emit(Event{Type: EventSnapshotSent, Object: d.object, Peer: to, Bytes: size})
 	}
+}
+
+// pieceReader is a snapshot reader that lends its bytes in memory (a
+// spool's): see spoolReader.pieces.
+type pieceReader interface {
+	pieces(off int64, n int) ([][]byte, func(), bool)
+}
+
+// servePieces answers a fetch whose bytes are all in a spool's memory
+// with a chunk the transport writes from there (hwg.Node.SendParts), not
+// copied into a message first, and reports whether it did; the caller
+// answers any other fetch.
+func (n *Node) servePieces(to hwg.Process, d direct) bool {
+	r, err := n.cfg.snaps.open(d.object, d.gen)
+	if err != nil {
+		return false
+	}
+	pr, ok := r.(pieceReader)
+	size := r.Size()
+	if !ok || d.offset >= uint64(size) {
+		return false
+	}
+	k := int(min(d.n, uint64(2*n.cfg.ChunkSize), uint64(size)-d.offset))
+	parts, release, ok := pr.pieces(int64(d.offset), k)
+	if !ok {
+		return false
+	}
+	var head [maxChunkHeader + 64]byte
+	wire := appendChunkHeader(head[:0], d.object, d.gen, d.offset)
+	if err := n.hn.SendParts(to, wire, parts, release); err != nil {
+		n.log.Debug("transfer message", "to", to, "error", err)
+	}
+	if d.offset+uint64(k) == uint64(size) {
+		n.emit(Event{Type: EventSnapshotSent, Object: d.object, Peer: to, Bytes: size})
+	}
+	return true
 }
 
 // answerFetch reads the bytes a fetch asks for from the store and returns

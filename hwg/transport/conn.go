@@ -370,7 +370,7 @@ func (c *conn) writeLoop() {
 		}, ioBufferSize),
 		stats: &c.t.stats,
 	}
-	var batch [][]byte
+	var batch []outFrame
 	for {
 		select {
 		case <-c.wakeCh:
@@ -418,16 +418,26 @@ type batchWriter struct {
 
 // add buffers frames (the bufio.Writer writes through when it fills) and
 // clears batch; the transport owns its frames, which are garbage once
-// copied, so they go back to the buffer pool.
-func (w *batchWriter) add(batch [][]byte) {
+// copied, so they go back to the buffer pool, and the body of a frame in
+// parts is released (once written: into the socket, or copied into the
+// bufio.Writer; or at once after a write error).
+func (w *batchWriter) add(batch []outFrame) {
 	for i, f := range batch {
 		if w.err == nil {
-			w.err = WriteFrame(w.bw, f)
+			n := len(f.b)
+			if f.body == nil {
+				w.err = WriteFrame(w.bw, f.b)
+			} else {
+				n, w.err = writeParts(w.bw, f.b, f.body)
+			}
 			w.frames++
-			w.bytes += uint64(HeaderSize + len(f))
+			w.bytes += uint64(HeaderSize + n)
 		}
-		PutBuffer(f)
-		batch[i] = nil
+		PutBuffer(f.b)
+		if f.release != nil {
+			f.release()
+		}
+		batch[i] = outFrame{}
 	}
 }
 

@@ -117,6 +117,39 @@ func WriteFrame(w io.Writer, frame []byte) error {
 	return nil
 }
 
+// writeParts writes one frame made of head and the body parts, in that
+// order, with its length prefix, and returns its length. Like WriteFrame
+// it does not retain the parts.
+func writeParts(w io.Writer, head []byte, body [][]byte) (int, error) {
+	n := partsLen(head, body)
+	if uint64(n) > math.MaxUint32 {
+		return n, fmt.Errorf("%w: length %d does not fit the header", ErrFrameTooLarge, n)
+	}
+	var hdr [HeaderSize]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(n))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return n, fmt.Errorf("transport: writing frame header: %w", err)
+	}
+	if _, err := w.Write(head); err != nil {
+		return n, fmt.Errorf("transport: writing frame body: %w", err)
+	}
+	for _, p := range body {
+		if _, err := w.Write(p); err != nil {
+			return n, fmt.Errorf("transport: writing frame body: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// partsLen is the length of the frame made of head and body.
+func partsLen(head []byte, body [][]byte) int {
+	n := len(head)
+	for _, p := range body {
+		n += len(p)
+	}
+	return n
+}
+
 // appendFrame appends frame with its length prefix to dst.
 func appendFrame(dst, frame []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(frame)))

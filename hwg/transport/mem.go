@@ -178,6 +178,20 @@ func (e *memEndpoint) Send(to uint64, frame []byte) error {
 	return nil
 }
 
+var _ PartsSender = (*memEndpoint)(nil)
+
+// SendParts implements PartsSender: the in-memory transport copies the
+// parts into one frame and releases the body at once.
+func (e *memEndpoint) SendParts(to uint64, head []byte, body [][]byte, release func()) error {
+	frame := GetBuffer(partsLen(head, body))
+	frame = append(frame, head...)
+	for _, p := range body {
+		frame = append(frame, p...)
+	}
+	release()
+	return e.Send(to, frame)
+}
+
 // enqueue adds f to e's queue, dropping the oldest frame if it is full.
 func (e *memEndpoint) enqueue(f memFrame) {
 	e.mu.Lock()

@@ -28,7 +28,7 @@ type remote struct {
 // take moves every queued frame to dst for c's writer. It reports false if
 // c is no longer the node's connection, in which case the writer stops
 // and the frames stay queued for the next connection.
-func (r *remote) take(c *conn, dst [][]byte) ([][]byte, bool) {
+func (r *remote) take(c *conn, dst []outFrame) ([]outFrame, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.conn != c {

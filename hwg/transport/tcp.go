@@ -154,6 +154,31 @@ func (t *TCP) Send(to uint64, frame []byte) error {
 	if len(frame) > t.cfg.MaxFrame {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(frame), t.cfg.MaxFrame)
 	}
+	return t.queue(to, outFrame{b: frame})
+}
+
+var _ PartsSender = (*TCP)(nil)
+
+// SendParts implements PartsSender.
+func (t *TCP) SendParts(to uint64, head []byte, body [][]byte, release func()) error {
+	f := outFrame{b: head, body: body, release: release}
+	if body == nil {
+		f.body = [][]byte{} // a frame in parts, even with no body
+	}
+	if n := partsLen(head, body); n > t.cfg.MaxFrame {
+		f.discard()
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, t.cfg.MaxFrame)
+	}
+	return t.queue(to, f)
+}
+
+// queue queues f for node to; a frame it refuses is discarded.
+func (t *TCP) queue(to uint64, frame outFrame) (err error) {
+	defer func() {
+		if err != nil {
+			frame.discard()
+		}
+	}()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if t.closed {
@@ -268,6 +293,15 @@ func (t *TCP) Close() error {
 			c.close()
 		}
 		t.wg.Wait()
+		// What is still queued will not be written: release the bodies
+		// of frames in parts.
+		t.mu.RLock()
+		for _, r := range t.peers {
+			r.mu.Lock()
+			r.q.clear()
+			r.mu.Unlock()
+		}
+		t.mu.RUnlock()
 		close(t.inbound)
 		if readTracing {
 			writeReadTrace()

@@ -43,6 +43,24 @@ type Transport interface {
 	Close() error
 }
 
+// PartsSender is a Transport that also sends a frame made of parts without
+// copying them together first: a bulk sender serves a body it shares (a
+// spooled snapshot's memory) and learns when the transport is done with
+// it. Both transports here implement it.
+type PartsSender interface {
+	// SendParts queues the frame head followed by the body parts, as Send
+	// queues one frame: the receiver gets one frame of those bytes, in
+	// order with the frames Send queued before and after it. head becomes
+	// the transport's, as Send's frame does; body stays the caller's,
+	// unchanged until release. release is called exactly once, when the
+	// transport is done with body: once it is written (into the socket or
+	// the writer's buffer), or when the frame is dropped (a full queue, a
+	// failed dial, a connection gone with no successor, Close), or before
+	// SendParts returns an error. It may be called on any goroutine, and
+	// must not block or call the transport.
+	SendParts(to uint64, head []byte, body [][]byte, release func()) error
+}
+
 // Stats counts traffic, for benchmarks and the idle-cost check.
 type Stats struct {
 	FramesSent, FramesReceived uint64
