@@ -6,32 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lwgkit/lwgkit/hwg"
-	"github.com/lwgkit/lwgkit/hwg/transport"
 )
 
 // batchService starts a one-node cluster with EventBatches.
-func batchService(t *testing.T) *Service {
-	t.Helper()
-	self := hwg.Process{Node: 1, Inc: 1}
-	net := transport.NewMemNetwork()
-	ep := net.Endpoint(transport.Peer{Node: 1, Inc: 1})
-	node, err := hwg.NewNode(hwg.FastTiming(hwg.NodeConfig{Self: self, Transport: ep}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := NewService(ServiceConfig{Node: node, Core: Config{Place: Shared("h/a")}, DirectoryMembers: []hwg.Process{self},
-		TickInterval: 10 * time.Millisecond, NoSendEvents: true, EventBatches: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		svc.Close()
-		node.Close()
-		ep.Close()
-	})
-	return svc
-}
+func batchService(t *testing.T) *Service { return oneNodeService(t, true) }
 
 // joinBatches joins l, reading (and releasing) svc's batches meanwhile.
 func joinBatches(t *testing.T, ctx context.Context, svc *Service, l ID) {

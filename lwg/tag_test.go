@@ -10,7 +10,11 @@ import (
 )
 
 // taggedService starts a one-node cluster whose events the test reads.
-func taggedService(t *testing.T) *Service {
+func taggedService(t *testing.T) *Service { return oneNodeService(t, false) }
+
+// oneNodeService starts a one-node cluster on the shared carrier h/a;
+// batches: its events come on Batches (ServiceConfig.EventBatches).
+func oneNodeService(t *testing.T, batches bool) *Service {
 	t.Helper()
 	self := hwg.Process{Node: 1, Inc: 1}
 	net := transport.NewMemNetwork()
@@ -19,7 +23,7 @@ func taggedService(t *testing.T) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := NewService(ServiceConfig{Node: node, Core: Config{Place: Shared("h/a")}, DirectoryMembers: []hwg.Process{self}, TickInterval: 10 * time.Millisecond, NoSendEvents: true})
+	svc, err := NewService(ServiceConfig{Node: node, Core: Config{Place: Shared("h/a")}, DirectoryMembers: []hwg.Process{self}, TickInterval: 10 * time.Millisecond, NoSendEvents: true, EventBatches: batches})
 	if err != nil {
 		t.Fatal(err)
 	}
