@@ -10,24 +10,6 @@ import (
 // batchService starts a one-node cluster with EventBatches.
 func batchService(t *testing.T) *Service { return oneNodeService(t, true) }
 
-// joinBatches joins l, reading (and releasing) svc's batches meanwhile.
-func joinBatches(t *testing.T, ctx context.Context, svc *Service, l ID) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- svc.Join(ctx, l) }()
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-			return
-		case b := <-svc.Batches():
-			svc.Release(b)
-		}
-	}
-}
-
 // TestMulticastBatch: a batch's messages are sent in order, and before a
 // Multicast made after it; one for an LWG this node is not in is refused
 // with ErrNotMember and the rest still go. The deliveries arrive on
@@ -39,8 +21,8 @@ func TestMulticastBatch(t *testing.T) {
 	if svc.Batches() == nil {
 		t.Fatal("Batches is nil with EventBatches")
 	}
-	joinBatches(t, ctx, svc, "l/1")
-	joinBatches(t, ctx, svc, "l/2")
+	joinReading(t, ctx, svc, "l/1")
+	joinReading(t, ctx, svc, "l/2")
 
 	msgs := []Message{{"l/1", []byte("a")}, {"l/3", []byte("x")}, {"l/2", []byte("b")}, {"l/1", []byte("c")}}
 	if err := svc.MulticastBatch(ctx, msgs, make([]error, 3)); err == nil {
@@ -116,7 +98,7 @@ func TestReleasedBatchesReused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	svc := batchService(t)
-	joinBatches(t, ctx, svc, "l/1")
+	joinReading(t, ctx, svc, "l/1")
 	seen := map[*Event]int{}
 	for i := range 50 {
 		if err := svc.Multicast(ctx, "l/1", []byte{byte(i)}); err != nil {
@@ -153,7 +135,7 @@ func TestMulticastBatchWaitsForRoom(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	svc := batchService(t)
-	joinBatches(t, ctx, svc, "l/1")
+	joinReading(t, ctx, svc, "l/1")
 	limit := int64(svc.cfg.MulticastQueue)
 	svc.batchQueued.Add(limit) // as if the loop were behind by that many
 

@@ -14,7 +14,7 @@ func TestMulticastBatchPoolRace(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	svc := batchService(t)
-	joinBatches(t, ctx, svc, "l/1")
+	joinReading(t, ctx, svc, "l/1")
 	go func() {
 		for b := range svc.Batches() {
 			svc.Release(b)

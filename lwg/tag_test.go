@@ -59,7 +59,8 @@ func deliveredTag(t *testing.T, ctx context.Context, svc *Service, l ID, payload
 	}
 }
 
-// joinReading joins l, reading svc's events meanwhile.
+// joinReading joins l, reading svc's events meanwhile (and releasing
+// its batches, with EventBatches; a nil Batches channel is never ready).
 func joinReading(t *testing.T, ctx context.Context, svc *Service, l ID) {
 	t.Helper()
 	done := make(chan error, 1)
@@ -72,6 +73,8 @@ func joinReading(t *testing.T, ctx context.Context, svc *Service, l ID) {
 			}
 			return
 		case <-svc.Events():
+		case b := <-svc.Batches():
+			svc.Release(b)
 		}
 	}
 }
