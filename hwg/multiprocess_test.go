@@ -3,9 +3,11 @@ package hwg_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -193,11 +195,13 @@ func TestMultiProcess(t *testing.T) {
 	// Both kills hit a first incarnation.
 	kill := func(id uint64) {
 		p := procs[id]
-		crashes = append(crashes, proptest.Event{T: uint64(time.Now().UnixNano()), Node: id, Inc: 1, Ev: proptest.EvCrash})
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		p.cmd.Wait()
+		// Stamped once the process is reaped, so every event its trace
+		// holds comes before its crash.
+		crashes = append(crashes, proptest.Event{T: uint64(time.Now().UnixNano()), Node: id, Inc: 1, Ev: proptest.EvCrash})
 		delete(procs, id)
 	}
 	// waitView returns how long until every live node installed a view
@@ -335,9 +339,14 @@ func lastInstall(t *testing.T, path string) *proptest.Event {
 // reads the node's events, so the frames of its last multicasts can leave
 // before their send events reach the file; the survivors then deliver
 // messages the trace never saw sent. Only sends after the last one the
-// killed process recorded in that view are restored (just before its
-// crash event): a message missing from the middle of a trace, or from a
-// process that was not killed, is still a violation.
+// killed process recorded in that view are restored: a message missing
+// from the middle of a trace, or from a process that was not killed, is
+// still a violation.
+//
+// A restored send goes just before the earliest of its own first delivery,
+// the first delivery of any later restored send of the same sender and
+// view, and the crash: the lag can be long enough that survivors delivered
+// it well before the kill, and the sender's sends stay in seq order.
 func restoreLostSends(tr proptest.Trace, crashes []proptest.Event) proptest.Trace {
 	type pv struct{ node, inc, view uint64 }
 	crashAt := map[[2]uint64]uint64{}
@@ -356,20 +365,46 @@ func restoreLostSends(tr proptest.Trace, crashes []proptest.Event) proptest.Trac
 			lastSeq[k] = max(lastSeq[k], id[3])
 		}
 	}
-	var lost proptest.Trace
+	type lostSend struct {
+		seq, firstDeliver uint64
+		ev                proptest.Event
+	}
+	lost := map[pv][]*lostSend{}
+	byMsg := map[string]*lostSend{}
 	for _, e := range tr {
 		if e.Ev != proptest.EvDeliver || sent[e.Msg] {
 			continue
 		}
-		id, ok := parseMsgID(e.Msg)
-		at, killed := crashAt[[2]uint64{id[0], id[1]}]
-		if !ok || !killed || id[3] <= lastSeq[pv{id[0], id[1], id[2]}] {
+		if l := byMsg[e.Msg]; l != nil {
+			l.firstDeliver = min(l.firstDeliver, e.T)
 			continue
 		}
-		sent[e.Msg] = true
-		lost = append(lost, proptest.Event{T: at - 1, Node: id[0], Inc: id[1], Ev: proptest.EvSend, Group: e.Group, View: id[2], Msg: e.Msg})
+		id, ok := parseMsgID(e.Msg)
+		if !ok {
+			continue
+		}
+		k := pv{id[0], id[1], id[2]}
+		if _, killed := crashAt[[2]uint64{id[0], id[1]}]; !killed || id[3] <= lastSeq[k] {
+			continue
+		}
+		l := &lostSend{seq: id[3], firstDeliver: e.T,
+			ev: proptest.Event{Node: id[0], Inc: id[1], Ev: proptest.EvSend, Group: e.Group, View: id[2], Msg: e.Msg}}
+		byMsg[e.Msg] = l
+		lost[k] = append(lost[k], l)
 	}
-	return append(tr, lost...)
+	out := tr
+	for k, ls := range lost {
+		slices.SortFunc(ls, func(a, b *lostSend) int { return cmp.Compare(a.seq, b.seq) })
+		bound := crashAt[[2]uint64{k.node, k.inc}]
+		for i := len(ls) - 1; i >= 0; i-- {
+			bound = min(bound, ls[i].firstDeliver) - 1
+			ls[i].ev.T = bound
+		}
+		for _, l := range ls {
+			out = append(out, l.ev)
+		}
+	}
+	return out
 }
 
 // parseMsgID reads an hwg.MsgID string: node.inc.view.seq.
@@ -407,5 +442,41 @@ func TestRestoreLostSends(t *testing.T) {
 	tr = proptest.Trace{send(5, 1), send(5, 3), deliver(1, "5.1.2.2")}
 	if got := restoreLostSends(tr, []proptest.Event{crash}); len(got) != len(tr) {
 		t.Fatalf("restored a send from the middle of the trace: %+v", got[len(tr):])
+	}
+}
+
+// TestRestoredSendBeforeItsDeliveries: the kill can come long after the
+// survivors delivered the lost sends, so each restored send must precede
+// its first delivery and every later restored send of the same sender.
+func TestRestoredSendBeforeItsDeliveries(t *testing.T) {
+	ev := func(ts, n uint64, kind, msg string) proptest.Event {
+		return proptest.Event{T: ts, Node: n, Inc: 1, Ev: kind, Group: "h/x", View: 2, Msg: msg, From: 5}
+	}
+	crash := proptest.Event{T: 100, Node: 5, Inc: 1, Ev: proptest.EvCrash}
+	tr := proptest.Trace{
+		ev(10, 5, proptest.EvSend, "5.1.2.1"),
+		ev(20, 1, proptest.EvDeliver, "5.1.2.1"),
+		ev(25, 1, proptest.EvDeliver, "5.1.2.2"), // lost; first delivered at 25
+		ev(30, 2, proptest.EvDeliver, "5.1.2.2"),
+		ev(28, 1, proptest.EvDeliver, "5.1.2.3"), // lost; delivered at 28
+		ev(90, 1, proptest.EvDeliver, "5.1.2.4"), // lost; delivered at 90, before the crash
+	}
+	got := restoreLostSends(tr, []proptest.Event{crash})
+	at := map[string]uint64{}
+	for _, e := range got[len(tr):] {
+		if e.Ev != proptest.EvSend || e.Node != 5 || e.View != 2 {
+			t.Fatalf("restored %+v", e)
+		}
+		at[e.Msg] = e.T
+	}
+	want := map[string]uint64{"5.1.2.2": 24, "5.1.2.3": 27, "5.1.2.4": 89}
+	if !maps.Equal(at, want) {
+		t.Fatalf("restored sends at %v, want %v", at, want)
+	}
+	sort.SliceStable(got, func(i, j int) bool { return got[i].T < got[j].T })
+	for _, v := range proptest.CheckAll(append(got, crash)) {
+		if strings.Contains(v.Detail, "before it was sent") || strings.Contains(v.Detail, "never sent") {
+			t.Errorf("restored trace still breaks delivery integrity: %v", v)
+		}
 	}
 }
