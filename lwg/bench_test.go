@@ -303,54 +303,70 @@ func startBenchCluster(b testing.TB, k int, place lwg.Placement) []*benchNode {
 	b.Helper()
 	// What hwg.Start does, without the data file (every cluster is fresh,
 	// so incarnation 1 is new), keeping the transport for its Stats.
-	var hn []*hwg.Node
-	var trs []*transport.TCP
 	var members []hwg.Process
 	for i := 1; i <= k; i++ {
-		self := hwg.Process{Node: hwg.NodeID(i), Inc: 1}
-		tr, err := transport.NewTCP(transport.TCPConfig{Cluster: "lwg-bench", Self: transport.Peer{Node: uint64(i), Inc: 1}, Listen: "127.0.0.1:0"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for j, o := range trs {
-			tr.AddPeer(uint64(j+1), o.Addr())
-		}
-		cfg := hwg.FastTiming(hwg.NodeConfig{Self: self, Transport: tr})
-		cfg.Group.ManualBlockOK = true // the Service answers Block for its LWGs
-		// FastTiming's 4-tick (40 ms) flush wait excludes a member that
-		// takes longer to hold 10,000 LWGs after a burst of joins; give it
-		// 500 ms. (Crashed members are suspected, not waited for, so the
-		// recovery times do not include it.)
-		cfg.Group.FlushWaitTicks = 50
-		cfg.Group.ViewChangeTicks = 100 // must exceed the flush wait
-		// Nothing here reads sends: drop them at the source, as a
-		// deployment would (LWGKIT_BENCH_SENDEVENTS=1 keeps them, for
-		// comparison with runs before these options existed).
-		cfg.NoSendEvents = !benchSendEvents
-		n, err := hwg.NewNode(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		hn, trs = append(hn, n), append(trs, tr)
-		members = append(members, self)
+		members = append(members, hwg.Process{Node: hwg.NodeID(i), Inc: 1})
 	}
 	var out []*benchNode
-	for i, n := range hn {
-		svc, err := lwg.NewService(lwg.ServiceConfig{Node: n, Core: lwg.Config{Place: place}, DirectoryMembers: members, TickInterval: 10 * time.Millisecond,
-			NoSendEvents: !benchSendEvents, EventBatches: benchBatches})
+	var addrs []string
+	for i := 1; i <= k; i++ {
+		// Each node dials the ones before it; they learn it from its dial.
+		bn, err := newBenchNode(i, "127.0.0.1:0", addrs, place, members)
 		if err != nil {
 			b.Fatal(err)
-		}
-		bn := &benchNode{node: n, tr: trs[i], svc: svc, w: &installWatch{self: n.Self()}}
-		if benchBatches {
-			go bn.w.runBatches(svc)
-		} else {
-			go bn.w.run(svc.Events())
 		}
 		b.Cleanup(bn.close)
 		out = append(out, bn)
+		addrs = append(addrs, bn.tr.Addr())
 	}
 	return out
+}
+
+// newBenchNode starts node i listening on listen, with peers[j] the
+// address of node j+1 (an empty one is skipped), in a cluster whose
+// directory is members.
+func newBenchNode(i int, listen string, peers []string, place lwg.Placement, members []hwg.Process) (*benchNode, error) {
+	self := hwg.Process{Node: hwg.NodeID(i), Inc: 1}
+	tr, err := transport.NewTCP(transport.TCPConfig{Cluster: "lwg-bench", Self: transport.Peer{Node: uint64(i), Inc: 1}, Listen: listen})
+	if err != nil {
+		return nil, err
+	}
+	for j, a := range peers {
+		if a != "" && j+1 != i {
+			tr.AddPeer(uint64(j+1), a)
+		}
+	}
+	cfg := hwg.FastTiming(hwg.NodeConfig{Self: self, Transport: tr})
+	cfg.Group.ManualBlockOK = true // the Service answers Block for its LWGs
+	// FastTiming's 4-tick (40 ms) flush wait excludes a member that
+	// takes longer to hold 10,000 LWGs after a burst of joins; give it
+	// 500 ms. (Crashed members are suspected, not waited for, so the
+	// recovery times do not include it.)
+	cfg.Group.FlushWaitTicks = 50
+	cfg.Group.ViewChangeTicks = 100 // must exceed the flush wait
+	// Nothing here reads sends: drop them at the source, as a
+	// deployment would (LWGKIT_BENCH_SENDEVENTS=1 keeps them, for
+	// comparison with runs before these options existed).
+	cfg.NoSendEvents = !benchSendEvents
+	n, err := hwg.NewNode(cfg)
+	if err != nil {
+		tr.Close()
+		return nil, err
+	}
+	svc, err := lwg.NewService(lwg.ServiceConfig{Node: n, Core: lwg.Config{Place: place}, DirectoryMembers: members, TickInterval: 10 * time.Millisecond,
+		NoSendEvents: !benchSendEvents, EventBatches: benchBatches})
+	if err != nil {
+		n.Close()
+		tr.Close()
+		return nil, err
+	}
+	bn := &benchNode{node: n, tr: tr, svc: svc, w: &installWatch{self: n.Self()}}
+	if benchBatches {
+		go bn.w.runBatches(svc)
+	} else {
+		go bn.w.run(svc.Events())
+	}
+	return bn, nil
 }
 
 func closeAll(nodes []*benchNode) {
@@ -479,10 +495,16 @@ const (
 // of four that could no longer come (docs/PERFORMANCE.md, issue 4,
 // "Problems found").
 func form(ctx context.Context, nodes []*benchNode, ls []lwg.ID) error {
+	return formOf(ctx, nodes, ls, len(nodes))
+}
+
+// formOf is form for nodes that are some of the k members of every group
+// (in the multi-process benchmark, each process forms its own node's part).
+func formOf(ctx context.Context, nodes []*benchNode, ls []lwg.ID, k int) error {
 	var mu sync.Mutex
 	var rejoinErr error
 	for _, bn := range nodes {
-		bn.w.arm(ls, len(nodes), func(l lwg.ID) {
+		bn.w.arm(ls, k, func(l lwg.ID) {
 			go func() {
 				err := bn.svc.Join(ctx, l)
 				if err != nil && !errors.Is(err, lwg.ErrAlreadyMember) && ctx.Err() == nil {
@@ -915,11 +937,25 @@ func TestReproPerLWGJoinBurst(t *testing.T) {
 // The data-transfer experiment's load: every member of every group
 // multicasts one loadSize-byte status message every loadPeriod.
 const (
-	loadPeriod = 2 * time.Second
 	loadSize   = 32
 	loadWarmUp = 3 * time.Second
 	loadWindow = 10 * time.Second
 )
+
+// loadPeriod is the experiment's 2 s, or LWGKIT_BENCH_PERIOD (a
+// duration): the same number of groups at another message rate, to tell
+// what the number of groups costs from what the rate does.
+var loadPeriod = func() time.Duration {
+	v := os.Getenv("LWGKIT_BENCH_PERIOD")
+	if v == "" {
+		return 2 * time.Second
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		panic(fmt.Sprintf("LWGKIT_BENCH_PERIOD=%q: want a positive duration such as 200ms", v))
+	}
+	return d
+}()
 
 // loadEpoch is the time base of the send times in load payloads (one
 // process, so receivers read the same monotonic clock).
@@ -1069,6 +1105,12 @@ func percentile(s []time.Duration, p float64) time.Duration {
 // behind, or whose receivers got under 90% of the messages, cannot keep
 // up: it is skipped with its figures in the reason.
 func BenchmarkLWGData(b *testing.B) {
+	runData(b, func(b *testing.B, place string, lp lwg.Placement, n int) dataResult { return dataRun(b, lp, n) })
+}
+
+// runData runs one data-transfer measurement per n and placement, as
+// sub-benchmarks n=<n>/<placement>, and reports its metrics.
+func runData(b *testing.B, run func(b *testing.B, place string, lp lwg.Placement, n int) dataResult) {
 	for _, n := range benchSizes() {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			for _, p := range placements {
@@ -1076,7 +1118,7 @@ func BenchmarkLWGData(b *testing.B) {
 					skipBaseline(b, p.name, n)
 					var r dataResult
 					for b.Loop() {
-						r = dataRun(b, p.place, n)
+						r = run(b, p.name, p.place, n)
 					}
 					if r.skip != "" {
 						b.Skip(r.skip)
@@ -1259,21 +1301,28 @@ func dataRun(b *testing.B, place lwg.Placement, n int) dataResult {
 			b.Fatal(err)
 		}
 	}
+	return dataOf(b, n, len(nodes), "", lats, sent1-sent0, lag, el, c1-c0, w1.FramesSent-w0.FramesSent, w1.Writes-w0.Writes, w1.BytesSent-w0.BytesSent, r1-r0)
+}
+
+// dataOf makes a run's result from what k nodes measured over a window of
+// el, logs it (how names the set-up), and sets skip if it could not keep
+// up. It sorts lats.
+func dataOf(b *testing.B, n, k int, how string, lats []time.Duration, sent int, lag, el, cpu time.Duration, frames, writes, byts, reads uint64) dataResult {
 	slices.Sort(lats)
 	sec := el.Seconds()
 	r := dataResult{
-		cpu:    ms(c1-c0) / sec,
-		frames: float64(w1.FramesSent-w0.FramesSent) / sec,
-		writes: float64(w1.Writes-w0.Writes) / sec,
-		reads:  float64(r1-r0) / sec,
-		kB:     float64(w1.BytesSent-w0.BytesSent) / 1000 / sec,
-		msgs:   float64(sent1-sent0) / sec,
+		cpu:    ms(cpu) / sec,
+		frames: float64(frames) / sec,
+		writes: float64(writes) / sec,
+		reads:  float64(reads) / sec,
+		kB:     float64(byts) / 1000 / sec,
+		msgs:   float64(sent) / sec,
 		p50:    ms(percentile(lats, 0.5)),
 		p99:    ms(percentile(lats, 0.99)),
 	}
-	want := 3 * float64(len(nodes)) * float64(n) * sec / loadPeriod.Seconds() // deliveries at the other three
-	b.Logf("n=%d: %.0f msgs/s (offered %.0f), %d of ~%.0f deliveries, senders up to %v behind, cpu %.0f ms/s, %.0f frames/s, p50 %.2f ms, p99 %.2f ms",
-		n, r.msgs, float64(len(nodes)*n)/loadPeriod.Seconds(), len(lats), want, lag.Round(time.Millisecond), r.cpu, r.frames, r.p50, r.p99)
+	want := 3 * float64(k) * float64(n) * sec / loadPeriod.Seconds() // deliveries at the other three
+	b.Logf("n=%d%s: %.0f msgs/s (offered %.0f), %d of ~%.0f deliveries, senders up to %v behind, cpu %.0f ms/s, %.0f frames/s, p50 %.2f ms, p99 %.2f ms",
+		n, how, r.msgs, float64(k*n)/loadPeriod.Seconds(), len(lats), want, lag.Round(time.Millisecond), r.cpu, r.frames, r.p50, r.p99)
 	if lag > loadPeriod || float64(len(lats)) < 0.9*want {
 		r.skip = fmt.Sprintf("cannot keep up at n=%d: senders %v behind schedule, %d of ~%.0f deliveries in the window (p50 %.1f ms, p99 %.1f ms, cpu %.0f ms/s)",
 			n, lag.Round(time.Millisecond), len(lats), want, r.p50, r.p99, r.cpu)
