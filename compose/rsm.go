@@ -278,6 +278,11 @@ func (o *Objects) proposeOne(id rsm.ObjectID, d Delivery) bool {
 		res, err := obj.ProposeFrom(ctx, origin, d.Payload)
 		cancel()
 		switch {
+		case errors.Is(err, rsm.ErrBusy):
+			// The object has its fill of requests in flight here: try
+			// again once some have ended, not at once (a spin).
+			time.Sleep(busyBackoff)
+			continue
 		case errors.Is(err, rsm.ErrUnknown), errors.Is(err, rsm.ErrNotApplied),
 			errors.Is(err, context.DeadlineExceeded):
 			continue // applied once however often proposed
@@ -293,6 +298,10 @@ func (o *Objects) proposeOne(id rsm.ObjectID, d Delivery) bool {
 		return true
 	}
 }
+
+// busyBackoff is how long a routed command waits before it is proposed
+// again to an object that answered rsm.ErrBusy.
+const busyBackoff = 5 * time.Millisecond
 
 // Through returns the local group a send to dests would go through now
 // (see Node.Through).

@@ -16,8 +16,9 @@ import (
 // the node's other objects while it runs, once: an object whose turn
 // there took over a millisecond is left to the workers from then on.
 // Apply and Query must therefore never wait for this node's deliveries
-// (a Propose or Read on one of its objects, say): that wait would never
-// end. Snapshot and Restore never run on the router.
+// (a Propose or Read on one of its objects, say, or its own object's
+// Close, which waits for the turn under way): that wait would never end.
+// Snapshot and Restore never run on the router.
 //
 // Apply must be deterministic: the same commands in the same order from
 // the same state give the same results and state on every replica. An
@@ -140,6 +141,10 @@ var (
 	// Source (it may or may not have been applied: the window no longer
 	// tells), or it was applied and its result is no longer kept.
 	ErrDuplicate = errors.New("rsm: command already applied or too old")
+	// ErrBusy: the object already has Config.MaxInFlight calls (or
+	// MaxInFlightBytes of them) awaiting their outcome on this node. The
+	// call was not queued: the error also wraps ErrNotApplied.
+	ErrBusy = errors.New("rsm: too many calls in flight")
 	// ErrInvalidConfig: a Config field is out of range.
 	ErrInvalidConfig = errors.New("rsm: invalid config")
 )

@@ -564,6 +564,11 @@ func BenchmarkTransfer(b *testing.B) {
 			// machine.
 			b.ReportMetric(benchMedian(stateBases), "tcp-state-MB/s")
 			b.ReportMetric(rate/benchMedian(stateBases), "state-ratio")
+			pairedState := make([]float64, len(rates))
+			for i := range rates {
+				pairedState[i] = rates[i] / stateBases[i]
+			}
+			b.ReportMetric(benchMedian(pairedState), "paired-state-ratio")
 			b.ReportMetric(benchMedian(cpus), "cpu-ms/MB")
 			b.ReportMetric(benchMedian(baseCPUs), "tcp-cpu-ms/MB")
 			b.ReportMetric(benchMedian(disks), "disk-MB/s")
@@ -774,7 +779,7 @@ func maxRSS() int64 {
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
 	}
-	return ru.Maxrss << 10 // kilobytes on Linux
+	return int64(ru.Maxrss) << 10 // kilobytes on Linux (int32 on 386)
 }
 
 // tcpCopy sends size bytes over one loopback TCP connection, in writes of
@@ -959,7 +964,7 @@ func idleCPU(d time.Duration) float64 {
 func minorFaults() int64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Minflt
+	return int64(ru.Minflt) // int32 on 386
 }
 
 // processCPU is the CPU time (user + system) the process used so far.

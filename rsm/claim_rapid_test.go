@@ -29,7 +29,7 @@ import (
 // -rapid.checks=30000 after changing the claim rounds (30,000 pass).
 func TestClaimRoundsStateful(t *testing.T) {
 	var runs, seeded, startedOver, readyJK int
-	rapid.Check(t, func(rt *rapid.T) {
+	property := func(rt *rapid.T) {
 		n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
 		for _, p := range []hwg.Process{pA, pJ, pK} {
 			n.add(p, nil)
@@ -156,9 +156,13 @@ func TestClaimRoundsStateful(t *testing.T) {
 				}
 			}
 		}
-	})
+	}
 	// The schedules must reach what they are for: joiners getting the
-	// state, and rounds choosing a seed.
+	// state, and rounds choosing a seed. About one batch of 100 in 60
+	// ends with no joiner ready: up to four more batches then.
+	for batch := 0; batch < 5 && (batch == 0 || readyJK == 0 || seeded == 0); batch++ {
+		rapid.Check(t, property)
+	}
 	t.Logf("%d runs: %d joiners ready at the end, %d seeds (%d started over)", runs, readyJK, seeded, startedOver)
 	if readyJK == 0 || seeded == 0 {
 		t.Errorf("the schedules reached too little: %d joiners ready, %d seeds", readyJK, seeded)

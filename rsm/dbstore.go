@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/hashicorp/go-hclog"
@@ -112,16 +113,44 @@ func spoolBudget(configured int) int {
 
 // spoolPieces keeps the process's free spool pieces, by size, for the
 // next spool of any store, until none was put back for memIdleRelease.
-// Fresh memory costs a page fault per 4 KiB on first touch (about 3 µs
-// each on the 2-vCPU VMs here: 200 ms for 64 MiB, ten times writing it),
-// so pieces are kept rather than left to the collector, which empties a
-// sync.Pool within two cycles. At most maxFreePieces bytes are kept.
-var spoolPieces struct {
+// Fresh memory costs a page fault per 4 KiB on first touch, about 15 µs
+// each on the 2-vCPU VMs here: 245 ms for 64 MiB, against 5 ms in 2 MiB
+// pages. So pieces are kept rather than left to the collector, which
+// empties a sync.Pool within two cycles, and at most maxFreePieces bytes
+// of heap pieces are kept.
+//
+// Pieces of a size that divides hugeArena (the default 1 MiB does) are
+// carved from arenas of hugeArena bytes: mappings in transparent huge
+// pages on Linux (spoolmem_linux.go), heap memory under the race detector
+// (spoolmem_race.go). Elsewhere, or if mapping fails, pieces come from
+// the heap one by one. An arena is unmapped at an idle release once every
+// piece carved from it is free; until then its free pieces stay in the
+// free list, whatever maxFreePieces says.
+var spoolPieces piecePool
+
+type piecePool struct {
 	mu      sync.Mutex
 	free    map[int][][]byte
 	bytes   int
 	release *time.Timer
+	arenas  map[uintptr]*arena // by base address
+	carving map[int]*arena     // the arena the next new piece of a size comes from
 }
+
+// arena is a region (see mapArena) that pieces of one size are carved from.
+type arena struct {
+	mem    []byte
+	size   int // of its pieces
+	carved int // bytes handed out so far
+	free   int // bytes of its pieces in the free list
+}
+
+// hugeArena is the size and alignment of a mapped arena: one huge page.
+const hugeArena = 2 << 20
+
+// minArenaPiece is the smallest piece carved from arenas: smaller ones
+// (tests') come from the heap.
+const minArenaPiece = 64 << 10
 
 const (
 	memIdleRelease = 30 * time.Second
@@ -138,9 +167,52 @@ func getPiece(size int) []byte {
 		f[len(f)-1] = nil
 		p.free[size] = f[:len(f)-1]
 		p.bytes -= size
+		if a := p.arenaOf(c); a != nil {
+			a.free -= size
+		}
+		return c
+	}
+	if c := p.carve(size); c != nil {
 		return c
 	}
 	return make([]byte, size)
+}
+
+// carve returns a new piece of size bytes from an arena, or nil if the
+// size does not suit arenas or none can be mapped (p.mu held).
+func (p *piecePool) carve(size int) []byte {
+	if size < minArenaPiece || hugeArena%size != 0 {
+		return nil
+	}
+	a := p.carving[size]
+	if a == nil || a.carved == len(a.mem) {
+		mem, err := mapArena()
+		if err != nil {
+			return nil
+		}
+		a = &arena{mem: mem, size: size}
+		if p.arenas == nil {
+			p.arenas, p.carving = map[uintptr]*arena{}, map[int]*arena{}
+		}
+		p.arenas[baseOf(mem)] = a
+		p.carving[size] = a
+	}
+	c := a.mem[a.carved : a.carved+size : a.carved+size]
+	a.carved += size
+	return c
+}
+
+// baseOf is the address of the start of b's arena, were it carved from one.
+func baseOf(b []byte) uintptr {
+	return uintptr(unsafe.Pointer(unsafe.SliceData(b))) &^ (hugeArena - 1)
+}
+
+// arenaOf returns the arena c was carved from, or nil (p.mu held).
+func (p *piecePool) arenaOf(c []byte) *arena {
+	if len(p.arenas) == 0 {
+		return nil
+	}
+	return p.arenas[baseOf(c)]
 }
 
 // putPieces keeps pieces (all of size bytes) for getPiece.
@@ -152,8 +224,15 @@ func putPieces(pieces [][]byte, size int) {
 		p.free = map[int][][]byte{}
 	}
 	for _, c := range pieces {
-		if p.bytes+size > maxFreePieces {
-			break
+		a := p.arenaOf(c)
+		if a == nil && p.bytes+size > maxFreePieces {
+			continue // a heap piece: the collector takes it
+		}
+		if a != nil {
+			if size != a.size || cap(c) != size || a.free+size > a.carved {
+				panic("rsm: spool piece put back twice or with the wrong size")
+			}
+			a.free += size
 		}
 		p.free[size] = append(p.free[size], c)
 		p.bytes += size
@@ -165,12 +244,32 @@ func putPieces(pieces [][]byte, size int) {
 	}
 }
 
-// releasePieces lets the collector have the free pieces.
+// releasePieces lets the collector have the free heap pieces, and unmaps
+// the arenas all of whose pieces are free.
 func releasePieces() {
 	p := &spoolPieces
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.free, p.bytes = nil, 0
+	kept, bytes := map[int][][]byte{}, 0
+	for size, list := range p.free {
+		for _, c := range list {
+			if a := p.arenaOf(c); a != nil && a.free < a.carved {
+				kept[size] = append(kept[size], c)
+				bytes += size
+			}
+		}
+	}
+	for base, a := range p.arenas {
+		if a.free < a.carved {
+			continue // some of its pieces are in use
+		}
+		delete(p.arenas, base)
+		if p.carving[a.size] == a {
+			delete(p.carving, a.size)
+		}
+		unmapArena(a.mem)
+	}
+	p.free, p.bytes = kept, bytes
 }
 
 // newDBStore returns a store over db that spools large snapshots in up to
@@ -525,6 +624,10 @@ func (w *dbWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// errSpoolDropped fails a Write to a spool dropped while its snapshot was
+// being written (the object was removed).
+var errSpoolDropped = errors.New("rsm: spool dropped while written")
+
 // spoolBytes appends p to the spool: into its memory while the store's
 // budget lasts, then into its file.
 func (w *dbWriter) spoolBytes(p []byte) error {
@@ -542,10 +645,24 @@ func (w *dbWriter) spoolBytes(p []byte) error {
 			}
 			c := getPiece(size)
 			sp.mu.Lock()
+			if sp.gone {
+				sp.mu.Unlock()
+				putPieces([][]byte{c}, size)
+				w.s.memUsed.Add(-int64(size))
+				return errSpoolDropped
+			}
 			sp.mem = append(sp.mem, c)
 			sp.mu.Unlock()
 		}
+		// Under the read lock: drop (remove, at Close) waits for the copy
+		// and hands the pieces back only after it, never during.
+		sp.mu.RLock()
+		if sp.gone {
+			sp.mu.RUnlock()
+			return errSpoolDropped
+		}
 		k := copy(sp.mem[len(sp.mem)-1][at:], p)
+		sp.mu.RUnlock()
 		p, w.n = p[k:], w.n+int64(k)
 		sp.written.Store(w.n)
 	}
@@ -567,6 +684,12 @@ func (w *dbWriter) startFile() error {
 		return fmt.Errorf("rsm: spooling a snapshot: %w", err)
 	}
 	w.sp.mu.Lock()
+	if w.sp.gone { // dropped meanwhile: drop has run and will not remove f
+		w.sp.mu.Unlock()
+		f.Close()
+		os.Remove(f.Name())
+		return errSpoolDropped
+	}
 	w.sp.f, w.sp.fileAt = f, w.n
 	w.sp.mu.Unlock()
 	w.bw = bufio.NewWriterSize(f, min(256<<10, w.s.spoolStep))
@@ -623,6 +746,11 @@ func (w *dbWriter) commit() (snapInfo, error) {
 		return snapInfo{}, fmt.Errorf("rsm: snapshot of %s gen %d: %w", w.obj, info.Gen, storage.ErrSnapshotStale)
 	}
 	w.sp.mu.Lock()
+	if w.sp.gone { // removed while written (see errSpoolDropped)
+		w.sp.mu.Unlock()
+		w.w.Abort()
+		return snapInfo{}, fmt.Errorf("rsm: snapshot of %s: %w", w.obj, errSpoolDropped)
+	}
 	w.sp.size, w.sp.sum, w.sp.commit = w.n, info.Sum, time.Now()
 	w.sp.mu.Unlock()
 	s.queue = append(s.queue, w.sp)

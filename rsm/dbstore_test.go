@@ -605,3 +605,135 @@ func freePieces(size int) int {
 	defer p.mu.Unlock()
 	return len(p.free[size])
 }
+
+// TestSpoolPiecesFromArenas: pieces of a size that divides hugeArena are
+// carved from arenas (mapped in huge pages on Linux, so a spool's first
+// touch costs a fault per 2 MiB, not per 4 KiB; heap memory under -race);
+// an idle release unmaps an arena only once every piece carved from it
+// is free, and keeps the free pieces of one still in use; a piece put
+// back twice panics rather than let its arena be unmapped under a user.
+func TestSpoolPiecesFromArenas(t *testing.T) {
+	if !haveArenas {
+		t.Skip("no spool arenas on this system: pieces come from the heap one by one")
+	}
+	t.Logf("arenas mapped in huge pages: %v (else heap arenas, carved alike)", arenasMapped)
+	const size = 1 << 20
+	releasePieces()
+	p := &spoolPieces
+	p.mu.Lock()
+	delete(p.carving, size) // a fresh arena, whatever earlier tests left
+	p.mu.Unlock()
+	a, b := getPiece(size), getPiece(size)
+	p.mu.Lock()
+	ar := p.arenaOf(a)
+	p.mu.Unlock()
+	if ar == nil || len(a) != size || cap(a) != size {
+		t.Fatalf("a 1 MiB piece: arena %v, len %d cap %d; want one from an arena, capped at its size", ar, len(a), cap(a))
+	}
+	if baseOf(a) != baseOf(b) {
+		t.Fatalf("two pieces carved one after the other are in different arenas")
+	}
+	for i := range a {
+		a[i], b[i] = 1, 2
+	}
+	putPieces([][]byte{a}, size)
+	releasePieces()
+	p.mu.Lock()
+	mapped := p.arenas[baseOf(b)] != nil
+	p.mu.Unlock()
+	if !mapped || freePieces(size) != 1 {
+		t.Fatalf("after a release with one of two pieces in use: arena mapped %v, %d free pieces; want mapped, 1", mapped, freePieces(size))
+	}
+	for i := range b { // still ours: a fault here means it was unmapped
+		b[i] = 3
+	}
+	putPieces([][]byte{b}, size)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("a piece put back twice was taken")
+			}
+		}()
+		putPieces([][]byte{b}, size)
+	}()
+	releasePieces()
+	p.mu.Lock()
+	mapped = p.arenas[baseOf(b)] != nil
+	p.mu.Unlock()
+	if mapped || freePieces(size) != 0 {
+		t.Fatalf("after a release with every piece free: arena mapped %v, %d free pieces; want unmapped, 0", mapped, freePieces(size))
+	}
+	c := getPiece(64)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.arenaOf(c) != nil {
+		t.Fatal("a 64-byte piece came from an arena")
+	}
+}
+
+// TestSpoolDroppedWhileWriting: remove (Object.Close) can drop a spool
+// whose snapshot is still being written. Its memory goes back at once,
+// and the writer's later Writes and its commit fail instead of writing
+// into pieces handed back to the pool (before: an index out of range).
+func TestSpoolDroppedWhileWriting(t *testing.T) {
+	s, _, _ := openSpooling(t)
+	s.memBudget, s.memChunk = 1<<10, 64
+	free := freePieces(64)
+	w, err := s.create("o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(bytes.Repeat([]byte("a"), 150)); err != nil { // spooled: 3 pieces
+		t.Fatal(err)
+	}
+	if err := s.remove("o"); err != nil {
+		t.Fatal(err)
+	}
+	if got := freePieces(64); got != free+3 {
+		t.Fatalf("%d free pieces after the drop, want %d", got, free+3)
+	}
+	for _, n := range []int{10, 100} { // within the last piece, then new ones
+		if _, err := w.Write(bytes.Repeat([]byte("b"), n)); !errors.Is(err, errSpoolDropped) {
+			t.Fatalf("a Write of %d bytes to a dropped spool: %v, want errSpoolDropped", n, err)
+		}
+	}
+	if _, err := w.commit(); err == nil {
+		t.Fatal("a dropped spool committed")
+	}
+	if used, got := s.memUsed.Load(), freePieces(64); used != 0 || got != free+3 {
+		t.Fatalf("after the writer ended: %d bytes in memory, %d free pieces; want 0, %d", used, got, free+3)
+	}
+}
+
+// TestSpoolFileAfterDrop: a spool dropped while written whose writer then
+// needs a file (memory budget spent) makes no file: drop has run and
+// would never remove it.
+func TestSpoolFileAfterDrop(t *testing.T) {
+	s, _, _ := openSpooling(t)
+	s.memBudget, s.memChunk = 1<<10, 64
+	w, err := s.create("o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(bytes.Repeat([]byte("a"), 192)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.remove("o"); err != nil {
+		t.Fatal(err)
+	}
+	s.memUsed.Add(1 << 20) // another object's spools fill the budget
+	defer s.memUsed.Add(-1 << 20)
+	if _, err := w.Write(bytes.Repeat([]byte("b"), 100)); !errors.Is(err, errSpoolDropped) {
+		t.Errorf("Write after the drop: %v, want errSpoolDropped", err)
+	}
+	if _, err := w.commit(); err == nil {
+		t.Error("a dropped spool committed")
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
+		t.Errorf("spool files left: %v", ents)
+	}
+}

@@ -34,3 +34,37 @@ func (n *Node) Crash() error { return n.stopNode(true) }
 
 // InlineTurns counts the object turns the router ran itself.
 func (n *Node) InlineTurns() uint64 { return n.inlined.n.Load() }
+
+// InFlight returns the calls awaiting their outcome and their bytes, and
+// checks waitBytes' INVARIANT (the sum of the waiters' sizes).
+func (o *Object) InFlight() (calls, bytes int, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	sum := 0
+	for _, w := range o.waiters {
+		sum += w.size
+	}
+	if sum != o.waitBytes {
+		err = fmt.Errorf("waitBytes %d, but the waiters' sizes sum to %d", o.waitBytes, sum)
+	}
+	return len(o.waiters), o.waitBytes, err
+}
+
+// hookRegister is a memStore whose register calls fn first.
+type hookRegister struct {
+	*memStore
+	fn func(ObjectID) error
+}
+
+func (h hookRegister) register(id ObjectID) error {
+	if err := h.fn(id); err != nil {
+		return err
+	}
+	return h.memStore.register(id)
+}
+
+// WithRegisterHook returns c with an in-memory store whose register calls fn.
+func WithRegisterHook(c Config, fn func(ObjectID) error) Config {
+	c.snaps = hookRegister{newMemStore(), fn}
+	return c
+}

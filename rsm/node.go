@@ -56,6 +56,17 @@ type Config struct {
 	Workers int
 	// MaxCommandBytes bounds a command or query. Default 4 MiB.
 	MaxCommandBytes int
+	// MaxInFlight bounds the proposals and reads of one object that
+	// callers on this node await at once (queued, sent, or delivered and
+	// not yet applied); MaxInFlightBytes bounds their commands' and
+	// queries' bytes. A call beyond either returns ErrBusy at once,
+	// without queuing (one call is always taken when none is in flight,
+	// whatever its size). They keep a node that cannot get its commands
+	// ordered (out of its group, a long flush, an overloaded carrier)
+	// from growing its queues without bound; a client that gets ErrBusy
+	// should back off. Defaults 65,536 and 64 MiB; negative: no bound.
+	MaxInFlight      int
+	MaxInFlightBytes int
 	// Logger receives the Node's logs. Default: silent.
 	Logger hclog.Logger
 	// Tap, if set, sees every LWG event of every open object, in order,
@@ -96,6 +107,12 @@ func (c Config) withDefaults(runtime bool) (Config, error) {
 	}
 	if c.MaxCommandBytes <= 0 {
 		c.MaxCommandBytes = 4 << 20
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 1 << 16
+	}
+	if c.MaxInFlightBytes == 0 {
+		c.MaxInFlightBytes = 64 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
@@ -226,6 +243,7 @@ func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error
 	}
 	o := n.objects[id.LWG()]
 	n.mu.Unlock()
+	var recorded chan error
 	if o == nil {
 		sm, err := f(id)
 		if err != nil {
@@ -236,33 +254,67 @@ func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error
 		if err := n.restoreLocal(o); err != nil {
 			return nil, err
 		}
-		if err := n.cfg.snaps.register(id); err != nil {
-			return nil, fmt.Errorf("rsm: recording %s: %w", id, err)
-		}
+		// Record the object (for a restart to reopen it) while it joins:
+		// the write waits for group commit and an fsync, 1.5-3 ms here,
+		// which the join need not wait for. A crash before it is durable
+		// only leaves the object out of the restart, as a crash before
+		// Open would. Open returns once it is.
 		n.mu.Lock()
 		if cur := n.objects[id.LWG()]; cur != nil {
-			o = cur // opened concurrently
+			o = cur // opened concurrently: its Open records it
 		} else {
+			// Only the Open that put o in place records it, and acts on
+			// a failed record; Close waits for the record (o.recorded)
+			// before it removes o, so the record cannot land after.
+			recorded = make(chan error, 1)
+			o.recorded = make(chan struct{})
 			n.objects[id.LWG()] = o
+			go func() {
+				recorded <- n.cfg.snaps.register(id)
+				close(o.recorded)
+			}()
 		}
 		n.mu.Unlock()
 	}
 	// Deliveries carry o, so that the router finds it without a lookup.
-	if err := n.svc.SetTag(ctx, o.lwg, o); err != nil {
-		return nil, fmt.Errorf("rsm: opening %s: %w", id, err)
+	err := n.svc.SetTag(ctx, o.lwg, o)
+	if err == nil {
+		err = n.svc.Join(ctx, o.lwg)
 	}
-	if err := n.svc.Join(ctx, o.lwg); err != nil {
+	if recorded == nil && o.recorded != nil {
+		<-o.recorded // the Open that put o in place records it
+	}
+	if recorded != nil {
+		if rerr := <-recorded; rerr != nil {
+			// Not recorded: leave again, as if it had never opened; with
+			// a context of its own, since ctx may be what ended the join.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), openUndoTimeout)
+			cerr := o.Close(cctx)
+			cancel()
+			return nil, errors.Join(fmt.Errorf("rsm: recording %s: %w", id, rerr), cerr)
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("rsm: opening %s: %w", id, err)
 	}
 	select {
 	case <-o.readyCh:
-		return o, nil
+	case <-o.closedCh:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("rsm: opening %s: waiting for its state: %w", id, ctx.Err())
 	case <-n.stop:
 		return nil, ErrClosed
 	}
+	select {
+	case <-o.closedCh: // ready or not, a concurrent Close won
+		return nil, fmt.Errorf("%w: %s closed while it opened", ErrClosed, id)
+	default:
+		return o, nil
+	}
 }
+
+// openUndoTimeout bounds the Close of an object whose record failed.
+const openUndoTimeout = 10 * time.Second
 
 // restoreLocal loads o's local snapshot, if there is one, before o joins.
 func (n *Node) restoreLocal(o *Object) error {
@@ -335,6 +387,7 @@ func (o *Object) Close(ctx context.Context) error {
 	if already {
 		return nil
 	}
+	close(o.closedCh)
 	for o.serving.Load() && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
@@ -355,7 +408,23 @@ func (o *Object) Close(ctx context.Context) error {
 	}
 	delete(n.watched, o)
 	n.mu.Unlock()
+	// Let a turn under way (an Apply in progress) finish first, until ctx
+	// ends: it resolves the commands it applied, whose callers get their
+	// results rather than ErrClosed (TestProposeAsyncPendingAtClose).
+	turnDone := make(chan struct{})
+	go func() {
+		o.smMu.Lock()
+		o.smMu.Unlock()
+		close(turnDone)
+	}()
+	select {
+	case <-turnDone:
+	case <-ctx.Done():
+	}
 	o.failAll(fmt.Errorf("%w: %s", ErrClosed, o.id))
+	if o.recorded != nil {
+		<-o.recorded // Open's record: remove must come after it
+	}
 	if rerr := n.cfg.snaps.remove(o.id); rerr != nil {
 		err = errors.Join(err, rerr)
 	}

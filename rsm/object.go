@@ -70,9 +70,12 @@ type Object struct {
 	outbox  []outgoing
 	spare   []outgoing // the last batch's slice, for the next outbox
 	sending bool
+	// INVARIANT: waitBytes is the sum of the sizes of waiters (mu held).
+	waitBytes int
 
 	seq       atomic.Uint64
 	readyCh   chan struct{}
+	closedCh  chan struct{} // closed by Close: an Open waiting for the state gives up
 	readyOnce sync.Once
 	pubReady  atomic.Bool
 	pubStale  atomic.Bool // a local snapshot was restored at open
@@ -99,6 +102,10 @@ type Object struct {
 	// fastTurns and slowPenalty are the turn holder's (scheduled).
 	slow                   atomic.Bool
 	fastTurns, slowPenalty uint32
+
+	// recorded, if not nil, is closed once Open's record of the object
+	// (snaps.register) is done, failed or not. Set before o is published.
+	recorded chan struct{}
 
 	// detached: Close took the object out of its node's objects (under
 	// the node's mu); events tagged with it are looked up instead.
@@ -167,6 +174,7 @@ type waiter struct {
 	done  func(val []byte, err error)
 	query []byte
 	read  bool
+	size  int // the bytes it counts against Config.MaxInFlightBytes
 }
 
 // doneCall is an outcome waiting in doneq.
@@ -224,7 +232,7 @@ func newObject(id ObjectID, self hwg.Process, cfg *Config, h host, sub submitter
 	f := fnv.New32a()
 	f.Write([]byte(id))
 	o := &Object{id: id, lwg: id.LWG(), self: self, cfg: cfg, host: h, sub: sub, sm: sm,
-		waiters: map[uint64]waiter{}, readyCh: make(chan struct{}), spread: f.Sum32()}
+		waiters: map[uint64]waiter{}, readyCh: make(chan struct{}), closedCh: make(chan struct{}), spread: f.Sum32()}
 	o.pubView.Store(&lwg.View{})
 	return o
 }
@@ -246,7 +254,10 @@ func (o *Object) Ready() bool { return o.pubReady.Load() }
 // as is. If ctx ends first, the error wraps ErrNotApplied when cmd was
 // never sent and ErrUnknown when it was or was being sent (it may yet be
 // applied); if this
-// node leaves the group first, ErrUnknown (or ErrClosed after Close).
+// node leaves the group first, ErrUnknown (or ErrClosed after Close). With
+// Config.MaxInFlight calls of the object (or MaxInFlightBytes of their
+// commands and queries) already in flight here it returns ErrBusy (which
+// wraps ErrNotApplied) at once, without queuing cmd.
 // Proposals made during a flush wait for the next view, and those made
 // while this node is out of the group (excluded, joining again) wait for
 // its new membership.
@@ -266,11 +277,11 @@ func (o *Object) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 // ProposeAsync. It must not block, since other objects' commands may wait
 // behind it: not Propose, Read or Close, which wait for that goroutine to
 // apply something. A nil done discards the outcome. ProposeAsync itself
-// returns ErrTooLarge or ErrClosed (the object or its Node closed)
-// without calling done. It never blocks, and it queues without bound:
-// the client bounds the proposals it keeps in flight. It lets a client
-// keep many proposals in flight without a goroutine parked on each (as
-// hashicorp/raft's ApplyFuture and Dragonboat's RequestState do).
+// returns ErrTooLarge, ErrClosed (the object or its Node closed) or
+// ErrBusy (Config.MaxInFlight or MaxInFlightBytes reached) without
+// calling done. It never blocks. It lets a client keep many proposals in
+// flight without a goroutine parked on each (as hashicorp/raft's
+// ApplyFuture and Dragonboat's RequestState do).
 func (o *Object) ProposeAsync(cmd []byte, done func(result []byte, err error)) error {
 	if len(cmd) > o.cfg.MaxCommandBytes {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd), o.cfg.MaxCommandBytes)
@@ -296,7 +307,8 @@ func (o *Object) ProposeAsync(cmd []byte, done func(result []byte, err error)) e
 // applied, and one below the window returns ErrDuplicate: it may or may
 // not have been applied, so the caller cannot tell. ErrDuplicate also
 // answers an applied id whose result was dropped: results of ids below
-// the highest are kept up to 64 KiB per source, newest first.
+// the highest are kept up to 64 KiB per source, newest first. Its other
+// errors are Propose's (ErrBusy included).
 func (o *Object) ProposeFrom(ctx context.Context, id OriginID, cmd []byte) ([]byte, error) {
 	if len(cmd)+len(id.Source) > o.cfg.MaxCommandBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd)+len(id.Source), o.cfg.MaxCommandBytes)
@@ -306,7 +318,8 @@ func (o *Object) ProposeFrom(ctx context.Context, id OriginID, cmd []byte) ([]by
 
 // Read answers q with Querier.Query at a point of the object's total order
 // after every command applied anywhere before Read was called:
-// linearizable. It costs one ordered message and no state change.
+// linearizable. It costs one ordered message and no state change. Its
+// errors are Propose's (ErrBusy included).
 func (o *Object) Read(ctx context.Context, q []byte) ([]byte, error) {
 	if _, ok := o.sm.(Querier); !ok {
 		return nil, ErrNoQuery
@@ -413,29 +426,66 @@ func (o *Object) register(w waiter) (uint64, chan result, error) {
 	if o.closed || o.stopped {
 		return 0, nil, fmt.Errorf("%w: %s", ErrClosed, o.id)
 	}
-	o.waiters[seq] = w
+	o.addWaiter(seq, w)
 	return seq, w.ch, nil
 }
 
 // enqueueCall registers w and puts out in the outbox. send: the object
 // was not sending, and the caller must kick its sender.
 func (o *Object) enqueueCall(w waiter, out outgoing) (seq uint64, ch chan result, send bool, err error) {
-	if w.done == nil {
-		w.ch = getResultChan()
-	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed || o.stopped {
 		return 0, nil, false, fmt.Errorf("%w: %s", ErrClosed, o.id)
 	}
+	w.size = len(out.cmd) + len(w.query) + len(out.once.Source)
+	if err := o.admit(w.size); err != nil {
+		return 0, nil, false, err
+	}
+	if w.done == nil {
+		w.ch = getResultChan()
+	}
 	// Numbered under mu, so the outbox is in seq order.
 	out.seq = o.seq.Add(1)
-	o.waiters[out.seq] = w
+	o.addWaiter(out.seq, w)
 	o.outbox = append(o.outbox, out)
 	stageQueued(o, out.seq)
 	send = !o.sending
 	o.sending = true
 	return out.seq, w.ch, send, nil
+}
+
+// admit refuses a call of size bytes if the object's calls in flight are
+// at Config.MaxInFlight or would pass MaxInFlightBytes (mu held). A call
+// is always admitted when none is in flight.
+func (o *Object) admit(size int) error {
+	n := len(o.waiters)
+	if n == 0 {
+		return nil
+	}
+	if max := o.cfg.MaxInFlight; max >= 0 && n >= max {
+		return fmt.Errorf("%w: %w: %s: %d calls in flight, limit %d", ErrBusy, ErrNotApplied, o.id, n, max)
+	}
+	if max := o.cfg.MaxInFlightBytes; max >= 0 && o.waitBytes+size > max {
+		return fmt.Errorf("%w: %w: %s: %d bytes in flight and %d more, limit %d", ErrBusy, ErrNotApplied, o.id, o.waitBytes, size, max)
+	}
+	return nil
+}
+
+// addWaiter records w for request seq (mu held).
+func (o *Object) addWaiter(seq uint64, w waiter) {
+	o.waiters[seq] = w
+	o.waitBytes += w.size
+}
+
+// takeWaiter removes and returns the waiter of request seq (mu held).
+func (o *Object) takeWaiter(seq uint64) (waiter, bool) {
+	w, ok := o.waiters[seq]
+	if ok {
+		delete(o.waiters, seq)
+		o.waitBytes -= w.size
+	}
+	return w, ok
 }
 
 // maxBatchBytes bounds a batch's commands (one entry always goes,
@@ -528,8 +578,7 @@ func (o *Object) sent(b outBatch, err error) (more bool) {
 		return false
 	case err != nil:
 		for _, out := range batch {
-			if w, ok := o.waiters[out.seq]; ok {
-				delete(o.waiters, out.seq)
+			if w, ok := o.takeWaiter(out.seq); ok {
 				failed = append(failed, w)
 			}
 		}
@@ -561,10 +610,9 @@ const (
 func (o *Object) withdraw(seq uint64) fate {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.waiters[seq]; !ok {
+	if _, ok := o.takeWaiter(seq); !ok {
 		return fateAnswered
 	}
-	delete(o.waiters, seq)
 	if i := slices.IndexFunc(o.outbox, func(out outgoing) bool { return out.seq == seq }); i >= 0 {
 		o.outbox = slices.Delete(o.outbox, i, i+1)
 		return fateUnsent
@@ -575,8 +623,7 @@ func (o *Object) withdraw(seq uint64) fate {
 // resolve hands a local proposal its result.
 func (o *Object) resolve(seq uint64, val []byte, err error) {
 	o.mu.Lock()
-	w, ok := o.waiters[seq]
-	delete(o.waiters, seq)
+	w, ok := o.takeWaiter(seq)
 	o.mu.Unlock()
 	if ok {
 		o.finishInTurn(w, val, err)
@@ -586,8 +633,7 @@ func (o *Object) resolve(seq uint64, val []byte, err error) {
 // answer runs a local Read's query at this point of the stream.
 func (o *Object) answer(seq uint64) {
 	o.mu.Lock()
-	w, ok := o.waiters[seq]
-	delete(o.waiters, seq)
+	w, ok := o.takeWaiter(seq)
 	o.mu.Unlock()
 	if !ok {
 		return
@@ -611,7 +657,7 @@ func (o *Object) endAll(err error, stop, inTurn bool) {
 	o.mu.Lock()
 	o.stopped = o.stopped || stop
 	ws := o.waiters
-	o.waiters = map[uint64]waiter{}
+	o.waiters, o.waitBytes = map[uint64]waiter{}, 0
 	clear(o.outbox)
 	o.outbox = o.outbox[:0]
 	o.mu.Unlock()

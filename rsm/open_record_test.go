@@ -1,0 +1,117 @@
+package rsm_test
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lwgkit/lwgkit/hwg/transport"
+	"github.com/lwgkit/lwgkit/lwg"
+	"github.com/lwgkit/lwgkit/rsm"
+	"github.com/lwgkit/lwgkit/rsm/rsmtest"
+)
+
+// TestOpenNotRecorded: Open records the object while it joins; if the
+// record fails, Open returns the error and the object is not open here
+// (it left its group again), as when the record came first.
+func TestOpenNotRecorded(t *testing.T) {
+	ctx := ctxT(t)
+	disk := errors.New("disk full")
+	nodes := startCluster(t, transport.NewMemNetwork(), 1, rsm.WithRegisterHook(rsm.Config{}, func(rsm.ObjectID) error { return disk }))
+	if _, err := nodes[0].Open(ctx, "unrecorded", rsmtest.NewCounter); !errors.Is(err, disk) {
+		t.Fatalf("Open with a failing record: %v, want the record's error", err)
+	}
+	if _, ok := nodes[0].Object("unrecorded"); ok {
+		t.Fatal("the object is open although it was not recorded")
+	}
+	if ids := nodes[0].Objects(); len(ids) != 0 {
+		t.Fatalf("open objects: %v, want none", ids)
+	}
+}
+
+// TestOpenRaceRecordsOnce: of two Opens of one object racing on a node,
+// only the one that put the object in place records it; a failing record
+// by the other (before: it recorded too) must not close the object the
+// first returned.
+func TestOpenRaceRecordsOnce(t *testing.T) {
+	ctx := ctxT(t)
+	var calls atomic.Int32
+	disk := errors.New("disk hiccup")
+	cfg := rsm.WithRegisterHook(rsm.Config{}, func(rsm.ObjectID) error {
+		if calls.Add(1) == 2 {
+			return disk
+		}
+		return nil
+	})
+	nodes := startCluster(t, transport.NewMemNetwork(), 1, cfg)
+	n := nodes[0]
+	bErr := make(chan error, 1)
+	go func() {
+		_, err := n.Open(ctx, "x", func(id rsm.ObjectID) (rsm.StateMachine, error) {
+			for { // wait until A's object is in place
+				if _, ok := n.Object("x"); ok {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			return rsmtest.NewCounter(id)
+		})
+		bErr <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	a, aerr := n.Open(ctx, "x", rsmtest.NewCounter)
+	berr := <-bErr
+	// The second Join of the group finds this node joining or in it
+	// already, which Open passes on; it must not undo the first.
+	if aerr != nil || (berr != nil && !errors.Is(berr, lwg.ErrAlreadyMember)) {
+		t.Fatalf("Opens: %v and %v, want the first to succeed", aerr, berr)
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("%d records, want 1", got)
+	}
+	if _, ok := n.Object("x"); !ok {
+		t.Fatal("the object is no longer open")
+	}
+	if _, err := a.Propose(ctx, rsmtest.Add(1)); err != nil {
+		t.Errorf("Propose on the object: %v", err)
+	}
+}
+
+// TestCloseWaitsForOpenRecord: a Close while Open's record is still being
+// written waits for it before it removes the object, so the record cannot
+// land after the removal and have a restart reopen a closed object.
+func TestCloseWaitsForOpenRecord(t *testing.T) {
+	ctx := ctxT(t)
+	release := make(chan struct{})
+	cfg := rsm.WithRegisterHook(rsm.Config{}, func(rsm.ObjectID) error { <-release; return nil })
+	nodes := startCluster(t, transport.NewMemNetwork(), 1, cfg)
+	n := nodes[0]
+	done := make(chan error, 1)
+	go func() { _, err := n.Open(ctx, "y", rsmtest.NewCounter); done <- err }()
+	var o *rsm.Object
+	for {
+		if x, ok := n.Object("y"); ok {
+			o = x
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cl := make(chan error, 1)
+	go func() { cl <- o.Close(ctx) }()
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	if err := <-cl; err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := <-done; !errors.Is(err, rsm.ErrClosed) {
+		t.Errorf("Open of an object closed while it opened: %v, want ErrClosed", err)
+	}
+	ids, err := n.Stored()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 0 {
+		t.Errorf("closed object recorded for restart: %v", ids)
+	}
+}
