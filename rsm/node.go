@@ -276,11 +276,7 @@ func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error
 		}
 		n.mu.Unlock()
 	}
-	// Deliveries carry o, so that the router finds it without a lookup.
-	err := n.svc.SetTag(ctx, o.lwg, o)
-	if err == nil {
-		err = n.svc.Join(ctx, o.lwg)
-	}
+	err := n.join(ctx, o)
 	if recorded == nil && o.recorded != nil {
 		<-o.recorded // the Open that put o in place records it
 	}
@@ -311,6 +307,36 @@ func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error
 	default:
 		return o, nil
 	}
+}
+
+// join joins o's group unless an Open of o already did. Opens of one
+// object take turns here, so concurrent Opens share one Join and all
+// succeed, rather than the second failing with ErrAlreadyMember
+// (TestOpenRaceRecordsOnce); after a failed Join (ctx ended) the next Open
+// tries again.
+func (n *Node) join(ctx context.Context, o *Object) error {
+	select {
+	case o.joinTurn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-o.joinTurn }()
+	if o.joinDone {
+		return nil
+	}
+	// Deliveries carry o, so that the router finds it without a lookup.
+	err := n.svc.SetTag(ctx, o.lwg, o)
+	if err == nil {
+		err = n.svc.Join(ctx, o.lwg)
+	}
+	if errors.Is(err, lwg.ErrAlreadyMember) {
+		// Joining already: a Join whose caller gave up is still under
+		// way, or a rejoin after an exclusion (ended). The wait for the
+		// state decides.
+		err = nil
+	}
+	o.joinDone = err == nil
+	return err
 }
 
 // openUndoTimeout bounds the Close of an object whose record failed.

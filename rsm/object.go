@@ -107,6 +107,11 @@ type Object struct {
 	// (snaps.register) is done, failed or not. Set before o is published.
 	recorded chan struct{}
 
+	// joinTurn (capacity 1) serialises the Joins of Opens of o; joinDone,
+	// guarded by holding the turn, records that one succeeded.
+	joinTurn chan struct{}
+	joinDone bool
+
 	// detached: Close took the object out of its node's objects (under
 	// the node's mu); events tagged with it are looked up instead.
 	detached bool
@@ -232,7 +237,7 @@ func newObject(id ObjectID, self hwg.Process, cfg *Config, h host, sub submitter
 	f := fnv.New32a()
 	f.Write([]byte(id))
 	o := &Object{id: id, lwg: id.LWG(), self: self, cfg: cfg, host: h, sub: sub, sm: sm,
-		waiters: map[uint64]waiter{}, readyCh: make(chan struct{}), closedCh: make(chan struct{}), spread: f.Sum32()}
+		waiters: map[uint64]waiter{}, readyCh: make(chan struct{}), closedCh: make(chan struct{}), joinTurn: make(chan struct{}, 1), spread: f.Sum32()}
 	o.pubView.Store(&lwg.View{})
 	return o
 }
