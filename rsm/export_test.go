@@ -1,6 +1,9 @@
 package rsm
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // DebugState describes the replica for test failure messages.
 func (o *Object) DebugState() string {
@@ -41,13 +44,14 @@ func (o *Object) InFlight() (calls, bytes int, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	sum := 0
-	for _, w := range o.waiters {
-		sum += w.size
-	}
+	o.waiters.each(func(w waiter) { sum += w.size })
 	if sum != o.waitBytes {
 		err = fmt.Errorf("waitBytes %d, but the waiters' sizes sum to %d", o.waitBytes, sum)
 	}
-	return len(o.waiters), o.waitBytes, err
+	if !o.waiters.check() {
+		err = errors.Join(err, fmt.Errorf("waiters: %d in the map with the inline slot empty", len(o.waiters.more)))
+	}
+	return o.waiters.len(), o.waitBytes, err
 }
 
 // hookRegister is a memStore whose register calls fn first.

@@ -50,7 +50,7 @@ type Object struct {
 	mu        sync.Mutex
 	mail      *mailbox
 	scheduled bool
-	waiters   map[uint64]waiter
+	waiters   waiterSet
 	closed    bool
 	// stopped: the host Node stopped (stopNode): no sender or router
 	// is left, so a request queued now would never get its outcome.
@@ -237,7 +237,7 @@ func newObject(id ObjectID, self hwg.Process, cfg *Config, h host, sub submitter
 	f := fnv.New32a()
 	f.Write([]byte(id))
 	o := &Object{id: id, lwg: id.LWG(), self: self, cfg: cfg, host: h, sub: sub, sm: sm,
-		waiters: map[uint64]waiter{}, readyCh: make(chan struct{}), closedCh: make(chan struct{}), joinTurn: make(chan struct{}, 1), spread: f.Sum32()}
+		readyCh: make(chan struct{}), closedCh: make(chan struct{}), joinTurn: make(chan struct{}, 1), spread: f.Sum32()}
 	o.pubView.Store(&lwg.View{})
 	return o
 }
@@ -464,7 +464,7 @@ func (o *Object) enqueueCall(w waiter, out outgoing) (seq uint64, ch chan result
 // at Config.MaxInFlight or would pass MaxInFlightBytes (mu held). A call
 // is always admitted when none is in flight.
 func (o *Object) admit(size int) error {
-	n := len(o.waiters)
+	n := o.waiters.len()
 	if n == 0 {
 		return nil
 	}
@@ -479,15 +479,14 @@ func (o *Object) admit(size int) error {
 
 // addWaiter records w for request seq (mu held).
 func (o *Object) addWaiter(seq uint64, w waiter) {
-	o.waiters[seq] = w
+	o.waiters.add(seq, w)
 	o.waitBytes += w.size
 }
 
 // takeWaiter removes and returns the waiter of request seq (mu held).
 func (o *Object) takeWaiter(seq uint64) (waiter, bool) {
-	w, ok := o.waiters[seq]
+	w, ok := o.waiters.take(seq)
 	if ok {
-		delete(o.waiters, seq)
 		o.waitBytes -= w.size
 	}
 	return w, ok
@@ -567,7 +566,7 @@ func (o *Object) sent(b outBatch, err error) (more bool) {
 		// ErrUnknown may have retried already.
 		live := batch[:0]
 		for _, out := range batch {
-			if _, ok := o.waiters[out.seq]; ok {
+			if o.waiters.has(out.seq) {
 				live = append(live, out)
 			}
 		}
@@ -662,15 +661,15 @@ func (o *Object) endAll(err error, stop, inTurn bool) {
 	o.mu.Lock()
 	o.stopped = o.stopped || stop
 	ws := o.waiters
-	o.waiters, o.waitBytes = map[uint64]waiter{}, 0
+	o.waiters, o.waitBytes = waiterSet{}, 0
 	clear(o.outbox)
 	o.outbox = o.outbox[:0]
 	o.mu.Unlock()
-	for _, w := range ws {
+	ws.each(func(w waiter) {
 		if inTurn {
 			o.finishInTurn(w, nil, err)
 		} else {
 			w.finish(nil, err)
 		}
-	}
+	})
 }
