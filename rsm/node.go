@@ -231,7 +231,13 @@ func (n *Node) Observe(fn func(Event)) {
 // it if no node has it open) and returns once this replica holds the
 // state: created empty with f, restored from a donor's snapshot, or, for a
 // new group whose first member has a local snapshot, from that. Opening an
-// open object returns it.
+// open object returns it; concurrent Opens of one object share one join.
+//
+// If ctx ends first, Open returns its error, but the object stays on this
+// node, recorded for a restart (as hwg's Join, the request stays in
+// effect): a join under way goes on, a later Open tries a join that did
+// not start again and returns the object once it holds the state, and
+// Close removes it.
 func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error) {
 	if id == "" {
 		return nil, fmt.Errorf("%w: empty object id", ErrInvalidConfig)

@@ -1,6 +1,7 @@
 package rsm_test
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -155,5 +156,31 @@ func TestConcurrentOpens(t *testing.T) {
 	}
 	if _, err := first.Propose(ctx, rsmtest.Add(1)); err != nil {
 		t.Errorf("Propose: %v", err)
+	}
+}
+
+// TestOpenAfterFailedOpen: an Open whose ctx ended leaves the object on
+// the node; the next Open joins and returns it.
+func TestOpenAfterFailedOpen(t *testing.T) {
+	ctx := ctxT(t)
+	n := startCluster(t, transport.NewMemNetwork(), 1, rsm.Config{})[0]
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := n.Open(gone, "f", rsmtest.NewCounter); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Open with an ended ctx: %v, want context.Canceled", err)
+	}
+	if _, ok := n.Object("f"); !ok {
+		t.Fatal("an Open whose ctx ended took the object away")
+	}
+	o, err := n.Open(ctx, "f", rsmtest.NewCounter)
+	if err != nil {
+		t.Fatalf("Open after a failed Open: %v", err)
+	}
+	if _, err := o.Propose(ctx, rsmtest.Add(1)); err != nil {
+		t.Fatalf("Propose: %v", err)
+	}
+	ids, err := n.Stored()
+	if err != nil || len(ids) != 1 || ids[0] != "f" {
+		t.Fatalf("recorded: %v, %v; want [f]", ids, err)
 	}
 }
