@@ -1,5 +1,12 @@
 package hwg
 
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+)
+
 // BreakFlushForTest arms the brokenFlush mutation on node n: its member
 // skips the part of a decision's tail it did not hold itself.
 func BreakFlushForTest(c *Config, n NodeID) { c.brokenFlush = n }
@@ -17,3 +24,39 @@ func EncodeFrameForTest(m Message) []byte {
 // step that ends its membership (its Commit, when it proposed its own
 // removal), as a lost frame would.
 func LoseFinalForTest(c *NodeConfig) { c.loseFinal = true }
+
+// CheckWatchedForTest checks rewatch's INVARIANT on the node's loop and
+// returns the nodes watched.
+func (n *Node) CheckWatchedForTest(ctx context.Context) (watched []NodeID, err error) {
+	err = n.do(ctx, func() error {
+		want := map[NodeID]int{}
+		for id := range n.groups {
+			for _, c := range n.contacts[id] {
+				want[c]++
+			}
+		}
+		if !maps.Equal(want, n.watched) {
+			return fmt.Errorf("watched %v, want %v (the groups' contacts)", n.watched, want)
+		}
+		for c := range n.watched {
+			if c != n.cfg.Self.Node && n.det.peers[c] == nil {
+				return fmt.Errorf("node %d counted as watched, but the detector does not watch it", c)
+			}
+			watched = append(watched, c)
+		}
+		for c := range n.det.peers {
+			if n.watched[c] == 0 {
+				return fmt.Errorf("the detector watches node %d, which no group lists", c)
+			}
+		}
+		slices.Sort(watched)
+		return nil
+	})
+	return watched, err
+}
+
+// MiscountWatchedForTest breaks rewatch's INVARIANT, for the check's own
+// test: node c is counted once more than the groups list it.
+func (n *Node) MiscountWatchedForTest(ctx context.Context, c NodeID) error {
+	return n.do(ctx, func() error { n.watched[c]++; return nil })
+}

@@ -101,9 +101,10 @@ type Node struct {
 	epoch       uint64 // bumped at every install or exclusion, sent in every frame
 	peerEpoch   map[NodeID]uint64
 	reprobe     map[NodeID]int
-	watched     map[NodeID]bool
-	work        int           // entries taken since the last flush (see drainEntries)
-	dec         decodeBuffers // what decoding keeps from one frame to the next
+	watched     map[NodeID]int       // groups listing each node in counted (see rewatch)
+	counted     map[GroupID][]NodeID // each group's contacts as counted in watched
+	work        int                  // entries taken since the last flush (see drainEntries)
+	dec         decodeBuffers        // what decoding keeps from one frame to the next
 }
 
 type multicastReq struct {
@@ -156,7 +157,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		backlog:   map[GroupID][]multicastReq{},
 		peerEpoch: map[NodeID]uint64{},
 		reprobe:   map[NodeID]int{},
-		watched:   map[NodeID]bool{},
+		watched:   map[NodeID]int{},
+		counted:   map[GroupID][]NodeID{},
 	}
 	gc := cfg.Group
 	gc.Group, gc.Self = "check", cfg.Self
@@ -215,6 +217,7 @@ func (n *Node) JoinAsync(ctx context.Context, group GroupID, contacts []NodeID) 
 			return err
 		}
 		n.contacts[group] = slices.Clone(contacts)
+		n.rewatch(group) // watch the nodes it joins through
 		n.waiters[group] = append(n.waiters[group], waiter{until: EventInstall, ch: ch})
 		return g.Join(contacts)
 	})

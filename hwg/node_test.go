@@ -312,3 +312,56 @@ func TestNodeAnswersForLeftGroup(t *testing.T) {
 		return e.Type == hwg.EventInstall && !e.View.Contains(one)
 	})
 }
+
+// TestNodeWatchesContacts: the detector watches exactly the nodes that the
+// node's groups list as contacts (counted per group, so an install or a
+// leave of one group moves only that group's share), through joins, a
+// second group, a leave and a group dropped.
+func TestNodeWatchesContacts(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	nodes := bootstrapped(t, ctx, net, 1, 2, 3)
+	four := startNode(t, net, hwg.Process{Node: 4, Inc: 1})
+	check := func(what string, n *testNode, want ...hwg.NodeID) {
+		t.Helper()
+		got, err := n.CheckWatchedForTest(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: node %d watches %v, want %v", what, n.Self().Node, got, want)
+		}
+	}
+	check("before joining", four)
+	check("bootstrapped", nodes[1], 2, 3)
+	other := hwg.GroupID("h/other")
+	if err := four.Join(ctx, grp, []hwg.NodeID{2}); err != nil {
+		t.Fatal(err)
+	}
+	check("in the group of four", four, 1, 2, 3)
+	if err := nodes[1].Bootstrap(ctx, other, []hwg.Process{nodes[1].Self(), four.Self()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := four.Bootstrap(ctx, other, []hwg.Process{nodes[1].Self(), four.Self()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, four, "the second group's view", func(e hwg.Event) bool {
+		return e.Type == hwg.EventInstall && e.Group == other
+	})
+	check("in two groups", four, 1, 2, 3)
+	if err := four.Leave(ctx, grp); err != nil {
+		t.Fatal(err)
+	}
+	check("left the first", four, 1)
+	if err := four.Leave(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	check("left both", four)
+	// The check fires on a count the groups do not back.
+	if err := nodes[1].MiscountWatchedForTest(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[1].CheckWatchedForTest(ctx); err == nil {
+		t.Fatal("CheckWatchedForTest passed a miscounted node")
+	}
+}
