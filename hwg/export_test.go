@@ -30,8 +30,14 @@ func LoseFinalForTest(c *NodeConfig) { c.loseFinal = true }
 func (n *Node) CheckWatchedForTest(ctx context.Context) (watched []NodeID, err error) {
 	err = n.do(ctx, func() error {
 		want := map[NodeID]int{}
-		for id := range n.groups {
-			for _, c := range n.contacts[id] {
+		for id, cs := range n.counted {
+			if _, ok := n.groups[id]; !ok {
+				return fmt.Errorf("group %s counted but gone", id)
+			}
+			if g := n.groups[id]; g.Info().Status == StatusNormal && !slices.Equal(cs, n.contacts[id]) {
+				return fmt.Errorf("group %s: counted %v, its contacts %v", id, cs, n.contacts[id])
+			}
+			for _, c := range cs {
 				want[c]++
 			}
 		}

@@ -216,8 +216,11 @@ func (n *Node) JoinAsync(ctx context.Context, group GroupID, contacts []NodeID) 
 		if err != nil {
 			return err
 		}
+		// Counted toward the watched nodes at the install (rewatch), not
+		// now: a contact that only relays the Join sends this node
+		// nothing, and watched from here it would be suspected soon
+		// after the install if the join took over SuspectTicks.
 		n.contacts[group] = slices.Clone(contacts)
-		n.rewatch(group) // watch the nodes it joins through
 		n.waiters[group] = append(n.waiters[group], waiter{until: EventInstall, ch: ch})
 		return g.Join(contacts)
 	})

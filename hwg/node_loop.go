@@ -687,16 +687,17 @@ func (n *Node) complete(id GroupID, t EventType, err error) {
 }
 
 // rewatch makes the detector watch exactly the nodes this node shares a
-// group with (or joins through): one heartbeat stream per pair of nodes,
-// however many groups they share. Called when group id's contacts changed
-// or it left n.groups, it moves only id's share of the reference counts in
-// n.watched, so an install costs O(members), not O(groups): recomputing
-// the union over every group at every install made a burst of n joins
-// O(n²) (1,000 HWG joins at once: 15% of the CPU of the burst).
+// group with: one heartbeat stream per pair of nodes, however many groups
+// they share. Called when group id installed a view or left n.groups, it
+// moves only id's share of the reference counts in n.watched, so an
+// install costs O(members), not O(groups): recomputing the union over
+// every group at every install made a burst of n joins O(n²) (1,000 HWG
+// joins at once: 15% of the CPU of the burst).
 //
-// INVARIANT: n.watched[c] is the number of groups in n.groups whose
-// contacts list c (counted once per listing), and the detector watches
-// exactly its keys (checkWatched).
+// INVARIANT: n.counted[id] is n.contacts[id] as of id's last rewatch, only
+// for groups in n.groups; n.watched[c] is the number of listings of c in
+// n.counted, and the detector watches exactly its keys
+// (CheckWatchedForTest).
 func (n *Node) rewatch(id GroupID) {
 	var cur []NodeID
 	if _, ok := n.groups[id]; ok {

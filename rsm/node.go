@@ -336,10 +336,11 @@ func (n *Node) join(ctx context.Context, o *Object) error {
 		err = n.svc.Join(ctx, o.lwg)
 	}
 	if errors.Is(err, lwg.ErrAlreadyMember) {
-		// Joining already: a Join whose caller gave up is still under
-		// way, or a rejoin after an exclusion (ended). The wait for the
-		// state decides.
-		err = nil
+		// Joining already (a Join whose caller gave up, a rejoin after an
+		// exclusion: the wait for the state decides), or still leaving
+		// after a Close whose ctx ended: not joined, so the next Open
+		// tries again rather than skip a Join that never happened.
+		return nil
 	}
 	o.joinDone = err == nil
 	return err

@@ -54,13 +54,24 @@ func (s *waiterSet) take(seq uint64) (waiter, bool) {
 			s.oneSeq, s.one, s.hasOne = k, m, true
 			break
 		}
+		s.shrink()
 		return w, true
 	}
 	w, ok := s.more[seq]
 	if ok {
 		delete(s.more, seq)
+		s.shrink()
 	}
 	return w, ok
+}
+
+// shrink drops an empty map: Go maps never shrink, and moving an entry
+// into the slot iterates the map, which after a burst of calls would
+// scan a large empty table at every take.
+func (s *waiterSet) shrink() {
+	if len(s.more) == 0 {
+		s.more = nil
+	}
 }
 
 // each calls f for every waiter, in no particular order.
