@@ -115,7 +115,7 @@ func runBenchProc() error {
 	for j := 1; j <= k; j++ {
 		members = append(members, hwg.Process{Node: hwg.NodeID(j), Inc: 1})
 	}
-	bn, err := newBenchNode(i, "127.0.0.1:0", peers, place, members)
+	bn, err := newBenchNode(i, "127.0.0.1:0", peers, place, members, 0)
 	if err != nil {
 		return err
 	}
