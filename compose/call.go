@@ -10,6 +10,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/internal/wirecheck"
 	"github.com/lwgkit/lwgkit/lwg"
 	"github.com/lwgkit/lwgkit/rsm"
 )
@@ -40,7 +41,7 @@ func (c *callMsg) origin(d Delivery) rsm.OriginID {
 
 func decodeCall(b []byte) (*callMsg, error) {
 	var c callMsg
-	if err := msgpack.Unmarshal(b, &c); err != nil {
+	if err := wirecheck.Unmarshal(b, &c); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -205,7 +206,7 @@ func (o *Objects) reply(d Delivery, c *callMsg, res []byte, err error) {
 // replied hands a reply addressed to this node to its waiting call.
 func (o *Objects) replied(d Delivery) {
 	var m replyMsg
-	if msgpack.Unmarshal(d.Payload[1:], &m) != nil || m.To != o.node.router.self {
+	if wirecheck.Unmarshal(d.Payload[1:], &m) != nil || m.To != o.node.router.self {
 		return
 	}
 	o.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/internal/wirecheck"
 	"github.com/lwgkit/lwgkit/lwg"
 )
 
@@ -138,7 +139,7 @@ func decode(p []byte) (*envelope, bool, error) {
 		return nil, false, nil
 	}
 	var e envelope
-	if err := msgpack.Unmarshal(p[len(magic):], &e); err != nil {
+	if err := wirecheck.Unmarshal(p[len(magic):], &e); err != nil {
 		return nil, true, err
 	}
 	n := 0

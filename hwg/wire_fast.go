@@ -3,6 +3,7 @@ package hwg
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -615,4 +616,12 @@ func skipScalar(b []byte, i *int) error {
 		return skip(i, b, 1+(1<<(c-0xd4)))
 	}
 	return errSlowPath
+}
+
+func skip(i *int, b []byte, n int) error {
+	if n < 0 || len(b)-*i < n {
+		return fmt.Errorf("truncated at byte %d", *i)
+	}
+	*i += n
+	return nil
 }

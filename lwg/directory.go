@@ -9,6 +9,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/internal/wirecheck"
 )
 
 // binding is where an LWG lives. Ver counts the bindings of the LWG; a
@@ -278,7 +279,7 @@ func (d *directory) snapshot() []byte {
 
 func (d *directory) restore(b []byte) error {
 	var s dirSnap
-	if err := msgpack.Unmarshal(b, &s); err != nil {
+	if err := wirecheck.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("%w: directory snapshot: %v", ErrMalformed, err)
 	}
 	d.reset()

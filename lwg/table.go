@@ -7,6 +7,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/internal/wirecheck"
 )
 
 // entry is one LWG in a carrier's table.
@@ -338,7 +339,7 @@ func (car *carrier) snapshot() []byte {
 
 func (car *carrier) restore(b []byte) error {
 	var s tableSnap
-	if err := msgpack.Unmarshal(b, &s); err != nil {
+	if err := wirecheck.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("%w: table snapshot: %v", ErrMalformed, err)
 	}
 	car.reset()

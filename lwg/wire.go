@@ -8,6 +8,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/internal/wirecheck"
 )
 
 // Every payload the Core multicasts in an HWG begins with a tag byte. Data
@@ -191,7 +192,7 @@ func decodeControl(b []byte) (*control, error) {
 		return nil, fmt.Errorf("%w: not a control message", ErrMalformed)
 	}
 	var c control
-	if err := msgpack.Unmarshal(b[1:], &c); err != nil {
+	if err := wirecheck.Unmarshal(b[1:], &c); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if c.Kind == 0 || c.Kind >= kindLimit {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -260,4 +261,31 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("re-encoding %+v gave %+v (%v)", got, again, err)
 		}
 	})
+}
+
+// A few bytes declaring an array of 2^24 items made msgpack allocate
+// 1.4 GB (2^31: hundreds of GB) before finding the input short: every
+// decoder of another node's bytes checks the declared lengths first
+// (internal/wirecheck).
+func TestDecodersRefuseHostileLengths(t *testing.T) {
+	items := []byte{0x82, 0xa1, 'k', byte(kJoin), 0xa1, 'i', 0xdd, 0x01, 0x00, 0x00, 0x00}
+	array := func(key byte) []byte { return []byte{0x81, 0xa1, key, 0xdd, 0x01, 0x00, 0x00, 0x00} }
+	deep := append(bytes.Repeat([]byte{0x91}, 100000), 0xc0)
+	for name, run := range map[string]func() error{
+		"control":   func() error { _, err := decodeControl(append([]byte{tagControl}, items...)); return err },
+		"nested":    func() error { _, err := decodeControl(append([]byte{tagControl}, deep...)); return err },
+		"directory": func() error { return newDirectory("h/dir").restore(array('l')) },
+		"table":     func() error { return newCarrier(nil, "h/x#1").restore(array('e')) },
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := run()
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+			t.Errorf("%s: refusing it allocated %d bytes", name, n)
+		}
+	}
 }

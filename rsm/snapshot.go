@@ -13,6 +13,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/internal/wirecheck"
 	"github.com/lwgkit/lwgkit/lwg"
 )
 
@@ -168,7 +169,7 @@ func readHeader(r *bufio.Reader) (header, error) {
 		return header{}, fmt.Errorf("%w: snapshot header: %v", errMalformed, err)
 	}
 	var h header
-	if err := msgpack.Unmarshal(hb, &h); err != nil {
+	if err := wirecheck.Unmarshal(hb, &h); err != nil {
 		return header{}, fmt.Errorf("%w: snapshot header: %v", errMalformed, err)
 	}
 	return h, nil

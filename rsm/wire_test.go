@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -226,4 +227,22 @@ func FuzzReadHeader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		readHeader(bufio.NewReader(bytes.NewReader(b))) // must not panic or allocate without bound
 	})
+}
+
+// A snapshot header of a few bytes declaring 2^24 view members made
+// msgpack allocate hundreds of megabytes before finding it short; the
+// declared lengths are checked first (internal/wirecheck).
+func TestReadHeaderRefusesHostileLengths(t *testing.T) {
+	hb := []byte{0x81, 0xa1, 'v', 0x81, 0xa1, 'm', 0xdd, 0x01, 0x00, 0x00, 0x00}
+	in := append([]byte{byte(len(hb))}, hb...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := readHeader(bufio.NewReader(bytes.NewReader(in)))
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, errMalformed) {
+		t.Errorf("err = %v, want errMalformed", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Errorf("refusing it allocated %d bytes", n)
+	}
 }
