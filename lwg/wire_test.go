@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"slices"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/lwgkit/lwgkit/hwg"
 )
@@ -116,6 +119,11 @@ func FuzzDecodeControl(f *testing.F) {
 		}
 		if c.Part >= c.parts() {
 			t.Fatalf("accepted part %d of %d", c.Part, c.Parts)
+		}
+		// What the codec accepts, reflection decodes alike.
+		var plain plainControl
+		if err := msgpack.Unmarshal(b[1:], &plain); err != nil || !reflect.DeepEqual(*c, control(plain)) {
+			t.Fatalf("codec read %+v, reflection %+v (%v)", *c, plain, err)
 		}
 	})
 }
