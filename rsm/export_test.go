@@ -72,3 +72,17 @@ func WithRegisterHook(c Config, fn func(ObjectID) error) Config {
 	c.snaps = hookRegister{newMemStore(), fn}
 	return c
 }
+
+// SetJoinTurnHook has f run as each Open's join takes its turn, until the
+// returned func is called.
+func SetJoinTurnHook(f func(*Object)) (restore func()) {
+	testHookJoinTurn = f
+	return func() { testHookJoinTurn = nil }
+}
+
+// Closing reports whether Close has begun on o.
+func (o *Object) Closing() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
+}

@@ -327,6 +327,19 @@ func (n *Node) join(ctx context.Context, o *Object) error {
 		return ctx.Err()
 	}
 	defer func() { <-o.joinTurn }()
+	if testHookJoinTurn != nil {
+		testHookJoinTurn(o)
+	}
+	o.mu.Lock()
+	closed := o.closed
+	o.mu.Unlock()
+	if closed {
+		// A Close got here first: its Leave found nothing to leave, so a
+		// Join now would leave this node in the group of a detached
+		// object. (Close takes the turn too, so a Join under way ends
+		// before its Leave.)
+		return fmt.Errorf("%w: %s closed while it opened", ErrClosed, o.id)
+	}
 	if o.joinDone {
 		return nil
 	}
@@ -345,6 +358,9 @@ func (n *Node) join(ctx context.Context, o *Object) error {
 	o.joinDone = err == nil
 	return err
 }
+
+// testHookJoinTurn, when set, runs as an Open's join takes its turn.
+var testHookJoinTurn func(*Object)
 
 // openUndoTimeout bounds the Close of an object whose record failed.
 const openUndoTimeout = 10 * time.Second
@@ -429,7 +445,18 @@ func (o *Object) Close(ctx context.Context) error {
 		case <-time.After(n.cfg.TickInterval):
 		}
 	}
-	err := n.svc.Leave(ctx, o.lwg)
+	// Wait for an Open's Join under way, so the Leave comes after it; an
+	// Open that takes the turn later sees o closed and does not join. If
+	// ctx ends first, leave anyway: the Service leaves after a Join it
+	// has already taken.
+	var err error
+	select {
+	case o.joinTurn <- struct{}{}:
+		err = n.svc.Leave(ctx, o.lwg)
+		<-o.joinTurn
+	case <-ctx.Done():
+		err = n.svc.Leave(ctx, o.lwg)
+	}
 	n.mu.Lock()
 	if n.objects[o.lwg] == o {
 		delete(n.objects, o.lwg)

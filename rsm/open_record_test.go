@@ -3,11 +3,13 @@ package rsm_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lwgkit/lwgkit/hwg/transport"
+	"github.com/lwgkit/lwgkit/lwg"
 	"github.com/lwgkit/lwgkit/rsm"
 	"github.com/lwgkit/lwgkit/rsm/rsmtest"
 )
@@ -182,5 +184,43 @@ func TestOpenAfterFailedOpen(t *testing.T) {
 	ids, err := n.Stored()
 	if err != nil || len(ids) != 1 || ids[0] != "f" {
 		t.Fatalf("recorded: %v, %v; want [f]", ids, err)
+	}
+}
+
+// TestCloseDuringOpenJoin: a Close that begins while an Open waits for its
+// turn at the join leaves the node out of the object's group. Before the
+// fix, Close's Leave found nothing to leave, the Open's Join landed after
+// it, and the node stayed in the group of a detached object.
+func TestCloseDuringOpenJoin(t *testing.T) {
+	ctx := ctxT(t)
+	n := startCluster(t, transport.NewMemNetwork(), 1, rsm.Config{})[0]
+	reached, release := make(chan *rsm.Object, 1), make(chan struct{})
+	defer rsm.SetJoinTurnHook(func(o *rsm.Object) {
+		reached <- o
+		<-release
+	})()
+	opened := make(chan error, 1)
+	go func() {
+		_, err := n.Open(ctx, "c", rsmtest.NewCounter)
+		opened <- err
+	}()
+	o := <-reached
+	closed := make(chan error, 1)
+	go func() { closed <- o.Close(ctx) }()
+	for !o.Closing() {
+		runtime.Gosched()
+	}
+	close(release)
+	if err := <-opened; !errors.Is(err, rsm.ErrClosed) {
+		t.Errorf("Open: %v, want ErrClosed", err)
+	}
+	if err := <-closed; err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if v, h, err := n.Service().View(ctx, rsm.ObjectID("c").LWG()); !errors.Is(err, lwg.ErrNotMember) {
+		t.Errorf("after Close, the node is in the object's group: view %v on %s, %v", v, h, err)
+	}
+	if _, ok := n.Object("c"); ok {
+		t.Error("the closed object is still open")
 	}
 }
