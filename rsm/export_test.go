@@ -73,16 +73,12 @@ func WithRegisterHook(c Config, fn func(ObjectID) error) Config {
 	return c
 }
 
-// SetJoinTurnHook has f run as each Open's join takes its turn, until the
-// returned func is called.
-func SetJoinTurnHook(f func(*Object)) (restore func()) {
-	testHookJoinTurn = f
-	return func() { testHookJoinTurn = nil }
+// SetJoinHook has f run at each stage of an Open's join (see
+// testHookJoin), until the returned func is called.
+func SetJoinHook(f func(o *Object, stage string)) (restore func()) {
+	testHookJoin = f
+	return func() { testHookJoin = nil }
 }
 
 // Closing reports whether Close has begun on o.
-func (o *Object) Closing() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.closed
-}
+func (o *Object) Closing() bool { return o.isClosing() }

@@ -327,18 +327,18 @@ func (n *Node) join(ctx context.Context, o *Object) error {
 		return ctx.Err()
 	}
 	defer func() { <-o.joinTurn }()
-	if testHookJoinTurn != nil {
-		testHookJoinTurn(o)
+	if testHookJoin != nil {
+		testHookJoin(o, "turn")
 	}
-	o.mu.Lock()
-	closed := o.closed
-	o.mu.Unlock()
-	if closed {
+	if o.isClosing() {
 		// A Close got here first: its Leave found nothing to leave, so a
 		// Join now would leave this node in the group of a detached
 		// object. (Close takes the turn too, so a Join under way ends
 		// before its Leave.)
 		return fmt.Errorf("%w: %s closed while it opened", ErrClosed, o.id)
+	}
+	if testHookJoin != nil {
+		testHookJoin(o, "checked")
 	}
 	if o.joinDone {
 		return nil
@@ -347,6 +347,20 @@ func (n *Node) join(ctx context.Context, o *Object) error {
 	err := n.svc.SetTag(ctx, o.lwg, o)
 	if err == nil {
 		err = n.svc.Join(ctx, o.lwg)
+	}
+	if o.isClosing() {
+		// A Close began during the Join. If its ctx ended before it got
+		// the turn, its Leave may have come first and found nothing: undo
+		// the Join here (a Join whose ctx ended goes on, so undo it
+		// whatever it returned). With the node's context, bounded: ctx
+		// may be what ended.
+		lctx, cancel := context.WithTimeout(n.bg, openUndoTimeout)
+		lerr := n.svc.Leave(lctx, o.lwg)
+		cancel()
+		if lerr != nil && !errors.Is(lerr, lwg.ErrNotMember) {
+			n.log.Warn("leaving the group of an object closed while it joined", "object", o.id, "error", lerr)
+		}
+		return fmt.Errorf("%w: %s closed while it opened", ErrClosed, o.id)
 	}
 	if errors.Is(err, lwg.ErrAlreadyMember) {
 		// Joining already (a Join whose caller gave up, a rejoin after an
@@ -359,8 +373,16 @@ func (n *Node) join(ctx context.Context, o *Object) error {
 	return err
 }
 
-// testHookJoinTurn, when set, runs as an Open's join takes its turn.
-var testHookJoinTurn func(*Object)
+// testHookJoin, when set, runs as an Open's join takes its turn
+// (stage "turn") and once it found o not closed ("checked").
+var testHookJoin func(o *Object, stage string)
+
+// isClosing reports whether Close has begun on o.
+func (o *Object) isClosing() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
+}
 
 // openUndoTimeout bounds the Close of an object whose record failed.
 const openUndoTimeout = 10 * time.Second
@@ -423,7 +445,10 @@ func (n *Node) Objects() []ObjectID {
 // local snapshots. Waiting proposals end with ErrClosed. While this replica
 // is the donor of a joiner that has not restored yet, Close first waits
 // (until ctx ends) for the joiner, so closing a replica never strands one
-// that depends on it.
+// that depends on it. It also waits for the Join of an Open of the object
+// under way, and then leaves; if ctx ends first, it returns ctx's error
+// and that Open leaves again once its Join returns (the Open fails with
+// ErrClosed), so the node does not stay in the group either way.
 func (o *Object) Close(ctx context.Context) error {
 	n, ok := o.host.(*Node)
 	if !ok {
@@ -447,15 +472,24 @@ func (o *Object) Close(ctx context.Context) error {
 	}
 	// Wait for an Open's Join under way, so the Leave comes after it; an
 	// Open that takes the turn later sees o closed and does not join. If
-	// ctx ends first, leave anyway: the Service leaves after a Join it
-	// has already taken.
-	var err error
+	// ctx ends first, the Open undoes its Join itself once it returns.
+	turn := false
 	select {
 	case o.joinTurn <- struct{}{}:
+		turn = true
+	default:
+		select {
+		case o.joinTurn <- struct{}{}:
+			turn = true
+		case <-ctx.Done():
+		}
+	}
+	var err error
+	if turn {
 		err = n.svc.Leave(ctx, o.lwg)
 		<-o.joinTurn
-	case <-ctx.Done():
-		err = n.svc.Leave(ctx, o.lwg)
+	} else {
+		err = fmt.Errorf("waiting for its join: %w", ctx.Err())
 	}
 	n.mu.Lock()
 	if n.objects[o.lwg] == o {

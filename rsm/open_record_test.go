@@ -188,39 +188,76 @@ func TestOpenAfterFailedOpen(t *testing.T) {
 }
 
 // TestCloseDuringOpenJoin: a Close that begins while an Open waits for its
-// turn at the join leaves the node out of the object's group. Before the
-// fix, Close's Leave found nothing to leave, the Open's Join landed after
-// it, and the node stayed in the group of a detached object.
+// turn at the join, or while its Join is under way (and that gives up
+// waiting for it, its ctx ending), leaves the node out of the object's
+// group. Before the fix, Close's Leave found nothing to leave, the Open's
+// Join landed after it, and the node stayed in the group of a detached
+// object, where a later Open of the object hung.
 func TestCloseDuringOpenJoin(t *testing.T) {
-	ctx := ctxT(t)
-	n := startCluster(t, transport.NewMemNetwork(), 1, rsm.Config{})[0]
-	reached, release := make(chan *rsm.Object, 1), make(chan struct{})
-	defer rsm.SetJoinTurnHook(func(o *rsm.Object) {
-		reached <- o
-		<-release
-	})()
-	opened := make(chan error, 1)
-	go func() {
-		_, err := n.Open(ctx, "c", rsmtest.NewCounter)
-		opened <- err
-	}()
-	o := <-reached
-	closed := make(chan error, 1)
-	go func() { closed <- o.Close(ctx) }()
-	for !o.Closing() {
-		runtime.Gosched()
-	}
-	close(release)
-	if err := <-opened; !errors.Is(err, rsm.ErrClosed) {
-		t.Errorf("Open: %v, want ErrClosed", err)
-	}
-	if err := <-closed; err != nil {
-		t.Errorf("Close: %v", err)
-	}
-	if v, h, err := n.Service().View(ctx, rsm.ObjectID("c").LWG()); !errors.Is(err, lwg.ErrNotMember) {
-		t.Errorf("after Close, the node is in the object's group: view %v on %s, %v", v, h, err)
-	}
-	if _, ok := n.Object("c"); ok {
-		t.Error("the closed object is still open")
+	for _, tc := range []struct {
+		name, stage string
+		closeWithin time.Duration // 0: ctxT's
+	}{
+		{"before the check", "turn", 0},
+		{"joining", "checked", 0},
+		{"joining, Close gives up", "checked", 50 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := ctxT(t)
+			n := startCluster(t, transport.NewMemNetwork(), 1, rsm.Config{})[0]
+			reached, release := make(chan *rsm.Object, 1), make(chan struct{})
+			defer rsm.SetJoinHook(func(o *rsm.Object, stage string) {
+				if stage == tc.stage {
+					reached <- o
+					<-release
+				}
+			})()
+			opened := make(chan error, 1)
+			go func() {
+				_, err := n.Open(ctx, "c", rsmtest.NewCounter)
+				opened <- err
+			}()
+			o := <-reached
+			cctx := ctx
+			if tc.closeWithin > 0 {
+				var cancel context.CancelFunc
+				cctx, cancel = context.WithTimeout(ctx, tc.closeWithin)
+				defer cancel()
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- o.Close(cctx) }()
+			for !o.Closing() {
+				runtime.Gosched()
+			}
+			if tc.closeWithin > 0 {
+				// Close gives up waiting for the Join before it starts.
+				if err := <-closed; !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Close: %v, want its deadline", err)
+				}
+			}
+			close(release)
+			if err := <-opened; !errors.Is(err, rsm.ErrClosed) {
+				t.Errorf("Open: %v, want ErrClosed", err)
+			}
+			if tc.closeWithin == 0 {
+				if err := <-closed; err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}
+			if v, h, err := n.Service().View(ctx, rsm.ObjectID("c").LWG()); !errors.Is(err, lwg.ErrNotMember) {
+				t.Errorf("after Close, the node is in the object's group: view %v on %s, %v", v, h, err)
+			}
+			if _, ok := n.Object("c"); ok {
+				t.Error("the closed object is still open")
+			}
+			rsm.SetJoinHook(nil)
+			again, err := n.Open(ctx, "c", rsmtest.NewCounter)
+			if err != nil {
+				t.Fatalf("Open after the Close: %v", err)
+			}
+			if _, err := again.Propose(ctx, rsmtest.Add(1)); err != nil {
+				t.Errorf("Propose after reopening: %v", err)
+			}
+		})
 	}
 }

@@ -7,13 +7,16 @@
 // 100,000 nested arrays take the goroutine's stack. Check walks the bytes
 // first and refuses any length that exceeds what is left of them or a
 // limit; Unmarshal is msgpack.Unmarshal behind that check. Every decoder
-// of input from another node goes through one of them.
+// of input from another node goes through one of them, except the
+// transport's handshake, whose frame is capped at 4 KiB and whose fields
+// are all scalars.
 package wirecheck
 
 import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -21,27 +24,27 @@ import (
 // MaxDepth is the deepest nesting Check accepts, whatever Limits says.
 const MaxDepth = 32
 
-// Limits bound what a checked value may declare. A zero field takes
-// Default's.
+// Limits bound what a checked value may declare, beyond what its bytes
+// allow: a container can never declare more elements than it has bytes
+// left, so a zero field adds no limit of its own.
 type Limits struct {
 	// ContainerLen bounds the elements of one array or map.
 	ContainerLen int
 	// Elems bounds the elements of all containers together.
 	Elems int
-	// Depth bounds the nesting; at most MaxDepth.
+	// Depth bounds the nesting; 0 or above MaxDepth means MaxDepth.
 	Depth int
 }
 
-// Default is what Unmarshal allows: far more than any message lwgkit
-// sends (a control message naming 100,000 LWGs has 100,000 items), while
-// a container still cannot declare more elements than it has bytes.
-var Default = Limits{ContainerLen: 1 << 20, Elems: 1 << 22, Depth: MaxDepth}
-
 // Unmarshal decodes b into v as msgpack.Unmarshal does, after Check with
-// Default. The error of a failed check says why, without wrapping a
-// sentinel: callers wrap it in their own (ErrMalformed).
+// no limits but b's own length and MaxDepth. That bounds what msgpack
+// allocates by a multiple of len(b) (the size of the element type: 88
+// bytes an item of an lwg control message), and no more: a table snapshot
+// of 100,000 LWGs in the middle of a flush legitimately holds more than
+// 2^22 elements in 18 MB. The error of a failed check says why, without
+// wrapping a sentinel: callers wrap it in their own (ErrMalformed).
 func Unmarshal(b []byte, v any) error {
-	if err := Check(b, Default); err != nil {
+	if err := Check(b, Limits{}); err != nil {
 		return err
 	}
 	return msgpack.Unmarshal(b, v)
@@ -53,8 +56,12 @@ func Unmarshal(b []byte, v any) error {
 // deeper than lim.Depth (msgpack's decoder recurses). It is itself
 // iterative.
 func Check(b []byte, lim Limits) error {
-	lim.ContainerLen = cmp.Or(lim.ContainerLen, Default.ContainerLen)
-	lim.Elems = cmp.Or(lim.Elems, Default.Elems)
+	if lim.ContainerLen <= 0 {
+		lim.ContainerLen = math.MaxInt
+	}
+	if lim.Elems <= 0 {
+		lim.Elems = math.MaxInt
+	}
 	depth := min(cmp.Or(lim.Depth, MaxDepth), MaxDepth)
 	// Values still to read at each open nesting level; on the stack.
 	var stack [MaxDepth + 1]int

@@ -36,7 +36,7 @@ type msg struct {
 
 func TestCheckRefusesHostileInput(t *testing.T) {
 	for name, b := range hostile {
-		if err := Check(b, Default); err == nil {
+		if err := Check(b, Limits{}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 		var m msg
@@ -60,7 +60,7 @@ func TestCheckAcceptsWhatMsgpackWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Check(b, Default); err != nil {
+		if err := Check(b, Limits{}); err != nil {
 			t.Errorf("%T: %v", v, err)
 		}
 	}
@@ -68,6 +68,21 @@ func TestCheckAcceptsWhatMsgpackWrites(t *testing.T) {
 	var out msg
 	if err := Unmarshal(b, &out); err != nil || len(out.Items) != len(in.Items) || out.Items[69999].V != 69999 {
 		t.Fatalf("Unmarshal: %v, %d items", err, len(out.Items))
+	}
+}
+
+// Nothing but the bytes bounds what Unmarshal accepts: a large snapshot
+// legitimately holds millions of elements.
+func TestUnmarshalTakesLargeValues(t *testing.T) {
+	in := make([]bool, 1<<22+1)
+	in[len(in)-1] = true
+	b, err := msgpack.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []bool
+	if err := Unmarshal(b, &out); err != nil || len(out) != len(in) || !out[len(out)-1] {
+		t.Fatalf("Unmarshal of %d elements: %v, %d back", len(in), err, len(out))
 	}
 }
 
@@ -104,7 +119,7 @@ func FuzzCheck(f *testing.F) {
 	b, _ := msgpack.Marshal(msg{Items: []item{{L: "a", V: 1}, {L: "b", V: 2}}})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if Check(b, Default) != nil {
+		if Check(b, Limits{}) != nil {
 			return
 		}
 		var before, after runtime.MemStats
