@@ -3,6 +3,7 @@ package lwg
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -15,7 +16,8 @@ import (
 // FLUSH_OK of 1,000 items each, decoded at every member: reflection, and
 // msgpack growing the item slice by reflect.AppendSlice, were a quarter of
 // the CPU of such a burst. The decoder reads fields in any order, skips
-// unknown ones and takes nil as the zero value, as msgpack does.
+// unknown ones and takes nil as the zero value, as msgpack does; it
+// refuses a field given twice, which msgpack would merge.
 
 var (
 	_ msgpack.CustomEncoder = (*control)(nil)
@@ -118,6 +120,29 @@ func (w *encoder) item(it *item) {
 // errNotMap: the control codec reads structs encoded as maps only.
 var errNotMap = errors.New("not a map")
 
+// fieldSet records the one-letter fields of a map read so far. A field
+// given twice is refused: reflection would merge the two values (the
+// second array decoded over the first's elements), which nothing lwgkit
+// writes and no reader should have to agree on.
+type fieldSet uint8
+
+// add records key if it is one of fields (at most 8), and fails if it was
+// already there; other keys are not recorded.
+func (s *fieldSet) add(key, fields string) error {
+	if len(key) != 1 {
+		return nil
+	}
+	i := strings.IndexByte(fields, key[0])
+	if i < 0 {
+		return nil
+	}
+	if *s&(1<<i) != 0 {
+		return fmt.Errorf("field %q given twice", key)
+	}
+	*s |= 1 << i
+	return nil
+}
+
 // DecodeMsgpack reads what EncodeMsgpack (or reflection) wrote. The input
 // has passed wirecheck, so every declared length fits in it.
 func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
@@ -126,9 +151,13 @@ func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
 	if err != nil || n < 0 {
 		return cmpErr(err, errNotMap)
 	}
+	var seen fieldSet
 	for range n {
 		k, err := d.DecodeString()
 		if err != nil {
+			return err
+		}
+		if err := seen.add(k, "kivspn"); err != nil {
 			return err
 		}
 		switch k {
@@ -177,9 +206,13 @@ func decodeItem(d *msgpack.Decoder, it *item) error {
 	if err != nil || n < 0 {
 		return cmpErr(err, errNotMap)
 	}
+	var seen fieldSet
 	for range n {
 		k, err := d.DecodeString()
 		if err != nil {
+			return err
+		}
+		if err := seen.add(k, "lrvgmf"); err != nil {
 			return err
 		}
 		var s string
@@ -220,9 +253,13 @@ func decodeMembers(d *msgpack.Decoder) ([]hwg.Process, error) {
 		if err != nil || m < 0 {
 			return nil, cmpErr(err, errNotMap)
 		}
+		var seen fieldSet
 		for range m {
 			k, err := d.DecodeString()
 			if err != nil {
+				return nil, err
+			}
+			if err := seen.add(k, "ni"); err != nil {
 				return nil, err
 			}
 			var v uint64

@@ -1,6 +1,7 @@
 package lwg
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 
@@ -119,4 +120,18 @@ func BenchmarkControlCodec(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A field given twice is refused rather than merged.
+func TestControlDecodeRefusesDuplicateFields(t *testing.T) {
+	for name, b := range map[string][]byte{
+		"control": {0x83, 0xa1, 'k', 0x01, 0xa1, 'i', 0x90, 0xa1, 'i', 0x90},
+		"item":    {0x82, 0xa1, 'k', 0x01, 0xa1, 'i', 0x91, 0x82, 0xa1, 'l', 0xa1, 'a', 0xa1, 'l', 0xa1, 'b'},
+		"member": {0x82, 0xa1, 'k', 0x01, 0xa1, 'i', 0x91, 0x82, 0xa1, 'l', 0xa1, 'a', 0xa1, 'm', 0x91,
+			0x82, 0xa1, 'n', 0x01, 0xa1, 'n', 0x02},
+	} {
+		if _, err := decodeControl(append([]byte{tagControl}, b...)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
 }
