@@ -82,3 +82,11 @@ func SetJoinHook(f func(o *Object, stage string)) (restore func()) {
 
 // Closing reports whether Close has begun on o.
 func (o *Object) Closing() bool { return o.isClosing() }
+
+// SetCloseHooks has detached run as a Close took its object out of the
+// node (before it forgets the record and snapshots), and openWaits as an
+// Open is about to wait for such a Close, until restore is called.
+func SetCloseHooks(detached func(*Object), openWaits func(ObjectID)) (restore func()) {
+	testHookDetached, testHookOpenWaits = detached, openWaits
+	return func() { testHookDetached, testHookOpenWaits = nil, nil }
+}

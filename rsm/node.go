@@ -139,8 +139,13 @@ type Node struct {
 	hn   *hwg.Node
 	self hwg.Process
 
-	mu        sync.Mutex
-	objects   map[lwg.ID]*Object
+	mu      sync.Mutex
+	objects map[lwg.ID]*Object
+	// closing holds, per object closed here and not yet forgotten (its
+	// record and snapshots removed), a channel its Close closes then. An
+	// Open of the id waits for it: else the old Close would remove the
+	// new object's record and snapshots.
+	closing   map[lwg.ID]chan struct{}
 	watched   map[*Object]*watchState
 	observers []func(Event)
 	runq      []*Object
@@ -193,6 +198,7 @@ func New(cfg Config) (*Node, error) {
 		hn:      cfg.HWG,
 		self:    cfg.HWG.Self(),
 		objects: map[lwg.ID]*Object{},
+		closing: map[lwg.ID]chan struct{}{},
 		watched: map[*Object]*watchState{},
 		stop:    make(chan struct{}),
 	}
@@ -232,6 +238,9 @@ func (n *Node) Observe(fn func(Event)) {
 // state: created empty with f, restored from a donor's snapshot, or, for a
 // new group whose first member has a local snapshot, from that. Opening an
 // open object returns it; concurrent Opens of one object share one join.
+// An Open during a Close of the object fails with ErrClosed; one that
+// begins after the Close took the object out of this node waits until the
+// Close has removed the old record and snapshots, then opens afresh.
 //
 // If ctx ends first, Open returns its error, but the object stays on this
 // node, recorded for a restart (as hwg's Join, the request stays in
@@ -242,13 +251,10 @@ func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error
 	if id == "" {
 		return nil, fmt.Errorf("%w: empty object id", ErrInvalidConfig)
 	}
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return nil, ErrClosed
+	o, err := n.openable(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	o := n.objects[id.LWG()]
-	n.mu.Unlock()
 	var recorded chan error
 	if o == nil {
 		sm, err := f(id)
@@ -266,6 +272,11 @@ func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error
 		// only leaves the object out of the restart, as a crash before
 		// Open would. Open returns once it is.
 		n.mu.Lock()
+		if done := n.closing[id.LWG()]; done != nil {
+			// Opened and closed again while this Open made its object.
+			n.mu.Unlock()
+			return n.Open(ctx, id, f)
+		}
 		if cur := n.objects[id.LWG()]; cur != nil {
 			o = cur // opened concurrently: its Open records it
 		} else {
@@ -282,7 +293,7 @@ func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error
 		}
 		n.mu.Unlock()
 	}
-	err := n.join(ctx, o)
+	err = n.join(ctx, o)
 	if recorded == nil && o.recorded != nil {
 		<-o.recorded // the Open that put o in place records it
 	}
@@ -312,6 +323,33 @@ func (n *Node) Open(ctx context.Context, id ObjectID, f Factory) (*Object, error
 		return nil, fmt.Errorf("%w: %s closed while it opened", ErrClosed, id)
 	default:
 		return o, nil
+	}
+}
+
+// openable returns the object open as id, or nil if there is none, once
+// no Close of an earlier one is still forgetting it.
+func (n *Node) openable(ctx context.Context, id ObjectID) (*Object, error) {
+	for {
+		n.mu.Lock()
+		if n.closed {
+			n.mu.Unlock()
+			return nil, ErrClosed
+		}
+		o, done := n.objects[id.LWG()], n.closing[id.LWG()]
+		n.mu.Unlock()
+		if o != nil || done == nil {
+			return o, nil
+		}
+		if testHookOpenWaits != nil {
+			testHookOpenWaits(id)
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("rsm: opening %s: waiting for its Close: %w", id, ctx.Err())
+		case <-n.stop:
+			return nil, ErrClosed
+		}
 	}
 }
 
@@ -376,6 +414,14 @@ func (n *Node) join(ctx context.Context, o *Object) error {
 // testHookJoin, when set, runs as an Open's join takes its turn
 // (stage "turn") and once it found o not closed ("checked").
 var testHookJoin func(o *Object, stage string)
+
+// Test hooks: testHookDetached runs as a Close has taken o out of the
+// node's objects (before it removes o's record and snapshots);
+// testHookOpenWaits as an Open is about to wait for such a Close.
+var (
+	testHookDetached  func(*Object)
+	testHookOpenWaits func(ObjectID)
+)
 
 // isClosing reports whether Close has begun on o.
 func (o *Object) isClosing() bool {
@@ -492,8 +538,11 @@ func (o *Object) Close(ctx context.Context) error {
 		err = fmt.Errorf("waiting for its join: %w", ctx.Err())
 	}
 	n.mu.Lock()
+	var forgotten chan struct{}
 	if n.objects[o.lwg] == o {
 		delete(n.objects, o.lwg)
+		forgotten = make(chan struct{})
+		n.closing[o.lwg] = forgotten
 		o.detached = true
 		// Stats sums the open objects' counters: keep the closed one's.
 		n.stats.applied.Add(o.applies.Load())
@@ -502,6 +551,9 @@ func (o *Object) Close(ctx context.Context) error {
 	}
 	delete(n.watched, o)
 	n.mu.Unlock()
+	if testHookDetached != nil && forgotten != nil {
+		testHookDetached(o)
+	}
 	// Let a turn under way (an Apply in progress) finish first, until ctx
 	// ends: it resolves the commands it applied, whose callers get their
 	// results rather than ErrClosed (TestProposeAsyncPendingAtClose).
@@ -527,6 +579,12 @@ func (o *Object) Close(ctx context.Context) error {
 		// context, not the caller's: it fails only when the node closes.
 		// (The router checks detached: a stale tag costs a lookup.)
 		_ = n.svc.SetTag(n.bg, o.lwg, nil)
+	}
+	if forgotten != nil {
+		n.mu.Lock()
+		delete(n.closing, o.lwg)
+		n.mu.Unlock()
+		close(forgotten)
 	}
 	n.emit(Event{Type: EventClosed, Object: o.id})
 	if err != nil && !errors.Is(err, lwg.ErrNotMember) {

@@ -261,3 +261,49 @@ func TestCloseDuringOpenJoin(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenWaitsForClose: an Open of an id whose earlier object is still
+// closing (out of the node's objects, its record and snapshots not yet
+// removed) waits for that Close. Before, it opened at once, and the old
+// Close then removed the new object's record, so a restart did not reopen
+// it.
+func TestOpenWaitsForClose(t *testing.T) {
+	ctx := ctxT(t)
+	n := startCluster(t, transport.NewMemNetwork(), 1, rsm.Config{})[0]
+	o, err := n.Open(ctx, "c", rsmtest.NewCounter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	detached, release, waiting := make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
+	defer rsm.SetCloseHooks(func(*rsm.Object) {
+		close(detached)
+		<-release
+	}, func(rsm.ObjectID) { waiting <- struct{}{} })()
+	closed := make(chan error, 1)
+	go func() { closed <- o.Close(ctx) }()
+	<-detached
+	opened := make(chan error, 1)
+	go func() {
+		_, err := n.Open(ctx, "c", rsmtest.NewCounter)
+		opened <- err
+	}()
+	var openErr error
+	select {
+	case <-waiting:
+		close(release)
+		openErr = <-opened
+	case openErr = <-opened:
+		t.Error("Open returned while the earlier object was still closing")
+		close(release)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if openErr != nil {
+		t.Fatalf("Open: %v", openErr)
+	}
+	stored, err := n.Stored()
+	if err != nil || len(stored) != 1 || stored[0] != "c" {
+		t.Errorf("recorded objects after the Open: %v, %v; want [c]", stored, err)
+	}
+}
