@@ -113,6 +113,14 @@ func Start(ctx context.Context, cfg StartConfig) (*Node, error) {
 	}
 	owned = append(owned, store)
 	rc.snaps = store
+	// An object whose first snapshot was written before its record was
+	// durable (Open records while it joins) and then crashed is not
+	// reopened: drop its state, as if it had never opened.
+	if k, err := db.DeleteUnrecorded(); err != nil {
+		return fail(fmt.Errorf("rsm: removing the state of unrecorded objects: %w", err))
+	} else if k > 0 {
+		log.Info("removed the state of objects not recorded before a crash", "objects", k)
+	}
 	n, err := New(rc)
 	if err != nil {
 		return fail(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -385,4 +386,60 @@ func TestJoinerCrashBeforeLocalSnapshot(t *testing.T) {
 		storagetest.Check(t, db)
 		db.Close()
 	}
+}
+
+// TestStartDropsUnrecordedState: a data file holding the snapshot and
+// applied index of an object that was never recorded (a crash between its
+// first snapshot and its record) loses them at Start; a recorded object
+// keeps its own.
+func TestStartDropsUnrecordedState(t *testing.T) {
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	n := startTCP(t, ctx, 1, dir, nil)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "node.db")
+	db, err := storage.Open(path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutObject("kept", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []string{"kept", "orphan"} {
+		w, err := db.CreateSnapshot(o, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte("state of " + o)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetApplied(o, 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n = startTCP(t, ctx, 1, dir, nil)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = storage.Open(path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for o, want := range map[string]bool{"kept": true, "orphan": false} {
+		_, snap, err := db.Snapshot(o)
+		_, applied, aerr := db.Applied(o)
+		if err != nil || aerr != nil || snap != want || applied != want {
+			t.Errorf("%s after Start: snapshot %v, applied %v (%v, %v); want %v", o, snap, applied, err, aerr, want)
+		}
+	}
+	storagetest.Check(t, db)
 }

@@ -1,6 +1,10 @@
 package storage
 
-import "go.etcd.io/bbolt"
+import (
+	"bytes"
+
+	"go.etcd.io/bbolt"
+)
 
 // SetApplied records that the object's state includes the commands up to
 // index. It is group-committed: concurrent calls (one goroutine per object,
@@ -125,6 +129,48 @@ func (db *DB) DeleteObject(object string) error {
 		}
 		return db.deleteSnapshots(tx, object)
 	})
+}
+
+// DeleteUnrecorded deletes the applied index and every snapshot of each
+// object that is not recorded (PutObject), in one transaction, and returns
+// how many objects it cleared. A process that starts writing an object's
+// state before its record is durable (rsm records an object while it
+// joins) leaves such state behind if it crashes in between, where nothing
+// would ever read or delete it. Call it at start, before any writer runs.
+func (db *DB) DeleteUnrecorded() (int, error) {
+	var n int
+	err := db.update(func(tx *bbolt.Tx) error {
+		objs := tx.Bucket(bucketObjects)
+		recorded := func(object []byte) bool {
+			k, _ := objs.Cursor().Seek(object)
+			return bytes.Equal(k, object)
+		}
+		seen := map[string]bool{}
+		var gone []string
+		for _, name := range [][]byte{bucketSnapshots, bucketApplied} {
+			err := tx.Bucket(name).ForEach(func(k, _ []byte) error {
+				if !recorded(k) && !seen[string(k)] {
+					seen[string(k)] = true
+					gone = append(gone, string(k))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		for _, o := range gone {
+			if err := tx.Bucket(bucketApplied).Delete([]byte(o)); err != nil {
+				return err
+			}
+			if err := db.deleteSnapshots(tx, o); err != nil {
+				return err
+			}
+		}
+		n = len(gone)
+		return nil
+	})
+	return n, err
 }
 
 // Objects returns every recorded object with its info.

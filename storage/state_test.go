@@ -485,3 +485,53 @@ func TestVerifyFindsBrokenInvariants(t *testing.T) {
 		})
 	}
 }
+
+// TestDeleteUnrecorded: the state of objects that were never recorded (a
+// crash between the first snapshot and the record) goes; recorded
+// objects keep theirs, whatever their info (empty included).
+func TestDeleteUnrecorded(t *testing.T) {
+	db := storagetest.Open(t, newPath(t), smallChunks)
+	for _, o := range []string{"kept", "kept-empty"} {
+		info := []byte("info")
+		if o == "kept-empty" {
+			info = nil
+		}
+		if err := db.PutObject(o, info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range []string{"kept", "kept-empty", "orphan"} {
+		writeSnapshot(t, db, o, nil, payload(1, 700))
+		writeSnapshot(t, db, o, nil, payload(2, 700))
+		if err := db.SetApplied(o, 9); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.SetApplied("applied-only", 3); err != nil {
+		t.Fatal(err)
+	}
+	n, err := db.DeleteUnrecorded()
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteUnrecorded = %d, %v; want 2 (orphan, applied-only)", n, err)
+	}
+	for _, o := range []string{"kept", "kept-empty"} {
+		if _, ok := mustCurrent(t, db, o); !ok {
+			t.Errorf("%s lost its snapshot", o)
+		}
+		if _, ok := mustApplied(t, db, o); !ok {
+			t.Errorf("%s lost its applied index", o)
+		}
+	}
+	for _, o := range []string{"orphan", "applied-only"} {
+		if _, ok := mustCurrent(t, db, o); ok {
+			t.Errorf("%s kept a snapshot", o)
+		}
+		if _, ok := mustApplied(t, db, o); ok {
+			t.Errorf("%s kept its applied index", o)
+		}
+	}
+	if n, err := db.DeleteUnrecorded(); err != nil || n != 0 {
+		t.Errorf("a second DeleteUnrecorded = %d, %v; want 0", n, err)
+	}
+	storagetest.Check(t, db)
+}
