@@ -1,6 +1,7 @@
 package rsm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -89,4 +90,21 @@ func (o *Object) Closing() bool { return o.isClosing() }
 func SetCloseHooks(detached func(*Object), openWaits func(ObjectID)) (restore func()) {
 	testHookDetached, testHookOpenWaits = detached, openWaits
 	return func() { testHookDetached, testHookOpenWaits = nil, nil }
+}
+
+// WaitForgotten waits until no Close of id is under way on n (see
+// Node.closing), or ctx ends.
+func (n *Node) WaitForgotten(ctx context.Context, id ObjectID) error {
+	n.mu.Lock()
+	done := n.closing[id.LWG()]
+	n.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -386,19 +386,8 @@ func (n *Node) join(ctx context.Context, o *Object) error {
 	if err == nil {
 		err = n.svc.Join(ctx, o.lwg)
 	}
-	if o.isClosing() {
-		// A Close began during the Join. If its ctx ended before it got
-		// the turn, its Leave may have come first and found nothing: undo
-		// the Join here (a Join whose ctx ended goes on, so undo it
-		// whatever it returned). With the node's context, bounded: ctx
-		// may be what ended.
-		lctx, cancel := context.WithTimeout(n.bg, openUndoTimeout)
-		lerr := n.svc.Leave(lctx, o.lwg)
-		cancel()
-		if lerr != nil && !errors.Is(lerr, lwg.ErrNotMember) {
-			n.log.Warn("leaving the group of an object closed while it joined", "object", o.id, "error", lerr)
-		}
-		return fmt.Errorf("%w: %s closed while it opened", ErrClosed, o.id)
+	if testHookJoin != nil {
+		testHookJoin(o, "joined")
 	}
 	if errors.Is(err, lwg.ErrAlreadyMember) {
 		// Joining already (a Join whose caller gave up, a rejoin after an
@@ -412,7 +401,8 @@ func (n *Node) join(ctx context.Context, o *Object) error {
 }
 
 // testHookJoin, when set, runs as an Open's join takes its turn
-// (stage "turn") and once it found o not closed ("checked").
+// (stage "turn"), once it found o not closed ("checked"), and after its
+// Join returned, still holding the turn ("joined").
 var testHookJoin func(o *Object, stage string)
 
 // Test hooks: testHookDetached runs as a Close has taken o out of the
@@ -493,8 +483,9 @@ func (n *Node) Objects() []ObjectID {
 // (until ctx ends) for the joiner, so closing a replica never strands one
 // that depends on it. It also waits for the Join of an Open of the object
 // under way, and then leaves; if ctx ends first, it returns ctx's error
-// and that Open leaves again once its Join returns (the Open fails with
-// ErrClosed), so the node does not stay in the group either way.
+// and leaves in the background once that Join is over (the Open fails
+// with ErrClosed; a new Open of the object waits for the Leave), so the
+// node does not stay in the group either way.
 func (o *Object) Close(ctx context.Context) error {
 	n, ok := o.host.(*Node)
 	if !ok {
@@ -518,7 +509,7 @@ func (o *Object) Close(ctx context.Context) error {
 	}
 	// Wait for an Open's Join under way, so the Leave comes after it; an
 	// Open that takes the turn later sees o closed and does not join. If
-	// ctx ends first, the Open undoes its Join itself once it returns.
+	// ctx ends first, leaveLater leaves once that Join is over.
 	turn := false
 	select {
 	case o.joinTurn <- struct{}{}:
@@ -580,17 +571,44 @@ func (o *Object) Close(ctx context.Context) error {
 		// (The router checks detached: a stale tag costs a lookup.)
 		_ = n.svc.SetTag(n.bg, o.lwg, nil)
 	}
-	if forgotten != nil {
-		n.mu.Lock()
-		delete(n.closing, o.lwg)
-		n.mu.Unlock()
-		close(forgotten)
+	switch {
+	case forgotten != nil && !turn:
+		go n.leaveLater(o, forgotten)
+	case forgotten != nil:
+		n.forgotten(o.lwg, forgotten)
 	}
 	n.emit(Event{Type: EventClosed, Object: o.id})
 	if err != nil && !errors.Is(err, lwg.ErrNotMember) {
 		return fmt.Errorf("rsm: closing %s: %w", o.id, err)
 	}
 	return nil
+}
+
+// leaveLater ends the Close of o whose ctx ended while an Open's join held
+// the turn: once that join is over, it leaves o's group (the Join may have
+// landed after anything Close could send), and only then lets Opens of
+// the id go on, so a new object's Join cannot meet the old one's Leave.
+func (n *Node) leaveLater(o *Object, forgotten chan struct{}) {
+	defer n.forgotten(o.lwg, forgotten)
+	select {
+	case o.joinTurn <- struct{}{}:
+		defer func() { <-o.joinTurn }()
+	case <-n.stop:
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.bg, openUndoTimeout)
+	defer cancel()
+	if err := n.svc.Leave(ctx, o.lwg); err != nil && !errors.Is(err, lwg.ErrNotMember) {
+		n.log.Warn("leaving the group of an object closed while it joined", "object", o.id, "error", err)
+	}
+}
+
+// forgotten lets Opens of l go on after a Close (see Node.closing).
+func (n *Node) forgotten(l lwg.ID, done chan struct{}) {
+	n.mu.Lock()
+	delete(n.closing, l)
+	n.mu.Unlock()
+	close(done)
 }
 
 // Close stops the Node: it first writes a snapshot of every object that

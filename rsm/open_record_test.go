@@ -188,19 +188,21 @@ func TestOpenAfterFailedOpen(t *testing.T) {
 }
 
 // TestCloseDuringOpenJoin: a Close that begins while an Open waits for its
-// turn at the join, or while its Join is under way (and that gives up
-// waiting for it, its ctx ending), leaves the node out of the object's
-// group. Before the fix, Close's Leave found nothing to leave, the Open's
-// Join landed after it, and the node stayed in the group of a detached
-// object, where a later Open of the object hung.
+// turn at the join, while its Join is under way, or after it returned but
+// before the turn went back, leaves the node out of the object's group,
+// also when Close gives up waiting (its ctx ends). Before the fixes,
+// Close's Leave found nothing to leave, the Open's Join landed after it,
+// and the node stayed in the group of a detached object, where a later
+// Open of the object hung.
 func TestCloseDuringOpenJoin(t *testing.T) {
 	for _, tc := range []struct {
 		name, stage string
-		closeWithin time.Duration // 0: ctxT's
+		closeWithin time.Duration // 0: ctxT's; < 0: already ended
 	}{
 		{"before the check", "turn", 0},
 		{"joining", "checked", 0},
 		{"joining, Close gives up", "checked", 50 * time.Millisecond},
+		{"joined, Close gives up", "joined", -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := ctxT(t)
@@ -219,9 +221,9 @@ func TestCloseDuringOpenJoin(t *testing.T) {
 			}()
 			o := <-reached
 			cctx := ctx
-			if tc.closeWithin > 0 {
+			if tc.closeWithin != 0 {
 				var cancel context.CancelFunc
-				cctx, cancel = context.WithTimeout(ctx, tc.closeWithin)
+				cctx, cancel = context.WithTimeout(ctx, max(tc.closeWithin, 0))
 				defer cancel()
 			}
 			closed := make(chan error, 1)
@@ -229,8 +231,8 @@ func TestCloseDuringOpenJoin(t *testing.T) {
 			for !o.Closing() {
 				runtime.Gosched()
 			}
-			if tc.closeWithin > 0 {
-				// Close gives up waiting for the Join before it starts.
+			if tc.closeWithin != 0 {
+				// Close gives up waiting for the join.
 				if err := <-closed; !errors.Is(err, context.DeadlineExceeded) {
 					t.Errorf("Close: %v, want its deadline", err)
 				}
@@ -243,6 +245,9 @@ func TestCloseDuringOpenJoin(t *testing.T) {
 				if err := <-closed; err != nil {
 					t.Errorf("Close: %v", err)
 				}
+			}
+			if err := n.WaitForgotten(ctx, "c"); err != nil {
+				t.Fatal(err)
 			}
 			if v, h, err := n.Service().View(ctx, rsm.ObjectID("c").LWG()); !errors.Is(err, lwg.ErrNotMember) {
 				t.Errorf("after Close, the node is in the object's group: view %v on %s, %v", v, h, err)
@@ -259,6 +264,69 @@ func TestCloseDuringOpenJoin(t *testing.T) {
 				t.Errorf("Propose after reopening: %v", err)
 			}
 		})
+	}
+}
+
+// TestReopenWhileClosedJoinPends: after a Close gave up waiting for an
+// Open's join, a new Open of the object waits until the old join is over
+// and the node left again, then opens; the old Open's Leave cannot take
+// the new object out of its group (found in review: it did).
+func TestReopenWhileClosedJoinPends(t *testing.T) {
+	ctx := ctxT(t)
+	n := startCluster(t, transport.NewMemNetwork(), 1, rsm.Config{})[0]
+	reached, release := make(chan *rsm.Object, 1), make(chan struct{})
+	var first atomic.Pointer[rsm.Object]
+	defer rsm.SetJoinHook(func(o *rsm.Object, stage string) {
+		if stage == "checked" && first.CompareAndSwap(nil, o) {
+			reached <- o
+			<-release
+		}
+	})()
+	waiting := make(chan struct{}, 1)
+	defer rsm.SetCloseHooks(nil, func(rsm.ObjectID) {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	})()
+	old := make(chan error, 1)
+	go func() {
+		_, err := n.Open(ctx, "c", rsmtest.NewCounter)
+		old <- err
+	}()
+	o := <-reached
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := o.Close(cctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close: %v, want its deadline", err)
+	}
+	type res struct {
+		o   *rsm.Object
+		err error
+	}
+	reopened := make(chan res, 1)
+	go func() {
+		o2, err := n.Open(ctx, "c", rsmtest.NewCounter)
+		reopened <- res{o2, err}
+	}()
+	select {
+	case <-waiting:
+	case r := <-reopened:
+		t.Fatalf("the new Open returned (%v) while the old join was pending", r.err)
+	}
+	close(release)
+	if err := <-old; !errors.Is(err, rsm.ErrClosed) {
+		t.Errorf("old Open: %v, want ErrClosed", err)
+	}
+	r := <-reopened
+	if r.err != nil {
+		t.Fatalf("new Open: %v", r.err)
+	}
+	if _, err := r.o.Propose(ctx, rsmtest.Add(1)); err != nil {
+		t.Errorf("Propose on the reopened object: %v", err)
+	}
+	if _, _, err := n.Service().View(ctx, rsm.ObjectID("c").LWG()); err != nil {
+		t.Errorf("the reopened object's group: %v", err)
 	}
 }
 
