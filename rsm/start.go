@@ -115,9 +115,10 @@ func Start(ctx context.Context, cfg StartConfig) (*Node, error) {
 	rc.snaps = store
 	// An object whose first snapshot was written before its record was
 	// durable (Open records while it joins) and then crashed is not
-	// reopened: drop its state, as if it had never opened.
+	// reopened: drop its state, as if it had never opened. Best effort:
+	// state nothing reads is no reason not to start.
 	if k, err := db.DeleteUnrecorded(); err != nil {
-		return fail(fmt.Errorf("rsm: removing the state of unrecorded objects: %w", err))
+		log.Warn("could not remove the state of objects not recorded before a crash", "error", err)
 	} else if k > 0 {
 		log.Info("removed the state of objects not recorded before a crash", "objects", k)
 	}
