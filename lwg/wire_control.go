@@ -143,10 +143,10 @@ func (s *fieldSet) add(key, fields string) error {
 	return nil
 }
 
-// DecodeMsgpack reads what EncodeMsgpack (or reflection) wrote. The input
-// has passed wirecheck, so every declared length fits in it.
-func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
-	*c = control{}
+// readFields reads a map of one-letter fields, refusing one of known
+// given twice, and calls field with each key; field reads the value (and
+// skips one it does not know).
+func readFields(d *msgpack.Decoder, known string, field func(k string) error) error {
 	n, err := d.DecodeMapLen()
 	if err != nil || n < 0 {
 		return cmpErr(err, errNotMap)
@@ -157,9 +157,21 @@ func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
 		if err != nil {
 			return err
 		}
-		if err := seen.add(k, "kivspn"); err != nil {
+		if err := seen.add(k, known); err != nil {
 			return err
 		}
+		if err := field(k); err != nil {
+			return fmt.Errorf("field %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// DecodeMsgpack reads what EncodeMsgpack (or reflection) wrote. The input
+// has passed wirecheck, so every declared length fits in it.
+func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
+	*c = control{}
+	return readFields(d, "kivspn", func(k string) (err error) {
 		switch k {
 		case "k":
 			var v uint8
@@ -180,11 +192,8 @@ func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
 		default:
 			err = d.Skip()
 		}
-		if err != nil {
-			return fmt.Errorf("control field %q: %w", k, err)
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 func decodeItems(d *msgpack.Decoder) ([]item, error) {
@@ -202,19 +211,7 @@ func decodeItems(d *msgpack.Decoder) ([]item, error) {
 }
 
 func decodeItem(d *msgpack.Decoder, it *item) error {
-	n, err := d.DecodeMapLen()
-	if err != nil || n < 0 {
-		return cmpErr(err, errNotMap)
-	}
-	var seen fieldSet
-	for range n {
-		k, err := d.DecodeString()
-		if err != nil {
-			return err
-		}
-		if err := seen.add(k, "lrvgmf"); err != nil {
-			return err
-		}
+	return readFields(d, "lrvgmf", func(k string) (err error) {
 		var s string
 		switch k {
 		case "l":
@@ -235,11 +232,8 @@ func decodeItem(d *msgpack.Decoder, it *item) error {
 		default:
 			err = d.Skip()
 		}
-		if err != nil {
-			return fmt.Errorf("field %q: %w", k, err)
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 func decodeMembers(d *msgpack.Decoder) ([]hwg.Process, error) {
@@ -249,32 +243,22 @@ func decodeMembers(d *msgpack.Decoder) ([]hwg.Process, error) {
 	}
 	ps := make([]hwg.Process, n)
 	for i := range ps {
-		m, err := d.DecodeMapLen()
-		if err != nil || m < 0 {
-			return nil, cmpErr(err, errNotMap)
-		}
-		var seen fieldSet
-		for range m {
-			k, err := d.DecodeString()
-			if err != nil {
-				return nil, err
-			}
-			if err := seen.add(k, "ni"); err != nil {
-				return nil, err
-			}
+		p := &ps[i]
+		err := readFields(d, "ni", func(k string) (err error) {
 			var v uint64
 			switch k {
 			case "n":
 				v, err = d.DecodeUint64()
-				ps[i].Node = hwg.NodeID(v)
+				p.Node = hwg.NodeID(v)
 			case "i":
-				ps[i].Inc, err = d.DecodeUint64()
+				p.Inc, err = d.DecodeUint64()
 			default:
 				err = d.Skip()
 			}
-			if err != nil {
-				return nil, err
-			}
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return ps, nil
