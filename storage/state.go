@@ -1,10 +1,6 @@
 package storage
 
-import (
-	"bytes"
-
-	"go.etcd.io/bbolt"
-)
+import "go.etcd.io/bbolt"
 
 // SetApplied records that the object's state includes the commands up to
 // index. It is group-committed: concurrent calls (one goroutine per object,
@@ -141,10 +137,9 @@ func (db *DB) DeleteUnrecorded() (int, error) {
 	var n int
 	err := db.update(func(tx *bbolt.Tx) error {
 		objs := tx.Bucket(bucketObjects)
-		recorded := func(object []byte) bool {
-			k, _ := objs.Cursor().Seek(object)
-			return bytes.Equal(k, object)
-		}
+		// PutObject stores an empty value, never nil: Get is nil only
+		// for an object not recorded.
+		recorded := func(object []byte) bool { return objs.Get(object) != nil }
 		seen := map[string]bool{}
 		var gone []string
 		for _, name := range [][]byte{bucketSnapshots, bucketApplied} {
