@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -671,16 +672,22 @@ func BenchmarkLWGJoin(b *testing.B) {
 		for _, bn := range nodes {
 			dones = append(dones, bn.w.expect(n, size(4)))
 		}
+		stopProfile := joinProfile(b)
+		cpu0, faults0 := rusageCPU(), minorFaults()
 		start := time.Now()
 		if err := joinAll(ctx, []*benchNode{joiner}, ls); err != nil {
 			skipOrFatal(b, err)
 		}
 		joined := time.Since(start)
 		last, err := waitWatches(ctx, nodes, dones, "installing the views of four")
+		cpu, faults := rusageCPU()-cpu0, minorFaults()-faults0
+		stopProfile()
 		if err != nil {
 			skipOrFatal(b, err)
 		}
-		return joined, map[string]time.Duration{"all-ms": last.Sub(start)}
+		// faults rides in a Duration so that runPlacements takes its median
+		// with the others; reported in thousands ("kfaults").
+		return joined, map[string]time.Duration{"all-ms": last.Sub(start), "cpu-ms": cpu, "kfaults": time.Duration(faults) * time.Microsecond}
 	})
 }
 
@@ -1201,6 +1208,40 @@ func logTail(b *testing.B, lats, sents []time.Duration) {
 		b.Logf("  slot at %v: %d of %d deliveries at or over p99, worst %.2f ms", (k * slot).Round(time.Millisecond), a.slow, a.n, ms(a.worst))
 	}
 }
+
+// joinProfile writes a CPU profile of one join window (the Joins until
+// every node installed) to LWGKIT_BENCH_JOINPROFILE.<k>, k counting from 0
+// in the process, if that is set: a profile of the whole benchmark is
+// mostly the forming of the groups. go tool pprof merges the files.
+func joinProfile(b *testing.B) (stop func()) {
+	path := os.Getenv("LWGKIT_BENCH_JOINPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", path, joinProfiles.Add(1)-1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	k := joinProfiles.Load() - 1
+	heap := func(name string) {
+		h, err := os.Create(fmt.Sprintf("%s.%d.%s", path, k, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer h.Close()
+		runtime.GC() // the profile is as of the last collection
+		if err := pprof.Lookup("allocs").WriteTo(h, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	heap("alloc0")
+	return func() { pprof.StopCPUProfile(); f.Close(); heap("alloc1") }
+}
+
+var joinProfiles atomic.Int64
 
 // windowProfiles starts what LWGKIT_BENCH_CPUPROFILE,
 // LWGKIT_BENCH_TRACE and LWGKIT_BENCH_MEMPROFILE ask for (files to write a
