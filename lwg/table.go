@@ -92,6 +92,11 @@ func (car *carrier) reset() {
 
 func (car *carrier) apply(from hwg.Process, c *control) {
 	switch c.Kind {
+	case kJoin, kLeave, kFlushOK:
+		// Each item raises Hold.up or installs about once.
+		car.core.room(len(c.Items))
+	}
+	switch c.Kind {
 	case kJoin:
 		for _, it := range c.Items {
 			car.core.ownApplied(car, from, c.Kind, it.LWG, car.join(from, it))
@@ -237,6 +242,13 @@ func (car *carrier) flushOK(from hwg.Process, it item) {
 // keep (the new carrier view) if given.
 func (car *carrier) finish(l ID, e *entry, keep *hwg.View) {
 	var joined, left []hwg.Process
+	if e.Fl == nil && keep != nil && keepsAll(keep, e.View.Members) {
+		// Failure multiplexing, and this LWG lost nobody: the next view has
+		// the same members, and the table's slice (never handed out, never
+		// changed in place) serves it.
+		car.install(l, e, View{ID: e.View.ID + 1, Members: e.View.Members}, nil, nil, nil)
+		return
+	}
 	next := slices.Clone(e.View.Members)
 	if fl := e.Fl; fl != nil {
 		left = slices.Clone(fl.Leaves)
@@ -269,6 +281,16 @@ func (car *carrier) finish(l ID, e *entry, keep *hwg.View) {
 		return
 	}
 	car.install(l, e, View{ID: id, Members: next}, joined, left, vanished)
+}
+
+// keepsAll reports whether every one of ms is in v.
+func keepsAll(v *hwg.View, ms []hwg.Process) bool {
+	for _, p := range ms {
+		if !v.Contains(p) {
+			return false
+		}
+	}
+	return true
 }
 
 func (car *carrier) adopt(it item) {
@@ -310,6 +332,7 @@ func (car *carrier) install(l ID, e *entry, v View, joined, left, vanished []hwg
 // and cancelling its switch.
 func (car *carrier) boundary(ev *hwg.Event) {
 	keep := ev.View
+	car.core.room(len(car.local))
 	for _, l := range sortedKeys(car.entries) {
 		car.finish(l, car.entries[l], &keep)
 	}
