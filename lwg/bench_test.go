@@ -618,14 +618,14 @@ func skipOrFatal(b *testing.B, err error) {
 // are reported as metric unit; the hwg run also reports the ratio lwg/hwg
 // as ratioUnit, and every run with n > 1 its median over the same
 // placement's at n=1 as "rel-n1".
-func runPlacements(b *testing.B, exp, unit, ratioUnit string, sizes []int, body func(b *testing.B, ctx context.Context, place lwg.Placement, n int) (time.Duration, map[string]time.Duration)) {
+func runPlacements(b *testing.B, exp, unit, ratioUnit string, sizes []int, body func(b *testing.B, ctx context.Context, place lwg.Placement, n int) (time.Duration, map[string]float64)) {
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			for _, p := range placements {
 				b.Run(p.name, func(b *testing.B) {
 					skipBaseline(b, p.name, n)
 					var main []time.Duration
-					extra := map[string][]time.Duration{}
+					extra := map[string][]float64{}
 					for b.Loop() {
 						ctx, cancel := context.WithTimeout(context.Background(), benchDeadline)
 						d, ex := body(b, ctx, p.place, n)
@@ -638,7 +638,8 @@ func runPlacements(b *testing.B, exp, unit, ratioUnit string, sizes []int, body 
 					med := medianDur(main)
 					b.ReportMetric(ms(med), unit)
 					for k, v := range extra {
-						b.ReportMetric(ms(medianDur(v)), k)
+						slices.Sort(v)
+						b.ReportMetric(v[len(v)/2], k)
 					}
 					results.Store(fmt.Sprintf("%s/%d/%s", exp, n, p.name), med)
 					if v, ok := results.Load(fmt.Sprintf("%s/%d/lwg", exp, n)); ok && p.name == "hwg" && ratioUnit != "" {
@@ -660,7 +661,7 @@ func runPlacements(b *testing.B, exp, unit, ratioUnit string, sizes []int, body 
 // join-ms(lwg)/join-ms(hwg) as "lwg/hwg". Both placements suspect a peer
 // after joinSuspectTicks, not FastTiming's 100 ms.
 func BenchmarkLWGJoin(b *testing.B) {
-	runPlacements(b, "join", "join-ms", "lwg/hwg", benchSizes(), func(b *testing.B, ctx context.Context, place lwg.Placement, n int) (time.Duration, map[string]time.Duration) {
+	runPlacements(b, "join", "join-ms", "lwg/hwg", benchSizes(), func(b *testing.B, ctx context.Context, place lwg.Placement, n int) (time.Duration, map[string]float64) {
 		ls := benchLWGs(n)
 		nodes := startBenchClusterSuspecting(b, 4, place, joinSuspectTicks)
 		defer closeAll(nodes)
@@ -673,21 +674,19 @@ func BenchmarkLWGJoin(b *testing.B) {
 			dones = append(dones, bn.w.expect(n, size(4)))
 		}
 		stopProfile := joinProfile(b)
-		cpu0, faults0 := rusageCPU(), minorFaults()
+		cpu0, faults0, alloc0 := rusageCPU(), minorFaults(), allocated()
 		start := time.Now()
 		if err := joinAll(ctx, []*benchNode{joiner}, ls); err != nil {
 			skipOrFatal(b, err)
 		}
 		joined := time.Since(start)
 		last, err := waitWatches(ctx, nodes, dones, "installing the views of four")
-		cpu, faults := rusageCPU()-cpu0, minorFaults()-faults0
+		cpu, faults, alloc := rusageCPU()-cpu0, minorFaults()-faults0, allocated()-alloc0
 		stopProfile()
 		if err != nil {
 			skipOrFatal(b, err)
 		}
-		// faults rides in a Duration so that runPlacements takes its median
-		// with the others; reported in thousands ("kfaults").
-		return joined, map[string]time.Duration{"all-ms": last.Sub(start), "cpu-ms": cpu, "kfaults": time.Duration(faults) * time.Microsecond}
+		return joined, map[string]float64{"all-ms": ms(last.Sub(start)), "cpu-ms": ms(cpu), "faults": float64(faults), "alloc-MB": float64(alloc) / 1e6}
 	})
 }
 
@@ -697,7 +696,7 @@ func BenchmarkLWGJoin(b *testing.B) {
 // Each run with n > 1 reports its time over the same placement's at n=1
 // ("rel-n1"), and the hwg run lwg/hwg.
 func BenchmarkLWGRecovery(b *testing.B) {
-	runPlacements(b, "recovery", "recovery-ms", "lwg/hwg", benchSizes(), func(b *testing.B, ctx context.Context, place lwg.Placement, n int) (time.Duration, map[string]time.Duration) {
+	runPlacements(b, "recovery", "recovery-ms", "lwg/hwg", benchSizes(), func(b *testing.B, ctx context.Context, place lwg.Placement, n int) (time.Duration, map[string]float64) {
 		ls := benchLWGs(n)
 		nodes, err := formed(ctx, b, 4, place, ls)
 		defer closeAll(nodes)
@@ -728,7 +727,7 @@ func BenchmarkLWGRecovery(b *testing.B) {
 // leaves five groups one after the other and reports their median. For
 // LWGs it should not depend on n.
 func BenchmarkLWGLeave(b *testing.B) {
-	runPlacements(b, "leave", "leave-ms", "lwg/hwg", benchSizes(), func(b *testing.B, ctx context.Context, place lwg.Placement, n int) (time.Duration, map[string]time.Duration) {
+	runPlacements(b, "leave", "leave-ms", "lwg/hwg", benchSizes(), func(b *testing.B, ctx context.Context, place lwg.Placement, n int) (time.Duration, map[string]float64) {
 		ls := benchLWGs(n)
 		nodes, err := formed(ctx, b, 4, place, ls)
 		defer closeAll(nodes)
@@ -754,7 +753,7 @@ func BenchmarkLWGLeave(b *testing.B) {
 			alls = append(alls, last.Sub(start))
 			time.Sleep(50 * time.Millisecond)
 		}
-		return medianDur(leaves), map[string]time.Duration{"all-ms": medianDur(alls)}
+		return medianDur(leaves), map[string]float64{"all-ms": ms(medianDur(alls))}
 	})
 }
 
@@ -1079,6 +1078,13 @@ func cpuTime() time.Duration {
 	s := []metrics.Sample{{Name: "/cpu/classes/total:cpu-seconds"}, {Name: "/cpu/classes/idle:cpu-seconds"}}
 	metrics.Read(s)
 	return time.Duration((s[0].Value.Float64() - s[1].Value.Float64()) * float64(time.Second))
+}
+
+// allocated returns the bytes the process allocated on the heap so far.
+func allocated() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // readCalls returns the read system calls the process made (syscr in
