@@ -447,7 +447,10 @@ func (s *Service) push(evs []Event) {
 		}
 	}
 	if i < len(evs) {
-		s.queue.push(evs[i:])
+		// Queued whole, from the first event not taken: the batch goes
+		// back to the Core with its full capacity once the reader has
+		// the rest, so the next burst of Hold.ups or installs reuses it.
+		s.queue.pushFrom(evs, i)
 	} else {
 		s.core.Recycle(Ready{Events: evs}) // the reader has copies of them all
 	}
@@ -495,6 +498,18 @@ func (q *eventBatches) len() int { return q.n }
 func (q *eventBatches) push(evs []Event) {
 	q.batches = append(q.batches, evs)
 	q.n += len(evs)
+}
+
+// pushFrom queues evs from evs[i]; pop hands back the whole of evs. Only
+// an empty queue takes a batch from i > 0 (its head is the queue's).
+func (q *eventBatches) pushFrom(evs []Event, i int) {
+	if i > 0 && q.n != 0 {
+		panic("lwg: a part of a batch queued behind others")
+	}
+	q.push(evs)
+	if i > 0 {
+		q.head, q.n = i, q.n-i
+	}
 }
 
 func (q *eventBatches) peek() Event { return q.batches[0][q.head] }

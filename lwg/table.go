@@ -242,7 +242,7 @@ func (car *carrier) flushOK(from hwg.Process, it item) {
 // keep (the new carrier view) if given.
 func (car *carrier) finish(l ID, e *entry, keep *hwg.View) {
 	var joined, left []hwg.Process
-	if e.Fl == nil && keep != nil && keepsAll(keep, e.View.Members) {
+	if e.Fl == nil && keep != nil && len(e.View.Members) > 0 && keepsAll(keep, e.View.Members) {
 		// Failure multiplexing, and this LWG lost nobody: the next view has
 		// the same members, and the table's slice (never handed out, never
 		// changed in place) serves it.

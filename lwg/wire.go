@@ -182,7 +182,9 @@ func encodeControl(c *control) []byte {
 	// buffer of a 1,000-item FLUSH_OK by doubling cost more than writing it.
 	buf := bytes.NewBuffer(make([]byte, 0, 64+len(c.Snap)+32*len(c.Items)))
 	buf.WriteByte(tagControl)
-	enc := msgpack.NewEncoder(buf)
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(buf)
 	if err := enc.Encode(c); err != nil {
 		// Only plain structs of known types are encoded.
 		panic(fmt.Sprintf("lwg: encoding %v: %v", c.Kind, err))
