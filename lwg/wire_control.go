@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 
 	"github.com/lwgkit/lwgkit/hwg"
 )
@@ -147,7 +148,7 @@ func (s *fieldSet) add(key, fields string) error {
 // given twice, and calls field with each key; field reads the value (and
 // skips one it does not know).
 func readFields(d *msgpack.Decoder, known string, field func(k string) error) error {
-	n, err := d.DecodeMapLen()
+	n, err := mapLen(d)
 	if err != nil || n < 0 {
 		return cmpErr(err, errNotMap)
 	}
@@ -165,6 +166,31 @@ func readFields(d *msgpack.Decoder, known string, field func(k string) error) er
 		}
 	}
 	return nil
+}
+
+// mapLen and arrayLen read a map's or an array's length (-1 for nil) and
+// refuse anything else: msgpack's DecodeMapLen and DecodeArrayLen also
+// look through an ext wrapper, which reflection refuses.
+func mapLen(d *msgpack.Decoder) (int, error) {
+	c, err := d.PeekCode()
+	if err != nil {
+		return 0, err
+	}
+	if !msgpcode.IsFixedMap(c) && c != msgpcode.Map16 && c != msgpcode.Map32 && c != msgpcode.Nil {
+		return 0, fmt.Errorf("msgpack code %#x where a map belongs", c)
+	}
+	return d.DecodeMapLen()
+}
+
+func arrayLen(d *msgpack.Decoder) (int, error) {
+	c, err := d.PeekCode()
+	if err != nil {
+		return 0, err
+	}
+	if !msgpcode.IsFixedArray(c) && c != msgpcode.Array16 && c != msgpcode.Array32 && c != msgpcode.Nil {
+		return 0, fmt.Errorf("msgpack code %#x where an array belongs", c)
+	}
+	return d.DecodeArrayLen()
 }
 
 // DecodeMsgpack reads what EncodeMsgpack (or reflection) wrote. The input
@@ -197,7 +223,7 @@ func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
 }
 
 func decodeItems(d *msgpack.Decoder) ([]item, error) {
-	n, err := d.DecodeArrayLen()
+	n, err := arrayLen(d)
 	if err != nil || n < 0 {
 		return nil, err
 	}
@@ -237,7 +263,7 @@ func decodeItem(d *msgpack.Decoder, it *item) error {
 }
 
 func decodeMembers(d *msgpack.Decoder) ([]hwg.Process, error) {
-	n, err := d.DecodeArrayLen()
+	n, err := arrayLen(d)
 	if err != nil || n < 0 {
 		return nil, err
 	}

@@ -127,7 +127,7 @@ func (s *tableSnap) DecodeMsgpack(d *msgpack.Decoder) error {
 }
 
 func (s *tableSnap) decodeEntries(d *msgpack.Decoder) error {
-	n, err := d.DecodeArrayLen()
+	n, err := arrayLen(d)
 	if err != nil || n < 0 {
 		return err
 	}
@@ -157,7 +157,7 @@ func (s *tableSnap) decodeEntries(d *msgpack.Decoder) error {
 }
 
 func (s *tableSnap) decodeGone(d *msgpack.Decoder) error {
-	n, err := d.DecodeMapLen()
+	n, err := mapLen(d)
 	if err != nil || n < 0 {
 		return err
 	}

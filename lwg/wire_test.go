@@ -12,6 +12,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/internal/wirecheck"
 )
 
 func TestDataRoundTrip(t *testing.T) {
@@ -138,7 +139,16 @@ func FuzzRestore(f *testing.F) {
 	car := newCarrier(nil, "h/x#1")
 	car.entries["l/a"] = &entry{View: View{ID: 1<<32 | 1, Members: []hwg.Process{{Node: 1, Inc: 1}}}}
 	f.Add(car.snapshot())
+	f.Add(tableOf(12).snapshot()) // flushes, switches and gone records
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The table codec reads what reflection reads, where it accepts.
+		var fast tableSnap
+		if err := wirecheck.Unmarshal(b, &fast); err == nil {
+			var slow plainTableSnap
+			if err := msgpack.Unmarshal(b, &slow); err != nil || !reflect.DeepEqual(fast, tableSnap(slow)) {
+				t.Fatalf("table codec read %+v, reflection %+v (%v)", fast, slow, err)
+			}
+		}
 		d := newDirectory("h/dir")
 		if err := d.restore(b); err != nil && !errors.Is(err, ErrMalformed) {
 			t.Fatalf("directory: %v", err)
