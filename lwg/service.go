@@ -508,6 +508,7 @@ func (q *eventBatches) pushFrom(evs []Event, i int) {
 	}
 	q.push(evs)
 	if i > 0 {
+		clear(evs[:i]) // the reader has copies: let their payloads go
 		q.head, q.n = i, q.n-i
 	}
 }

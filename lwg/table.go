@@ -93,8 +93,9 @@ func (car *carrier) reset() {
 func (car *carrier) apply(from hwg.Process, c *control) {
 	switch c.Kind {
 	case kJoin, kLeave, kFlushOK:
-		// Each item raises Hold.up or installs about once.
-		car.core.room(len(c.Items))
+		// An item raises Hold.up or installs at most once, and only in an
+		// LWG with a local endpoint or one this node is joining.
+		car.core.room(min(len(c.Items), len(car.local)+len(car.core.intents)))
 	}
 	switch c.Kind {
 	case kJoin:
@@ -244,8 +245,8 @@ func (car *carrier) finish(l ID, e *entry, keep *hwg.View) {
 	var joined, left []hwg.Process
 	if e.Fl == nil && keep != nil && len(e.View.Members) > 0 && keepsAll(keep, e.View.Members) {
 		// Failure multiplexing, and this LWG lost nobody: the next view has
-		// the same members, and the table's slice (never handed out, never
-		// changed in place) serves it.
+		// the same members, and serves them from the table's slice, which
+		// nothing changes in place (events get copies).
 		car.install(l, e, View{ID: e.View.ID + 1, Members: e.View.Members}, nil, nil, nil)
 		return
 	}

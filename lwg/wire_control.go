@@ -169,8 +169,9 @@ func readFields(d *msgpack.Decoder, known string, field func(k string) error) er
 }
 
 // mapLen and arrayLen read a map's or an array's length (-1 for nil) and
-// refuse anything else: msgpack's DecodeMapLen and DecodeArrayLen also
-// look through an ext wrapper, which reflection refuses.
+// refuse anything else: msgpack's DecodeMapLen looks through an ext
+// wrapper, which reflection refuses for a struct (and wirecheck refuses
+// everywhere); arrayLen is its twin for the same strictness.
 func mapLen(d *msgpack.Decoder) (int, error) {
 	c, err := d.PeekCode()
 	if err != nil {

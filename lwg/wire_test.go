@@ -294,6 +294,11 @@ func TestDecodersRefuseHostileLengths(t *testing.T) {
 		"nested":    func() error { _, err := decodeControl(append([]byte{tagControl}, deep...)); return err },
 		"directory": func() error { return newDirectory("h/dir").restore(array('l')) },
 		"table":     func() error { return newCarrier(nil, "h/x#1").restore(array('e')) },
+		// msgpack decodes a Go map through an ext's header, so the
+		// map32 of 4 billion inside it was never walked by the check.
+		"directory, ext": func() error {
+			return newDirectory("h/dir").restore([]byte{0x81, 0xa1, 'c', 0xc7, 0x05, 0x01, 0xdf, 0xff, 0xff, 0xff, 0xff})
+		},
 	} {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)

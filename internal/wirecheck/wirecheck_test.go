@@ -22,7 +22,11 @@ var hostile = map[string][]byte{
 	"trailing bytes":        {0x80, 0x00},
 	"reserved code 0xc1":    {0xc1},
 	"truncated fixext":      {0xd8, 0x01},
-	"empty":                 {},
+	// msgpack decodes a Go map through an ext's header: the map32 inside
+	// was never walked.
+	"map32 of 4 billion in an ext": {0x81, 0xa1, 'c', 0xc7, 0x05, 0x01, 0xdf, 0xff, 0xff, 0xff, 0xff},
+	"fixext":                       {0xd4, 0x01, 0x00},
+	"empty":                        {},
 }
 
 type item struct {
