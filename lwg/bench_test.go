@@ -971,17 +971,28 @@ const (
 // loadPeriod is the experiment's 2 s, or LWGKIT_BENCH_PERIOD (a
 // duration): the same number of groups at another message rate, to tell
 // what the number of groups costs from what the rate does.
-var loadPeriod = func() time.Duration {
-	v := os.Getenv("LWGKIT_BENCH_PERIOD")
+var loadPeriod = envDuration("LWGKIT_BENCH_PERIOD", 2*time.Second)
+
+// loadTick, if LWGKIT_BENCH_TICK sets it, makes each node send its status
+// messages from one ticker instead of one at a time: every loadTick, those
+// whose time came since the last tick, with one MulticastBatch (as an
+// application with one timer, not one per group, would). The same load,
+// in batches the LWG layer carries as one HWG message each.
+var loadTick = envDuration("LWGKIT_BENCH_TICK", 0)
+
+// envDuration reads a positive duration from the environment variable
+// name, or returns def if it is not set.
+func envDuration(name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
 	if v == "" {
-		return 2 * time.Second
+		return def
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		panic(fmt.Sprintf("LWGKIT_BENCH_PERIOD=%q: want a positive duration such as 200ms", v))
+		panic(fmt.Sprintf("%s=%q: want a positive duration such as 200ms", name, v))
 	}
 	return d
-}()
+}
 
 // loadEpoch is the time base of the send times in load payloads (one
 // process, so receivers read the same monotonic clock).
@@ -1016,6 +1027,9 @@ type loadSender struct {
 }
 
 func (s *loadSender) run(ctx context.Context, bn *benchNode, i int, ls []lwg.ID) error {
+	if loadTick > 0 {
+		return s.runTicked(ctx, bn, i, ls)
+	}
 	k := len(ls)
 	gap := loadPeriod / time.Duration(k)
 	t0 := time.Now().Add(time.Duration(i) * gap / 4)
@@ -1047,6 +1061,56 @@ func (s *loadSender) run(ctx context.Context, bn *benchNode, i int, ls []lwg.ID)
 		}
 		s.mu.Lock()
 		s.sent++
+		s.mu.Unlock()
+	}
+}
+
+// runTicked is run with one ticker per node: every loadTick it sends, in
+// one MulticastBatch, the messages whose time came since the last tick
+// (the same schedule as run's, so the same load and the same groups in
+// the same order), each stamped when the batch is handed over.
+func (s *loadSender) runTicked(ctx context.Context, bn *benchNode, i int, ls []lwg.ID) error {
+	k := len(ls)
+	gap := loadPeriod / time.Duration(k)
+	t0 := time.Now().Add(time.Duration(i) * gap / 4)
+	tick := time.NewTicker(loadTick)
+	defer tick.Stop()
+	var msgs []lwg.Message
+	var errs []error
+	j := 0
+	for {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return nil
+		}
+		now := time.Now()
+		msgs = msgs[:0]
+		for ; !t0.Add(time.Duration(j) * gap).After(now); j++ {
+			msgs = append(msgs, lwg.Message{LWG: ls[(j+i*k/4)%k], Payload: loadPayload(uint64(j))})
+		}
+		s.mu.Lock()
+		s.due = t0.Add(time.Duration(j) * gap)
+		s.mu.Unlock()
+		if len(msgs) == 0 {
+			continue
+		}
+		if len(errs) < len(msgs) {
+			errs = make([]error, len(msgs))
+		}
+		if err := bn.svc.MulticastBatch(ctx, msgs, errs); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, err := range errs[:len(msgs)] {
+			if err != nil {
+				return err
+			}
+		}
+		s.mu.Lock()
+		s.sent += len(msgs)
 		s.mu.Unlock()
 	}
 }
