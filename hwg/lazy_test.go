@@ -106,6 +106,37 @@ func TestLazyRetransmitSkipsWhatIsInFlight(t *testing.T) {
 	}
 }
 
+// A member that holds everything sent before the last retransmission tick
+// and lacks only the commit point (its ack of a commit-only Order was
+// lost, or waits for its tick) is sent the commit point, not the entries
+// sent since, which may still be in flight; those are resent at the next
+// tick if they were lost.
+func TestLazyRetransmitSendsOnlyTheCommit(t *testing.T) {
+	c := newCluster(t, Config{LazyAcks: true, LazyRetransmit: true, RetransmitTicks: 1}, procs(3)...)
+	c.multicast(1, "a")
+	c.pump() // node 3 holds a and has acked it; it owes the ack of a's commit
+	c.drop = func(m Message) bool { return m.To.Node == 3 || m.From.Node == 3 }
+	c.tick(1) // marks a as sent; node 3's owed ack is lost
+	c.multicast(1, "b")
+	c.pump() // b's Order to node 3 is in flight
+	withEntries := func() int {
+		return len(slices.DeleteFunc(c.sentOf(MsgOrder), func(m Message) bool { return m.To.Node != 3 || len(m.Entries) == 0 }))
+	}
+	orders, before := len(c.sentOf(MsgOrder)), withEntries()
+	c.tick(1)
+	if n := withEntries() - before; n != 0 {
+		t.Fatalf("the tick resent %d Orders with entries to node 3, which lacked only a's commit point", n)
+	}
+	if len(c.sentOf(MsgOrder)) == orders {
+		t.Fatal("the tick did not tell node 3 the commit point")
+	}
+	c.drop = nil
+	c.tick(1)
+	if got := c.delivered(3, 1); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("node 3 delivered %q once b's Order could reach it, want [a b]", got)
+	}
+}
+
 // The fast retransmit still works with both: the Orders that show a
 // member a gap are acknowledged at once.
 func TestLazyFastRetransmit(t *testing.T) {

@@ -315,8 +315,17 @@ func (g *Group) retransmitOrders() {
 		c.sentMark, c.commitMark = max(c.batchFrom, g.logBase), c.announced
 	}
 	for _, p := range g.view.Members {
-		if p != g.self && (c.acked[p] < sent || c.knows[p] < commit) {
+		switch {
+		case p == g.self:
+		case c.acked[p] < sent:
 			g.resend(p)
+		case c.knows[p] < commit:
+			// It holds what was sent before the mark and lacks only the
+			// commit point (its ack of a commit-only Order waits for its
+			// tick, LazyAcks): tell it that, not the entries still in
+			// flight after its ack; if they were lost, the next tick
+			// resends them.
+			g.sendTo(p, Message{Type: MsgOrder, Seq: c.acked[p], Commit: g.commit, Stable: g.stable})
 		}
 	}
 }
