@@ -52,9 +52,8 @@ func Unmarshal(b []byte, v any) error {
 
 // Check walks the one msgpack value b holds, and its contents, without
 // allocating. It rejects truncated input, trailing bytes, unknown codes,
-// ext values,
-// declared lengths that exceed what is left of b or lim, and nesting
-// deeper than lim.Depth (msgpack's decoder recurses). It is itself
+// ext values, declared lengths that exceed what is left of b or lim, and
+// nesting deeper than lim.Depth (msgpack's decoder recurses). It is itself
 // iterative.
 func Check(b []byte, lim Limits) error {
 	if lim.ContainerLen <= 0 {
