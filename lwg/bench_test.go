@@ -1288,14 +1288,7 @@ func joinProfile(b *testing.B) (stop func()) {
 	if path == "" {
 		return func() {}
 	}
-	f, err := os.Create(fmt.Sprintf("%s.%d", path, joinProfiles.Add(1)-1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	k := joinProfiles.Load() - 1
+	k := joinProfiles.Add(1) - 1
 	heap := func(name string) {
 		h, err := os.Create(fmt.Sprintf("%s.%d.%s", path, k, name))
 		if err != nil {
@@ -1307,7 +1300,16 @@ func joinProfile(b *testing.B) (stop func()) {
 			b.Fatal(err)
 		}
 	}
+	// The collections the heap profiles force stay outside the CPU
+	// profile.
 	heap("alloc0")
+	f, err := os.Create(fmt.Sprintf("%s.%d", path, k))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
 	return func() { pprof.StopCPUProfile(); f.Close(); heap("alloc1") }
 }
 

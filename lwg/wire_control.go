@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
 
 	"github.com/lwgkit/lwgkit/hwg"
 )
@@ -27,14 +26,8 @@ var (
 
 // EncodeMsgpack writes c as a map of its non-empty fields.
 func (c *control) EncodeMsgpack(e *msgpack.Encoder) error {
-	n := 1
-	for _, set := range [...]bool{len(c.Items) > 0, c.View != 0, len(c.Snap) > 0, c.Part != 0, c.Parts != 0} {
-		if set {
-			n++
-		}
-	}
 	w := encoder{e: e}
-	w.mapLen(n)
+	w.mapLen(1 + count(len(c.Items) > 0, c.View != 0, len(c.Snap) > 0, c.Part != 0, c.Parts != 0))
 	w.str("k")
 	w.err = cmpErr(w.err, e.EncodeUint8(uint8(c.Kind)))
 	if len(c.Items) > 0 {
@@ -58,6 +51,18 @@ func (c *control) EncodeMsgpack(e *msgpack.Encoder) error {
 		w.err = cmpErr(w.err, e.EncodeUint32(c.Parts))
 	}
 	return w.err
+}
+
+// count returns how many of set are true: the fields an omitempty map
+// writes.
+func count(set ...bool) int {
+	n := 0
+	for _, s := range set {
+		if s {
+			n++
+		}
+	}
+	return n
 }
 
 // encoder keeps the first error of a run of writes.
@@ -93,13 +98,7 @@ func (w *encoder) strField(key, v string) {
 }
 
 func (w *encoder) item(it *item) {
-	n := 0
-	for _, set := range [...]bool{it.LWG != "", it.Ver != 0, it.View != 0, it.Group != "", len(it.Members) > 0, it.From != ""} {
-		if set {
-			n++
-		}
-	}
-	w.mapLen(n)
+	w.mapLen(count(it.LWG != "", it.Ver != 0, it.View != 0, it.Group != "", len(it.Members) > 0, it.From != ""))
 	w.strField("l", string(it.LWG))
 	w.u64("r", it.Ver)
 	w.u64("v", it.View)
@@ -148,7 +147,7 @@ func (s *fieldSet) add(key, fields string) error {
 // given twice, and calls field with each key; field reads the value (and
 // skips one it does not know).
 func readFields(d *msgpack.Decoder, known string, field func(k string) error) error {
-	n, err := mapLen(d)
+	n, err := d.DecodeMapLen()
 	if err != nil || n < 0 {
 		return cmpErr(err, errNotMap)
 	}
@@ -166,32 +165,6 @@ func readFields(d *msgpack.Decoder, known string, field func(k string) error) er
 		}
 	}
 	return nil
-}
-
-// mapLen and arrayLen read a map's or an array's length (-1 for nil) and
-// refuse anything else: msgpack's DecodeMapLen looks through an ext
-// wrapper, which reflection refuses for a struct (and wirecheck refuses
-// everywhere); arrayLen is its twin for the same strictness.
-func mapLen(d *msgpack.Decoder) (int, error) {
-	c, err := d.PeekCode()
-	if err != nil {
-		return 0, err
-	}
-	if !msgpcode.IsFixedMap(c) && c != msgpcode.Map16 && c != msgpcode.Map32 && c != msgpcode.Nil {
-		return 0, fmt.Errorf("msgpack code %#x where a map belongs", c)
-	}
-	return d.DecodeMapLen()
-}
-
-func arrayLen(d *msgpack.Decoder) (int, error) {
-	c, err := d.PeekCode()
-	if err != nil {
-		return 0, err
-	}
-	if !msgpcode.IsFixedArray(c) && c != msgpcode.Array16 && c != msgpcode.Array32 && c != msgpcode.Nil {
-		return 0, fmt.Errorf("msgpack code %#x where an array belongs", c)
-	}
-	return d.DecodeArrayLen()
 }
 
 // DecodeMsgpack reads what EncodeMsgpack (or reflection) wrote. The input
@@ -224,7 +197,7 @@ func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
 }
 
 func decodeItems(d *msgpack.Decoder) ([]item, error) {
-	n, err := arrayLen(d)
+	n, err := d.DecodeArrayLen()
 	if err != nil || n < 0 {
 		return nil, err
 	}
@@ -264,7 +237,7 @@ func decodeItem(d *msgpack.Decoder, it *item) error {
 }
 
 func decodeMembers(d *msgpack.Decoder) ([]hwg.Process, error) {
-	n, err := arrayLen(d)
+	n, err := d.DecodeArrayLen()
 	if err != nil || n < 0 {
 		return nil, err
 	}

@@ -69,16 +69,6 @@ func (s *tableSnap) EncodeMsgpack(e *msgpack.Encoder) error {
 	return w.err
 }
 
-func count(set ...bool) int {
-	n := 0
-	for _, s := range set {
-		if s {
-			n++
-		}
-	}
-	return n
-}
-
 func (w *encoder) view(v *View) {
 	w.mapLen(2)
 	w.str("id")
@@ -127,7 +117,7 @@ func (s *tableSnap) DecodeMsgpack(d *msgpack.Decoder) error {
 }
 
 func (s *tableSnap) decodeEntries(d *msgpack.Decoder) error {
-	n, err := arrayLen(d)
+	n, err := d.DecodeArrayLen()
 	if err != nil || n < 0 {
 		return err
 	}
@@ -157,7 +147,7 @@ func (s *tableSnap) decodeEntries(d *msgpack.Decoder) error {
 }
 
 func (s *tableSnap) decodeGone(d *msgpack.Decoder) error {
-	n, err := mapLen(d)
+	n, err := d.DecodeMapLen()
 	if err != nil || n < 0 {
 		return err
 	}
