@@ -998,6 +998,12 @@ func envDuration(name string, def time.Duration) time.Duration {
 // process, so receivers read the same monotonic clock).
 var loadEpoch = time.Now()
 
+// fanoutWindow is the raw TCP baseline's window: it has no groups to form,
+// and half the LWG run's window gives 30·n latencies.
+const fanoutWindow = loadWindow / 2
+
+var noFanout = os.Getenv("LWGKIT_BENCH_NOFANOUT") != ""
+
 // loadPayload is a status message: the send time since loadEpoch, the
 // sender's sequence number, zeros.
 func loadPayload(seq uint64) []byte {
@@ -1206,7 +1212,11 @@ func BenchmarkLWGData(b *testing.B) {
 }
 
 // runData runs one data-transfer measurement per n and placement, as
-// sub-benchmarks n=<n>/<placement>, and reports its metrics.
+// sub-benchmarks n=<n>/<placement>, and reports its metrics; after the
+// LWG run, the raw TCP baseline (fanoutRun) at the same load, as
+// "tcp-p50-ms", "tcp-p99-ms", "tcp-cpu-ms/s" and "p99-ratio" (the LWG
+// run's p99 over the baseline's). LWGKIT_BENCH_NOFANOUT=1 leaves the
+// baseline out.
 func runData(b *testing.B, run func(b *testing.B, place string, lp lwg.Placement, n int) dataResult) {
 	for _, n := range benchSizes() {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
@@ -1228,6 +1238,16 @@ func runData(b *testing.B, run func(b *testing.B, place string, lp lwg.Placement
 					b.ReportMetric(r.msgs, "msgs/s")
 					b.ReportMetric(r.p50, "p50-ms")
 					b.ReportMetric(r.p99, "p99-ms")
+					if p.name == "lwg" && !noFanout {
+						// The baseline, just after: the same load over raw
+						// TCP on the same machine.
+						f := fanoutRun(b, n, fanoutWindow)
+						b.Logf("n=%d, raw TCP fan-out: %d deliveries, cpu %.0f ms/s, p50 %.2f ms, p99 %.2f ms", n, f.delivered, f.cpu, f.p50, f.p99)
+						b.ReportMetric(f.p50, "tcp-p50-ms")
+						b.ReportMetric(f.p99, "tcp-p99-ms")
+						b.ReportMetric(f.cpu, "tcp-cpu-ms/s")
+						b.ReportMetric(r.p99/f.p99, "p99-ratio")
+					}
 				})
 			}
 		})

@@ -166,6 +166,12 @@ func dataTable(w io.Writer, rs map[key]result) {
 			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", n, place, c("msgs/s", "%.0f"), c("cpu-ms/s", "%.0f"),
 				c("frames/s", "%.0f"), c("kB/s", "%.0f"), c("p50-ms", "%.2f"), c("p99-ms", "%.2f"))
 		}
+		// The baseline the LWG run measured after itself: the same load
+		// over raw TCP (no frames or bytes counted).
+		if _, ok := rs[key{exp, n, "lwg"}]["tcp-p99-ms"]; ok {
+			c := func(unit, format string) string { return cellf(rs, exp, n, "lwg", unit, format) }
+			fmt.Fprintf(w, "| %d | raw TCP | | %s | | | %s | %s |\n", n, c("tcp-cpu-ms/s", "%.0f"), c("tcp-p50-ms", "%.2f"), c("tcp-p99-ms", "%.2f"))
+		}
 	}
 }
 
@@ -201,6 +207,7 @@ type series struct {
 var (
 	blue = color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
 	red  = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
+	gray = color.RGBA{R: 0x55, G: 0x55, B: 0x55, A: 0xff}
 )
 
 func chart(rs map[key]result, exp, unit, title, ylabel, file string, logY bool) error {
@@ -318,6 +325,7 @@ func main() {
 			{"lwg", "p99-ms", "LWGs, p99", blue, draw.CircleGlyph{}, true},
 			{"hwg", "p50-ms", "one HWG per LWG, p50", red, draw.TriangleGlyph{}, false},
 			{"hwg", "p99-ms", "one HWG per LWG, p99", red, draw.TriangleGlyph{}, true},
+			{"lwg", "tcp-p99-ms", "raw TCP fan-out, p99", gray, draw.SquareGlyph{}, true},
 		}); err != nil {
 		log.Fatal(err)
 	}

@@ -1,0 +1,186 @@
+package lwg_test
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fanoutResult is what fanoutRun measured: latency from the send to the
+// read at each of the three peers, and the process's CPU per second.
+type fanoutResult struct {
+	p50, p99, cpu float64
+	delivered     int
+}
+
+// fanoutRun is BenchmarkLWGData's baseline: the same load over raw TCP,
+// with no group communication. Four peers on loopback, a connection from
+// each to each other, and on each connection a writer goroutine that
+// writes whatever is queued in one write (what a minimal transport does);
+// each peer sends one 32-byte message per group every loadPeriod, on
+// loadSender's schedule, to the three others. The same machine at the
+// same message rate: it shows how much of the growth of the LWG run's
+// latency with n is the machine's.
+func fanoutRun(b *testing.B, n int, window time.Duration) fanoutResult {
+	const k = 4
+	lns := make([]net.Listener, k)
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		lns[i] = ln
+	}
+	var (
+		mu        sync.Mutex
+		lats      []time.Duration
+		recording atomic.Bool // the window: latencies are kept
+		readers   sync.WaitGroup
+	)
+	accepted := make(chan net.Conn, k*(k-1))
+	for _, ln := range lns {
+		go func() {
+			for range k - 1 {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c
+			}
+		}()
+	}
+	// out[i] holds peer i's queues to the three others.
+	out := make([][]chan []byte, k)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var writers sync.WaitGroup
+	for i := range k {
+		for j := range k {
+			if i == j {
+				continue
+			}
+			c, err := net.Dial("tcp", lns[j].Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns = append(conns, c)
+			q := make(chan []byte, 4096)
+			out[i] = append(out[i], q)
+			writers.Go(func() { fanoutWrite(c, q) })
+		}
+	}
+	for range k * (k - 1) {
+		c := <-accepted
+		conns = append(conns, c)
+		readers.Go(func() {
+			var local []time.Duration
+			r := bufio.NewReaderSize(c, 64<<10)
+			m := make([]byte, loadSize)
+			for {
+				if _, err := io.ReadFull(r, m); err != nil {
+					break
+				}
+				if at, ok := loadSent(m); ok && recording.Load() {
+					local = append(local, time.Since(loadEpoch)-at)
+				}
+			}
+			mu.Lock()
+			lats = append(lats, local...)
+			mu.Unlock()
+		})
+	}
+
+	stop := make(chan struct{})
+	var senders sync.WaitGroup
+	gap := loadPeriod / time.Duration(n)
+	for i := range k {
+		senders.Go(func() {
+			t0 := time.Now().Add(time.Duration(i) * gap / 4)
+			t := time.NewTimer(time.Hour)
+			defer t.Stop()
+			for j := 0; ; j++ {
+				if d := time.Until(t0.Add(time.Duration(j) * gap)); d > 0 {
+					t.Reset(d)
+					select {
+					case <-t.C:
+					case <-stop:
+						return
+					}
+				} else {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+				m := loadPayload(uint64(j))
+				for _, q := range out[i] {
+					q <- m
+				}
+			}
+		})
+	}
+	time.Sleep(loadWarmUp)
+	recording.Store(true)
+	c0, t0 := cpuTime(), time.Now()
+	time.Sleep(window)
+	c1, el := cpuTime(), time.Since(t0)
+	recording.Store(false)
+	close(stop)
+	senders.Wait()
+	for i := range out {
+		for _, q := range out[i] {
+			close(q)
+		}
+	}
+	writers.Wait()
+	for _, c := range conns {
+		c.Close()
+	}
+	readers.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(lats)
+	return fanoutResult{
+		p50:       ms(percentile(lats, 0.5)),
+		p99:       ms(percentile(lats, 0.99)),
+		cpu:       ms(c1-c0) / el.Seconds(),
+		delivered: len(lats),
+	}
+}
+
+// fanoutWrite writes what q holds, all that is queued at once in one
+// write, until q is closed.
+func fanoutWrite(c net.Conn, q chan []byte) {
+	w := bufio.NewWriterSize(c, 64<<10)
+	for m := range q {
+		w.Write(m)
+		for more := true; more; {
+			select {
+			case m, ok := <-q:
+				if !ok {
+					more = false
+					break
+				}
+				w.Write(m)
+			default:
+				more = false
+			}
+		}
+		if err := w.Flush(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+	w.Flush()
+}
