@@ -1,10 +1,13 @@
 package rsm
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -196,27 +199,83 @@ func TestOnceOldHeader(t *testing.T) {
 	s.want(t, 6, onceRefused)
 }
 
-// A header over maxHeader (many sources with large results) is refused when
-// written, not written and refused at every load after.
-func TestOnceHeaderOverLimit(t *testing.T) {
+// The source records follow the header apart, each bounded: an object
+// that saw many sources with large results still snapshots and loads
+// (with the records inside the header, about 16 such sources made every
+// snapshot fail), and only a single record over the limit is refused,
+// with nothing written.
+func TestOnceRecordsBeyondHeaderLimit(t *testing.T) {
 	once := map[string]onceRecord{}
 	big := bytes.Repeat([]byte("r"), 64<<10)
-	for i := range maxHeader/len(big) - 1 { // 15 sources: just under
-		once[fmt.Sprintf("src-%d", i)] = onceRecord{Seq: 1, Result: big}
+	for i := range 40 { // 2.5 MiB of results
+		seq := uint64(i + 10)
+		once[fmt.Sprintf("src-%d", i)] = onceRecord{Seq: seq, Result: big, Span: 3, Older: []onceEntry{{Seq: seq - 1, Result: []byte("x")}}}
 	}
 	var buf bytes.Buffer
 	if err := writeSnapshot(&buf, &header{Object: "o", Once: once}, nopSM{}); err != nil {
-		t.Fatalf("a header just under the limit: %v", err)
+		t.Fatalf("40 sources of 64 KiB results: %v", err)
 	}
-	if _, err := restoreSM(nopSM{}, "o", &buf); err != nil {
-		t.Fatalf("a header just under the limit does not load: %v", err)
+	h, err := restoreSM(nopSM{}, "o", &buf)
+	if err != nil {
+		t.Fatalf("40 sources of 64 KiB results do not load: %v", err)
 	}
-	once["one-more"] = onceRecord{Seq: 1, Result: big}
+	if !reflect.DeepEqual(h.Once, once) {
+		t.Fatalf("the records loaded differ from those written (%d sources against %d)", len(h.Once), len(once))
+	}
+	once["huge"] = onceRecord{Seq: 1, Result: bytes.Repeat([]byte("r"), maxHeader)}
 	buf.Reset()
 	if err := writeSnapshot(&buf, &header{Object: "o", Once: once}, nopSM{}); !errors.Is(err, errHeaderTooLarge) {
-		t.Fatalf("a header over the limit: %v, want errHeaderTooLarge", err)
+		t.Fatalf("a source record over the limit: %v, want errHeaderTooLarge", err)
 	}
 	if buf.Len() != 0 {
 		t.Fatalf("%d bytes written for a refused snapshot", buf.Len())
+	}
+}
+
+// A snapshot written with the records inside the header (before Sources)
+// still loads them.
+func TestOnceRecordsInOldHeader(t *testing.T) {
+	once := map[string]onceRecord{"a": {Seq: 5, Result: []byte("five"), Span: 5}}
+	hb, err := msgpack.Marshal(&header{Object: "o", Once: once})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := append(binary.AppendUvarint(nil, uint64(len(hb))), hb...)
+	h, err := restoreSM(nopSM{}, "o", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(h.Once, once) {
+		t.Fatalf("loaded %v, want %v", h.Once, once)
+	}
+}
+
+// Source records that are missing, repeated or declared in absurd numbers
+// are refused as malformed, without an allocation by the declared count.
+func TestOnceRecordsMalformed(t *testing.T) {
+	item := func(v any) []byte {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(binary.AppendUvarint(nil, uint64(len(b))), b...)
+	}
+	rec := item(&sourceRecord{Source: "a", Record: onceRecord{Seq: 1}})
+	for name, in := range map[string][]byte{
+		"missing":  item(&header{Object: "o", Sources: 2}),
+		"repeated": append(append(item(&header{Object: "o", Sources: 2}), rec...), rec...),
+		"absurd":   append(item(&header{Object: "o", Sources: 1 << 62}), rec...),
+		"too long": append(item(&header{Object: "o", Sources: 1}), binary.AppendUvarint(nil, maxHeader+1)...),
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := readHeader(bufio.NewReader(bytes.NewReader(in)))
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, errMalformed) {
+			t.Errorf("%s: %v, want errMalformed", name, err)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+			t.Errorf("%s: refusing it allocated %d bytes", name, n)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 
@@ -17,11 +18,13 @@ import (
 	"github.com/lwgkit/lwgkit/lwg"
 )
 
-// A snapshot is one byte stream: a uvarint length, a msgpack header, then
-// the state machine's own bytes. The header carries what a restoring
-// replica needs besides the state: where in the delivery stream the
-// snapshot was taken, the applied index, and the group's transfer table.
-// The same stream is kept locally and sent to joiners.
+// A snapshot is one byte stream: a uvarint length, a msgpack header, the
+// ProposeFrom record of each source (header.Sources of them, each a
+// uvarint length and a msgpack sourceRecord), then the state machine's
+// own bytes. The header carries what a restoring replica needs besides
+// the state: where in the delivery stream the snapshot was taken, the
+// applied index, and the group's transfer table. The same stream is kept
+// locally and sent to joiners.
 
 // header opens every snapshot.
 type header struct {
@@ -35,12 +38,24 @@ type header struct {
 	// Lineage is the view id where this branch of the state began: the
 	// first view of a life, or the view of a claim round (see claim).
 	Lineage uint64 `msgpack:"l"`
-	// Once is the de-duplication record of ProposeFrom, per source.
+	// Once is the de-duplication record of ProposeFrom, per source. Only
+	// snapshots written before Sources carry it here; readHeader fills it
+	// from the records that follow the header.
 	Once map[string]onceRecord `msgpack:"n,omitempty"`
+	// Sources is how many sourceRecords follow the header. They are
+	// apart, each bounded, so that the header stays small however many
+	// sources an object has seen (records are never removed).
+	Sources uint64 `msgpack:"s,omitempty"`
 }
 
-// maxHeader bounds a snapshot header: its table names at most the view's
-// members.
+// sourceRecord is one source's ProposeFrom record in a snapshot.
+type sourceRecord struct {
+	Source string     `msgpack:"s"`
+	Record onceRecord `msgpack:"r"`
+}
+
+// maxHeader bounds a snapshot header (its table names at most the view's
+// members) and each sourceRecord after it.
 const maxHeader = 1 << 20
 
 // table is the replicated record of which members hold the object's state
@@ -132,47 +147,90 @@ func (t *table) donorOf(m hwg.Process) (hwg.Process, bool) {
 	return hwg.Process{}, false
 }
 
-// errHeaderTooLarge refuses to write a snapshot whose header readHeader
-// would refuse: the snapshot fails (and is logged) instead of replacing a
-// loadable one with one that no restart or joiner can read. Its header
-// grows with ProposeFrom's sources (see onceRecord).
+// errHeaderTooLarge refuses to write a snapshot whose header or one of
+// whose source records readHeader would refuse: the snapshot fails (and is
+// logged) instead of replacing a loadable one with one that no restart or
+// joiner can read. A source record is over the limit only if the result
+// of the source's highest Seq (kept whatever its size) nearly is.
 var errHeaderTooLarge = errors.New("rsm: snapshot header over the limit")
 
-// writeSnapshot writes the header and then the state machine's bytes to w.
+// writeSnapshot writes the header, the source records and then the state
+// machine's bytes to w. A refused header or record writes nothing.
 func writeSnapshot(w io.Writer, h *header, sm StateMachine) error {
-	hb, err := msgpack.Marshal(h)
+	hc := *h
+	hc.Once, hc.Sources = nil, uint64(len(h.Once))
+	hb, err := msgpack.Marshal(&hc)
 	if err != nil {
 		return fmt.Errorf("rsm: encoding snapshot header: %w", err)
 	}
 	if len(hb) > maxHeader {
-		return fmt.Errorf("%w: %d bytes, %d ProposeFrom sources, limit %d", errHeaderTooLarge, len(hb), len(h.Once), maxHeader)
+		return fmt.Errorf("%w: %d bytes, limit %d", errHeaderTooLarge, len(hb), maxHeader)
 	}
 	b := binary.AppendUvarint(make([]byte, 0, len(hb)+binary.MaxVarintLen64), uint64(len(hb)))
-	if _, err := w.Write(append(b, hb...)); err != nil {
+	b = append(b, hb...)
+	// In the order of their sources, so that equal states make equal
+	// bytes.
+	for _, src := range slices.Sorted(maps.Keys(h.Once)) {
+		rb, err := msgpack.Marshal(&sourceRecord{Source: src, Record: h.Once[src]})
+		if err != nil {
+			return fmt.Errorf("rsm: encoding the record of source %q: %w", src, err)
+		}
+		if len(rb) > maxHeader {
+			return fmt.Errorf("%w: the record of source %q is %d bytes, limit %d", errHeaderTooLarge, src, len(rb), maxHeader)
+		}
+		b = binary.AppendUvarint(b, uint64(len(rb)))
+		b = append(b, rb...)
+	}
+	if _, err := w.Write(b); err != nil {
 		return err
 	}
 	return sm.Snapshot(w)
 }
 
-// readHeader reads a snapshot's header from r, leaving r at the state
-// machine's bytes.
+// readHeader reads a snapshot's header and source records from r, leaving
+// r at the state machine's bytes.
 func readHeader(r *bufio.Reader) (header, error) {
+	var h header
+	if err := readItem(r, &h, "snapshot header"); err != nil {
+		return header{}, err
+	}
+	// The count is not trusted for an allocation: a short stream ends
+	// the loop at its first missing record.
+	for i := uint64(0); i < h.Sources; i++ {
+		var sr sourceRecord
+		if err := readItem(r, &sr, "ProposeFrom source record"); err != nil {
+			return header{}, err
+		}
+		if _, dup := h.Once[sr.Source]; dup {
+			return header{}, fmt.Errorf("%w: two records of ProposeFrom source %q", errMalformed, sr.Source)
+		}
+		if h.Once == nil {
+			h.Once = map[string]onceRecord{}
+		}
+		h.Once[sr.Source] = sr.Record
+	}
+	h.Sources = 0
+	return h, nil
+}
+
+// readItem reads one uvarint-length-prefixed msgpack value of at most
+// maxHeader bytes from r into v.
+func readItem(r *bufio.Reader, v any, what string) error {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
-		return header{}, fmt.Errorf("%w: snapshot header length: %v", errMalformed, err)
+		return fmt.Errorf("%w: %s length: %v", errMalformed, what, err)
 	}
 	if n > maxHeader {
-		return header{}, fmt.Errorf("%w: snapshot header of %d bytes", errMalformed, n)
+		return fmt.Errorf("%w: %s of %d bytes", errMalformed, what, n)
 	}
-	hb := make([]byte, n)
-	if _, err := io.ReadFull(r, hb); err != nil {
-		return header{}, fmt.Errorf("%w: snapshot header: %v", errMalformed, err)
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return fmt.Errorf("%w: %s: %v", errMalformed, what, err)
 	}
-	var h header
-	if err := wirecheck.Unmarshal(hb, &h); err != nil {
-		return header{}, fmt.Errorf("%w: snapshot header: %v", errMalformed, err)
+	if err := wirecheck.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", errMalformed, what, err)
 	}
-	return h, nil
+	return nil
 }
 
 // sumOf is a snapshot's transfer checksum: XXH64 of its bytes. A joiner

@@ -224,6 +224,12 @@ func FuzzReadHeader(f *testing.F) {
 	var buf bytes.Buffer
 	writeSnapshot(&buf, &header{Object: "o"}, nopSM{})
 	f.Add(buf.Bytes())
+	buf.Reset()
+	writeSnapshot(&buf, &header{Object: "o", Once: map[string]onceRecord{
+		"a": {Seq: 3, Result: []byte("r3"), Span: 3, Older: []onceEntry{{Seq: 1, Err: "e1"}}},
+		"b": {Seq: 1},
+	}}, nopSM{})
+	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		readHeader(bufio.NewReader(bytes.NewReader(b))) // must not panic or allocate without bound
 	})
