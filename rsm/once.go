@@ -16,7 +16,8 @@ const onceWindow = 64
 // onceWindowBytes bounds the results a record keeps for seqs below its
 // highest (the highest's result is always kept, as before the window):
 // the newest are kept, older ones are dropped, and a retry of a seq whose
-// result was dropped gets ErrDuplicate. Headers are bounded (maxHeader).
+// result was dropped gets ErrDuplicate. A source's record in a snapshot is
+// bounded by maxHeader.
 const onceWindowBytes = 64 << 10
 
 // onceRecord is what a replica knows of one OriginID.Source: the highest

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"runtime"
 	"testing"
@@ -200,10 +201,10 @@ func TestOnceOldHeader(t *testing.T) {
 }
 
 // The source records follow the header apart, each bounded: an object
-// that saw many sources with large results still snapshots and loads
-// (with the records inside the header, about 16 such sources made every
-// snapshot fail), and only a single record over the limit is refused,
-// with nothing written.
+// that saw many sources with large results still snapshots and loads, its
+// state read from just after the last record (with the records inside the
+// header, about 16 such sources made every snapshot fail), and only a
+// single record over the limit is refused.
 func TestOnceRecordsBeyondHeaderLimit(t *testing.T) {
 	once := map[string]onceRecord{}
 	big := bytes.Repeat([]byte("r"), 64<<10)
@@ -212,24 +213,40 @@ func TestOnceRecordsBeyondHeaderLimit(t *testing.T) {
 		once[fmt.Sprintf("src-%d", i)] = onceRecord{Seq: seq, Result: big, Span: 3, Older: []onceEntry{{Seq: seq - 1, Result: []byte("x")}}}
 	}
 	var buf bytes.Buffer
-	if err := writeSnapshot(&buf, &header{Object: "o", Once: once}, nopSM{}); err != nil {
+	state := &bytesSM{b: []byte("the state")}
+	if err := writeSnapshot(&buf, &header{Object: "o", Once: once}, state); err != nil {
 		t.Fatalf("40 sources of 64 KiB results: %v", err)
 	}
-	h, err := restoreSM(nopSM{}, "o", &buf)
+	got := &bytesSM{}
+	h, err := restoreSM(got, "o", &buf)
 	if err != nil {
 		t.Fatalf("40 sources of 64 KiB results do not load: %v", err)
 	}
 	if !reflect.DeepEqual(h.Once, once) {
 		t.Fatalf("the records loaded differ from those written (%d sources against %d)", len(h.Once), len(once))
 	}
-	once["huge"] = onceRecord{Seq: 1, Result: bytes.Repeat([]byte("r"), maxHeader)}
+	if !bytes.Equal(got.b, state.b) {
+		t.Fatalf("restored state %q, want %q", got.b, state.b)
+	}
+	// Sorted last, so the refusal comes after the other records.
+	once["zz-huge"] = onceRecord{Seq: 1, Result: bytes.Repeat([]byte("r"), maxHeader)}
 	buf.Reset()
-	if err := writeSnapshot(&buf, &header{Object: "o", Once: once}, nopSM{}); !errors.Is(err, errHeaderTooLarge) {
+	if err := writeSnapshot(&buf, &header{Object: "o", Once: once}, state); !errors.Is(err, errHeaderTooLarge) {
 		t.Fatalf("a source record over the limit: %v, want errHeaderTooLarge", err)
 	}
-	if buf.Len() != 0 {
-		t.Fatalf("%d bytes written for a refused snapshot", buf.Len())
-	}
+}
+
+// bytesSM's state is b, snapshotted and restored whole.
+type bytesSM struct{ b []byte }
+
+func (s *bytesSM) Apply([]byte) ([]byte, error) { return nil, nil }
+func (s *bytesSM) Snapshot(w io.Writer) error {
+	_, err := w.Write(s.b)
+	return err
+}
+func (s *bytesSM) Restore(r io.Reader) (err error) {
+	s.b, err = io.ReadAll(r)
+	return err
 }
 
 // A snapshot written with the records inside the header (before Sources)
@@ -266,6 +283,7 @@ func TestOnceRecordsMalformed(t *testing.T) {
 		"repeated": append(append(item(&header{Object: "o", Sources: 2}), rec...), rec...),
 		"absurd":   append(item(&header{Object: "o", Sources: 1 << 62}), rec...),
 		"too long": append(item(&header{Object: "o", Sources: 1}), binary.AppendUvarint(nil, maxHeader+1)...),
+		"both":     append(item(&header{Object: "o", Sources: 1, Once: map[string]onceRecord{"b": {Seq: 1}}}), rec...),
 	} {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)

@@ -149,13 +149,16 @@ func (t *table) donorOf(m hwg.Process) (hwg.Process, bool) {
 
 // errHeaderTooLarge refuses to write a snapshot whose header or one of
 // whose source records readHeader would refuse: the snapshot fails (and is
-// logged) instead of replacing a loadable one with one that no restart or
-// joiner can read. A source record is over the limit only if the result
-// of the source's highest Seq (kept whatever its size) nearly is.
-var errHeaderTooLarge = errors.New("rsm: snapshot header over the limit")
+// logged; the caller aborts what was written) instead of replacing a
+// loadable one with one that no restart or joiner can read. A source
+// record is over the limit only if the result of the source's highest Seq
+// (kept whatever its size) nearly is.
+var errHeaderTooLarge = errors.New("rsm: snapshot header or source record over the limit")
 
 // writeSnapshot writes the header, the source records and then the state
-// machine's bytes to w. A refused header or record writes nothing.
+// machine's bytes to w. A refused header writes nothing; a refused record
+// returns the error after the records before it, and the caller aborts
+// the snapshot.
 func writeSnapshot(w io.Writer, h *header, sm StateMachine) error {
 	hc := *h
 	hc.Once, hc.Sources = nil, uint64(len(h.Once))
@@ -164,12 +167,14 @@ func writeSnapshot(w io.Writer, h *header, sm StateMachine) error {
 		return fmt.Errorf("rsm: encoding snapshot header: %w", err)
 	}
 	if len(hb) > maxHeader {
-		return fmt.Errorf("%w: %d bytes, limit %d", errHeaderTooLarge, len(hb), maxHeader)
+		return fmt.Errorf("%w: header of %d bytes, limit %d", errHeaderTooLarge, len(hb), maxHeader)
 	}
 	b := binary.AppendUvarint(make([]byte, 0, len(hb)+binary.MaxVarintLen64), uint64(len(hb)))
-	b = append(b, hb...)
-	// In the order of their sources, so that equal states make equal
-	// bytes.
+	if _, err := w.Write(append(b, hb...)); err != nil {
+		return err
+	}
+	// One at a time, so that the records are not held twice; in the
+	// order of their sources, so that equal states make equal bytes.
 	for _, src := range slices.Sorted(maps.Keys(h.Once)) {
 		rb, err := msgpack.Marshal(&sourceRecord{Source: src, Record: h.Once[src]})
 		if err != nil {
@@ -178,11 +183,10 @@ func writeSnapshot(w io.Writer, h *header, sm StateMachine) error {
 		if len(rb) > maxHeader {
 			return fmt.Errorf("%w: the record of source %q is %d bytes, limit %d", errHeaderTooLarge, src, len(rb), maxHeader)
 		}
-		b = binary.AppendUvarint(b, uint64(len(rb)))
-		b = append(b, rb...)
-	}
-	if _, err := w.Write(b); err != nil {
-		return err
+		b = binary.AppendUvarint(b[:0], uint64(len(rb)))
+		if _, err := w.Write(append(b, rb...)); err != nil {
+			return err
+		}
 	}
 	return sm.Snapshot(w)
 }
@@ -193,6 +197,9 @@ func readHeader(r *bufio.Reader) (header, error) {
 	var h header
 	if err := readItem(r, &h, "snapshot header"); err != nil {
 		return header{}, err
+	}
+	if h.Sources > 0 && len(h.Once) > 0 {
+		return header{}, fmt.Errorf("%w: snapshot header with ProposeFrom records both inside and after it", errMalformed)
 	}
 	// The count is not trusted for an allocation: a short stream ends
 	// the loop at its first missing record.
@@ -218,17 +225,17 @@ func readHeader(r *bufio.Reader) (header, error) {
 func readItem(r *bufio.Reader, v any, what string) error {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
-		return fmt.Errorf("%w: %s length: %v", errMalformed, what, err)
+		return fmt.Errorf("%w: %s length: %w", errMalformed, what, err)
 	}
 	if n > maxHeader {
 		return fmt.Errorf("%w: %s of %d bytes", errMalformed, what, n)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
-		return fmt.Errorf("%w: %s: %v", errMalformed, what, err)
+		return fmt.Errorf("%w: %s: %w", errMalformed, what, err)
 	}
 	if err := wirecheck.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%w: %s: %v", errMalformed, what, err)
+		return fmt.Errorf("%w: %s: %w", errMalformed, what, err)
 	}
 	return nil
 }
