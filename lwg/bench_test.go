@@ -1243,10 +1243,12 @@ func runData(b *testing.B, run func(b *testing.B, place string, lp lwg.Placement
 						// TCP on the same machine.
 						f := fanoutRun(b, n, fanoutWindow)
 						b.Logf("n=%d, raw TCP fan-out: %d deliveries, cpu %.0f ms/s, p50 %.2f ms, p99 %.2f ms", n, f.delivered, f.cpu, f.p50, f.p99)
-						b.ReportMetric(f.p50, "tcp-p50-ms")
-						b.ReportMetric(f.p99, "tcp-p99-ms")
 						b.ReportMetric(f.cpu, "tcp-cpu-ms/s")
-						b.ReportMetric(r.p99/f.p99, "p99-ratio")
+						if f.delivered > 0 {
+							b.ReportMetric(f.p50, "tcp-p50-ms")
+							b.ReportMetric(f.p99, "tcp-p99-ms")
+							b.ReportMetric(r.p99/f.p99, "p99-ratio")
+						}
 					}
 				})
 			}
