@@ -158,9 +158,11 @@ func TestMultiProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.cmd.Stderr = os.Stderr
+		dieWithParent(p.cmd)
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		procs[id] = p // killed at cleanup even if it never gets ready
 		ready := make(chan bool, 1)
 		go func() {
 			sc := bufio.NewScanner(out)
@@ -179,7 +181,6 @@ func TestMultiProcess(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("node %d not ready after 20s", id)
 		}
-		procs[id] = p
 	}
 	t.Cleanup(func() {
 		for _, p := range procs {
