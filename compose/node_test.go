@@ -307,6 +307,7 @@ func TestNodeRejoinsAfterExclusion(t *testing.T) {
 		}
 		return true
 	}
+	const n = 90
 	setDump(t, func() string {
 		out := ""
 		for i := 1; i <= 4; i++ {
@@ -315,7 +316,7 @@ func TestNodeRejoinsAfterExclusion(t *testing.T) {
 			stA, _ := s.node.HasState(context.Background(), "A")
 			stB, _ := s.node.HasState(context.Background(), "B")
 			out += fmt.Sprintf("\nnode %d: routed %d of %d, last third %v, excluded %d, rejoined %d, state A %v B %v, %+v",
-				i, routed(s.delivered()), len(s.delivered()), lastThird(s.delivered(), 90), ex, rj, stA, stB, s.node.Stats())
+				i, routed(s.delivered()), len(s.delivered()), lastThird(s.delivered(), n), ex, rj, stA, stB, s.node.Stats())
 			for _, g := range []lwg.ID{"A", "B"} {
 				v, h, err := s.svc.View(context.Background(), g)
 				out += fmt.Sprintf("\n  %s: view %v on %v, %v", g, v, h, err)
@@ -333,7 +334,6 @@ func TestNodeRejoinsAfterExclusion(t *testing.T) {
 			}
 		}
 	}
-	const n = 90
 	send(0, n/3)
 	for _, j := range []uint64{1, 3, 4} {
 		net.Partition(2, j, true)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/internal/testproc"
 	"github.com/lwgkit/lwgkit/proptest"
 )
 
@@ -158,7 +159,7 @@ func TestMultiProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.cmd.Stderr = os.Stderr
-		dieWithParent(p.cmd)
+		testproc.DieWithParent(p.cmd)
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/internal/testproc"
 	"github.com/lwgkit/lwgkit/lwg"
 )
 
@@ -249,6 +250,7 @@ func dataRunProcs(b *testing.B, place string, n int) dataResult {
 	for i := 1; i <= k; i++ {
 		p := &benchProc{node: i, out: filepath.Join(dir, fmt.Sprintf("node-%d.json", i)), lines: make(chan string, 16)}
 		p.cmd = exec.Command(os.Args[0], "-test.run=^$")
+		testproc.DieWithParent(p.cmd)
 		p.cmd.Env = append(os.Environ(),
 			envProcNode+"="+strconv.Itoa(i),
 			envProcK+"="+strconv.Itoa(k),

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lwgkit/lwgkit/internal/testproc"
 	"github.com/lwgkit/lwgkit/storage"
 	"github.com/lwgkit/lwgkit/storage/storagetest"
 )
@@ -157,6 +158,7 @@ func TestStartSurvivesKill(t *testing.T) {
 func startKillable(t *testing.T, exe, env, path string, kills int) (*exec.Cmd, *bufio.Reader, *bytes.Buffer) {
 	t.Helper()
 	cmd := exec.Command(exe, "-test.run=^TestHelperProcess$", "-test.count=1")
+	testproc.DieWithParent(cmd)
 	cmd.Env = append(os.Environ(), env+"="+path)
 	stderr := &bytes.Buffer{}
 	cmd.Stderr = stderr

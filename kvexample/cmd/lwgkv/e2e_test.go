@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/lwgkit/lwgkit/internal/testproc"
 	"github.com/lwgkit/lwgkit/kvexample"
 	"github.com/redis/go-redis/v9"
 )
@@ -55,6 +56,7 @@ func (p *proc) start(t *testing.T) {
 	t.Helper()
 	a, _ := json.Marshal(p.args)
 	p.cmd = exec.Command(os.Args[0])
+	testproc.DieWithParent(p.cmd)
 	p.cmd.Env = append(os.Environ(), "LWGKV_CHILD="+string(a))
 	p.out = &bytes.Buffer{}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

@@ -1,0 +1,3 @@
+// Package testproc holds what tests that start processes of their own
+// (cluster nodes, crash loops) share.
+package testproc
