@@ -2,7 +2,6 @@ package lwg_test
 
 import (
 	"bufio"
-	"errors"
 	"io"
 	"net"
 	"slices"
@@ -161,10 +160,15 @@ func fanoutRun(b *testing.B, n int, window time.Duration) fanoutResult {
 }
 
 // fanoutWrite writes what q holds, all that is queued at once in one
-// write, until q is closed.
+// write, until q is closed. After a failed write it only drains q, so
+// that the senders never block on it.
 func fanoutWrite(c net.Conn, q chan []byte) {
 	w := bufio.NewWriterSize(c, 64<<10)
+	var failed error
 	for m := range q {
+		if failed != nil {
+			continue
+		}
 		w.Write(m)
 		for more := true; more; {
 			select {
@@ -178,9 +182,9 @@ func fanoutWrite(c net.Conn, q chan []byte) {
 				more = false
 			}
 		}
-		if err := w.Flush(); err != nil && !errors.Is(err, net.ErrClosed) {
-			return
-		}
+		failed = w.Flush()
 	}
-	w.Flush()
+	if failed == nil {
+		w.Flush()
+	}
 }
