@@ -178,11 +178,7 @@ func TestOnceOldHeader(t *testing.T) {
 		Index  uint64               `msgpack:"i"`
 		Once   map[string]oldRecord `msgpack:"n,omitempty"`
 	}
-	hb, err := msgpack.Marshal(&oldHeader{Object: "o", Index: 3, Once: map[string]oldRecord{"src": {Seq: 7, Result: []byte("r7")}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := append(binary.AppendUvarint(nil, uint64(len(hb))), hb...)
+	snap := lengthPrefixed(t, &oldHeader{Object: "o", Index: 3, Once: map[string]oldRecord{"src": {Seq: 7, Result: []byte("r7")}}})
 	h, err := restoreSM(nopSM{}, "o", bytes.NewReader(snap))
 	if err != nil {
 		t.Fatal(err)
@@ -253,12 +249,7 @@ func (s *bytesSM) Restore(r io.Reader) (err error) {
 // still loads them.
 func TestOnceRecordsInOldHeader(t *testing.T) {
 	once := map[string]onceRecord{"a": {Seq: 5, Result: []byte("five"), Span: 5}}
-	hb, err := msgpack.Marshal(&header{Object: "o", Once: once})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := append(binary.AppendUvarint(nil, uint64(len(hb))), hb...)
-	h, err := restoreSM(nopSM{}, "o", bytes.NewReader(b))
+	h, err := restoreSM(nopSM{}, "o", bytes.NewReader(lengthPrefixed(t, &header{Object: "o", Once: once})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,20 +261,13 @@ func TestOnceRecordsInOldHeader(t *testing.T) {
 // Source records that are missing, repeated or declared in absurd numbers
 // are refused as malformed, without an allocation by the declared count.
 func TestOnceRecordsMalformed(t *testing.T) {
-	item := func(v any) []byte {
-		b, err := msgpack.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return append(binary.AppendUvarint(nil, uint64(len(b))), b...)
-	}
-	rec := item(&sourceRecord{Source: "a", Record: onceRecord{Seq: 1}})
+	rec := lengthPrefixed(t, &sourceRecord{Source: "a", Record: onceRecord{Seq: 1}})
 	for name, in := range map[string][]byte{
-		"missing":  item(&header{Object: "o", Sources: 2}),
-		"repeated": append(append(item(&header{Object: "o", Sources: 2}), rec...), rec...),
-		"absurd":   append(item(&header{Object: "o", Sources: 1 << 62}), rec...),
-		"too long": append(item(&header{Object: "o", Sources: 1}), binary.AppendUvarint(nil, maxHeader+1)...),
-		"both":     append(item(&header{Object: "o", Sources: 1, Once: map[string]onceRecord{"b": {Seq: 1}}}), rec...),
+		"missing":  lengthPrefixed(t, &header{Object: "o", Sources: 2}),
+		"repeated": append(append(lengthPrefixed(t, &header{Object: "o", Sources: 2}), rec...), rec...),
+		"absurd":   append(lengthPrefixed(t, &header{Object: "o", Sources: 1 << 62}), rec...),
+		"too long": append(lengthPrefixed(t, &header{Object: "o", Sources: 1}), binary.AppendUvarint(nil, maxHeader+1)...),
+		"both":     append(lengthPrefixed(t, &header{Object: "o", Sources: 1, Once: map[string]onceRecord{"b": {Seq: 1}}}), rec...),
 	} {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -296,4 +280,15 @@ func TestOnceRecordsMalformed(t *testing.T) {
 			t.Errorf("%s: refusing it allocated %d bytes", name, n)
 		}
 	}
+}
+
+// lengthPrefixed is v in msgpack after its uvarint length, as a snapshot
+// holds its header and each source record.
+func lengthPrefixed(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(binary.AppendUvarint(nil, uint64(len(b))), b...)
 }
