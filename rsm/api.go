@@ -147,4 +147,9 @@ var (
 	ErrBusy = errors.New("rsm: too many calls in flight")
 	// ErrInvalidConfig: a Config field is out of range.
 	ErrInvalidConfig = errors.New("rsm: invalid config")
+	// ErrSnapshotFormat: a snapshot, local or from a donor, was written
+	// by a newer build in a layout this one cannot read. Nothing is
+	// changed: Open returns it for a local snapshot, and a joiner logs it
+	// and asks its donor again. Run the newer build.
+	ErrSnapshotFormat = errors.New("rsm: snapshot in a newer format")
 )

@@ -2,8 +2,12 @@ package rsm
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // DebugState describes the replica for test failure messages.
@@ -107,4 +111,41 @@ func (n *Node) WaitForgotten(ctx context.Context, id ObjectID) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// StoreSnapshotInNewerFormat returns c with an in-memory store that holds,
+// as id's current snapshot, one whose header names a format this build
+// does not read, and a func that returns the bytes the store holds for id.
+func StoreSnapshotInNewerFormat(c Config, id ObjectID) (Config, func() []byte) {
+	s := newMemStore()
+	w, _ := s.create(id)
+	w.Write(newerFormatSnapshot(id))
+	if _, err := w.commit(); err != nil {
+		panic(err)
+	}
+	c.snaps = s
+	return c, func() []byte {
+		info, ok, err := s.current(id)
+		if err != nil || !ok {
+			return nil
+		}
+		r, err := s.open(id, info.Gen)
+		if err != nil {
+			return nil
+		}
+		b, _ := io.ReadAll(r)
+		return b
+	}
+}
+
+// newerFormatSnapshot is a snapshot of id as a later build might write
+// it: a header with the next format, then bytes that format might put
+// there.
+func newerFormatSnapshot(id ObjectID) []byte {
+	hb, err := msgpack.Marshal(&header{Format: snapshotFormat + 1, Object: id, Index: 3, Sources: 1})
+	if err != nil {
+		panic(err)
+	}
+	b := binary.AppendUvarint(nil, uint64(len(hb)))
+	return append(append(b, hb...), "not a source record"...)
 }

@@ -582,3 +582,24 @@ func TestSlowApplyLeftToWorkers(t *testing.T) {
 		}
 	}
 }
+
+// Open of an object whose local snapshot a newer build wrote fails with
+// ErrSnapshotFormat and leaves the snapshot as it was.
+func TestOpenLocalSnapshotNewerFormat(t *testing.T) {
+	ctx := ctxT(t)
+	cfg, stored := rsm.StoreSnapshotInNewerFormat(rsm.Config{}, "newer")
+	before := stored()
+	if len(before) == 0 {
+		t.Fatal("no snapshot stored")
+	}
+	n := startCluster(t, transport.NewMemNetwork(), 1, cfg)[0]
+	if _, err := n.Open(ctx, "newer", rsmtest.NewCounter); !errors.Is(err, rsm.ErrSnapshotFormat) {
+		t.Fatalf("Open: %v, want ErrSnapshotFormat", err)
+	}
+	if _, ok := n.Object("newer"); ok {
+		t.Fatal("the object is open after its Open failed")
+	}
+	if after := stored(); !bytes.Equal(after, before) {
+		t.Fatalf("the stored snapshot changed: %d bytes, was %d", len(after), len(before))
+	}
+}

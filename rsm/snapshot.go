@@ -26,8 +26,21 @@ import (
 // applied index, and the group's transfer table. The same stream is kept
 // locally and sent to joiners.
 
+// snapshotFormat is the layout of the snapshots this build writes, in
+// header.Format; readHeader refuses a higher one (ErrSnapshotFormat)
+// instead of misreading what follows the header as state. Raise it with
+// any change that an older reader would misread.
+//
+//	0 (no field): written before the field existed, with the ProposeFrom
+//	  records inside the header or after it; both load.
+//	1: the records after the header (header.Sources).
+const snapshotFormat = 1
+
 // header opens every snapshot.
 type header struct {
+	// Format is snapshotFormat when written; read first, since it says
+	// how to read the rest.
+	Format uint64      `msgpack:"f,omitempty"`
 	Object ObjectID    `msgpack:"o"`
 	At     point       `msgpack:"a"`
 	Index  uint64      `msgpack:"i"`
@@ -161,7 +174,7 @@ var errHeaderTooLarge = errors.New("rsm: snapshot header or source record over t
 // the snapshot.
 func writeSnapshot(w io.Writer, h *header, sm StateMachine) error {
 	hc := *h
-	hc.Once, hc.Sources = nil, uint64(len(h.Once))
+	hc.Format, hc.Once, hc.Sources = snapshotFormat, nil, uint64(len(h.Once))
 	hb, err := msgpack.Marshal(&hc)
 	if err != nil {
 		return fmt.Errorf("rsm: encoding snapshot header: %w", err)
@@ -198,6 +211,9 @@ func readHeader(r *bufio.Reader) (header, error) {
 	if err := readItem(r, &h, "snapshot header"); err != nil {
 		return header{}, err
 	}
+	if h.Format > snapshotFormat {
+		return header{}, fmt.Errorf("%w: format %d, this build reads up to %d", ErrSnapshotFormat, h.Format, snapshotFormat)
+	}
 	if h.Sources > 0 && len(h.Once) > 0 {
 		return header{}, fmt.Errorf("%w: snapshot header with ProposeFrom records both inside and after it", errMalformed)
 	}
@@ -216,7 +232,7 @@ func readHeader(r *bufio.Reader) (header, error) {
 		}
 		h.Once[sr.Source] = sr.Record
 	}
-	h.Sources = 0
+	h.Format, h.Sources = 0, 0
 	return h, nil
 }
 

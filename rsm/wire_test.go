@@ -230,8 +230,17 @@ func FuzzReadHeader(f *testing.F) {
 		"b": {Seq: 1},
 	}}, nopSM{})
 	f.Add(buf.Bytes())
+	f.Add(newerFormatSnapshot("o"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		readHeader(bufio.NewReader(bytes.NewReader(b))) // must not panic or allocate without bound
+		// Must not panic or allocate without bound, and refuses only as
+		// malformed or in a newer format.
+		h, err := readHeader(bufio.NewReader(bytes.NewReader(b)))
+		switch {
+		case err == nil && (h.Format != 0 || h.Sources != 0):
+			t.Fatalf("a read header keeps format %d and %d sources to read", h.Format, h.Sources)
+		case err != nil && !errors.Is(err, errMalformed) && !errors.Is(err, ErrSnapshotFormat):
+			t.Fatalf("refused with %v, neither malformed nor a newer format", err)
+		}
 	})
 }
 

@@ -1,0 +1,82 @@
+package rsm
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"reflect"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// A snapshot written now names its format in its header.
+func TestSnapshotFormatWritten(t *testing.T) {
+	var buf bytes.Buffer
+	once := map[string]onceRecord{"a": {Seq: 1}}
+	if err := writeSnapshot(&buf, &header{Object: "o", Once: once}, &bytesSM{b: []byte("s")}); err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := readItem(bufio.NewReader(&buf), &raw, "header"); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := raw["f"]; !ok || reflect.ValueOf(f).Convert(reflect.TypeFor[uint64]()).Uint() != snapshotFormat {
+		t.Fatalf("header fields %v: want f = %d", raw, snapshotFormat)
+	}
+	// What a restore hands on carries no format: a snapshot taken from
+	// it writes its own.
+	h, err := restoreSM(&bytesSM{}, "o", bytes.NewReader(func() []byte {
+		var b bytes.Buffer
+		if err := writeSnapshot(&b, &header{Object: "o", Once: once}, &bytesSM{b: []byte("s")}); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}()))
+	if err != nil || h.Format != 0 || !reflect.DeepEqual(h.Once, once) {
+		t.Fatalf("restored header %+v, %v", h, err)
+	}
+}
+
+// restoreFails is a state machine whose Restore must not be called.
+type restoreFails struct{ t *testing.T }
+
+func (restoreFails) Apply([]byte) ([]byte, error) { return nil, nil }
+func (restoreFails) Snapshot(io.Writer) error     { return nil }
+func (s restoreFails) Restore(io.Reader) error {
+	s.t.Error("Restore called on a snapshot this build cannot read")
+	return nil
+}
+
+// A snapshot in a newer format is refused with ErrSnapshotFormat before
+// anything after its header is read or the state machine is touched;
+// one in an older layout is not.
+func TestSnapshotFormatNewerRefused(t *testing.T) {
+	_, err := restoreSM(restoreFails{t}, "o", bytes.NewReader(newerFormatSnapshot("o")))
+	if !errors.Is(err, ErrSnapshotFormat) {
+		t.Fatalf("a snapshot in format %d: %v, want ErrSnapshotFormat", snapshotFormat+1, err)
+	}
+	if errors.Is(err, errMalformed) {
+		t.Fatalf("a newer format reported as malformed: %v", err)
+	}
+	// Unversioned, with its records after the header (written between
+	// the records' move and the format field): loads.
+	rec := onceRecord{Seq: 4, Result: []byte("four")}
+	in := append(lengthPrefixed(t, &header{Object: "o", Sources: 1}), lengthPrefixed(t, &sourceRecord{Source: "a", Record: rec})...)
+	got := &bytesSM{}
+	h, err := restoreSM(got, "o", bytes.NewReader(append(in, "state"...)))
+	if err != nil {
+		t.Fatalf("an unversioned snapshot with records after its header: %v", err)
+	}
+	if !reflect.DeepEqual(h.Once, map[string]onceRecord{"a": rec}) || string(got.b) != "state" {
+		t.Fatalf("loaded records %v and state %q", h.Once, got.b)
+	}
+	// The current format with a corrupt record is malformed, not a
+	// format error.
+	b, _ := msgpack.Marshal(&header{Format: snapshotFormat, Object: "o", Sources: 1})
+	_, err = readHeader(bufio.NewReader(bytes.NewReader(append(lengthPrefixed(t, msgpack.RawMessage(b)), 0x01, 0xc1))))
+	if !errors.Is(err, errMalformed) || errors.Is(err, ErrSnapshotFormat) {
+		t.Fatalf("a corrupt record in the current format: %v, want errMalformed", err)
+	}
+}
