@@ -150,6 +150,7 @@ var (
 	// ErrSnapshotFormat: a snapshot, local or from a donor, was written
 	// by a newer build in a layout this one cannot read. Nothing is
 	// changed: Open returns it for a local snapshot, and a joiner logs it
-	// and asks its donor again. Run the newer build.
+	// and asks for the state again after a pause (ten ticks of
+	// Config.TickInterval), as long as it waits. Run the newer build.
 	ErrSnapshotFormat = errors.New("rsm: snapshot in a newer format")
 )

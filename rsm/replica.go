@@ -3,6 +3,7 @@ package rsm
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -620,7 +621,7 @@ func (o *Object) onChunk(from hwg.Process, d direct) {
 		if err := f.st.feed(d.data); err != nil {
 			o.host.logger().Error("restoring a snapshot as it arrives", "object", o.id, "donor", from, "error", err)
 			o.abortFetch()
-			o.sendWant()
+			o.wantAgain(err)
 			return
 		}
 	} else if _, err := f.w.Write(d.data); err != nil {
@@ -673,7 +674,7 @@ func (o *Object) finishFetch() {
 		if err != nil {
 			o.host.logger().Error("restoring a received snapshot", "object", o.id, "donor", f.donor, "error", err)
 			o.resetState(f.st.pristine)
-			o.sendWant()
+			o.wantAgain(err)
 			return
 		}
 		o.adopt(h, 0, int64(f.size))
@@ -699,7 +700,7 @@ func (o *Object) finishFetch() {
 func (o *Object) restored(donor hwg.Process, r io.Reader, gen uint64, size int64) {
 	if err := o.restore(r, gen, size); err != nil {
 		o.host.logger().Error("restoring a received snapshot", "object", o.id, "donor", donor, "error", err)
-		o.sendWant()
+		o.wantAgain(err)
 		return
 	}
 	o.restoredFrom(donor, gen, size)
@@ -799,6 +800,19 @@ func (o *Object) onWant(from hwg.Process, d direct) {
 		return
 	}
 	o.donate([]hwg.Process{from})
+}
+
+// wantAgain asks for the state again after a received snapshot failed to
+// restore with err: at once, unless a newer build wrote it
+// (ErrSnapshotFormat). Then every holder's is likely the same, and asking
+// at once would repeat the transfer as fast as the donor can start it;
+// the joiner asks after retryTicks, as when nothing comes.
+func (o *Object) wantAgain(err error) {
+	if errors.Is(err, ErrSnapshotFormat) {
+		o.wantIdle = 0
+		return
+	}
+	o.sendWant()
 }
 
 func (o *Object) sendWant() {

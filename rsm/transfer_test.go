@@ -496,3 +496,50 @@ func TestSnapRoundTripAndBadInput(t *testing.T) {
 		}
 	}
 }
+
+// A joiner that receives a snapshot from a newer build (ErrSnapshotFormat)
+// asks for the state again only after retryTicks, not at once, which would
+// repeat the transfer as fast as a donor can start it; one that receives a
+// corrupt snapshot asks again at once. Either way it gets the state later.
+func TestJoinerWaitsOutNewerFormat(t *testing.T) {
+	wants := func(n *transferNet) int {
+		k := 0
+		for _, m := range n.queue {
+			if d, err := decodeDirect(m.b); err == nil && d.kind == kindWant && m.from == pJ {
+				k++
+			}
+		}
+		return k
+	}
+	for _, tc := range []struct {
+		name  string
+		snap  []byte
+		ticks int // before the joiner asks again
+	}{
+		{"newer format", newerFormatSnapshot(xferObject), retryTicks},
+		{"corrupt", []byte("\x05garbage"), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := joining(t, false, 300)
+			j := n.objs[pJ]
+			n.queue = nil
+			j.restored(pA, bytes.NewReader(tc.snap), 0, int64(len(tc.snap)))
+			if j.ready || j.hasState {
+				t.Fatalf("the joiner took the snapshot: %s", j.DebugState())
+			}
+			for i := 0; i < tc.ticks; i++ {
+				if k := wants(n); k != 0 {
+					t.Fatalf("asked again (%d WANTs) after %d ticks, want after %d", k, i, tc.ticks)
+				}
+				j.onTick(1)
+			}
+			if wants(n) == 0 {
+				t.Fatalf("did not ask again after %d ticks", tc.ticks)
+			}
+			n.run(nil)
+			if !j.ready || !bytes.Equal(n.sm(pJ).b, n.sm(pA).b) {
+				t.Fatalf("the joiner did not get the state afterwards: %s", j.DebugState())
+			}
+		})
+	}
+}
