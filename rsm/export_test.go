@@ -118,9 +118,14 @@ func (n *Node) WaitForgotten(ctx context.Context, id ObjectID) error {
 // does not read, and a func that returns the bytes the store holds for id.
 func StoreSnapshotInNewerFormat(c Config, id ObjectID) (Config, func() []byte) {
 	s := newMemStore()
-	w, _ := s.create(id)
-	w.Write(newerFormatSnapshot(id))
-	if _, err := w.commit(); err != nil {
+	w, err := s.create(id)
+	if err == nil {
+		_, err = w.Write(newerFormatSnapshot(id))
+	}
+	if err == nil {
+		_, err = w.commit()
+	}
+	if err != nil {
 		panic(err)
 	}
 	c.snaps = s
@@ -139,10 +144,10 @@ func StoreSnapshotInNewerFormat(c Config, id ObjectID) (Config, func() []byte) {
 }
 
 // newerFormatSnapshot is a snapshot of id as a later build might write
-// it: a header with the next format, then bytes that format might put
-// there.
+// it: a header with the next format, one of whose fields has another
+// shape (the view is a string), then bytes that format might put there.
 func newerFormatSnapshot(id ObjectID) []byte {
-	hb, err := msgpack.Marshal(&header{Format: snapshotFormat + 1, Object: id, Index: 3, Sources: 1})
+	hb, err := msgpack.Marshal(map[string]any{"f": snapshotFormat + 1, "o": string(id), "i": 3, "v": "a view in a new shape", "s": 1})
 	if err != nil {
 		panic(err)
 	}

@@ -38,8 +38,8 @@ const snapshotFormat = 1
 
 // header opens every snapshot.
 type header struct {
-	// Format is snapshotFormat when written; read first, since it says
-	// how to read the rest.
+	// Format is snapshotFormat when written. readHeader decodes and
+	// checks it before the rest, whose shape it decides.
 	Format uint64      `msgpack:"f,omitempty"`
 	Object ObjectID    `msgpack:"o"`
 	At     point       `msgpack:"a"`
@@ -207,12 +207,24 @@ func writeSnapshot(w io.Writer, h *header, sm StateMachine) error {
 // readHeader reads a snapshot's header and source records from r, leaving
 // r at the state machine's bytes.
 func readHeader(r *bufio.Reader) (header, error) {
-	var h header
-	if err := readItem(r, &h, "snapshot header"); err != nil {
+	b, err := readFramed(r, "snapshot header")
+	if err != nil {
 		return header{}, err
 	}
-	if h.Format > snapshotFormat {
-		return header{}, fmt.Errorf("%w: format %d, this build reads up to %d", ErrSnapshotFormat, h.Format, snapshotFormat)
+	// The format on its own first: a later one may give the other fields
+	// another shape, which must not read as a malformed header.
+	var f struct {
+		Format uint64 `msgpack:"f"`
+	}
+	if err := wirecheck.Unmarshal(b, &f); err != nil {
+		return header{}, fmt.Errorf("%w: snapshot header: %w", errMalformed, err)
+	}
+	if f.Format > snapshotFormat {
+		return header{}, fmt.Errorf("%w: format %d, this build reads up to %d", ErrSnapshotFormat, f.Format, snapshotFormat)
+	}
+	var h header
+	if err := wirecheck.Unmarshal(b, &h); err != nil {
+		return header{}, fmt.Errorf("%w: snapshot header: %w", errMalformed, err)
 	}
 	if h.Sources > 0 && len(h.Once) > 0 {
 		return header{}, fmt.Errorf("%w: snapshot header with ProposeFrom records both inside and after it", errMalformed)
@@ -239,21 +251,31 @@ func readHeader(r *bufio.Reader) (header, error) {
 // readItem reads one uvarint-length-prefixed msgpack value of at most
 // maxHeader bytes from r into v.
 func readItem(r *bufio.Reader, v any, what string) error {
-	n, err := binary.ReadUvarint(r)
+	b, err := readFramed(r, what)
 	if err != nil {
-		return fmt.Errorf("%w: %s length: %w", errMalformed, what, err)
-	}
-	if n > maxHeader {
-		return fmt.Errorf("%w: %s of %d bytes", errMalformed, what, n)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return fmt.Errorf("%w: %s: %w", errMalformed, what, err)
+		return err
 	}
 	if err := wirecheck.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: %s: %w", errMalformed, what, err)
 	}
 	return nil
+}
+
+// readFramed reads the bytes of one uvarint-length-prefixed item of at
+// most maxHeader bytes from r.
+func readFramed(r *bufio.Reader, what string) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s length: %w", errMalformed, what, err)
+	}
+	if n > maxHeader {
+		return nil, fmt.Errorf("%w: %s of %d bytes", errMalformed, what, n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", errMalformed, what, err)
+	}
+	return b, nil
 }
 
 // sumOf is a snapshot's transfer checksum: XXH64 of its bytes. A joiner
