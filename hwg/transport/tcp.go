@@ -65,6 +65,11 @@ type TCP struct {
 	closed bool
 	peers  map[uint64]*remote
 	conns  map[*conn]struct{} // open connections, handshaking ones included
+	// dialsTo counts the dials in progress by address. A node whose
+	// address is being dialed gets no dialLoop of its own until that dial
+	// ends (see dialEnded): a second connection racing the first made
+	// three where two were meant, and frames were lost in the swaps.
+	dialsTo map[string]int
 }
 
 var _ Transport = (*TCP)(nil)
@@ -117,6 +122,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		cancel:  cancel,
 		peers:   make(map[uint64]*remote),
 		conns:   make(map[*conn]struct{}),
+		dialsTo: make(map[string]int),
 	}
 	t.wg.Add(1 + len(cfg.Seeds))
 	go t.acceptLoop()
@@ -203,7 +209,7 @@ func (t *TCP) queue(to uint64, frame outFrame) (err error) {
 			r.traceQ = r.traceQ[1:]
 		}
 	}
-	dial := c == nil && !r.dialing
+	dial := c == nil && !r.dialing && t.dialsTo[r.addr] == 0
 	if dial {
 		r.dialing = true
 		t.wg.Add(1) // under t.mu with t.closed false: before Close's Wait
@@ -361,6 +367,10 @@ func (t *TCP) serveConn(nc net.Conn) {
 // tie-break to an existing connection is closed, and dial still reports
 // the node as reached.
 func (t *TCP) dial(ctx context.Context, addr string) (Peer, error) {
+	t.mu.Lock()
+	t.dialsTo[addr]++
+	t.mu.Unlock()
+	defer t.dialEnded(addr)
 	d := net.Dialer{Timeout: t.cfg.DialTimeout, KeepAliveConfig: keepAlive}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -388,6 +398,30 @@ func (t *TCP) dial(ctx context.Context, addr string) (Peer, error) {
 		return c.peer, err
 	}
 	return c.peer, nil
+}
+
+// dialEnded counts a dial of addr as over; after the last, a node at addr
+// that still has frames queued and no connection (the dial failed, or
+// found another node) gets the dialLoop it was held back from.
+func (t *TCP) dialEnded(addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dialsTo[addr]--; t.dialsTo[addr] > 0 {
+		return
+	}
+	delete(t.dialsTo, addr)
+	if t.closed {
+		return
+	}
+	for _, r := range t.peers {
+		r.mu.Lock()
+		if r.addr == addr && r.conn == nil && !r.dialing && r.q.len() > 0 {
+			r.dialing = true
+			t.wg.Add(1) // under t.mu with t.closed false: before Close's Wait
+			go t.dialLoop(r)
+		}
+		r.mu.Unlock()
+	}
 }
 
 // seedLoop dials a seed address until it answers, so that the node there
@@ -593,7 +627,7 @@ func (t *TCP) detach(c *conn) {
 		return
 	}
 	r.conn = nil
-	if r.q.len() == 0 || r.dialing || t.closed {
+	if r.q.len() == 0 || r.dialing || t.closed || t.dialsTo[r.addr] > 0 {
 		return
 	}
 	if r.addr == "" {

@@ -193,6 +193,63 @@ func TestTCPReplacementKeepsOrder(t *testing.T) {
 	}
 }
 
+// A Send to a node whose address a Dial is connecting to starts no dial
+// of its own (a second connection racing the first made three where two
+// were meant, and TestTCPReplacementKeepsOrder lost frames about once in
+// a thousand runs); once that Dial fails, the frames queued meanwhile get
+// the node's own dial.
+func TestTCPSendWaitsForDialInProgress(t *testing.T) {
+	a := newNode(t, 1, 1, nil)
+	// A listener that accepts and never answers the handshake: a.Dial
+	// waits on it until the test lets go.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	a.AddPeer(2, ln.Addr().String())
+	dialed := make(chan error, 1)
+	go func() {
+		_, err := a.Dial(ctxT(t), ln.Addr().String())
+		dialed <- err
+	}()
+	held := <-accepted // the Dial is in its handshake
+	for i := range 5 {
+		if err := a.Send(2, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.dialing(2) {
+		t.Fatal("a Send started a dial of node 2 while a Dial of its address was under way")
+	}
+	select {
+	case <-accepted:
+		t.Fatal("a second connection to the address while the first was handshaking")
+	case <-time.After(50 * time.Millisecond):
+	}
+	held.Close()
+	if err := <-dialed; err == nil {
+		t.Fatal("the Dial of a listener that hung up succeeded")
+	}
+	// The frames are still queued: node 2's own dial takes over.
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dial of node 2 after the Dial failed")
+	}
+}
+
 func TestTCPReconnectHigherIncarnation(t *testing.T) {
 	a := newNode(t, 1, 1, nil)
 	b1 := newNode(t, 2, 1, nil)
