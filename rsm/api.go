@@ -149,8 +149,9 @@ var (
 	ErrInvalidConfig = errors.New("rsm: invalid config")
 	// ErrSnapshotFormat: a snapshot, local or from a donor, was written
 	// by a newer build in a layout this one cannot read. Nothing is
-	// changed: Open returns it for a local snapshot, and a joiner logs it
-	// and asks for the state again after a pause (ten ticks of
+	// changed: Open returns it for a local snapshot, and a joiner logs it,
+	// drops the transfer before storing anything (its own snapshot stays
+	// current), and asks for the state again after a pause (ten ticks of
 	// Config.TickInterval), as long as it waits. Run the newer build.
 	ErrSnapshotFormat = errors.New("rsm: snapshot in a newer format")
 )

@@ -134,6 +134,9 @@ type Object struct {
 	queue    []queued
 	fetch    *fetch
 	wantIdle int
+	// refused: the donor whose snapshot was in a newer format, whose
+	// offers are ignored until this replica asks again (wantAgain).
+	refused hwg.Process
 
 	snapIndex uint64 // index of the latest local snapshot
 	snapAt    point

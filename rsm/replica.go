@@ -79,6 +79,40 @@ type fetch struct {
 	// (st: a replica without a state).
 	w  snapWriter
 	st *streamRestore
+	// head gathers the first bytes for w until they hold the header, whose
+	// format checkHead checks before anything is committed; headDone
+	// once it did.
+	head     []byte
+	headDone bool
+}
+
+// checkHead takes the next bytes received for the store (w) and, once
+// they hold the snapshot's whole header, refuses one in a format this
+// build cannot read (ErrSnapshotFormat): committed, it would become the
+// replica's current snapshot in place of its own, which no restart of
+// this build could read. Anything else wrong is left to the restore after
+// the commit, as before.
+func (f *fetch) checkHead(b []byte) error {
+	if f.headDone {
+		return nil
+	}
+	f.head = append(f.head, b...)
+	n, k := binary.Uvarint(f.head)
+	switch {
+	case k == 0 && len(f.head) < binary.MaxVarintLen64:
+		return nil // the length is still incomplete
+	case k <= 0 || n > maxHeader:
+		f.head, f.headDone = nil, true // malformed: the restore says so
+		return nil
+	case uint64(len(f.head)-k) < n:
+		return nil
+	}
+	err := checkFormat(f.head[k : k+int(n)])
+	f.head, f.headDone = nil, true
+	if errors.Is(err, ErrSnapshotFormat) {
+		return err
+	}
+	return nil
 }
 
 // limit is how far the joiner may fetch now.
@@ -142,7 +176,7 @@ func (o *Object) step(q queued) {
 // joined handles the install that admits this replica.
 func (o *Object) joined(e lwg.Event) {
 	o.abortFetch()
-	o.queue, o.first, o.wantIdle, o.waiting = nil, o.recv, 0, 0
+	o.queue, o.first, o.wantIdle, o.waiting, o.refused = nil, o.recv, 0, 0, hwg.Process{}
 	prev := o.view // the last view it applied, if it held the state
 	o.view = e.View.Clone()
 	// A life of an LWG begins at view 1 of its directory version (see
@@ -535,7 +569,8 @@ func (o *Object) acceptsOffer(from hwg.Process, d direct) bool {
 	// from this view: taking one now would break the round's choice.
 	// So is one whose claim is still out (it counts in the view it is
 	// delivered in).
-	return !o.ready && !d.at.less(o.first) && (o.round == nil || !o.round.claimed && o.round.out == 0)
+	return !o.ready && !d.at.less(o.first) && (o.round == nil || !o.round.claimed && o.round.out == 0) &&
+		from != o.refused
 }
 
 // transferAlive says whether the transfer under way, if any, still looks
@@ -621,9 +656,14 @@ func (o *Object) onChunk(from hwg.Process, d direct) {
 		if err := f.st.feed(d.data); err != nil {
 			o.host.logger().Error("restoring a snapshot as it arrives", "object", o.id, "donor", from, "error", err)
 			o.abortFetch()
-			o.wantAgain(err)
+			o.wantAgain(from, err)
 			return
 		}
+	} else if err := f.checkHead(d.data); err != nil {
+		o.host.logger().Error("a received snapshot", "object", o.id, "donor", from, "error", err)
+		o.abortFetch()
+		o.wantAgain(from, err)
+		return
 	} else if _, err := f.w.Write(d.data); err != nil {
 		o.host.logger().Error("writing a received snapshot", "object", o.id, "error", err)
 		o.abortFetch()
@@ -674,7 +714,7 @@ func (o *Object) finishFetch() {
 		if err != nil {
 			o.host.logger().Error("restoring a received snapshot", "object", o.id, "donor", f.donor, "error", err)
 			o.resetState(f.st.pristine)
-			o.wantAgain(err)
+			o.wantAgain(f.donor, err)
 			return
 		}
 		o.adopt(h, 0, int64(f.size))
@@ -700,7 +740,7 @@ func (o *Object) finishFetch() {
 func (o *Object) restored(donor hwg.Process, r io.Reader, gen uint64, size int64) {
 	if err := o.restore(r, gen, size); err != nil {
 		o.host.logger().Error("restoring a received snapshot", "object", o.id, "donor", donor, "error", err)
-		o.wantAgain(err)
+		o.wantAgain(donor, err)
 		return
 	}
 	o.restoredFrom(donor, gen, size)
@@ -802,20 +842,23 @@ func (o *Object) onWant(from hwg.Process, d direct) {
 	o.donate([]hwg.Process{from})
 }
 
-// wantAgain asks for the state again after a received snapshot failed to
+// wantAgain asks for the state again after donor's snapshot failed to
 // restore with err: at once, unless a newer build wrote it
-// (ErrSnapshotFormat). Then every holder's is likely the same, and asking
-// at once would repeat the transfer as fast as the donor can start it;
-// the joiner asks after retryTicks, as when nothing comes.
-func (o *Object) wantAgain(err error) {
+// (ErrSnapshotFormat). Then the joiner asks after retryTicks, as when
+// nothing comes, and until then takes no offer from that donor (the other
+// SNAPs of the same donation would each start the transfer again):
+// asking at once would repeat it as fast as the donor can start it.
+func (o *Object) wantAgain(donor hwg.Process, err error) {
 	if errors.Is(err, ErrSnapshotFormat) {
 		o.wantIdle = 0
+		o.refused = donor
 		return
 	}
 	o.sendWant()
 }
 
 func (o *Object) sendWant() {
+	o.refused = hwg.Process{}
 	o.wantIdle = 0
 	for _, m := range o.latest.Members {
 		if m != o.self {

@@ -211,16 +211,8 @@ func readHeader(r *bufio.Reader) (header, error) {
 	if err != nil {
 		return header{}, err
 	}
-	// The format on its own first: a later one may give the other fields
-	// another shape, which must not read as a malformed header.
-	var f struct {
-		Format uint64 `msgpack:"f"`
-	}
-	if err := wirecheck.Unmarshal(b, &f); err != nil {
-		return header{}, fmt.Errorf("%w: snapshot header: %w", errMalformed, err)
-	}
-	if f.Format > snapshotFormat {
-		return header{}, fmt.Errorf("%w: format %d, this build reads up to %d", ErrSnapshotFormat, f.Format, snapshotFormat)
+	if err := checkFormat(b); err != nil {
+		return header{}, err
 	}
 	var h header
 	if err := wirecheck.Unmarshal(b, &h); err != nil {
@@ -246,6 +238,23 @@ func readHeader(r *bufio.Reader) (header, error) {
 	}
 	h.Format, h.Sources = 0, 0
 	return h, nil
+}
+
+// checkFormat decodes the format of a snapshot header (its msgpack bytes)
+// on its own, before the rest: a later format may give the other fields
+// another shape, which must not read as a malformed header. It refuses
+// one newer than this build's (ErrSnapshotFormat).
+func checkFormat(b []byte) error {
+	var f struct {
+		Format uint64 `msgpack:"f"`
+	}
+	if err := wirecheck.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("%w: snapshot header: %w", errMalformed, err)
+	}
+	if f.Format > snapshotFormat {
+		return fmt.Errorf("%w: format %d, this build reads up to %d", ErrSnapshotFormat, f.Format, snapshotFormat)
+	}
+	return nil
 }
 
 // readItem reads one uvarint-length-prefixed msgpack value of at most

@@ -211,6 +211,30 @@ func (n *transferNet) run(mut func(d *direct) bool) {
 
 func (n *transferNet) sm(p hwg.Process) *blobSM { return n.objs[p].sm.(*blobSM) }
 
+// stepFirst delivers the first message in flight of kind k, ahead of the
+// others, through mut.
+func (n *transferNet) stepFirst(k byte, mut func(d *direct) bool) {
+	for i, m := range n.queue {
+		if d, err := decodeDirect(m.b); err == nil && d.kind == k {
+			n.queue = append(append([]msg{m}, n.queue[:i]...), n.queue[i+1:]...)
+			n.step(mut)
+			return
+		}
+	}
+	n.t.Fatalf("no message of kind %d in flight", k)
+}
+
+// queued counts the messages in flight of kind k.
+func (n *transferNet) queued(k byte) int {
+	c := 0
+	for _, m := range n.queue {
+		if d, err := decodeDirect(m.b); err == nil && d.kind == k {
+			c++
+		}
+	}
+	return c
+}
+
 var (
 	pA = hwg.Process{Node: 1, Inc: 1}
 	pB = hwg.Process{Node: 2, Inc: 1}
@@ -539,6 +563,148 @@ func TestJoinerWaitsOutNewerFormat(t *testing.T) {
 			n.run(nil)
 			if !j.ready || !bytes.Equal(n.sm(pJ).b, n.sm(pA).b) {
 				t.Fatalf("the joiner did not get the state afterwards: %s", j.DebugState())
+			}
+		})
+	}
+}
+
+// bumpStore is a snapStore whose snapshots, while *bump is set, name the
+// next format in their headers, as a newer build's would (their sums
+// cover the changed bytes, as a newer donor's do).
+type bumpStore struct {
+	snapStore
+	bump *bool
+}
+
+func (s bumpStore) create(obj ObjectID) (snapWriter, error) {
+	w, err := s.snapStore.create(obj)
+	if err != nil || !*s.bump {
+		return w, err
+	}
+	return &bumpWriter{snapWriter: w}, nil
+}
+
+type bumpWriter struct {
+	snapWriter
+	done bool
+}
+
+func (w *bumpWriter) Write(p []byte) (int, error) {
+	if !w.done && len(p) > 0 {
+		w.done = true
+		// The header's first field is its format, a uint64 (0xcf and
+		// eight bytes), just after the length and the map's code.
+		i := bytes.Index(p, []byte("\xa1f\xcf"))
+		if i < 0 || i > binary.MaxVarintLen64+5 {
+			panic(fmt.Sprintf("no format field at the head of a snapshot: %x", p[:min(len(p), 32)]))
+		}
+		p = bytes.Clone(p)
+		p[i+3+7] = snapshotFormat + 1
+	}
+	return w.snapWriter.Write(p)
+}
+
+// A joiner whose donors write a newer format (a donor with a data file
+// tells it of the snapshot several times while writing it) starts one
+// fetch per donor and asks again only after retryTicks, and a joiner that
+// holds a state keeps its own snapshot current: the refused one is never
+// committed. Once a donor writes a format it reads, it gets the state.
+func TestNewerFormatDonation(t *testing.T) {
+	for _, holding := range []bool{false, true} {
+		t.Run(fmt.Sprintf("holding=%v", holding), func(t *testing.T) {
+			n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
+			open := func(name string) *dbStore {
+				db := storagetest.Open(t, filepath.Join(t.TempDir(), name), storage.Options{ChunkSize: 64, ChunksPerTx: 2})
+				s, err := newDBStore(db, filepath.Join(t.TempDir(), "spool"), 0, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				s.spoolMin, s.spoolStep = 64, 64
+				return s
+			}
+			var bump bool
+			n.add(pA, bumpStore{open("a.db"), &bump})
+			n.add(pB, bumpStore{open("b.db"), &bump})
+			storeJ := newMemStore() // commits at once: its current snapshot is checked below
+			j := n.add(pJ, storeJ)
+			holders(t, n, 3000)
+			var own snapInfo
+			if holding {
+				w, err := storeJ.create(xferObject)
+				if err == nil {
+					err = writeSnapshot(w, &header{Object: xferObject}, &blobSM{b: []byte("old")})
+				}
+				if err == nil {
+					own, err = w.commit()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cur, ok, err := storeJ.current(xferObject); err != nil || !ok || cur.Gen != own.Gen {
+					t.Fatalf("the joiner's own snapshot is not current: %+v %v %v", cur, ok, err)
+				}
+				j.hasState = true
+				n.sm(pJ).b = []byte("old")
+			}
+			bump = true
+			n.queue = nil
+			n.install(1<<32|3, []hwg.Process{pA, pB, pJ}, []hwg.Process{pJ})
+			starts := 0
+			count := func(d *direct) bool {
+				if d.kind == kindFetch && d.offset == 0 {
+					starts++
+				}
+				return true
+			}
+			// The donation's SNAPs one at a time, each followed by the
+			// joiner's fetches and their chunks, until it refuses the
+			// snapshot, ahead of the donation's later SNAPs (as when the
+			// donor still writes while the joiner fetches).
+			n.stepFirst(kindSnap, count)
+			for i := 0; j.fetch != nil; i++ {
+				switch {
+				case i > 100:
+					t.Fatalf("the fetch of a snapshot in a newer format goes on: %s", j.DebugState())
+				case n.queued(kindChunk) > 0:
+					n.stepFirst(kindChunk, count)
+				case n.queued(kindFetch) > 0:
+					n.stepFirst(kindFetch, count)
+				default: // it waits for the donor to write more
+					n.stepFirst(kindSnap, count)
+				}
+			}
+			if n.queued(kindSnap) == 0 {
+				t.Fatal("no later SNAP of the donation left to ignore")
+			}
+			n.run(count)
+			if j.ready || starts != 1 {
+				t.Fatalf("the joiner started %d fetches, want 1 (ready %v): %s", starts, j.ready, j.DebugState())
+			}
+			if holding {
+				cur, ok, err := storeJ.current(xferObject)
+				if err != nil || !ok || cur.Gen != own.Gen || string(n.sm(pJ).b) != "old" {
+					t.Fatalf("the joiner's snapshot is gen %d (%v, %v), state %q; want its own, gen %d, and \"old\"", cur.Gen, ok, err, n.sm(pJ).b, own.Gen)
+				}
+			}
+			for range retryTicks - 1 {
+				j.onTick(1)
+			}
+			if len(n.queue) != 0 {
+				t.Fatalf("the joiner asked again before retryTicks: %d messages", len(n.queue))
+			}
+			// The donors' next snapshots are in this build's format (their
+			// latest would be offered again otherwise).
+			bump = false
+			for _, p := range []hwg.Process{pA, pB} {
+				if _, ok := n.objs[p].takeSnapshot(); !ok {
+					t.Fatalf("%v took no snapshot", p)
+				}
+			}
+			j.onTick(1)
+			n.run(count)
+			if !j.ready || !bytes.Equal(n.sm(pJ).b, n.sm(pA).b) {
+				t.Fatalf("after the donors wrote a format it reads: %s", j.DebugState())
 			}
 		})
 	}
