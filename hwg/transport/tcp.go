@@ -400,9 +400,10 @@ func (t *TCP) dial(ctx context.Context, addr string) (Peer, error) {
 	return c.peer, nil
 }
 
-// dialEnded counts a dial of addr as over; after the last, a node at addr
-// that still has frames queued and no connection (the dial failed, or
-// found another node) gets the dialLoop it was held back from.
+// dialEnded counts a dial of addr as over; after the last, a node that
+// still has frames queued and no connection, and whose address is not
+// being dialed (the dial failed or found another node, or the node's
+// address changed meanwhile), gets the dialLoop it was held back from.
 func (t *TCP) dialEnded(addr string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -415,7 +416,7 @@ func (t *TCP) dialEnded(addr string) {
 	}
 	for _, r := range t.peers {
 		r.mu.Lock()
-		if r.addr == addr && r.conn == nil && !r.dialing && r.q.len() > 0 {
+		if r.addr != "" && t.dialsTo[r.addr] == 0 && r.conn == nil && !r.dialing && r.q.len() > 0 {
 			r.dialing = true
 			t.wg.Add(1) // under t.mu with t.closed false: before Close's Wait
 			go t.dialLoop(r)

@@ -197,56 +197,71 @@ func TestTCPReplacementKeepsOrder(t *testing.T) {
 // of its own (a second connection racing the first made three where two
 // were meant, and TestTCPReplacementKeepsOrder lost frames about once in
 // a thousand runs); once that Dial fails, the frames queued meanwhile get
-// the node's own dial.
+// the node's own dial, at the node's address then, also when it changed
+// while the Dial was under way.
 func TestTCPSendWaitsForDialInProgress(t *testing.T) {
-	a := newNode(t, 1, 1, nil)
-	// A listener that accepts and never answers the handshake: a.Dial
-	// waits on it until the test lets go.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 8)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	a.AddPeer(2, ln.Addr().String())
-	dialed := make(chan error, 1)
-	go func() {
-		_, err := a.Dial(ctxT(t), ln.Addr().String())
-		dialed <- err
-	}()
-	held := <-accepted // the Dial is in its handshake
-	for i := range 5 {
-		if err := a.Send(2, []byte{byte(i)}); err != nil {
+	// listen returns a listener that accepts and never answers the
+	// handshake, and its accepted connections.
+	listen := func() (net.Listener, chan net.Conn) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { ln.Close() })
+		accepted := make(chan net.Conn, 8)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c
+			}
+		}()
+		return ln, accepted
 	}
-	if a.dialing(2) {
-		t.Fatal("a Send started a dial of node 2 while a Dial of its address was under way")
-	}
-	select {
-	case <-accepted:
-		t.Fatal("a second connection to the address while the first was handshaking")
-	case <-time.After(50 * time.Millisecond):
-	}
-	held.Close()
-	if err := <-dialed; err == nil {
-		t.Fatal("the Dial of a listener that hung up succeeded")
-	}
-	// The frames are still queued: node 2's own dial takes over.
-	select {
-	case c := <-accepted:
-		c.Close()
-	case <-time.After(10 * time.Second):
-		t.Fatal("no dial of node 2 after the Dial failed")
+	for _, moved := range []bool{false, true} {
+		t.Run(fmt.Sprintf("moved=%v", moved), func(t *testing.T) {
+			a := newNode(t, 1, 1, nil)
+			ln, accepted := listen()
+			a.AddPeer(2, ln.Addr().String())
+			dialed := make(chan error, 1)
+			go func() {
+				_, err := a.Dial(ctxT(t), ln.Addr().String())
+				dialed <- err
+			}()
+			held := <-accepted // the Dial is in its handshake
+			for i := range 5 {
+				if err := a.Send(2, []byte{byte(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if a.dialing(2) {
+				t.Fatal("a Send started a dial of node 2 while a Dial of its address was under way")
+			}
+			select {
+			case <-accepted:
+				t.Fatal("a second connection to the address while the first was handshaking")
+			case <-time.After(50 * time.Millisecond):
+			}
+			next := accepted
+			if moved {
+				var ln2 net.Listener
+				ln2, next = listen()
+				a.AddPeer(2, ln2.Addr().String())
+			}
+			held.Close()
+			if err := <-dialed; err == nil {
+				t.Fatal("the Dial of a listener that hung up succeeded")
+			}
+			// The frames are still queued: node 2's own dial takes over.
+			select {
+			case c := <-next:
+				c.Close()
+			case <-time.After(10 * time.Second):
+				t.Fatal("no dial of node 2 after the Dial failed")
+			}
+		})
 	}
 }
 
