@@ -3,6 +3,7 @@ package rsm
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"reflect"
@@ -77,5 +78,51 @@ func TestSnapshotFormatNewerRefused(t *testing.T) {
 	_, err = readHeader(bufio.NewReader(bytes.NewReader(append(lengthPrefixed(t, msgpack.RawMessage(b)), 0x01, 0xc1))))
 	if !errors.Is(err, errMalformed) || errors.Is(err, ErrSnapshotFormat) {
 		t.Fatalf("a corrupt record in the current format: %v, want errMalformed", err)
+	}
+}
+
+// checkHead, fed a snapshot a few bytes at a time, says nothing until the
+// header is whole, then refuses what restoreSM would refuse: a newer
+// format (ErrSnapshotFormat), a bad length, an undecodable header or
+// another object's (errMalformed); a good header passes.
+func TestCheckHead(t *testing.T) {
+	var good bytes.Buffer
+	if err := writeSnapshot(&good, &header{Object: "o"}, &bytesSM{b: []byte("state")}); err != nil {
+		t.Fatal(err)
+	}
+	var other bytes.Buffer
+	if err := writeSnapshot(&other, &header{Object: "p"}, &bytesSM{b: []byte("state")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want error // nil: passes
+	}{
+		{"good", good.Bytes(), nil},
+		{"newer", newerFormatSnapshot("o"), ErrSnapshotFormat},
+		{"length overflows", bytes.Repeat([]byte{0xff}, 12), errMalformed},
+		{"length over maxHeader", binary.AppendUvarint(nil, maxHeader+1), errMalformed},
+		{"undecodable", append(binary.AppendUvarint(nil, 3), 0x81, 0xa1, 0xc1), errMalformed},
+		{"another object's", other.Bytes(), errMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var f fetch
+			var err error
+			for i := 0; i < len(tc.in) && err == nil && !f.headDone; i += 3 {
+				err = f.checkHead(tc.in[i:min(i+3, len(tc.in))], "o")
+			}
+			switch {
+			case tc.want == nil && (err != nil || !f.headDone):
+				t.Fatalf("done %v, %v; want it checked and passed", f.headDone, err)
+			case tc.want != nil && !errors.Is(err, tc.want):
+				t.Fatalf("%v, want %v", err, tc.want)
+			case tc.want == errMalformed && errors.Is(err, ErrSnapshotFormat):
+				t.Fatalf("%v: a malformed header reported as a newer format", err)
+			}
+			if err := f.checkHead([]byte("more"), "o"); err != nil {
+				t.Fatalf("checked again after it was done: %v", err)
+			}
+		})
 	}
 }

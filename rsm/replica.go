@@ -10,6 +10,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/internal/wirecheck"
 	"github.com/lwgkit/lwgkit/lwg"
 )
 
@@ -87,12 +88,12 @@ type fetch struct {
 }
 
 // checkHead takes the next bytes received for the store (w) and, once
-// they hold the snapshot's whole header, refuses one in a format this
-// build cannot read (ErrSnapshotFormat): committed, it would become the
-// replica's current snapshot in place of its own, which no restart of
-// this build could read. Anything else wrong is left to the restore after
-// the commit, as before.
-func (f *fetch) checkHead(b []byte) error {
+// they hold the snapshot's whole header, refuses one that restoreSM would
+// refuse: in a format this build cannot read (ErrSnapshotFormat), with a
+// header it cannot decode, or of another object (errMalformed).
+// Committed, it would become the replica's current snapshot in place of
+// its own, which no restart of this build could read.
+func (f *fetch) checkHead(b []byte, id ObjectID) error {
 	if f.headDone {
 		return nil
 	}
@@ -102,15 +103,22 @@ func (f *fetch) checkHead(b []byte) error {
 	case k == 0 && len(f.head) < binary.MaxVarintLen64:
 		return nil // the length is still incomplete
 	case k <= 0 || n > maxHeader:
-		f.head, f.headDone = nil, true // malformed: the restore says so
-		return nil
+		f.head, f.headDone = nil, true
+		return fmt.Errorf("%w: snapshot header length", errMalformed)
 	case uint64(len(f.head)-k) < n:
 		return nil
 	}
-	err := checkFormat(f.head[k : k+int(n)])
+	hb := f.head[k : k+int(n)]
 	f.head, f.headDone = nil, true
-	if errors.Is(err, ErrSnapshotFormat) {
+	if err := checkFormat(hb); err != nil {
 		return err
+	}
+	var h header
+	if err := wirecheck.Unmarshal(hb, &h); err != nil {
+		return fmt.Errorf("%w: snapshot header: %w", errMalformed, err)
+	}
+	if h.Object != id {
+		return fmt.Errorf("%w: snapshot of %q for %q", errMalformed, h.Object, id)
 	}
 	return nil
 }
@@ -659,7 +667,7 @@ func (o *Object) onChunk(from hwg.Process, d direct) {
 			o.wantAgain(from, err)
 			return
 		}
-	} else if err := f.checkHead(d.data); err != nil {
+	} else if err := f.checkHead(d.data, o.id); err != nil {
 		o.host.logger().Error("a received snapshot", "object", o.id, "donor", from, "error", err)
 		o.abortFetch()
 		o.wantAgain(from, err)

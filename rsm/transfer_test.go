@@ -604,9 +604,9 @@ func (w *bumpWriter) Write(p []byte) (int, error) {
 	return w.snapWriter.Write(p)
 }
 
-// A joiner whose donors write a newer format (a donor with a data file
+// A joiner whose donor writes a newer format (a donor with a data file
 // tells it of the snapshot several times while writing it) starts one
-// fetch per donor and asks again only after retryTicks, and a joiner that
+// fetch and asks again only after retryTicks, and a joiner that
 // holds a state keeps its own snapshot current: the refused one is never
 // committed. Once a donor writes a format it reads, it gets the state.
 func TestNewerFormatDonation(t *testing.T) {
