@@ -10,7 +10,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/lwgkit/lwgkit/hwg"
-	"github.com/lwgkit/lwgkit/internal/wirecheck"
 	"github.com/lwgkit/lwgkit/lwg"
 )
 
@@ -108,14 +107,10 @@ func (f *fetch) checkHead(b []byte, id ObjectID) error {
 	case uint64(len(f.head)-k) < n:
 		return nil
 	}
-	hb := f.head[k : k+int(n)]
+	h, err := decodeHeader(f.head[k : k+int(n)])
 	f.head, f.headDone = nil, true
-	if err := checkFormat(hb); err != nil {
+	if err != nil {
 		return err
-	}
-	var h header
-	if err := wirecheck.Unmarshal(hb, &h); err != nil {
-		return fmt.Errorf("%w: snapshot header: %w", errMalformed, err)
 	}
 	if h.Object != id {
 		return fmt.Errorf("%w: snapshot of %q for %q", errMalformed, h.Object, id)

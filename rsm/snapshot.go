@@ -211,12 +211,9 @@ func readHeader(r *bufio.Reader) (header, error) {
 	if err != nil {
 		return header{}, err
 	}
-	if err := checkFormat(b); err != nil {
+	h, err := decodeHeader(b)
+	if err != nil {
 		return header{}, err
-	}
-	var h header
-	if err := wirecheck.Unmarshal(b, &h); err != nil {
-		return header{}, fmt.Errorf("%w: snapshot header: %w", errMalformed, err)
 	}
 	if h.Sources > 0 && len(h.Once) > 0 {
 		return header{}, fmt.Errorf("%w: snapshot header with ProposeFrom records both inside and after it", errMalformed)
@@ -237,6 +234,19 @@ func readHeader(r *bufio.Reader) (header, error) {
 		h.Once[sr.Source] = sr.Record
 	}
 	h.Format, h.Sources = 0, 0
+	return h, nil
+}
+
+// decodeHeader decodes a snapshot header from its msgpack bytes, its
+// format first (checkFormat).
+func decodeHeader(b []byte) (header, error) {
+	if err := checkFormat(b); err != nil {
+		return header{}, err
+	}
+	var h header
+	if err := wirecheck.Unmarshal(b, &h); err != nil {
+		return header{}, fmt.Errorf("%w: snapshot header: %w", errMalformed, err)
+	}
 	return h, nil
 }
 
