@@ -8,8 +8,6 @@ import (
 	"io"
 	"reflect"
 	"testing"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // A snapshot written now names its format in its header.
@@ -74,8 +72,8 @@ func TestSnapshotFormatNewerRefused(t *testing.T) {
 	}
 	// The current format with a corrupt record is malformed, not a
 	// format error.
-	b, _ := msgpack.Marshal(&header{Format: snapshotFormat, Object: "o", Sources: 1})
-	_, err = readHeader(bufio.NewReader(bytes.NewReader(append(lengthPrefixed(t, msgpack.RawMessage(b)), 0x01, 0xc1))))
+	in = append(lengthPrefixed(t, &header{Format: snapshotFormat, Object: "o", Sources: 1}), 0x01, 0xc1)
+	_, err = readHeader(bufio.NewReader(bytes.NewReader(in)))
 	if !errors.Is(err, errMalformed) || errors.Is(err, ErrSnapshotFormat) {
 		t.Fatalf("a corrupt record in the current format: %v, want errMalformed", err)
 	}

@@ -224,6 +224,20 @@ func (n *transferNet) stepFirst(k byte, mut func(d *direct) bool) {
 	n.t.Fatalf("no message of kind %d in flight", k)
 }
 
+// openSmallDBStore opens a data file store with 64-byte chunks and spool
+// steps, so that a donor tells its joiners of a small snapshot several
+// times while writing it.
+func openSmallDBStore(t *testing.T, name string) *dbStore {
+	db := storagetest.Open(t, filepath.Join(t.TempDir(), name), storage.Options{ChunkSize: 64, ChunksPerTx: 2})
+	s, err := newDBStore(db, filepath.Join(t.TempDir(), "spool"), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() }) // before the DB's own cleanup closes it
+	s.spoolMin, s.spoolStep = 64, 64
+	return s
+}
+
 // queued counts the messages in flight of kind k.
 func (n *transferNet) queued(k byte) int {
 	c := 0
@@ -405,16 +419,7 @@ func TestReceiveIntoStoreWhenHoldingAState(t *testing.T) {
 // those bytes before its commit; a lost last SNAP is asked for again.
 func TestDonorServesWhileWriting(t *testing.T) {
 	n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 256})
-	open := func(name string) snapStore {
-		db := storagetest.Open(t, filepath.Join(t.TempDir(), name), storage.Options{ChunkSize: 64, ChunksPerTx: 2})
-		s, err := newDBStore(db, filepath.Join(t.TempDir(), "spool"), 0, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() }) // before the DB's own cleanup closes it
-		s.spoolMin, s.spoolStep = 64, 64
-		return s
-	}
+	open := func(name string) snapStore { return openSmallDBStore(t, name) }
 	storeA := open("a.db")
 	n.add(pA, storeA)
 	n.add(pB, open("b.db"))
@@ -526,15 +531,6 @@ func TestSnapRoundTripAndBadInput(t *testing.T) {
 // repeat the transfer as fast as a donor can start it; one that receives a
 // corrupt snapshot asks again at once. Either way it gets the state later.
 func TestJoinerWaitsOutNewerFormat(t *testing.T) {
-	wants := func(n *transferNet) int {
-		k := 0
-		for _, m := range n.queue {
-			if d, err := decodeDirect(m.b); err == nil && d.kind == kindWant && m.from == pJ {
-				k++
-			}
-		}
-		return k
-	}
 	for _, tc := range []struct {
 		name  string
 		snap  []byte
@@ -552,12 +548,12 @@ func TestJoinerWaitsOutNewerFormat(t *testing.T) {
 				t.Fatalf("the joiner took the snapshot: %s", j.DebugState())
 			}
 			for i := 0; i < tc.ticks; i++ {
-				if k := wants(n); k != 0 {
+				if k := n.queued(kindWant); k != 0 {
 					t.Fatalf("asked again (%d WANTs) after %d ticks, want after %d", k, i, tc.ticks)
 				}
 				j.onTick(1)
 			}
-			if wants(n) == 0 {
+			if n.queued(kindWant) == 0 {
 				t.Fatalf("did not ask again after %d ticks", tc.ticks)
 			}
 			n.run(nil)
@@ -613,19 +609,9 @@ func TestNewerFormatDonation(t *testing.T) {
 	for _, holding := range []bool{false, true} {
 		t.Run(fmt.Sprintf("holding=%v", holding), func(t *testing.T) {
 			n := newTransferNet(t, Config{ChunkSize: 64, TransferWindow: 128})
-			open := func(name string) *dbStore {
-				db := storagetest.Open(t, filepath.Join(t.TempDir(), name), storage.Options{ChunkSize: 64, ChunksPerTx: 2})
-				s, err := newDBStore(db, filepath.Join(t.TempDir(), "spool"), 0, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				s.spoolMin, s.spoolStep = 64, 64
-				return s
-			}
 			var bump bool
-			n.add(pA, bumpStore{open("a.db"), &bump})
-			n.add(pB, bumpStore{open("b.db"), &bump})
+			n.add(pA, bumpStore{openSmallDBStore(t, "a.db"), &bump})
+			n.add(pB, bumpStore{openSmallDBStore(t, "b.db"), &bump})
 			storeJ := newMemStore() // commits at once: its current snapshot is checked below
 			j := n.add(pJ, storeJ)
 			holders(t, n, 3000)
