@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -64,9 +65,9 @@ func (t *TCP) dialLoop(r *remote) {
 			sleepCtx(t.ctx, wait)
 			continue // check again: the node may have dialed us meanwhile
 		}
-		p, err := t.dial(t.ctx, addr)
-		if err == nil && p.Node == r.node {
-			continue // connected: the check above ends the loop
+		p, err := t.dialAfter(t.ctx, addr, true)
+		if errors.Is(err, errWaited) || (err == nil && p.Node == r.node) {
+			continue // another dial ended, or connected: check again
 		}
 		if err == nil {
 			// The connection was kept, but for another node: the address

@@ -65,11 +65,13 @@ type TCP struct {
 	closed bool
 	peers  map[uint64]*remote
 	conns  map[*conn]struct{} // open connections, handshaking ones included
-	// dialsTo counts the dials in progress by address. A node whose
-	// address is being dialed gets no dialLoop of its own until that dial
-	// ends (see dialEnded): a second connection racing the first made
-	// three where two were meant, and frames were lost in the swaps.
-	dialsTo map[string]int
+	// dialsTo holds the dial in progress of each address, if any; its
+	// channel is closed when it ends. Dials of one address take turns
+	// (see dial), and a node whose address is being dialed gets no
+	// dialLoop of its own until that dial ends (see dialEnded): a second
+	// connection racing the first made three where two were meant, and
+	// frames were lost in the swaps.
+	dialsTo map[string]chan struct{}
 }
 
 var _ Transport = (*TCP)(nil)
@@ -122,7 +124,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		cancel:  cancel,
 		peers:   make(map[uint64]*remote),
 		conns:   make(map[*conn]struct{}),
-		dialsTo: make(map[string]int),
+		dialsTo: make(map[string]chan struct{}),
 	}
 	t.wg.Add(1 + len(cfg.Seeds))
 	go t.acceptLoop()
@@ -209,7 +211,7 @@ func (t *TCP) queue(to uint64, frame outFrame) (err error) {
 			r.traceQ = r.traceQ[1:]
 		}
 	}
-	dial := c == nil && !r.dialing && t.dialsTo[r.addr] == 0
+	dial := c == nil && !r.dialing && t.dialsTo[r.addr] == nil
 	if dial {
 		r.dialing = true
 		t.wg.Add(1) // under t.mu with t.closed false: before Close's Wait
@@ -362,13 +364,41 @@ func (t *TCP) serveConn(nc net.Conn) {
 	}
 }
 
-// dial connects to addr and runs the dialer's side of the handshake. On
-// success the connection is kept and running; a duplicate that loses the
-// tie-break to an existing connection is closed, and dial still reports
-// the node as reached.
+// dial connects to addr and runs the dialer's side of the handshake,
+// once any dial of addr already under way has ended. On success the
+// connection is kept and running; a duplicate that loses the tie-break to
+// an existing connection is closed, and dial still reports the node as
+// reached.
 func (t *TCP) dial(ctx context.Context, addr string) (Peer, error) {
+	return t.dialAfter(ctx, addr, false)
+}
+
+// errWaited: dialAfter waited for another dial of the address and, as
+// asked, did not dial.
+var errWaited = errors.New("transport: waited for another dial of the address")
+
+// dialAfter is dial, after any dial of addr already under way has ended:
+// a Dial made while the node's own dialLoop was in its handshake raced
+// it, as a dialLoop started during a Dial did. recheck: if it had to
+// wait, return errWaited instead of dialing, so that the caller checks
+// whether it still needs to (a dialLoop whose node the other dial
+// connected).
+func (t *TCP) dialAfter(ctx context.Context, addr string, recheck bool) (Peer, error) {
 	t.mu.Lock()
-	t.dialsTo[addr]++
+	for t.dialsTo[addr] != nil {
+		ended := t.dialsTo[addr]
+		t.mu.Unlock()
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return Peer{}, fmt.Errorf("transport: dial %s: waiting for the dial under way: %w", addr, ctx.Err())
+		}
+		if recheck {
+			return Peer{}, errWaited
+		}
+		t.mu.Lock()
+	}
+	t.dialsTo[addr] = make(chan struct{})
 	t.mu.Unlock()
 	defer t.dialEnded(addr)
 	d := net.Dialer{Timeout: t.cfg.DialTimeout, KeepAliveConfig: keepAlive}
@@ -400,23 +430,22 @@ func (t *TCP) dial(ctx context.Context, addr string) (Peer, error) {
 	return c.peer, nil
 }
 
-// dialEnded counts a dial of addr as over; after the last, a node that
-// still has frames queued and no connection, and whose address is not
-// being dialed (the dial failed or found another node, or the node's
-// address changed meanwhile), gets the dialLoop it was held back from.
+// dialEnded ends the dial of addr and lets the next dial of addr begin; a
+// node that still has frames queued and no connection, and whose address
+// is not being dialed (the dial failed or found another node, or the
+// node's address changed meanwhile), gets the dialLoop it was held back
+// from.
 func (t *TCP) dialEnded(addr string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.dialsTo[addr]--; t.dialsTo[addr] > 0 {
-		return
-	}
+	close(t.dialsTo[addr])
 	delete(t.dialsTo, addr)
 	if t.closed {
 		return
 	}
 	for _, r := range t.peers {
 		r.mu.Lock()
-		if r.addr != "" && t.dialsTo[r.addr] == 0 && r.conn == nil && !r.dialing && r.q.len() > 0 {
+		if r.addr != "" && t.dialsTo[r.addr] == nil && r.conn == nil && !r.dialing && r.q.len() > 0 {
 			r.dialing = true
 			t.wg.Add(1) // under t.mu with t.closed false: before Close's Wait
 			go t.dialLoop(r)
@@ -628,7 +657,7 @@ func (t *TCP) detach(c *conn) {
 		return
 	}
 	r.conn = nil
-	if r.q.len() == 0 || r.dialing || t.closed || t.dialsTo[r.addr] > 0 {
+	if r.q.len() == 0 || r.dialing || t.closed || t.dialsTo[r.addr] != nil {
 		return
 	}
 	if r.addr == "" {

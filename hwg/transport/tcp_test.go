@@ -200,30 +200,10 @@ func TestTCPReplacementKeepsOrder(t *testing.T) {
 // the node's own dial, at the node's address then, also when it changed
 // while the Dial was under way.
 func TestTCPSendWaitsForDialInProgress(t *testing.T) {
-	// listen returns a listener that accepts and never answers the
-	// handshake, and its accepted connections.
-	listen := func() (net.Listener, chan net.Conn) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		accepted := make(chan net.Conn, 8)
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				accepted <- c
-			}
-		}()
-		return ln, accepted
-	}
 	for _, moved := range []bool{false, true} {
 		t.Run(fmt.Sprintf("moved=%v", moved), func(t *testing.T) {
 			a := newNode(t, 1, 1, nil)
-			ln, accepted := listen()
+			ln, accepted := listenSilent(t)
 			a.AddPeer(2, ln.Addr().String())
 			dialed := make(chan error, 1)
 			go func() {
@@ -247,7 +227,7 @@ func TestTCPSendWaitsForDialInProgress(t *testing.T) {
 			next := accepted
 			if moved {
 				var ln2 net.Listener
-				ln2, next = listen()
+				ln2, next = listenSilent(t)
 				a.AddPeer(2, ln2.Addr().String())
 			}
 			held.Close()
@@ -262,6 +242,68 @@ func TestTCPSendWaitsForDialInProgress(t *testing.T) {
 				t.Fatal("no dial of node 2 after the Dial failed")
 			}
 		})
+	}
+}
+
+// listenSilent returns a listener that accepts and never answers the
+// handshake, and its accepted connections.
+func listenSilent(t *testing.T) (net.Listener, chan net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	return ln, accepted
+}
+
+// The other order: a Dial made while the node's own dial (a Send's) is in
+// its handshake waits for that dial to end, then dials; it does not race
+// it with a second connection.
+func TestTCPDialWaitsForDialInProgress(t *testing.T) {
+	a := newNode(t, 1, 1, nil)
+	ln, accepted := listenSilent(t)
+	a.AddPeer(2, ln.Addr().String())
+	if err := a.Send(2, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	held := <-accepted // the node's own dial is in its handshake
+	dialed := make(chan error, 1)
+	go func() {
+		_, err := a.Dial(ctxT(t), ln.Addr().String())
+		dialed <- err
+	}()
+	select {
+	case <-accepted:
+		t.Fatal("a Dial opened a second connection to the address while the first was handshaking")
+	case err := <-dialed:
+		t.Fatalf("the Dial ended (%v) while the dial before it was under way", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	held.Close() // the node's own dial fails
+	select {
+	case c := <-accepted: // the Dial's turn
+		c.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Dial did not dial once the dial before it ended")
+	}
+	if err := <-dialed; err == nil {
+		t.Fatal("the Dial of a listener that hung up succeeded")
+	}
+	select {
+	case <-accepted:
+		t.Fatal("a third connection: the node's own dial dialed again")
+	case <-time.After(50 * time.Millisecond):
 	}
 }
 
