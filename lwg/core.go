@@ -19,6 +19,8 @@ type Core struct {
 	dir      *directory
 	carriers map[hwg.GroupID]*carrier
 	eps      map[ID]*endpoint
+	// handleItems is handlesDelivered's scratch, kept between messages.
+	handleItems []handleItem
 	// tags: what SetTag attached to each LWG, carried by its deliveries.
 	tags    map[ID]any
 	intents map[ID]*intent
@@ -90,7 +92,12 @@ type endpoint struct {
 	ent    *entry
 	entCar *carrier
 	entGen uint64
-	tag    any // see SetTag
+	// hdl: this LWG's data handle on carrier hdlCar, valid while the
+	// carrier's installs are hdlInstall (handles.go).
+	hdl        uint64
+	hdlCar     *carrier
+	hdlInstall uint64
+	tag        any // see SetTag
 	// ended: no longer in eps (a later Join makes a new endpoint).
 	ended bool
 }
@@ -280,11 +287,16 @@ func (c *Core) sendData(ep *endpoint, payload []byte) {
 	if len(pd.entries) == 0 {
 		c.dataOrder = append(c.dataOrder, ep.h)
 	}
-	size := 1 + len(ep.id) + 2*binary.MaxVarintLen64 + len(payload)
+	// An upper bound of the entry's encoded size in any of the formats
+	// (a handle takes at most 5 bytes), and of the message's header.
+	size := 5 + 1 + len(ep.id) + uvarintLen(ep.view.ID) + uvarintLen(uint64(len(payload))) + len(payload)
 	if len(pd.entries) > 0 && pd.size+size > c.cfg.MaxMessageBytes {
 		c.flushData(ep.h)
 	}
-	pd.entries = append(pd.entries, dataEntry{l: ep.id, view: ep.view.ID, payload: payload})
+	if len(pd.entries) == 0 {
+		pd.size = 1 + binary.MaxVarintLen64
+	}
+	pd.entries = append(pd.entries, dataEntry{l: ep.id, ep: ep, view: ep.view.ID, payload: payload})
 	pd.size += size
 	ep.sent++
 	if !c.cfg.noSendEvents {
@@ -306,11 +318,17 @@ func (c *Core) flushData(h hwg.GroupID) {
 		return
 	}
 	var b []byte
-	if len(pd.entries) == 1 {
+	switch car := c.carriers[h]; {
+	case car != nil && car.handlesOK(len(pd.entries)):
+		car.assignHandles(pd.entries)
+		b = encodeHandles(uint64(car.view.ID), pd.entries)
+	case len(pd.entries) == 1:
 		e := pd.entries[0]
 		b = encodeData(e.l, e.view, e.payload)
-	} else {
+	default:
 		b = encodeBatch(pd.entries)
+	}
+	if len(pd.entries) > 1 {
 		c.stats.Batched += uint64(len(pd.entries))
 	}
 	c.actions = append(c.actions, Action{Type: ActMulticast, Group: h, Payload: b})
@@ -524,7 +542,7 @@ func (c *Core) Endpoints() int { return len(c.eps) }
 // HWGEvent hands the Core one event of one of the node's HWGs, in the order
 // the HWG layer emitted them.
 func (c *Core) HWGEvent(e hwg.Event) {
-	if e.Type == hwg.EventDeliver && len(e.Payload) > 0 && (e.Payload[0] == tagData || e.Payload[0] == tagBatch) {
+	if e.Type == hwg.EventDeliver && len(e.Payload) > 0 && (e.Payload[0] == tagData || e.Payload[0] == tagBatch || e.Payload[0] == tagHandles) {
 		// The hot path, kept apart so that e stays on the stack: the
 		// other events' handlers take its address.
 		if car := c.carriers[e.Group]; car != nil && e.Group != c.cfg.Directory {
@@ -726,6 +744,8 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 		}
 		car.joining = false
 		car.blocking, car.blockAcked = false, false
+		car.installs++
+		clear(car.received) // the senders number their LWGs afresh
 		if car.onInstall(c.self, e, car) {
 			c.sendSnapshot(car.group, e.View.ID, car.snapshot())
 			// Register the joiners as members now, before anything this
@@ -1047,6 +1067,11 @@ func (c *Core) moved(car *carrier, l ID, last View, to hwg.GroupID) {
 // dataDelivered hands a data message (or each of a batch) to its local
 // endpoint, if any.
 func (c *Core) dataDelivered(car *carrier, from hwg.Process, msg []byte) {
+	if car != nil && msg[0] == tagHandles {
+		// Its bindings count even while the table is missing.
+		c.handlesDelivered(car, from, msg)
+		return
+	}
 	if car == nil || !car.synced {
 		c.stats.Interference++
 		return
@@ -1076,6 +1101,11 @@ func (c *Core) deliverData(car *carrier, from hwg.Process, id []byte, view uint6
 		c.stats.Interference++
 		return
 	}
+	c.deliverTo(car, from, ep, view, payload)
+}
+
+// deliverTo hands a data entry for ep's LWG, sent in view, to ep.
+func (c *Core) deliverTo(car *carrier, from hwg.Process, ep *endpoint, view uint64, payload []byte) {
 	l := ep.id
 	ep.traffic++
 	early := ep.h != car.group && ep.incoming == car.group

@@ -62,6 +62,13 @@ type carrier struct {
 	blocking   bool // the HWG raised Block and has not installed since
 	blockAcked bool // ActBlockOK issued for it
 	pinned     uint64
+
+	// Data handles (handles.go), local: the installs of this carrier
+	// seen here, the one this node numbers its LWGs in and the next
+	// number, and per sender the handles it bound in the current view
+	// (reset at every install).
+	installs, sentInstall, nextHandle uint64
+	received                          map[hwg.Process][]handleSlot
 }
 
 func newCarrier(core *Core, h hwg.GroupID) *carrier {

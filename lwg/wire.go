@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"slices"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -22,6 +23,12 @@ const (
 	// were consecutive messages. One HWG message instead of many is what
 	// lets busy LWGs sharing a carrier cost less than an HWG each.
 	tagBatch byte = 3
+	// tagHandles: a batch whose entries name their LWG by a handle, a
+	// small number the sender binds to the LWG id in the carrier's
+	// current view (see handles.go): <HANDLES, view, (handle·2+bind,
+	// [lwgid if bind], lwgview, len, payload)...>. A receiver finds the
+	// endpoint in an array instead of looking the id up.
+	tagHandles byte = 4
 )
 
 // maxIDLen bounds an LWG id so that a data header stays small.
@@ -39,8 +46,13 @@ func encodeData(l ID, view uint64, payload []byte) []byte {
 // dataEntry is one multicast waiting to be sent in a batch.
 type dataEntry struct {
 	l       ID
+	ep      *endpoint // the sender's endpoint, which keeps its handle
 	view    uint64
 	payload []byte
+	// Set when the batch goes with handles: the entry's handle, and
+	// whether the entry binds it to l.
+	h    uint64
+	bind bool
 }
 
 // encodeBatch frames several payloads of one carrier in one message.
@@ -96,6 +108,90 @@ func decodeBatch(b []byte, f func(id []byte, view uint64, payload []byte)) error
 		}
 	}
 	return nil
+}
+
+// uvarintLen is the length of x as a uvarint.
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+
+// encodeHandles frames a carrier's data sent in carrier view epoch, each
+// entry under its handle (e.h), and with its LWG id where e.bind.
+func encodeHandles(epoch uint64, es []dataEntry) []byte {
+	n := 1 + binary.MaxVarintLen64
+	for _, e := range es {
+		n += 1 + len(e.l) + 3*binary.MaxVarintLen64 + len(e.payload)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, tagHandles)
+	b = binary.AppendUvarint(b, epoch)
+	for _, e := range es {
+		x := e.h << 1
+		if e.bind {
+			x |= 1
+		}
+		b = binary.AppendUvarint(b, x)
+		if e.bind {
+			b = append(b, byte(len(e.l)))
+			b = append(b, e.l...)
+		}
+		b = binary.AppendUvarint(b, e.view)
+		b = binary.AppendUvarint(b, uint64(len(e.payload)))
+		b = append(b, e.payload...)
+	}
+	return b
+}
+
+// decodeHandles parses a tagHandles payload: the carrier view it was sent
+// in, and each entry in order, given to f once the whole payload has
+// parsed (a malformed one gives nothing). id is nil unless the entry
+// binds its handle; id and payload alias b.
+func decodeHandles(b []byte, f func(h uint64, id []byte, view uint64, payload []byte)) (epoch uint64, err error) {
+	if len(b) < 1 || b[0] != tagHandles {
+		return 0, fmt.Errorf("%w: not a handle batch", ErrMalformed)
+	}
+	epoch, k := binary.Uvarint(b[1:])
+	if k <= 0 {
+		return 0, fmt.Errorf("%w: handle batch with a bad view number", ErrMalformed)
+	}
+	body := b[1+k:]
+	if len(body) == 0 {
+		return 0, fmt.Errorf("%w: empty handle batch", ErrMalformed)
+	}
+	for pass := range 2 {
+		for rest := body; len(rest) > 0; {
+			x, k := binary.Uvarint(rest)
+			if k <= 0 || x>>1 > maxHandle {
+				return 0, fmt.Errorf("%w: handle batch entry with a bad handle", ErrMalformed)
+			}
+			rest = rest[k:]
+			var id []byte
+			if x&1 == 1 {
+				if len(rest) < 1 {
+					return 0, fmt.Errorf("%w: handle batch entry cut short", ErrMalformed)
+				}
+				n := int(rest[0])
+				if n == 0 || len(rest) < 1+n {
+					return 0, fmt.Errorf("%w: handle batch entry with bad LWG id length %d", ErrMalformed, n)
+				}
+				id = rest[1 : 1+n]
+				rest = rest[1+n:]
+			}
+			view, k := binary.Uvarint(rest)
+			if k <= 0 {
+				return 0, fmt.Errorf("%w: handle batch entry with a bad view number", ErrMalformed)
+			}
+			rest = rest[k:]
+			size, k := binary.Uvarint(rest)
+			if k <= 0 || size > uint64(len(rest)-k) {
+				return 0, fmt.Errorf("%w: handle batch entry with a bad length", ErrMalformed)
+			}
+			payload := rest[k : k+int(size)]
+			rest = rest[k+int(size):]
+			if pass == 1 {
+				f(x>>1, id, view, payload)
+			}
+		}
+	}
+	return epoch, nil
 }
 
 // decodeData parses a tagData payload. The returned id and payload alias

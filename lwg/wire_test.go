@@ -281,6 +281,67 @@ func FuzzDecodeBatch(f *testing.F) {
 	})
 }
 
+func TestHandlesRoundTrip(t *testing.T) {
+	in := []dataEntry{
+		{l: "l/a", h: 0, bind: true, view: 1, payload: []byte("x")},
+		{h: 0, view: 1 << 40, payload: nil},
+		{l: "l/b", h: maxHandle, bind: true, view: 3, payload: bytes.Repeat([]byte("y"), 300)},
+	}
+	var got []dataEntry
+	epoch, err := decodeHandles(encodeHandles(77, in), func(h uint64, id []byte, view uint64, p []byte) {
+		got = append(got, dataEntry{l: ID(id), h: h, bind: id != nil, view: view, payload: p})
+	})
+	if err != nil || epoch != 77 || !slices.EqualFunc(in, got, sameHandleEntry) {
+		t.Fatalf("epoch %d, %+v (%v); want 77, %+v", epoch, got, err, in)
+	}
+	for name, b := range map[string][]byte{
+		"empty":            {tagHandles, 1},
+		"no epoch":         {tagHandles},
+		"handle too large": encodeHandles(1, []dataEntry{{h: maxHandle + 1, view: 1}}),
+		"id cut short":     {tagHandles, 1, 1, 5, 'l'},
+		"empty id":         {tagHandles, 1, 1, 0, 1, 0},
+		"payload cut":      {tagHandles, 1, 0, 1, 9, 'x'},
+		"bad second entry": append(encodeHandles(1, in[:1]), 0x80),
+		"another tag":      encodeBatch([]dataEntry{{l: "l/a", view: 1}}),
+	} {
+		called := false
+		if _, err := decodeHandles(b, func(uint64, []byte, uint64, []byte) { called = true }); !errors.Is(err, ErrMalformed) || called {
+			t.Errorf("%s: err %v, entries given %v; want ErrMalformed and none", name, err, called)
+		}
+	}
+}
+
+func sameHandleEntry(a, b dataEntry) bool {
+	return a.h == b.h && a.bind == b.bind && (!a.bind || a.l == b.l) && a.view == b.view && bytes.Equal(a.payload, b.payload)
+}
+
+// FuzzDecodeHandles: a handle batch either decodes whole and re-encodes
+// to what decodes the same, or is refused as malformed before any entry
+// is given.
+func FuzzDecodeHandles(f *testing.F) {
+	f.Add(encodeHandles(3, []dataEntry{{l: "l/a", bind: true, view: 1, payload: []byte("x")}, {h: 0, view: 2, payload: []byte("yz")}}))
+	f.Add([]byte{tagHandles, 1, 3, 1, 'l', 1, 200})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var got []dataEntry
+		epoch, err := decodeHandles(b, func(h uint64, id []byte, view uint64, p []byte) {
+			got = append(got, dataEntry{l: ID(id), h: h, bind: id != nil, view: view, payload: p})
+		})
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) || len(got) > 0 {
+				t.Fatalf("error %v, %d entries given", err, len(got))
+			}
+			return
+		}
+		var again []dataEntry
+		epoch2, err := decodeHandles(encodeHandles(epoch, got), func(h uint64, id []byte, view uint64, p []byte) {
+			again = append(again, dataEntry{l: ID(id), h: h, bind: id != nil, view: view, payload: p})
+		})
+		if err != nil || epoch2 != epoch || !slices.EqualFunc(got, again, sameHandleEntry) {
+			t.Fatalf("re-encoding %d %+v gave %d %+v (%v)", epoch, got, epoch2, again, err)
+		}
+	})
+}
+
 // A few bytes declaring an array of 2^24 items made msgpack allocate
 // 1.4 GB (2^31: hundreds of GB) before finding the input short: every
 // decoder of another node's bytes checks the declared lengths first

@@ -1,0 +1,129 @@
+package lwg
+
+import "github.com/lwgkit/lwgkit/hwg"
+
+// Handles spare a receiver the lookup of each data entry's LWG by its id
+// (at 10,000 LWGs a map probe and a key comparison that missed the cache:
+// 12% of the CPU of BenchmarkPropose there).
+//
+// A sender numbers the LWGs it sends data to on a carrier from 0 in each
+// view of the carrier, and the first entry of an LWG under its number
+// carries the id as well (binds the handle). The carrier delivers a
+// sender's messages in the view they were sent in, in the order sent, and
+// a member that delivers one has delivered every earlier one of that view:
+// so a receiver sees each binding before any use of it, and keeps, per
+// sender, an array from handle to LWG id and endpoint. At every install
+// the numbering starts over, at the sender and the receivers alike (a
+// process the install admitted saw none of the earlier bindings).
+//
+// INVARIANT: a message with handles is sent in the carrier view whose id
+// it carries: a Core encodes with handles only while a member of the
+// carrier and before its BlockOK of the view (what it asks the HWG after
+// BlockOK goes in the next view), and the data still waiting when it
+// answers Block is flushed before the BlockOK. Receivers check it: a
+// message naming another view is dropped as stale, and a handle bound out
+// of order or used unbound makes the message malformed (both counted in
+// Stats; the simulator's checkers would see the data lost).
+
+// maxHandle bounds a handle on the wire, far above the LWGs one sender
+// can have on one carrier.
+const maxHandle = 1<<32 - 1
+
+// handleSlot is what a receiver knows of one handle of one sender.
+type handleSlot struct {
+	id ID
+	ep *endpoint // the local endpoint last found for id, if any
+}
+
+// handleItem is one entry of a received tagHandles message.
+type handleItem struct {
+	h       uint64
+	id      []byte // the id it binds h to, or nil
+	view    uint64
+	payload []byte
+}
+
+// handlesOK reports whether n entries for car may go with handles now
+// (ids instead once a view's handles would pass maxHandle, until the next
+// view).
+func (car *carrier) handlesOK(n int) bool {
+	room := car.sentInstall != car.installs || car.nextHandle+uint64(n) <= maxHandle+1
+	return car.member && !car.blockAcked && car.view.ID != 0 && room
+}
+
+// assignHandles gives each entry its handle in car's current view,
+// binding the LWGs that have none there yet. A handle belongs to this
+// carrier record and its count of installs, not to a view id: nothing
+// then depends on view ids never repeating for a group name.
+func (car *carrier) assignHandles(es []dataEntry) {
+	if car.sentInstall != car.installs {
+		car.sentInstall, car.nextHandle = car.installs, 0
+	}
+	for i := range es {
+		e := &es[i]
+		ep := e.ep
+		if ep.hdlCar == car && ep.hdlInstall == car.installs {
+			e.h, e.bind = ep.hdl, false
+			continue
+		}
+		e.h, e.bind = car.nextHandle, true
+		car.nextHandle++
+		ep.hdl, ep.hdlCar, ep.hdlInstall = e.h, car, car.installs
+	}
+}
+
+// handlesDelivered hands each entry of a tagHandles message from `from`
+// to its local endpoint, if any, after recording the handles it binds.
+func (c *Core) handlesDelivered(car *carrier, from hwg.Process, msg []byte) {
+	items := c.handleItems[:0]
+	defer func() {
+		clear(items) // pin no payload
+		c.handleItems = items[:0]
+	}()
+	epoch, err := decodeHandles(msg, func(h uint64, id []byte, view uint64, payload []byte) {
+		items = append(items, handleItem{h: h, id: id, view: view, payload: payload})
+	})
+	if err != nil {
+		c.stats.Malformed++
+		return
+	}
+	if epoch != uint64(car.view.ID) {
+		c.stats.Stale += uint64(len(items))
+		return
+	}
+	slots := car.received[from]
+	n := uint64(len(slots))
+	for _, it := range items {
+		switch {
+		case it.id != nil && it.h == n:
+			n++
+		case it.id == nil && it.h < n:
+		default:
+			c.stats.Malformed++
+			return
+		}
+	}
+	for _, it := range items {
+		if it.id != nil {
+			slots = append(slots, handleSlot{id: ID(it.id)})
+		}
+		if !car.synced {
+			c.stats.Interference++
+			continue
+		}
+		s := &slots[it.h]
+		if s.ep == nil || s.ep.ended {
+			s.ep = c.eps[s.id]
+		}
+		if s.ep == nil {
+			c.counts.delivered(s.id)
+			c.stats.Interference++
+			continue
+		}
+		c.deliverTo(car, from, s.ep, it.view, it.payload)
+	}
+	if car.received == nil {
+		car.received = map[hwg.Process][]handleSlot{}
+	}
+	car.received[from] = slots
+}

@@ -1,0 +1,166 @@
+package lwg
+
+import (
+	"testing"
+
+	"github.com/lwgkit/lwgkit/hwg"
+)
+
+// handlesCore returns a Core alone in the directory and in carrier h,
+// with endpoints of LWGs ls installed there.
+func handlesCore(t *testing.T, ls ...ID) (*Core, hwg.GroupID) {
+	t.Helper()
+	c := newTestCore(t)
+	if err := c.BootstrapDirectory([]hwg.Process{self}); err != nil {
+		t.Fatal(err)
+	}
+	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: "h/dir", View: hwg.View{ID: 1, Members: []hwg.Process{self}}})
+	c.Ready()
+	for _, l := range ls {
+		if err := c.Join(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := c.Ready()
+	h := bootstrapBound(t, c, rd.Actions[0].Payload)
+	for _, a := range c.Ready().Actions {
+		if a.Type == ActMulticast && a.Group == h {
+			c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: h, Msg: hwg.MsgID{Sender: self}, Payload: a.Payload})
+		}
+	}
+	c.Ready()
+	for _, l := range ls {
+		if ep := c.eps[l]; ep == nil || ep.view.ID == 0 {
+			t.Fatalf("%s not installed", l)
+		}
+	}
+	return c, h
+}
+
+// sendData multicasts payload in each of ls and returns the one data
+// message the Core asks its carrier to multicast.
+func sendData(t *testing.T, c *Core, h hwg.GroupID, payload string, ls ...ID) []byte {
+	t.Helper()
+	for _, l := range ls {
+		if err := c.Multicast(l, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var msgs [][]byte
+	for _, a := range c.Ready().Actions {
+		if a.Type == ActMulticast && a.Group == h {
+			msgs = append(msgs, a.Payload)
+		}
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("want one data message on %s, got %d", h, len(msgs))
+	}
+	return msgs[0]
+}
+
+type handleEntry struct {
+	h    uint64
+	id   string
+	view uint64
+	p    string
+}
+
+func decodeHandleEntries(t *testing.T, b []byte) (uint64, []handleEntry) {
+	t.Helper()
+	var es []handleEntry
+	epoch, err := decodeHandles(b, func(h uint64, id []byte, view uint64, p []byte) {
+		es = append(es, handleEntry{h, string(id), view, string(p)})
+	})
+	if err != nil {
+		t.Fatalf("not a handle batch: %v (%x)", err, b)
+	}
+	return epoch, es
+}
+
+// deliverData delivers msg from self in h and returns the LWGs and
+// payloads delivered.
+func deliverData(c *Core, h hwg.GroupID, msg []byte) []string {
+	c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: h, Msg: hwg.MsgID{Sender: self}, Payload: msg})
+	var got []string
+	for _, e := range c.Ready().Events {
+		if e.Type == EventDeliver {
+			got = append(got, string(e.LWG)+":"+string(e.Payload))
+		}
+	}
+	return got
+}
+
+// TestHandles: the first data of an LWG in a carrier view binds its
+// handle, later data names the handle alone, and the receiver delivers
+// both; after an install the numbering starts over on both sides.
+func TestHandles(t *testing.T) {
+	c, h := handlesCore(t, "l/a", "l/b")
+	msg := sendData(t, c, h, "1", "l/a", "l/b")
+	epoch, es := decodeHandleEntries(t, msg)
+	if epoch != 1 || len(es) != 2 || es[0].h != 0 || es[0].id != "l/a" || es[1].h != 1 || es[1].id != "l/b" {
+		t.Fatalf("first data: epoch %d, entries %+v; want view 1, handles 0 and 1 bound to l/a and l/b", epoch, es)
+	}
+	if got := deliverData(c, h, msg); len(got) != 2 || got[0] != "l/a:1" || got[1] != "l/b:1" {
+		t.Fatalf("delivered %v", got)
+	}
+	msg = sendData(t, c, h, "2", "l/b", "l/a")
+	if _, es := decodeHandleEntries(t, msg); len(es) != 2 || es[0].h != 1 || es[0].id != "" || es[1].h != 0 || es[1].id != "" {
+		t.Fatalf("second data: %+v; want handles 1 and 0 without ids", es)
+	}
+	if got := deliverData(c, h, msg); len(got) != 2 || got[0] != "l/b:2" || got[1] != "l/a:2" {
+		t.Fatalf("delivered %v", got)
+	}
+
+	// The carrier installs its next view: the sender binds afresh, and
+	// the receiver forgot the old bindings.
+	c.HWGEvent(hwg.Event{Type: hwg.EventBlock, Group: h})
+	c.Ready()
+	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: h, View: hwg.View{ID: 2, Members: []hwg.Process{self}}})
+	c.Ready()
+	old := encodeHandles(2, []dataEntry{{h: 0, view: c.eps["l/a"].view.ID, payload: []byte("x")}})
+	if got := deliverData(c, h, old); len(got) != 0 || c.Stats().Malformed != 1 {
+		t.Fatalf("a handle of the view before: delivered %v, Malformed %d; want nothing, 1", got, c.Stats().Malformed)
+	}
+	msg = sendData(t, c, h, "3", "l/b")
+	if epoch, es := decodeHandleEntries(t, msg); epoch != 2 || len(es) != 1 || es[0].h != 0 || es[0].id != "l/b" {
+		t.Fatalf("data after the install: epoch %d, %+v; want view 2, handle 0 bound to l/b", epoch, es)
+	}
+	if got := deliverData(c, h, msg); len(got) != 1 || got[0] != "l/b:3" {
+		t.Fatalf("delivered %v", got)
+	}
+}
+
+// TestHandlesRefused: a message of another carrier view is stale, and one
+// that uses a handle unbound or binds out of order is malformed; neither
+// delivers anything, not even its good entries.
+func TestHandlesRefused(t *testing.T) {
+	c, h := handlesCore(t, "l/a")
+	view := c.eps["l/a"].view.ID
+	bound := func(hd uint64) dataEntry {
+		return dataEntry{l: "l/a", h: hd, bind: true, view: view, payload: []byte("x")}
+	}
+	use := func(hd uint64) dataEntry { return dataEntry{h: hd, view: view, payload: []byte("x")} }
+	for _, tc := range []struct {
+		name             string
+		msg              []byte
+		stale, malformed uint64
+	}{
+		{"another view", encodeHandles(9, []dataEntry{bound(0)}), 1, 0},
+		{"unbound", encodeHandles(1, []dataEntry{bound(0), use(1)}), 0, 1},
+		{"bound out of order", encodeHandles(1, []dataEntry{bound(1)}), 0, 1},
+		{"not a handle batch", []byte{tagHandles, 1}, 0, 1},
+	} {
+		before := c.Stats()
+		if got := deliverData(c, h, tc.msg); len(got) != 0 {
+			t.Errorf("%s: delivered %v", tc.name, got)
+		}
+		after := c.Stats()
+		if after.Stale-before.Stale != tc.stale || after.Malformed-before.Malformed != tc.malformed {
+			t.Errorf("%s: Stale +%d, Malformed +%d; want +%d, +%d", tc.name, after.Stale-before.Stale, after.Malformed-before.Malformed, tc.stale, tc.malformed)
+		}
+	}
+	// The refused messages bound nothing: handle 0 is still free.
+	if got := deliverData(c, h, encodeHandles(1, []dataEntry{bound(0), use(0)})); len(got) != 2 {
+		t.Fatalf("delivered %v after the refused ones, want both entries", got)
+	}
+}
