@@ -319,7 +319,9 @@ func (c *Core) flushData(h hwg.GroupID) {
 	}
 	var b []byte
 	switch car := c.carriers[h]; {
-	case car != nil && car.handlesOK(len(pd.entries)):
+	case car != nil && car.handlesOK(len(pd.entries)) && pd.size <= c.cfg.MaxMessageBytes:
+		// (A larger message is one entry too large to share one, which
+		// the HWG may refuse: its bindings would be lost with it.)
 		car.assignHandles(pd.entries)
 		b = encodeHandles(uint64(car.view.ID), pd.entries)
 	case len(pd.entries) == 1:
@@ -1001,6 +1003,11 @@ func (c *Core) endEndpoint(car *carrier, ep *endpoint, left bool) {
 	c.counts.add(ep)
 	c.dropIncoming(ep)
 	ep.ended = true
+	// Nothing reaches an ended endpoint any more, but a receiver's handle
+	// slot may hold it until the carrier's next install (handles.go): let
+	// go of what it holds (rsm's tag is its whole object).
+	ep.tag, ep.queue, ep.early = nil, nil, nil
+	ep.ent, ep.entCar, ep.hdlCar = nil, nil, nil
 	delete(c.eps, ep.id)
 	delete(c.switches, ep.id)
 	delete(c.pendingEP, ep.id)

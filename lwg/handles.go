@@ -18,9 +18,11 @@ import "github.com/lwgkit/lwgkit/hwg"
 //
 // INVARIANT: a message with handles is sent in the carrier view whose id
 // it carries: a Core encodes with handles only while a member of the
-// carrier and before its BlockOK of the view (what it asks the HWG after
-// BlockOK goes in the next view), and the data still waiting when it
-// answers Block is flushed before the BlockOK. Receivers check it: a
+// carrier and before it decides to answer Block (what it asks the HWG
+// after BlockOK goes in the next view; the data still waiting then is
+// flushed, with ids, before the BlockOK). And no binding is lost to a
+// refused message: one larger than Config.MaxMessageBytes, which must
+// stay under what the HWG takes, goes with ids. Receivers check it: a
 // message naming another view is dropped as stale, and a handle bound out
 // of order or used unbound makes the message malformed (both counted in
 // Stats; the simulator's checkers would see the data lost).
@@ -52,12 +54,16 @@ func (car *carrier) handlesOK(n int) bool {
 }
 
 // assignHandles gives each entry its handle in car's current view,
-// binding the LWGs that have none there yet. A handle belongs to this
-// carrier record and its count of installs, not to a view id: nothing
-// then depends on view ids never repeating for a group name.
+// binding the LWGs that have none there yet. A handle names an LWG id,
+// not an endpoint: an LWG left and joined again in the view keeps its
+// handle (receivers' arrays grow with the LWGs sent to, not with churn).
+// The endpoint caches it for the carrier record and its count of
+// installs, not for a view id: nothing then depends on view ids never
+// repeating for a group name.
 func (car *carrier) assignHandles(es []dataEntry) {
 	if car.sentInstall != car.installs {
 		car.sentInstall, car.nextHandle = car.installs, 0
+		clear(car.sentHandles)
 	}
 	for i := range es {
 		e := &es[i]
@@ -66,8 +72,16 @@ func (car *carrier) assignHandles(es []dataEntry) {
 			e.h, e.bind = ep.hdl, false
 			continue
 		}
-		e.h, e.bind = car.nextHandle, true
-		car.nextHandle++
+		if h, ok := car.sentHandles[ep.id]; ok {
+			e.h, e.bind = h, false
+		} else {
+			e.h, e.bind = car.nextHandle, true
+			car.nextHandle++
+			if car.sentHandles == nil {
+				car.sentHandles = map[ID]uint64{}
+			}
+			car.sentHandles[ep.id] = e.h
+		}
 		ep.hdl, ep.hdlCar, ep.hdlInstall = e.h, car, car.installs
 	}
 }

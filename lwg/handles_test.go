@@ -164,3 +164,85 @@ func TestHandlesRefused(t *testing.T) {
 		t.Fatalf("delivered %v after the refused ones, want both entries", got)
 	}
 }
+
+// TestHandlesOversizedEntryBindsNothing: an entry too large to share a
+// message (Config.MaxMessageBytes) goes with its id, so that when the
+// HWG refuses it no binding is lost with it: before, the next binding was
+// out of order at every receiver, and the sender's data on the carrier
+// was dropped as malformed until the next install (found by review).
+func TestHandlesOversizedEntryBindsNothing(t *testing.T) {
+	c, h := handlesCore(t, "l/a", "l/b")
+	big := string(make([]byte, c.cfg.MaxMessageBytes))
+	if msg := sendData(t, c, h, big, "l/a"); msg[0] == tagHandles {
+		t.Fatalf("an entry of %d bytes went with handles", len(big))
+	}
+	// The HWG refused it: the receivers never see it.
+	msg := sendData(t, c, h, "small", "l/b")
+	if _, es := decodeHandleEntries(t, msg); len(es) != 1 || es[0].h != 0 || es[0].id != "l/b" {
+		t.Fatalf("the next data: %+v; want handle 0 bound to l/b", es)
+	}
+	if got := deliverData(c, h, msg); len(got) != 1 || got[0] != "l/b:small" {
+		t.Fatalf("delivered %v, Malformed %d", got, c.Stats().Malformed)
+	}
+}
+
+// pumpSelf delivers back every multicast the lone Core asks for, until it
+// asks for none.
+func pumpSelf(t *testing.T, c *Core) {
+	t.Helper()
+	for range 100 {
+		rd := c.Ready()
+		if len(rd.Actions) == 0 {
+			return
+		}
+		for _, a := range rd.Actions {
+			if a.Type == ActMulticast {
+				c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: a.Group, Msg: hwg.MsgID{Sender: self}, Payload: a.Payload})
+			}
+		}
+	}
+	t.Fatal("the Core kept asking for multicasts")
+}
+
+// TestHandlesSurviveChurn: an LWG left and joined again within one
+// carrier view keeps its handle, so a receiver's array does not grow with
+// the churn, and an ended endpoint that a slot still holds lets go of its
+// tag (rsm's whole object). Before, each new endpoint bound a new handle,
+// and every slot kept its ended endpoint and tag until the next install
+// (found by review: 1,000 cycles with a 1 MiB tag held 1 GiB).
+func TestHandlesSurviveChurn(t *testing.T) {
+	c, h := handlesCore(t, "l/a")
+	car := c.carriers[h]
+	installs := car.installs
+	for i := range 50 {
+		c.SetTag("l/a", make([]byte, 1<<10))
+		if err := c.Multicast("l/a", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		pumpSelf(t, c)
+		ep := c.eps["l/a"]
+		if err := c.Leave("l/a"); err != nil {
+			t.Fatal(err)
+		}
+		pumpSelf(t, c)
+		if !ep.ended || ep.tag != nil {
+			t.Fatalf("round %d: the endpoint left (ended %v) still holds its tag", i, ep.ended)
+		}
+		if err := c.Join("l/a"); err != nil {
+			t.Fatal(err)
+		}
+		pumpSelf(t, c)
+		if c.eps["l/a"] == nil {
+			t.Fatalf("round %d: not a member again", i)
+		}
+	}
+	if car.installs != installs {
+		t.Fatalf("the carrier installed %d views: the churn was not within one", car.installs-installs)
+	}
+	if n := len(car.received[self]); n != 1 {
+		t.Fatalf("after 50 leaves and joins of one LWG in one carrier view the receiver holds %d handles, want 1", n)
+	}
+	if c.Stats().Malformed != 0 || c.Stats().Stale != 0 {
+		t.Fatalf("Malformed %d, Stale %d", c.Stats().Malformed, c.Stats().Stale)
+	}
+}

@@ -64,10 +64,11 @@ type carrier struct {
 	pinned     uint64
 
 	// Data handles (handles.go), local: the installs of this carrier
-	// seen here, the one this node numbers its LWGs in and the next
-	// number, and per sender the handles it bound in the current view
-	// (reset at every install).
+	// seen here, the one this node numbers its LWGs in, the next number
+	// and the numbers given; per sender the handles it bound in the
+	// current view (reset at every install).
 	installs, sentInstall, nextHandle uint64
+	sentHandles                       map[ID]uint64
 	received                          map[hwg.Process][]handleSlot
 }
 
