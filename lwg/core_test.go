@@ -139,3 +139,53 @@ func bootstrapBound(t *testing.T, c *Core, bind []byte) hwg.GroupID {
 	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: h, View: hwg.View{ID: 1, Members: []hwg.Process{self}}})
 	return h
 }
+
+// TestRecycleKeepsSeveralArrays: a reader that holds several event
+// batches before handing them back gets them reused, not one array per
+// batch; arrays are kept up to maxSpareEvents, and besides the Core's own
+// only the first spare may be larger than keepEventsCap.
+func TestRecycleKeepsSeveralArrays(t *testing.T) {
+	c := newTestCore(t)
+	held := make([][]Event, 5)
+	for i := range held {
+		held[i] = make([]Event, 1, 16)
+	}
+	for _, evs := range held {
+		c.Recycle(Ready{Events: evs})
+	}
+	// The next five Readys with events reuse the five arrays.
+	seen := map[*Event]bool{}
+	for _, evs := range held {
+		seen[&evs[:1][0]] = true
+	}
+	for i := range 5 {
+		c.emit(Event{Type: EventDeliver})
+		rd := c.Ready()
+		if !seen[&rd.Events[:1][0]] {
+			t.Fatalf("Ready %d: a new event array while %d were handed back", i, len(held))
+		}
+	}
+	c = newTestCore(t)
+	for range 2 * maxSpareEvents {
+		c.Recycle(Ready{Events: make([]Event, 1, 16)})
+	}
+	c.Recycle(Ready{Events: make([]Event, 1, 2*keepEventsCap)})
+	c.Recycle(Ready{Events: make([]Event, 1, 4*keepEventsCap)})
+	if len(c.spares) > maxSpareEvents {
+		t.Fatalf("%d spare arrays kept, at most %d", len(c.spares), maxSpareEvents)
+	}
+	large := 0
+	for i, evs := range c.spares {
+		if cap(evs) > keepEventsCap {
+			large++
+			if i != 0 {
+				t.Fatalf("a spare of %d events at %d, not first", cap(evs), i)
+			}
+		}
+	}
+	// The largest becomes the Core's array, the next largest its first
+	// spare; the small ones it displaced fill the rest.
+	if cap(c.events) != 4*keepEventsCap || large != 1 || cap(c.spares[0]) != 2*keepEventsCap {
+		t.Fatalf("array of %d events, %d large spares, first of %d; want %d, 1, %d", cap(c.events), large, cap(c.spares[0]), 4*keepEventsCap, 2*keepEventsCap)
+	}
+}
