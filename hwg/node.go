@@ -177,6 +177,10 @@ func (n *Node) Events() <-chan Event { return n.events }
 // Self returns this node's process.
 func (n *Node) Self() Process { return n.cfg.Self }
 
+// MaxPayload returns the largest payload Multicast takes: the groups'
+// Config.MaxPendingBytes.
+func (n *Node) MaxPayload() int { return n.maxPayload }
+
 // Bootstrap creates group with view 1 = members (which must include this
 // node). Every initial member calls it with the same list.
 func (n *Node) Bootstrap(ctx context.Context, group GroupID, members []Process) error {

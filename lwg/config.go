@@ -47,8 +47,10 @@ type Config struct {
 	// snapshot of a carrier's table or of the directory is sent in parts
 	// of at most this size, and a batch of control items is split to stay
 	// under it. With tens of thousands of LWGs a whole table is megabytes,
-	// more than an HWG takes in one message. It must stay below the
-	// carriers' hwg.Config.MaxPendingBytes (default 1 MiB). Default 256 KiB.
+	// more than an HWG takes in one message. It must stay within the
+	// carriers' hwg.Config.MaxPendingBytes (default 1 MiB): a refused
+	// message would lose what it carried (NewService checks it, and
+	// lowers the default to fit). Default 256 KiB.
 	MaxMessageBytes int
 
 	// noSendEvents leaves out EventSend (ServiceConfig.NoSendEvents).
@@ -79,6 +81,9 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.TableTimeoutTicks, 200)
 	def(&c.IdleTicks, 50)
 	def(&c.SwitchTimeoutTicks, 400)
-	def(&c.MaxMessageBytes, 256<<10)
+	def(&c.MaxMessageBytes, defaultMaxMessageBytes)
 	return c, nil
 }
+
+// defaultMaxMessageBytes is Config.MaxMessageBytes's default.
+const defaultMaxMessageBytes = 256 << 10

@@ -20,3 +20,6 @@ func Waiters(ctx context.Context, svc *Service, l ID) (int, error) {
 	})
 	return n, err
 }
+
+// MaxMessageBytes returns the MaxMessageBytes svc's Core runs with.
+func MaxMessageBytes(svc *Service) int { return svc.core.cfg.MaxMessageBytes }

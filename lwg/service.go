@@ -151,6 +151,13 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	cfg.Core.Self = cfg.Node.Self()
 	cfg.Core.noSendEvents = cfg.NoSendEvents
+	switch most := cfg.Node.MaxPayload(); {
+	case cfg.Core.MaxMessageBytes == 0:
+		cfg.Core.MaxMessageBytes = min(defaultMaxMessageBytes, most)
+	case cfg.Core.MaxMessageBytes > most:
+		return nil, fmt.Errorf("%w: Core.MaxMessageBytes %d is over the %d bytes the HWG takes in a message (hwg.Config.MaxPendingBytes)",
+			ErrInvalidConfig, cfg.Core.MaxMessageBytes, most)
+	}
 	core, err := NewCore(cfg.Core)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package lwg_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -254,4 +255,40 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestServiceFitsMessagesToTheHWG: Core.MaxMessageBytes must stay within
+// what the carriers take in one message (a refused message loses the
+// data handles or table parts it carried): a larger setting is refused,
+// and the default is lowered to fit.
+func TestServiceFitsMessagesToTheHWG(t *testing.T) {
+	net := transport.NewMemNetwork()
+	p := hwg.Process{Node: 1, Inc: 1}
+	cfg := hwg.FastTiming(hwg.NodeConfig{Self: p, Transport: net.Endpoint(transport.Peer{Node: 1, Inc: 1})})
+	cfg.Group.ManualBlockOK = true
+	cfg.Group.MaxPendingBytes = 64 << 10
+	node, err := hwg.NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	if node.MaxPayload() != 64<<10 {
+		t.Fatalf("MaxPayload %d, want %d", node.MaxPayload(), 64<<10)
+	}
+	sc := lwg.ServiceConfig{Node: node, DirectoryMembers: []hwg.Process{p}, Core: lwg.Config{MaxMessageBytes: 128 << 10}}
+	if svc, err := lwg.NewService(sc); !errors.Is(err, lwg.ErrInvalidConfig) {
+		if svc != nil {
+			svc.Close()
+		}
+		t.Fatalf("MaxMessageBytes over the HWG's 64 KiB: %v, want ErrInvalidConfig", err)
+	}
+	sc.Core.MaxMessageBytes = 0
+	svc, err := lwg.NewService(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if got := lwg.MaxMessageBytes(svc); got != 64<<10 {
+		t.Fatalf("default MaxMessageBytes %d under a 64 KiB HWG, want %d", got, 64<<10)
+	}
 }
