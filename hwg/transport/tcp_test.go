@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strings"
@@ -734,5 +735,89 @@ func TestNewTCPConfigErrors(t *testing.T) {
 			tr.Close()
 			t.Errorf("config %d accepted", i)
 		}
+	}
+}
+
+// holdingProxy forwards connections to target: the first is closed at
+// once (a failed dial), each later one waits for release before its bytes
+// flow. accepted gets a value per connection accepted.
+func holdingProxy(t *testing.T, target string) (addr string, accepted chan struct{}, release chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted, release = make(chan struct{}, 8), make(chan struct{})
+	go func() {
+		for n := 0; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- struct{}{}
+			if n == 0 {
+				c.Close()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				select {
+				case <-release:
+				case <-ctxT(t).Done():
+					return
+				}
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return ln.Addr().String(), accepted, release
+}
+
+// A node's own dial that finds a Dial of the address under way waits for
+// it and, when that one connected the node, does not dial again.
+func TestTCPNodeDialRechecksAfterWaiting(t *testing.T) {
+	b := newNode(t, 2, 1, nil)
+	addr, accepted, release := holdingProxy(t, b.Addr())
+	a := newNode(t, 1, 1, func(c *TCPConfig) { c.BackoffMin, c.BackoffMax = 300*time.Millisecond, 300*time.Millisecond })
+	a.AddPeer(2, addr)
+	if err := a.Send(2, []byte("lost")); err != nil {
+		t.Fatal(err)
+	}
+	<-accepted // the node's own dial, which fails: it backs off 150-300 ms
+	for a.Dropped() == 0 { // and drops what was queued
+		select {
+		case <-ctxT(t).Done():
+			t.Fatal("the failed dial dropped nothing")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := a.Send(2, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	dialed := make(chan error, 1)
+	go func() {
+		_, err := a.Dial(ctxT(t), addr)
+		dialed <- err
+	}()
+	<-accepted                         // the Dial, held by the proxy
+	time.Sleep(400 * time.Millisecond) // the node's own dial is back from its backoff, waiting
+	close(release)
+	if err := <-dialed; err != nil {
+		t.Fatal(err)
+	}
+	if in := recv(t, b); string(in.Frame) != "x" {
+		t.Fatalf("got %q, want the frame queued during the backoff", in.Frame)
+	}
+	select {
+	case <-accepted:
+		t.Fatal("the node's own dial dialed again after the Dial it waited for connected the node")
+	case <-time.After(300 * time.Millisecond):
 	}
 }
