@@ -786,6 +786,7 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 		car.blocking, car.blockAcked = false, false
 		car.installs++
 		clear(car.received) // the senders number their LWGs afresh
+		car.sentHandles = nil // and so does this node (assignHandles)
 		if car.onInstall(c.self, e, car) {
 			c.sendSnapshot(car.group, e.View.ID, car.snapshot())
 			// Register the joiners as members now, before anything this
