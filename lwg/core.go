@@ -785,7 +785,7 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 		car.joining = false
 		car.blocking, car.blockAcked = false, false
 		car.installs++
-		clear(car.received) // the senders number their LWGs afresh
+		clear(car.received)   // the senders number their LWGs afresh
 		car.sentHandles = nil // and so does this node (assignHandles)
 		if car.onInstall(c.self, e, car) {
 			c.sendSnapshot(car.group, e.View.ID, car.snapshot())

@@ -790,7 +790,7 @@ func TestTCPNodeDialRechecksAfterWaiting(t *testing.T) {
 	if err := a.Send(2, []byte("lost")); err != nil {
 		t.Fatal(err)
 	}
-	<-accepted // the node's own dial, which fails: it backs off 150-300 ms
+	<-accepted             // the node's own dial, which fails: it backs off 150-300 ms
 	for a.Dropped() == 0 { // and drops what was queued
 		select {
 		case <-ctxT(t).Done():
