@@ -3,6 +3,7 @@ package lwg
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -64,13 +65,53 @@ func encodeBatch(es []dataEntry) []byte {
 	b := make([]byte, 0, n)
 	b = append(b, tagBatch)
 	for _, e := range es {
-		b = append(b, byte(len(e.l)))
-		b = append(b, e.l...)
-		b = binary.AppendUvarint(b, e.view)
-		b = binary.AppendUvarint(b, uint64(len(e.payload)))
-		b = append(b, e.payload...)
+		b = appendEntry(appendID(b, e.l), e.view, e.payload)
 	}
 	return b
+}
+
+// appendID appends an LWG id after its length.
+func appendID(b []byte, l ID) []byte {
+	b = append(b, byte(len(l)))
+	return append(b, l...)
+}
+
+// appendEntry appends what every batch entry ends with: its view, and its
+// payload after the payload's length.
+func appendEntry(b []byte, view uint64, payload []byte) []byte {
+	b = binary.AppendUvarint(b, view)
+	b = binary.AppendUvarint(b, uint64(len(payload)))
+	return append(b, payload...)
+}
+
+// Why readID and readEntry refuse an entry.
+var (
+	errIDLength    = errors.New("bad LWG id length")
+	errViewNumber  = errors.New("bad view number")
+	errEntryLength = errors.New("bad length")
+)
+
+// readID reads an id written by appendID off the front of b.
+func readID(b []byte) (id, rest []byte, err error) {
+	if len(b) < 1 || b[0] == 0 || len(b) < 1+int(b[0]) {
+		return nil, nil, errIDLength
+	}
+	n := int(b[0])
+	return b[1 : 1+n], b[1+n:], nil
+}
+
+// readEntry reads what appendEntry wrote off the front of b.
+func readEntry(b []byte) (view uint64, payload, rest []byte, err error) {
+	view, k := binary.Uvarint(b)
+	if k <= 0 {
+		return 0, nil, nil, errViewNumber
+	}
+	b = b[k:]
+	size, k := binary.Uvarint(b)
+	if k <= 0 || size > uint64(len(b)-k) {
+		return 0, nil, nil, errEntryLength
+	}
+	return view, b[k : k+int(size)], b[k+int(size):], nil
 }
 
 // decodeBatch calls f for each entry of a tagBatch payload, in order, once
@@ -82,23 +123,15 @@ func decodeBatch(b []byte, f func(id []byte, view uint64, payload []byte)) error
 	}
 	for pass := range 2 {
 		for rest := b[1:]; len(rest) > 0; {
-			n := int(rest[0])
-			if n == 0 || len(rest) < 1+n {
-				return fmt.Errorf("%w: batch entry with bad LWG id length %d", ErrMalformed, n)
+			id, rest1, err := readID(rest)
+			if err != nil {
+				return fmt.Errorf("%w: batch entry with a %w", ErrMalformed, err)
 			}
-			id := rest[1 : 1+n]
-			rest = rest[1+n:]
-			view, k := binary.Uvarint(rest)
-			if k <= 0 {
-				return fmt.Errorf("%w: batch entry with a bad view number", ErrMalformed)
+			view, payload, rest2, err := readEntry(rest1)
+			if err != nil {
+				return fmt.Errorf("%w: batch entry with a %w", ErrMalformed, err)
 			}
-			rest = rest[k:]
-			size, k := binary.Uvarint(rest)
-			if k <= 0 || size > uint64(len(rest)-k) {
-				return fmt.Errorf("%w: batch entry with a bad length", ErrMalformed)
-			}
-			payload := rest[k : k+int(size)]
-			rest = rest[k+int(size):]
+			rest = rest2
 			if pass == 1 {
 				f(id, view, payload)
 			}
@@ -130,12 +163,9 @@ func encodeHandles(epoch uint64, es []dataEntry) []byte {
 		}
 		b = binary.AppendUvarint(b, x)
 		if e.bind {
-			b = append(b, byte(len(e.l)))
-			b = append(b, e.l...)
+			b = appendID(b, e.l)
 		}
-		b = binary.AppendUvarint(b, e.view)
-		b = binary.AppendUvarint(b, uint64(len(e.payload)))
-		b = append(b, e.payload...)
+		b = appendEntry(b, e.view, e.payload)
 	}
 	return b
 }
@@ -164,28 +194,17 @@ func decodeHandles(b []byte, f func(h uint64, id []byte, view uint64, payload []
 			}
 			rest = rest[k:]
 			var id []byte
+			var err error
 			if x&1 == 1 {
-				if len(rest) < 1 {
-					return 0, fmt.Errorf("%w: handle batch entry cut short", ErrMalformed)
+				if id, rest, err = readID(rest); err != nil {
+					return 0, fmt.Errorf("%w: handle batch entry with a %w", ErrMalformed, err)
 				}
-				n := int(rest[0])
-				if n == 0 || len(rest) < 1+n {
-					return 0, fmt.Errorf("%w: handle batch entry with bad LWG id length %d", ErrMalformed, n)
-				}
-				id = rest[1 : 1+n]
-				rest = rest[1+n:]
 			}
-			view, k := binary.Uvarint(rest)
-			if k <= 0 {
-				return 0, fmt.Errorf("%w: handle batch entry with a bad view number", ErrMalformed)
+			view, payload, rest2, err := readEntry(rest)
+			if err != nil {
+				return 0, fmt.Errorf("%w: handle batch entry with a %w", ErrMalformed, err)
 			}
-			rest = rest[k:]
-			size, k := binary.Uvarint(rest)
-			if k <= 0 || size > uint64(len(rest)-k) {
-				return 0, fmt.Errorf("%w: handle batch entry with a bad length", ErrMalformed)
-			}
-			payload := rest[k : k+int(size)]
-			rest = rest[k+int(size):]
+			rest = rest2
 			if pass == 1 {
 				f(x>>1, id, view, payload)
 			}
