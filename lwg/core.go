@@ -784,9 +784,10 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 		}
 		car.joining = false
 		car.blocking, car.blockAcked = false, false
+		// The senders number their LWGs afresh, this node too.
 		car.installs++
-		clear(car.received)   // the senders number their LWGs afresh
-		car.sentHandles = nil // and so does this node (assignHandles)
+		clear(car.received)
+		car.nextHandle, car.sentHandles = 0, nil
 		if car.onInstall(c.self, e, car) {
 			c.sendSnapshot(car.group, e.View.ID, car.snapshot())
 			// Register the joiners as members now, before anything this

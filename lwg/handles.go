@@ -49,7 +49,7 @@ type handleItem struct {
 // (ids instead once a view's handles would pass maxHandle, until the next
 // view).
 func (car *carrier) handlesOK(n int) bool {
-	room := car.sentInstall != car.installs || car.nextHandle+uint64(n) <= maxHandle+1
+	room := car.nextHandle+uint64(n) <= maxHandle+1
 	return car.member && !car.blockAcked && car.view.ID != 0 && room
 }
 
@@ -61,10 +61,6 @@ func (car *carrier) handlesOK(n int) bool {
 // installs, not for a view id: nothing then depends on view ids never
 // repeating for a group name.
 func (car *carrier) assignHandles(es []dataEntry) {
-	if car.sentInstall != car.installs {
-		car.sentInstall, car.nextHandle = car.installs, 0
-		clear(car.sentHandles)
-	}
 	for i := range es {
 		e := &es[i]
 		ep := e.ep
@@ -121,10 +117,16 @@ func (c *Core) handlesDelivered(car *carrier, from hwg.Process, msg []byte) {
 		if it.id != nil {
 			slots = append(slots, handleSlot{id: ID(it.id)})
 		}
-		if !car.synced {
-			c.stats.Interference++
-			continue
-		}
+	}
+	if car.received == nil {
+		car.received = map[hwg.Process][]handleSlot{}
+	}
+	car.received[from] = slots
+	if !car.synced {
+		c.stats.Interference += uint64(len(items))
+		return
+	}
+	for _, it := range items {
 		s := &slots[it.h]
 		if s.ep == nil || s.ep.ended {
 			s.ep = c.eps[s.id]
@@ -136,8 +138,4 @@ func (c *Core) handlesDelivered(car *carrier, from hwg.Process, msg []byte) {
 		}
 		c.deliverTo(car, from, s.ep, it.view, it.payload)
 	}
-	if car.received == nil {
-		car.received = map[hwg.Process][]handleSlot{}
-	}
-	car.received[from] = slots
 }

@@ -64,12 +64,12 @@ type carrier struct {
 	pinned     uint64
 
 	// Data handles (handles.go), local: the installs of this carrier
-	// seen here, the one this node numbers its LWGs in, the next number
-	// and the numbers given; per sender the handles it bound in the
-	// current view (reset at every install).
-	installs, sentInstall, nextHandle uint64
-	sentHandles                       map[ID]uint64
-	received                          map[hwg.Process][]handleSlot
+	// seen here; this node's next number and the numbers it gave, and per
+	// sender the handles it bound, in the current view (all reset at
+	// every install).
+	installs, nextHandle uint64
+	sentHandles          map[ID]uint64
+	received             map[hwg.Process][]handleSlot
 }
 
 func newCarrier(core *Core, h hwg.GroupID) *carrier {

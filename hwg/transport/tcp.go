@@ -249,8 +249,9 @@ func (t *TCP) AddPeer(n uint64, addr string) {
 // Dial connects to addr, performs the handshake and keeps the connection
 // (unless a connection to the same node that wins the tie-break already
 // exists, which Dial then reports as success). It returns the node found
-// at addr. Dial blocks until the handshake ends, ctx is done, the
-// transport closes or a timeout expires.
+// at addr. Dials of one address take turns: Dial first waits for one
+// under way (the node's own, or another Dial). Dial blocks until the
+// handshake ends, ctx is done, the transport closes or a timeout expires.
 func (t *TCP) Dial(ctx context.Context, addr string) (Peer, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
