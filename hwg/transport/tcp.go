@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -72,6 +73,9 @@ type TCP struct {
 	// connection racing the first made three where two were meant, and
 	// frames were lost in the swaps.
 	dialsTo map[string]chan struct{}
+	// dialWaits counts the dials waiting for another of their address
+	// (for tests: a wait is otherwise invisible).
+	dialWaits atomic.Int32
 }
 
 var _ Transport = (*TCP)(nil)
@@ -389,11 +393,14 @@ func (t *TCP) dialAfter(ctx context.Context, addr string, recheck bool) (Peer, e
 	for t.dialsTo[addr] != nil {
 		ended := t.dialsTo[addr]
 		t.mu.Unlock()
+		t.dialWaits.Add(1)
 		select {
 		case <-ended:
 		case <-ctx.Done():
+			t.dialWaits.Add(-1)
 			return Peer{}, fmt.Errorf("transport: dial %s: waiting for the dial under way: %w", addr, ctx.Err())
 		}
+		t.dialWaits.Add(-1)
 		if recheck {
 			return Peer{}, errWaited
 		}

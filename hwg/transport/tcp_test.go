@@ -806,8 +806,14 @@ func TestTCPNodeDialRechecksAfterWaiting(t *testing.T) {
 		_, err := a.Dial(ctxT(t), addr)
 		dialed <- err
 	}()
-	<-accepted                         // the Dial, held by the proxy
-	time.Sleep(400 * time.Millisecond) // the node's own dial is back from its backoff, waiting
+	<-accepted                    // the Dial, held by the proxy
+	for a.dialWaits.Load() == 0 { // the node's own dial, back from its backoff, waits for it
+		select {
+		case <-ctxT(t).Done():
+			t.Fatal("the node's own dial never waited for the Dial")
+		case <-time.After(time.Millisecond):
+		}
+	}
 	close(release)
 	if err := <-dialed; err != nil {
 		t.Fatal(err)
