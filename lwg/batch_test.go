@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/lwgkit/lwgkit/hwg"
 )
 
 // batchService starts a one-node cluster with EventBatches.
@@ -163,5 +165,50 @@ func TestMulticastBatchWaitsForRoom(t *testing.T) {
 	defer stop()
 	if err := svc.MulticastBatch(short, []Message{{"l/1", []byte("b")}}, make([]error, 1)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("MulticastBatch on a full queue with an ending context: %v", err)
+	}
+}
+
+// TestDrainBoundsEvents: the loop stops taking HWG events once the Core
+// holds maxDrainEvents events for the reader, rather than taking
+// maxDrainData of them whatever they bring. Run on the loop, with a
+// channel of deliveries of 100 entries each standing in for the node's.
+func TestDrainBoundsEvents(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	svc := batchService(t)
+	joinReading(t, ctx, svc, "l/1")
+	const perMsg = 100
+	type outcome struct {
+		pending, left, before int
+	}
+	done := make(chan outcome, 1)
+	svc.reqs <- func() {
+		ep := svc.core.eps["l/1"]
+		car := svc.core.carriers[ep.h]
+		view := car.entry(ep).View.ID
+		es := make([]dataEntry, perMsg)
+		for i := range es {
+			es[i] = dataEntry{l: "l/1", view: view, payload: []byte{byte(i)}}
+		}
+		msg := encodeBatch(es)
+		ch := make(chan hwg.Event, maxDrainData)
+		for range cap(ch) {
+			ch <- hwg.Event{Type: hwg.EventDeliver, Group: ep.h, Msg: hwg.MsgID{Sender: svc.core.self}, Payload: msg}
+		}
+		before := svc.core.PendingEvents()
+		svc.drain(ch)
+		done <- outcome{svc.core.PendingEvents(), len(ch), before}
+	}
+	var o outcome
+	select {
+	case o = <-done:
+	case <-ctx.Done():
+		t.Fatal("the loop did not run the drain")
+	}
+	if got := o.pending - o.before; got < maxDrainEvents || got >= maxDrainEvents+perMsg {
+		t.Fatalf("drain left %d events for the reader, want at least %d and under %d", got, maxDrainEvents, maxDrainEvents+perMsg)
+	}
+	if want := maxDrainData - (maxDrainEvents+perMsg-1)/perMsg; o.left != want {
+		t.Fatalf("drain left %d HWG events waiting, want %d", o.left, want)
 	}
 }

@@ -499,6 +499,12 @@ func (c *Core) Ready() Ready {
 		if n := len(c.spares); n > 0 {
 			c.events, c.spares[n-1] = c.spares[n-1], nil
 			c.spares = c.spares[:n-1]
+		} else {
+			// Every array is still with the reader: a new one the size
+			// of this batch (up to keepEventsCap), not one grown by
+			// doubling from nothing, which copies each event about
+			// twice more.
+			c.events = make([]Event, 0, min(len(rd.Events), keepEventsCap))
 		}
 	}
 	rd.switchEnds, c.switchEnds = c.switchEnds, nil
@@ -1310,6 +1316,12 @@ func (c *Core) act(a Action) {
 }
 
 func (c *Core) emit(e Event) { c.events = append(c.events, e) }
+
+// PendingEvents returns the number of events the next Ready will return.
+// A runtime that drains many inputs before calling Ready can stop
+// draining once it passes a bound, keeping each batch of events (and the
+// arrays Recycle keeps) small.
+func (c *Core) PendingEvents() int { return len(c.events) }
 
 // room makes room for n more events before a loop that emits about one
 // per LWG: an Event is some 200 bytes, and growing the slice by doubling

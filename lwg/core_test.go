@@ -144,6 +144,24 @@ func bootstrapBound(t *testing.T, c *Core, bind []byte) hwg.GroupID {
 // batches before handing them back gets them reused, not one array per
 // batch; arrays are kept up to maxSpareEvents, and besides the Core's own
 // only the first spare may be larger than keepEventsCap.
+// TestReadyWithoutSpareSizesNextArray: when every event array is with the
+// reader, the next one is made the size of the batch just handed out (up
+// to keepEventsCap), not grown from nothing by doubling.
+func TestReadyWithoutSpareSizesNextArray(t *testing.T) {
+	for _, n := range []int{300, 2 * keepEventsCap} {
+		c := newTestCore(t)
+		for range n {
+			c.emit(Event{Type: EventDeliver})
+		}
+		if rd := c.Ready(); len(rd.Events) != n {
+			t.Fatalf("Ready returned %d events, want %d", len(rd.Events), n)
+		}
+		if want := min(n, keepEventsCap); cap(c.events) != want || len(c.events) != 0 {
+			t.Fatalf("after a batch of %d with no spare: next array len %d cap %d, want 0 and %d", n, len(c.events), cap(c.events), want)
+		}
+	}
+}
+
 func TestRecycleKeepsSeveralArrays(t *testing.T) {
 	c := newTestCore(t)
 	held := make([][]Event, 5)

@@ -273,6 +273,13 @@ const maxDrain = 4096
 // batch, so a large one is latency under load.
 const maxDrainData = 128
 
+// maxDrainEvents: the loop also stops taking HWG events once the Core
+// holds this many events for the reader. One HWG event can bring
+// thousands (a message of many LWGs' data), and 128 of them made batches
+// of up to 10^5 events whose arrays grew by copying, and were then too
+// large for the Core to keep (keepEventsCap).
+const maxDrainEvents = keepEventsCap
+
 // drain takes the inputs already waiting, up to those bounds, and returns
 // the HWG event channel (nil once the node closed it).
 func (s *Service) drain(hwgEvents <-chan hwg.Event) <-chan hwg.Event {
@@ -292,7 +299,7 @@ func (s *Service) drain(hwgEvents <-chan hwg.Event) <-chan hwg.Event {
 				continue
 			default:
 			}
-			if hwgEvents == nil {
+			if hwgEvents == nil || s.core.PendingEvents() >= maxDrainEvents {
 				break
 			}
 			select {
