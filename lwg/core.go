@@ -878,6 +878,14 @@ func (c *Core) carrierGone(car *carrier, left bool) {
 	car.regSent, car.joining = false, false
 	car.blocking, car.blockAcked = false, false
 	delete(c.batch, car.group)
+	// Let go of what only a member needs: the pending-data array (up to
+	// keepDataEntries entries; with one HWG per LWG, one per carrier ever
+	// used) once what it holds went out as before, and the handle
+	// tables, whose slots point at the ended endpoints. An install
+	// starts them over if this node comes back.
+	c.flushData(car.group)
+	delete(c.data, car.group)
+	car.received, car.sentHandles, car.nextHandle = nil, nil, 0
 	c.ctl(c.cfg.Directory, kUnreg, item{Group: car.group})
 	car.unregSent = true
 }

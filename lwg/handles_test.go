@@ -246,3 +246,39 @@ func TestHandlesSurviveChurn(t *testing.T) {
 		t.Fatalf("Malformed %d, Stale %d", c.Stats().Malformed, c.Stats().Stale)
 	}
 }
+
+// TestCarrierGoneLetsGo: once this node is out of a carrier, the Core
+// keeps neither the carrier's pending-data array nor its handle tables
+// (which point at the ended endpoints), and what was pending still goes.
+func TestCarrierGoneLetsGo(t *testing.T) {
+	for _, ev := range []hwg.EventType{hwg.EventLeft, hwg.EventExcluded} {
+		c, h := handlesCore(t, "l/a", "l/b")
+		if got := deliverData(c, h, sendData(t, c, h, "x", "l/a", "l/b")); len(got) != 2 {
+			t.Fatalf("delivered %v before, want two", got)
+		}
+		car := c.carriers[h]
+		if c.data[h] == nil || len(car.received[self]) != 2 || len(car.sentHandles) != 2 {
+			t.Fatalf("before: data %v, %d handles received, %d sent; the test sets up nothing to let go", c.data[h], len(car.received[self]), len(car.sentHandles))
+		}
+		if err := c.Multicast("l/a", []byte("pending")); err != nil {
+			t.Fatal(err)
+		}
+		c.HWGEvent(hwg.Event{Type: ev, Group: h})
+		rd := c.Ready()
+		if _, ok := c.data[h]; ok || car.received != nil || car.sentHandles != nil || car.nextHandle != 0 {
+			t.Fatalf("%v: data %v, received %v, sent %v, next %d kept", ev, c.data[h], car.received, car.sentHandles, car.nextHandle)
+		}
+		// What was pending still went out (to be refused by the HWG, as
+		// before): nothing is dropped silently here.
+		sent := false
+		for _, a := range rd.Actions {
+			sent = sent || a.Type == ActMulticast && a.Group == h
+		}
+		if !sent {
+			t.Fatalf("%v: the data pending on the carrier was not flushed", ev)
+		}
+		if c.eps["l/a"] != nil {
+			t.Fatalf("%v: the endpoint outlived its carrier", ev)
+		}
+	}
+}
