@@ -77,7 +77,7 @@ func TestClaimRoundsStateful(t *testing.T) {
 				}
 				n.multicasts = slices.Delete(n.multicasts, i, i+1)
 				for _, p := range n.view.Members {
-					n.objs[p].onEvent(lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: m.from, Payload: m.b})
+					n.objs[p].onEvent(&lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: m.from, Payload: m.b})
 				}
 			},
 			"tick": func(rt *rapid.T) {
@@ -104,7 +104,7 @@ func TestClaimRoundsStateful(t *testing.T) {
 					return // nothing to do
 				}
 				away = true
-				n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+				n.objs[pA].onEvent(&lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
 				install([]hwg.Process{pJ, pK}, nil)
 			},
 			"return": func(rt *rapid.T) {

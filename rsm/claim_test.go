@@ -42,7 +42,7 @@ func lonelyJoiner(t *testing.T) *transferNet {
 	if string(n.sm(pA).b) != "abc" || n.objs[pJ].ready {
 		t.Fatalf("A holds %q, J ready %v", n.sm(pA).b, n.objs[pJ].ready)
 	}
-	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.objs[pA].onEvent(&lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
 	n.install(1<<32|3, []hwg.Process{pJ}, nil)
 	return n
 }
@@ -115,7 +115,7 @@ func seededEvents(n *transferNet, ps ...hwg.Process) []Event {
 func TestClaimRejoinerRemembersHolder(t *testing.T) {
 	n := lonelyJoiner(t)
 	claimTicksRun(n, 1)
-	n.objs[pJ].onEvent(lwg.Event{Type: lwg.EventLeft, LWG: xferObject.LWG()})
+	n.objs[pJ].onEvent(&lwg.Event{Type: lwg.EventLeft, LWG: xferObject.LWG()})
 	n.install(1<<32|5, []hwg.Process{pJ}, []hwg.Process{pJ})
 	claimTicksRun(n, 2*emptyRounds+2)
 	if j := n.objs[pJ]; j.ready || j.hasState {
@@ -147,7 +147,7 @@ func TestClaimNoneOutliveItsRound(t *testing.T) {
 	n.add(pJ, nil)
 	n.install(1<<32|1, []hwg.Process{pA}, []hwg.Process{pA})
 	n.propose("a")
-	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.objs[pA].onEvent(&lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
 	n.installAfter(1<<32|3, []hwg.Process{pJ}, []hwg.Process{pJ}, []hwg.Process{pA})
 	n.install(1<<32|4, []hwg.Process{pJ}, nil) // J's claim goes out in this view
 	// Deliver J's claims one at a time, ticking when none is in flight,
@@ -170,7 +170,7 @@ func TestClaimNoneOutliveItsRound(t *testing.T) {
 		}
 		m := n.multicasts[0]
 		n.multicasts = n.multicasts[1:]
-		n.objs[pJ].onEvent(lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: m.from, Payload: m.b})
+		n.objs[pJ].onEvent(&lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: m.from, Payload: m.b})
 	}
 	if j := n.objs[pJ]; j.ready || j.hasState || len(seededEvents(n, pJ)) != 0 {
 		t.Fatalf("J started the object over while A, which vanished, may come back: ready %v, seeded %v", j.ready, seededEvents(n, pJ))
@@ -209,7 +209,7 @@ func TestForgetAbsentStartsOver(t *testing.T) {
 		t.Fatalf("EventSeeded: %+v, want one with ErrStartedOver", got)
 	}
 	n.propose("d")
-	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventLeft, LWG: xferObject.LWG()})
+	n.objs[pA].onEvent(&lwg.Event{Type: lwg.EventLeft, LWG: xferObject.LWG()})
 	n.install(1<<32|4, []hwg.Process{pJ, pA}, []hwg.Process{pA})
 	n.run(nil)
 	for _, p := range []hwg.Process{pA, pJ} {
@@ -309,7 +309,7 @@ func halfFetched(t *testing.T) (n *transferNet, saved []msg) {
 // J). The caller delivers A's chunks after a claim round without A.
 func fetchingWhileRound(t *testing.T) (n *transferNet, saved []msg) {
 	n, saved = halfFetched(t)
-	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.objs[pA].onEvent(&lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
 	n.install(1<<32|3, []hwg.Process{pK, pJ}, nil)
 	return n, saved
 }
@@ -476,7 +476,7 @@ func claimOutAfterHold(t *testing.T) (n *transferNet, saved []msg, jc []byte) {
 func TestClaimHoldsTransferWhileClaimOut(t *testing.T) {
 	n, saved, jc := claimOutAfterHold(t)
 	j, k := n.objs[pJ], n.objs[pK]
-	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.objs[pA].onEvent(&lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
 	n.install(1<<32|3, []hwg.Process{pK, pJ}, nil)
 	forget(n, pK)
 	n.queue = saved // A, excluded, still serves its store
@@ -549,7 +549,7 @@ func TestClaimNotReadyWhileClaimOut(t *testing.T) {
 	}
 	jmsgs := n.multicasts // sent after its claim: FIFO
 	n.multicasts = nil
-	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.objs[pA].onEvent(&lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
 	n.install(1<<32|3, []hwg.Process{pK, pJ}, nil)
 	forget(n, pK)
 	n.queue = nil
@@ -651,7 +651,7 @@ func staleClaimNet(t *testing.T) *transferNet {
 	if !n.objs[pB].ready || string(n.sm(pB).b) != "a" {
 		t.Fatalf("set-up: B ready %v, state %q", n.objs[pB].ready, n.sm(pB).b)
 	}
-	n.objs[pB].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.objs[pB].onEvent(&lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
 	n.install(1<<32|3, []hwg.Process{pA}, nil)
 	n.propose("b")
 	n.install(1<<32|4, []hwg.Process{pA, pB}, []hwg.Process{pB})
@@ -664,7 +664,7 @@ func staleClaimNet(t *testing.T) *transferNet {
 	if len(n.multicasts) != 1 || n.multicasts[0].from != pB {
 		t.Fatalf("set-up: B's claim is not out: %d messages", len(n.multicasts))
 	}
-	n.objs[pA].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.objs[pA].onEvent(&lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
 	n.installAfter(1<<32|5, []hwg.Process{pB}, nil, []hwg.Process{pA})
 	return n
 }
@@ -734,7 +734,7 @@ func TestClaimWaitsForStartOverSeed(t *testing.T) {
 	}
 	n.propose("z")
 	n.queue = nil
-	n.objs[pK].onEvent(lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
+	n.objs[pK].onEvent(&lwg.Event{Type: lwg.EventExcluded, LWG: xferObject.LWG()})
 	n.installAfter(1<<32|4, []hwg.Process{pJ, a2}, nil, []hwg.Process{pK})
 	for range 2*emptyRounds + 2 {
 		rounds()

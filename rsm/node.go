@@ -902,8 +902,8 @@ func (n *Node) runInline(o *Object, its []item, clock *time.Duration) bool {
 	// Every command takes at least a byte: size bounds their number.
 	ok := o.ready && !snapshotDue(o, uint64(size))
 	if ok {
-		for _, it := range its {
-			o.process(it)
+		for i := range its {
+			o.process(&its[i])
 		}
 	}
 	o.smMu.Unlock()
@@ -1264,8 +1264,8 @@ func (n *Node) turn(o *Object, items []item) {
 	if timed {
 		start = sinceStart()
 	}
-	for _, it := range items {
-		o.process(it)
+	for i := range items {
+		o.process(&items[i])
 	}
 	o.smMu.Unlock()
 	o.runDone()
@@ -1299,10 +1299,12 @@ const (
 	slowMaxPenalty   = 1 << 20
 )
 
-func (o *Object) process(it item) {
+// process steps one input; it is the caller's (an item is some 370
+// bytes: see onEvent).
+func (o *Object) process(it *item) {
 	switch it.kind {
 	case itemEvent:
-		o.onEvent(it.ev)
+		o.onEvent(&it.ev)
 	case itemDirect:
 		o.onDirect(it.from, it.d)
 		if it.frame != nil {

@@ -142,8 +142,10 @@ const (
 	abandonTicks = 50 // give up a donor that sends nothing
 )
 
-// onEvent steps one LWG event of the object.
-func (o *Object) onEvent(e lwg.Event) {
+// onEvent steps one LWG event of the object. e is the caller's: an
+// Event is some 200 bytes, and it went down this path by value, copied
+// at every call, once per delivery at every replica.
+func (o *Object) onEvent(e *lwg.Event) {
 	switch e.Type {
 	case lwg.EventInstall:
 		o.recv = point{View: e.View.ID}
@@ -151,28 +153,29 @@ func (o *Object) onEvent(e lwg.Event) {
 		o.latest = v
 		o.pubView.Store(&v) // its own copy: View reads it from other goroutines
 		if slices.Contains(e.Joined, o.self) {
-			o.joined(e)
+			o.joined(*e)
 			return
 		}
-		o.step(queued{at: o.recv, ev: e})
+		o.step(o.recv, e)
 	case lwg.EventDeliver:
 		o.recv.Seq++
-		o.step(queued{at: o.recv, ev: e})
+		o.step(o.recv, e)
 	case lwg.EventLeft, lwg.EventExcluded:
 		o.membershipEnded(e.Type)
 	}
 }
 
-// step applies a stream entry, or queues it while the state is missing.
-func (o *Object) step(q queued) {
+// step applies the stream entry e at point at, or queues it (a copy)
+// while the state is missing.
+func (o *Object) step(at point, e *lwg.Event) {
 	switch {
 	case !o.ready:
-		o.queue = append(o.queue, q)
-		o.unreadyStep(q)
-	case !o.applied.less(q.at):
+		o.queue = append(o.queue, queued{at: at, ev: *e})
+		o.unreadyStep(e)
+	case !o.applied.less(at):
 		// Covered by the snapshot this replica restored.
 	default:
-		o.apply(q)
+		o.apply(at, e)
 	}
 }
 
@@ -242,10 +245,9 @@ type earlyOffer struct {
 	d    direct
 }
 
-// apply steps an entry on a ready replica.
-func (o *Object) apply(q queued) {
-	o.applied = q.at
-	e := q.ev
+// apply steps the entry e at point at on a ready replica.
+func (o *Object) apply(at point, e *lwg.Event) {
+	o.applied = at
 	if e.Type == lwg.EventInstall {
 		o.view = e.View.Clone()
 		serve := o.table.install(e.View, e.Joined, o.self)
@@ -768,8 +770,8 @@ func (o *Object) restoredFrom(donor hwg.Process, gen uint64, size int64) {
 	}
 	q := o.queue
 	o.queue = nil
-	for _, e := range q {
-		o.step(e)
+	for i := range q {
+		o.step(q[i].at, &q[i].ev)
 	}
 }
 
@@ -1107,23 +1109,23 @@ func (o *Object) startRound() {
 
 // unreadyStep looks at a stream entry a replica without the state has
 // queued, for the claim rounds.
-func (o *Object) unreadyStep(q queued) {
+func (o *Object) unreadyStep(e *lwg.Event) {
 	if o.round == nil {
 		o.round = &claimRound{away: newAway(lwg.Event{})}
 	}
-	if q.ev.Type == lwg.EventInstall {
-		o.round.away.install(q.ev)
+	if e.Type == lwg.EventInstall {
+		o.round.away.install(*e)
 		if o.round.view != 0 && !o.round.cancelled {
 			o.startRound() // a round is per view
 		}
 		return
 	}
-	m, err := decodeOrdered(q.ev.Payload)
-	if err != nil || !o.latest.Contains(q.ev.From) {
+	m, err := decodeOrdered(e.Payload)
+	if err != nil || !o.latest.Contains(e.From) {
 		return
 	}
 	if m.kind == kindRestored || m.kind == kindHold || m.kind == kindClaim && m.claim.has {
-		o.round.away.mayHold(q.ev.From)
+		o.round.away.mayHold(e.From)
 	}
 	if m.kind == kindForget {
 		// An operator gave up on the absent holders: this replica's
@@ -1138,7 +1140,7 @@ func (o *Object) unreadyStep(q queued) {
 	if m.kind != kindClaim && m.kind != kindHold {
 		return
 	}
-	if m.kind == kindClaim && q.ev.From == o.self && o.round.out > 0 {
+	if m.kind == kindClaim && e.From == o.self && o.round.out > 0 {
 		// Its own claim, delivered in a view where no round has started
 		// yet: that round starts with it as this replica's claim, and
 		// no second one (startRound sees it out). Counting it down first
@@ -1166,7 +1168,7 @@ func (o *Object) unreadyStep(q queued) {
 	if r.cancelled {
 		return
 	}
-	r.claims[q.ev.From] = m.claim
+	r.claims[e.From] = m.claim
 	for _, p := range o.latest.Members {
 		if _, ok := r.claims[p]; !ok {
 			return
@@ -1263,8 +1265,8 @@ func (o *Object) unreadyStep(q queued) {
 	}
 	o.replay = true
 	o.becomeReady()
-	for _, e := range queue {
-		o.step(e)
+	for i := range queue {
+		o.step(queue[i].at, &queue[i].ev)
 	}
 	o.replay = false
 	o.view = o.latest.Clone()

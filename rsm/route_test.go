@@ -40,7 +40,7 @@ func TestRouterLeavesDueSnapshotToWorker(t *testing.T) {
 		t.Fatalf("applied on the router (%d turns), run queue %d: want it handed to a worker", got, len(node.runq))
 	}
 	taken := len(n.events[pJ])
-	j.process(j.mail.items[0]) // the worker's turn
+	j.process(&j.mail.items[0]) // the worker's turn
 	if j.index != 1 || j.snapIndex != 1 {
 		t.Fatalf("after the worker's turn: index %d snapIndex %d, want a snapshot at 1 (events %v)", j.index, j.snapIndex, n.events[pJ][taken:])
 	}

@@ -83,7 +83,7 @@ func (s *SimNode) Object(id ObjectID) (*Object, bool) {
 // LWGEvent steps an event of the node's LWG layer.
 func (s *SimNode) LWGEvent(e lwg.Event) {
 	if o := s.objects[e.LWG]; o != nil {
-		o.onEvent(e)
+		o.onEvent(&e)
 	}
 }
 

@@ -135,7 +135,7 @@ func (n *transferNet) add(p hwg.Process, store snapStore) *Object {
 func (n *transferNet) install(id uint64, members []hwg.Process, joined []hwg.Process) {
 	n.view = lwg.View{ID: id, Members: members}
 	for _, m := range members {
-		n.objs[m].onEvent(lwg.Event{Type: lwg.EventInstall, LWG: xferObject.LWG(), View: n.view.Clone(), Joined: joined})
+		n.objs[m].onEvent(&lwg.Event{Type: lwg.EventInstall, LWG: xferObject.LWG(), View: n.view.Clone(), Joined: joined})
 	}
 }
 
@@ -144,14 +144,14 @@ func (n *transferNet) install(id uint64, members []hwg.Process, joined []hwg.Pro
 func (n *transferNet) installAfter(id uint64, members, joined, vanished []hwg.Process) {
 	n.view = lwg.View{ID: id, Members: members}
 	for _, m := range members {
-		n.objs[m].onEvent(lwg.Event{Type: lwg.EventInstall, LWG: xferObject.LWG(), View: n.view.Clone(), Joined: joined, Vanished: vanished})
+		n.objs[m].onEvent(&lwg.Event{Type: lwg.EventInstall, LWG: xferObject.LWG(), View: n.view.Clone(), Joined: joined, Vanished: vanished})
 	}
 }
 
 // propose delivers a command to every replica in the view.
 func (n *transferNet) propose(cmd string) {
 	for _, m := range n.view.Members {
-		n.objs[m].onEvent(lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: n.view.Members[0],
+		n.objs[m].onEvent(&lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: n.view.Members[0],
 			Payload: encodePropose(n.view.Members[0], 0, []byte(cmd))})
 	}
 }
@@ -203,7 +203,7 @@ func (n *transferNet) run(mut func(d *direct) bool) {
 	for _, m := range ms {
 		for _, p := range n.view.Members {
 			if o := n.objs[p]; o != nil {
-				o.onEvent(lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: m.from, Payload: m.b})
+				o.onEvent(&lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: m.from, Payload: m.b})
 			}
 		}
 	}
