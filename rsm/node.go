@@ -764,7 +764,10 @@ func (n *Node) routeEvents() {
 type router struct {
 	objs  []*Object // batch[i]'s object, nil if none
 	order []*Object // objects with events, by first event
-	flat  []item
+	// idx holds the batch's indices grouped by object: the events stay
+	// where they are, and only what goes to a worker is copied (items).
+	idx []int32
+	its []item
 }
 
 // route hands batch's events to their objects.
@@ -801,22 +804,23 @@ func (r *router) route(n *Node, batch []lwg.Event) {
 		o.routeOff, total = total, total+o.routeN
 		o.routeN = 0 // counts the items placed below
 	}
-	r.flat = slices.Grow(r.flat[:0], int(total))[:total]
+	r.idx = slices.Grow(r.idx[:0], int(total))[:total]
 	for i, o := range r.objs {
 		if o != nil {
-			r.flat[o.routeOff+o.routeN] = item{kind: itemEvent, ev: batch[i]}
+			r.idx[o.routeOff+o.routeN] = int32(i)
 			o.routeN++
 		}
 	}
 	clock := sinceStart()
 	for _, o := range r.order {
 		// enqueueAll copies the items.
-		if its := r.flat[o.routeOff : o.routeOff+o.routeN]; !n.runInline(o, its, &clock) {
-			n.enqueueAll(o, its)
+		if idx := r.idx[o.routeOff : o.routeOff+o.routeN]; !n.runInline(r, o, batch, idx, &clock) {
+			n.enqueueAll(o, r.items(batch, idx))
 		}
 		o.routeN = 0
 	}
-	clear(r.flat) // pin no payload
+	clear(r.its) // pin no payload
+	r.its = r.its[:0]
 	clear(r.objs)
 	clear(r.order)
 	r.objs, r.order = r.objs[:0], r.order[:0]
@@ -859,6 +863,16 @@ func (n *Node) nextEvents(buf []lwg.Event) ([]lwg.Event, bool) {
 	return buf, true
 }
 
+// items returns the events of batch at idx as items for a worker, in
+// r's scratch space (valid until the next call).
+func (r *router) items(batch []lwg.Event, idx []int32) []item {
+	r.its = r.its[:0]
+	for _, i := range idx {
+		r.its = append(r.its, item{kind: itemEvent, ev: batch[i]})
+	}
+	return r.its
+}
+
 // routeBatch bounds the events routed at once (and those nextEvents
 // takes at once from a Service that hands them out one at a time).
 const routeBatch = 1024
@@ -868,7 +882,7 @@ const routeBatch = 1024
 // worker (a mailbox, the run queue and a wake-up): at 10,000 objects
 // nearly every object turn is one proposal, and the hand-off cost 7% of
 // the CPU. It reports false, having done nothing, when a worker must
-// take them: o is slow (see inlineBudget), queued or running, or an item
+// take them: o is slow (see inlineBudget), queued or running, or an event
 // is anything but a command (an install may donate a snapshot; a claim
 // multicasts, which may block on the LWG service: the router must never
 // block, or the service, blocked sending it events, stops taking
@@ -886,8 +900,8 @@ const routeBatch = 1024
 // INVARIANT: o's inputs are processed in order, one turn at a time: the
 // router claims o as a worker does (scheduled), and what arrives
 // meanwhile waits in o's mailbox for a worker.
-func (n *Node) runInline(o *Object, its []item, clock *time.Duration) bool {
-	size, plain := plainCommands(its)
+func (n *Node) runInline(r *router, o *Object, batch []lwg.Event, idx []int32, clock *time.Duration) bool {
+	size, plain := plainEvents(batch, idx)
 	if !plain || o.slow.Load() {
 		return false
 	}
@@ -902,8 +916,8 @@ func (n *Node) runInline(o *Object, its []item, clock *time.Duration) bool {
 	// Every command takes at least a byte: size bounds their number.
 	ok := o.ready && !snapshotDue(o, uint64(size))
 	if ok {
-		for i := range its {
-			o.process(&its[i])
+		for _, i := range idx {
+			o.onEvent(&batch[i])
 		}
 	}
 	o.smMu.Unlock()
@@ -922,11 +936,22 @@ func (n *Node) runInline(o *Object, its []item, clock *time.Duration) bool {
 		if o.mail == nil {
 			o.mail = getMail()
 		}
-		o.mail.items = slices.Insert(o.mail.items, 0, its...)
+		o.mail.items = slices.Insert(o.mail.items, 0, r.items(batch, idx)...)
 		o.mu.Unlock()
 	}
 	n.release(o, true)
 	return true
+}
+
+// plainEvents is plainCommands of the events of batch at idx.
+func plainEvents(batch []lwg.Event, idx []int32) (size int, ok bool) {
+	for _, i := range idx {
+		if e := &batch[i]; e.Type != lwg.EventDeliver || !inlineKind(e.Payload) {
+			return 0, false
+		}
+		size += len(batch[i].Payload)
+	}
+	return size, true
 }
 
 // plainCommands reports whether its are all deliveries of plain commands

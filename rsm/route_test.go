@@ -33,7 +33,7 @@ func TestRouterLeavesDueSnapshotToWorker(t *testing.T) {
 	node := &Node{cfg: n.cfg}
 	node.wake = sync.NewCond(&node.mu)
 	ev := lwg.Event{Type: lwg.EventDeliver, LWG: xferObject.LWG(), From: pA, Payload: encodePropose(pA, 0, bytes.Repeat([]byte("x"), 600))}
-	if !node.runInline(j, []item{{kind: itemEvent, ev: ev}}, new(time.Duration)) {
+	if !runInlineItems(node, j, []item{{kind: itemEvent, ev: ev}}) {
 		t.Fatal("runInline refused a plain command")
 	}
 	if got := node.inlined.n.Load(); got != 0 || len(node.runq) != 1 || j.mail == nil || len(j.mail.items) != 1 {
@@ -131,14 +131,14 @@ func TestWorkerTurnMarksSlow(t *testing.T) {
 	if a.slow.Load() {
 		t.Fatal("a fast worker turn marked the object slow")
 	}
-	if !node.runInline(a, cmd("fast"), new(time.Duration)) || node.inlined.n.Load() != 1 {
+	if !runInlineItems(node, a, cmd("fast")) || node.inlined.n.Load() != 1 {
 		t.Fatal("the router refused a plain command of an idle object")
 	}
 	node.turn(a, cmd("slow"))
 	if !a.slow.Load() {
 		t.Fatal("a worker turn over the budget did not mark the object slow")
 	}
-	if node.runInline(a, cmd("wait"), new(time.Duration)) {
+	if runInlineItems(node, a, cmd("wait")) {
 		t.Fatal("the router took a command of an object whose Apply was slow on a worker")
 	}
 
@@ -160,7 +160,7 @@ func TestWorkerTurnMarksSlow(t *testing.T) {
 			}
 			node.turn(a, cmd("fast"))
 		}
-		if !node.runInline(a, cmd("fast"), new(time.Duration)) {
+		if !runInlineItems(node, a, cmd("fast")) {
 			t.Fatal("the router refused an object back from the workers")
 		}
 	}
@@ -179,4 +179,15 @@ func TestWorkerTurnMarksSlow(t *testing.T) {
 	if o.slow.Load() {
 		t.Fatal("a turn that took a scheduled snapshot marked the object slow")
 	}
+}
+
+// runInlineItems runs node.runInline on the events of its, as the router
+// does on a batch.
+func runInlineItems(node *Node, o *Object, its []item) bool {
+	batch := make([]lwg.Event, len(its))
+	idx := make([]int32, len(its))
+	for i := range its {
+		batch[i], idx[i] = its[i].ev, int32(i)
+	}
+	return node.runInline(&router{}, o, batch, idx, new(time.Duration))
 }
