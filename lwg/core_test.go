@@ -140,10 +140,6 @@ func bootstrapBound(t *testing.T, c *Core, bind []byte) hwg.GroupID {
 	return h
 }
 
-// TestRecycleKeepsSeveralArrays: a reader that holds several event
-// batches before handing them back gets them reused, not one array per
-// batch; arrays are kept up to maxSpareEvents, and besides the Core's own
-// only the first spare may be larger than keepEventsCap.
 // TestReadyWithoutSpareSizesNextArray: when every event array is with the
 // reader, the next one is made the size of the batch just handed out (up
 // to keepEventsCap), not grown from nothing by doubling.
@@ -162,6 +158,10 @@ func TestReadyWithoutSpareSizesNextArray(t *testing.T) {
 	}
 }
 
+// TestRecycleKeepsSeveralArrays: a reader that holds several event
+// batches before handing them back gets them reused, not one array per
+// batch; arrays are kept up to maxSpareEvents, and besides the Core's own
+// only the first spare may be larger than keepEventsCap.
 func TestRecycleKeepsSeveralArrays(t *testing.T) {
 	c := newTestCore(t)
 	held := make([][]Event, 5)

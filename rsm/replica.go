@@ -142,9 +142,10 @@ const (
 	abandonTicks = 50 // give up a donor that sends nothing
 )
 
-// onEvent steps one LWG event of the object. e is the caller's: an
-// Event is some 200 bytes, and it went down this path by value, copied
-// at every call, once per delivery at every replica.
+// onEvent steps one LWG event of the object. Neither it nor step, apply
+// and unreadyStep keep e or a pointer into it past the call (what they
+// keep, they copy): the router passes events in place in the batch it
+// releases after its turns.
 func (o *Object) onEvent(e *lwg.Event) {
 	switch e.Type {
 	case lwg.EventInstall:

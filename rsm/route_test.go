@@ -191,3 +191,23 @@ func runInlineItems(node *Node, o *Object, its []item) bool {
 	}
 	return node.runInline(&router{}, o, batch, idx, new(time.Duration))
 }
+
+// TestRouterPinsNoPayload: after a batch, the router's scratch items keep
+// no event, however many objects' events went to workers in it (each
+// call of items reuses the front of one array).
+func TestRouterPinsNoPayload(t *testing.T) {
+	var r router
+	batch := []lwg.Event{{Payload: []byte("a")}, {Payload: []byte("b")}, {Payload: []byte("c")}}
+	if its := r.items(batch, []int32{0, 1, 2}); len(its) != 3 || string(its[2].ev.Payload) != "c" {
+		t.Fatalf("items = %v", its)
+	}
+	if its := r.items(batch, []int32{1}); len(its) != 1 || string(its[0].ev.Payload) != "b" {
+		t.Fatalf("items = %v", its)
+	}
+	r.reset()
+	for i, it := range r.its[:cap(r.its)] {
+		if it.ev.Payload != nil {
+			t.Fatalf("slot %d still holds the payload %q after the batch", i, it.ev.Payload)
+		}
+	}
+}
