@@ -182,7 +182,7 @@ func TestDrainBoundsEvents(t *testing.T) {
 		pending, left, before int
 	}
 	done := make(chan outcome, 1)
-	svc.reqs <- func() {
+	drain := func() {
 		ep := svc.core.eps["l/1"]
 		car := svc.core.carriers[ep.h]
 		view := car.entry(ep).View.ID
@@ -198,6 +198,11 @@ func TestDrainBoundsEvents(t *testing.T) {
 		before := svc.core.PendingEvents()
 		svc.drain(ch)
 		done <- outcome{svc.core.PendingEvents(), len(ch), before}
+	}
+	select {
+	case svc.reqs <- drain:
+	case <-ctx.Done():
+		t.Fatal("the loop took no request")
 	}
 	var o outcome
 	select {

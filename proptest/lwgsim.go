@@ -775,8 +775,8 @@ func (s *LWGSim) Quiesce(maxSteps int) bool {
 			// HWG per LWG, the lazy leave of a carrier a switch emptied
 			// unregisters it in the directory IdleTicks after the
 			// switch. Go on while a message sent in a final view is not
-			// delivered everywhere yet, up to maxSteps in all; one that
-			// never arrives stays a liveness violation.
+			// delivered everywhere yet, for up to maxSteps more steps;
+			// one that never arrives stays a liveness violation.
 			for extra := 0; extra < maxSteps && len(checkLiveness(s.liveTrace())) > 0; extra += settleCheckSteps {
 				for range settleCheckSteps {
 					s.Step()
