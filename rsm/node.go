@@ -954,11 +954,10 @@ func (n *Node) runInline(r *router, o *Object, batch []lwg.Event, idx []int32, c
 // plainEvents is plainCommands of the events of batch at idx.
 func plainEvents(batch []lwg.Event, idx []int32) (size int, ok bool) {
 	for _, i := range idx {
-		e := &batch[i]
-		if e.Type != lwg.EventDeliver || !inlineKind(e.Payload) {
+		if !plainCommand(&batch[i]) {
 			return 0, false
 		}
-		size += len(e.Payload)
+		size += len(batch[i].Payload)
 	}
 	return size, true
 }
@@ -966,13 +965,18 @@ func plainEvents(batch []lwg.Event, idx []int32) (size int, ok bool) {
 // plainCommands reports whether its are all deliveries of plain commands
 // (what the router may apply itself), and their payloads' total size.
 func plainCommands(its []item) (size int, ok bool) {
-	for _, it := range its {
-		if it.kind != itemEvent || it.ev.Type != lwg.EventDeliver || !inlineKind(it.ev.Payload) {
+	for i := range its {
+		if its[i].kind != itemEvent || !plainCommand(&its[i].ev) {
 			return 0, false
 		}
-		size += len(it.ev.Payload)
+		size += len(its[i].ev.Payload)
 	}
 	return size, true
+}
+
+// plainCommand reports whether e is a delivery of a plain command.
+func plainCommand(e *lwg.Event) bool {
+	return e.Type == lwg.EventDeliver && inlineKind(e.Payload)
 }
 
 // release ends o's turn: o goes back on the run queue if inputs came
