@@ -20,8 +20,13 @@ func (c *Core) advance() {
 	}
 	if c.stale {
 		c.stale = false
+		c.touched = c.touched[:0]
+		clear(c.waiting)
 		live := c.order[:0]
 		for _, l := range c.order {
+			if in := c.intents[l]; in != nil {
+				in.listed = false
+			}
 			c.advanceIntent(l)
 			if c.intents[l] != nil {
 				live = append(live, l)
@@ -31,6 +36,12 @@ func (c *Core) advance() {
 		}
 		clear(c.order[len(live):])
 		c.order = live
+	}
+	for len(c.touched) > 0 {
+		h := c.touched[0]
+		c.touched = c.touched[1:]
+		c.advanceWaiting(h)
+		c.advanceWaiting("")
 	}
 	for _, l := range sortedKeys(c.switches) {
 		c.advanceSwitch(l, c.switches[l])
@@ -49,22 +60,49 @@ func (c *Core) advance() {
 	}
 }
 
-// advanceIntent moves l's Join or Leave on.
+// advanceWaiting moves on the intents listed as waiting on h's events.
+// An entry whose intent ended, or now waits on another group (listed
+// there), is dropped.
+func (c *Core) advanceWaiting(h hwg.GroupID) {
+	ls := c.waiting[h]
+	if len(ls) == 0 {
+		return
+	}
+	delete(c.waiting, h)
+	for _, l := range ls {
+		if in := c.intents[l]; in != nil && in.listed && in.waitOn == h {
+			in.listed = false
+			c.advanceIntent(l)
+		}
+	}
+}
+
+// advanceIntent moves l's Join or Leave on, and lists it under the group
+// whose events can move it on next.
 func (c *Core) advanceIntent(l ID) {
 	in := c.intents[l]
+	c.intentVisits++
+	var on hwg.GroupID
 	switch {
 	case in == nil || !c.dir.synced:
+		return
 	case !in.leave && in.joinOn != "":
 		// In flight: its own delivery, or the install, moves it on.
 		if car := c.carriers[in.joinOn]; car != nil {
 			c.pin(car)
 		}
+		on = in.joinOn
 	case !in.leave && in.bindSent:
 		// Its bind's delivery moves it on.
+		on = c.cfg.Directory
 	case in.leave:
-		c.advanceLeave(l, in)
+		on = c.advanceLeave(l, in)
 	default:
-		c.advanceJoin(l, in)
+		on = c.advanceJoin(l, in)
+	}
+	if c.intents[l] == in && (!in.listed || in.waitOn != on) {
+		in.waitOn, in.listed = on, true
+		c.waiting[on] = append(c.waiting[on], l)
 	}
 }
 
@@ -77,10 +115,12 @@ func (c *Core) addIntent(l ID, in *intent) {
 	}
 }
 
-func (c *Core) advanceJoin(l ID, in *intent) {
+// advanceJoin moves l's Join on and returns the group whose events can
+// move it on next ("" if any carrier's may).
+func (c *Core) advanceJoin(l ID, in *intent) hwg.GroupID {
 	if c.eps[l] != nil {
 		delete(c.intents, l)
-		return
+		return ""
 	}
 	b, ok := c.dir.lwgs[l]
 	if !ok || !c.dir.alive(b.HWG) {
@@ -90,7 +130,7 @@ func (c *Core) advanceJoin(l ID, in *intent) {
 			c.ctl(c.cfg.Directory, kBind, item{LWG: l, Ver: b.Ver, Group: c.cfg.Place(l)})
 			in.bindSent = true
 		}
-		return
+		return c.cfg.Directory
 	}
 	h := b.HWG
 	// Follow moves the local directory copy has not caught up with. A
@@ -106,11 +146,13 @@ func (c *Core) advanceJoin(l ID, in *intent) {
 				c.ctl(c.cfg.Directory, kBind, item{LWG: l, Ver: b.Ver, Group: c.cfg.Place(l), From: h})
 				in.bindSent = true
 			}
-			return
+			return c.cfg.Directory
 		}
 		if car == nil || !car.synced {
+			// Its registration moves on with the directory's events, its
+			// join and table with h's.
 			c.needCarrier(h)
-			return
+			return h
 		}
 		g, ok := car.gone[l]
 		if !ok || g.To == "" {
@@ -122,10 +164,10 @@ func (c *Core) advanceJoin(l ID, in *intent) {
 	c.pin(car)
 	e := car.entries[l]
 	if e != nil && e.Fl != nil && e.Fl.To != "" {
-		return // switching: join on the new carrier
+		return "" // switching: join on the new carrier
 	}
 	if e == nil && mayAnnounce(moved.Members, c.self, car.view) {
-		return // wait for the announcement
+		return h // wait for the announcement
 	}
 	if in.joinOn == "" {
 		it := item{LWG: l, Ver: b.Ver}
@@ -135,26 +177,30 @@ func (c *Core) advanceJoin(l ID, in *intent) {
 		c.ctl(h, kJoin, it)
 		in.joinOn = h
 	}
+	return h
 }
 
-func (c *Core) advanceLeave(l ID, in *intent) {
+// advanceLeave moves l's Leave on and returns the group whose events can
+// move it on next ("" if any carrier's may).
+func (c *Core) advanceLeave(l ID, in *intent) hwg.GroupID {
 	ep := c.eps[l]
 	if ep == nil {
 		if in.joinOn == "" {
 			delete(c.intents, l)
 		}
-		return // a join still in flight completes first, then leaves
+		return in.joinOn // a join still in flight completes first, then leaves
 	}
 	if ep.awaitAdopt {
-		return
+		return ""
 	}
 	if e := c.carriers[ep.h].entries[l]; e != nil && e.Fl != nil && e.Fl.To != "" {
-		return
+		return ""
 	}
 	if in.leaveOn == "" {
 		c.ctl(ep.h, kLeave, item{LWG: l})
 		in.leaveOn = ep.h
 	}
+	return ep.h
 }
 
 func (c *Core) advanceSwitch(l ID, sw *switchReq) {
@@ -221,11 +267,7 @@ func (c *Core) advanceAdopt(ep *endpoint) {
 // directory, then join through the registered members (or bootstrap it, if
 // the directory made this process its creator).
 func (c *Core) needCarrier(h hwg.GroupID) {
-	car := c.carriers[h]
-	if car == nil {
-		car = newCarrier(c, h)
-		c.carriers[h] = car
-	}
+	car := c.carrierOf(h)
 	c.pin(car)
 	if car.member || car.joining || car.unregSent {
 		return

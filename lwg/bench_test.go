@@ -868,8 +868,13 @@ func coreBytesPerEndpoint(b testing.TB, count int) float64 {
 // newLoopCore returns a Core over a one-node loopback HWG, its directory
 // installed.
 func newLoopCore(b testing.TB) (*lwg.Core, *loopHWG) {
+	return newLoopCoreOn(b, lwg.Shared("h/x"))
+}
+
+// newLoopCoreOn is newLoopCore with LWGs placed by place.
+func newLoopCoreOn(b testing.TB, place lwg.Placement) (*lwg.Core, *loopHWG) {
 	self := hwg.Process{Node: 1, Inc: 1}
-	c, err := lwg.NewCore(lwg.Config{Self: self, Place: lwg.Shared("h/x")})
+	c, err := lwg.NewCore(lwg.Config{Self: self, Place: place})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -888,25 +893,64 @@ func newLoopCore(b testing.TB) (*lwg.Core, *loopHWG) {
 // this benchmark guards against that coming back.
 func BenchmarkCoreJoinBurst(b *testing.B) {
 	for _, n := range []int{500, 1000, 2000, 4000, 8000} {
-		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			var per time.Duration
-			for b.Loop() {
-				c, lh := newLoopCore(b)
-				ls := benchLWGs(n)
-				start := time.Now()
-				for _, l := range ls {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) { coreJoinBurst(b, lwg.Shared("h/x"), n) })
+	}
+	for _, n := range []int{500, 1000, 2000, 4000} {
+		b.Run(fmt.Sprintf("per-lwg/n=%d", n), func(b *testing.B) { coreJoinBurst(b, lwg.PerLWG, n) })
+	}
+}
+
+func coreJoinBurst(b *testing.B, place lwg.Placement, n int) {
+	var per time.Duration
+	for b.Loop() {
+		c, lh := newLoopCoreOn(b, place)
+		ls := benchLWGs(n)
+		start := time.Now()
+		for _, l := range ls {
+			if err := c.Join(l); err != nil {
+				b.Fatal(err)
+			}
+		}
+		lh.drive(b, c)
+		per = time.Since(start) / time.Duration(n)
+		if c.Endpoints() != n {
+			b.Fatalf("%d endpoints, want %d", c.Endpoints(), n)
+		}
+	}
+	b.ReportMetric(float64(per)/float64(time.Microsecond), "µs/join")
+}
+
+// BenchmarkCoreTick measures a Core's Tick (and what it hands back) with
+// n idle LWGs, on one carrier and with a carrier each (the baseline
+// placement). Its time should not grow with the number of carriers
+// beyond a walk of them: a Core ticks every Config tick (50 ms in a
+// Service) whether or not anything happens.
+func BenchmarkCoreTick(b *testing.B) {
+	for _, pl := range []struct {
+		name  string
+		place lwg.Placement
+	}{{"shared", lwg.Shared("h/x")}, {"per-lwg", lwg.PerLWG}} {
+		for _, n := range []int{1000, 10000} {
+			b.Run(fmt.Sprintf("%s/n=%d", pl.name, n), func(b *testing.B) {
+				c, lh := newLoopCoreOn(b, pl.place)
+				for _, l := range benchLWGs(n) {
 					if err := c.Join(l); err != nil {
 						b.Fatal(err)
 					}
 				}
 				lh.drive(b, c)
-				per = time.Since(start) / time.Duration(n)
 				if c.Endpoints() != n {
 					b.Fatalf("%d endpoints, want %d", c.Endpoints(), n)
 				}
-			}
-			b.ReportMetric(float64(per)/float64(time.Microsecond), "µs/join")
-		})
+				for b.Loop() {
+					c.Tick()
+					lh.drive(b, c)
+				}
+				if c.Endpoints() != n {
+					b.Fatalf("%d endpoints after ticking, want %d", c.Endpoints(), n)
+				}
+			})
+		}
 	}
 }
 

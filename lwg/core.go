@@ -18,7 +18,13 @@ type Core struct {
 	self     hwg.Process
 	dir      *directory
 	carriers map[hwg.GroupID]*carrier
-	eps      map[ID]*endpoint
+	// carrierList holds carriers' values by group, for the walks that
+	// must be deterministic; nil once a carrier is added. Tick walks it
+	// every tick: sorting 10,000 keys each time (a carrier per LWG) took
+	// 2 ms, and looking each up again most of the rest
+	// (BenchmarkCoreTick).
+	carrierList []*carrier
+	eps         map[ID]*endpoint
 	// handleItems is handlesDelivered's scratch, kept between messages.
 	handleItems []handleItem
 	// tags: what SetTag attached to each LWG, carried by its deliveries.
@@ -26,10 +32,18 @@ type Core struct {
 	intents map[ID]*intent
 	order   []ID // intents in request order, so advance is deterministic
 	inOrder map[ID]bool
-	// stale: an input since the last advance may have changed what a Join
-	// or Leave waits on.
-	stale    bool
-	switches map[ID]*switchReq
+	// stale: an input since the last advance may have changed what any
+	// Join or Leave waits on (the directory's events, ticks). touched:
+	// carriers with an event since then, which move on only the intents
+	// listed in waiting under them (or under ""). With a carrier per LWG,
+	// a burst of n joins gets n carrier installs, and walking every
+	// intent at each made the burst quadratic (BenchmarkCoreJoinBurst).
+	stale   bool
+	touched []hwg.GroupID
+	waiting map[hwg.GroupID][]ID
+	// intentVisits counts advanceIntent calls (tests: what a burst costs).
+	intentVisits uint64
+	switches     map[ID]*switchReq
 	// pendingEP: endpoints waiting to acknowledge a switch or to see their
 	// LWG announced on its new carrier; advance retries them.
 	pendingEP map[ID]bool
@@ -110,6 +124,11 @@ type intent struct {
 	joinOn   hwg.GroupID // carrier of an in-flight kJoin
 	leaveOn  hwg.GroupID // carrier of an in-flight kLeave
 	rejoin   bool        // Join came during the leave: join once it is done
+	// waitOn is the group whose events can move it on, as its last
+	// advance found ("" if any carrier's may); listed: it is in
+	// Core.waiting[waitOn].
+	waitOn hwg.GroupID
+	listed bool
 }
 
 // switchEnd is a switch request that ended without moving its LWG: err is
@@ -153,6 +172,7 @@ func NewCore(cfg Config) (*Core, error) {
 		tags:      map[ID]any{},
 		intents:   map[ID]*intent{},
 		inOrder:   map[ID]bool{},
+		waiting:   map[hwg.GroupID][]ID{},
 		switches:  map[ID]*switchReq{},
 		pendingEP: map[ID]bool{},
 		booted:    map[hwg.GroupID]bool{},
@@ -388,8 +408,8 @@ func (c *Core) Switch(l ID, base hwg.GroupID) error {
 // lazy leaves of idle carriers. Idle LWGs have no timers.
 func (c *Core) Tick() {
 	c.ticks++
-	for _, h := range sortedKeys(c.carriers) {
-		car := c.carriers[h]
+	for _, car := range c.sortedCarriers() {
+		h := car.group
 		if car.member && !car.synced {
 			// Admitted but no snapshot: if no member that holds the table
 			// is left (it failed before sending it), none ever comes. Leave
@@ -604,12 +624,19 @@ func (c *Core) HWGEvent(e hwg.Event) {
 }
 
 func (c *Core) hwgEvent(e *hwg.Event) {
-	if e.Type != hwg.EventSend {
-		c.stale = true // anything but data and sends may move a Join or Leave on
+	car := c.carriers[e.Group]
+	// Anything but data and sends may move a Join or Leave on: a
+	// carrier's event those waiting on it, others any.
+	switch {
+	case e.Type == hwg.EventSend:
+	case car == nil || e.Group == c.cfg.Directory:
+		c.stale = true
+	case len(c.touched) == 0 || c.touched[len(c.touched)-1] != e.Group:
+		c.touched = append(c.touched, e.Group)
 	}
 	if e.Group == c.cfg.Directory {
 		c.dirEvent(e)
-	} else if car := c.carriers[e.Group]; car != nil {
+	} else if car != nil {
 		c.carrierEvent(car, e)
 	}
 	c.advance()
@@ -738,8 +765,9 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 			// Back in the directory: correct what it says of this node's
 			// carriers and of the LWGs it coordinates (updates may have
 			// been lost with its membership).
-			for _, h := range sortedKeys(c.carriers) {
-				car, rec := c.carriers[h], c.dir.carriers[h]
+			for _, car := range c.sortedCarriers() {
+				h := car.group
+				rec := c.dir.carriers[h]
 				if car.synced {
 					if rec == nil {
 						c.act(Action{Type: ActLeave, Group: h}) // declared dead meanwhile
@@ -833,12 +861,31 @@ func (c *Core) attach(ep *endpoint, h hwg.GroupID) {
 		delete(old.local, ep.id)
 	}
 	ep.h = h
-	t := c.carriers[h]
-	if t == nil {
-		t = newCarrier(c, h)
-		c.carriers[h] = t
+	c.carrierOf(h).local[ep.id] = ep
+}
+
+// carrierOf returns this node's record of carrier h, made if it has none.
+func (c *Core) carrierOf(h hwg.GroupID) *carrier {
+	car := c.carriers[h]
+	if car == nil {
+		car = newCarrier(c, h)
+		c.carriers[h] = car
+		c.carrierList = nil
 	}
-	t.local[ep.id] = ep
+	return car
+}
+
+// sortedCarriers returns c.carriers' values ordered by group. The slice
+// is shared and must not be modified; a carrier added while a caller
+// walks it is not in it (as with a copy).
+func (c *Core) sortedCarriers() []*carrier {
+	if c.carrierList == nil {
+		c.carrierList = make([]*carrier, 0, len(c.carriers))
+		for _, h := range sortedKeys(c.carriers) {
+			c.carrierList = append(c.carrierList, c.carriers[h])
+		}
+	}
+	return c.carrierList
 }
 
 func (c *Core) maybeBlockOK(car *carrier) {
@@ -1341,8 +1388,8 @@ func (c *Core) room(n int) { c.events = slices.Grow(c.events, n) }
 func (c *Core) Debug() string {
 	var b []byte
 	b = fmt.Appendf(b, "dir synced=%v view=%v owed=%d carriers=%d\n", c.dir.synced, c.dir.view, len(c.dir.owed), len(c.dir.carriers))
-	for _, h := range sortedKeys(c.carriers) {
-		car := c.carriers[h]
+	for _, car := range c.sortedCarriers() {
+		h := car.group
 		rec := c.dir.carriers[h]
 		b = fmt.Appendf(b, "  carrier %s member=%v synced=%v view=%v joining=%v(%d) reg=%v/%v local=%d incoming=%d blocking=%v/%v entries=%d dirrec=%v\n",
 			h, car.member, car.synced, car.view, car.joining, car.joinTicks, car.regSent, car.unregSent, len(car.local), len(car.incoming), car.blocking, car.blockAcked, len(car.entries), rec)

@@ -23,3 +23,7 @@ func Waiters(ctx context.Context, svc *Service, l ID) (int, error) {
 
 // MaxMessageBytes returns the MaxMessageBytes svc's Core runs with.
 func MaxMessageBytes(svc *Service) int { return svc.core.cfg.MaxMessageBytes }
+
+// IntentVisits returns how many times c looked at a Join or Leave in
+// progress.
+func IntentVisits(c *Core) uint64 { return c.intentVisits }

@@ -98,8 +98,8 @@ func (c *Core) Observe() Observation {
 		byID[lo.ID] = len(o.LWGs)
 		o.LWGs = append(o.LWGs, lo)
 	}
-	for _, h := range sortedKeys(c.carriers) {
-		car := c.carriers[h]
+	for _, car := range c.sortedCarriers() {
+		h := car.group
 		if !car.member || !car.synced {
 			continue
 		}
