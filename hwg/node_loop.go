@@ -65,6 +65,7 @@ func (n *Node) run() {
 			n.work = n.receive(in)
 		case f := <-n.reqs:
 			f()
+			n.allStepped = true
 		case m := <-mcast:
 			n.multicast(m)
 			n.work = 1
@@ -111,6 +112,7 @@ func (n *Node) run() {
 			select {
 			case f := <-n.reqs:
 				f()
+				n.allStepped = true
 				continue
 			default:
 			}
@@ -169,6 +171,7 @@ func (n *Node) multicast(m multicastReq) {
 
 // hand gives the group one multicast, or the BlockOK queued in its place.
 func (n *Node) hand(g *Group, m multicastReq) error {
+	n.step(m.group, g)
 	if m.blockOK {
 		g.BlockOK()
 		return nil
@@ -225,6 +228,7 @@ func (n *Node) tick() {
 	n.expireLeft()
 	heartbeats := n.det.Tick()
 	suspected := n.det.Suspected()
+	n.allStepped = true
 	for _, g := range n.groups {
 		for _, p := range suspected {
 			g.Suspect(p)
@@ -360,6 +364,7 @@ func (n *Node) receive(in transport.Inbound) (entries int) {
 		// The peer's memberships changed: a member of ours stuck in an old
 		// view would otherwise hear nothing (idle groups send nothing).
 		n.reprobe[from.Node]--
+		n.allStepped = true
 		for _, g := range n.groups {
 			g.Probe(from.Node)
 		}
@@ -375,6 +380,7 @@ func (n *Node) receive(in transport.Inbound) (entries int) {
 			continue
 		}
 		entries += len(m.Entries)
+		n.step(m.Group, g)
 		if err := g.Step(m); err != nil {
 			n.log.Debug("message rejected", "group", m.Group, "from", m.From, "type", m.Type, "error", err)
 		}
@@ -417,16 +423,25 @@ func (n *Node) outputs(id GroupID, g *Group, outs []output) {
 // flush carries out what every group asks for: events to the reader and
 // messages out, one frame per destination node.
 func (n *Node) flush() {
-	for id, g := range n.groups {
-		if !g.HasReady() {
-			continue
+	if n.allStepped {
+		n.allStepped = false
+		clear(n.stepped)
+		n.stepped = n.stepped[:0]
+		for id, g := range n.groups {
+			n.flushGroup(id, g)
 		}
-		// Done with the messages before the next flush: they are copied
-		// into the outbox and encoded below.
-		for _, m := range g.readyMessages() {
-			n.outbox[m.To.Node] = append(n.outbox[m.To.Node], m)
+	} else {
+		// Outputs may step a group again (a rejoin): that one waits for
+		// the next flush, as it did when the flush walked every group.
+		stepped := n.stepped
+		n.stepped = n.spareStepped[:0]
+		for _, s := range stepped {
+			if n.groups[s.id] == s.g { // not left meanwhile
+				n.flushGroup(s.id, s.g)
+			}
 		}
-		n.outputs(id, g, g.takeOutputs())
+		clear(stepped)
+		n.spareStepped = stepped[:0]
 	}
 	for to, msgs := range n.outbox {
 		if len(msgs) == 0 {
@@ -453,6 +468,34 @@ func (n *Node) flush() {
 		} else {
 			n.outbox[to] = msgs[:0]
 		}
+	}
+}
+
+// flushGroup queues g's messages for the outbox and hands out its events.
+func (n *Node) flushGroup(id GroupID, g *Group) {
+	if !g.HasReady() {
+		return
+	}
+	// Done with the messages before the next flush: they are copied into
+	// the outbox and encoded below.
+	for _, m := range g.readyMessages() {
+		n.outbox[m.To.Node] = append(n.outbox[m.To.Node], m)
+	}
+	n.outputs(id, g, g.takeOutputs())
+}
+
+// steppedGroup is a group given input since the last flush.
+type steppedGroup struct {
+	id GroupID
+	g  *Group
+}
+
+// step notes that g is given input: the next flush looks at it. A group
+// stepped by several messages is listed as often; the flush finds it
+// ready once.
+func (n *Node) step(id GroupID, g *Group) {
+	if !n.allStepped {
+		n.stepped = append(n.stepped, steppedGroup{id, g})
 	}
 }
 
@@ -523,6 +566,7 @@ func (n *Node) event(id GroupID, g *Group, e *Event) {
 		n.epoch++
 		// Excluded members rejoin as new members, through the last view.
 		if g.Info().Status == StatusIdle {
+			n.step(id, g)
 			if err := g.Join(n.contacts[id]); err != nil {
 				n.log.Error("rejoining", "group", id, "error", err)
 			}

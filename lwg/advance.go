@@ -22,14 +22,17 @@ func (c *Core) advance() {
 		c.stale = false
 		c.touched = c.touched[:0]
 		clear(c.waiting)
+		clear(c.sentOn)
 		live := c.order[:0]
 		for _, l := range c.order {
 			if in := c.intents[l]; in != nil {
 				in.listed = false
 			}
 			c.advanceIntent(l)
-			if c.intents[l] != nil {
+			if in := c.intents[l]; in != nil {
 				live = append(live, l)
+				c.noteSent(l, in.joinOn)
+				c.noteSent(l, in.leaveOn)
 			} else {
 				delete(c.inOrder, l)
 			}
@@ -106,6 +109,14 @@ func (c *Core) advanceIntent(l ID) {
 	}
 }
 
+// noteSent lists l under carrier h, where its request is in flight (none
+// if h is "").
+func (c *Core) noteSent(l ID, h hwg.GroupID) {
+	if h != "" {
+		c.sentOn[h] = append(c.sentOn[h], l)
+	}
+}
+
 // addIntent records a new Join or Leave for l, in request order.
 func (c *Core) addIntent(l ID, in *intent) {
 	c.intents[l] = in
@@ -176,6 +187,7 @@ func (c *Core) advanceJoin(l ID, in *intent) hwg.GroupID {
 		}
 		c.ctl(h, kJoin, it)
 		in.joinOn = h
+		c.noteSent(l, h)
 	}
 	return h
 }
@@ -199,6 +211,7 @@ func (c *Core) advanceLeave(l ID, in *intent) hwg.GroupID {
 	if in.leaveOn == "" {
 		c.ctl(ep.h, kLeave, item{LWG: l})
 		in.leaveOn = ep.h
+		c.noteSent(l, ep.h)
 	}
 	return ep.h
 }

@@ -162,7 +162,7 @@ func (w *installWatch) recordSent(on bool) (lat, sent []time.Duration) {
 func (w *installWatch) expect(want int, pred func(lwg.Event) bool) chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.pred, w.seen, w.want, w.done = pred, map[lwg.ID]bool{}, want, make(chan struct{})
+	w.pred, w.seen, w.want, w.done = pred, make(map[lwg.ID]bool, want), want, make(chan struct{})
 	return w.done
 }
 

@@ -41,6 +41,12 @@ type Core struct {
 	stale   bool
 	touched []hwg.GroupID
 	waiting map[hwg.GroupID][]ID
+	// sentOn lists the intents with a request in flight on each carrier
+	// (in.joinOn or in.leaveOn), for forgetInFlight: walking every intent
+	// at each carrier's snapshot made a burst of joins on carriers of
+	// their own quadratic. Entries whose request ended since are skipped;
+	// advance's full walk lists them afresh.
+	sentOn map[hwg.GroupID][]ID
 	// intentVisits counts advanceIntent calls (tests: what a burst costs).
 	intentVisits uint64
 	switches     map[ID]*switchReq
@@ -173,6 +179,7 @@ func NewCore(cfg Config) (*Core, error) {
 		intents:   map[ID]*intent{},
 		inOrder:   map[ID]bool{},
 		waiting:   map[hwg.GroupID][]ID{},
+		sentOn:    map[hwg.GroupID][]ID{},
 		switches:  map[ID]*switchReq{},
 		pendingEP: map[ID]bool{},
 		booted:    map[hwg.GroupID]bool{},
@@ -688,14 +695,17 @@ func (c *Core) forgetInFlight(h hwg.GroupID) {
 		}
 		return
 	}
-	for _, in := range c.intents {
-		if in.joinOn == h {
-			in.joinOn = ""
-		}
-		if in.leaveOn == h {
-			in.leaveOn = ""
+	for _, l := range c.sentOn[h] {
+		if in := c.intents[l]; in != nil {
+			if in.joinOn == h {
+				in.joinOn = ""
+			}
+			if in.leaveOn == h {
+				in.leaveOn = ""
+			}
 		}
 	}
+	delete(c.sentOn, h)
 }
 
 func nodesOf(ps []hwg.Process, except hwg.NodeID) []hwg.NodeID {
