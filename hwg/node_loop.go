@@ -425,8 +425,7 @@ func (n *Node) outputs(id GroupID, g *Group, outs []output) {
 func (n *Node) flush() {
 	if n.allStepped {
 		n.allStepped = false
-		clear(n.stepped)
-		n.stepped = n.stepped[:0]
+		n.stepped = keepStepped(n.stepped)
 		for id, g := range n.groups {
 			n.flushGroup(id, g)
 		}
@@ -440,8 +439,7 @@ func (n *Node) flush() {
 				n.flushGroup(s.id, s.g)
 			}
 		}
-		clear(stepped)
-		n.spareStepped = stepped[:0]
+		n.spareStepped = keepStepped(stepped)
 	}
 	for to, msgs := range n.outbox {
 		if len(msgs) == 0 {
@@ -484,6 +482,19 @@ func (n *Node) flushGroup(id GroupID, g *Group) {
 	n.outputs(id, g, g.takeOutputs())
 }
 
+// steppedKeep bounds the stepped list an emptied array is kept for: it
+// may hold an entry per message, and one turn may take thousands.
+const steppedKeep = 1024
+
+// keepStepped empties s for reuse, or drops it if a burst made it large.
+func keepStepped(s []steppedGroup) []steppedGroup {
+	if cap(s) > steppedKeep {
+		return nil
+	}
+	clear(s)
+	return s[:0]
+}
+
 // steppedGroup is a group given input since the last flush.
 type steppedGroup struct {
 	id GroupID
@@ -491,10 +502,10 @@ type steppedGroup struct {
 }
 
 // step notes that g is given input: the next flush looks at it. A group
-// stepped by several messages is listed as often; the flush finds it
-// ready once.
+// stepped by several messages in a row is listed once; one stepped
+// between others' is listed again, and the flush finds it ready once.
 func (n *Node) step(id GroupID, g *Group) {
-	if !n.allStepped {
+	if k := len(n.stepped); !n.allStepped && (k == 0 || n.stepped[k-1].g != g) {
 		n.stepped = append(n.stepped, steppedGroup{id, g})
 	}
 }

@@ -40,12 +40,14 @@ func (c *Core) advance() {
 		clear(c.order[len(live):])
 		c.order = live
 	}
-	for len(c.touched) > 0 {
-		h := c.touched[0]
-		c.touched = c.touched[1:]
+	// advanceWaiting touches nothing: the list does not grow under the
+	// loop.
+	for _, h := range c.touched {
 		c.advanceWaiting(h)
 		c.advanceWaiting("")
 	}
+	clear(c.touched)
+	c.touched = c.touched[:0]
 	for _, l := range sortedKeys(c.switches) {
 		c.advanceSwitch(l, c.switches[l])
 	}
@@ -72,9 +74,10 @@ func (c *Core) advanceWaiting(h hwg.GroupID) {
 		return
 	}
 	delete(c.waiting, h)
+	c.passes++
 	for _, l := range ls {
-		if in := c.intents[l]; in != nil && in.listed && in.waitOn == h {
-			in.listed = false
+		if in := c.intents[l]; in != nil && in.listed && in.waitOn == h && in.pass != c.passes {
+			in.listed, in.pass = false, c.passes
 			c.advanceIntent(l)
 		}
 	}
@@ -103,7 +106,14 @@ func (c *Core) advanceIntent(l ID) {
 	default:
 		on = c.advanceJoin(l, in)
 	}
-	if c.intents[l] == in && (!in.listed || in.waitOn != on) {
+	if c.intents[l] == in {
+		c.listIntent(l, in, on)
+	}
+}
+
+// listIntent lists l's intent in under on, unless it is listed there.
+func (c *Core) listIntent(l ID, in *intent, on hwg.GroupID) {
+	if !in.listed || in.waitOn != on {
 		in.waitOn, in.listed = on, true
 		c.waiting[on] = append(c.waiting[on], l)
 	}

@@ -47,8 +47,10 @@ type Core struct {
 	// their own quadratic. Entries whose request ended since are skipped;
 	// advance's full walk lists them afresh.
 	sentOn map[hwg.GroupID][]ID
-	// intentVisits counts advanceIntent calls (tests: what a burst costs).
+	// intentVisits counts advanceIntent calls (tests: what a burst costs);
+	// passes, advanceWaiting's passes.
 	intentVisits uint64
+	passes       uint64
 	switches     map[ID]*switchReq
 	// pendingEP: endpoints waiting to acknowledge a switch or to see their
 	// LWG announced on its new carrier; advance retries them.
@@ -135,6 +137,10 @@ type intent struct {
 	// Core.waiting[waitOn].
 	waitOn hwg.GroupID
 	listed bool
+	// pass is the last advanceWaiting pass that looked at it: an intent
+	// listed twice in one list (listed, moved away and back) is looked
+	// at once.
+	pass uint64
 }
 
 // switchEnd is a switch request that ended without moving its LWG: err is
@@ -638,6 +644,8 @@ func (c *Core) hwgEvent(e *hwg.Event) {
 	case e.Type == hwg.EventSend:
 	case car == nil || e.Group == c.cfg.Directory:
 		c.stale = true
+	case !c.dir.synced:
+		// advance waits for the directory, whose sync walks every intent.
 	case len(c.touched) == 0 || c.touched[len(c.touched)-1] != e.Group:
 		c.touched = append(c.touched, e.Group)
 	}
@@ -1130,7 +1138,10 @@ func (c *Core) endEndpoint(car *carrier, ep *endpoint, left bool) {
 	c.emit(Event{Type: t, LWG: ep.id, View: View{ID: ep.view.ID}})
 	if in := c.intents[ep.id]; in != nil && in.leave {
 		if in.rejoin {
+			// A Join now: the advance after this input looks at it
+			// whatever group's event this is.
 			*in = intent{}
+			c.listIntent(ep.id, in, "")
 		} else {
 			delete(c.intents, ep.id)
 		}
