@@ -886,6 +886,8 @@ func diskWrite(b *testing.B, size int) float64 {
 // snapshot (Config.SnapshotInterval) and get ticks until then.
 // k = 100,000 runs only with LWGKIT_RSM_IDLE_100K=1. LWGKIT_RSM_IDLE_NODES
 // opens the objects on only the first 1 or 2 of the nodes.
+// LWGKIT_RSM_IDLE_PROFILE=prefix writes CPU profiles of the fresh and
+// dirty windows to prefix.fresh and prefix.dirty.
 func BenchmarkIdle(b *testing.B) {
 	nodes := envInt(b, "LWGKIT_RSM_IDLE_NODES", 3)
 	ks := []int{10_000}
@@ -908,7 +910,9 @@ func BenchmarkIdle(b *testing.B) {
 				heap1 := liveHeap()
 				state := float64(unsafe.Sizeof(rsmtest.Counter{}))
 				perObj := float64(int64(heap1)-int64(heap0))/float64(nodes*k) - state
+				stopProf := idleProfile(b, "fresh")
 				freshCPU := idleCPU(idle)
+				stopProf()
 
 				// One command each, proposed from node 1.
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -922,7 +926,9 @@ func BenchmarkIdle(b *testing.B) {
 					b.Fatal(err)
 				}
 				settle()
+				stopProf = idleProfile(b, "dirty")
 				dirtyCPU := idleCPU(idle)
+				stopProf()
 				b.ReportMetric(perObj, "B/object")
 				b.ReportMetric(baseCPU*1000, "base-cpu-ms/s")
 				b.ReportMetric(freshCPU*1000, "fresh-cpu-ms/s")
@@ -932,6 +938,28 @@ func BenchmarkIdle(b *testing.B) {
 				c.close()
 			}
 		})
+	}
+}
+
+// idleProfile starts a CPU profile of an idle window into
+// $LWGKIT_RSM_IDLE_PROFILE.<name> if that is set, and returns its stop.
+func idleProfile(b *testing.B, name string) func() {
+	prefix := os.Getenv("LWGKIT_RSM_IDLE_PROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "." + name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

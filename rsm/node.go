@@ -145,8 +145,15 @@ type Node struct {
 	// record and snapshots removed), a channel its Close closes then. An
 	// Open of the id waits for it: else the old Close would remove the
 	// new object's record and snapshots.
-	closing   map[lwg.ID]chan struct{}
-	watched   map[*Object]*watchState
+	closing map[lwg.ID]chan struct{}
+	watched map[*Object]*watchState
+	// dueAt lists watched objects by the tick their next tick item is due
+	// at (entries whose object was unwatched, or is due at another tick
+	// since, are skipped), and tickNo counts ticks: a tick looks only at
+	// the objects due. Walking every watched object each tick cost 10,000
+	// dirty objects on three nodes 15 ms of CPU a second.
+	dueAt     map[uint64][]*Object
+	tickNo    uint64
 	observers []func(Event)
 	runq      []*Object
 	wake      *sync.Cond
@@ -200,6 +207,7 @@ func New(cfg Config) (*Node, error) {
 		objects: map[lwg.ID]*Object{},
 		closing: map[lwg.ID]chan struct{}{},
 		watched: map[*Object]*watchState{},
+		dueAt:   map[uint64][]*Object{},
 		stop:    make(chan struct{}),
 	}
 	n.wake = sync.NewCond(&n.mu)
@@ -1187,13 +1195,18 @@ func (n *Node) tick() {
 		}
 		var due []dueTick
 		n.mu.Lock()
-		for o, w := range n.watched {
-			w.elapsed++
-			if w.left--; w.left > 0 {
+		n.tickNo++
+		now := n.tickNo
+		objs := n.dueAt[now]
+		delete(n.dueAt, now)
+		for _, o := range objs {
+			w := n.watched[o]
+			if w == nil || w.due != now {
 				continue
 			}
-			due = append(due, dueTick{o, w.elapsed})
-			w.left, w.elapsed = n.period(o), 0
+			due = append(due, dueTick{o, int(now - w.last)})
+			w.last = now
+			n.dueIn(o, w, n.period(o))
 		}
 		n.mu.Unlock()
 		for _, d := range due {
@@ -1202,10 +1215,16 @@ func (n *Node) tick() {
 	}
 }
 
-// watchState counts ticks for a watched object.
+// watchState counts ticks for a watched object, in Node.tickNo.
 type watchState struct {
-	left    int // ticks until its next tick item
-	elapsed int // ticks since its last one
+	due  uint64 // tick of its next tick item
+	last uint64 // tick of its last one, or of its watch
+}
+
+// dueIn makes o's next tick item due in ticks ticks (n.mu held).
+func (n *Node) dueIn(o *Object, w *watchState, ticks int) {
+	w.due = n.tickNo + uint64(ticks)
+	n.dueAt[w.due] = append(n.dueAt[w.due], o)
 }
 
 // period is how many ticks o waits between tick items.
@@ -1514,9 +1533,11 @@ func (n *Node) watch(o *Object, on bool) {
 				// snapshot on the same tick and stall the workers.
 				left += int(o.spread % uint32(n.cfg.snapshotTicks))
 			}
-			n.watched[o] = &watchState{left: left}
-		} else {
-			w.left = min(w.left, n.period(o))
+			w = &watchState{last: n.tickNo}
+			n.watched[o] = w
+			n.dueIn(o, w, left)
+		} else if p := n.period(o); n.tickNo+uint64(p) < w.due {
+			n.dueIn(o, w, p) // sooner: the entry at the old tick is skipped
 		}
 	} else if !on {
 		delete(n.watched, o)
