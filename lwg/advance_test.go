@@ -37,3 +37,45 @@ func TestJoinBurstOnOwnCarriersIsLinear(t *testing.T) {
 		t.Fatalf("%d endpoints after ticks, want %d", c.Endpoints(), n)
 	}
 }
+
+// TestLeftCarriersAreForgotten: with a carrier per LWG, a node that joined
+// and left n LWGs keeps no record of their carriers once it left them
+// (lazily, IdleTicks after the last endpoint) and the directory applied
+// its unregistration; joining again works from a fresh record.
+func TestLeftCarriersAreForgotten(t *testing.T) {
+	const n = 50
+	c, lh := newLoopCoreOn(t, lwg.PerLWG)
+	ls := benchLWGs(n)
+	for _, l := range ls {
+		if err := c.Join(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lh.drive(t, c)
+	if got := lwg.Carriers(c); got != n {
+		t.Fatalf("%d carriers after joining %d LWGs, want %d", got, n, n)
+	}
+	for _, l := range ls {
+		if err := c.Leave(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lh.drive(t, c)
+	for range 100 { // past the default IdleTicks (50)
+		c.Tick()
+		lh.drive(t, c)
+	}
+	if c.Endpoints() != 0 {
+		t.Fatalf("%d endpoints after leaving every LWG", c.Endpoints())
+	}
+	if got := lwg.Carriers(c); got != 0 {
+		t.Fatalf("%d carrier records kept after leaving every carrier, want 0", got)
+	}
+	if err := c.Join(ls[0]); err != nil {
+		t.Fatal(err)
+	}
+	lh.drive(t, c)
+	if c.Endpoints() != 1 || lwg.Carriers(c) != 1 {
+		t.Fatalf("joined again: %d endpoints on %d carriers, want 1 on 1", c.Endpoints(), lwg.Carriers(c))
+	}
+}

@@ -820,6 +820,8 @@ func (lh *loopHWG) drive(b testing.TB, c *lwg.Core) {
 				lh.seq[a.Group]++
 				in = append(in, hwg.Event{Type: hwg.EventDeliver, Group: a.Group, View: hwg.View{ID: 1}, Msg: hwg.MsgID{Sender: lh.self, View: 1, Seq: lh.seq[a.Group]}, Payload: a.Payload})
 			case lwg.ActBlockOK:
+			case lwg.ActLeave:
+				in = append(in, hwg.Event{Type: hwg.EventLeft, Group: a.Group})
 			default:
 				b.Fatalf("one-node loopback HWG cannot %v %s", a.Type, a.Group)
 			}

@@ -893,6 +893,26 @@ func (c *Core) carrierOf(h hwg.GroupID) *carrier {
 	return car
 }
 
+// forgetCarrier drops this node's record of car if it holds nothing:
+// the node left (or was excluded), the directory no longer lists it, and
+// nothing local is on it or on its way. A record made again later starts
+// as one that was never used. Without this, every carrier a node ever
+// used stayed (with a carrier per LWG, one per LWG ever joined), and
+// Tick walked them all.
+func (c *Core) forgetCarrier(car *carrier) {
+	if car.member || car.joining || car.regSent || car.unregSent || car.synced || car.blocking ||
+		len(car.local) > 0 || len(car.incoming) > 0 || c.carriers[car.group] != car {
+		return
+	}
+	for _, l := range c.sentOn[car.group] {
+		if in := c.intents[l]; in != nil && (in.joinOn == car.group || in.leaveOn == car.group) {
+			return
+		}
+	}
+	delete(c.carriers, car.group)
+	c.carrierList = nil
+}
+
 // sortedCarriers returns c.carriers' values ordered by group. The slice
 // is shared and must not be modified; a carrier added while a caller
 // walks it is not in it (as with a copy).
@@ -1305,6 +1325,7 @@ func (c *Core) dirApplied(ctl *control) {
 		for _, it := range ctl.Items {
 			if car := c.carriers[it.Group]; car != nil {
 				car.unregSent = false
+				c.forgetCarrier(car)
 			}
 		}
 	case kMember:

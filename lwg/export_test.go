@@ -27,3 +27,6 @@ func MaxMessageBytes(svc *Service) int { return svc.core.cfg.MaxMessageBytes }
 // IntentVisits returns how many times c looked at a Join or Leave in
 // progress.
 func IntentVisits(c *Core) uint64 { return c.intentVisits }
+
+// Carriers returns how many carriers c keeps a record of.
+func Carriers(c *Core) int { return len(c.carriers) }
