@@ -19,7 +19,8 @@ type Core struct {
 	dir      *directory
 	carriers map[hwg.GroupID]*carrier
 	// carrierList holds carriers' values by group, for the walks that
-	// must be deterministic; nil once a carrier is added. Tick walks it
+	// must be deterministic; nil once a carrier is added or forgotten
+	// (carrierOf, forgetCarrier). Tick walks it
 	// every tick: sorting 10,000 keys each time (a carrier per LWG) took
 	// 2 ms, and looking each up again most of the rest
 	// (BenchmarkCoreTick).
