@@ -892,7 +892,9 @@ func newLoopCoreOn(b testing.TB, place lwg.Placement) (*lwg.Core, *loopHWG) {
 // a node joining n LWGs at once does) on a pure Core over the one-node
 // loopback HWG. "µs/join" should stay flat as n grows: it once grew
 // linearly (Core.advance walked every pending intent on every input), and
-// this benchmark guards against that coming back.
+// this benchmark guards against that coming back. The per-lwg runs put
+// each LWG on a carrier of its own (the baseline placement), where every
+// carrier's install made the Core look at every Join in progress.
 func BenchmarkCoreJoinBurst(b *testing.B) {
 	for _, n := range []int{500, 1000, 2000, 4000, 8000} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) { coreJoinBurst(b, lwg.Shared("h/x"), n) })
@@ -902,6 +904,8 @@ func BenchmarkCoreJoinBurst(b *testing.B) {
 	}
 }
 
+// coreJoinBurst times n Joins on a fresh loopback Core placing LWGs by
+// place, from the first Join until every endpoint is installed.
 func coreJoinBurst(b *testing.B, place lwg.Placement, n int) {
 	var per time.Duration
 	for b.Loop() {
