@@ -3,6 +3,7 @@ package lwg_test
 import (
 	"testing"
 
+	"github.com/lwgkit/lwgkit/hwg"
 	"github.com/lwgkit/lwgkit/lwg"
 )
 
@@ -77,5 +78,43 @@ func TestLeftCarriersAreForgotten(t *testing.T) {
 	lh.drive(t, c)
 	if c.Endpoints() != 1 || lwg.Carriers(c) != 1 {
 		t.Fatalf("joined again: %d endpoints on %d carriers, want 1 on 1", c.Endpoints(), lwg.Carriers(c))
+	}
+}
+
+// TestExcludedCarrierIsKept: a node excluded from a carrier keeps its
+// record of it after the directory applied its unregistration. hwg joins
+// an excluded node again by itself, and the install of that rejoin must
+// find the record (forgotten, the Core would drop the carrier's events
+// while hwg kept the node a member).
+func TestExcludedCarrierIsKept(t *testing.T) {
+	c, lh := newLoopCoreOn(t, lwg.PerLWG)
+	l := benchLWGs(1)[0]
+	if err := c.Join(l); err != nil {
+		t.Fatal(err)
+	}
+	lh.drive(t, c)
+	if c.Endpoints() != 1 || lwg.Carriers(c) != 1 {
+		t.Fatalf("%d endpoints on %d carriers, want 1 on 1", c.Endpoints(), lwg.Carriers(c))
+	}
+	var h hwg.GroupID
+	for _, lo := range c.Observe().LWGs {
+		if lo.ID == l {
+			h = lo.HWG
+		}
+	}
+	if h == "" {
+		t.Fatalf("no carrier observed for %s", l)
+	}
+	c.HWGEvent(hwg.Event{Type: hwg.EventExcluded, Group: h})
+	lh.drive(t, c)
+	for range 100 {
+		c.Tick()
+		lh.drive(t, c)
+	}
+	if c.Endpoints() != 0 {
+		t.Fatalf("%d endpoints after the exclusion, want 0", c.Endpoints())
+	}
+	if got := lwg.Carriers(c); got != 1 {
+		t.Fatalf("%d carrier records after an exclusion, want the excluded one kept", got)
 	}
 }

@@ -783,10 +783,25 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 		} else {
 			// Back in the directory: correct what it says of this node's
 			// carriers and of the LWGs it coordinates (updates may have
-			// been lost with its membership).
+			// been lost with its membership). A carrier that lists this
+			// node but that it keeps no record of (it left and forgot it,
+			// and a member's kMember admitting it came later) gets one, to
+			// be unregistered below.
+			for _, h := range sortedKeys(c.dir.carriers) {
+				if c.carriers[h] == nil && c.dir.carriers[h].has(c.self) {
+					c.carrierOf(h).out = true
+				}
+			}
 			for _, car := range c.sortedCarriers() {
 				h := car.group
 				rec := c.dir.carriers[h]
+				if !car.synced && (rec == nil || !rec.registered(c.self)) {
+					// Its kUnreg may have been applied while this node
+					// was out of the directory (forgetInFlight cleared
+					// unregSent): nothing is left to wait for.
+					c.forgetCarrier(car)
+					continue
+				}
 				if car.synced {
 					if rec == nil {
 						c.act(Action{Type: ActLeave, Group: h}) // declared dead meanwhile
@@ -895,13 +910,14 @@ func (c *Core) carrierOf(h hwg.GroupID) *carrier {
 }
 
 // forgetCarrier drops this node's record of car if it holds nothing:
-// the node left (or was excluded), the directory no longer lists it, and
-// nothing local is on it or on its way. A record made again later starts
-// as one that was never used. Without this, every carrier a node ever
+// the node left it, the directory no longer lists it, and nothing local
+// is on it or on its way. A record made again later starts as one that
+// was never used. Not after an exclusion: hwg joins the carrier again by
+// itself, and its install must find the record. Without this, every carrier a node ever
 // used stayed (with a carrier per LWG, one per LWG ever joined), and
 // Tick walked them all.
 func (c *Core) forgetCarrier(car *carrier) {
-	if car.member || car.joining || car.regSent || car.unregSent || car.synced || car.blocking ||
+	if !car.out || car.member || car.joining || car.regSent || car.unregSent || car.synced || car.blocking ||
 		len(car.local) > 0 || len(car.incoming) > 0 || c.carriers[car.group] != car {
 		return
 	}
@@ -963,6 +979,7 @@ func (c *Core) carrierGone(car *carrier, left bool) {
 	clear(car.local)
 	car.regSent, car.joining = false, false
 	car.blocking, car.blockAcked = false, false
+	car.out = left
 	delete(c.batch, car.group)
 	// Let go of what only a member needs: the pending-data array (up to
 	// keepDataEntries entries; with one HWG per LWG, one per carrier ever

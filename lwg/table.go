@@ -61,7 +61,11 @@ type carrier struct {
 	joinTicks  int
 	blocking   bool // the HWG raised Block and has not installed since
 	blockAcked bool // ActBlockOK issued for it
-	pinned     uint64
+	// out: this node is out of the HWG and hwg will not rejoin it on its
+	// own: it left, or it never joined (a record made only to unregister
+	// it). An excluded node's hwg.Node joins again by itself.
+	out    bool
+	pinned uint64
 
 	// Data handles (handles.go), local: the installs of this carrier
 	// seen here; this node's next number and the numbers it gave, and per

@@ -147,12 +147,12 @@ type Node struct {
 	// new object's record and snapshots.
 	closing map[lwg.ID]chan struct{}
 	watched map[*Object]*watchState
-	// dueAt lists watched objects by the tick their next tick item is due
-	// at (entries whose object was unwatched, or is due at another tick
-	// since, are skipped), and tickNo counts ticks: a tick looks only at
-	// the objects due. Walking every watched object each tick cost 10,000
+	// dueAt lists watched objects' states by the tick their next tick
+	// item is due at (entries unwatched, or due at another tick since,
+	// are skipped; an unwatched state lets go of its object), and tickNo
+	// counts ticks: a tick looks only at the objects due. Walking every watched object each tick cost 10,000
 	// dirty objects on three nodes 15 ms of CPU a second.
-	dueAt     map[uint64][]*Object
+	dueAt     map[uint64][]*watchState
 	tickNo    uint64
 	observers []func(Event)
 	runq      []*Object
@@ -207,7 +207,7 @@ func New(cfg Config) (*Node, error) {
 		objects: map[lwg.ID]*Object{},
 		closing: map[lwg.ID]chan struct{}{},
 		watched: map[*Object]*watchState{},
-		dueAt:   map[uint64][]*Object{},
+		dueAt:   map[uint64][]*watchState{},
 		stop:    make(chan struct{}),
 	}
 	n.wake = sync.NewCond(&n.mu)
@@ -548,7 +548,7 @@ func (o *Object) Close(ctx context.Context) error {
 		n.stats.chunkBytes.Add(o.received.Load())
 		n.stats.malformed.Add(o.malformed.Load())
 	}
-	delete(n.watched, o)
+	n.unwatch(o)
 	n.mu.Unlock()
 	if testHookDetached != nil && forgotten != nil {
 		testHookDetached(o)
@@ -1197,16 +1197,15 @@ func (n *Node) tick() {
 		n.mu.Lock()
 		n.tickNo++
 		now := n.tickNo
-		objs := n.dueAt[now]
+		ws := n.dueAt[now]
 		delete(n.dueAt, now)
-		for _, o := range objs {
-			w := n.watched[o]
-			if w == nil || w.due != now {
-				continue
+		for _, w := range ws {
+			if w.o == nil || w.due != now {
+				continue // unwatched, or due at another tick since
 			}
-			due = append(due, dueTick{o, int(now - w.last)})
+			due = append(due, dueTick{w.o, int(now - w.last)})
 			w.last = now
-			n.dueIn(o, w, n.period(o))
+			n.dueIn(w, n.period(w.o))
 		}
 		n.mu.Unlock()
 		for _, d := range due {
@@ -1217,14 +1216,23 @@ func (n *Node) tick() {
 
 // watchState counts ticks for a watched object, in Node.tickNo.
 type watchState struct {
-	due  uint64 // tick of its next tick item
-	last uint64 // tick of its last one, or of its watch
+	o    *Object // nil once unwatched: a closed object is not kept
+	due  uint64  // tick of its next tick item
+	last uint64  // tick of its last one, or of its watch
 }
 
-// dueIn makes o's next tick item due in ticks ticks (n.mu held).
-func (n *Node) dueIn(o *Object, w *watchState, ticks int) {
+// dueIn makes w's next tick item due in ticks ticks (n.mu held).
+func (n *Node) dueIn(w *watchState, ticks int) {
 	w.due = n.tickNo + uint64(ticks)
-	n.dueAt[w.due] = append(n.dueAt[w.due], o)
+	n.dueAt[w.due] = append(n.dueAt[w.due], w)
+}
+
+// unwatch stops o's tick items (n.mu held).
+func (n *Node) unwatch(o *Object) {
+	if w := n.watched[o]; w != nil {
+		w.o = nil
+		delete(n.watched, o)
+	}
 }
 
 // period is how many ticks o waits between tick items.
@@ -1533,14 +1541,14 @@ func (n *Node) watch(o *Object, on bool) {
 				// snapshot on the same tick and stall the workers.
 				left += int(o.spread % uint32(n.cfg.snapshotTicks))
 			}
-			w = &watchState{last: n.tickNo}
+			w = &watchState{o: o, last: n.tickNo}
 			n.watched[o] = w
-			n.dueIn(o, w, left)
+			n.dueIn(w, left)
 		} else if p := n.period(o); n.tickNo+uint64(p) < w.due {
-			n.dueIn(o, w, p) // sooner: the entry at the old tick is skipped
+			n.dueIn(w, p) // sooner: the entry at the old tick is skipped
 		}
 	} else if !on {
-		delete(n.watched, o)
+		n.unwatch(o)
 	}
 	n.mu.Unlock()
 }
