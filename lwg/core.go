@@ -913,9 +913,9 @@ func (c *Core) carrierOf(h hwg.GroupID) *carrier {
 // the node left it, the directory no longer lists it, and nothing local
 // is on it or on its way. A record made again later starts as one that
 // was never used. Not after an exclusion: hwg joins the carrier again by
-// itself, and its install must find the record. Without this, every carrier a node ever
-// used stayed (with a carrier per LWG, one per LWG ever joined), and
-// Tick walked them all.
+// itself, and its install must find the record. Without this, every
+// carrier a node ever used stayed (with a carrier per LWG, one per LWG
+// ever joined), and Tick walked them all.
 func (c *Core) forgetCarrier(car *carrier) {
 	if !car.out || car.member || car.joining || car.regSent || car.unregSent || car.synced || car.blocking ||
 		len(car.local) > 0 || len(car.incoming) > 0 || c.carriers[car.group] != car {

@@ -150,8 +150,9 @@ type Node struct {
 	// dueAt lists watched objects' states by the tick their next tick
 	// item is due at (entries unwatched, or due at another tick since,
 	// are skipped; an unwatched state lets go of its object), and tickNo
-	// counts ticks: a tick looks only at the objects due. Walking every watched object each tick cost 10,000
-	// dirty objects on three nodes 15 ms of CPU a second.
+	// counts ticks: a tick looks only at the objects due. Walking every
+	// watched object each tick cost 10,000 dirty objects on three nodes
+	// 15 ms of CPU a second.
 	dueAt     map[uint64][]*watchState
 	tickNo    uint64
 	observers []func(Event)
