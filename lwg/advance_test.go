@@ -16,12 +16,7 @@ func TestJoinBurstOnOwnCarriersIsLinear(t *testing.T) {
 	const n = 1000
 	c, lh := newLoopCoreOn(t, lwg.PerLWG)
 	before := lwg.IntentVisits(c)
-	for _, l := range benchLWGs(n) {
-		if err := c.Join(l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lh.drive(t, c)
+	joinEach(t, c, lh, benchLWGs(n)...)
 	if c.Endpoints() != n {
 		t.Fatalf("%d endpoints, want %d", c.Endpoints(), n)
 	}
@@ -47,12 +42,7 @@ func TestLeftCarriersAreForgotten(t *testing.T) {
 	const n = 50
 	c, lh := newLoopCoreOn(t, lwg.PerLWG)
 	ls := benchLWGs(n)
-	for _, l := range ls {
-		if err := c.Join(l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lh.drive(t, c)
+	joinEach(t, c, lh, ls...)
 	if got := lwg.Carriers(c); got != n {
 		t.Fatalf("%d carriers after joining %d LWGs, want %d", got, n, n)
 	}
@@ -62,20 +52,14 @@ func TestLeftCarriersAreForgotten(t *testing.T) {
 		}
 	}
 	lh.drive(t, c)
-	for range 100 { // past the default IdleTicks (50)
-		c.Tick()
-		lh.drive(t, c)
-	}
+	tickPastIdle(t, c, lh)
 	if c.Endpoints() != 0 {
 		t.Fatalf("%d endpoints after leaving every LWG", c.Endpoints())
 	}
 	if got := lwg.Carriers(c); got != 0 {
 		t.Fatalf("%d carrier records kept after leaving every carrier, want 0", got)
 	}
-	if err := c.Join(ls[0]); err != nil {
-		t.Fatal(err)
-	}
-	lh.drive(t, c)
+	joinEach(t, c, lh, ls[0])
 	if c.Endpoints() != 1 || lwg.Carriers(c) != 1 {
 		t.Fatalf("joined again: %d endpoints on %d carriers, want 1 on 1", c.Endpoints(), lwg.Carriers(c))
 	}
@@ -89,10 +73,7 @@ func TestLeftCarriersAreForgotten(t *testing.T) {
 func TestExcludedCarrierIsKept(t *testing.T) {
 	c, lh := newLoopCoreOn(t, lwg.PerLWG)
 	l := benchLWGs(1)[0]
-	if err := c.Join(l); err != nil {
-		t.Fatal(err)
-	}
-	lh.drive(t, c)
+	joinEach(t, c, lh, l)
 	if c.Endpoints() != 1 || lwg.Carriers(c) != 1 {
 		t.Fatalf("%d endpoints on %d carriers, want 1 on 1", c.Endpoints(), lwg.Carriers(c))
 	}
@@ -107,14 +88,32 @@ func TestExcludedCarrierIsKept(t *testing.T) {
 	}
 	c.HWGEvent(hwg.Event{Type: hwg.EventExcluded, Group: h})
 	lh.drive(t, c)
-	for range 100 {
-		c.Tick()
-		lh.drive(t, c)
-	}
+	tickPastIdle(t, c, lh)
 	if c.Endpoints() != 0 {
 		t.Fatalf("%d endpoints after the exclusion, want 0", c.Endpoints())
 	}
 	if got := lwg.Carriers(c); got != 1 {
 		t.Fatalf("%d carrier records after an exclusion, want the excluded one kept", got)
+	}
+}
+
+// joinEach joins ls on c and runs the loopback HWG until c is quiet.
+func joinEach(t *testing.T, c *lwg.Core, lh *loopHWG, ls ...lwg.ID) {
+	t.Helper()
+	for _, l := range ls {
+		if err := c.Join(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lh.drive(t, c)
+}
+
+// tickPastIdle ticks c past the default IdleTicks (50), after which an
+// idle carrier is left lazily, running the loopback HWG after each tick.
+func tickPastIdle(t *testing.T, c *lwg.Core, lh *loopHWG) {
+	t.Helper()
+	for range 100 {
+		c.Tick()
+		lh.drive(t, c)
 	}
 }
