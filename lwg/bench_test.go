@@ -1298,8 +1298,11 @@ func runData(b *testing.B, run func(b *testing.B, place string, lp lwg.Placement
 						// The baseline, just after: the same load over raw
 						// TCP on the same machine.
 						f := fanoutRun(b, n, fanoutWindow)
-						b.Logf("n=%d, raw TCP fan-out: %d deliveries, cpu %.0f ms/s, p50 %.2f ms, p99 %.2f ms", n, f.delivered, f.cpu, f.p50, f.p99)
+						b.Logf("n=%d, raw TCP fan-out at %dx the rate: %d deliveries, cpu %.0f ms/s, p50 %.2f ms, p99 %.2f ms", n, fanoutRate, f.delivered, f.cpu, f.p50, f.p99)
 						b.ReportMetric(f.cpu, "tcp-cpu-ms/s")
+						if fanoutRate > 1 {
+							b.ReportMetric(float64(fanoutRate), "tcp-rate-x")
+						}
 						if f.delivered > 0 {
 							b.ReportMetric(f.p50, "tcp-p50-ms")
 							b.ReportMetric(f.p99, "tcp-p99-ms")
