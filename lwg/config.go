@@ -61,6 +61,12 @@ type Config struct {
 	// flushing, so members' messages of the old view can land in the new
 	// one. It proves the simulator and checkers catch a broken LWG flush.
 	brokenFlush bool
+
+	// keepStaleRegs is a mutation for tests only (export_test.go): back in
+	// the directory, the node does not unregister carriers it is out of.
+	// It proves the simulator's lwg-directory-regs check sees a
+	// registration left behind.
+	keepStaleRegs bool
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -56,8 +56,13 @@ type Core struct {
 	// pendingEP: endpoints waiting to acknowledge a switch or to see their
 	// LWG announced on its new carrier; advance retries them.
 	pendingEP map[ID]bool
-	// booted: carriers this process bootstrapped (it must never do so twice).
+	// booted: carriers this process bootstrapped or gave up as unstarted
+	// (it must never start one twice, nor one it unregistered).
 	booted map[hwg.GroupID]bool
+	// unbooted: carriers the directory made this process the creator of
+	// and that it has not started yet, with the tick it learnt so (see
+	// reapUnbooted).
+	unbooted map[hwg.GroupID]uint64
 	// dirContacts are the nodes to join the directory through again after
 	// an exclusion, when its last view is unknown.
 	dirContacts []hwg.NodeID
@@ -190,6 +195,7 @@ func NewCore(cfg Config) (*Core, error) {
 		switches:  map[ID]*switchReq{},
 		pendingEP: map[ID]bool{},
 		booted:    map[hwg.GroupID]bool{},
+		unbooted:  map[hwg.GroupID]uint64{},
 		batch:     map[hwg.GroupID][]*control{},
 		data:      map[hwg.GroupID]*pendingData{},
 	}
@@ -470,8 +476,55 @@ func (c *Core) Tick() {
 		}
 		c.endSwitch(l, fmt.Errorf("%w: %s to %s after %d ticks", ErrSwitchTimeout, l, sw.base, sw.ticks))
 	}
+	c.reapUnbooted()
 	c.stale = true // timeouts may have moved something on
 	c.advance()
+}
+
+// noteCreated notes carrier h if the directory made this process its
+// creator and it has not started it.
+func (c *Core) noteCreated(h hwg.GroupID) {
+	rec := c.dir.carriers[h]
+	if rec == nil || rec.Creator != c.self || c.booted[h] || !rec.has(c.self) {
+		return
+	}
+	if _, ok := c.unbooted[h]; !ok {
+		c.unbooted[h] = c.ticks
+	}
+}
+
+// reapUnbooted unregisters the carriers this process was made the creator
+// of and that nothing here asked to start (needCarrier pins the carrier)
+// for IdleTicks: the switch or join that asked the directory for them
+// ended first (it timed out, the LWG was left or already there). Listed
+// under this process alone and never started, such a carrier would stay
+// alive in the directory for good, and joiners sent to it would wait for
+// a creator that never admits them; once unregistered it is dead, and
+// whoever needs its base gets a new one.
+func (c *Core) reapUnbooted() {
+	if !c.dir.synced {
+		return
+	}
+	for _, h := range sortedKeys(c.unbooted) {
+		rec := c.dir.carriers[h]
+		if rec == nil || rec.Creator != c.self || c.booted[h] || !rec.has(c.self) {
+			delete(c.unbooted, h)
+			continue
+		}
+		since := c.unbooted[h]
+		if car := c.carriers[h]; car != nil {
+			since = max(since, car.pinned)
+		}
+		if c.ticks-since <= uint64(c.cfg.IdleTicks) {
+			continue
+		}
+		delete(c.unbooted, h)
+		c.booted[h] = true
+		car := c.carrierOf(h)
+		car.out = true
+		c.ctl(c.cfg.Directory, kUnreg, item{Group: h})
+		car.unregSent = true
+	}
 }
 
 // dirBindsTo reports whether carrier h must stay although this node has
@@ -791,6 +844,7 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 				if c.carriers[h] == nil && c.dir.carriers[h].has(c.self) {
 					c.carrierOf(h).out = true
 				}
+				c.noteCreated(h)
 			}
 			for _, car := range c.sortedCarriers() {
 				h := car.group
@@ -809,7 +863,7 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 						c.ctl(c.cfg.Directory, kMember, item{Group: h})
 					}
 				} else if rec != nil && rec.has(c.self) && !car.member && !car.joining && !car.unregSent &&
-					(rec.Creator != c.self || c.booted[h]) {
+					(rec.Creator != c.self || c.booted[h]) && !c.cfg.keepStaleRegs {
 					// A registered member of a carrier this node is out of:
 					// it left or was excluded, and its kUnreg was lost with
 					// its directory membership or is still in flight (this
@@ -1329,8 +1383,12 @@ func (c *Core) dirApplied(ctl *control) {
 						sw.bound = false
 					}
 				}
-			} else if in := c.intents[it.LWG]; in != nil {
-				in.bindSent = false
+				c.noteCreated(c.dir.bases[it.Group])
+			} else {
+				if in := c.intents[it.LWG]; in != nil {
+					in.bindSent = false
+				}
+				c.noteCreated(c.dir.lwgs[it.LWG].HWG)
 			}
 		}
 	case kReg:

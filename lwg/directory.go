@@ -88,6 +88,9 @@ type directory struct {
 	// restore and FuzzRestore check it).
 	bases map[hwg.GroupID]hwg.GroupID
 	gen   uint64 // carriers ever created
+	// incs: the highest incarnation of each node that a view of the
+	// directory held. An update about an older one is stale: it crashed.
+	incs map[hwg.NodeID]uint64
 
 	// me is this process; applied is called for every update it made,
 	// after it was applied, so the Core can clear what it had in flight.
@@ -106,6 +109,7 @@ func (d *directory) reset() {
 	d.carriers = map[hwg.GroupID]*carrierRec{}
 	d.bases = map[hwg.GroupID]hwg.GroupID{}
 	d.gen = 0
+	d.incs = map[hwg.NodeID]uint64{}
 }
 
 // alive reports whether h is a live carrier.
@@ -120,11 +124,20 @@ func (d *directory) alive(h hwg.GroupID) bool { return d.carriers[h] != nil }
 // of their LWGs beside the first. So a carrier dies only when each of its
 // registered members has left it or restarted; a node that crashes and
 // never comes back keeps its carriers alive (and their LWGs bound) for good.
+//
+// An update that a crashed process sent, or one that registers it, can
+// still be delivered after its node's next incarnation joined (the old one
+// stays in the view until it is excluded); such updates are ignored, or
+// they would register it again, where no later boundary would drop it.
 func (d *directory) boundary(ev *hwg.Event) {
 	for _, p := range ev.View.Members {
+		d.incs[p.Node] = max(d.incs[p.Node], p.Inc)
 		d.supersede(p)
 	}
 }
+
+// stale reports whether a newer incarnation of p's node was in a view.
+func (d *directory) stale(p hwg.Process) bool { return p.Inc < d.incs[p.Node] }
 
 // supersede drops the registrations of older incarnations of p's node.
 func (d *directory) supersede(p hwg.Process) {
@@ -180,6 +193,9 @@ func carrierBase(h hwg.GroupID) hwg.GroupID {
 func (d *directory) apply(from hwg.Process, c *control) {
 	switch c.Kind {
 	case kBind:
+		if d.stale(from) {
+			break // it would make a dead process a carrier's creator
+		}
 		for _, it := range c.Items {
 			if it.LWG == "" {
 				d.resolve(it.Group, from)
@@ -209,7 +225,7 @@ func (d *directory) apply(from hwg.Process, c *control) {
 		}
 	case kReg:
 		for _, it := range c.Items {
-			if rec := d.carriers[it.Group]; rec != nil && !rec.has(from) {
+			if rec := d.carriers[it.Group]; rec != nil && !rec.has(from) && !d.stale(from) {
 				rec.Pending = insertSorted(rec.Pending, from)
 			}
 		}
@@ -224,6 +240,9 @@ func (d *directory) apply(from hwg.Process, c *control) {
 				who = it.Members // a member registers the joiners it admitted
 			}
 			for _, p := range who {
+				if d.stale(p) {
+					continue // a joiner admitted before it crashed
+				}
 				rec.Pending = removeSorted(rec.Pending, p)
 				rec.Regs = insertSorted(rec.Regs, p)
 			}
@@ -258,6 +277,8 @@ type dirSnap struct {
 	// can share a base (a rebind re-creates a base's carrier while the
 	// old one lives on), and a base whose newest carrier died has none.
 	B map[hwg.GroupID]hwg.GroupID `msgpack:"b,omitempty"`
+	// I: directory.incs (absent before it existed: nothing is stale then).
+	I map[hwg.NodeID]uint64 `msgpack:"i,omitempty"`
 }
 
 type dirSnapLWG struct {
@@ -266,7 +287,7 @@ type dirSnapLWG struct {
 }
 
 func (d *directory) snapshot() []byte {
-	s := dirSnap{C: d.carriers, Gen: d.gen, B: d.bases}
+	s := dirSnap{C: d.carriers, Gen: d.gen, B: d.bases, I: d.incs}
 	for _, l := range sortedKeys(d.lwgs) {
 		s.L = append(s.L, dirSnapLWG{l, d.lwgs[l]})
 	}
@@ -284,6 +305,9 @@ func (d *directory) restore(b []byte) error {
 	}
 	d.reset()
 	d.gen = s.Gen
+	for n, inc := range s.I {
+		d.incs[n] = inc
+	}
 	for _, l := range s.L {
 		d.lwgs[l.ID] = l.binding
 	}

@@ -96,3 +96,47 @@ func TestDirectoryRestoreOldSnapshot(t *testing.T) {
 		t.Fatalf("snapshot naming a dead carrier for a base: %v, want ErrMalformed", err)
 	}
 }
+
+// TestDirectoryIgnoresStaleIncarnations: once a view of the directory held
+// node 3's second incarnation, updates about its first (a member's kMember
+// admitting it, its own kReg or kBind, sent before it crashed and
+// delivered after) change nothing: nothing would drop such a registration
+// again (lwgsim -seed 53 -lwgs 200 -carriers 1 -switches 50
+// -manual-blockok). A restored copy knows what the original knew.
+func TestDirectoryIgnoresStaleIncarnations(t *testing.T) {
+	p1 := hwg.Process{Node: 1, Inc: 1}
+	old, cur := hwg.Process{Node: 3, Inc: 1}, hwg.Process{Node: 3, Inc: 2}
+	updates := func(d *directory, h hwg.GroupID) {
+		d.apply(p1, &control{Kind: kMember, Items: []item{{Group: h, Members: []hwg.Process{old}}}})
+		d.apply(old, &control{Kind: kReg, Items: []item{{Group: h}}})
+		d.apply(old, &control{Kind: kBind, Items: []item{{Group: "h/new"}}})
+	}
+	// Without the newer incarnation, the same updates take effect.
+	d := newDirectory("h/dir")
+	h := d.create("h/b", p1)
+	updates(d, h)
+	if !d.carriers[h].has(old) || !d.alive(d.bases["h/new"]) {
+		t.Fatalf("updates of a live process ignored: %+v, bases %v", d.carriers[h], d.bases)
+	}
+
+	d = newDirectory("h/dir")
+	h = d.create("h/b", p1)
+	d.boundary(&hwg.Event{Type: hwg.EventInstall, Group: "h/dir", View: hwg.View{ID: 2, Members: []hwg.Process{p1, old, cur}}})
+	r := newDirectory("h/dir")
+	if err := r.restore(d.snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	for name, d := range map[string]*directory{"original": d, "restored": r} {
+		updates(d, h)
+		if rec := d.carriers[h]; rec.registered(old) {
+			t.Errorf("%s: a crashed incarnation registered: %+v", name, rec)
+		}
+		if _, ok := d.bases["h/new"]; ok {
+			t.Errorf("%s: a crashed incarnation created a carrier", name)
+		}
+		d.apply(p1, &control{Kind: kMember, Items: []item{{Group: h, Members: []hwg.Process{cur}}}})
+		if !d.carriers[h].has(cur) {
+			t.Errorf("%s: the current incarnation not registered: %+v", name, d.carriers[h])
+		}
+	}
+}

@@ -5,6 +5,10 @@ import "context"
 // BreakFlush arms the broken-flush mutation (see Config.brokenFlush).
 func BreakFlush(c *Config) { c.brokenFlush = true }
 
+// KeepStaleRegs arms the stale-registration mutation (see
+// Config.keepStaleRegs).
+func KeepStaleRegs(c *Config) { c.keepStaleRegs = true }
+
 // Waiters returns how many blocking calls wait on svc's loop for events of
 // l, or of every LWG if l is "".
 func Waiters(ctx context.Context, svc *Service, l ID) (int, error) {

@@ -1,6 +1,7 @@
 package lwg_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/lwgkit/lwgkit/lwg"
@@ -32,4 +33,26 @@ func TestBrokenFlushIsCaught(t *testing.T) {
 		return
 	}
 	t.Fatal("no seed in 1..20 found the broken LWG flush")
+}
+
+// TestStaleRegistrationIsCaught: a node back in the directory that does not
+// unregister the carriers it is out of leaves a registration behind, and
+// the simulator's lwg-directory-regs check reports it; the same run passes
+// without the mutation. It is the test of that correction, which no other
+// checker notices (the carrier merely stays alive, with no member).
+func TestStaleRegistrationIsCaught(t *testing.T) {
+	opts := func(broken bool) proptest.LWGOptions {
+		o := proptest.LWGOptions{Seed: 36, Nodes: 5, LWGs: 100, Size: 3, Carriers: 0, Steps: 2000, Switches: 20, Faults: proptest.FaultAll}
+		if broken {
+			lwg.KeepStaleRegs(&o.Core)
+		}
+		return o
+	}
+	r := proptest.RunLWG(opts(true))
+	if !slices.ContainsFunc(r.Violations, func(v proptest.Violation) bool { return v.Checker == "lwg-directory-regs" }) {
+		t.Fatalf("seed 36 does not find the registration left behind: %v", r.Violations)
+	}
+	if good := proptest.RunLWG(opts(false)); len(good.Violations) > 0 {
+		t.Fatalf("seed 36 fails without the mutation too: %.300s", good.Violations[0])
+	}
 }

@@ -87,3 +87,59 @@ func TestUnregLostWithDirectoryMembership(t *testing.T) {
 		t.Fatalf("%s still alive: %+v", h, c.dir.carriers[h])
 	}
 }
+
+// TestUnstartedCarrierIsReaped: a carrier the directory made this process
+// the creator of, for a request that ended before the process started it,
+// is unregistered once IdleTicks pass with nothing asking for it, which
+// kills it. Before, it stayed in the directory for good, listed under a
+// creator that would never admit anyone (lwgsim -seed 21 -nodes 7 -lwgs 60
+// -carriers 0 -switches 40).
+func TestUnstartedCarrierIsReaped(t *testing.T) {
+	c := newTestCore(t)
+	b := hwg.Process{Node: 2, Inc: 1}
+	if err := c.BootstrapDirectory([]hwg.Process{self, b}); err != nil {
+		t.Fatal(err)
+	}
+	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: "h/dir", View: hwg.View{ID: 1, Members: []hwg.Process{self, b}}})
+	c.Ready()
+	// A switch's request for a carrier of base h/alt, delivered after the
+	// switch ended.
+	bind := encodeControl(&control{Kind: kBind, Items: []item{{Group: "h/alt"}}})
+	c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: self}, Payload: bind})
+	h, ok := c.dir.bases["h/alt"]
+	if !ok || c.dir.carriers[h].Creator != self {
+		t.Fatalf("no carrier of h/alt created by self: %v %+v", h, c.dir.carriers[h])
+	}
+	for _, a := range c.Ready().Actions {
+		if a.Type == ActBootstrap {
+			t.Fatalf("bootstrapped %s, which nothing asked for", a.Group)
+		}
+	}
+	for i := range c.cfg.IdleTicks {
+		c.Tick()
+		if got := dirItems(t, c.Ready(), kUnreg); len(got) > 0 {
+			t.Fatalf("unregistered after %d ticks, before IdleTicks (%d)", i+1, c.cfg.IdleTicks)
+		}
+	}
+	c.Tick()
+	rd := c.Ready()
+	if got := dirItems(t, rd, kUnreg); len(got) != 1 || got[0].Group != h {
+		t.Fatalf("kUnreg items %+v, want one for %s", got, h)
+	}
+	for _, a := range rd.Actions {
+		if a.Type == ActMulticast && a.Group == "h/dir" {
+			c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: self}, Payload: a.Payload})
+		}
+	}
+	if c.dir.alive(h) {
+		t.Fatalf("%s still alive: %+v", h, c.dir.carriers[h])
+	}
+	if c.carriers[h] != nil {
+		t.Fatalf("record of %s kept after its unregistration", h)
+	}
+	// A request for the base now gets a new carrier.
+	c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: self}, Payload: bind})
+	if h2 := c.dir.bases["h/alt"]; h2 == h || !c.dir.alive(h2) {
+		t.Fatalf("base h/alt resolves to %q after %s died", h2, h)
+	}
+}

@@ -865,6 +865,15 @@ func (s *LWGSim) Violations() []Violation {
 			s.stats.Malformed += st.Malformed
 		}
 	}
+	if s.stats.Converged {
+		var obs []lwg.Observation
+		for _, n := range s.nodes {
+			if n.alive {
+				obs = append(obs, n.core.Observe())
+			}
+		}
+		out = append(out, checkDirRegs(obs)...)
+	}
 	if s.stats.Stale > 0 || s.stats.Malformed > 0 {
 		out = append(out, Violation{Checker: "lwg-stale-data", Detail: fmt.Sprintf("%d data messages of another view or sender, %d malformed", s.stats.Stale, s.stats.Malformed)})
 	}

@@ -143,6 +143,11 @@ var lwgRegressions = []struct {
 	{"a Join during a Leave was dropped", lwgOptions(688)},
 	{"members without the table left a carrier behind a member stranded in an old view", lwgOptions(245)},
 	{"members lazily left a carrier behind a member stranded in an old view", lwgOptions(1848)},
+	// Found by lwg-directory-regs (lwgsim -seed 53 -lwgs 200 -carriers 1
+	// -switches 50 -manual-blockok, and -seed 21 -nodes 7 -lwgs 60
+	// -carriers 0 -switches 40).
+	{"a member's late kMember registered a crashed incarnation again", LWGOptions{Seed: 53, Nodes: 5, LWGs: 200, Size: 3, Carriers: 1, Steps: 2000, Switches: 50, Faults: FaultAll, ManualHoldOK: true}},
+	{"a carrier created for a switch that ended stayed registered to its creator", LWGOptions{Seed: 21, Nodes: 7, LWGs: 60, Size: 3, Carriers: 0, Steps: 2000, Switches: 40, Faults: FaultAll}},
 }
 
 func TestLWGRegressions(t *testing.T) {

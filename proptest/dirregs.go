@@ -1,0 +1,80 @@
+package proptest
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
+)
+
+// nameDirRegs names the check of the directory's carrier registrations
+// once the cluster is quiescent.
+const nameDirRegs = "lwg-directory-regs"
+
+// checkDirRegs compares what the directory says of the carriers with what
+// the nodes are, from one Observation per live node taken once the cluster
+// is quiescent: every node holds the directory, and all agree; every
+// registered member of a live carrier holds its table; every node that
+// holds a live carrier's table is registered in it. A registration left
+// behind (a kUnreg lost with the sender's directory membership, a kMember
+// applied after its subject left) keeps a dead carrier alive for good and
+// sends joiners to a process that will never admit them; a member missing
+// from Regs lets the carrier be declared dead while it runs.
+//
+// Pending joiners are not checked: a stale Pending entry only lets its
+// node join without a kReg (see lwg.Core's rejoin of the directory).
+func checkDirRegs(obs []lwg.Observation) []Violation {
+	var out []Violation
+	bad := func(format string, args ...any) {
+		out = append(out, Violation{Checker: nameDirRegs, Detail: fmt.Sprintf(format, args...)})
+	}
+	var ref *lwg.Observation
+	for i := range obs {
+		o := &obs[i]
+		switch {
+		case !o.Synced:
+			bad("%v does not hold the directory", o.Self)
+		case ref == nil:
+			ref = o
+		default:
+			if a, b := regsOf(ref), regsOf(o); a != b {
+				bad("the directories differ: %v has\n%s%v has\n%s", ref.Self, a, o.Self, b)
+			}
+		}
+	}
+	if ref == nil {
+		return out
+	}
+	holds := map[hwg.GroupID][]hwg.Process{}
+	for _, o := range obs {
+		for _, c := range o.Carriers {
+			if c.Member {
+				holds[c.ID] = append(holds[c.ID], o.Self)
+			}
+		}
+	}
+	for _, c := range ref.Carriers {
+		for _, p := range c.Regs {
+			if !slices.Contains(holds[c.ID], p) {
+				bad("carrier %s lists %v, which does not hold its table (registered %v, holding %v)", c.ID, p, c.Regs, holds[c.ID])
+			}
+		}
+		for _, p := range holds[c.ID] {
+			if !slices.Contains(c.Regs, p) {
+				bad("%v holds the table of carrier %s but is not registered (registered %v)", p, c.ID, c.Regs)
+			}
+		}
+	}
+	return out
+}
+
+// regsOf prints what o's directory says of the carriers.
+func regsOf(o *lwg.Observation) string {
+	var b strings.Builder
+	for _, c := range o.Carriers {
+		fmt.Fprintf(&b, "  %s base %s current %t registered %v\n", c.ID, c.Base, c.Current, c.Regs)
+	}
+	return b.String()
+}

@@ -1,0 +1,60 @@
+package proptest
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/lwg"
+)
+
+// TestCheckDirRegs feeds the checker hand-made observations of three nodes:
+// consistent ones pass, and each way a registration can be wrong fires.
+func TestCheckDirRegs(t *testing.T) {
+	p := func(n hwg.NodeID) hwg.Process { return hwg.Process{Node: n, Inc: 1} }
+	// obs: every node's directory lists carrier h/a registered to regs;
+	// the nodes in holding hold its table.
+	obs := func(regs []hwg.Process, holding ...hwg.NodeID) []lwg.Observation {
+		var out []lwg.Observation
+		for n := hwg.NodeID(1); n <= 3; n++ {
+			c := lwg.CarrierObservation{ID: "h/a", Base: "h/a", Current: true, Regs: regs}
+			for _, h := range holding {
+				c.Member = c.Member || h == n
+			}
+			out = append(out, lwg.Observation{Self: p(n), Synced: true, Carriers: []lwg.CarrierObservation{c}})
+		}
+		return out
+	}
+	regs12 := []hwg.Process{p(1), p(2)}
+	if v := checkDirRegs(obs(regs12, 1, 2)); len(v) != 0 {
+		t.Fatalf("consistent registrations: %v", v)
+	}
+	if v := checkDirRegs(nil); len(v) != 0 {
+		t.Fatalf("no node: %v", v)
+	}
+	diverged := obs(regs12, 1, 2)
+	diverged[2].Carriers[0].Regs = []hwg.Process{p(1), p(2), p(3)}
+	restarted := obs([]hwg.Process{p(1), {Node: 2, Inc: 2}}, 1, 2)
+	unsynced := obs(regs12, 1, 2)
+	unsynced[1].Synced, unsynced[1].Carriers = false, nil
+	for _, tc := range []struct {
+		name string
+		obs  []lwg.Observation
+		want string
+	}{
+		{"a registered node that left", obs(regs12, 1), "lists 2.1, which does not hold its table"},
+		{"a registration of another incarnation", restarted, "lists 2.2, which does not hold its table"},
+		{"a member that is not registered", obs(regs12, 1, 2, 3), "3.1 holds the table of carrier h/a but is not registered"},
+		{"replicas that disagree", diverged, "the directories differ"},
+		{"a node without the directory", unsynced, "2.1 does not hold the directory"},
+	} {
+		v := checkDirRegs(tc.obs)
+		if len(v) == 0 {
+			t.Errorf("%s: not caught", tc.name)
+			continue
+		}
+		if v[0].Checker != nameDirRegs || !strings.Contains(v[0].Detail, tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.name, v, tc.want)
+		}
+	}
+}
