@@ -76,4 +76,9 @@
 // named by its latest install of the LWG is that install's hwgview and it
 // has not left the carrier since; so every change of the carrier's view
 // must be followed by a new LWG view before the LWG is used again.
+//
+// Beside the trace, the LWG simulator checks the nodes' state once a run
+// has converged (lwg-directory-regs): every live node holds the directory,
+// all copies agree, and a carrier's registered members are exactly the
+// nodes that hold its table.
 package proptest
