@@ -78,7 +78,9 @@
 // must be followed by a new LWG view before the LWG is used again.
 //
 // Beside the trace, the LWG simulator checks the nodes' state once a run
-// has converged (lwg-directory-regs): every live node holds the directory,
-// all copies agree, and a carrier's registered members are exactly the
-// nodes that hold its table.
+// has converged, settling on while they fail: lwg-directory-regs (every
+// live node holds the directory, all copies agree, and a carrier's
+// registered members are exactly the nodes that hold its table) and
+// lwg-directory-binding (each LWG a node is in is bound to the live
+// carrier its endpoint is on, with no flush or switch left unfinished).
 package proptest

@@ -774,10 +774,12 @@ func (s *LWGSim) Quiesce(maxSteps int) bool {
 			// Traffic that began late may still be on its way: with an
 			// HWG per LWG, the lazy leave of a carrier a switch emptied
 			// unregisters it in the directory IdleTicks after the
-			// switch. Go on while a message sent in a final view is not
-			// delivered everywhere yet, for up to maxSteps more steps;
-			// one that never arrives stays a liveness violation.
-			for extra := 0; extra < maxSteps && len(checkLiveness(s.liveTrace())) > 0; extra += settleCheckSteps {
+			// switch, as does a creator a carrier it never started. Go
+			// on while a message sent in a final view is not delivered
+			// everywhere yet or the directory does not match the nodes,
+			// for up to maxSteps more steps; what never settles stays a
+			// violation.
+			for extra := 0; extra < maxSteps && (len(checkLiveness(s.liveTrace())) > 0 || len(s.stateViolations()) > 0); extra += settleCheckSteps {
 				for range settleCheckSteps {
 					s.Step()
 				}
@@ -866,18 +868,25 @@ func (s *LWGSim) Violations() []Violation {
 		}
 	}
 	if s.stats.Converged {
-		var obs []lwg.Observation
-		for _, n := range s.nodes {
-			if n.alive {
-				obs = append(obs, n.core.Observe())
-			}
-		}
-		out = append(out, checkDirRegs(obs)...)
+		out = append(out, s.stateViolations()...)
 	}
 	if s.stats.Stale > 0 || s.stats.Malformed > 0 {
 		out = append(out, Violation{Checker: "lwg-stale-data", Detail: fmt.Sprintf("%d data messages of another view or sender, %d malformed", s.stats.Stale, s.stats.Malformed)})
 	}
 	return out
+}
+
+// stateViolations checks the live nodes' directories against what the
+// nodes hold (checkDirRegs, checkDirBindings). It applies once the LWGs
+// have converged.
+func (s *LWGSim) stateViolations() []Violation {
+	var obs []lwg.Observation
+	for _, n := range s.nodes {
+		if n.alive {
+			obs = append(obs, n.core.Observe())
+		}
+	}
+	return append(checkDirRegs(obs), checkDirBindings(obs)...)
 }
 
 // LWGResult is the outcome of RunLWG.

@@ -58,3 +58,43 @@ func TestCheckDirRegs(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDirBindings: an LWG on the carrier the directory binds it to,
+// and live, passes; a binding that lags, a carrier the directory does not
+// list and a flush left unfinished each fire. LWGs the node is not a member
+// of are not its to check.
+func TestCheckDirBindings(t *testing.T) {
+	obs := func(l lwg.LWGObservation) []lwg.Observation {
+		return []lwg.Observation{{
+			Self: hwg.Process{Node: 1, Inc: 1}, Synced: true,
+			Carriers: []lwg.CarrierObservation{{ID: "h/a"}, {ID: "h/b"}},
+			LWGs:     []lwg.LWGObservation{l},
+		}}
+	}
+	ok := lwg.LWGObservation{ID: "l/x", HWG: "h/a", Bound: "h/a", Local: true}
+	if v := checkDirBindings(obs(ok)); len(v) != 0 {
+		t.Fatalf("consistent binding: %v", v)
+	}
+	remote := lwg.LWGObservation{ID: "l/y", HWG: "h/a", Bound: "h/b", Busy: true}
+	if v := checkDirBindings(obs(remote)); len(v) != 0 {
+		t.Fatalf("an LWG of another node: %v", v)
+	}
+	lags, dead, busy := ok, ok, ok
+	lags.Bound = "h/b"
+	dead.HWG, dead.Bound = "h/c", "h/c"
+	busy.Busy = true
+	for _, tc := range []struct {
+		name string
+		l    lwg.LWGObservation
+		want string
+	}{
+		{"a binding behind a move", lags, `l/x is on carrier h/a, bound to "h/b"`},
+		{"a carrier the directory does not list", dead, "l/x is on carrier h/c, which the directory does not list"},
+		{"an unfinished flush", busy, "l/x is still busy on carrier h/a"},
+	} {
+		v := checkDirBindings(obs(tc.l))
+		if len(v) != 1 || v[0].Checker != nameDirBinding || !strings.Contains(v[0].Detail, tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.name, v, tc.want)
+		}
+	}
+}

@@ -70,6 +70,44 @@ func checkDirRegs(obs []lwg.Observation) []Violation {
 	return out
 }
 
+// nameDirBinding names the check of the directory's LWG bindings once the
+// cluster is quiescent.
+const nameDirBinding = "lwg-directory-binding"
+
+// checkDirBindings checks, from one Observation per live node taken once
+// every LWG converged, that each LWG a node is a member of is bound in the
+// directory to the live carrier its endpoint is on, and is not busy (no
+// flush, switch or move left unfinished). A binding that lags behind a
+// move sends joiners to the old carrier; an unfinished switch holds the
+// LWG's multicasts.
+func checkDirBindings(obs []lwg.Observation) []Violation {
+	var out []Violation
+	for _, o := range obs {
+		live := map[hwg.GroupID]bool{}
+		for _, c := range o.Carriers {
+			live[c.ID] = true
+		}
+		for _, l := range o.LWGs {
+			if !l.Local {
+				continue
+			}
+			var why string
+			switch {
+			case l.Bound != l.HWG:
+				why = fmt.Sprintf("is on carrier %s, bound to %q", l.HWG, l.Bound)
+			case !live[l.HWG]:
+				why = fmt.Sprintf("is on carrier %s, which the directory does not list", l.HWG)
+			case l.Busy:
+				why = fmt.Sprintf("is still busy on carrier %s", l.HWG)
+			default:
+				continue
+			}
+			out = append(out, Violation{Checker: nameDirBinding, Detail: fmt.Sprintf("%v: %s %s", o.Self, l.ID, why)})
+		}
+	}
+	return out
+}
+
 // regsOf prints what o's directory says of the carriers.
 func regsOf(o *lwg.Observation) string {
 	var b strings.Builder
