@@ -108,6 +108,55 @@ func checkDirBindings(obs []lwg.Observation) []Violation {
 	return out
 }
 
+// nameTables names the check that the holders of a carrier's LWG table
+// agree once the cluster is quiescent.
+const nameTables = "lwg-table-agreement"
+
+// checkTables checks, from one Observation per live node taken once every
+// LWG converged, that the nodes holding a carrier's table agree on the
+// carrier's view and on the table: the same LWGs, each with the same view.
+// The table is replicated by the carrier's total order, so copies that
+// differ once nothing is in flight mean an update applied at some holders
+// and not at others.
+func checkTables(obs []lwg.Observation) []Violation {
+	type copyOf struct {
+		self  hwg.Process
+		view  string
+		table string
+	}
+	copies := map[hwg.GroupID][]copyOf{}
+	for _, o := range obs {
+		tables := map[hwg.GroupID]*strings.Builder{}
+		for _, l := range o.LWGs {
+			if tables[l.HWG] == nil {
+				tables[l.HWG] = &strings.Builder{}
+			}
+			fmt.Fprintf(tables[l.HWG], " %s@%d%v", l.ID, l.View.ID, l.View.Members)
+		}
+		for _, c := range o.Carriers {
+			if !c.Member {
+				continue
+			}
+			cp := copyOf{self: o.Self, view: fmt.Sprintf("v%d%v", c.View.ID, c.View.Members)}
+			if b := tables[c.ID]; b != nil {
+				cp.table = b.String()
+			}
+			copies[c.ID] = append(copies[c.ID], cp)
+		}
+	}
+	var out []Violation
+	for _, h := range sortedKeys(copies) {
+		cs := copies[h]
+		for _, c := range cs[1:] {
+			if c.view != cs[0].view || c.table != cs[0].table {
+				out = append(out, Violation{Checker: nameTables, Detail: fmt.Sprintf("carrier %s: %v has view %s, table%s; %v has view %s, table%s",
+					h, cs[0].self, cs[0].view, cs[0].table, c.self, c.view, c.table)})
+			}
+		}
+	}
+	return out
+}
+
 // regsOf prints what o's directory says of the carriers.
 func regsOf(o *lwg.Observation) string {
 	var b strings.Builder

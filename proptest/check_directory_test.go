@@ -98,3 +98,42 @@ func TestCheckDirBindings(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckTables: two holders of carrier h/a with the same view and table
+// pass; a table that lacks an LWG, an LWG in another view, and another
+// carrier view each fire. A node that does not hold the carrier is not
+// compared.
+func TestCheckTables(t *testing.T) {
+	p := func(n hwg.NodeID) hwg.Process { return hwg.Process{Node: n, Inc: 1} }
+	lv := func(id uint64, ms ...hwg.NodeID) lwg.View {
+		v := lwg.View{ID: id}
+		for _, n := range ms {
+			v.Members = append(v.Members, p(n))
+		}
+		return v
+	}
+	node := func(n hwg.NodeID, holds bool, cv hwg.ViewID, lwgs ...lwg.LWGObservation) lwg.Observation {
+		return lwg.Observation{Self: p(n), Synced: true, LWGs: lwgs,
+			Carriers: []lwg.CarrierObservation{{ID: "h/a", Member: holds, View: hwg.View{ID: cv, Members: []hwg.Process{p(1), p(2)}}}}}
+	}
+	x := lwg.LWGObservation{ID: "l/x", HWG: "h/a", View: lv(3, 1, 2)}
+	y := lwg.LWGObservation{ID: "l/y", HWG: "h/a", View: lv(5, 2)}
+	if v := checkTables([]lwg.Observation{node(1, true, 2, x, y), node(2, true, 2, x, y), node(3, false, 0)}); len(v) != 0 {
+		t.Fatalf("equal copies: %v", v)
+	}
+	yOld := y
+	yOld.View = lv(4, 1, 2)
+	for _, tc := range []struct {
+		name   string
+		second lwg.Observation
+	}{
+		{"an LWG missing", node(2, true, 2, x)},
+		{"an LWG in another view", node(2, true, 2, x, yOld)},
+		{"another carrier view", node(2, true, 3, x, y)},
+	} {
+		v := checkTables([]lwg.Observation{node(1, true, 2, x, y), tc.second})
+		if len(v) != 1 || v[0].Checker != nameTables || !strings.Contains(v[0].Detail, "carrier h/a") {
+			t.Errorf("%s: got %v", tc.name, v)
+		}
+	}
+}

@@ -82,5 +82,7 @@
 // live node holds the directory, all copies agree, and a carrier's
 // registered members are exactly the nodes that hold its table) and
 // lwg-directory-binding (each LWG a node is in is bound to the live
-// carrier its endpoint is on, with no flush or switch left unfinished).
+// carrier its endpoint is on, with no flush or switch left unfinished) and
+// lwg-table-agreement (the holders of a carrier's table agree on the
+// carrier's view and on every LWG's view in it).
 package proptest

@@ -886,7 +886,7 @@ func (s *LWGSim) stateViolations() []Violation {
 			obs = append(obs, n.core.Observe())
 		}
 	}
-	return append(checkDirRegs(obs), checkDirBindings(obs)...)
+	return slices.Concat(checkDirRegs(obs), checkDirBindings(obs), checkTables(obs))
 }
 
 // LWGResult is the outcome of RunLWG.
