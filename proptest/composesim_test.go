@@ -182,6 +182,22 @@ func TestComposeLostStateSeeds(t *testing.T) {
 	}
 }
 
+// TestComposeSendRecordedBeforeExclusion: a multicast a layer makes while
+// it handles an LWG install enters the trace before the node's next carrier
+// event. It entered after it, at the Core's next Ready; when that event
+// excluded the node from the carrier, one-carrier saw a send made outside
+// the carrier's view (seed 167, found at LWGKIT_SOAK=300).
+func TestComposeSendRecordedBeforeExclusion(t *testing.T) {
+	o := composeOptions(167)
+	o.LWG.Faults, o.RouterCrashes = FaultDrop|FaultDup|FaultReorder, 0.05
+	r := RunCompose(o)
+	for i, v := range r.Violations {
+		if i < 3 {
+			t.Errorf("%.2000s", v)
+		}
+	}
+}
+
 // Totals order is only within a group: the simulator finds two messages
 // that two groups deliver in opposite orders, which is allowed.
 func TestComposeNoGlobalOrder(t *testing.T) {

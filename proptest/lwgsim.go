@@ -381,10 +381,13 @@ func (s *LWGSim) drain(n *lwgSimNode) {
 			}
 			for _, e := range rd.Events {
 				// One event at a time, as a runtime does: the LWG events it
-				// causes enter the trace before the group's next event.
+				// causes, and those of what the layer does on them (a
+				// multicast's EventSend), enter the trace before the
+				// group's next event.
 				s.recordHWG(n, e)
 				n.core.HWGEvent(e)
-				s.coreReady(n)
+				for s.coreReady(n) {
+				}
 			}
 		}
 		if s.retryBacklog(n) {
