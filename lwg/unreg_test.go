@@ -25,6 +25,19 @@ func dirItems(t *testing.T, rd Ready, k kind) []item {
 	return out
 }
 
+// newDirCore returns a Core in a bootstrapped directory of itself and b.
+func newDirCore(t *testing.T) (c *Core, b hwg.Process) {
+	t.Helper()
+	c = newTestCore(t)
+	b = hwg.Process{Node: 2, Inc: 1}
+	if err := c.BootstrapDirectory([]hwg.Process{self, b}); err != nil {
+		t.Fatal(err)
+	}
+	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: "h/dir", View: hwg.View{ID: 1, Members: []hwg.Process{self, b}}})
+	c.Ready()
+	return c, b
+}
+
 // TestUnregLostWithDirectoryMembership: a node that leaves a carrier and is
 // excluded from the directory before its kUnreg is delivered finds itself
 // still registered in the snapshot it gets when it is back, and sends the
@@ -32,13 +45,7 @@ func dirItems(t *testing.T, rd Ready, k kind) []item {
 // carrier for good and never declare the carrier dead (RSM seed 1178:
 // joiners kept asking it to admit them after the heal).
 func TestUnregLostWithDirectoryMembership(t *testing.T) {
-	c := newTestCore(t)
-	b := hwg.Process{Node: 2, Inc: 1}
-	if err := c.BootstrapDirectory([]hwg.Process{self, b}); err != nil {
-		t.Fatal(err)
-	}
-	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: "h/dir", View: hwg.View{ID: 1, Members: []hwg.Process{self, b}}})
-	c.Ready()
+	c, b := newDirCore(t)
 	if err := c.Join("l/x"); err != nil {
 		t.Fatal(err)
 	}
@@ -95,13 +102,7 @@ func TestUnregLostWithDirectoryMembership(t *testing.T) {
 // creator that would never admit anyone (lwgsim -seed 21 -nodes 7 -lwgs 60
 // -carriers 0 -switches 40).
 func TestUnstartedCarrierIsReaped(t *testing.T) {
-	c := newTestCore(t)
-	b := hwg.Process{Node: 2, Inc: 1}
-	if err := c.BootstrapDirectory([]hwg.Process{self, b}); err != nil {
-		t.Fatal(err)
-	}
-	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: "h/dir", View: hwg.View{ID: 1, Members: []hwg.Process{self, b}}})
-	c.Ready()
+	c, _ := newDirCore(t)
 	// A switch's request for a carrier of base h/alt, delivered after the
 	// switch ended.
 	bind := encodeControl(&control{Kind: kBind, Items: []item{{Group: "h/alt"}}})
