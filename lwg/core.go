@@ -859,8 +859,28 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 				if car.synced {
 					if rec == nil {
 						c.act(Action{Type: ActLeave, Group: h}) // declared dead meanwhile
-					} else if !rec.has(c.self) {
+						continue
+					}
+					if !rec.has(c.self) {
 						c.ctl(c.cfg.Directory, kMember, item{Group: h})
+					}
+					// The other members of its view may have lost their
+					// registrations as this node did (a joiner's, and the
+					// admitting member's for it, both with their directory
+					// memberships): if every registered member then went,
+					// the directory would declare the carrier dead while
+					// they hold its table, and the LWGs would start a
+					// second life beside the first (compose seed 189).
+					// The view stamps the registration, so one older than
+					// a member's departure is ignored.
+					var others []hwg.Process
+					for _, p := range car.view.Members {
+						if p != c.self && !rec.has(p) {
+							others = append(others, p)
+						}
+					}
+					if len(others) > 0 {
+						c.ctl(c.cfg.Directory, kMember, item{Group: h, Members: others, View: uint64(car.view.ID)})
 					}
 				} else if rec != nil && rec.has(c.self) && !car.member && !car.joining && !car.unregSent &&
 					(rec.Creator != c.self || c.booted[h]) && !c.cfg.keepStaleRegs {
@@ -876,7 +896,7 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 					// that has not bootstrapped yet is not out: it is about
 					// to start the carrier. (A stale Pending entry is
 					// harmless: it only lets this node join without a kReg.)
-					c.ctl(c.cfg.Directory, kUnreg, item{Group: h})
+					c.ctl(c.cfg.Directory, kUnreg, item{Group: h, View: car.lastView})
 					car.unregSent = true
 				}
 			}
@@ -919,7 +939,7 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 			// member of the next view owes it.
 			joined := slices.DeleteFunc(slices.Clone(e.Joined), func(p hwg.Process) bool { return p == c.self })
 			if len(joined) > 0 {
-				c.ctl(c.cfg.Directory, kMember, item{Group: car.group, Members: joined})
+				c.ctl(c.cfg.Directory, kMember, item{Group: car.group, Members: joined, View: uint64(e.View.ID)})
 			}
 		}
 	case hwg.EventDeliver:
@@ -1029,6 +1049,7 @@ func (c *Core) carrierGone(car *carrier, left bool) {
 		c.endEndpoint(c.carriers[ep.h], ep, left && ep.h == car.group)
 	}
 	c.forgetInFlight(car.group)
+	car.lastView = uint64(car.view.ID)
 	car.onGone(car)
 	clear(car.local)
 	car.regSent, car.joining = false, false
@@ -1043,7 +1064,7 @@ func (c *Core) carrierGone(car *carrier, left bool) {
 	c.flushData(car.group)
 	delete(c.data, car.group)
 	car.received, car.sentHandles, car.nextHandle = nil, nil, 0
-	c.ctl(c.cfg.Directory, kUnreg, item{Group: car.group})
+	c.ctl(c.cfg.Directory, kUnreg, item{Group: car.group, View: car.lastView})
 	car.unregSent = true
 }
 

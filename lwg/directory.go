@@ -31,6 +31,41 @@ type carrierRec struct {
 	Creator hwg.Process   `msgpack:"c"`
 	Regs    []hwg.Process `msgpack:"r"`           // members, sorted
 	Pending []hwg.Process `msgpack:"p,omitempty"` // joiners, sorted
+	// Gone: processes that unregistered, each with the last carrier view
+	// it was in (0: not known), sorted. A member's kMember registering one
+	// of them for a view no later than that is older than the departure,
+	// and is ignored; the process's own registration clears it.
+	Gone []goneReg `msgpack:"g,omitempty"`
+}
+
+// goneReg is one process that unregistered from a carrier.
+type goneReg struct {
+	P    hwg.Process `msgpack:"p"`
+	View uint64      `msgpack:"v,omitempty"`
+}
+
+// goneAt returns the view p unregistered at, if it did.
+func (r *carrierRec) goneAt(p hwg.Process) (uint64, bool) {
+	i, ok := slices.BinarySearchFunc(r.Gone, p, func(g goneReg, p hwg.Process) int { return cmpProcess(g.P, p) })
+	if !ok {
+		return 0, false
+	}
+	return r.Gone[i].View, true
+}
+
+// setGone notes p's departure at view v.
+func (r *carrierRec) setGone(p hwg.Process, v uint64) {
+	i, ok := slices.BinarySearchFunc(r.Gone, p, func(g goneReg, p hwg.Process) int { return cmpProcess(g.P, p) })
+	if ok {
+		r.Gone[i].View = max(r.Gone[i].View, v)
+		return
+	}
+	r.Gone = slices.Insert(r.Gone, i, goneReg{P: p, View: v})
+}
+
+// clearGone forgets p's departure: it registered again itself.
+func (r *carrierRec) clearGone(p hwg.Process) {
+	r.Gone = slices.DeleteFunc(r.Gone, func(g goneReg) bool { return g.P == p })
 }
 
 func (r *carrierRec) has(p hwg.Process) bool {
@@ -147,6 +182,7 @@ func (d *directory) supersede(p hwg.Process) {
 		n := len(rec.Regs)
 		rec.Regs = slices.DeleteFunc(rec.Regs, older)
 		rec.Pending = slices.DeleteFunc(rec.Pending, older)
+		rec.Gone = slices.DeleteFunc(rec.Gone, func(g goneReg) bool { return older(g.P) })
 		if len(rec.Regs) == 0 && n > 0 {
 			d.kill(h)
 		}
@@ -227,6 +263,7 @@ func (d *directory) apply(from hwg.Process, c *control) {
 		for _, it := range c.Items {
 			if rec := d.carriers[it.Group]; rec != nil && !rec.has(from) && !d.stale(from) {
 				rec.Pending = insertSorted(rec.Pending, from)
+				rec.clearGone(from)
 			}
 		}
 	case kMember:
@@ -237,12 +274,19 @@ func (d *directory) apply(from hwg.Process, c *control) {
 			}
 			who := []hwg.Process{from}
 			if len(it.Members) > 0 {
-				who = it.Members // a member registers the joiners it admitted
+				// A member registers others: the joiners it admitted, or
+				// the members of its view of the carrier (after it was out
+				// of the directory), as of carrier view it.View.
+				who = it.Members
 			}
 			for _, p := range who {
 				if d.stale(p) {
 					continue // a joiner admitted before it crashed
 				}
+				if v, ok := rec.goneAt(p); ok && p != from && it.View != 0 && it.View <= v {
+					continue // it left after that view
+				}
+				rec.clearGone(p)
 				rec.Pending = removeSorted(rec.Pending, p)
 				rec.Regs = insertSorted(rec.Regs, p)
 			}
@@ -254,6 +298,7 @@ func (d *directory) apply(from hwg.Process, c *control) {
 				continue
 			}
 			rec.Pending = removeSorted(rec.Pending, from)
+			rec.setGone(from, it.View)
 			if n := len(rec.Regs); n > 0 {
 				rec.Regs = removeSorted(rec.Regs, from)
 				if len(rec.Regs) == 0 {

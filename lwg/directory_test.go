@@ -140,3 +140,53 @@ func TestDirectoryIgnoresStaleIncarnations(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectoryRegistrationOlderThanDeparture: a member's kMember naming
+// another process is stamped with the carrier view it saw that process in;
+// once the process unregistered, leaving the carrier at a view, a stamp no
+// later than that is older than the departure and is ignored, a later one
+// registers it again, and the process's own registration always counts.
+// An unstamped one (0) counts, as before stamps existed. The record of the
+// departure survives a snapshot.
+func TestDirectoryRegistrationOlderThanDeparture(t *testing.T) {
+	p1, p2 := hwg.Process{Node: 1, Inc: 1}, hwg.Process{Node: 2, Inc: 1}
+	d := newDirectory("h/dir")
+	h := d.create("h/b", p1)
+	member := func(from hwg.Process, view uint64, who ...hwg.Process) {
+		d.apply(from, &control{Kind: kMember, Items: []item{{Group: h, Members: who, View: view}}})
+	}
+	unreg := func(view uint64) {
+		d.apply(p2, &control{Kind: kUnreg, Items: []item{{Group: h, View: view}}})
+	}
+	member(p1, 3, p2)
+	if !d.carriers[h].has(p2) {
+		t.Fatalf("p2 not registered: %+v", d.carriers[h])
+	}
+	unreg(5)
+	r := newDirectory("h/dir")
+	if err := r.restore(d.snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	for name, d := range map[string]*directory{"original": d, "restored": r} {
+		for _, v := range []uint64{4, 5} {
+			d.apply(p1, &control{Kind: kMember, Items: []item{{Group: h, Members: []hwg.Process{p2}, View: v}}})
+			if d.carriers[h].has(p2) {
+				t.Fatalf("%s: registered by a kMember of view %d, after it left at view 5", name, v)
+			}
+		}
+		d.apply(p1, &control{Kind: kMember, Items: []item{{Group: h, Members: []hwg.Process{p2}, View: 6}}})
+		if rec := d.carriers[h]; !rec.has(p2) || len(rec.Gone) != 0 {
+			t.Fatalf("%s: a kMember of view 6 did not register it again: %+v", name, rec)
+		}
+	}
+	unreg(7)
+	d.apply(p2, &control{Kind: kMember, Items: []item{{Group: h}}})
+	if !d.carriers[h].has(p2) {
+		t.Fatalf("its own registration ignored: %+v", d.carriers[h])
+	}
+	unreg(8)
+	member(p1, 0, p2)
+	if !d.carriers[h].has(p2) {
+		t.Fatalf("an unstamped registration ignored: %+v", d.carriers[h])
+	}
+}

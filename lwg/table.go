@@ -66,6 +66,9 @@ type carrier struct {
 	// it). An excluded node's hwg.Node joins again by itself.
 	out    bool
 	pinned uint64
+	// lastView is the view of the carrier this node was last in, kept
+	// when it leaves or is excluded for its kUnreg (see carrierRec.Gone).
+	lastView uint64
 
 	// Data handles (handles.go), local: the installs of this carrier
 	// seen here; this node's next number and the numbers it gave, and per

@@ -1,6 +1,7 @@
 package lwg
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -142,5 +143,37 @@ func TestUnstartedCarrierIsReaped(t *testing.T) {
 	c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: self}, Payload: bind})
 	if h2 := c.dir.bases["h/alt"]; h2 == h || !c.dir.alive(h2) {
 		t.Fatalf("base h/alt resolves to %q after %s died", h2, h)
+	}
+}
+
+// TestRejoinRegistersViewMembers: back in the directory, a member of a
+// carrier registers the other members of its view that the directory does
+// not list, stamped with that view: their own registrations and the
+// admitting member's may all have been lost with directory memberships,
+// and then the directory would declare the carrier dead while they hold
+// its table (compose seed 189: a second life of an LWG beside the first).
+func TestRejoinRegistersViewMembers(t *testing.T) {
+	c, b := newDirCore(t)
+	if err := c.Join("l/x"); err != nil {
+		t.Fatal(err)
+	}
+	h := bootstrapBound(t, c, c.Ready().Actions[0].Payload)
+	c.Ready()
+	snap := c.dir.snapshot() // h registered to self alone
+
+	p3, p4 := hwg.Process{Node: 3, Inc: 1}, hwg.Process{Node: 4, Inc: 1}
+	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: h, View: hwg.View{ID: 2, Members: []hwg.Process{self, p3, p4}}, Joined: []hwg.Process{p3, p4}})
+	if got := dirItems(t, c.Ready(), kMember); len(got) != 1 || len(got[0].Members) != 2 || got[0].View != 2 {
+		t.Fatalf("the admitting member's kMember: %+v, want p3 and p4 at view 2", got)
+	}
+	// That kMember is lost: self is excluded from the directory, and comes
+	// back to a snapshot that lists only itself.
+	c.HWGEvent(hwg.Event{Type: hwg.EventExcluded, Group: "h/dir"})
+	c.Ready()
+	c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: "h/dir", View: hwg.View{ID: 2, Members: []hwg.Process{b, self}}, Joined: []hwg.Process{self}})
+	c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: b}, Payload: encodeControl(&control{Kind: kSnapshot, View: 2, Snap: snap})})
+	got := dirItems(t, c.Ready(), kMember)
+	if len(got) != 1 || got[0].Group != h || got[0].View != 2 || !slices.Equal(got[0].Members, []hwg.Process{p3, p4}) {
+		t.Fatalf("kMember items %+v, want p3 and p4 registered at view 2 of %s", got, h)
 	}
 }

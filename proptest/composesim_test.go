@@ -198,6 +198,28 @@ func TestComposeSendRecordedBeforeExclusion(t *testing.T) {
 	}
 }
 
+// TestComposeNoSecondLifeWhileHeld: compose seed 189 with every fault
+// (found at LWGKIT_SOAK=300). Partitions cost the members of one LWG's
+// carrier their directory registrations (their own and the admitting
+// member's kMember were lost with their directory memberships); the
+// registered members then crashed or were excluded, the directory declared
+// the carrier dead while two members still held its table, and the LWG
+// began a second life on a new carrier: its routing state was lost.
+// Members back in the directory now register the rest of their view.
+func TestComposeNoSecondLifeWhileHeld(t *testing.T) {
+	o := composeOptions(189)
+	o.LWG.Faults = FaultAll
+	r := RunCompose(o)
+	if r.Stats.StateLost || !r.Stats.Settled {
+		t.Errorf("state lost=%v settled=%v", r.Stats.StateLost, r.Stats.Settled)
+	}
+	for i, v := range r.Violations {
+		if i < 3 {
+			t.Errorf("%.2000s", v)
+		}
+	}
+}
+
 // Totals order is only within a group: the simulator finds two messages
 // that two groups deliver in opposite orders, which is allowed.
 func TestComposeNoGlobalOrder(t *testing.T) {
