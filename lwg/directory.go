@@ -2,6 +2,7 @@ package lwg
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,7 +33,7 @@ type carrierRec struct {
 	Regs    []hwg.Process `msgpack:"r"`           // members, sorted
 	Pending []hwg.Process `msgpack:"p,omitempty"` // joiners, sorted
 	// Gone: processes that unregistered, each with the last carrier view
-	// it was in (0: not known), sorted. A member's kMember registering one
+	// it was in (MaxUint64: not known), sorted. A member's kMember registering one
 	// of them for a view no later than that is older than the departure,
 	// and is ignored; the process's own registration clears it.
 	Gone []goneReg `msgpack:"g,omitempty"`
@@ -298,7 +299,14 @@ func (d *directory) apply(from hwg.Process, c *control) {
 				continue
 			}
 			rec.Pending = removeSorted(rec.Pending, from)
-			rec.setGone(from, it.View)
+			// A departure from an unknown view (the sender never installed
+			// one, or forgot it) blocks every stamped registration by
+			// others: only its own registers it again.
+			gone := it.View
+			if gone == 0 {
+				gone = math.MaxUint64
+			}
+			rec.setGone(from, gone)
 			if n := len(rec.Regs); n > 0 {
 				rec.Regs = removeSorted(rec.Regs, from)
 				if len(rec.Regs) == 0 {

@@ -189,4 +189,15 @@ func TestDirectoryRegistrationOlderThanDeparture(t *testing.T) {
 	if !d.carriers[h].has(p2) {
 		t.Fatalf("an unstamped registration ignored: %+v", d.carriers[h])
 	}
+	// A departure from an unknown view (it never installed one) is later
+	// than any view another member can name.
+	unreg(0)
+	member(p1, 1000, p2)
+	if d.carriers[h].has(p2) {
+		t.Fatalf("registered by another member after leaving from an unknown view: %+v", d.carriers[h])
+	}
+	d.apply(p2, &control{Kind: kMember, Items: []item{{Group: h}}})
+	if !d.carriers[h].has(p2) {
+		t.Fatalf("its own registration ignored: %+v", d.carriers[h])
+	}
 }
