@@ -33,9 +33,10 @@ type carrierRec struct {
 	Regs    []hwg.Process `msgpack:"r"`           // members, sorted
 	Pending []hwg.Process `msgpack:"p,omitempty"` // joiners, sorted
 	// Gone: processes that unregistered, each with the last carrier view
-	// it was in (MaxUint64: not known), sorted. A member's kMember registering one
-	// of them for a view no later than that is older than the departure,
-	// and is ignored; the process's own registration clears it.
+	// it was in (MaxUint64: not known), sorted. Another member's kMember
+	// registering one of them for a view no later than that is older than
+	// the departure, and is ignored; the process's own registration
+	// clears it.
 	Gone []goneReg `msgpack:"g,omitempty"`
 }
 
@@ -370,6 +371,7 @@ func (d *directory) restore(b []byte) error {
 		}
 		slices.SortFunc(rec.Regs, cmpProcess)
 		slices.SortFunc(rec.Pending, cmpProcess)
+		slices.SortFunc(rec.Gone, func(a, b goneReg) int { return cmpProcess(a.P, b.P) })
 		d.carriers[h] = rec
 	}
 	if s.B != nil {
