@@ -777,7 +777,7 @@ func (s *LWGSim) Quiesce(maxSteps int) bool {
 			// Traffic that began late may still be on its way: with an
 			// HWG per LWG, the lazy leave of a carrier a switch emptied
 			// unregisters it in the directory IdleTicks after the
-			// switch, as does a creator a carrier it never started. Go
+			// switch, as the creator of a carrier it never started does. Go
 			// on while a message sent in a final view is not delivered
 			// everywhere yet or the directory does not match the nodes,
 			// for up to maxSteps more steps; what never settles stays a
@@ -879,9 +879,9 @@ func (s *LWGSim) Violations() []Violation {
 	return out
 }
 
-// stateViolations checks the live nodes' directories against what the
-// nodes hold (checkDirRegs, checkDirBindings). It applies once the LWGs
-// have converged.
+// stateViolations checks the live nodes' directories and carrier tables
+// against what the nodes hold (checkDirRegs, checkDirBindings,
+// checkTables). It applies once the LWGs have converged.
 func (s *LWGSim) stateViolations() []Violation {
 	var obs []lwg.Observation
 	for _, n := range s.nodes {
