@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +25,66 @@ func docker(t *testing.T, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
+// ownerLabel marks what TestDocker makes (image, network, containers) with
+// the test process as host/pid (see owner). A test killed before its
+// cleanup ran (a timeout, kill -9) leaves them behind; DieWithParent cannot
+// reach them, since the docker daemon, not the test, is their parent.
+const ownerLabel = "io.lwgkit.test-owner"
+
+// owner is the ownerLabel value of process pid on this host. The host name
+// keeps a reaper from judging a process it cannot see: another container
+// sharing the docker daemon has its own pids.
+func owner(pid int) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s=%s/%d", ownerLabel, host, pid)
+}
+
+// reapDocker removes what earlier test processes on this host left:
+// anything labelled with this host and a pid that no longer runs. It
+// reports what it removed.
+func reapDocker(t *testing.T) []string {
+	t.Helper()
+	var removed []string
+	label := fmt.Sprintf("{{index %%s %q}}", ownerLabel)
+	for _, kind := range []struct {
+		list, inspect, rm []string
+		labels            string // where inspect finds the labels
+	}{
+		{[]string{"ps", "-aq"}, []string{"container", "inspect"}, []string{"rm", "-f"}, ".Config.Labels"},
+		{[]string{"network", "ls", "-q"}, []string{"network", "inspect"}, []string{"network", "rm"}, ".Labels"},
+		{[]string{"images", "-q"}, []string{"image", "inspect"}, []string{"rmi", "-f"}, ".Config.Labels"},
+	} {
+		ids, err := docker(t, append(slices.Clone(kind.list), "--filter", "label="+ownerLabel)...)
+		if err != nil {
+			t.Logf("docker %s: %v: %s", strings.Join(kind.list, " "), err, ids)
+			continue
+		}
+		for _, id := range strings.Fields(ids) {
+			val, err := docker(t, append(slices.Clone(kind.inspect), "--format", fmt.Sprintf(label, kind.labels), id)...)
+			if err != nil {
+				continue // gone meanwhile
+			}
+			host, pidText, _ := strings.Cut(val, "/")
+			if me, _ := os.Hostname(); host != me {
+				continue // not ours to judge
+			}
+			if pid, err := strconv.Atoi(pidText); err == nil && pid > 0 && processAlive(pid) {
+				continue
+			}
+			if _, err := docker(t, append(slices.Clone(kind.rm), id)...); err == nil && !slices.Contains(removed, id) {
+				removed = append(removed, id)
+			}
+		}
+	}
+	return removed
+}
+
+// processAlive reports whether a process with this pid runs here.
+func processAlive(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
+}
+
 func mustDocker(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := docker(t, args...)
@@ -31,6 +92,58 @@ func mustDocker(t *testing.T, args ...string) string {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
+}
+
+// needDocker skips t where there is no docker CLI or daemon.
+func needDocker(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("docker is not installed: skipping the Docker test")
+	}
+	if out, err := docker(t, "info", "--format", "{{.ServerVersion}}"); err != nil {
+		t.Skipf("the docker daemon is not available (%v: %s): skipping the Docker test", err, out)
+	}
+}
+
+// TestReapDocker: what a test process on this host that no longer runs
+// left (here a network labelled with the pid of a process that exited) is
+// removed; what a running one owns, or one of another host, is not.
+// Skipped with -short or without docker.
+func TestReapDocker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the Docker test")
+	}
+	needDocker(t)
+	done := exec.Command("true")
+	if err := done.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := done.Process.Pid
+	if processAlive(dead) {
+		t.Skipf("pid %d was reused at once", dead)
+	}
+	base := fmt.Sprintf("lwgkit-reap-test-%d", time.Now().UnixNano()%1e9)
+	mine, left := base+"-mine", base+"-left"
+	mustDocker(t, "network", "create", "--label", owner(os.Getpid()), mine)
+	t.Cleanup(func() { docker(t, "network", "rm", mine) })
+	id := mustDocker(t, "network", "create", "--label", owner(dead), left)
+	other := base + "-other"
+	mustDocker(t, "network", "create", "--label", ownerLabel+"=elsewhere/"+strconv.Itoa(dead), other)
+	t.Cleanup(func() { docker(t, "network", "rm", other) })
+	t.Cleanup(func() { docker(t, "network", "rm", left) })
+
+	removed := reapDocker(t)
+	if !slices.ContainsFunc(removed, func(r string) bool { return strings.HasPrefix(id, r) }) {
+		t.Errorf("the leftover network %s (%s) not removed; removed %v", left, id, removed)
+	}
+	if _, err := docker(t, "network", "inspect", left); err == nil {
+		t.Errorf("network %s still there", left)
+	}
+	for _, n := range []string{mine, other} {
+		if _, err := docker(t, "network", "inspect", n); err != nil {
+			t.Errorf("network %s removed (this test's, or another host's): %v", n, err)
+		}
+	}
 }
 
 // TestDocker builds the FROM-scratch image of kvexample/docker on a static
@@ -45,15 +158,14 @@ func TestDocker(t *testing.T) {
 	if os.Getenv("LWGKV_DOCKER") == "" {
 		t.Skip("set LWGKV_DOCKER=1 to run the Docker test (static build, image FROM scratch, 5 containers; about a minute)")
 	}
-	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skip("docker is not installed: skipping the Docker test")
-	}
-	if out, err := docker(t, "info", "--format", "{{.ServerVersion}}"); err != nil {
-		t.Skipf("the docker daemon is not available (%v: %s): skipping the Docker test", err, out)
-	}
+	needDocker(t)
 	if runtime.GOOS != "linux" {
 		t.Skip("the image holds a linux binary")
 	}
+	if removed := reapDocker(t); len(removed) > 0 {
+		t.Logf("removed %d leftovers of earlier runs: %v", len(removed), removed)
+	}
+	label := owner(os.Getpid())
 	tag := fmt.Sprintf("lwgkv-test-%d", time.Now().UnixNano()%1e9)
 	dir := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(dir, "lwgkv"), ".")
@@ -71,9 +183,9 @@ func TestDocker(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), df, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mustDocker(t, "build", "-q", "-t", tag, dir)
+	mustDocker(t, "build", "-q", "--label", label, "-t", tag, dir)
 	t.Cleanup(func() { docker(t, "rmi", "-f", tag) })
-	mustDocker(t, "network", "create", tag)
+	mustDocker(t, "network", "create", "--label", label, tag)
 	const n = 5
 	names := make([]string, n+1)
 	t.Cleanup(func() {
@@ -95,7 +207,7 @@ func TestDocker(t *testing.T) {
 				join = append(join, fmt.Sprintf("%d=n%d:16379", j, j))
 			}
 		}
-		args := []string{"run", "-d", "--name", names[i], "--network", tag, "--network-alias", fmt.Sprintf("n%d", i),
+		args := []string{"run", "-d", "--label", label, "--name", names[i], "--network", tag, "--network-alias", fmt.Sprintf("n%d", i),
 			"-p", "127.0.0.1::6379", tag,
 			"serve", "-id", strconv.Itoa(i), "-data", "/data", "-resp", "0.0.0.0:6379", "-http", "0.0.0.0:8080",
 			"-listen", "0.0.0.0:16379", "-advertise", fmt.Sprintf("n%d:16379", i), "-join", strings.Join(join, ","),
@@ -155,7 +267,14 @@ func TestDocker(t *testing.T) {
 		t.Helper()
 		ctx := context.Background()
 		for k, v := range acked {
+			// TRYAGAIN is the server's "not done, ask again", as for the
+			// writes: right after a failure a read can wait on the failed
+			// node until the failure detector excludes it.
 			got, err := cl(i).Get(ctx, k).Result()
+			for try := 0; try < 20 && err != nil && strings.HasPrefix(err.Error(), "TRYAGAIN"); try++ {
+				time.Sleep(200 * time.Millisecond)
+				got, err = cl(i).Get(ctx, k).Result()
+			}
 			if err != nil || got != v {
 				t.Fatalf("node %d: %s = %q, %v; want %q", i, k, got, err, v)
 			}
