@@ -1,52 +1,171 @@
 package kvexample
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/lwgkit/lwgkit/compose"
+	"github.com/lwgkit/lwgkit/hwg"
 	"github.com/lwgkit/lwgkit/lwg"
 	"github.com/lwgkit/lwgkit/rsm"
 )
 
 // ComposeTopology returns the group-composition topology of the shards
-// (package compose): every shard's group is a group of it, and each
-// shard is linked to shard 0's group (the hub) if they share a replica
-// node, which is a router between them; a shard that shares none with
-// the hub is linked to the first shard before it that it shares one
-// with (none: it is unreachable, and requests for it are forwarded over
-// RESP). With up to 2·Replicas−1 nodes every pair of shards shares a
-// node, so the topology is a star: a request from a node that holds no
-// replica of its shard crosses at most two routers (its own shard's
-// group, the hub, the target).
+// (package compose): a tree over every shard's group, rooted at shard 0's
+// (the hub), whose links join groups that share replica nodes (the
+// routers between them).
+//
+// A link is cut while no node it shares is up, so the tree is built to
+// survive failures before it is built to be short: shards with equal
+// replica sets form a class, and each class hangs below the class that
+// gives it the fewest weak links (sharing a single node) on its path to
+// the hub, then the fewest links. With 3 replicas every link then shares
+// two nodes where the placement allows it, and no single node's failure
+// cuts a shard off; with 5 nodes a request crosses at most four links
+// (up to the hub and down again), against two in a star around the hub,
+// whose links to shards that shared one node with it each failed with
+// that node. Every shard of a class links to the first shard of its
+// parent class (to the hub for the hub's class), so a class costs no
+// extra hop. A shard sharing no node with any reachable one is left out
+// (requests for it are forwarded over RESP).
+//
+// The tree is a pure function of the placement: every node computes the
+// same one, as compose requires. Past placing the shards it costs about
+// Replicas² index entries per class, with no pairwise comparison of
+// classes. Changing how it is built changes the topology, so every node
+// of a cluster must run the same version of it.
 func (p *Placement) ComposeTopology() (*compose.Topology, error) {
 	groups := make([]lwg.ID, p.Shards)
 	for s := range p.Shards {
 		groups[s] = ObjectID(s).LWG()
 	}
+	parent := p.classTree()
 	var links []compose.Link
-	shares := func(a, b int) bool {
-		for _, n := range p.ReplicasOf(a) {
-			if p.IsReplica(b, n) {
-				return true
-			}
-		}
-		return false
-	}
-	linked := []int{0}
 	for s := 1; s < p.Shards; s++ {
-		i := slices.IndexFunc(linked, func(t int) bool { return shares(s, t) })
-		if i < 0 {
-			continue
+		if a, ok := parent[s]; ok {
+			links = append(links, compose.Link{A: groups[a], B: groups[s]})
 		}
-		links = append(links, compose.Link{A: groups[linked[i]], B: groups[s]})
-		linked = append(linked, s)
 	}
 	return compose.NewTopology(groups, links)
+}
+
+// weakCost is the cost of a link sharing one node: more than any path of
+// links sharing two or more, so the search minimises weak links first.
+const weakCost = 1 << 40
+
+// classTree returns, for every shard but 0 that the tree reaches, the
+// shard it links to (see ComposeTopology). It is Dijkstra over the classes
+// of equal replica sets, with cost 1 per link sharing two or more nodes
+// and weakCost per link sharing one, ties broken by class order (the
+// first shard of each). A class's neighbours are found through indexes
+// by node pair (strong) and by node (weak) rather than by comparing
+// classes: once a class at distance d relaxes through an index entry, a
+// later class (distance ≥ d) cannot do better through it, so each entry
+// is used once.
+func (p *Placement) classTree() map[int]int {
+	type class struct {
+		first int // its first shard: where the classes below it link
+		set   []hwg.NodeID
+		dist  int64
+		up    int // parent class, -1 for the root
+		done  bool
+	}
+	var classes []*class
+	byKey := map[string]int{}
+	of := make([]int, p.Shards)
+	for s := range p.Shards {
+		set := p.MemberSet(s)
+		key := fmt.Sprint(set)
+		c, ok := byKey[key]
+		if !ok {
+			c = len(classes)
+			byKey[key] = c
+			classes = append(classes, &class{first: s, set: set, dist: -1, up: -1})
+		}
+		of[s] = c
+	}
+	type pair struct{ a, b hwg.NodeID }
+	byPair := map[pair][]int{}
+	byNode := map[hwg.NodeID][]int{}
+	for i, c := range classes {
+		for x, a := range c.set {
+			byNode[a] = append(byNode[a], i)
+			for _, b := range c.set[x+1:] {
+				byPair[pair{a, b}] = append(byPair[pair{a, b}], i)
+			}
+		}
+	}
+	frontier := &classHeap{}
+	relax := func(from int, to []int, cost int64) {
+		for _, i := range to {
+			c := classes[i]
+			d := classes[from].dist + cost
+			if c.done || c.dist >= 0 && c.dist <= d {
+				continue
+			}
+			c.dist, c.up = d, from
+			heap.Push(frontier, classAt{d, i}) // an older entry is skipped when popped
+		}
+	}
+	classes[0].dist = 0 // shard 0's class is the root
+	heap.Push(frontier, classAt{0, 0})
+	for frontier.Len() > 0 {
+		x := heap.Pop(frontier).(classAt).class
+		c := classes[x]
+		if c.done {
+			continue
+		}
+		c.done = true
+		for y, a := range c.set {
+			for _, b := range c.set[y+1:] {
+				relax(x, byPair[pair{a, b}], 1)
+				delete(byPair, pair{a, b})
+			}
+		}
+		for _, a := range c.set {
+			relax(x, byNode[a], weakCost)
+			delete(byNode, a)
+		}
+	}
+	parent := map[int]int{}
+	for s := 1; s < p.Shards; s++ {
+		c := classes[of[s]]
+		switch {
+		case !c.done:
+			// Unreachable: no link.
+		case c.up < 0:
+			parent[s] = 0
+		default:
+			parent[s] = classes[c.up].first
+		}
+	}
+	return parent
+}
+
+// classAt is a class in classTree's frontier at a distance.
+type classAt struct {
+	dist  int64
+	class int
+}
+
+// classHeap orders the frontier by distance, then class (container/heap).
+type classHeap []classAt
+
+func (h classHeap) Len() int { return len(h) }
+func (h classHeap) Less(i, j int) bool {
+	return h[i].dist < h[j].dist || h[i].dist == h[j].dist && h[i].class < h[j].class
+}
+func (h classHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *classHeap) Push(x any)   { *h = append(*h, x.(classAt)) }
+func (h *classHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // tapRelay hands rsm's object events to the compose.Objects created once

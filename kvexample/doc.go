@@ -33,9 +33,11 @@
 // Reads. Any node serves any key (no MOVED redirect), so plain clients
 // such as redis-cli and redis-benchmark work against any node. A node
 // with no ready replica of a key's shard sends the command through group
-// composition (package compose, Placement.ComposeTopology: the shards'
-// groups in a star around shard 0's, joined by routers that replicate
-// both shards): compose.Objects.Call multicasts it in one of this node's
+// composition (package compose, Placement.ComposeTopology: a tree of the
+// shards' groups around shard 0's, each link joining two shards that
+// share replica nodes, which are its routers; a link shares two nodes
+// wherever the placement allows, so no single node's failure cuts a
+// shard off): compose.Objects.Call multicasts it in one of this node's
 // shard groups, the routers forward it to the target shard's group, and
 // every replica there proposes it with rsm's ProposeFrom under the
 // request's end-to-end id (origin process, source group, sequence), so
@@ -44,11 +46,11 @@
 // without a result after NodeConfig.ComposeAttempt is sent again under
 // its first attempt's id (applied once; a read goes through the shard's
 // total order too). Only a node that is in no shard group yet (its
-// shards still opening) or a shard the topology cannot reach (more than
-// 2·Replicas−1 nodes can leave a shard sharing no node with shard 0's
-// chain) falls back to forwarding the encoded command to a replica node
-// over RESP (LWGKV.SHARD, live nodes first). Commands over keys of
-// several shards run one atomic command per shard.
+// shards still opening) or a shard the topology cannot reach (sharing no
+// node with any shard connected to shard 0) falls back to forwarding the
+// encoded command to a replica node over RESP (LWGKV.SHARD, live nodes
+// first). Commands over keys of several shards run one atomic command
+// per shard.
 //
 // Errors follow Redis's wording ("ERR wrong number of arguments for 'get'
 // command", "ERR unknown command ...", "ERR value is not an integer or out

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,4 +113,112 @@ func TestServeCrossShardKillRouter(t *testing.T) {
 	incr(n + 1)
 	t.Logf("node %d sent %s requests through composition (%s sent again); router %d killed", x+1,
 		infoField(info, "requests_composed"), infoField(info, "compose_calls_retried"), router)
+}
+
+// Kill -9 a node of shard 0's group (the hub) that is the only replica
+// node some shard shares with it, then read every acknowledged key
+// through every live node: each read of a shard the node does not hold
+// crosses composition links, and none may lose its router. (With the
+// topology a star around the hub, every such shard was cut off from the
+// hub's side until the node came back: reads through the other hub nodes
+// timed out for good.) Writes go on through another node meanwhile.
+func TestServeKillLeavesEveryShardReachable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	const shards = 64
+	nodes := []hwg.NodeID{1, 2, 3, 4, 5}
+	p, err := kvexample.NewPlacement(shards, 3, nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := hwg.NodeID(0)
+	for s := 1; s < shards && victim == 0; s++ {
+		var common []hwg.NodeID
+		for _, n := range p.ReplicasOf(0) {
+			if p.IsReplica(s, n) {
+				common = append(common, n)
+			}
+		}
+		if len(common) == 1 {
+			victim = common[0]
+		}
+	}
+	if victim == 0 {
+		t.Fatal("no shard shares a single node with shard 0: the test shows nothing")
+	}
+	c := startProcs(t, len(nodes), shards)
+	acked := map[string]string{}
+	write := func(via int, prefix string, k int) {
+		t.Helper()
+		for j := 0; j < k; j++ {
+			key, val := fmt.Sprintf("%s-%d", prefix, j), strconv.Itoa(j)
+			var err error
+			for try := 0; try < 25; try++ { // TRYAGAIN: not applied; retry
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err = c.client(via).Set(ctx, key, val, 0).Err()
+				cancel()
+				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatalf("set %s through node %d: %v", key, via+1, err)
+			}
+			acked[key] = val
+		}
+	}
+	readAll := func(via int) {
+		t.Helper()
+		for k, v := range acked {
+			var (
+				got string
+				err error
+			)
+			// Right after the kill a read can wait until the failure
+			// detector excludes the node: TRYAGAIN for a few seconds.
+			for try := 0; try < 25; try++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				got, err = c.client(via).Get(ctx, k).Result()
+				cancel()
+				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if err != nil || got != v {
+				t.Fatalf("node %d: %s = %q, %v; want %q (node %d killed)", via+1, k, got, err, v, victim)
+			}
+		}
+	}
+	write(0, "before", 100)
+	c.procs[victim-1].kill9()
+	other := 0
+	for other+1 == int(victim) {
+		other++
+	}
+	write(other, "after", 100)
+	composed := 0
+	for i := range nodes {
+		if hwg.NodeID(i+1) == victim {
+			continue
+		}
+		readAll(i)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		info, err := c.client(i).Info(ctx).Result()
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := infoField(info, "requests_forwarded"); f != "0" {
+			t.Fatalf("node %d forwarded %s requests over RESP: composition did not serve them", i+1, f)
+		}
+		n, _ := strconv.Atoi(infoField(info, "requests_composed"))
+		composed += n
+	}
+	if composed == 0 {
+		t.Fatal("no request went through composition: the test shows nothing")
+	}
+	t.Logf("node %d killed; %d keys read through each of the other nodes, %d requests through composition", victim, len(acked), composed)
 }
