@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lwgkit/lwgkit/hwg"
+	"github.com/lwgkit/lwgkit/kvexample"
 )
 
 // docker runs the docker CLI and returns its trimmed output.
@@ -148,7 +151,8 @@ func TestReapDocker(t *testing.T) {
 
 // TestDocker builds the FROM-scratch image of kvexample/docker on a static
 // binary, runs a 5-node cluster in containers, kills one node, cuts
-// another off with `docker network disconnect`, and checks that
+// another off with `docker network disconnect` (both replicas of shard 0,
+// the hub of the composition topology), and checks that
 // acknowledged writes stay readable and writes go on. It takes about a
 // minute. It skips where docker is unavailable, with -short, and with
 // LWGKV_DOCKER=0.
@@ -188,6 +192,10 @@ func TestDocker(t *testing.T) {
 	t.Cleanup(func() { docker(t, "rmi", "-f", tag) })
 	mustDocker(t, "network", "create", "--label", label, tag)
 	const n = 5
+	// Nodes 5 (killed) and 3 (cut off) must be replicas of shard 0.
+	if pl, err := kvexample.NewPlacement(64, 3, []hwg.NodeID{1, 2, 3, 4, 5}); err != nil || !pl.IsReplica(0, 5) || !pl.IsReplica(0, 3) {
+		t.Fatalf("shard 0's replicas are not what the test assumes: %v %v", pl.MemberSet(0), err)
+	}
 	names := make([]string, n+1)
 	t.Cleanup(func() {
 		for i := 1; i <= n; i++ {
@@ -296,25 +304,30 @@ func TestDocker(t *testing.T) {
 	c.waitReady(&proc{id: 5, resp: ports[5]}, 90*time.Second)
 	check(5)
 
-	// Cut node 4 off: the others go on. (One failure at a time: a shard
-	// whose 3 replicas include two failed nodes rightly blocks.)
-	mustDocker(t, "network", "disconnect", tag, names[4])
+	// Cut node 3 off, a replica of shard 0 (the composition tree's hub,
+	// with node 5 killed before): the others go on, and nodes holding no
+	// replica of a shard still reach it through composition. (One failure
+	// at a time: a shard whose 3 replicas include two failed nodes rightly
+	// blocks.)
+	const cut = 3
+	mustDocker(t, "network", "disconnect", tag, names[cut])
 	write(1, "partitioned", 200)
 	check(2)
+	check(4)
 
-	// Heal: node 4 rejoins and catches up.
-	mustDocker(t, "network", "connect", "--alias", "n4", tag, names[4])
-	p = mustDocker(t, "port", names[4], "6379/tcp") // published again, maybe elsewhere
-	ports[4] = strings.Split(p, "\n")[0]
+	// Heal: node 3 rejoins and catches up.
+	mustDocker(t, "network", "connect", "--alias", fmt.Sprintf("n%d", cut), tag, names[cut])
+	p = mustDocker(t, "port", names[cut], "6379/tcp") // published again, maybe elsewhere
+	ports[cut] = strings.Split(p, "\n")[0]
 	write(5, "healed", 100)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		_, err := cl(4).Get(context.Background(), "healed-0").Result()
+		_, err := cl(cut).Get(context.Background(), "healed-0").Result()
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	check(4)
+	check(cut)
 	check(5)
 }
