@@ -193,8 +193,12 @@ func TestDocker(t *testing.T) {
 	mustDocker(t, "network", "create", "--label", label, tag)
 	const n = 5
 	// Nodes 5 (killed) and 3 (cut off) must be replicas of shard 0.
-	if pl, err := kvexample.NewPlacement(64, 3, []hwg.NodeID{1, 2, 3, 4, 5}); err != nil || !pl.IsReplica(0, 5) || !pl.IsReplica(0, 3) {
-		t.Fatalf("shard 0's replicas are not what the test assumes: %v %v", pl.MemberSet(0), err)
+	pl, err := kvexample.NewPlacement(64, 3, []hwg.NodeID{1, 2, 3, 4, 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pl.IsReplica(0, 5) || !pl.IsReplica(0, 3) {
+		t.Fatalf("shard 0's replicas are %v, not what the test assumes", pl.MemberSet(0))
 	}
 	names := make([]string, n+1)
 	t.Cleanup(func() {
