@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -284,4 +285,87 @@ func TestServeRollingRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged writes read back through all 5 nodes after a rolling restart", len(acked))
+}
+
+// A process frozen with SIGSTOP (a stalled VM, a long pause) for longer
+// than the failure detector's timeout is excluded while the others go on;
+// resumed, it learns it was excluded, joins its groups again as a new
+// member and serves again. The node frozen is a replica of shard 0 (the
+// composition hub). A write through it right after it resumes may end
+// UNKNOWN (proposed in a view it had already been excluded from); every
+// acknowledged write reads back through every node.
+func TestServePausedProcessRejoins(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	const shards = 64
+	p, err := kvexample.NewPlacement(shards, 3, []hwg.NodeID{1, 2, 3, 4, 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frozen := int(p.MemberSet(0)[1]) - 1 // a hub replica, not node 1
+	c := startProcs(t, 5, shards)
+	acked := map[string]string{}
+	write := func(via int, prefix string, k int) (unknown int) {
+		t.Helper()
+		for j := 0; j < k; j++ {
+			key, val := fmt.Sprintf("%s-%d", prefix, j), strconv.Itoa(j)
+			var err error
+			for try := 0; try < 25; try++ { // TRYAGAIN: not applied; retry
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err = c.client(via).Set(ctx, key, val, 0).Err()
+				cancel()
+				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			switch {
+			case err == nil:
+				acked[key] = val
+			case strings.HasPrefix(err.Error(), "UNKNOWN"):
+				unknown++
+			default:
+				t.Fatalf("set %s through node %d: %v", key, via+1, err)
+			}
+		}
+		return unknown
+	}
+	write(0, "before", 50)
+	if err := c.procs[frozen].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	other := (frozen + 1) % 5
+	if u := write(other, "frozen", 100); u > 0 {
+		t.Fatalf("%d writes through node %d ended UNKNOWN while node %d was frozen", u, other+1, frozen+1)
+	}
+	time.Sleep(3 * time.Second) // the frozen node is surely excluded by now
+	if err := c.procs[frozen].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	const after = 50
+	if u := write(frozen, "resumed", after); u > after/10 {
+		t.Fatalf("%d of %d writes through the resumed node %d ended UNKNOWN", u, after, frozen+1)
+	}
+	for i := range c.procs {
+		for k, v := range acked {
+			var (
+				got string
+				err error
+			)
+			for try := 0; try < 25; try++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				got, err = c.client(i).Get(ctx, k).Result()
+				cancel()
+				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if err != nil || got != v {
+				t.Fatalf("node %d: %s = %q, %v; want %q", i+1, k, got, err, v)
+			}
+		}
+	}
+	t.Logf("node %d frozen 3 s and resumed; %d acknowledged writes read back through all 5 nodes", frozen+1, len(acked))
 }
