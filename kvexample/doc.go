@@ -49,8 +49,12 @@
 // shards still opening) or a shard the topology cannot reach (sharing no
 // node with any shard connected to shard 0) falls back to forwarding the
 // encoded command to a replica node over RESP (LWGKV.SHARD, live nodes
-// first). Commands over keys of several shards run one atomic command
-// per shard.
+// first), and so does a read that composition has not answered within
+// half its time: a group on the route may have lost its majority while
+// the shard kept one (two of shard 0's replicas down stop every route
+// through it). A write is never forwarded after composition: it may
+// still be applied through the route. Commands over keys of several
+// shards run one atomic command per shard.
 //
 // Errors follow Redis's wording ("ERR wrong number of arguments for 'get'
 // command", "ERR unknown command ...", "ERR value is not an integer or out

@@ -41,7 +41,8 @@ type StoreConfig struct {
 	// here through group composition (Node.composeCall): the shard's
 	// replicas apply it once, by the request's origin id, and send the
 	// result back. It fails with ErrNoRoute when nothing could be sent;
-	// the store then uses Forward.
+	// the store then uses Forward. A read gets half of its context's time
+	// here, and Forward the rest if that ran out.
 	Compose func(ctx context.Context, shard int, cmd []byte, read bool) ([]byte, error)
 	// Forward reaches other nodes; nil means a shard with no local
 	// replica (and no composition route) is unavailable.
@@ -293,8 +294,25 @@ func (s *Store) route(ctx context.Context, shard int, c Command) ([]byte, error)
 		return runLocal(ctx, r, enc, read)
 	}
 	if s.cfg.Compose != nil {
-		raw, err := s.cfg.Compose(ctx, shard, enc, read)
-		if !errors.Is(err, ErrNoRoute) {
+		cctx := ctx
+		fallback := read && s.cfg.Forward != nil
+		if dl, ok := ctx.Deadline(); ok && fallback {
+			// A group on the route may have lost its majority (two
+			// failures among a hub's replicas, say) while the shard is
+			// up: give composition half the time, and a read, which has
+			// no effect, the rest over RESP. A write cannot go twice.
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+			defer cancel()
+		}
+		raw, err := s.cfg.Compose(cctx, shard, enc, read)
+		switch {
+		case errors.Is(err, ErrNoRoute):
+		case err != nil && cctx.Err() != nil && ctx.Err() == nil:
+			// Composition's half ran out: forward the read.
+			s.composed.Inc()
+			s.nComposed.Add(1)
+		default:
 			s.composed.Inc()
 			s.nComposed.Add(1)
 			return raw, err

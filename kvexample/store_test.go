@@ -365,3 +365,51 @@ func TestCheckRouted(t *testing.T) {
 		}
 	}
 }
+
+// A composition route that never answers (a group on it lost its
+// majority): a read gets half its time there and the rest forwarded over
+// RESP, so it is served; a write is not forwarded (it may still be
+// applied through the route) and ends with the request.
+func TestStoreReadFallsBackWhenCompositionStalls(t *testing.T) {
+	c := newFakeCluster(t, 5, 64, 3)
+	key := []byte("k")
+	sh := c.place.ShardOf(key)
+	var from hwg.NodeID
+	for _, n := range c.place.Nodes {
+		if !c.place.IsReplica(sh, n) {
+			from = n
+		}
+	}
+	if _, err := c.stores[c.place.ReplicasOf(sh)[0]].Set(context.Background(), key, []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	st := c.stores[from]
+	var calls []time.Duration
+	st.cfg.Compose = func(ctx context.Context, shard int, cmd []byte, read bool) ([]byte, error) {
+		dl, _ := ctx.Deadline()
+		calls = append(calls, time.Until(dl))
+		<-ctx.Done() // the route is stuck
+		return nil, fmt.Errorf("%w: read of shard %d: %v", rsm.ErrNotApplied, shard, ctx.Err())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	v, ok, err := st.Get(ctx, key)
+	if err != nil || !ok || string(v) != "v" {
+		t.Fatalf("get = %q, %v; want the value, forwarded", v, err)
+	}
+	if composed, forwarded := st.Routed(); composed != 1 || forwarded == 0 || len(calls) != 1 || calls[0] > 250*time.Millisecond {
+		t.Fatalf("composed %d, forwarded %d, composition had %v: want one try with half the time, then forwarding", composed, forwarded, calls)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	_, before := st.Routed()
+	if _, err := st.Set(ctx2, key, []byte("w"), 0); err == nil {
+		t.Fatal("a write through a stuck route succeeded")
+	}
+	if _, after := st.Routed(); after != before {
+		t.Fatalf("a write was forwarded over RESP after composition (%d forwards): it could apply twice", after-before)
+	}
+	if v, _, _ := c.stores[c.place.ReplicasOf(sh)[0]].Get(context.Background(), key); string(v) != "v" {
+		t.Fatalf("value %q: the write went somewhere", v)
+	}
+}

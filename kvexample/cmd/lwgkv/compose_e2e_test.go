@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -368,4 +369,96 @@ func TestServePausedProcessRejoins(t *testing.T) {
 		}
 	}
 	t.Logf("node %d frozen 3 s and resumed; %d acknowledged writes read back through all 5 nodes", frozen+1, len(acked))
+}
+
+// Two of shard 0's three replicas killed: shard 0's group (the hub of the
+// composition tree) loses its majority and stops, and with it every route
+// that crosses it, while most shards keep a majority. A read of such a
+// shard through a node that holds no replica of it gets half its time on
+// the composition route and is then forwarded over RESP to a live
+// replica: every acknowledged key of a shard that kept a majority reads
+// back through every live node.
+func TestServeReadsAroundAStoppedHub(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	const shards = 64
+	nodes := []hwg.NodeID{1, 2, 3, 4, 5}
+	p, err := kvexample.NewPlacement(shards, 3, nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := p.MemberSet(0)
+	killed := hub[:2]
+	c := startProcs(t, len(nodes), shards, "-timeout", "1s")
+	var live []int
+	for i := range nodes {
+		if !slices.Contains(killed, hwg.NodeID(i+1)) {
+			live = append(live, i)
+		}
+	}
+	keys := map[string]int{}
+	for j := 0; len(keys) < 40; j++ {
+		k := "k" + strconv.Itoa(j)
+		sh := p.ShardOf([]byte(k))
+		down := 0
+		for _, n := range killed {
+			if p.IsReplica(sh, n) {
+				down++
+			}
+		}
+		if down <= 1 { // keeps a majority of its replicas
+			keys[k] = sh
+		}
+	}
+	for k := range keys {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := c.client(live[0]).Set(ctx, k, k, 0).Err()
+		cancel()
+		if err != nil {
+			t.Fatalf("set %s: %v", k, err)
+		}
+	}
+	for _, n := range killed {
+		c.procs[n-1].kill9()
+	}
+	crossing := 0
+	for _, i := range live {
+		for k, sh := range keys {
+			if !p.IsReplica(sh, hwg.NodeID(i+1)) {
+				crossing++
+			}
+			var (
+				got string
+				err error
+			)
+			for try := 0; try < 25; try++ { // TRYAGAIN while the failures are detected
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				got, err = c.client(i).Get(ctx, k).Result()
+				cancel()
+				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if err != nil || got != k {
+				t.Fatalf("node %d: %s (shard %d, replicas %v) = %q, %v; nodes %v killed", i+1, k, sh, p.MemberSet(sh), got, err, killed)
+			}
+		}
+	}
+	forwarded := 0
+	for _, i := range live {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		info, err := c.client(i).Info(ctx).Result()
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(infoField(info, "requests_forwarded"))
+		forwarded += n
+	}
+	if forwarded == 0 {
+		t.Fatal("no read was forwarded over RESP: no route crossed the stopped hub, and the test shows nothing")
+	}
+	t.Logf("nodes %v killed; %d reads of shards not held by the reading node, %d forwarded over RESP after composition", killed, crossing, forwarded)
 }

@@ -74,8 +74,9 @@ func (p *proc) kill9() {
 	}
 }
 
-// startProcs starts n serve processes with free ports.
-func startProcs(t *testing.T, n, shards int) *procCluster {
+// startProcs starts n serve processes with free ports; extra flags are
+// added to every process's (a later flag overrides an earlier one).
+func startProcs(t *testing.T, n, shards int, extra ...string) *procCluster {
 	dir := t.TempDir()
 	type addrs struct{ bus, resp, http string }
 	free, err := kvexample.FreeAddrs(3 * n)
@@ -99,6 +100,7 @@ func startProcs(t *testing.T, n, shards int) *procCluster {
 			"-listen", as[i-1].bus, "-resp", as[i-1].resp, "-http", as[i-1].http,
 			"-join", strings.Join(join, ","), "-peer-resp", strings.Join(presp, ","),
 			"-shards", strconv.Itoa(shards), "-cluster", "e2e", "-timeout", "3s", "-log", logLevel()}
+		args = append(args, extra...)
 		if i == 1 {
 			args = append(args, "-bootstrap")
 		}
