@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/lwgkit/lwgkit/hwg"
 	"github.com/lwgkit/lwgkit/kvexample"
 )
@@ -153,45 +155,8 @@ func TestServeKillLeavesEveryShardReachable(t *testing.T) {
 	acked := map[string]string{}
 	write := func(via int, prefix string, k int) {
 		t.Helper()
-		for j := 0; j < k; j++ {
-			key, val := fmt.Sprintf("%s-%d", prefix, j), strconv.Itoa(j)
-			var err error
-			for try := 0; try < 25; try++ { // TRYAGAIN: not applied; retry
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				err = c.client(via).Set(ctx, key, val, 0).Err()
-				cancel()
-				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
-					break
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
-			if err != nil {
-				t.Fatalf("set %s through node %d: %v", key, via+1, err)
-			}
-			acked[key] = val
-		}
-	}
-	readAll := func(via int) {
-		t.Helper()
-		for k, v := range acked {
-			var (
-				got string
-				err error
-			)
-			// Right after the kill a read can wait until the failure
-			// detector excludes the node: TRYAGAIN for a few seconds.
-			for try := 0; try < 25; try++ {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				got, err = c.client(via).Get(ctx, k).Result()
-				cancel()
-				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
-					break
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
-			if err != nil || got != v {
-				t.Fatalf("node %d: %s = %q, %v; want %q (node %d killed)", via+1, k, got, err, v, victim)
-			}
+		if u := c.writeKeys(via, prefix, k, acked); u > 0 {
+			t.Fatalf("%d writes through node %d ended UNKNOWN", u, via+1)
 		}
 	}
 	write(0, "before", 100)
@@ -206,18 +171,11 @@ func TestServeKillLeavesEveryShardReachable(t *testing.T) {
 		if hwg.NodeID(i+1) == victim {
 			continue
 		}
-		readAll(i)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		info, err := c.client(i).Info(ctx).Result()
-		cancel()
-		if err != nil {
-			t.Fatal(err)
+		c.readBack(i, acked)
+		if f := c.infoInt(i, "requests_forwarded"); f != 0 {
+			t.Fatalf("node %d forwarded %d requests over RESP: composition did not serve them", i+1, f)
 		}
-		if f := infoField(info, "requests_forwarded"); f != "0" {
-			t.Fatalf("node %d forwarded %s requests over RESP: composition did not serve them", i+1, f)
-		}
-		n, _ := strconv.Atoi(infoField(info, "requests_composed"))
-		composed += n
+		composed += c.infoInt(i, "requests_composed")
 	}
 	if composed == 0 {
 		t.Fatal("no request went through composition: the test shows nothing")
@@ -239,22 +197,8 @@ func TestServeRollingRestart(t *testing.T) {
 	acked := map[string]string{}
 	write := func(via int, prefix string, k int) {
 		t.Helper()
-		for j := 0; j < k; j++ {
-			key, val := fmt.Sprintf("%s-%d", prefix, j), strconv.Itoa(j)
-			var err error
-			for try := 0; try < 25; try++ { // TRYAGAIN: not applied; retry
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				err = c.client(via).Set(ctx, key, val, 0).Err()
-				cancel()
-				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
-					break
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
-			if err != nil {
-				t.Fatalf("set %s through node %d: %v", key, via+1, err)
-			}
-			acked[key] = val
+		if u := c.writeKeys(via, prefix, k, acked); u > 0 {
+			t.Fatalf("%d writes through node %d ended UNKNOWN", u, via+1)
 		}
 	}
 	write(0, "start", 50)
@@ -266,24 +210,7 @@ func TestServeRollingRestart(t *testing.T) {
 		write(i, fmt.Sprintf("back%d", i+1), 20)
 	}
 	for i := range c.procs {
-		for k, v := range acked {
-			var (
-				got string
-				err error
-			)
-			for try := 0; try < 25; try++ {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				got, err = c.client(i).Get(ctx, k).Result()
-				cancel()
-				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
-					break
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
-			if err != nil || got != v {
-				t.Fatalf("node %d: %s = %q, %v; want %q", i+1, k, got, err, v)
-			}
-		}
+		c.readBack(i, acked)
 	}
 	t.Logf("%d acknowledged writes read back through all 5 nodes after a rolling restart", len(acked))
 }
@@ -307,31 +234,7 @@ func TestServePausedProcessRejoins(t *testing.T) {
 	frozen := int(p.MemberSet(0)[1]) - 1 // a hub replica, not node 1
 	c := startProcs(t, 5, shards)
 	acked := map[string]string{}
-	write := func(via int, prefix string, k int) (unknown int) {
-		t.Helper()
-		for j := 0; j < k; j++ {
-			key, val := fmt.Sprintf("%s-%d", prefix, j), strconv.Itoa(j)
-			var err error
-			for try := 0; try < 25; try++ { // TRYAGAIN: not applied; retry
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				err = c.client(via).Set(ctx, key, val, 0).Err()
-				cancel()
-				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
-					break
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
-			switch {
-			case err == nil:
-				acked[key] = val
-			case strings.HasPrefix(err.Error(), "UNKNOWN"):
-				unknown++
-			default:
-				t.Fatalf("set %s through node %d: %v", key, via+1, err)
-			}
-		}
-		return unknown
-	}
+	write := func(via int, prefix string, k int) int { return c.writeKeys(via, prefix, k, acked) }
 	write(0, "before", 50)
 	if err := c.procs[frozen].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -349,24 +252,7 @@ func TestServePausedProcessRejoins(t *testing.T) {
 		t.Fatalf("%d of %d writes through the resumed node %d ended UNKNOWN", u, after, frozen+1)
 	}
 	for i := range c.procs {
-		for k, v := range acked {
-			var (
-				got string
-				err error
-			)
-			for try := 0; try < 25; try++ {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				got, err = c.client(i).Get(ctx, k).Result()
-				cancel()
-				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
-					break
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
-			if err != nil || got != v {
-				t.Fatalf("node %d: %s = %q, %v; want %q", i+1, k, got, err, v)
-			}
-		}
+		c.readBack(i, acked)
 	}
 	t.Logf("node %d frozen 3 s and resumed; %d acknowledged writes read back through all 5 nodes", frozen+1, len(acked))
 }
@@ -428,19 +314,7 @@ func TestServeReadsAroundAStoppedHub(t *testing.T) {
 			if !p.IsReplica(sh, hwg.NodeID(i+1)) {
 				crossing++
 			}
-			var (
-				got string
-				err error
-			)
-			for try := 0; try < 25; try++ { // TRYAGAIN while the failures are detected
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				got, err = c.client(i).Get(ctx, k).Result()
-				cancel()
-				if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
-					break
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
+			got, err := getRetry(c.client(i), k)
 			if err != nil || got != k {
 				t.Fatalf("node %d: %s (shard %d, replicas %v) = %q, %v; nodes %v killed", i+1, k, sh, p.MemberSet(sh), got, err, killed)
 			}
@@ -448,17 +322,92 @@ func TestServeReadsAroundAStoppedHub(t *testing.T) {
 	}
 	forwarded := 0
 	for _, i := range live {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		info, err := c.client(i).Info(ctx).Result()
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _ := strconv.Atoi(infoField(info, "requests_forwarded"))
-		forwarded += n
+		forwarded += c.infoInt(i, "requests_forwarded")
 	}
 	if forwarded == 0 {
 		t.Fatal("no read was forwarded over RESP: no route crossed the stopped hub, and the test shows nothing")
 	}
 	t.Logf("nodes %v killed; %d reads of shards not held by the reading node, %d forwarded over RESP after composition", killed, crossing, forwarded)
+}
+
+// setRetry sets key through rc, asking again while the answer is TRYAGAIN
+// (not applied: safe to retry), up to 25 tries of 5 s each: right after a
+// failure a request waits until the failure detector excludes the node.
+func setRetry(rc *redis.Client, key, val string) error {
+	var err error
+	for try := 0; try < 25; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = rc.Set(ctx, key, val, 0).Err()
+		cancel()
+		if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
+
+// getRetry reads key through rc as setRetry writes.
+func getRetry(rc *redis.Client, key string) (string, error) {
+	var (
+		got string
+		err error
+	)
+	for try := 0; try < 25; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		got, err = rc.Get(ctx, key).Result()
+		cancel()
+		if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+			return got, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return got, err
+}
+
+// writeKeys sets prefix-0 … prefix-(k−1) through node via (an index of
+// c.procs) with setRetry and records the acknowledged ones in acked. It
+// returns how many ended UNKNOWN (maybe applied); any other error fails
+// the test.
+func (c *procCluster) writeKeys(via int, prefix string, k int, acked map[string]string) (unknown int) {
+	c.t.Helper()
+	for j := 0; j < k; j++ {
+		key, val := fmt.Sprintf("%s-%d", prefix, j), strconv.Itoa(j)
+		switch err := setRetry(c.client(via), key, val); {
+		case err == nil:
+			acked[key] = val
+		case strings.HasPrefix(err.Error(), "UNKNOWN"):
+			unknown++
+		default:
+			c.t.Fatalf("set %s through node %d: %v", key, via+1, err)
+		}
+	}
+	return unknown
+}
+
+// readBack reads every key of acked through node via with getRetry and
+// fails the test on an error or a value other than the acknowledged one.
+func (c *procCluster) readBack(via int, acked map[string]string) {
+	c.t.Helper()
+	for k, v := range acked {
+		if got, err := getRetry(c.client(via), k); err != nil || got != v {
+			c.t.Fatalf("node %d: %s = %q, %v; want %q", via+1, k, got, err, v)
+		}
+	}
+}
+
+// infoInt returns a numeric INFO field of node i.
+func (c *procCluster) infoInt(i int, field string) int {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := c.client(i).Info(ctx).Result()
+	if err != nil {
+		c.t.Fatalf("node %d: INFO: %v", i+1, err)
+	}
+	n, err := strconv.Atoi(infoField(info, field))
+	if err != nil {
+		c.t.Fatalf("node %d: INFO %s: %v", i+1, field, err)
+	}
+	return n
 }
