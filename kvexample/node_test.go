@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func testLogger(t *testing.T) hclog.Logger {
+func testLogger(testing.TB) hclog.Logger {
 	if os.Getenv("LWGKV_LOG") == "" {
 		return nil
 	}
@@ -23,13 +23,13 @@ func testLogger(t *testing.T) hclog.Logger {
 }
 
 // startLocal starts an in-process cluster and waits until it is ready.
-func startLocal(t *testing.T, nodes, shards int, dir string) []*Node {
+func startLocal(t testing.TB, nodes, shards int, dir string) []*Node {
 	t.Helper()
 	return startLocalWith(t, nodes, shards, dir, nil)
 }
 
 // startLocalWith is startLocal with each node's config changed by tune.
-func startLocalWith(t *testing.T, nodes, shards int, dir string, tune func(*NodeConfig)) []*Node {
+func startLocalWith(t testing.TB, nodes, shards int, dir string, tune func(*NodeConfig)) []*Node {
 	t.Helper()
 	cfgs, err := LocalConfigs(LocalClusterConfig{Nodes: nodes, DataDir: dir, Shards: shards, Logger: testLogger(t)})
 	if err != nil {
