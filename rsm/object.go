@@ -327,7 +327,10 @@ func (o *Object) ProposeFrom(ctx context.Context, id OriginID, cmd []byte) ([]by
 // Read answers q with Querier.Query at a point of the object's total order
 // after every command applied anywhere before Read was called:
 // linearizable. It costs one ordered message and no state change. Its
-// errors are Propose's (ErrBusy included).
+// errors are Propose's (ErrBusy included), except that a read never ends
+// with ErrUnknown: it changes nothing, so a read without an answer (its
+// context ended after it was sent, or this node was excluded) wraps
+// ErrNotApplied, and retrying it is always safe.
 func (o *Object) Read(ctx context.Context, q []byte) ([]byte, error) {
 	if _, ok := o.sm.(Querier); !ok {
 		return nil, ErrNoQuery
@@ -335,7 +338,12 @@ func (o *Object) Read(ctx context.Context, q []byte) ([]byte, error) {
 	if len(q) > o.cfg.MaxCommandBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(q), o.cfg.MaxCommandBytes)
 	}
-	return o.call(ctx, waiter{query: q, read: true}, outgoing{kind: kindRead})
+	res, err := o.call(ctx, waiter{query: q, read: true}, outgoing{kind: kindRead})
+	if errors.Is(err, ErrUnknown) {
+		// %v: the cause stays readable, ErrUnknown's identity goes.
+		return nil, fmt.Errorf("%w: read without an answer: %v", ErrNotApplied, err)
+	}
+	return res, err
 }
 
 // ForgetAbsent tells the object's group to stop waiting for the members

@@ -185,3 +185,47 @@ func TestOutboxBatchesAndDeadlines(t *testing.T) {
 	case <-time.After(20 * o.cfg.TickInterval):
 	}
 }
+
+// querySM is nopSM with queries.
+type querySM struct{ nopSM }
+
+func (querySM) Query([]byte) ([]byte, error) { return nil, nil }
+
+// A read changes nothing, so it never ends with ErrUnknown: one whose
+// context ends after it was sent, and one in flight when the node leaves
+// the group (failAll(ErrUnknown), as on an exclusion), wrap
+// ErrNotApplied, which callers may always retry. Propose in the same
+// places gets ErrUnknown (TestOutboxBatchesAndDeadlines).
+func TestReadWithoutAnswerIsNotApplied(t *testing.T) {
+	cfg, err := Config{TickInterval: time.Millisecond}.withDefaults(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateSubmitter{msgs: make(chan []byte), answers: make(chan error), kicks: make(chan *Object, 16)}
+	o := newObject("o", hwg.Process{Node: 1, Inc: 1}, &cfg, nil, g, querySM{})
+	done := make(chan error, 2)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _, err := o.Read(ctx, []byte("q")); done <- err }()
+	kicked := <-g.kicks
+	more := make(chan bool)
+	go func() { more <- kicked.flush() }()
+	<-g.msgs
+	g.answers <- nil // sent
+	<-more
+	cancel()
+	if err := <-done; !errors.Is(err, ErrNotApplied) || errors.Is(err, ErrUnknown) {
+		t.Fatalf("read whose context ended after it was sent: %v, want ErrNotApplied only", err)
+	}
+
+	go func() { _, err := o.Read(context.Background(), []byte("q")); done <- err }()
+	kicked = <-g.kicks
+	go func() { more <- kicked.flush() }()
+	<-g.msgs
+	g.answers <- nil
+	<-more
+	o.failAll(ErrUnknown)
+	if err := <-done; !errors.Is(err, ErrNotApplied) || errors.Is(err, ErrUnknown) {
+		t.Fatalf("read in flight when the node left the group: %v, want ErrNotApplied only", err)
+	}
+}
