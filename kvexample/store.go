@@ -306,16 +306,13 @@ func (s *Store) route(ctx context.Context, shard int, c Command) ([]byte, error)
 			defer cancel()
 		}
 		raw, err := s.cfg.Compose(cctx, shard, enc, read)
-		switch {
-		case errors.Is(err, ErrNoRoute):
-		case err != nil && cctx.Err() != nil && ctx.Err() == nil:
+		if !errors.Is(err, ErrNoRoute) {
+			s.composed.Inc()
+			s.nComposed.Add(1)
+			if err == nil || cctx.Err() == nil || ctx.Err() != nil {
+				return raw, err
+			}
 			// Composition's half ran out: forward the read.
-			s.composed.Inc()
-			s.nComposed.Add(1)
-		default:
-			s.composed.Inc()
-			s.nComposed.Add(1)
-			return raw, err
 		}
 	}
 	if s.cfg.Forward == nil {

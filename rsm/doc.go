@@ -36,10 +36,11 @@
 // A Propose whose context ends returns an error wrapping ErrNotApplied if
 // the command was never handed to the group (it will not be applied), or
 // ErrUnknown if it was (it may be applied); ErrNotApplied is always safe to
-// retry. A Read never ends with ErrUnknown: it changes nothing, so a read
-// without an answer wraps ErrNotApplied. If this node is excluded from the object's group (suspected, or
-// partitioned away), waiting calls end with ErrUnknown, and the Node joins
-// again by itself as a new member.
+// retry. If this node is excluded from the object's group (suspected, or
+// partitioned away), waiting proposals end with ErrUnknown, and the Node
+// joins again by itself as a new member. A Read never ends with
+// ErrUnknown: it changes nothing, so a read without an answer wraps
+// ErrNotApplied.
 //
 // # State transfer
 //
