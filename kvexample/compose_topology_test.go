@@ -3,13 +3,12 @@ package kvexample
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
 
+	"github.com/lwgkit/lwgkit/compose"
 	"github.com/lwgkit/lwgkit/hwg"
-	"github.com/lwgkit/lwgkit/rsm"
 )
 
 // shared returns how many replica nodes shards a and b have in common.
@@ -39,7 +38,8 @@ func pathFromHub(t interface {
 	}
 	out := make([]int, len(route))
 	for i, g := range route {
-		sh, ok := ShardOfObject(rsm.ObjectID(strings.TrimPrefix(string(g), "l/")))
+		obj, _ := compose.ObjectOf(g)
+		sh, ok := ShardOfObject(obj)
 		if !ok {
 			t.Fatalf("route %v names %s", route, g)
 		}
@@ -72,7 +72,8 @@ func TestComposeTopologySurvivesOneFailure(t *testing.T) {
 				weakToHub++
 			}
 			for _, n := range topo.Neighbors(ObjectID(s).LWG()) {
-				o, _ := ShardOfObject(rsm.ObjectID(strings.TrimPrefix(string(n), "l/")))
+				obj, _ := compose.ObjectOf(n)
+				o, _ := ShardOfObject(obj)
 				if k := shared(p, s, o); k < 2 {
 					t.Fatalf("shards=%d: link %d–%d shares %d replica node(s) (%v, %v)", shards, s, o, k, p.MemberSet(s), p.MemberSet(o))
 				}
