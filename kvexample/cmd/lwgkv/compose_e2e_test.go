@@ -30,10 +30,7 @@ func TestServeCrossShardKillRouter(t *testing.T) {
 	}
 	const shards = 16
 	c := startProcs(t, 5, shards)
-	p, err := kvexample.NewPlacement(shards, 3, []hwg.NodeID{1, 2, 3, 4, 5})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := fiveNodes(t, shards)
 	hub := p.ReplicasOf(0)
 	x, tag := -1, ""
 	var both []hwg.NodeID
@@ -131,11 +128,7 @@ func TestServeKillLeavesEveryShardReachable(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	const shards = 64
-	nodes := []hwg.NodeID{1, 2, 3, 4, 5}
-	p, err := kvexample.NewPlacement(shards, 3, nodes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nodes, p := fiveNodes(t, shards)
 	victim := hwg.NodeID(0)
 	for s := 1; s < shards && victim == 0; s++ {
 		var common []hwg.NodeID
@@ -153,12 +146,7 @@ func TestServeKillLeavesEveryShardReachable(t *testing.T) {
 	}
 	c := startProcs(t, len(nodes), shards)
 	acked := map[string]string{}
-	write := func(via int, prefix string, k int) {
-		t.Helper()
-		if u := c.writeKeys(via, prefix, k, acked); u > 0 {
-			t.Fatalf("%d writes through node %d ended UNKNOWN", u, via+1)
-		}
-	}
+	write := func(via int, prefix string, k int) { c.mustWriteKeys(via, prefix, k, acked) }
 	write(0, "before", 100)
 	c.procs[victim-1].kill9()
 	other := 0
@@ -195,12 +183,7 @@ func TestServeRollingRestart(t *testing.T) {
 	const shards = 64
 	c := startProcs(t, 5, shards)
 	acked := map[string]string{}
-	write := func(via int, prefix string, k int) {
-		t.Helper()
-		if u := c.writeKeys(via, prefix, k, acked); u > 0 {
-			t.Fatalf("%d writes through node %d ended UNKNOWN", u, via+1)
-		}
-	}
+	write := func(via int, prefix string, k int) { c.mustWriteKeys(via, prefix, k, acked) }
 	write(0, "start", 50)
 	for i := range c.procs {
 		c.procs[i].kill9()
@@ -227,10 +210,7 @@ func TestServePausedProcessRejoins(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	const shards = 64
-	p, err := kvexample.NewPlacement(shards, 3, []hwg.NodeID{1, 2, 3, 4, 5})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := fiveNodes(t, shards)
 	frozen := int(p.MemberSet(0)[1]) - 1 // a hub replica, not node 1
 	c := startProcs(t, 5, shards)
 	acked := map[string]string{}
@@ -269,11 +249,7 @@ func TestServeReadsAroundAStoppedHub(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	const shards = 64
-	nodes := []hwg.NodeID{1, 2, 3, 4, 5}
-	p, err := kvexample.NewPlacement(shards, 3, nodes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nodes, p := fiveNodes(t, shards)
 	hub := p.MemberSet(0)
 	killed := hub[:2]
 	c := startProcs(t, len(nodes), shards, "-timeout", "1s")
@@ -385,6 +361,14 @@ func (c *procCluster) writeKeys(via int, prefix string, k int, acked map[string]
 	return unknown
 }
 
+// mustWriteKeys is writeKeys where no write may end UNKNOWN.
+func (c *procCluster) mustWriteKeys(via int, prefix string, k int, acked map[string]string) {
+	c.t.Helper()
+	if u := c.writeKeys(via, prefix, k, acked); u > 0 {
+		c.t.Fatalf("%d writes through node %d ended UNKNOWN", u, via+1)
+	}
+}
+
 // readBack reads every key of acked through node via with getRetry and
 // fails the test on an error or a value other than the acknowledged one.
 func (c *procCluster) readBack(via int, acked map[string]string) {
@@ -410,4 +394,16 @@ func (c *procCluster) infoInt(i int, field string) int {
 		c.t.Fatalf("node %d: INFO %s: %v", i+1, field, err)
 	}
 	return n
+}
+
+// fiveNodes is the cluster of the process tests: nodes 1-5 and the
+// placement of shards over them with 3 replicas.
+func fiveNodes(t *testing.T, shards int) ([]hwg.NodeID, *kvexample.Placement) {
+	t.Helper()
+	nodes := []hwg.NodeID{1, 2, 3, 4, 5}
+	p, err := kvexample.NewPlacement(shards, 3, nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodes, p
 }

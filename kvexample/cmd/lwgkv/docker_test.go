@@ -14,9 +14,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/lwgkit/lwgkit/hwg"
-	"github.com/lwgkit/lwgkit/kvexample"
 )
 
 // docker runs the docker CLI and returns its trimmed output.
@@ -193,10 +190,7 @@ func TestDocker(t *testing.T) {
 	mustDocker(t, "network", "create", "--label", label, tag)
 	const n = 5
 	// Nodes 5 (killed) and 3 (cut off) must be replicas of shard 0.
-	pl, err := kvexample.NewPlacement(64, 3, []hwg.NodeID{1, 2, 3, 4, 5})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, pl := fiveNodes(t, 64)
 	if !pl.IsReplica(0, 5) || !pl.IsReplica(0, 3) {
 		t.Fatalf("shard 0's replicas are %v, not what the test assumes", pl.MemberSet(0))
 	}
