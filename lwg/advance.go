@@ -169,9 +169,9 @@ func (c *Core) advanceJoin(l ID, in *intent) hwg.GroupID {
 			}
 			return c.cfg.Directory
 		}
-		if car == nil || !car.synced {
+		if car == nil || !car.synced || car.leaving {
 			// Its registration moves on with the directory's events, its
-			// join and table with h's.
+			// join and table with h's (after the leave under way, if any).
 			c.needCarrier(h)
 			return h
 		}
@@ -264,12 +264,30 @@ func (c *Core) advanceSwitch(l ID, sw *switchReq) {
 // advanceAdopt announces a switched LWG on its new carrier. The announcer
 // is the first member of the LWG's last view that is in the carrier's
 // current view, so a crash of the coordinator after the switch point hands
-// the duty on at the carrier's next view.
+// the duty on at the carrier's next view. A member that is out of the
+// carrier (it left or was excluded after it acknowledged the switch) joins
+// it again; if the LWG was announced meanwhile without it, or the carrier
+// died, its endpoint ends.
 func (c *Core) advanceAdopt(ep *endpoint) {
 	t := c.carriers[ep.h]
 	c.pin(t)
 	if !t.synced {
+		if c.dir.synced && !c.dir.alive(ep.h) {
+			c.endEndpoint(t, ep, false)
+			return
+		}
 		c.needCarrier(ep.h)
+		return
+	}
+	// An announcement that counts this node reaches it as an install,
+	// which ends awaitAdopt; one it holds in the table without having
+	// had it (it came with the snapshot) was made while it was out.
+	if e := t.entries[ep.id]; e != nil && !e.View.Contains(c.self) {
+		c.endEndpoint(t, ep, false)
+		return
+	}
+	if g, ok := t.gone[ep.id]; ok && g.View > ep.view.ID {
+		c.endEndpoint(t, ep, false) // announced, then ended or moved on
 		return
 	}
 	if ep.adoptSent {

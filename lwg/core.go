@@ -442,7 +442,7 @@ func (c *Core) Tick() {
 			dead := c.dir.synced && !c.dir.alive(h)
 			if dead || car.joinTicks > c.cfg.TableTimeoutTicks && !c.strandedMember(car) {
 				car.joinTicks = 0
-				c.act(Action{Type: ActLeave, Group: h})
+				c.leaveCarrier(car)
 			}
 		}
 		if car.joining {
@@ -455,10 +455,10 @@ func (c *Core) Tick() {
 			// asks the directory again. A join to a live carrier is not
 			// timed out: hwg retries it, however long many joins take.
 			car.joining = false
-			c.act(Action{Type: ActLeave, Group: h})
+			c.leaveCarrier(car)
 		}
 		if car.member && c.dir.synced && len(car.local) == 0 && len(car.incoming) == 0 && c.ticks-car.pinned > uint64(c.cfg.IdleTicks) && !car.blocking && !c.dirBindsTo(h) && !c.strandedMember(car) {
-			c.act(Action{Type: ActLeave, Group: h})
+			c.leaveCarrier(car)
 			car.pinned = c.ticks // do not ask again until it answers
 		}
 	}
@@ -858,7 +858,7 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 				}
 				if car.synced {
 					if rec == nil {
-						c.act(Action{Type: ActLeave, Group: h}) // declared dead meanwhile
+						c.leaveCarrier(car) // declared dead meanwhile
 						continue
 					}
 					if !rec.has(c.self) {
@@ -1034,15 +1034,30 @@ func (c *Core) maybeBlockOK(car *carrier) {
 // carrierGone ends every local endpoint on car: the node left the carrier
 // or was excluded from it.
 func (c *Core) carrierGone(car *carrier, left bool) {
-	// Endpoints on car end, and so do those that were about to arrive on
-	// it: they would have lived here.
-	var gone []*endpoint
+	// Endpoints on car end. Those on their way to it stay: an LWG that
+	// switched here and was not announced yet (awaitAdopt), or whose
+	// switch this node acknowledged (incoming), has no view here that
+	// could drop this node. Its peers in the carrier announce it with the
+	// members of its last view that are in the carrier then, so a member
+	// that ended it now and came back before the announcement would be
+	// counted in by them and out by itself; and if it was the only one
+	// left to announce it, nobody would. It rejoins instead (advanceAdopt),
+	// and ends if the announcement went without it.
+	var gone, kept []*endpoint
 	for _, l := range c.localOn(car) {
-		gone = append(gone, c.eps[l])
+		if ep := c.eps[l]; ep.awaitAdopt {
+			kept = append(kept, ep)
+			ep.adoptSent = false
+			c.pendingEP[l] = true
+		} else {
+			gone = append(gone, ep)
+		}
 	}
 	for _, l := range sortedKeys(car.incoming) {
 		if ep := c.eps[l]; ep != nil {
-			gone = append(gone, ep)
+			// What it saw here before the switch point is history the
+			// table it gets when back already holds.
+			ep.early = nil
 		}
 	}
 	for _, ep := range gone {
@@ -1052,7 +1067,10 @@ func (c *Core) carrierGone(car *carrier, left bool) {
 	car.lastView = uint64(car.view.ID)
 	car.onGone(car)
 	clear(car.local)
-	car.regSent, car.joining = false, false
+	for _, ep := range kept {
+		car.local[ep.id] = ep
+	}
+	car.regSent, car.joining, car.leaving = false, false, false
 	car.blocking, car.blockAcked = false, false
 	car.out = left
 	delete(c.batch, car.group)
@@ -1066,6 +1084,12 @@ func (c *Core) carrierGone(car *carrier, left bool) {
 	car.received, car.sentHandles, car.nextHandle = nil, nil, 0
 	c.ctl(c.cfg.Directory, kUnreg, item{Group: car.group, View: car.lastView})
 	car.unregSent = true
+}
+
+// leaveCarrier asks hwg to leave car.
+func (c *Core) leaveCarrier(car *carrier) {
+	car.leaving = true
+	c.act(Action{Type: ActLeave, Group: car.group})
 }
 
 // raiseHold raises Hold.up on ep, unless it is up already.
@@ -1101,7 +1125,12 @@ func (c *Core) sendFlushOK(ep *endpoint) {
 		return
 	}
 	if to := e.Fl.To; to != "" {
-		if t := c.carriers[to]; t == nil || !t.synced {
+		// Not while leaving the new carrier: the leave would end this
+		// endpoint after its acknowledgement let the switch go on, and its
+		// peers, which may join the carrier only later, would keep it in
+		// the LWG. It acknowledges once back (needCarrier rejoins after
+		// the leave's kUnreg).
+		if t := c.carriers[to]; t == nil || !t.synced || t.leaving {
 			c.needCarrier(to)
 			c.pendingEP[ep.id] = true
 			return
@@ -1431,7 +1460,7 @@ func (c *Core) dirApplied(ctl *control) {
 				// Every other member left or restarted before this node's
 				// membership reached the directory, which declared the
 				// carrier dead: its LWGs may live again elsewhere, so leave.
-				c.act(Action{Type: ActLeave, Group: car.group})
+				c.leaveCarrier(car)
 			}
 		}
 	case kRebind:

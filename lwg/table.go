@@ -53,11 +53,15 @@ type carrier struct {
 	gen uint64
 
 	// Local, not replicated.
-	local      map[ID]*endpoint // local endpoints on this carrier
-	incoming   map[ID]bool      // local endpoints switching to this carrier
-	regSent    bool             // a kReg is in flight
-	unregSent  bool             // a kUnreg is in flight: rejoin only after it is applied
-	joining    bool             // ActJoin or ActBootstrap issued, no install yet
+	local     map[ID]*endpoint // local endpoints on this carrier
+	incoming  map[ID]bool      // local endpoints switching to this carrier
+	regSent   bool             // a kReg is in flight
+	unregSent bool             // a kUnreg is in flight: rejoin only after it is applied
+	joining   bool             // ActJoin or ActBootstrap issued, no install yet
+	// leaving: ActLeave issued; EventLeft or EventExcluded follows. A
+	// carrier being left takes no new LWG, joined or switched in: the
+	// endpoint would end with the leave while its peers kept it.
+	leaving    bool
 	joinTicks  int
 	blocking   bool // the HWG raised Block and has not installed since
 	blockAcked bool // ActBlockOK issued for it

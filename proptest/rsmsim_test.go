@@ -143,6 +143,8 @@ var rsmRegressions = []struct {
 	{"a carrier's last member left it and was excluded from the directory before its unregistration was delivered; back in the directory it stayed registered, so the carrier never died and its joiners waited for it after the heal", rsmOptions(1178)},
 	{"the fault planner unmarked a leaving node when the join it asked was refused (its leave was under way), took it for a holder that stays, and let the only other holder of the state leave: that one applied newer commands alone, and the first came back with its older state", rsmOptions(5168)},
 	{"the same as 5168: a refused join unmarked a leaving holder, and the other holder was let leave", rsmOptions(5789)},
+	{"a node lazily leaving a carrier it held nothing on acknowledged a switch to it; the leave then ended its endpoint (EventExcluded) while its peer, which joined the carrier later, kept it in the LWG and announced it there once the node was back: its replica, state dropped, waited for a transfer nobody owed it", rsmOptions(6131)},
+	{"the only member of an LWG that had switched was excluded from the new carrier before announcing it there and ended its endpoint; hwg took it back into the carrier, and the LWG's joiners, this node's among them, waited for an announcement nobody would make", rsmOptions(10690)},
 }
 
 func TestRSMRegressions(t *testing.T) {
