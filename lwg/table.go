@@ -159,7 +159,15 @@ func (car *carrier) join(from hwg.Process, it item) bool {
 		}
 		id := max(firstViewID(it.Ver), it.View)
 		var vanished []hwg.Process
-		if g, ok := car.gone[l]; ok && g.View >= id {
+		if g, ok := car.gone[l]; ok && g.View >= it.View {
+			// It ended here (a move returned above), after any move
+			// the joiner followed: the life goes on after it, whatever
+			// the directory's version says. A switch's rebind raises
+			// the version but not the life, whose view ids keep the
+			// version they began with; compared with firstViewID of
+			// the new version, a life that switched here and ended
+			// looked like none, and a joiner with an older state
+			// started it over as new (RSM seed 11201).
 			id, vanished = g.View+1, g.Members
 		} else if len(it.Members) > 0 {
 			// The joiner followed a move here and none of the members

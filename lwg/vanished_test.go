@@ -69,3 +69,26 @@ func TestVanishedInSwitch(t *testing.T) {
 		t.Fatalf("installs %+v, want l/whole's view with nobody vanished", installs)
 	}
 }
+
+// A life that switched to a carrier (the rebind raised the directory
+// version to 2, its view ids kept version 1) and ended there goes on after
+// its last view when someone joins through the directory: the members of
+// that view vanished. Before, the join compared the ended view with the
+// first view of version 2, took the LWG for one never seen here, and
+// installed view 2.1 naming nobody; rsm's joiner, holding an older state,
+// went on from it as a new life (RSM seed 11201).
+func TestJoinAfterSwitchedLifeEnded(t *testing.T) {
+	c := newTestCore(t)
+	car := newCarrier(c, "h/new")
+	a, d := hwg.Process{Node: 2, Inc: 1}, hwg.Process{Node: 4, Inc: 1}
+	car.view = hwg.View{ID: 6, Members: []hwg.Process{self, d}}
+	car.gone["l/s"] = gone{View: 1<<32 | 7, Members: []hwg.Process{a}}
+	var installs []Event
+	c.sawInstall = func(ev Event) { installs = append(installs, ev) }
+	if !car.join(d, item{LWG: "l/s", Ver: 2}) {
+		t.Fatal("join refused")
+	}
+	if len(installs) != 1 || installs[0].View.ID != 1<<32|8 || !slices.Equal(installs[0].Vanished, []hwg.Process{a}) {
+		t.Fatalf("installs %+v, want l/s's view 1.8 with a vanished", installs)
+	}
+}
