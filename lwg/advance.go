@@ -280,10 +280,15 @@ func (c *Core) advanceAdopt(ep *endpoint) {
 		return
 	}
 	// An announcement that counts this node reaches it as an install,
-	// which ends awaitAdopt; one it holds in the table without having
-	// had it (it came with the snapshot) was made while it was out.
-	if e := t.entries[ep.id]; e != nil && !e.View.Contains(c.self) {
-		c.endEndpoint(t, ep, false)
+	// which ends awaitAdopt (adopt counts only members that hold the
+	// table). One it holds in the table without having had it came with
+	// the snapshot: it was made while this node was out.
+	if e := t.entries[ep.id]; e != nil {
+		if e.View.Contains(c.self) {
+			c.installLocal(t, ep, Event{Type: EventInstall, LWG: ep.id, View: e.View.Clone(), HWG: t.group, HWGView: t.view.ID})
+		} else {
+			c.endEndpoint(t, ep, false)
+		}
 		return
 	}
 	if g, ok := t.gone[ep.id]; ok && g.View > ep.view.ID {
@@ -317,6 +322,7 @@ func (c *Core) needCarrier(h hwg.GroupID) {
 	if rec == nil {
 		return
 	}
+	car.leaving = false // a leave hwg did not take (it reports nothing) must not hold joins back
 	if rec.Creator == c.self && !c.booted[h] {
 		c.booted[h] = true
 		car.joining, car.joinTicks = true, 0

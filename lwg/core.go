@@ -716,7 +716,7 @@ func (c *Core) dirEvent(e *hwg.Event) {
 	switch e.Type {
 	case hwg.EventInstall:
 		if d.onInstall(c.self, e, d) {
-			c.sendSnapshot(d.group, e.View.ID, d.snapshot())
+			c.sendSnapshot(d.group, e.View.ID, d.snapshot(), d.owedList())
 		}
 	case hwg.EventDeliver:
 		c.replicaDeliver(&d.replica, d, e)
@@ -825,11 +825,18 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 		c.forgetInFlight(r.group)
 		buf := r.buf
 		r.buf = nil
+		// What it buffered was applied by the members that held the state
+		// while they owed the snapshot to its joiners, this one among
+		// them; the snapshot's delivery, here, ends that for all.
+		for _, p := range ctl.Owed {
+			r.owed[p] = true
+		}
 		for _, d := range buf {
 			if d.ctl.Kind != kSnapshot {
 				st.apply(d.from, d.ctl)
 			}
 		}
+		clear(r.owed)
 		if r != &c.dir.replica {
 			// It holds the table now: a member in the directory's sense.
 			c.ctl(c.cfg.Directory, kMember, item{Group: r.group})
@@ -931,7 +938,7 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 		clear(car.received)
 		car.nextHandle, car.sentHandles = 0, nil
 		if car.onInstall(c.self, e, car) {
-			c.sendSnapshot(car.group, e.View.ID, car.snapshot())
+			c.sendSnapshot(car.group, e.View.ID, car.snapshot(), car.owedList())
 			// Register the joiners as members now, before anything this
 			// node says later (such as its own departure) can leave the
 			// directory thinking the carrier has no member: the snapshot
@@ -1488,14 +1495,14 @@ func (c *Core) send(h hwg.GroupID, ctl *control) { c.batch[h] = append(c.batch[h
 
 // sendSnapshot queues snap, the state of group h at the install of view,
 // in parts of at most MaxMessageBytes.
-func (c *Core) sendSnapshot(h hwg.GroupID, view hwg.ViewID, snap []byte) {
+func (c *Core) sendSnapshot(h hwg.GroupID, view hwg.ViewID, snap []byte, owed []hwg.Process) {
 	// Room for the control message around the part: kind, view, part
 	// numbers and msgpack framing take well under 64 bytes.
 	size := max(1, c.cfg.MaxMessageBytes-64)
 	parts := max(1, (len(snap)+size-1)/size)
 	for i := range parts {
 		part := snap[i*size : min(len(snap), (i+1)*size)]
-		ctl := &control{Kind: kSnapshot, View: view, Snap: part}
+		ctl := &control{Kind: kSnapshot, View: view, Snap: part, Owed: owed}
 		if parts > 1 {
 			ctl.Part, ctl.Parts = uint32(i), uint32(parts)
 		}

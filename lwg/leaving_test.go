@@ -1,6 +1,7 @@
 package lwg
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -155,6 +156,9 @@ func TestNoSwitchOntoACarrierBeingLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.pump()
+	if e := d.c.carriers[d.c.eps["l/x"].h].entries["l/x"]; e == nil || e.Fl == nil || e.Fl.To != target {
+		t.Fatalf("no switch of l/x to %s under way: %+v", target, e)
+	}
 	if n := d.flushOKs("l/x"); n != 0 {
 		t.Fatalf("%d acknowledgements of the switch to %s while leaving it", n, target)
 	}
@@ -238,15 +242,19 @@ func switchedUnannounced(t *testing.T, d *loopDriver, peer hwg.Process) hwg.Grou
 }
 
 // back admits this node to h again in a view with peer, which sends it
-// the carrier's table: tab's entries.
-func (d *loopDriver) back(h hwg.GroupID, peer hwg.Process, tab map[ID]*entry) {
+// the carrier's table (tab's entries, taken at the install), after the
+// controls in between, which this node buffers until the table is there.
+func (d *loopDriver) back(h hwg.GroupID, peer hwg.Process, tab map[ID]*entry, between ...*control) {
 	d.t.Helper()
 	src := newCarrier(d.c, h)
 	src.entries = tab
 	d.views[h]++
 	v := d.views[h]
 	d.c.HWGEvent(hwg.Event{Type: hwg.EventInstall, Group: h, View: hwg.View{ID: v, Members: []hwg.Process{peer, self}}, Joined: []hwg.Process{self}})
-	d.c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: h, Msg: hwg.MsgID{Sender: peer}, Payload: encodeControl(&control{Kind: kSnapshot, View: v, Snap: src.snapshot()})})
+	for _, ctl := range between {
+		d.c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: h, Msg: hwg.MsgID{Sender: peer}, Payload: encodeControl(ctl)})
+	}
+	d.c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: h, Msg: hwg.MsgID{Sender: peer}, Payload: encodeControl(&control{Kind: kSnapshot, View: v, Snap: src.snapshot(), Owed: []hwg.Process{self}})})
 	delete(d.cut, h)
 	d.pump()
 }
@@ -298,5 +306,54 @@ func TestExcludedBeforeAnnouncementEndsIfLeftOut(t *testing.T) {
 	}
 	if n := d.kinds(target, kAdopt, "l/x"); n != 1 {
 		t.Fatalf("l/x announced %d times, want only the lost one", n)
+	}
+}
+
+// TestAnnouncedWhileBackWithoutTable: a member kept through its exclusion
+// from the new carrier, back in its view but still without its table when
+// a peer's announcement is delivered, is not counted in by it (it would
+// drop the LWG's first data, delivered before it holds the table): the
+// peer installs the LWG without it, and so does this node when it replays
+// the announcement after the table comes, ending its endpoint. Before,
+// the announcement counted it in at the peer; this node, whose table
+// (had the view changed before it came) already held the LWG, waited
+// for an announcement that would not come again, while the peer counted
+// it a member (found in review).
+func TestAnnouncedWhileBackWithoutTable(t *testing.T) {
+	d := newLoopDriver(t, Config{Place: PerLWG, IdleTicks: 1000})
+	peer := hwg.Process{Node: 2, Inc: 1}
+	target := switchedUnannounced(t, d, peer)
+	last := d.c.eps["l/x"].view
+	adopt := &control{Kind: kAdopt, Items: []item{{LWG: "l/x", View: last.ID + 1, Members: []hwg.Process{self, peer}}}}
+	d.back(target, peer, map[ID]*entry{}, adopt)
+	e := d.c.carriers[target].entries["l/x"]
+	if e == nil || e.View.Contains(self) || !e.View.Contains(peer) {
+		t.Fatalf("l/x's entry on %s: %+v, want announced with the peer only", target, e)
+	}
+	if d.c.eps["l/x"] != nil {
+		t.Fatalf("l/x still waits on %s, which holds it without this node", target)
+	}
+	var excluded bool
+	for _, ev := range d.events {
+		excluded = excluded || ev.LWG == "l/x" && ev.Type == EventExcluded
+	}
+	if !excluded {
+		t.Fatalf("no EventExcluded for l/x: %+v", d.events)
+	}
+}
+
+// A carrier's announcement counts only the members that hold its table:
+// one owed the snapshot vanished.
+func TestAdoptSkipsMembersWithoutTable(t *testing.T) {
+	c := newTestCore(t)
+	car := newCarrier(c, "h/t")
+	a, b := hwg.Process{Node: 2, Inc: 1}, hwg.Process{Node: 3, Inc: 1}
+	car.view = hwg.View{ID: 5, Members: []hwg.Process{a, self, b}}
+	car.owed = map[hwg.Process]bool{b: true}
+	var installs []Event
+	c.sawInstall = func(ev Event) { installs = append(installs, ev) }
+	car.adopt(item{LWG: "l/m", View: 1<<32 | 4, Members: []hwg.Process{a, b}})
+	if len(installs) != 1 || !slices.Equal(installs[0].View.Members, []hwg.Process{a}) || !slices.Equal(installs[0].Vanished, []hwg.Process{b}) {
+		t.Fatalf("installs %+v, want l/m's view [a] with b vanished", installs)
 	}
 }

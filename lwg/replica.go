@@ -1,6 +1,10 @@
 package lwg
 
-import "github.com/lwgkit/lwgkit/hwg"
+import (
+	"slices"
+
+	"github.com/lwgkit/lwgkit/hwg"
+)
 
 // replica is the part of a replicated state machine that every HWG the
 // Core uses shares: the directory and each carrier's LWG table are
@@ -55,6 +59,19 @@ func (r *replica) snapshotSender() hwg.Process {
 		}
 	}
 	return hwg.Process{}
+}
+
+// owedList returns the members owed a snapshot, sorted.
+func (r *replica) owedList() []hwg.Process {
+	if len(r.owed) == 0 {
+		return nil
+	}
+	ps := make([]hwg.Process, 0, len(r.owed))
+	for p := range r.owed {
+		ps = append(ps, p)
+	}
+	slices.SortFunc(ps, cmpProcess)
+	return ps
 }
 
 // onInstall handles an install of the replica's HWG. It reports whether

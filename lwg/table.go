@@ -329,15 +329,20 @@ func (car *carrier) adopt(it item) {
 	if g, ok := car.gone[l]; ok && g.View >= it.View {
 		return // a late announcement of a life that moved on
 	}
-	members := slices.DeleteFunc(slices.Clone(it.Members), func(p hwg.Process) bool { return !car.view.Contains(p) })
+	// Members that do not hold the table yet (back in the carrier after
+	// they left it or were excluded, their snapshot still to come) are
+	// not counted: the data of the LWG's first view here would reach
+	// them before they could take it.
+	in := func(p hwg.Process) bool { return car.view.Contains(p) && !car.owed[p] }
+	members := slices.DeleteFunc(slices.Clone(it.Members), func(p hwg.Process) bool { return !in(p) })
 	if len(members) == 0 {
 		return
 	}
-	// The announced members not in this carrier (they crashed or were
-	// cut off during the switch) did not leave: they vanished.
+	// The announced members not counted (they crashed or were cut off
+	// during the switch) did not leave: they vanished.
 	var vanished []hwg.Process
 	if len(members) < len(it.Members) {
-		vanished = slices.DeleteFunc(slices.Clone(it.Members), func(p hwg.Process) bool { return car.view.Contains(p) })
+		vanished = slices.DeleteFunc(slices.Clone(it.Members), in)
 	}
 	delete(car.gone, l)
 	e := &entry{}

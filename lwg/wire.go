@@ -275,6 +275,12 @@ type control struct {
 	// from one sender, numbered from 0; Parts 0 means 1.
 	Part  uint32 `msgpack:"p,omitempty"`
 	Parts uint32 `msgpack:"n,omitempty"`
+	// Owed (kSnapshot): the members its sender owed the snapshot at the
+	// install it was taken at, sorted. They hold no state until it is
+	// delivered, and a joiner applies what it buffered meanwhile with
+	// them owed, as the members that held the state applied it (the
+	// carrier's table does not count them in an announcement).
+	Owed []hwg.Process `msgpack:"o,omitempty"`
 }
 
 // parts is how many messages c's snapshot spans.

@@ -27,7 +27,7 @@ var (
 // EncodeMsgpack writes c as a map of its non-empty fields.
 func (c *control) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := encoder{e: e}
-	w.mapLen(1 + count(len(c.Items) > 0, c.View != 0, len(c.Snap) > 0, c.Part != 0, c.Parts != 0))
+	w.mapLen(1 + count(len(c.Items) > 0, c.View != 0, len(c.Snap) > 0, c.Part != 0, c.Parts != 0, len(c.Owed) > 0))
 	w.str("k")
 	w.err = cmpErr(w.err, e.EncodeUint8(uint8(c.Kind)))
 	if len(c.Items) > 0 {
@@ -49,6 +49,10 @@ func (c *control) EncodeMsgpack(e *msgpack.Encoder) error {
 	if c.Parts != 0 {
 		w.str("n")
 		w.err = cmpErr(w.err, e.EncodeUint32(c.Parts))
+	}
+	if len(c.Owed) > 0 {
+		w.str("o")
+		w.members(c.Owed)
 	}
 	return w.err
 }
@@ -105,16 +109,21 @@ func (w *encoder) item(it *item) {
 	w.strField("g", string(it.Group))
 	if len(it.Members) > 0 {
 		w.str("m")
-		w.err = cmpErr(w.err, w.e.EncodeArrayLen(len(it.Members)))
-		for _, p := range it.Members {
-			w.mapLen(2)
-			w.str("n")
-			w.err = cmpErr(w.err, w.e.EncodeUint64(uint64(p.Node)))
-			w.str("i")
-			w.err = cmpErr(w.err, w.e.EncodeUint64(p.Inc))
-		}
+		w.members(it.Members)
 	}
 	w.strField("f", string(it.From))
+}
+
+// members writes ps as an array of processes.
+func (w *encoder) members(ps []hwg.Process) {
+	w.err = cmpErr(w.err, w.e.EncodeArrayLen(len(ps)))
+	for _, p := range ps {
+		w.mapLen(2)
+		w.str("n")
+		w.err = cmpErr(w.err, w.e.EncodeUint64(uint64(p.Node)))
+		w.str("i")
+		w.err = cmpErr(w.err, w.e.EncodeUint64(p.Inc))
+	}
 }
 
 // errNotMap: the control codec reads structs encoded as maps only.
@@ -171,7 +180,7 @@ func readFields(d *msgpack.Decoder, known string, field func(k string) error) er
 // has passed wirecheck, so every declared length fits in it.
 func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
 	*c = control{}
-	return readFields(d, "kivspn", func(k string) (err error) {
+	return readFields(d, "kivspno", func(k string) (err error) {
 		switch k {
 		case "k":
 			var v uint8
@@ -189,6 +198,8 @@ func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
 			c.Part, err = d.DecodeUint32()
 		case "n":
 			c.Parts, err = d.DecodeUint32()
+		case "o":
+			c.Owed, err = decodeMembers(d)
 		default:
 			err = d.Skip()
 		}

@@ -14,12 +14,13 @@ import (
 // plainControl has control's fields and tags and no codec methods, so
 // msgpack encodes and decodes it by reflection.
 type plainControl struct {
-	Kind  kind       `msgpack:"k"`
-	Items []item     `msgpack:"i,omitempty"`
-	View  hwg.ViewID `msgpack:"v,omitempty"`
-	Snap  []byte     `msgpack:"s,omitempty"`
-	Part  uint32     `msgpack:"p,omitempty"`
-	Parts uint32     `msgpack:"n,omitempty"`
+	Kind  kind          `msgpack:"k"`
+	Items []item        `msgpack:"i,omitempty"`
+	View  hwg.ViewID    `msgpack:"v,omitempty"`
+	Snap  []byte        `msgpack:"s,omitempty"`
+	Part  uint32        `msgpack:"p,omitempty"`
+	Parts uint32        `msgpack:"n,omitempty"`
+	Owed  []hwg.Process `msgpack:"o,omitempty"`
 }
 
 func genControl(t *rapid.T) control {
@@ -41,6 +42,9 @@ func genControl(t *rapid.T) control {
 	}
 	c.Part = uint32(u64.Draw(t, "part"))
 	c.Parts = uint32(u64.Draw(t, "parts"))
+	for range rapid.IntRange(0, 3).Draw(t, "owed") {
+		c.Owed = append(c.Owed, hwg.Process{Node: hwg.NodeID(u64.Draw(t, "on")), Inc: u64.Draw(t, "oi")})
+	}
 	return c
 }
 

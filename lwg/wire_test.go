@@ -190,7 +190,7 @@ func TestControlSplit(t *testing.T) {
 	}
 	c.send("h/x", &control{Kind: kJoin, Items: want})
 	snap := bytes.Repeat([]byte("0123456789"), 55)
-	c.sendSnapshot("h/x", 7, snap)
+	c.sendSnapshot("h/x", 7, snap, nil)
 	var got []item
 	var parts [][]byte
 	nparts := 0

@@ -405,6 +405,14 @@ func (r *rsmSim) started(n *lwgSimNode) {
 // LoseState, not while it holds the latest state of an object (of l): a
 // state, ready or kept through an exclusion, at an index no other live
 // member that stays in (a member asked to leave does not count) holds.
+// While n's replica is ready in a view, only holders in that view count:
+// n goes on applying what the view delivers until it has stopped, and a
+// holder outside it (one that left or was excluded, with its state kept)
+// misses those commands, so an index equal now is behind then (RSM seed
+// 5540: the planner let the only member of an LWG leave because a node
+// that had left it kept an equal index; the member applied three more
+// commands during its leave, and the node that came back went on from
+// its older state).
 func (r *rsmSim) mayStop(n *lwgSimNode, l lwg.ID) bool {
 	if r.opts.LoseState {
 		return true
@@ -413,14 +421,21 @@ func (r *rsmSim) mayStop(n *lwgSimNode, l lwg.ID) bool {
 		if l != "" && r.s.ids[i] != l {
 			continue
 		}
-		mine, ok := r.nodes[n.id].sn.Holds(obj)
+		sn := r.nodes[n.id].sn
+		mine, ok := sn.Holds(obj)
 		if !ok {
 			continue
+		}
+		var view lwg.View
+		if _, _, ready := sn.State(obj); ready {
+			if o, ok := sn.Object(obj); ok {
+				view = o.View()
+			}
 		}
 		held := false
 		for _, m := range r.s.nodes {
 			// A member that was asked to leave holds it for a while only.
-			if m != n && m.alive && !m.left[r.s.ids[i]] {
+			if m != n && m.alive && !m.left[r.s.ids[i]] && (len(view.Members) == 0 || view.Contains(r.nodes[m.id].self)) {
 				if idx, ok := r.nodes[m.id].sn.Holds(obj); ok && idx >= mine {
 					held = true
 					break
