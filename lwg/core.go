@@ -1038,8 +1038,8 @@ func (c *Core) maybeBlockOK(car *carrier) {
 	c.act(Action{Type: ActBlockOK, Group: car.group})
 }
 
-// carrierGone ends every local endpoint on car: the node left the carrier
-// or was excluded from it.
+// carrierGone handles this node's departure from car (it left it or was
+// excluded): the local endpoints on car end, and its table goes.
 func (c *Core) carrierGone(car *carrier, left bool) {
 	// Endpoints on car end. Those on their way to it stay: an LWG that
 	// switched here and was not announced yet (awaitAdopt), or whose
