@@ -102,23 +102,6 @@ func (d *loopDriver) ended(l ID) bool {
 	return false
 }
 
-// flushOKs counts the kFlushOK items for l multicast so far.
-func (d *loopDriver) flushOKs(l ID) int {
-	n := 0
-	for _, a := range d.sent {
-		ctl, err := decodeControl(a.Payload)
-		if err != nil || ctl.Kind != kFlushOK {
-			continue
-		}
-		for _, it := range ctl.Items {
-			if it.LWG == l {
-				n++
-			}
-		}
-	}
-	return n
-}
-
 // TestNoSwitchOntoACarrierBeingLeft: a member that is lazily leaving a
 // carrier (it held nothing there) does not acknowledge a switch to that
 // carrier until the leave has ended. Before, it acknowledged at once,
@@ -159,7 +142,7 @@ func TestNoSwitchOntoACarrierBeingLeft(t *testing.T) {
 	if e := d.c.carriers[d.c.eps["l/x"].h].entries["l/x"]; e == nil || e.Fl == nil || e.Fl.To != target {
 		t.Fatalf("no switch of l/x to %s under way: %+v", target, e)
 	}
-	if n := d.flushOKs("l/x"); n != 0 {
+	if n := d.kinds("", kFlushOK, "l/x"); n != 0 {
 		t.Fatalf("%d acknowledgements of the switch to %s while leaving it", n, target)
 	}
 	d.finishLeaves()
@@ -180,11 +163,27 @@ func TestNoSwitchOntoACarrierBeingLeft(t *testing.T) {
 	}
 }
 
-// kinds counts the controls of kind k for l multicast in h so far.
+// mustBeExcluded fails unless l's endpoint ended with EventExcluded
+// (its carrier h holds it without this node).
+func (d *loopDriver) mustBeExcluded(h hwg.GroupID, l ID) {
+	d.t.Helper()
+	if d.c.eps[l] != nil {
+		d.t.Fatalf("%s still waits on %s, which holds it without this node", l, h)
+	}
+	for _, ev := range d.events {
+		if ev.LWG == l && ev.Type == EventExcluded {
+			return
+		}
+	}
+	d.t.Fatalf("no EventExcluded for %s: %+v", l, d.events)
+}
+
+// kinds counts the items of kind k for l multicast in h (any group if
+// h is "") so far.
 func (d *loopDriver) kinds(h hwg.GroupID, k kind, l ID) int {
 	n := 0
 	for _, a := range d.sent {
-		if a.Group != h {
+		if h != "" && a.Group != h {
 			continue
 		}
 		ctl, err := decodeControl(a.Payload)
@@ -201,9 +200,10 @@ func (d *loopDriver) kinds(h hwg.GroupID, k kind, l ID) int {
 }
 
 // switchedUnannounced joins l/x and l/y (each on a carrier of its own),
-// leaves l/y but stays in its carrier, which peer joins too, and switches l/x there with the
-// carrier's multicasts lost: l/x passes its switch point and waits for its
-// announcement, which is lost with this node's exclusion from the carrier.
+// leaves l/y but stays in its carrier, which peer joins too, and switches
+// l/x there with the carrier's multicasts lost: l/x passes its switch
+// point and waits for its announcement, which is lost with this node's
+// exclusion from the carrier.
 // It returns the carrier, with this node excluded from it.
 func switchedUnannounced(t *testing.T, d *loopDriver, peer hwg.Process) hwg.GroupID {
 	t.Helper()
@@ -294,16 +294,7 @@ func TestExcludedBeforeAnnouncementEndsIfLeftOut(t *testing.T) {
 	target := switchedUnannounced(t, d, peer)
 	last := d.c.eps["l/x"].view
 	d.back(target, peer, map[ID]*entry{"l/x": {View: View{ID: last.ID + 1, Members: []hwg.Process{peer}}}})
-	if d.c.eps["l/x"] != nil {
-		t.Fatalf("l/x still waits on %s, which holds it without this node", target)
-	}
-	var excluded bool
-	for _, ev := range d.events {
-		excluded = excluded || ev.LWG == "l/x" && ev.Type == EventExcluded
-	}
-	if !excluded {
-		t.Fatalf("no EventExcluded for l/x: %+v", d.events)
-	}
+	d.mustBeExcluded(target, "l/x")
 	if n := d.kinds(target, kAdopt, "l/x"); n != 1 {
 		t.Fatalf("l/x announced %d times, want only the lost one", n)
 	}
@@ -330,16 +321,7 @@ func TestAnnouncedWhileBackWithoutTable(t *testing.T) {
 	if e == nil || e.View.Contains(self) || !e.View.Contains(peer) {
 		t.Fatalf("l/x's entry on %s: %+v, want announced with the peer only", target, e)
 	}
-	if d.c.eps["l/x"] != nil {
-		t.Fatalf("l/x still waits on %s, which holds it without this node", target)
-	}
-	var excluded bool
-	for _, ev := range d.events {
-		excluded = excluded || ev.LWG == "l/x" && ev.Type == EventExcluded
-	}
-	if !excluded {
-		t.Fatalf("no EventExcluded for l/x: %+v", d.events)
-	}
+	d.mustBeExcluded(target, "l/x")
 }
 
 // A carrier's announcement counts only the members that hold its table:

@@ -52,7 +52,7 @@ func (c *control) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	if len(c.Owed) > 0 {
 		w.str("o")
-		w.members(c.Owed)
+		w.procs(c.Owed)
 	}
 	return w.err
 }
@@ -109,21 +109,9 @@ func (w *encoder) item(it *item) {
 	w.strField("g", string(it.Group))
 	if len(it.Members) > 0 {
 		w.str("m")
-		w.members(it.Members)
+		w.procs(it.Members)
 	}
 	w.strField("f", string(it.From))
-}
-
-// members writes ps as an array of processes.
-func (w *encoder) members(ps []hwg.Process) {
-	w.err = cmpErr(w.err, w.e.EncodeArrayLen(len(ps)))
-	for _, p := range ps {
-		w.mapLen(2)
-		w.str("n")
-		w.err = cmpErr(w.err, w.e.EncodeUint64(uint64(p.Node)))
-		w.str("i")
-		w.err = cmpErr(w.err, w.e.EncodeUint64(p.Inc))
-	}
 }
 
 // errNotMap: the control codec reads structs encoded as maps only.
