@@ -405,14 +405,17 @@ func (r *rsmSim) started(n *lwgSimNode) {
 // LoseState, not while it holds the latest state of an object (of l): a
 // state, ready or kept through an exclusion, at an index no other live
 // member that stays in (a member asked to leave does not count) holds.
-// While n's replica is ready in a view, only holders in that view count:
-// n goes on applying what the view delivers until it has stopped, and a
-// holder outside it (one that left or was excluded, with its state kept)
-// misses those commands, so an index equal now is behind then (RSM seed
-// 5540: the planner let the only member of an LWG leave because a node
-// that had left it kept an equal index; the member applied three more
-// commands during its leave, and the node that came back went on from
-// its older state).
+// A crash is at once, but a leave takes a while, in which the leaver goes
+// on applying what its view delivers; a holder outside that view (one
+// that left or was excluded, its state kept) misses those commands, so an
+// index equal at the ask is behind by the end. So for a leave only
+// holders ready in the leaver's view count (one that left it may still be
+// in that view as the leaver sees it), and a leaver whose state is not
+// ready in a view (excluded, rejoining) may come back alone, apply more,
+// and then leave: it stays (RSM seeds 5540 and 13096: the planner let the
+// only member of an LWG leave because a node that had left it kept an
+// equal index; the member applied more commands before its leave ended,
+// and the node that came back went on from its older state).
 func (r *rsmSim) mayStop(n *lwgSimNode, l lwg.ID) bool {
 	if r.opts.LoseState {
 		return true
@@ -426,20 +429,33 @@ func (r *rsmSim) mayStop(n *lwgSimNode, l lwg.ID) bool {
 		if !ok {
 			continue
 		}
-		var view lwg.View
-		if _, _, ready := sn.State(obj); ready {
-			if o, ok := sn.Object(obj); ok {
-				view = o.View()
+		var view lwg.View // a leaver's
+		if l != "" {
+			o, ok := sn.Object(obj)
+			if _, _, ready := sn.State(obj); !ready || !ok {
+				return false
 			}
+			view = o.View()
 		}
 		held := false
 		for _, m := range r.s.nodes {
 			// A member that was asked to leave holds it for a while only.
-			if m != n && m.alive && !m.left[r.s.ids[i]] && (len(view.Members) == 0 || view.Contains(r.nodes[m.id].self)) {
-				if idx, ok := r.nodes[m.id].sn.Holds(obj); ok && idx >= mine {
-					held = true
-					break
-				}
+			if m == n || !m.alive || m.left[r.s.ids[i]] {
+				continue
+			}
+			if l == "" {
+				idx, ok := r.nodes[m.id].sn.Holds(obj)
+				held = ok && idx >= mine
+			} else {
+				// Ready in the leaver's view: it delivers what the
+				// leaver does until the leave ends.
+				ms := r.nodes[m.id].sn
+				_, idx, ready := ms.State(obj)
+				mo, ok := ms.Object(obj)
+				held = ready && ok && idx >= mine && mo.View().ID == view.ID && view.Contains(r.nodes[m.id].self)
+			}
+			if held {
+				break
 			}
 		}
 		if !held {

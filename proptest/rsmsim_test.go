@@ -146,7 +146,8 @@ var rsmRegressions = []struct {
 	{"a node lazily leaving a carrier it held nothing on acknowledged a switch to it; the leave then ended its endpoint (EventExcluded) while its peer, which joined the carrier later, kept it in the LWG and announced it there once the node was back: its replica, state dropped, waited for a transfer nobody owed it", rsmOptions(6131)},
 	{"the only member of an LWG that had switched was excluded from the new carrier before announcing it there and ended its endpoint; hwg took it back into the carrier, and the LWG's joiners, this node's among them, waited for an announcement nobody would make", rsmOptions(10690)},
 	{"an LWG switched (the rebind raised its directory version to 2, its view ids kept version 1) and ended on the new carrier; a member excluded before the switch, with an older state, joined through the directory and the table took the join for a new life (view 2.1, nobody vanished): it went on from its state, and the commands the absent holder had applied were lost", forgetOptions(11201)},
-	{"the fault planner let the only member of an LWG leave because a node outside the LWG kept a state at the same index; the member applied three more commands during its leave, and the node that came back went on from its older state (a planner bug: only holders in the leaver's view count)", rsmOptions(5540)},
+	{"the fault planner let the only member of an LWG leave because a node outside the LWG kept a state at the same index; the member applied three more commands during its leave, and the node that came back went on from its older state (a planner bug: only holders ready in the leaver's view count)", rsmOptions(5540)},
+	{"the same as 5540, with the node that had left still in the leaver's view (the flush of its leave was slow); asked while excluded, the leaver came back alone before its leave ended", forgetOptions(13096)},
 }
 
 func TestRSMRegressions(t *testing.T) {
