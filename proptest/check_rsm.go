@@ -60,8 +60,9 @@ func (rp *rsmReplay) step(e *Event) (rep, donor *replicaState) {
 		r := rp.get(pg)
 		if e.From == 0 {
 			// Created: the state goes on from what this replica held, if
-			// it held a life before, or else from the empty state.
-			if r.life == 0 {
+			// it held a life before (unless it branched off it), or else
+			// from the empty state.
+			if r.life == 0 || e.Branch {
 				rp.lives++
 				r.life = rp.lives
 			}

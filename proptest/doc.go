@@ -42,7 +42,9 @@
 //	"apply":    "group", "index", "digest" (replicated objects)
 //	"state":    "group", "index", "digest", "from" (the donor's node, absent
 //	            when the replica created the state): a replica got the
-//	            object's state and applies from index+1 on
+//	            object's state and applies from index+1 on; "branch" true
+//	            when it went on from a kept state after ForgetAbsent (a
+//	            life of its own)
 //	"heal":     no node; no fault follows it
 //
 // "incs", "left" and "leave" extend the base schema so checkers can tell

@@ -560,6 +560,7 @@ func (h *rsmHost) Observe(e rsm.Event) {
 		rp := h.rep(e.Object)
 		donor := rp.donor
 		rp.donor = hwg.Process{}
+		branch := false
 		if donor == (hwg.Process{}) {
 			// A new group: its first member's state goes on from what that
 			// replica held (a life of its own), or from the empty state.
@@ -579,6 +580,7 @@ func (h *rsmHost) Observe(e rsm.Event) {
 				rp.life = r.lives
 				r.branches[rp.life] = true
 				r.stats.Branches++
+				branch = true
 			}
 			r.stats.Created++
 		} else {
@@ -596,7 +598,7 @@ func (h *rsmHost) Observe(e rsm.Event) {
 		dg := digestOf(sm)
 		r.logDigest(e.Object, rp.life, index, dg, nil, h.self)
 		r.s.trace.Append(Event{T: uint64(r.s.stats.Steps), Node: uint64(h.self.Node), Inc: h.self.Inc, Ev: EvState,
-			Group: string(e.Object.LWG()), View: e.View.ID, From: uint64(donor.Node), Index: index, Digest: dg})
+			Group: string(e.Object.LWG()), View: e.View.ID, From: uint64(donor.Node), Index: index, Digest: dg, Branch: branch})
 	case rsm.EventSnapshotTaken:
 		r.stats.Snapshots++
 		sm, index, ok := r.nodes[h.self.Node].sn.State(e.Object)

@@ -459,3 +459,32 @@ func TestRSMDonorCrashMidTransfer(t *testing.T) {
 		t.Errorf("%.2000s", v)
 	}
 }
+
+// rsm-digest compares digests within a life. A replica that goes on from a
+// kept state after a ForgetAbsent (a branch) starts a life of its own, in
+// which an index may hold another command than in the life it left
+// (ForgetAbsent seed 7444: the branch and the holder given up on both
+// applied index 7); without the branch mark the same trace is a
+// violation.
+func TestRSMDigestBranchIsALife(t *testing.T) {
+	ev := func(node uint64, kind string, from, index uint64, digest string, branch bool) Event {
+		return Event{Node: node, Inc: 1, Ev: kind, Group: "l/0", From: from, Index: index, Digest: digest, Branch: branch}
+	}
+	trace := func(branch bool) []Event {
+		return []Event{
+			ev(1, EvState, 0, 0, "d0", false),
+			ev(1, EvApply, 0, 1, "a1", false),
+			ev(2, EvState, 1, 1, "a1", false), // from node 1
+			ev(1, EvApply, 0, 2, "a2", false),
+			ev(2, EvExclude, 0, 0, "", false),
+			ev(2, EvState, 0, 1, "a1", branch), // goes on from its kept state
+			ev(2, EvApply, 0, 2, "b2", false),
+		}
+	}
+	if vs := checkRSMDigest(trace(true)); len(vs) != 0 {
+		t.Fatalf("a branch's own index 2 reported: %v", vs)
+	}
+	if vs := checkRSMDigest(trace(false)); !fired(vs, nameRSMDigest) {
+		t.Fatalf("index 2 with two digests in one life not reported: %v", vs)
+	}
+}

@@ -42,6 +42,11 @@ type Event struct {
 	From    uint64   `json:"from,omitempty"`    // deliver: sender node id
 	Index   uint64   `json:"index,omitempty"`   // apply: log index
 	Digest  string   `json:"digest,omitempty"`  // apply: state digest after the update
+	// Branch (state, created): the replica went on from a state it kept
+	// after an operator's ForgetAbsent gave up on absent holders: a life
+	// of its own, whose indexes may repeat the old life's with other
+	// commands.
+	Branch bool `json:"branch,omitempty"`
 }
 
 // proc identifies a process: one incarnation of a node.
