@@ -200,7 +200,8 @@ func (d *loopDriver) kinds(h hwg.GroupID, k kind, l ID) int {
 }
 
 // switchedUnannounced joins l/x and l/y (each on a carrier of its own),
-// leaves l/y but stays in its carrier, which peer joins too, and switches
+// leaves l/y but stays in its carrier, which peer (if not zero) joins too,
+// and switches
 // l/x there with the carrier's multicasts lost: l/x passes its switch
 // point and waits for its announcement, which is lost with this node's
 // exclusion from the carrier.
@@ -219,13 +220,16 @@ func switchedUnannounced(t *testing.T, d *loopDriver, peer hwg.Process) hwg.Grou
 	}
 	d.pump()
 	// The peer joins the carrier too (as far as the directory knows), so
-	// that it lives on while this node is out of it.
-	for _, k := range []kind{kReg, kMember} {
-		d.c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: peer}, Payload: encodeControl(&control{Kind: k, Items: []item{{Group: target}}})})
-	}
-	d.pump()
-	if rec := d.c.dir.carriers[target]; rec == nil || !rec.has(peer) {
-		t.Fatalf("peer not registered in %s: %+v", target, rec)
+	// that it lives on while this node is out of it. A zero peer: nobody
+	// does, and the carrier dies with this node's unregistration.
+	if peer != (hwg.Process{}) {
+		for _, k := range []kind{kReg, kMember} {
+			d.c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: peer}, Payload: encodeControl(&control{Kind: k, Items: []item{{Group: target}}})})
+		}
+		d.pump()
+		if rec := d.c.dir.carriers[target]; rec == nil || !rec.has(peer) {
+			t.Fatalf("peer not registered in %s: %+v", target, rec)
+		}
 	}
 	d.cut[target] = true
 	if err := d.c.Switch("l/x", PerLWG("l/y")); err != nil {
@@ -337,5 +341,37 @@ func TestAdoptSkipsMembersWithoutTable(t *testing.T) {
 	car.adopt(item{LWG: "l/m", View: 1<<32 | 4, Members: []hwg.Process{a, b}})
 	if len(installs) != 1 || !slices.Equal(installs[0].View.Members, []hwg.Process{a}) || !slices.Equal(installs[0].Vanished, []hwg.Process{b}) {
 		t.Fatalf("installs %+v, want l/m's view [a] with b vanished", installs)
+	}
+}
+
+// TestExcludedBeforeAnnouncementEndsIfCarrierDied: a kept endpoint ends
+// (EventExcluded) once the directory declares its new carrier dead: no
+// member is left to take this node back in.
+func TestExcludedBeforeAnnouncementEndsIfCarrierDied(t *testing.T) {
+	d := newLoopDriver(t, Config{Place: PerLWG, IdleTicks: 1000})
+	target := switchedUnannounced(t, d, hwg.Process{})
+	if d.c.dir.alive(target) {
+		t.Fatalf("%s alive with nobody registered: %+v", target, d.c.dir.carriers[target])
+	}
+	d.mustBeExcluded(target, "l/x")
+}
+
+// TestExcludedBeforeAnnouncementTakesTableView: a kept endpoint whose
+// table, once back, holds the LWG with this node in it installs that view
+// rather than wait for an announcement that already happened. A correct
+// peer does not send such a table (an announcement skips members owed the
+// snapshot); the endpoint must not hang if one comes.
+func TestExcludedBeforeAnnouncementTakesTableView(t *testing.T) {
+	d := newLoopDriver(t, Config{Place: PerLWG, IdleTicks: 1000})
+	peer := hwg.Process{Node: 2, Inc: 1}
+	target := switchedUnannounced(t, d, peer)
+	want := View{ID: d.c.eps["l/x"].view.ID + 1, Members: []hwg.Process{self, peer}}
+	d.back(target, peer, map[ID]*entry{"l/x": {View: want}})
+	ep := d.c.eps["l/x"]
+	if ep == nil || ep.awaitAdopt || ep.view.ID != want.ID || d.ended("l/x") {
+		t.Fatalf("l/x on %s: %+v, want view %v installed", target, ep, want)
+	}
+	if n := d.kinds(target, kAdopt, "l/x"); n != 1 {
+		t.Fatalf("l/x announced %d times, want only the lost one", n)
 	}
 }
