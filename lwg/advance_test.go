@@ -69,7 +69,10 @@ func TestLeftCarriersAreForgotten(t *testing.T) {
 // record of it after the directory applied its unregistration. hwg joins
 // an excluded node again by itself, and the install of that rejoin must
 // find the record (forgotten, the Core would drop the carrier's events
-// while hwg kept the node a member).
+// while hwg kept the node a member). Here the node was the carrier's only
+// member, so the carrier is dead: at its next tick the node leaves it,
+// and forgets the record once the leave ended
+// (TestExcludedFromDeadCarrierLeaves).
 func TestExcludedCarrierIsKept(t *testing.T) {
 	c, lh := newLoopCoreOn(t, lwg.PerLWG)
 	l := benchLWGs(1)[0]
@@ -88,12 +91,15 @@ func TestExcludedCarrierIsKept(t *testing.T) {
 	}
 	c.HWGEvent(hwg.Event{Type: hwg.EventExcluded, Group: h})
 	lh.drive(t, c)
-	tickPastIdle(t, c, lh)
 	if c.Endpoints() != 0 {
 		t.Fatalf("%d endpoints after the exclusion, want 0", c.Endpoints())
 	}
 	if got := lwg.Carriers(c); got != 1 {
 		t.Fatalf("%d carrier records after an exclusion, want the excluded one kept", got)
+	}
+	tickPastIdle(t, c, lh)
+	if got := lwg.Carriers(c); got != 0 {
+		t.Fatalf("%d carrier records once the dead carrier was left, want 0", got)
 	}
 }
 

@@ -430,6 +430,9 @@ func (c *Core) Tick() {
 	c.ticks++
 	for _, car := range c.sortedCarriers() {
 		h := car.group
+		if c.settleGone(car) {
+			continue
+		}
 		if car.member && !car.synced {
 			// Admitted but no snapshot: if no member that holds the table
 			// is left (it failed before sending it), none ever comes. Leave
@@ -931,7 +934,7 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 		if car.joining || car.synced {
 			car.joinTicks = 0
 		}
-		car.joining = false
+		car.joining, car.rejoining = false, false
 		car.blocking, car.blockAcked = false, false
 		// The senders number their LWGs afresh, this node too.
 		car.installs++
@@ -1011,6 +1014,30 @@ func (c *Core) forgetCarrier(car *carrier) {
 	c.carrierList = nil
 }
 
+// settleGone ends what is left of a carrier this node is out of once
+// the directory no longer lists it, and reports whether the record went.
+// An excluded node whose carrier died meanwhile leaves it: hwg.Node would
+// try to join it again for good, through members that are gone. A record
+// whose unregistration was applied while something was still on its way
+// to the carrier (an endpoint kept through the departure, or incoming) is
+// forgotten once that has gone; the kUnreg that usually forgets it came
+// too early.
+func (c *Core) settleGone(car *carrier) bool {
+	// A join under way is left by Tick's own rule for a dead carrier.
+	if !(car.out || car.rejoining) || car.leaving || car.joining || car.unregSent || !c.dir.synced ||
+		len(car.local) > 0 || len(car.incoming) > 0 {
+		return false
+	}
+	rec := c.dir.carriers[car.group]
+	switch {
+	case car.rejoining && rec == nil:
+		c.leaveCarrier(car)
+	case car.out && (rec == nil || !rec.registered(c.self)):
+		c.forgetCarrier(car)
+	}
+	return c.carriers[car.group] != car
+}
+
 // sortedCarriers returns c.carriers' values ordered by group. The slice
 // is shared and must not be modified; a carrier added while a caller
 // walks it is not in it (as with a copy).
@@ -1079,7 +1106,7 @@ func (c *Core) carrierGone(car *carrier, left bool) {
 	}
 	car.regSent, car.joining, car.leaving = false, false, false
 	car.blocking, car.blockAcked = false, false
-	car.out = left
+	car.out, car.rejoining = left, !left
 	delete(c.batch, car.group)
 	// Let go of what only a member needs: the pending-data array (up to
 	// keepDataEntries entries; with one HWG per LWG, one per carrier ever

@@ -375,3 +375,107 @@ func TestExcludedBeforeAnnouncementTakesTableView(t *testing.T) {
 		t.Fatalf("l/x announced %d times, want only the lost one", n)
 	}
 }
+
+// TestExcludedFromDeadCarrierLeaves: a node excluded from a carrier that
+// then died (nobody registered in it) leaves it, and forgets its record
+// once the leave ended. Before, nothing did: hwg.Node, which joins an
+// excluded node again by itself, kept asking the carrier's former members
+// to admit it for good, and Tick walked the record for good.
+func TestExcludedFromDeadCarrierLeaves(t *testing.T) {
+	d := newLoopDriver(t, Config{Place: PerLWG, IdleTicks: 1000})
+	target := switchedUnannounced(t, d, hwg.Process{})
+	d.mustBeExcluded(target, "l/x")
+	if len(d.leaves) != 0 {
+		t.Fatalf("leaves %v before a tick", d.leaves)
+	}
+	d.c.Tick()
+	d.pump()
+	if !slices.Equal(d.leaves, []hwg.GroupID{target}) {
+		t.Fatalf("leaves asked %v, want %s (dead, and this node excluded from it)", d.leaves, target)
+	}
+	d.finishLeaves()
+	if car := d.c.carriers[target]; car != nil {
+		t.Fatalf("record of dead carrier %s kept after the leave: %+v", target, car)
+	}
+}
+
+// TestGoneCarrierForgottenOnceNothingComes: a carrier this node left,
+// whose unregistration was applied while an endpoint was still on its
+// way there (so the kUnreg could not forget it), is forgotten at the
+// first tick after that endpoint went; and not before.
+func TestGoneCarrierForgottenOnceNothingComes(t *testing.T) {
+	d := newLoopDriver(t, Config{Place: PerLWG, IdleTicks: 1000})
+	const h hwg.GroupID = "h/gone"
+	car := d.c.carrierOf(h)
+	car.out = true // left, its kUnreg applied: the directory has no record
+	car.incoming["l/z"] = true
+	d.c.Tick()
+	d.pump()
+	if d.c.carriers[h] != car {
+		t.Fatalf("record of %s forgotten with an endpoint still incoming", h)
+	}
+	delete(car.incoming, "l/z")
+	d.c.Tick()
+	d.pump()
+	if d.c.carriers[h] != nil {
+		t.Fatalf("record of %s kept with nothing on its way there", h)
+	}
+	if len(d.leaves) != 0 {
+		t.Fatalf("leaves asked %v for a carrier this node is out of", d.leaves)
+	}
+}
+
+// TestExcludedFromLiveCarrierStays: a node excluded from a carrier that
+// lives on (a peer is registered in it) asks no leave and keeps its record
+// however long hwg takes to admit it again, holding nothing there; the
+// install of that rejoin finds the record and makes it a member again.
+func TestExcludedFromLiveCarrierStays(t *testing.T) {
+	d := newLoopDriver(t, Config{Place: PerLWG, IdleTicks: 1000})
+	peer := hwg.Process{Node: 2, Inc: 1}
+	if err := d.c.Join("l/y"); err != nil {
+		t.Fatal(err)
+	}
+	d.pump()
+	target := d.c.eps["l/y"].h
+	for _, k := range []kind{kReg, kMember} {
+		d.c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: "h/dir", Msg: hwg.MsgID{Sender: peer}, Payload: encodeControl(&control{Kind: k, Items: []item{{Group: target}}})})
+	}
+	if err := d.c.Leave("l/y"); err != nil {
+		t.Fatal(err)
+	}
+	d.pump()
+	d.cut[target] = true
+	d.c.HWGEvent(hwg.Event{Type: hwg.EventExcluded, Group: target})
+	d.pump()
+	for range 50 {
+		d.c.Tick()
+		d.pump()
+	}
+	car := d.c.carriers[target]
+	if len(d.leaves) != 0 || car == nil {
+		t.Fatalf("excluded from live %s: leaves asked %v, record %+v", target, d.leaves, car)
+	}
+	if !car.rejoining || !d.c.dir.alive(target) {
+		t.Fatalf("record of %s: rejoining=%v, carrier alive=%v", target, car.rejoining, d.c.dir.alive(target))
+	}
+	d.back(target, peer, map[ID]*entry{})
+	if !car.member || car.rejoining || d.c.carriers[target] != car {
+		t.Fatalf("rejoin of %s not taken: member=%v rejoining=%v", target, car.member, car.rejoining)
+	}
+}
+
+// TestRejoiningAndJoiningDeadCarrierLeavesOnce: an excluded node that also
+// asked to join its carrier (an LWG wanted it) leaves it once when it dies,
+// not once for the rejoin and once for the join (the second Leave found
+// no group and was logged as a failure).
+func TestRejoiningAndJoiningDeadCarrierLeavesOnce(t *testing.T) {
+	d := newLoopDriver(t, Config{Place: PerLWG, IdleTicks: 1000})
+	const h hwg.GroupID = "h/dead"
+	car := d.c.carrierOf(h)
+	car.rejoining, car.joining = true, true // no directory record: dead
+	d.c.Tick()
+	d.pump()
+	if !slices.Equal(d.leaves, []hwg.GroupID{h}) {
+		t.Fatalf("leaves asked %v, want %s once", d.leaves, h)
+	}
+}

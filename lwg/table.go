@@ -68,8 +68,11 @@ type carrier struct {
 	// out: this node is out of the HWG and hwg will not rejoin it on its
 	// own: it left, or it never joined (a record made only to unregister
 	// it). An excluded node's hwg.Node joins again by itself.
-	out    bool
-	pinned uint64
+	out bool
+	// rejoining: this node was excluded and hwg.Node is joining it again
+	// by itself; cleared by the next install or departure.
+	rejoining bool
+	pinned    uint64
 	// lastView is the view of the carrier this node was last in, kept
 	// when it leaves or is excluded for its kUnreg (see carrierRec.Gone).
 	lastView uint64

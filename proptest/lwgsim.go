@@ -92,6 +92,9 @@ type lwgSimNode struct {
 	inc    uint64
 	alive  bool
 	groups map[hwg.GroupID]*hwg.Group
+	// contacts: each group's other members in the last view installed
+	// here, through which an excluded member joins again (as hwg.Node).
+	contacts map[hwg.GroupID][]hwg.NodeID
 	// backlog holds multicasts a busy group refused (hwg.ErrBusy), in order;
 	// a BlockOK waits behind them, as in the node runtime.
 	backlog map[hwg.GroupID][]lwg.Action
@@ -252,6 +255,7 @@ func (s *LWGSim) start(n *lwgSimNode) {
 	s.must(err)
 	n.core, n.alive = core, true
 	n.groups, n.backlog = map[hwg.GroupID]*hwg.Group{}, map[hwg.GroupID][]lwg.Action{}
+	n.contacts = map[hwg.GroupID][]hwg.NodeID{}
 	n.left = map[lwg.ID]bool{}
 	n.det = hwg.NewDetector(n.self(), s.opts.Detector)
 	n.probes = newProbes()
@@ -385,6 +389,7 @@ func (s *LWGSim) drain(n *lwgSimNode) {
 				// multicast's EventSend), enter the trace before the
 				// group's next event.
 				s.recordHWG(n, e)
+				s.rejoinExcluded(n, g, e)
 				n.core.HWGEvent(e)
 				for s.coreReady(n) {
 				}
@@ -471,6 +476,33 @@ func (s *LWGSim) send(from, to hwg.NodeID, it *item) {
 	s.links.healed = s.healed
 	s.net.send(s.rng, &s.links, s.now, from, to, it)
 	s.stats.Dropped, s.stats.Duplicated = s.links.dropped, s.links.duplicated
+}
+
+// rejoinExcluded does what hwg.Node does with a group's events before its
+// reader sees them: it notes the contacts of each install, and an
+// excluded member joins again through them, by itself (the lwg core
+// leaves a carrier it no longer wants, such as a dead one).
+func (s *LWGSim) rejoinExcluded(n *lwgSimNode, g hwg.GroupID, e hwg.Event) {
+	switch e.Type {
+	case hwg.EventInstall:
+		var others []hwg.NodeID
+		for _, m := range e.View.Members {
+			if m.Node != n.id {
+				others = append(others, m.Node)
+			}
+		}
+		n.contacts[g] = others
+	case hwg.EventExcluded:
+		grp := n.groups[g]
+		if grp.Info().Status != hwg.StatusIdle {
+			return
+		}
+		if err := grp.Join(n.contacts[g]); err != nil {
+			s.violation("lwg-action", fmt.Sprintf("node %v: rejoining %s: %v", n.self(), g, err))
+		}
+	case hwg.EventLeft:
+		delete(n.contacts, g)
+	}
 }
 
 func (s *LWGSim) recordHWG(n *lwgSimNode, e hwg.Event) {

@@ -495,6 +495,13 @@ func (n *Node) Objects() []ObjectID {
 // and leaves in the background once that Join is over (the Open fails
 // with ErrClosed; a new Open of the object waits for the Leave), so the
 // node does not stay in the group either way.
+//
+// A replica that leaves is not waited for: closing the last replica that
+// holds the newest state discards that state, and a replica of an older
+// one kept elsewhere (on a node that stopped or crashed while in the
+// group, and restarts) then continues the object from its older state.
+// To keep an object whose other replicas are down, stop the Node instead
+// (Node.Close keeps its objects).
 func (o *Object) Close(ctx context.Context) error {
 	n, ok := o.host.(*Node)
 	if !ok {
