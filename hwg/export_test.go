@@ -66,3 +66,24 @@ func (n *Node) CheckWatchedForTest(ctx context.Context) (watched []NodeID, err e
 func (n *Node) MiscountWatchedForTest(ctx context.Context, c NodeID) error {
 	return n.do(ctx, func() error { n.watched[c]++; return nil })
 }
+
+// BacklogAtExclusionForTest queues a BlockOK and a multicast behind a busy
+// group in the backlog of group (bootstrapped on n), hands the loop an
+// exclusion from it, and returns how many requests stay in the backlog.
+func (n *Node) BacklogAtExclusionForTest(ctx context.Context, group GroupID) (left int, err error) {
+	err = n.do(ctx, func() error {
+		g := n.groups[group]
+		if g == nil {
+			return fmt.Errorf("%w: %q", ErrUnknownGroup, group)
+		}
+		n.backlog[group] = append(n.backlog[group], multicastReq{group: group, payload: []byte("x")}, multicastReq{group: group, blockOK: true})
+		n.backlogSize += 2
+		n.event(group, g, &Event{Type: EventExcluded, Group: group})
+		left = len(n.backlog[group])
+		if n.backlogSize != left {
+			return fmt.Errorf("backlogSize %d, backlog %d", n.backlogSize, left)
+		}
+		return nil
+	})
+	return left, err
+}

@@ -575,6 +575,13 @@ func (n *Node) event(id GroupID, g *Group, e *Event) {
 		n.complete(id, EventInstall, nil)
 	case EventExcluded:
 		n.epoch++
+		// What waited for the ended membership is not handed to the next
+		// one: its multicasts were asked in a view this member no longer
+		// has, and a BlockOK answered that view's Block, so handed to a
+		// new membership (rejoined in the same step) it could answer a
+		// later Block before the reader had seen it. Dropped, as at a leave.
+		n.backlogSize -= len(n.backlog[id])
+		delete(n.backlog, id)
 		// Excluded members rejoin as new members, through the last view.
 		if g.Info().Status == StatusIdle {
 			n.step(id, g)

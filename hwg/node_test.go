@@ -365,3 +365,20 @@ func TestNodeWatchesContacts(t *testing.T) {
 		t.Fatal("CheckWatchedForTest passed a miscounted node")
 	}
 }
+
+// TestExclusionDropsBacklog: what waited behind a busy group (multicasts,
+// and a BlockOK behind them) is dropped when the member is excluded, as at
+// a leave. Before, it stayed, and a member admitted again in the step that
+// excluded it handed that membership's BlockOK and multicasts to the new
+// one, where the BlockOK could answer a later Block.
+func TestExclusionDropsBacklog(t *testing.T) {
+	ctx := ctxT(t)
+	nodes := bootstrapped(t, ctx, transport.NewMemNetwork(), 1)
+	left, err := nodes[1].BacklogAtExclusionForTest(ctx, grp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Fatalf("%d requests of the ended membership still queued", left)
+	}
+}
