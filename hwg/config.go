@@ -10,6 +10,13 @@ type Config struct {
 	Group GroupID
 	// Self is this process. Self.Node must be non-zero and Self.Inc ≥ 1.
 	Self Process
+	// Installed is the highest view of the group that an earlier
+	// membership of this process installed, in a Group no longer kept
+	// (0: none). The Group installs no view up to it again: a lagging
+	// member may resend the old decision that admitted this process
+	// before, which a new Group would otherwise take for its admission
+	// (a Group kept across memberships remembers it itself).
+	Installed ViewID
 
 	// RetransmitTicks is how often unacknowledged protocol messages
 	// (forwards, orders, prepares, accepts, joins, leaves) are sent again.

@@ -87,3 +87,28 @@ func (n *Node) BacklogAtExclusionForTest(ctx context.Context, group GroupID) (le
 	})
 	return left, err
 }
+
+// ExpireLeftForTest drops every left group n keeps, as leftKeep later
+// leaves would.
+func (n *Node) ExpireLeftForTest(ctx context.Context) error {
+	return n.do(ctx, func() error {
+		for _, e := range n.leftFIFO {
+			n.dropLeft(e)
+		}
+		n.leftFIFO = nil
+		return nil
+	})
+}
+
+// TickForTest runs k of n's ticks on its loop at once, and reports whether
+// n still keeps the group id it left.
+func (n *Node) TickForTest(ctx context.Context, k int, id GroupID) (kept bool, err error) {
+	err = n.do(ctx, func() error {
+		for range k {
+			n.tick()
+		}
+		_, kept = n.left[id]
+		return nil
+	})
+	return kept, err
+}

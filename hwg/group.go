@@ -134,6 +134,7 @@ func New(cfg Config) (*Group, error) {
 	return &Group{
 		cfg:        c,
 		self:       c.Self,
+		lastView:   c.Installed,
 		suspects:   map[Process]uint64{},
 		leavers:    map[Process]bool{},
 		joiners:    map[Process]uint64{},
@@ -652,11 +653,14 @@ type Info struct {
 	// when that view is later than its own (it was excluded or left): a
 	// chosen view, zero if none.
 	Decided View
+	// LastView is the highest view this process installed in the group,
+	// in this membership or an earlier one (see Config.Installed).
+	LastView ViewID
 }
 
 // Info returns a snapshot of the group's state.
 func (g *Group) Info() Info {
-	in := Info{Status: g.st, View: g.view.Clone(), Held: g.held, Commit: g.commit, Delivered: g.delivered}
+	in := Info{Status: g.st, View: g.view.Clone(), Held: g.held, Commit: g.commit, Delivered: g.delivered, LastView: g.lastView}
 	if g.acceptedDec != nil {
 		in.Accepted = g.acceptedDec.Next.Clone()
 		in.Candidates = append(in.Candidates, in.Accepted)

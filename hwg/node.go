@@ -93,12 +93,18 @@ type Node struct {
 	allStepped   bool
 	// left holds the groups this node left, for a while (see retain):
 	// they answer the members that missed the view change removing it.
-	left     map[GroupID]*Group
+	left     map[GroupID]leftGroup
 	leftFIFO []leftGroup
-	ticks    uint64
-	contacts map[GroupID][]NodeID // last view's other members, to rejoin through
-	waiters  map[GroupID][]waiter
-	queue    eventQueue // events not yet taken by the reader
+	leftSeq  uint64
+	// installed: the last view installed by groups left here and no
+	// longer kept, for their next membership (Config.Installed), up to
+	// installedKeep of them, oldest first in installedFIFO.
+	installed     map[GroupID]ViewID
+	installedFIFO []GroupID
+	ticks         uint64
+	contacts      map[GroupID][]NodeID // last view's other members, to rejoin through
+	waiters       map[GroupID][]waiter
+	queue         eventQueue // events not yet taken by the reader
 	// backlog holds multicasts a busy group could not take yet (ErrBusy),
 	// in order; while it is full the loop stops taking new ones, which
 	// blocks senders: backpressure from the slowest member to the app.
@@ -158,7 +164,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		done:      make(chan struct{}),
 		det:       NewDetector(cfg.Self, cfg.Detector),
 		groups:    map[GroupID]*Group{},
-		left:      map[GroupID]*Group{},
+		left:      map[GroupID]leftGroup{},
+		installed: map[GroupID]ViewID{},
 		contacts:  map[GroupID][]NodeID{},
 		waiters:   map[GroupID][]waiter{},
 		outbox:    map[NodeID][]Message{},

@@ -211,9 +211,19 @@ func (n *Node) newGroup(id GroupID) (*Group, error) {
 		}
 		return g, nil
 	}
-	delete(n.left, id) // a new membership answers for itself
+	if l, ok := n.left[id]; ok {
+		g := l.g
+		// The group left here is joined again: it remembers the views
+		// its memberships installed, which the new one must not install
+		// again (Config.Installed).
+		delete(n.left, id)
+		n.groups[id] = g
+		n.known.Store(id, struct{}{})
+		return g, nil
+	}
 	cfg := n.cfg.Group
-	cfg.Group, cfg.Self = id, n.cfg.Self
+	cfg.Group, cfg.Self, cfg.Installed = id, n.cfg.Self, n.installed[id]
+	delete(n.installed, id)
 	g, err := New(cfg)
 	if err != nil {
 		return nil, err
@@ -225,7 +235,6 @@ func (n *Node) newGroup(id GroupID) (*Group, error) {
 
 func (n *Node) tick() {
 	n.ticks++
-	n.expireLeft()
 	heartbeats := n.det.Tick()
 	suspected := n.det.Suspected()
 	n.allStepped = true
@@ -250,67 +259,76 @@ func (n *Node) tick() {
 // Commit yet (a frame lost when a connection was replaced). The Group
 // keeps what they then need from it: the decision (helpLaggard) and its
 // acceptor state for the old view (it counts in that view's quorum: in a
-// group of two, nobody else can answer). So the node keeps the Group a
-// while after EventLeft and steps the group's later messages into it,
+// group of two, nobody else can answer). So the node keeps the Group
+// after EventLeft (see retain) and steps the group's later messages into it,
 // sending what it answers. Dropping it at once (as before) left such a
 // member in a view with the leaver for good: its view changes could not
 // reach a quorum (switching.TestRebalancerConvergesLive, a CI run: two
 // carriers kept a member that had left them, and every switch to them
-// was abandoned). The simulator keeps its Groups, so it never saw this.
+// was abandoned). The LWG simulator keeps left Groups as the node does.
 
 // leftGroup is an entry of the Node's left groups, oldest first.
 type leftGroup struct {
-	id      GroupID
-	g       *Group
-	expires uint64 // in node ticks
+	id  GroupID
+	g   *Group
+	seq uint64 // tells a later leave of the same Group from this one
 }
 
 // leftKeep bounds the left groups a node keeps; the oldest go first.
 const leftKeep = 4096
 
-// retain keeps g, which just left id, for leftTicks, and sends what it
-// still has to send: the step that ended its membership may have made
-// messages too (a leaver that proposed its own removal commits it to the
-// others in the same step), and flush, which sends them for the groups
-// in n.groups, no longer sees it.
+// retain keeps g, which just left id, until leftKeep later leaves push it
+// out, and sends what it still has to send: the step that ended its
+// membership may have made messages too (a leaver that proposed its own
+// removal commits it to the others in the same step), and flush, which
+// sends them for the groups in n.groups, no longer sees it. It is kept
+// by count, not for a time: a member that missed the decision removing
+// this node may be cut off from it for any time, and in a group of two
+// this node's Group is then the only one that can tell it (it stayed in
+// its view change for good when the Group was dropped after 20 view-change
+// rounds). A kept Group takes no ticks: messages alone step it.
 func (n *Node) retain(id GroupID, g *Group) {
 	if n.cfg.loseFinal {
 		g.readyMessages()
 	}
 	n.sendLeft(g)
-	keep := uint64(leftTicks(n.cfg.Group))
-	n.left[id] = g
-	n.leftFIFO = append(n.leftFIFO, leftGroup{id: id, g: g, expires: n.ticks + keep})
+	n.leftSeq++
+	e := leftGroup{id: id, g: g, seq: n.leftSeq}
+	n.left[id] = e
+	n.leftFIFO = append(n.leftFIFO, e)
 	if len(n.leftFIFO) > leftKeep {
 		n.dropLeft(n.leftFIFO[0])
+		n.leftFIFO[0] = leftGroup{}
 		n.leftFIFO = n.leftFIFO[1:]
 	}
 }
 
-// leftTicks is how long a left group is kept: several rounds of the
-// slowest member's view-change restart (ViewChangeTicks·(1+rank)).
-func leftTicks(c Config) int {
-	vc := c.ViewChangeTicks
-	if vc <= 0 {
-		vc = 10
-	}
-	return 20 * vc
-}
-
 func (n *Node) dropLeft(e leftGroup) {
-	if n.left[e.id] == e.g { // not replaced by a later leave of the group
+	// Not if the group was left again later (the same Group, taken up
+	// again by a join, or another).
+	if n.left[e.id] == e {
 		delete(n.left, e.id)
+		n.noteInstalled(e.id, e.g.lastView)
 	}
 }
 
-func (n *Node) expireLeft() {
-	k := 0
-	for ; k < len(n.leftFIFO) && n.leftFIFO[k].expires <= n.ticks; k++ {
-		n.dropLeft(n.leftFIFO[k])
+// installedKeep bounds the groups whose last installed view a node keeps
+// after it stopped keeping the groups themselves (about 50 bytes each).
+const installedKeep = 1 << 16
+
+// noteInstalled keeps v, the last view a dropped left group installed, for
+// a later membership of id (Config.Installed); the oldest notes go first.
+func (n *Node) noteInstalled(id GroupID, v ViewID) {
+	if v == 0 {
+		return
 	}
-	if k > 0 {
-		clear(n.leftFIFO[:k])
-		n.leftFIFO = n.leftFIFO[k:]
+	if _, ok := n.installed[id]; !ok {
+		n.installedFIFO = append(n.installedFIFO, id)
+	}
+	n.installed[id] = v
+	for len(n.installedFIFO) > installedKeep {
+		delete(n.installed, n.installedFIFO[0])
+		n.installedFIFO = n.installedFIFO[1:]
 	}
 }
 
@@ -318,10 +336,11 @@ func (n *Node) expireLeft() {
 // and sends what the group answers (a Commit or Sync for a laggard, its
 // vote for the old view). Its events, if any, are nobody's any more.
 func (n *Node) stepLeft(m Message) {
-	g := n.left[m.Group]
-	if g == nil {
+	l, ok := n.left[m.Group]
+	if !ok {
 		return
 	}
+	g := l.g
 	if err := g.Step(m); err != nil {
 		n.log.Debug("message to a left group rejected", "group", m.Group, "from", m.From, "type", m.Type, "error", err)
 	}

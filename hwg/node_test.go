@@ -382,3 +382,67 @@ func TestExclusionDropsBacklog(t *testing.T) {
 		t.Fatalf("%d requests of the ended membership still queued", left)
 	}
 }
+
+// TestRejoinRemembersViews: a node joining a group it left again does not
+// forget the views it installed there, whether it still keeps the Group it
+// left (it takes it up again) or not (the new Group gets
+// Config.Installed): a laggard's old decision that admitted it must not
+// install an old view again. Before, the new membership always had a new
+// Group that remembered nothing (LastView 0); the LWG simulator, once it
+// made new Groups as the node does, found a node installing view 64 after
+// view 65.
+func TestRejoinRemembersViews(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	ep := net.Endpoint(transport.Peer{Node: 1, Inc: 1})
+	n, err := hwg.NewNode(hwg.FastTiming(hwg.NodeConfig{Self: hwg.Process{Node: 1, Inc: 1}, Transport: ep}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); ep.Close() })
+	if err := n.Bootstrap(ctx, grp, members(1)); err != nil {
+		t.Fatal(err)
+	}
+	for _, expired := range []bool{false, true} {
+		if err := n.Leave(ctx, grp); err != nil {
+			t.Fatal(err)
+		}
+		if expired {
+			if err := n.ExpireLeftForTest(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Nobody answers at node 2: the join stays under way.
+		if _, err := n.JoinAsync(ctx, grp, []hwg.NodeID{2}); err != nil {
+			t.Fatal(err)
+		}
+		info, err := n.Info(ctx, grp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.LastView != 1 {
+			t.Fatalf("rejoining (left Group dropped: %v): LastView %d, want 1 (the bootstrap's view)", expired, info.LastView)
+		}
+	}
+}
+
+// TestLeftGroupKeptWhateverTheTime: a group this node left is kept (to
+// answer a member that missed the decision removing it) however many
+// ticks pass; only leftKeep later leaves push it out. Before, it was
+// dropped after 20 view-change rounds, and in a group of two the member
+// that missed the decision, cut off longer than that, stayed in its view
+// change for good (RSM simulator seed 2936 with ForgetAbsent).
+func TestLeftGroupKeptWhateverTheTime(t *testing.T) {
+	ctx := ctxT(t)
+	nodes := bootstrapped(t, ctx, transport.NewMemNetwork(), 1)
+	if err := nodes[1].Leave(ctx, grp); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := nodes[1].TickForTest(ctx, 100*10, grp) // 5 times the old 20·ViewChangeTicks
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !kept {
+		t.Fatal("the left group was dropped after a thousand ticks")
+	}
+}

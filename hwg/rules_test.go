@@ -532,6 +532,34 @@ func TestJoinerInstallsOnlyDecisionThatAddsIt(t *testing.T) {
 		c.pump()
 		assertLastView(t, c, View{ID: 4, Members: procs(3)}, 1, 2, 3)
 	})
+	// A new Group for a later membership (hwg.Node makes one once it no
+	// longer keeps the one it left) knows the views installed before only
+	// through Config.Installed; without it, it took the old decision.
+	t.Run("view installed by a Group no longer kept", func(t *testing.T) {
+		c := newCluster(t, Config{}, procs(2)...)
+		if err := c.add(proc(3)).Join([]NodeID{1}); err != nil {
+			t.Fatal(err)
+		}
+		c.pump()
+		added := decisionFor(c, 1) // adds 3 in view 2
+		for _, tc := range []struct {
+			installed ViewID
+			install   bool
+		}{{installed: 2}, {installed: 0, install: true}} {
+			g, err := New(Config{Group: "h/test", Self: proc(3), Installed: tc.installed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Join([]NodeID{1}); err != nil {
+				t.Fatal(err)
+			}
+			g.Ready()
+			rd := stepInto(t, g, Message{Type: MsgCommit, From: proc(2), View: 1, Decision: added})
+			if got := len(rd.Events) == 1 && rd.Events[0].Type == EventInstall; got != tc.install {
+				t.Errorf("Installed %d: the old decision gave %+v, want an install: %v", tc.installed, rd.Events, tc.install)
+			}
+		}
+	})
 }
 
 // Rule 9. Info().Decided is a chosen view this process is not part of: set

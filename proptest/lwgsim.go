@@ -95,6 +95,11 @@ type lwgSimNode struct {
 	// contacts: each group's other members in the last view installed
 	// here, through which an excluded member joins again (as hwg.Node).
 	contacts map[hwg.GroupID][]hwg.NodeID
+	// leftGroups holds the groups this node left, as hwg.Node keeps
+	// them (it drops the oldest beyond 4,096, which no simulation
+	// reaches): they answer laggards' messages, take no ticks, and a later
+	// join takes them up again.
+	leftGroups map[hwg.GroupID]*hwg.Group
 	// backlog holds multicasts a busy group refused (hwg.ErrBusy), in order;
 	// a BlockOK waits behind them, as in the node runtime.
 	backlog map[hwg.GroupID][]lwg.Action
@@ -255,7 +260,7 @@ func (s *LWGSim) start(n *lwgSimNode) {
 	s.must(err)
 	n.core, n.alive = core, true
 	n.groups, n.backlog = map[hwg.GroupID]*hwg.Group{}, map[hwg.GroupID][]lwg.Action{}
-	n.contacts = map[hwg.GroupID][]hwg.NodeID{}
+	n.contacts, n.leftGroups = map[hwg.GroupID][]hwg.NodeID{}, map[hwg.GroupID]*hwg.Group{}
 	n.left = map[lwg.ID]bool{}
 	n.det = hwg.NewDetector(n.self(), s.opts.Detector)
 	n.probes = newProbes()
@@ -291,6 +296,12 @@ func (s *LWGSim) node(id hwg.NodeID) *lwgSimNode {
 // group returns n's hwg core for g, creating it.
 func (s *LWGSim) group(n *lwgSimNode, g hwg.GroupID) *hwg.Group {
 	if grp := n.groups[g]; grp != nil {
+		return grp
+	}
+	if grp := n.leftGroups[g]; grp != nil {
+		// Joined again: it remembers its views (as hwg.Node).
+		delete(n.leftGroups, g)
+		n.groups[g] = grp
 		return grp
 	}
 	cfg := s.opts.Group
@@ -344,6 +355,11 @@ func (s *LWGSim) Step() bool {
 				s.violation("protocol-error", fmt.Sprintf("node %v rejected %v from %v in %s: %v", n.self(), it.msg.Type, it.msg.From, it.msg.Group, err))
 			}
 			s.drain(n)
+		} else if grp := n.leftGroups[it.msg.Group]; grp != nil {
+			// As hwg.Node's stepLeft: what it answers goes out, its
+			// events are nobody's any more.
+			_ = grp.Step(it.msg)
+			s.sendLeft(n, grp)
 		}
 	}
 	return true
@@ -390,6 +406,12 @@ func (s *LWGSim) drain(n *lwgSimNode) {
 				// group's next event.
 				s.recordHWG(n, e)
 				s.rejoinExcluded(n, g, e)
+				if e.Type == hwg.EventLeft && n.groups[g] != nil && n.groups[g].Info().Status == hwg.StatusIdle {
+					// (Not if a join, asked before this event was read,
+					// started a new membership already: hwg.Node puts
+					// a group away at once, so the join made a new one.)
+					s.retain(n, g)
+				}
 				n.core.HWGEvent(e)
 				for s.coreReady(n) {
 				}
@@ -423,6 +445,12 @@ func (s *LWGSim) coreReady(n *lwgSimNode) bool {
 func (s *LWGSim) do(n *lwgSimNode, a lwg.Action) {
 	if len(n.backlog[a.Group]) > 0 && (a.Type == lwg.ActMulticast || a.Type == lwg.ActBlockOK) {
 		n.backlog[a.Group] = append(n.backlog[a.Group], a)
+		return
+	}
+	if a.Type != lwg.ActJoin && a.Type != lwg.ActBootstrap && n.groups[a.Group] == nil {
+		// A group this node left (or never joined): hwg.Node drops a
+		// multicast to it and refuses a Leave or BlockOK of it, and only
+		// a join makes it a group of the node again.
 		return
 	}
 	g := s.group(n, a.Group)
@@ -478,6 +506,23 @@ func (s *LWGSim) send(from, to hwg.NodeID, it *item) {
 	s.stats.Dropped, s.stats.Duplicated = s.links.dropped, s.links.duplicated
 }
 
+// retain does what hwg.Node does with a group this node left: it keeps it
+// apart, to answer laggards' messages, and out of the node's groups.
+func (s *LWGSim) retain(n *lwgSimNode, g hwg.GroupID) {
+	grp := n.groups[g]
+	delete(n.groups, g)
+	s.sendLeft(n, grp) // what it still had to say goes out
+	n.leftGroups[g] = grp
+}
+
+// sendLeft sends a left group's messages and drops its events.
+func (s *LWGSim) sendLeft(n *lwgSimNode, grp *hwg.Group) {
+	rd := grp.Ready()
+	for _, m := range rd.Messages {
+		s.send(n.id, m.To.Node, &item{msg: m})
+	}
+}
+
 // rejoinExcluded does what hwg.Node does with a group's events before its
 // reader sees them: it notes the contacts of each install, and an
 // excluded member joins again through them, by itself (the lwg core
@@ -520,10 +565,10 @@ func (s *LWGSim) recordHWG(n *lwgSimNode, e hwg.Event) {
 			s.top[e.Group] = e.View.Clone()
 		}
 	case hwg.EventExcluded, hwg.EventLeft:
-		// The group's core stays: a later join reuses it, and it remembers
-		// the views it installed, so it never installs one twice. What the
-		// lwg core asked to multicast there before it learns of this is
-		// lost, as the runtime loses it.
+		// An excluded member's group stays, and joins again by itself
+		// (rejoinExcluded); a left one is kept apart for a while
+		// (retain). What the lwg core asked to multicast there before it
+		// learns of this is lost, as the runtime loses it.
 		n.epoch++
 		delete(n.backlog, e.Group)
 	}
