@@ -112,3 +112,27 @@ func (n *Node) TickForTest(ctx context.Context, k int, id GroupID) (kept bool, e
 	})
 	return kept, err
 }
+
+// StepLeftForTest steps m into the group n left, as a frame would, and
+// returns how many Commits it answered to m's sender (taken from the
+// outbox, so they are not sent).
+func (n *Node) StepLeftForTest(ctx context.Context, m Message) (commits int, err error) {
+	err = n.do(ctx, func() error {
+		if _, ok := n.left[m.Group]; !ok {
+			return fmt.Errorf("%w: %q not kept as left", ErrUnknownGroup, m.Group)
+		}
+		n.stepLeft(m)
+		out := n.outbox[m.From.Node]
+		kept := out[:0]
+		for _, o := range out {
+			if o.Type == MsgCommit && o.Group == m.Group {
+				commits++
+			} else {
+				kept = append(kept, o)
+			}
+		}
+		n.outbox[m.From.Node] = kept
+		return nil
+	})
+	return commits, err
+}

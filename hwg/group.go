@@ -125,6 +125,12 @@ type Group struct {
 	spareOut    []output
 }
 
+// shed lets go of the spare output arrays (up to thousands of elements
+// each under load), for a Group kept idle after its membership ended.
+func (g *Group) shed() {
+	g.spareMsgs, g.spareEvents, g.spareOut = nil, nil, nil
+}
+
 // New returns a Group in StatusIdle. Call Bootstrap or Join next.
 func New(cfg Config) (*Group, error) {
 	c, err := cfg.withDefaults()

@@ -91,8 +91,9 @@ type Node struct {
 	stepped      []steppedGroup
 	spareStepped []steppedGroup
 	allStepped   bool
-	// left holds the groups this node left, for a while (see retain):
-	// they answer the members that missed the view change removing it.
+	// left holds the groups this node left, until leftKeep later leaves
+	// push them out (see retain): they answer the members that missed the
+	// view change removing it.
 	left     map[GroupID]leftGroup
 	leftFIFO []leftGroup
 	leftSeq  uint64
@@ -200,7 +201,7 @@ func (n *Node) MaxPayload() int { return n.maxPayload }
 // node). Every initial member calls it with the same list.
 func (n *Node) Bootstrap(ctx context.Context, group GroupID, members []Process) error {
 	return n.do(ctx, func() error {
-		g, err := n.newGroup(group)
+		g, err := n.newGroup(group, false)
 		if err != nil {
 			return err
 		}
@@ -231,7 +232,7 @@ func (n *Node) Join(ctx context.Context, group GroupID, contacts []NodeID) error
 func (n *Node) JoinAsync(ctx context.Context, group GroupID, contacts []NodeID) (<-chan error, error) {
 	ch := make(chan error, 1)
 	err := n.do(ctx, func() error {
-		g, err := n.newGroup(group)
+		g, err := n.newGroup(group, true)
 		if err != nil {
 			return err
 		}

@@ -204,14 +204,14 @@ func (n *Node) retryBacklog() {
 	}
 }
 
-func (n *Node) newGroup(id GroupID) (*Group, error) {
+func (n *Node) newGroup(id GroupID, join bool) (*Group, error) {
 	if g := n.groups[id]; g != nil {
 		if g.Info().Status != StatusIdle {
 			return nil, ErrAlreadyMember
 		}
 		return g, nil
 	}
-	if l, ok := n.left[id]; ok {
+	if l, ok := n.left[id]; ok && join {
 		g := l.g
 		// The group left here is joined again: it remembers the views
 		// its memberships installed, which the new one must not install
@@ -222,8 +222,12 @@ func (n *Node) newGroup(id GroupID) (*Group, error) {
 		return g, nil
 	}
 	cfg := n.cfg.Group
-	cfg.Group, cfg.Self, cfg.Installed = id, n.cfg.Self, n.installed[id]
-	delete(n.installed, id)
+	cfg.Group, cfg.Self = id, n.cfg.Self
+	if join {
+		// (The note stays: the new Group remembers at least as much, and
+		// a later drop keeps the higher of the two.)
+		cfg.Installed = n.installed[id]
+	}
 	g, err := New(cfg)
 	if err != nil {
 		return nil, err
@@ -272,7 +276,15 @@ type leftGroup struct {
 	id  GroupID
 	g   *Group
 	seq uint64 // tells a later leave of the same Group from this one
+	at  uint64 // the node's tick the Group's clock was last brought to
 }
+
+// leftCatchUp bounds the ticks a kept left Group's clock catches up at
+// once: it takes no ticks, but rate-limits its answers to each laggard
+// by its clock (helpLaggard), so without them it answered each only once,
+// and a lost answer was never sent again. An idle Group's tick only moves
+// its clock, and a few retransmission periods are all the limit reads.
+const leftCatchUp = 64
 
 // leftKeep bounds the left groups a node keeps; the oldest go first.
 const leftKeep = 4096
@@ -286,14 +298,16 @@ const leftKeep = 4096
 // this node may be cut off from it for any time, and in a group of two
 // this node's Group is then the only one that can tell it (it stayed in
 // its view change for good when the Group was dropped after 20 view-change
-// rounds). A kept Group takes no ticks: messages alone step it.
+// rounds). A kept Group takes no ticks: messages alone step it, its
+// clock caught up first (see leftCatchUp).
 func (n *Node) retain(id GroupID, g *Group) {
 	if n.cfg.loseFinal {
 		g.readyMessages()
 	}
 	n.sendLeft(g)
 	n.leftSeq++
-	e := leftGroup{id: id, g: g, seq: n.leftSeq}
+	g.shed()
+	e := leftGroup{id: id, g: g, seq: n.leftSeq, at: n.ticks}
 	n.left[id] = e
 	n.leftFIFO = append(n.leftFIFO, e)
 	if len(n.leftFIFO) > leftKeep {
@@ -306,7 +320,7 @@ func (n *Node) retain(id GroupID, g *Group) {
 func (n *Node) dropLeft(e leftGroup) {
 	// Not if the group was left again later (the same Group, taken up
 	// again by a join, or another).
-	if n.left[e.id] == e {
+	if l, ok := n.left[e.id]; ok && l.seq == e.seq {
 		delete(n.left, e.id)
 		n.noteInstalled(e.id, e.g.lastView)
 	}
@@ -322,10 +336,11 @@ func (n *Node) noteInstalled(id GroupID, v ViewID) {
 	if v == 0 {
 		return
 	}
-	if _, ok := n.installed[id]; !ok {
+	old, ok := n.installed[id]
+	if !ok {
 		n.installedFIFO = append(n.installedFIFO, id)
 	}
-	n.installed[id] = v
+	n.installed[id] = max(old, v)
 	for len(n.installedFIFO) > installedKeep {
 		delete(n.installed, n.installedFIFO[0])
 		n.installedFIFO = n.installedFIFO[1:]
@@ -341,6 +356,11 @@ func (n *Node) stepLeft(m Message) {
 		return
 	}
 	g := l.g
+	for range min(n.ticks-l.at, leftCatchUp) {
+		g.Tick() // idle: only its clock moves
+	}
+	l.at = n.ticks
+	n.left[m.Group] = l
 	if err := g.Step(m); err != nil {
 		n.log.Debug("message to a left group rejected", "group", m.Group, "from", m.From, "type", m.Type, "error", err)
 	}

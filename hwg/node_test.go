@@ -446,3 +446,32 @@ func TestLeftGroupKeptWhateverTheTime(t *testing.T) {
 		t.Fatal("the left group was dropped after a thousand ticks")
 	}
 }
+
+// TestLeftGroupAnswersLaggardAgain: a group this node left tells a member
+// that missed the decision removing it about that decision again once a
+// retransmission period passed, not only once. A kept left Group takes no
+// ticks, and its answers to each laggard are rate-limited by its clock,
+// which therefore never moved on: the first answer was the only one, and
+// if it was lost the laggard waited for good.
+func TestLeftGroupAnswersLaggardAgain(t *testing.T) {
+	ctx := ctxT(t)
+	nodes := bootstrapped(t, ctx, transport.NewMemNetwork(), 1, 2)
+	if err := nodes[1].Leave(ctx, grp); err != nil {
+		t.Fatal(err)
+	}
+	lag := hwg.Message{Type: hwg.MsgSync, Group: grp, From: hwg.Process{Node: 2, Inc: 1}, To: hwg.Process{Node: 1, Inc: 1}, View: 1}
+	var got []int
+	for range 3 {
+		n, err := nodes[1].StepLeftForTest(ctx, lag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, n)
+		if _, err := nodes[1].TickForTest(ctx, 10, grp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(got, []int{1, 1, 1}) {
+		t.Fatalf("Commits answered to the laggard per retransmission period: %v, want one each", got)
+	}
+}

@@ -99,7 +99,8 @@ type lwgSimNode struct {
 	// them (it drops the oldest beyond 4,096, which no simulation
 	// reaches): they answer laggards' messages, take no ticks, and a later
 	// join takes them up again.
-	leftGroups map[hwg.GroupID]*hwg.Group
+	leftGroups map[hwg.GroupID]*leftGroup
+	ticks      uint64
 	// backlog holds multicasts a busy group refused (hwg.ErrBusy), in order;
 	// a BlockOK waits behind them, as in the node runtime.
 	backlog map[hwg.GroupID][]lwg.Action
@@ -260,7 +261,7 @@ func (s *LWGSim) start(n *lwgSimNode) {
 	s.must(err)
 	n.core, n.alive = core, true
 	n.groups, n.backlog = map[hwg.GroupID]*hwg.Group{}, map[hwg.GroupID][]lwg.Action{}
-	n.contacts, n.leftGroups = map[hwg.GroupID][]hwg.NodeID{}, map[hwg.GroupID]*hwg.Group{}
+	n.contacts, n.leftGroups = map[hwg.GroupID][]hwg.NodeID{}, map[hwg.GroupID]*leftGroup{}
 	n.left = map[lwg.ID]bool{}
 	n.det = hwg.NewDetector(n.self(), s.opts.Detector)
 	n.probes = newProbes()
@@ -298,11 +299,11 @@ func (s *LWGSim) group(n *lwgSimNode, g hwg.GroupID) *hwg.Group {
 	if grp := n.groups[g]; grp != nil {
 		return grp
 	}
-	if grp := n.leftGroups[g]; grp != nil {
+	if l := n.leftGroups[g]; l != nil {
 		// Joined again: it remembers its views (as hwg.Node).
 		delete(n.leftGroups, g)
-		n.groups[g] = grp
-		return grp
+		n.groups[g] = l.g
+		return l.g
 	}
 	cfg := s.opts.Group
 	cfg.Group, cfg.Self, cfg.ManualBlockOK = g, n.self(), true
@@ -355,17 +356,22 @@ func (s *LWGSim) Step() bool {
 				s.violation("protocol-error", fmt.Sprintf("node %v rejected %v from %v in %s: %v", n.self(), it.msg.Type, it.msg.From, it.msg.Group, err))
 			}
 			s.drain(n)
-		} else if grp := n.leftGroups[it.msg.Group]; grp != nil {
-			// As hwg.Node's stepLeft: what it answers goes out, its
-			// events are nobody's any more.
-			_ = grp.Step(it.msg)
-			s.sendLeft(n, grp)
+		} else if l := n.leftGroups[it.msg.Group]; l != nil {
+			// As hwg.Node's stepLeft: its clock catches up (at most 64
+			// ticks), what it answers goes out, its events are nobody's.
+			for range min(n.ticks-l.at, 64) {
+				l.g.Tick()
+			}
+			l.at = n.ticks
+			_ = l.g.Step(it.msg)
+			s.sendLeft(n, l.g)
 		}
 	}
 	return true
 }
 
 func (s *LWGSim) tick(n *lwgSimNode) {
+	n.ticks++
 	for _, to := range n.det.Tick() {
 		s.send(n.id, to, &item{hb: true, from: n.self(), epoch: n.epoch})
 	}
@@ -512,7 +518,14 @@ func (s *LWGSim) retain(n *lwgSimNode, g hwg.GroupID) {
 	grp := n.groups[g]
 	delete(n.groups, g)
 	s.sendLeft(n, grp) // what it still had to say goes out
-	n.leftGroups[g] = grp
+	n.leftGroups[g] = &leftGroup{g: grp, at: n.ticks}
+}
+
+// leftGroup is a group a node left, with the node's tick its clock was
+// last brought to (it takes no ticks).
+type leftGroup struct {
+	g  *hwg.Group
+	at uint64
 }
 
 // sendLeft sends a left group's messages and drops its events.
