@@ -169,6 +169,12 @@ func (n *Node) multicast(m multicastReq) {
 	n.backlogSize++
 }
 
+// dropBacklog drops what waited behind group id's membership that ended.
+func (n *Node) dropBacklog(id GroupID) {
+	n.backlogSize -= len(n.backlog[id])
+	delete(n.backlog, id)
+}
+
 // hand gives the group one multicast, or the BlockOK queued in its place.
 func (n *Node) hand(g *Group, m multicastReq) error {
 	n.step(m.group, g)
@@ -619,8 +625,7 @@ func (n *Node) event(id GroupID, g *Group, e *Event) {
 		// has, and a BlockOK answered that view's Block, so handed to a
 		// new membership (rejoined in the same step) it could answer a
 		// later Block before the reader had seen it. Dropped, as at a leave.
-		n.backlogSize -= len(n.backlog[id])
-		delete(n.backlog, id)
+		n.dropBacklog(id)
 		// Excluded members rejoin as new members, through the last view.
 		if g.Info().Status == StatusIdle {
 			n.step(id, g)
@@ -634,8 +639,7 @@ func (n *Node) event(id GroupID, g *Group, e *Event) {
 		n.retain(id, g)
 		n.known.Delete(id)
 		delete(n.contacts, id)
-		n.backlogSize -= len(n.backlog[id])
-		delete(n.backlog, id) // dropped: the group is gone
+		n.dropBacklog(id) // the group is gone
 		n.rewatch(id)
 		n.complete(id, EventLeft, nil)
 		// A Join still waiting (Leave undid it) ends too.

@@ -357,9 +357,9 @@ func (s *LWGSim) Step() bool {
 			}
 			s.drain(n)
 		} else if l := n.leftGroups[it.msg.Group]; l != nil {
-			// As hwg.Node's stepLeft: its clock catches up (at most 64
-			// ticks), what it answers goes out, its events are nobody's.
-			for range min(n.ticks-l.at, 64) {
+			// As hwg.Node's stepLeft: its clock catches up, what it
+			// answers goes out, its events are nobody's.
+			for range min(n.ticks-l.at, leftCatchUp) {
 				l.g.Tick()
 			}
 			l.at = n.ticks
@@ -521,6 +521,10 @@ func (s *LWGSim) retain(n *lwgSimNode, g hwg.GroupID) {
 	n.leftGroups[g] = &leftGroup{g: grp, at: n.ticks}
 }
 
+// leftCatchUp is hwg.Node's bound on the ticks a kept left group's clock
+// catches up before a message (hwg's leftCatchUp, unexported).
+const leftCatchUp = 64
+
 // leftGroup is a group a node left, with the node's tick its clock was
 // last brought to (it takes no ticks).
 type leftGroup struct {
@@ -579,8 +583,7 @@ func (s *LWGSim) recordHWG(n *lwgSimNode, e hwg.Event) {
 		}
 	case hwg.EventExcluded, hwg.EventLeft:
 		// An excluded member's group stays, and joins again by itself
-		// (rejoinExcluded); a left one is kept apart for a while
-		// (retain). What the lwg core asked to multicast there before it
+		// (rejoinExcluded); a left one is kept apart (retain). What the lwg core asked to multicast there before it
 		// learns of this is lost, as the runtime loses it.
 		n.epoch++
 		delete(n.backlog, e.Group)
