@@ -16,7 +16,7 @@ const (
 	// EventDeliver: Msg with Payload, in total order, in the current view.
 	EventDeliver
 	// EventBlock: Hold.up. A view change has begun; the application should
-	// stop sending and answer with Group.BlockOK (only with
+	// stop sending and answer with Group.BlockOK(View.ID) (only with
 	// Config.ManualBlockOK). Multicasts made after BlockOK are sent in the
 	// next view.
 	EventBlock

@@ -234,10 +234,15 @@ func (g *Group) Multicast(payload []byte) error {
 	return nil
 }
 
-// BlockOK answers EventBlock (HoldOK.down): this member will send nothing
-// more in the current view. Only needed with Config.ManualBlockOK.
-func (g *Group) BlockOK() {
-	if g.st != StatusFlushing || g.blockAcked {
+// BlockOK answers the EventBlock raised in view (its Event.View.ID)
+// (HoldOK.down): this member will send nothing more in that view. Only
+// needed with Config.ManualBlockOK. An answer that comes after the group
+// left that view is ignored: a Block is raised at most once per view, and
+// a later membership's views are all newer, so an answer held up while
+// this member was excluded and admitted again cannot stand for the Block
+// of the new membership, which the application may not have seen yet.
+func (g *Group) BlockOK(view ViewID) {
+	if g.st != StatusFlushing || g.blockAcked || view != g.view.ID {
 		return
 	}
 	g.ackBlock()

@@ -189,6 +189,71 @@ func TestSuspectedMemberIsExcluded(t *testing.T) {
 	}
 }
 
+// TestLateBlockOKOfEarlierMembershipIgnored: an application answers Block
+// asynchronously, so its answer to a Block of one membership can reach the
+// group after the member was excluded and admitted again, and a Block of
+// the new membership was raised. It must not answer that Block, which the
+// application may not have seen yet: its multicasts made before the real
+// answer would go to the next view, not the one being flushed.
+func TestLateBlockOKOfEarlierMembershipIgnored(t *testing.T) {
+	c := newCluster(t, Config{ManualBlockOK: true}, procs(3)...)
+	// Node 3 sees the Block of view 1 and does not answer: the others
+	// go on without it.
+	c.suspect(proc(3))
+	c.pump()
+	if c.eventIndex(3, isType(EventBlock)) < 0 {
+		t.Fatalf("node 3 got no Block in view 1: %v", c.events[3])
+	}
+	c.g(1).BlockOK(1)
+	c.g(2).BlockOK(1)
+	c.pump()
+	if c.eventIndex(3, isType(EventExcluded)) < 0 {
+		t.Fatalf("node 3 was not excluded: %v", c.events[3])
+	}
+	// It joins again (view 3), and a view change of view 3 blocks it.
+	if err := c.g(3).Join([]NodeID{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	c.pump()
+	c.g(1).BlockOK(2)
+	c.g(2).BlockOK(2)
+	c.pump()
+	assertLastView(t, c, View{ID: 3, Members: procs(3)}, 1, 2, 3)
+	c.events[3] = nil
+	c.g(1).Suspect(proc(2))
+	c.g(3).Suspect(proc(2))
+	c.pump()
+	if i := c.eventIndex(3, isType(EventBlock)); i < 0 || c.events[3][i].View.ID != 3 {
+		t.Fatalf("node 3 got no Block in view 3: %v", c.events[3])
+	}
+	c.g(1).BlockOK(3)
+	c.pump()
+	oks := func() int {
+		k := 0
+		for _, m := range c.sentOf(MsgPrepareOK) {
+			if m.From == proc(3) && m.View == 3 {
+				k++
+			}
+		}
+		return k
+	}
+	// The answer to view 1's Block arrives now.
+	c.g(3).BlockOK(1)
+	c.pump()
+	if k, st := oks(), c.g(3).Info().Status; k != 0 || st != StatusFlushing {
+		t.Fatalf("after a BlockOK of view 1, node 3 sent %d PrepareOKs in view 3 and is %v; want none, Flushing", k, st)
+	}
+	c.multicast(3, "before its answer") // still in view 3
+	c.g(3).BlockOK(3)
+	c.pump()
+	if k := oks(); k == 0 {
+		t.Fatal("node 3 sent no PrepareOK after its BlockOK of view 3")
+	}
+	if got := c.delivered(3, 3); !slices.Equal(got, []string{"before its answer"}) {
+		t.Errorf("node 3 delivered %q in view 3, want its multicast made before BlockOK", got)
+	}
+}
+
 func TestManualBlockOK(t *testing.T) {
 	c := newCluster(t, Config{ManualBlockOK: true}, procs(3)...)
 	c.crash(3)
@@ -206,13 +271,13 @@ func TestManualBlockOK(t *testing.T) {
 	}
 
 	c.multicast(2, "old") // before BlockOK: still in view 1
-	c.g(2).BlockOK()
+	c.g(2).BlockOK(1)
 	c.multicast(2, "new") // after BlockOK: queued for view 2
 	c.pump()
 	if len(c.installed(2)) != 1 {
 		t.Fatalf("view installed before the proposer's own BlockOK: %v", c.installed(2))
 	}
-	c.g(1).BlockOK()
+	c.g(1).BlockOK(1)
 	c.pump()
 
 	assertLastView(t, c, View{ID: 2, Members: []Process{proc(1), proc(2)}}, 1, 2)

@@ -126,6 +126,7 @@ type multicastReq struct {
 	group   GroupID
 	payload []byte
 	blockOK bool       // not a multicast: BlockOK, in order with the multicasts
+	view    ViewID     // BlockOK: the view whose Block it answers
 	at      traceStamp // when queued, in hoptrace builds only (else empty)
 }
 
@@ -307,16 +308,18 @@ func (n *Node) Multicast(ctx context.Context, group GroupID, payload []byte) err
 	}
 }
 
-// BlockOK answers an EventBlock of group (only with Config.ManualBlockOK).
-// It takes the multicasts' path: every Multicast this goroutine made
-// before it reaches the group first, so those are sent in the view being
-// flushed, as the application meant. It returns once queued.
-func (n *Node) BlockOK(ctx context.Context, group GroupID) error {
+// BlockOK answers the EventBlock of group raised in view (the event's
+// View.ID; only with Config.ManualBlockOK). It takes the multicasts' path:
+// every Multicast this goroutine made before it reaches the group first,
+// so those are sent in the view being flushed, as the application meant.
+// It returns once queued. The group ignores it if it has left that view
+// by then (see Group.BlockOK).
+func (n *Node) BlockOK(ctx context.Context, group GroupID, view ViewID) error {
 	if _, ok := n.known.Load(group); !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownGroup, group)
 	}
 	select {
-	case n.mcast <- multicastReq{group: group, blockOK: true}:
+	case n.mcast <- multicastReq{group: group, blockOK: true, view: view}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -42,12 +42,12 @@ func TestNodeBlockOKKeepsOrderWithMulticasts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := n1.BlockOK(ctx, grp); err != nil {
+	if err := n1.BlockOK(ctx, grp, blk.View.ID); err != nil {
 		t.Fatal(err)
 	}
 	// Node 2 answers at once.
-	waitFor(t, ctx, nodes[2], "Block", func(e hwg.Event) bool { return e.Type == hwg.EventBlock })
-	if err := nodes[2].BlockOK(ctx, grp); err != nil {
+	blk2 := waitFor(t, ctx, nodes[2], "Block", func(e hwg.Event) bool { return e.Type == hwg.EventBlock })
+	if err := nodes[2].BlockOK(ctx, grp, blk2.View.ID); err != nil {
 		t.Fatal(err)
 	}
 	got := 0

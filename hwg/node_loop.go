@@ -179,7 +179,7 @@ func (n *Node) dropBacklog(id GroupID) {
 func (n *Node) hand(g *Group, m multicastReq) error {
 	n.step(m.group, g)
 	if m.blockOK {
-		g.BlockOK()
+		g.BlockOK(m.view)
 		return nil
 	}
 	return g.Multicast(m.payload)
@@ -622,9 +622,8 @@ func (n *Node) event(id GroupID, g *Group, e *Event) {
 		n.epoch++
 		// What waited for the ended membership is not handed to the next
 		// one: its multicasts were asked in a view this member no longer
-		// has, and a BlockOK answered that view's Block, so handed to a
-		// new membership (rejoined in the same step) it could answer a
-		// later Block before the reader had seen it. Dropped, as at a leave.
+		// has. Dropped, as at a leave. (A BlockOK names the view whose
+		// Block it answers, so one still on its way is ignored too.)
 		n.dropBacklog(id)
 		// Excluded members rejoin as new members, through the last view.
 		if g.Info().Status == StatusIdle {

@@ -37,7 +37,7 @@ func blockOKAll(c *cluster) {
 	c.t.Helper()
 	for _, n := range c.nodes {
 		if !c.down[n] {
-			c.g(n).BlockOK()
+			c.g(n).BlockOK(c.g(n).view.ID)
 		}
 	}
 	c.pump()

@@ -724,7 +724,7 @@ func (c *Core) dirEvent(e *hwg.Event) {
 	case hwg.EventDeliver:
 		c.replicaDeliver(&d.replica, d, e)
 	case hwg.EventBlock:
-		c.act(Action{Type: ActBlockOK, Group: d.group})
+		c.act(Action{Type: ActBlockOK, Group: d.group, View: e.View.ID})
 	case hwg.EventExcluded, hwg.EventLeft:
 		// Out of the cluster: join again as a new member. Carriers are not
 		// touched; their own views decide their membership.
@@ -957,7 +957,7 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 	case hwg.EventBlock:
 		// Hold.up in every LWG here, then answer once: checking after each
 		// of n automatic HoldOKs would cost O(n²).
-		car.blocking = true
+		car.blocking, car.blockView = true, e.View.ID
 		c.raisingAll = true
 		c.room(len(car.local))
 		for _, l := range c.localOn(car) {
@@ -1062,7 +1062,7 @@ func (c *Core) maybeBlockOK(car *carrier) {
 	}
 	car.blockAcked = true
 	c.flushBatch(car.group)
-	c.act(Action{Type: ActBlockOK, Group: car.group})
+	c.act(Action{Type: ActBlockOK, Group: car.group, View: car.blockView})
 }
 
 // carrierGone handles this node's departure from car (it left it or was

@@ -569,7 +569,7 @@ func (s *Service) act(a Action) {
 	case ActMulticast:
 		err = s.node.Multicast(ctx, a.Group, a.Payload)
 	case ActBlockOK:
-		err = s.node.BlockOK(ctx, a.Group)
+		err = s.node.BlockOK(ctx, a.Group, a.View)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Warn("hwg request failed", "action", a.Type, "group", a.Group, "error", err)

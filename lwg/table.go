@@ -63,8 +63,9 @@ type carrier struct {
 	// endpoint would end with the leave while its peers kept it.
 	leaving    bool
 	joinTicks  int
-	blocking   bool // the HWG raised Block and has not installed since
-	blockAcked bool // ActBlockOK issued for it
+	blocking   bool       // the HWG raised Block and has not installed since
+	blockView  hwg.ViewID // the view of that Block
+	blockAcked bool       // ActBlockOK issued for it
 	// out: this node is out of the HWG and hwg will not rejoin it on its
 	// own: it left, or it never joined (a record made only to unregister
 	// it). An excluded node's hwg.Node joins again by itself.

@@ -144,6 +144,9 @@ type Action struct {
 	Members  []hwg.Process // ActBootstrap
 	Contacts []hwg.NodeID  // ActJoin
 	Payload  []byte        // ActMulticast
+	// View: ActBlockOK, the view of Group whose Block it answers (see
+	// hwg.Group.BlockOK).
+	View hwg.ViewID
 }
 
 // Ready is what the Core asks its caller to do: carry out Actions in order

@@ -482,7 +482,7 @@ func (s *LWGSim) do(n *lwgSimNode, a lwg.Action) {
 			s.violation("lwg-action", fmt.Sprintf("node %v: multicast in %s: %v", n.self(), a.Group, err))
 		}
 	case lwg.ActBlockOK:
-		g.BlockOK()
+		g.BlockOK(a.View)
 	}
 }
 

@@ -242,7 +242,7 @@ func (s *Sim) Step() bool {
 	case it.msg.Type == 0:
 		// a delayed BlockOK from the application
 		if n.inc == it.inc {
-			n.g.BlockOK()
+			n.g.BlockOK(it.msg.View)
 			s.drain(n)
 		}
 	default:
@@ -328,7 +328,7 @@ func (s *Sim) record(n *simNode, e hwg.Event) {
 		if s.opts.ManualBlockOK {
 			// The application answers Hold.up a little later, and may
 			// multicast meanwhile.
-			s.net.schedule(&item{at: s.now + 1 + s.rng.Uint64N(2*tickUnits), to: n.id, inc: n.inc})
+			s.net.schedule(&item{at: s.now + 1 + s.rng.Uint64N(2*tickUnits), to: n.id, inc: n.inc, msg: hwg.Message{View: e.View.ID}})
 		}
 	case hwg.EventLeft:
 		s.stats.Leaves++
