@@ -783,3 +783,28 @@ func (g *Group) finish(t EventType) {
 	g.resetMembership()
 	g.st = StatusIdle
 }
+
+// keptBytes is roughly what g holds once its membership ended, for the
+// node's bound on the left groups it keeps: the tail of its last decision
+// and a retired view's acceptor state.
+func (g *Group) keptBytes() int {
+	n := 512 // the Group and its maps, roughly
+	if g.decision != nil {
+		n += entriesSize(g.decision.Final)
+	}
+	if r := g.retired; r != nil {
+		if r.dec != nil && r.dec != g.decision {
+			n += entriesSize(r.dec.Final)
+		}
+		n += entriesSize(r.state.Log) + entriesSize(r.state.Pending)
+	}
+	return n
+}
+
+func entriesSize(es []Entry) int {
+	n := 0
+	for _, e := range es {
+		n += e.Size()
+	}
+	return n
+}

@@ -91,12 +91,15 @@ type Node struct {
 	stepped      []steppedGroup
 	spareStepped []steppedGroup
 	allStepped   bool
-	// left holds the groups this node left, until leftKeep later leaves
-	// push them out (see retain): they answer the members that missed the
-	// view change removing it.
-	left     map[GroupID]leftGroup
-	leftFIFO []leftGroup
-	leftSeq  uint64
+	// left holds the groups this node left, until later leaves push them
+	// out (see retain): they answer the members that missed the view
+	// change removing it. leftFIFO holds every leave in order, some of
+	// them since taken up again by a join or left again (stale);
+	// leftBytes is what the kept groups hold (keptBytes).
+	left      map[GroupID]leftGroup
+	leftFIFO  []leftGroup
+	leftSeq   uint64
+	leftBytes int
 	// installed: the last view installed by groups left here and no
 	// longer kept, for their next membership (Config.Installed), up to
 	// installedKeep of them, oldest first in installedFIFO.

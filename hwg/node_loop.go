@@ -2,6 +2,7 @@ package hwg
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/lwgkit/lwgkit/hwg/transport"
@@ -222,7 +223,7 @@ func (n *Node) newGroup(id GroupID, join bool) (*Group, error) {
 		// The group left here is joined again: it remembers the views
 		// its memberships installed, which the new one must not install
 		// again (Config.Installed).
-		delete(n.left, id)
+		n.forgetLeft(id, l)
 		n.groups[id] = g
 		n.known.Store(id, struct{}{})
 		return g, nil
@@ -279,10 +280,11 @@ func (n *Node) tick() {
 
 // leftGroup is an entry of the Node's left groups, oldest first.
 type leftGroup struct {
-	id  GroupID
-	g   *Group
-	seq uint64 // tells a later leave of the same Group from this one
-	at  uint64 // the node's tick the Group's clock was last brought to
+	id    GroupID
+	g     *Group
+	seq   uint64 // tells a later leave of the same Group from this one
+	at    uint64 // the node's tick the Group's clock was last brought to
+	bytes int    // g.keptBytes() when last counted in Node.leftBytes
 }
 
 // leftCatchUp bounds the ticks a kept left Group's clock catches up at
@@ -292,8 +294,14 @@ type leftGroup struct {
 // its clock, and a few retransmission periods are all the limit reads.
 const leftCatchUp = 64
 
-// leftKeep bounds the left groups a node keeps; the oldest go first.
-const leftKeep = 4096
+// leftKeep and leftKeepBytes bound the left groups a node keeps, in
+// number and in what they hold (mostly the tail of the decision that
+// removed this node: up to MaxUnstableBytes under load, a few hundred
+// bytes when idle); the oldest go first. The newest is always kept.
+const (
+	leftKeep      = 4096
+	leftKeepBytes = 64 << 20
+)
 
 // retain keeps g, which just left id, until leftKeep later leaves push it
 // out, and sends what it still has to send: the step that ended its
@@ -313,23 +321,42 @@ func (n *Node) retain(id GroupID, g *Group) {
 	n.sendLeft(g)
 	n.leftSeq++
 	g.shed()
-	e := leftGroup{id: id, g: g, seq: n.leftSeq, at: n.ticks}
+	e := leftGroup{id: id, g: g, seq: n.leftSeq, at: n.ticks, bytes: g.keptBytes()}
+	if old, ok := n.left[id]; ok {
+		n.forgetLeft(id, old) // a Bootstrap made a new Group meanwhile
+	}
 	n.left[id] = e
+	n.leftBytes += e.bytes
 	n.leftFIFO = append(n.leftFIFO, e)
-	if len(n.leftFIFO) > leftKeep {
+	for len(n.left) > 1 && (len(n.left) > leftKeep || n.leftBytes > leftKeepBytes) {
 		n.dropLeft(n.leftFIFO[0])
 		n.leftFIFO[0] = leftGroup{}
 		n.leftFIFO = n.leftFIFO[1:]
 	}
+	// Stale entries (groups joined again) count for nothing but take
+	// room: drop them once they are half the FIFO.
+	if len(n.leftFIFO) > 2*len(n.left)+64 {
+		n.leftFIFO = slices.DeleteFunc(n.leftFIFO, func(e leftGroup) bool {
+			l, ok := n.left[e.id]
+			return !ok || l.seq != e.seq
+		})
+	}
 }
 
+// dropLeft stops keeping the group of leftFIFO's entry e, unless e is
+// stale, and notes the last view it installed.
 func (n *Node) dropLeft(e leftGroup) {
-	// Not if the group was left again later (the same Group, taken up
-	// again by a join, or another).
 	if l, ok := n.left[e.id]; ok && l.seq == e.seq {
-		delete(n.left, e.id)
-		n.noteInstalled(e.id, e.g.lastView)
+		n.forgetLeft(e.id, l)
+		n.noteInstalled(e.id, l.g.lastView)
 	}
+}
+
+// forgetLeft stops keeping l, the kept left group id (joined again, or
+// pushed out by later leaves).
+func (n *Node) forgetLeft(id GroupID, l leftGroup) {
+	delete(n.left, id)
+	n.leftBytes -= l.bytes
 }
 
 // installedKeep bounds the groups whose last installed view a node keeps
@@ -366,12 +393,17 @@ func (n *Node) stepLeft(m Message) {
 		g.Tick() // idle: only its clock moves
 	}
 	l.at = n.ticks
-	n.left[m.Group] = l
 	if err := g.Step(m); err != nil {
 		n.log.Debug("message to a left group rejected", "group", m.Group, "from", m.From, "type", m.Type, "error", err)
 	}
 	n.sendLeft(g)
 	g.takeOutputs()
+	// As an acceptor of a view it was excluded from, it may have taken
+	// a decision since it was counted.
+	b := g.keptBytes()
+	n.leftBytes += b - l.bytes
+	l.bytes = b
+	n.left[m.Group] = l
 }
 
 // sendLeft queues a left group's messages for the next flush.
