@@ -51,20 +51,55 @@ const (
 // Checkers returns every checker, in a stable order.
 func Checkers() []Checker {
 	return []Checker{
-		{nameSelfInclusion, "every view a process installs lists that process", checkSelfInclusion},
-		{nameLocalMonotonicity, "per process and group, installed view ids strictly increase", checkLocalMonotonicity},
-		{nameInitialView, "sends and deliveries happen in the process's latest installed view of the group", checkInitialView},
-		{nameViewAgreement, "all installs of a (group, view) carry the same membership", checkViewAgreement},
-		{namePrimaryComponent, "in groups other than LWGs (ids not beginning l/), view v+1 keeps a majority of view v, counting members that left voluntarily", checkPrimaryComponent},
-		{nameLWGCarrier, "every LWG install names hwg and hwgview, and the installing process's latest installed view of hwg is hwgview and contains every member of the LWG view", checkLWGCarrier},
-		{nameOneCarrier, "all installs of an LWG view name the same hwg; a process sends and delivers in an LWG only while its latest install of the carrier named by its latest LWG install is that install's hwgview, and it has not left the carrier since", checkOneCarrier},
-		{nameDeliveryIntegrity, "every delivery matches an earlier send of the same message, group and sender", checkDeliveryIntegrity},
-		{nameNoDuplication, "a message is sent once and delivered at most once per process", checkNoDuplication},
-		{nameSendingView, "a message is delivered in the view it was sent in", checkSendingView},
-		{nameVirtualSynchrony, "processes moving together from view v to the next view (v+1; for an LWG, the next view id anyone installed) delivered the same messages in v, including their own", checkVirtualSynchrony},
-		{nameFIFO, "each process delivers a prefix of each sender's sends in a view, in send order", checkFIFO},
-		{nameTotalOrder, "per group, the union of all processes' delivery orders is acyclic", checkTotalOrder},
-		{nameLiveness, "after a heal, live processes converge on one final view and deliver all of its messages", checkLiveness},
+		{nameSelfInclusion, "every view a process installs lists that process", withoutSeen(checkSelfInclusion)},
+		{nameLocalMonotonicity, "per process and group, installed view ids strictly increase", withoutSeen(checkLocalMonotonicity)},
+		{nameInitialView, "sends and deliveries happen in the process's latest installed view of the group", withoutSeen(checkInitialView)},
+		{nameViewAgreement, "all installs of a (group, view) carry the same membership", withoutSeen(checkViewAgreement)},
+		{namePrimaryComponent, "in groups other than LWGs (ids not beginning l/), view v+1 keeps a majority of view v, counting members that left voluntarily", withoutSeen(checkPrimaryComponent)},
+		{nameLWGCarrier, "every LWG install names hwg and hwgview, and the installing process's latest installed view of hwg is hwgview and contains every member of the LWG view", asSeen(checkLWGCarrier)},
+		{nameOneCarrier, "all installs of an LWG view name the same hwg; a process sends and delivers in an LWG only while its latest install of the carrier named by its latest LWG install is that install's hwgview, and it has not left the carrier since", asSeen(checkOneCarrier)},
+		{nameDeliveryIntegrity, "every delivery matches an earlier send of the same message, group and sender", withoutSeen(checkDeliveryIntegrity)},
+		{nameNoDuplication, "a message is sent once and delivered at most once per process", withoutSeen(checkNoDuplication)},
+		{nameSendingView, "a message is delivered in the view it was sent in", withoutSeen(checkSendingView)},
+		{nameVirtualSynchrony, "processes moving together from view v to the next view (v+1; for an LWG, the next view id anyone installed) delivered the same messages in v, including their own", withoutSeen(checkVirtualSynchrony)},
+		{nameFIFO, "each process delivers a prefix of each sender's sends in a view, in send order", withoutSeen(checkFIFO)},
+		{nameTotalOrder, "per group, the union of all processes' delivery orders is acyclic", withoutSeen(checkTotalOrder)},
+		{nameLiveness, "after a heal, live processes converge on one final view and deliver all of its messages", withoutSeen(checkLiveness)},
+	}
+}
+
+// withoutSeen wraps a checker of what the processes did: it ignores the
+// copies of events traced again when the LWG layer took them (Event.Seen).
+func withoutSeen(check func([]Event) []Violation) func([]Event) []Violation {
+	return func(tr []Event) []Violation {
+		if !slices.ContainsFunc(tr, func(e Event) bool { return e.Seen }) {
+			return check(tr)
+		}
+		return check(slices.DeleteFunc(slices.Clone(tr), func(e Event) bool { return e.Seen }))
+	}
+}
+
+// asSeen wraps a checker of LWG events against their carriers: in a trace
+// with Seen copies, a carrier's installs, leaves and exclusions count where
+// the LWG layer took them, as its own events do.
+func asSeen(check func([]Event) []Violation) func([]Event) []Violation {
+	return func(tr []Event) []Violation {
+		if !slices.ContainsFunc(tr, func(e Event) bool { return e.Seen }) {
+			return check(tr)
+		}
+		out := make([]Event, 0, len(tr))
+		for _, e := range tr {
+			switch {
+			case e.Seen:
+				e.Seen = false
+				out = append(out, e)
+			case !isLWG(e.Group) && (e.Ev == EvInstall || e.Ev == EvLeave || e.Ev == EvExclude):
+				// counted where it was seen
+			default:
+				out = append(out, e)
+			}
+		}
+		return check(out)
 	}
 }
 

@@ -834,3 +834,47 @@ func TestVirtualSynchronyLWGNextView(t *testing.T) {
 		t.Errorf("got %v, want n1.i1's own message m lost between views 2 and 6", vs)
 	}
 }
+
+// TestSeenCopies: in a trace whose layers run asynchronously
+// (LWGOptions.Async), a carrier's install, leave or exclusion is traced
+// again, as Seen, when the LWG layer took it. The carrier checkers hold LWG
+// events against the copies, and every other checker ignores them.
+func TestSeenCopies(t *testing.T) {
+	build := func(deliverAfterSeen bool) []Event {
+		var b builder
+		b.installAll(g, 1, p1, p2, p3)
+		for _, p := range []proc{p1, p2, p3} {
+			b.add(Event{Node: p.node, Inc: p.inc, Ev: EvInstall, Group: g, View: 1, Members: []uint64{1, 2, 3}, Seen: true})
+		}
+		b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+		b.installLWG(p2, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+		b.send(p1, "l/a", 1, "a")
+		b.deliver(p1, "l/a", 1, "a", 1)
+		// p2's carrier is done with it before its LWG layer delivers.
+		b.leave(p2, g, 1)
+		seen := Event{Node: 2, Inc: 1, Ev: EvLeave, Group: g, View: 1, Seen: true}
+		if deliverAfterSeen {
+			b.add(seen)
+		}
+		b.deliver(p2, "l/a", 1, "a", 1)
+		if !deliverAfterSeen {
+			b.add(seen)
+		}
+		return b.tr
+	}
+	// The layer delivered before it saw the leave: as the runtime does.
+	// (The Seen install copies would break local-monotonicity and
+	// view-agreement's counts if the other checkers read them.)
+	expectClean(t, build(false))
+	// After it saw the leave, the delivery is out of its carrier.
+	vs := checkerByName(t, nameOneCarrier).Check(build(true))
+	if len(vs) != 1 || vs[0].Group != "l/a" {
+		t.Errorf("one-carrier on a delivery after the layer saw the leave: got %v, want one violation in l/a", vs)
+	}
+	// Without copies, the originals count: the same delivery after the
+	// leave is out of its carrier.
+	plain := slices.DeleteFunc(build(false), func(e Event) bool { return e.Seen })
+	if vs := checkerByName(t, nameOneCarrier).Check(plain); len(vs) != 1 {
+		t.Errorf("one-carrier on a delivery after the leave, no copies: got %v, want one violation", vs)
+	}
+}

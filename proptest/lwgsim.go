@@ -45,6 +45,16 @@ type LWGOptions struct {
 	Core     lwg.Config
 	Group    hwg.Config
 	Detector hwg.DetectorConfig
+	// Async wires each node's lwg core to its hwg cores as lwg.Service
+	// and hwg.Node are wired: through queues, each hop a scheduled step
+	// of its own. The core takes up to asyncEvents hwg events before its
+	// actions are carried out, and the hwg cores go on stepping messages
+	// meanwhile; the multicasts and BlockOKs it asks for (hwg.Node's
+	// multicast channel) and its joins and leaves (its request channel)
+	// travel apart, so one kind may overtake the other. Without it the
+	// core sees each event at once and its actions run before anything
+	// else happens.
+	Async bool
 }
 
 func (o *LWGOptions) defaults() {
@@ -85,6 +95,9 @@ type LWGStats struct {
 	Batched     uint64
 	Converged   bool
 	PrimaryLost bool
+	// Waited counts joins and leaves of an HWG that waited for a Leave
+	// of it under way (LWGOptions.Async, as lwg.Service holds them).
+	Waited int
 }
 
 type lwgSimNode struct {
@@ -111,6 +124,19 @@ type lwgSimNode struct {
 	left   map[lwg.ID]bool
 	epoch  uint64
 	probes probes
+	// With LWGOptions.Async: hwg events on their way to the core, and
+	// its actions on their way to the hwg cores (multicasts and BlockOKs
+	// in mq, the rest in rq); queued[k] says an item of local kind k is
+	// scheduled.
+	evq    []hwg.Event
+	mq, rq []lwg.Action
+	queued [localKinds]bool
+	// leaving and resumed model lwg.Service's hwgMembership: the groups
+	// with a Leave under way, each with the joins and leaves asked after
+	// it, which wait until it is done; and the groups whose Leave is done
+	// and whose waiting requests go next.
+	leaving map[hwg.GroupID][]lwg.Action
+	resumed []hwg.GroupID
 }
 
 func (n *lwgSimNode) self() hwg.Process { return hwg.Process{Node: n.id, Inc: n.inc} }
@@ -263,6 +289,8 @@ func (s *LWGSim) start(n *lwgSimNode) {
 	n.groups, n.backlog = map[hwg.GroupID]*hwg.Group{}, map[hwg.GroupID][]lwg.Action{}
 	n.contacts, n.leftGroups = map[hwg.GroupID][]hwg.NodeID{}, map[hwg.GroupID]*leftGroup{}
 	n.left = map[lwg.ID]bool{}
+	n.evq, n.mq, n.rq, n.queued = nil, nil, nil, [localKinds]bool{}
+	n.leaving, n.resumed = map[hwg.GroupID][]lwg.Action{}, nil
 	n.det = hwg.NewDetector(n.self(), s.opts.Detector)
 	n.probes = newProbes()
 	for _, o := range s.nodes {
@@ -338,6 +366,10 @@ func (s *LWGSim) Step() bool {
 			}
 			s.drain(n)
 		}
+	case it.local != 0:
+		if n.inc == it.inc {
+			s.runLocal(n, it.local)
+		}
 	case it.direct != nil:
 		if n.inc == it.inc && s.layer != nil {
 			s.layer.direct(n, it.from, it.direct)
@@ -412,11 +444,22 @@ func (s *LWGSim) drain(n *lwgSimNode) {
 				// group's next event.
 				s.recordHWG(n, e)
 				s.rejoinExcluded(n, g, e)
+				if _, ok := n.leaving[g]; ok && e.Type == hwg.EventLeft {
+					// The Leave is done: its waiter tells the
+					// Service's loop, which then runs what waited.
+					n.resumed = append(n.resumed, g)
+					s.schedLocal(n, localRequests)
+				}
 				if e.Type == hwg.EventLeft && n.groups[g] != nil && n.groups[g].Info().Status == hwg.StatusIdle {
 					// (Not if a join, asked before this event was read,
 					// started a new membership already: hwg.Node puts
 					// a group away at once, so the join made a new one.)
 					s.retain(n, g)
+				}
+				if s.opts.Async {
+					n.evq = append(n.evq, e)
+					s.schedLocal(n, localEvents)
+					continue
 				}
 				n.core.HWGEvent(e)
 				for s.coreReady(n) {
@@ -440,12 +483,133 @@ func (s *LWGSim) drain(n *lwgSimNode) {
 func (s *LWGSim) coreReady(n *lwgSimNode) bool {
 	rd := n.core.Ready()
 	for _, a := range rd.Actions {
-		s.do(n, a)
+		switch {
+		case !s.opts.Async:
+			s.do(n, a)
+		case a.Type == lwg.ActMulticast || a.Type == lwg.ActBlockOK:
+			n.mq = append(n.mq, a)
+			s.schedLocal(n, localMulticasts)
+		default:
+			n.rq = append(n.rq, a)
+			s.schedLocal(n, localRequests)
+		}
 	}
 	for _, e := range rd.Events {
 		s.recordLWG(n, e)
 	}
 	return !rd.Empty()
+}
+
+// Local hops of LWGOptions.Async, each an item kind.
+const (
+	localEvents     = iota + 1 // hwg events to the lwg core
+	localMulticasts            // multicasts and BlockOKs to the hwg cores
+	localRequests              // joins, leaves and bootstraps to the hwg cores
+	localKinds
+)
+
+// asyncEvents is how many hwg events the lwg core takes before its
+// actions are carried out (lwg.Service's maxDrainEvents is of this order).
+const asyncEvents = 128
+
+// schedLocal schedules the local hop of kind k at n, unless one is
+// scheduled already: a hop a little later than now, as a channel between
+// two goroutines takes a moment.
+func (s *LWGSim) schedLocal(n *lwgSimNode, k uint8) {
+	if n.queued[k] {
+		return
+	}
+	n.queued[k] = true
+	s.net.schedule(&item{at: s.now + 1 + s.rng.Uint64N(3), to: n.id, inc: n.inc, local: k})
+}
+
+// runLocal carries out n's local hop of kind k.
+func (s *LWGSim) runLocal(n *lwgSimNode, k uint8) {
+	n.queued[k] = false
+	switch k {
+	case localEvents:
+		take := min(len(n.evq), asyncEvents)
+		for _, e := range n.evq[:take] {
+			// Traced when the core sees it: the LWG checkers hold each
+			// LWG event against the carrier events before it.
+			s.recordSeen(n, e)
+			n.core.HWGEvent(e)
+			// Its events are traced before the next input's; its
+			// actions only queue (they run at their own hop).
+			for s.coreReady(n) {
+			}
+		}
+		n.evq = slices.Delete(n.evq, 0, take)
+		if len(n.evq) > 0 {
+			s.schedLocal(n, localEvents)
+		}
+	case localMulticasts:
+		q := n.mq
+		n.mq = nil
+		for _, a := range q {
+			s.do(n, a)
+		}
+	case localRequests:
+		for _, g := range n.resumed {
+			s.resume(n, g)
+		}
+		n.resumed = nil
+		q := n.rq
+		n.rq = nil
+		for _, a := range q {
+			s.request(n, a)
+		}
+	}
+	s.drain(n)
+}
+
+// request carries out a join, leave or bootstrap as lwg.Service's
+// hwgMembership does: a join or leave of a group with a Leave under way
+// waits for it (the latest of a kind standing for those before it).
+func (s *LWGSim) request(n *lwgSimNode, a lwg.Action) {
+	if q, ok := n.leaving[a.Group]; ok && (a.Type == lwg.ActJoin || a.Type == lwg.ActLeave) {
+		s.stats.Waited++
+		if k := len(q); k > 0 && q[k-1].Type == a.Type {
+			q[k-1] = a
+		} else {
+			n.leaving[a.Group] = append(q, a)
+		}
+		return
+	}
+	s.startRequest(n, a)
+}
+
+// startRequest hands a to the hwg core and reports whether it is a Leave
+// now under way.
+func (s *LWGSim) startRequest(n *lwgSimNode, a lwg.Action) bool {
+	if a.Type != lwg.ActLeave {
+		s.do(n, a)
+		return false
+	}
+	g := n.groups[a.Group]
+	if g == nil {
+		return false // hwg.Node: ErrUnknownGroup
+	}
+	if err := g.Leave(); err != nil {
+		return false
+	}
+	n.leaving[a.Group] = nil
+	return true
+}
+
+// resume runs the requests that waited for g's Leave, up to the next one.
+func (s *LWGSim) resume(n *lwgSimNode, g hwg.GroupID) {
+	q, ok := n.leaving[g]
+	if !ok {
+		return
+	}
+	delete(n.leaving, g)
+	for i, a := range q {
+		if s.startRequest(n, a) {
+			n.leaving[g] = append(n.leaving[g], q[i+1:]...)
+			return
+		}
+	}
 }
 
 func (s *LWGSim) do(n *lwgSimNode, a lwg.Action) {
@@ -587,6 +751,20 @@ func (s *LWGSim) recordHWG(n *lwgSimNode, e hwg.Event) {
 		// learns of this is lost, as the runtime loses it.
 		n.epoch++
 		delete(n.backlog, e.Group)
+	}
+}
+
+// recordSeen traces again, as seen (Event.Seen), a carrier's install, leave
+// or exclusion when n's lwg core takes it (LWGOptions.Async): the LWG
+// checkers hold each LWG event against what the core had seen of its
+// carrier, the other checkers against what the hwg core did.
+func (s *LWGSim) recordSeen(n *lwgSimNode, e hwg.Event) {
+	switch e.Type {
+	case hwg.EventInstall, hwg.EventLeft, hwg.EventExcluded:
+		if ev, ok := FromHWG(n.self(), e, uint64(s.stats.Steps)); ok {
+			ev.Seen = true
+			s.trace.Append(ev)
+		}
 	}
 }
 
@@ -898,6 +1076,9 @@ const settleCheckSteps = 500
 func (s *LWGSim) liveTrace() Trace {
 	var live Trace
 	for _, e := range s.trace {
+		if e.Seen {
+			continue // a copy (LWGOptions.Async)
+		}
 		if e.Group == "" || e.Group == string(lwgDir) || strings.HasPrefix(e.Group, "l/") {
 			live = append(live, e)
 		}

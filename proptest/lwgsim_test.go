@@ -123,6 +123,55 @@ func TestLWGSimulations(t *testing.T) {
 	}
 }
 
+// runtimeWiring has o's layers wired as lwg.Service and hwg.Node wire them:
+// events and actions through queues (LWGOptions.Async), and groups with
+// LazyAcks and LazyRetransmit.
+func runtimeWiring(o *LWGOptions) {
+	o.Async = true
+	o.Group.LazyAcks, o.Group.LazyRetransmit = true, true
+}
+
+// TestLWGSimulationsAsync runs seeded LWG simulations with the layers wired
+// as in the runtime: the lwg core sees the HWG events late, in batches,
+// while the groups go on; its multicasts and BlockOKs, and its joins and
+// leaves, reach the groups late, apart from each other; a join or leave
+// of a group being left waits for the leave.
+func TestLWGSimulationsAsync(t *testing.T) {
+	runs := lwgRuns(t) / 2
+	var (
+		mu       sync.Mutex
+		failures int
+		total    LWGStats
+	)
+	const workers = 2
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seed := uint64(1 + w); seed <= uint64(runs); seed += workers {
+				o := lwgOptions(seed)
+				runtimeWiring(&o)
+				r := RunLWG(o)
+				mu.Lock()
+				total.Waited += r.Stats.Waited
+				total.Moves += r.Stats.Moves
+				total.Crashes += r.Stats.Crashes
+				if len(r.Violations) > 0 && failures < 5 {
+					failures++
+					t.Errorf("seed %d (%+v): %d violations, first: %.3000s", seed, o, len(r.Violations), r.Violations[0])
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d runs: %d moves, %d crashes, %d joins or leaves waited for a leave", runs, total.Moves, total.Crashes, total.Waited)
+	if total.Waited == 0 || total.Moves == 0 || total.Crashes == 0 {
+		t.Errorf("the runs exercised too little: %+v", total)
+	}
+}
+
 // lwgRegressions are runs that once failed, each named for the bug it
 // caught; they must pass for good.
 var lwgRegressions = []struct {

@@ -22,6 +22,9 @@ type item struct {
 	// direct is a point-to-point payload of an upper layer (state
 	// transfer) from from, for incarnation inc of the addressee.
 	direct []byte
+	// local is a hop inside node to (LWGOptions.Async), for incarnation
+	// inc: one of the local kinds.
+	local uint8
 }
 
 type queue []*item

@@ -124,6 +124,50 @@ func TestRSMSimulationsForget(t *testing.T) {
 	t.Logf("%d runs, %d ForgetAbsent calls, %d lives, %d of them going on from a kept state", runs, forgets, lives, branches)
 }
 
+// TestRSMSimulationsAsync runs seeded RSM simulations, half of them with
+// an operator who calls ForgetAbsent, with the layers wired as in the
+// runtime (runtimeWiring): every fault and checker.
+func TestRSMSimulationsAsync(t *testing.T) {
+	runs := rsmRuns(t)
+	var (
+		mu       sync.Mutex
+		failures int
+		total    RSMStats
+	)
+	const workers = 2
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seed := uint64(1 + w); seed <= uint64(runs); seed += workers {
+				o := rsmOptions(seed)
+				if seed%2 == 0 {
+					o = forgetOptions(seed)
+				}
+				runtimeWiring(&o.LWG)
+				r := RunRSM(o)
+				mu.Lock()
+				total.Received += r.Stats.Received
+				total.Unknown += r.Stats.Unknown
+				total.Forgets += r.Stats.Forgets
+				total.LWG.Waited += r.Stats.LWG.Waited
+				if len(r.Violations) > 0 && failures < 5 {
+					failures++
+					t.Errorf("seed %d (%+v): %d violations, first: %.3000s", seed, o.LWG, len(r.Violations), r.Violations[0])
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d runs: %d states received, %d outcomes unknown, %d ForgetAbsent calls, %d joins or leaves waited for a leave",
+		runs, total.Received, total.Unknown, total.Forgets, total.LWG.Waited)
+	if total.Received == 0 || total.Forgets == 0 {
+		t.Errorf("the runs exercised too little: %+v", total)
+	}
+}
+
 // rsmRegressions are RSM runs that once failed, each named for the bug it
 // caught; they must pass for good.
 var rsmRegressions = []struct {

@@ -47,6 +47,12 @@ type Event struct {
 	// of its own, whose indexes may repeat the old life's with other
 	// commands.
 	Branch bool `json:"branch,omitempty"`
+	// Seen (install, leave, exclude of an HWG): a copy of an earlier
+	// event, traced again when the node's LWG layer took it, in a trace
+	// whose layers are wired asynchronously (LWGOptions.Async). The
+	// carrier checkers read these copies instead of the originals; the
+	// others ignore them.
+	Seen bool `json:"seen,omitempty"`
 }
 
 // proc identifies a process: one incarnation of a node.

@@ -42,6 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switches := fs.Int("switches", 0, "with -lwgs: switch requests during the run")
 	carriers := fs.Int("carriers", 3, "with -lwgs: shared carrier HWGs the LWGs are placed on; 0 gives each LWG its own")
 	size := fs.Int("lwg-size", 3, "with -lwgs: nodes each LWG is assigned to")
+	async := fs.Bool("async", false, "with -lwgs: wire the layers as lwg.Service and hwg.Node do (queued events and actions, lazy acks and retransmits)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -70,8 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		start := time.Now()
 		var r proptest.Result
 		if *lwgs > 0 {
-			lr := proptest.RunLWG(proptest.LWGOptions{Seed: s, Nodes: *nodes, LWGs: *lwgs, Size: *size, Steps: *steps,
-				Carriers: *carriers, Switches: *switches, Faults: f, ManualHoldOK: *manual})
+			o := proptest.LWGOptions{Seed: s, Nodes: *nodes, LWGs: *lwgs, Size: *size, Steps: *steps,
+				Carriers: *carriers, Switches: *switches, Faults: f, ManualHoldOK: *manual, Async: *async}
+			o.Group.LazyAcks, o.Group.LazyRetransmit = *async, *async
+			lr := proptest.RunLWG(o)
 			r = proptest.Result{Trace: lr.Trace, Violations: lr.Violations}
 			if len(r.Violations) > 0 {
 				failed++

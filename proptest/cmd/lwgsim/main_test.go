@@ -104,3 +104,26 @@ func TestBadLWGFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestRunLWGsAsync(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-seeds", "1-3", "-lwgs", "50", "-switches", "5", "-async", "-q"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "3 runs, 0 with violations") {
+		t.Fatalf("unexpected total:\n%s", out.String())
+	}
+	// The trace holds the copies of carrier events the LWG layer took late.
+	path := filepath.Join(t.TempDir(), "async.jsonl")
+	out.Reset()
+	if code := run([]string{"-seed", "3", "-lwgs", "20", "-switches", "5", "-async", "-trace", path}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(`"seen":true`)) {
+		t.Error("an -async trace holds no seen copies of carrier events")
+	}
+}
