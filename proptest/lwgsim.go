@@ -520,7 +520,13 @@ func (s *LWGSim) schedLocal(n *lwgSimNode, k uint8) {
 		return
 	}
 	n.queued[k] = true
-	s.net.schedule(&item{at: s.now + 1 + s.rng.Uint64N(3), to: n.id, inc: n.inc, local: k})
+	d := 1 + s.rng.Uint64N(3)
+	if s.rng.IntN(20) == 0 {
+		// Now and then a goroutine waits longer for a CPU (or the
+		// collector): up to a few ticks.
+		d += s.rng.Uint64N(3 * tickUnits)
+	}
+	s.net.schedule(&item{at: s.now + d, to: n.id, inc: n.inc, local: k})
 }
 
 // runLocal carries out n's local hop of kind k.
