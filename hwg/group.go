@@ -238,9 +238,11 @@ func (g *Group) Multicast(payload []byte) error {
 // (HoldOK.down): this member will send nothing more in that view. Only
 // needed with Config.ManualBlockOK. An answer that comes after the group
 // left that view is ignored: a Block is raised at most once per view, and
-// a later membership's views are all newer, so an answer held up while
-// this member was excluded and admitted again cannot stand for the Block
-// of the new membership, which the application may not have seen yet.
+// a later membership's views are all newer (a join installs only views
+// above every view installed before; only Bootstrap starts again at view
+// 1), so an answer held up while this member was excluded and admitted
+// again cannot stand for the Block of the new membership, which the
+// application may not have seen yet.
 func (g *Group) BlockOK(view ViewID) {
 	if g.st != StatusFlushing || g.blockAcked || view != g.view.ID {
 		return

@@ -110,3 +110,24 @@ func TestLeftGroupsBoundedByBytes(t *testing.T) {
 	}
 	checkLeft(t, n)
 }
+
+// TestLeftGroupReplacedKeepsItsViews: a group left, bootstrapped again
+// (a new Group, from view 1) and left again replaces the kept one; the
+// views the first installed must still bar a later join from installing
+// them (Config.Installed).
+func TestLeftGroupReplacedKeepsItsViews(t *testing.T) {
+	n := leftNode()
+	leaveGroup(t, n, "h/x", 7, 10)
+	leaveGroup(t, n, "h/x", 1, 10)
+	if got := n.installed["h/x"]; got != 7 {
+		t.Errorf("noted view %d for h/x, want 7", got)
+	}
+	g, err := n.newGroup("h/x", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.lastView != 7 {
+		t.Fatalf("took up a Group whose last view is %d, want 7", g.lastView)
+	}
+	checkLeft(t, n)
+}

@@ -224,6 +224,9 @@ func (n *Node) newGroup(id GroupID, join bool) (*Group, error) {
 		// its memberships installed, which the new one must not install
 		// again (Config.Installed).
 		n.forgetLeft(id, l)
+		// (A Group bootstrapped again under the name may have replaced
+		// one that installed later views: the note has them.)
+		g.lastView = max(g.lastView, n.installed[id])
 		n.groups[id] = g
 		n.known.Store(id, struct{}{})
 		return g, nil
@@ -323,7 +326,10 @@ func (n *Node) retain(id GroupID, g *Group) {
 	g.shed()
 	e := leftGroup{id: id, g: g, seq: n.leftSeq, at: n.ticks, bytes: g.keptBytes()}
 	if old, ok := n.left[id]; ok {
-		n.forgetLeft(id, old) // a Bootstrap made a new Group meanwhile
+		// A Bootstrap made a new Group meanwhile; a later join must not
+		// install a view the old one installed.
+		n.forgetLeft(id, old)
+		n.noteInstalled(id, old.g.lastView)
 	}
 	n.left[id] = e
 	n.leftBytes += e.bytes

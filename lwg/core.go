@@ -724,6 +724,11 @@ func (c *Core) dirEvent(e *hwg.Event) {
 	case hwg.EventDeliver:
 		c.replicaDeliver(&d.replica, d, e)
 	case hwg.EventBlock:
+		// What this node queued for the directory goes in the view
+		// being flushed, as on a carrier (maybeBlockOK): the runtime
+		// takes many events before Ready, so controls queued by earlier
+		// ones would otherwise follow the BlockOK into the next view.
+		c.flushBatch(d.group)
 		c.act(Action{Type: ActBlockOK, Group: d.group, View: e.View.ID})
 	case hwg.EventExcluded, hwg.EventLeft:
 		// Out of the cluster: join again as a new member. Carriers are not

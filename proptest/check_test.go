@@ -555,6 +555,8 @@ func TestReadJSONLErrors(t *testing.T) {
 		{`{"t":2,"node":1,"inc":1,"ev":"deliver","group":"h/1","msg":"m"}`, `missing "from"`},
 		{`{"t":2,"node":1,"inc":1,"ev":"install","group":"h/1","view":1}`, `missing "members"`},
 		{`{"t":2,"node":1,"inc":1,"ev":"install","group":"h/1","members":[1,2],"incs":[1]}`, "2 members but 1 incs"},
+		{`{"t":2,"node":1,"inc":1,"ev":"deliver","group":"h/1","msg":"m","from":1,"seen":true}`, "only an HWG's install"},
+		{`{"t":2,"node":1,"inc":1,"ev":"install","group":"l/1","view":1,"members":[1],"seen":true}`, "only an HWG's install"},
 		{`{"t":2,"node":1,"inc":1,"ev":"apply","group":"h/1","index":1}`, `missing "digest"`},
 		{`{"t":2,"node":1,"inc":1,"ev":"crash","extra":true}`, `unknown field "extra"`},
 		{`{"t":2,"node":1,"inc":1,"ev":"crash"} {}`, "trailing data"},

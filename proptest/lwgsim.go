@@ -51,9 +51,12 @@ type LWGOptions struct {
 	// actions are carried out, and the hwg cores go on stepping messages
 	// meanwhile; the multicasts and BlockOKs it asks for (hwg.Node's
 	// multicast channel) and its joins and leaves (its request channel)
-	// travel apart, so one kind may overtake the other. Without it the
-	// core sees each event at once and its actions run before anything
-	// else happens.
+	// travel apart, so one kind may overtake the other (looser than the
+	// runtime, where a join, leave or bootstrap the node takes at once is
+	// never overtaken by a later multicast). Without it the core sees
+	// each event at once and its actions run before anything else
+	// happens. Group.LazyAcks and LazyRetransmit, which hwg.Node also
+	// sets, are apart (runtimeWiring in the tests sets all three).
 	Async bool
 }
 
@@ -109,8 +112,8 @@ type lwgSimNode struct {
 	// here, through which an excluded member joins again (as hwg.Node).
 	contacts map[hwg.GroupID][]hwg.NodeID
 	// leftGroups holds the groups this node left, as hwg.Node keeps
-	// them (it drops the oldest beyond 4,096, which no simulation
-	// reaches): they answer laggards' messages, take no ticks, and a later
+	// them (it drops the oldest beyond 4,096 or 64 MiB, which no
+	// simulation reaches): they answer laggards' messages, take no ticks, and a later
 	// join takes them up again.
 	leftGroups map[hwg.GroupID]*leftGroup
 	ticks      uint64

@@ -211,6 +211,9 @@ func validate(e *Event) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("%s event missing %s", e.Ev, strings.Join(missing, ", "))
 	}
+	if e.Seen && (strings.HasPrefix(e.Group, "l/") || e.Ev != EvInstall && e.Ev != EvLeave && e.Ev != EvExclude) {
+		return fmt.Errorf("seen %s event of %q: only an HWG's install, leave or exclude is traced again", e.Ev, e.Group)
+	}
 	if len(e.Incs) > 0 && len(e.Incs) != len(e.Members) {
 		return fmt.Errorf("install has %d members but %d incs", len(e.Members), len(e.Incs))
 	}
