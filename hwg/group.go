@@ -58,6 +58,11 @@ type Group struct {
 	// may be the only live copy a laggard's quorum can find.
 	retired *retiredAcceptor
 
+	// since is the first view of the current membership (0 while this
+	// process is not a member): MulticastIn refuses what was asked in an
+	// earlier one.
+	since ViewID
+
 	// Sender side, for the current view.
 	lastSent uint64   // FIFO number of this member's last multicast in view
 	pending  []Entry  // own multicasts in view not yet seen sequenced
@@ -234,6 +239,18 @@ func (g *Group) Multicast(payload []byte) error {
 	return nil
 }
 
+// MulticastIn is Multicast for a caller that last saw view of the group
+// installed: it returns ErrNotMember, and sends nothing, if that view
+// belongs to an earlier membership of this process (it was excluded and
+// admitted again since), where the payload, made for that membership
+// (naming its view, say), would be out of place.
+func (g *Group) MulticastIn(view ViewID, payload []byte) error {
+	if view < g.since {
+		return ErrNotMember
+	}
+	return g.Multicast(payload)
+}
+
 // BlockOK answers the EventBlock raised in view (its Event.View.ID)
 // (HoldOK.down): this member will send nothing more in that view. Only
 // needed with Config.ManualBlockOK. An answer that comes after the group
@@ -248,6 +265,15 @@ func (g *Group) BlockOK(view ViewID) {
 		return
 	}
 	g.ackBlock()
+}
+
+// setManualBlockOK changes Config.ManualBlockOK; a Block waiting for its
+// answer is answered at once when manual is false.
+func (g *Group) setManualBlockOK(manual bool) {
+	g.cfg.ManualBlockOK = manual
+	if !manual && g.st == StatusFlushing && !g.blockAcked {
+		g.ackBlock()
+	}
 }
 
 // Suspect reports that p seems to have failed. The liveness layer calls it
@@ -752,7 +778,7 @@ func (g *Group) sendLeaves() {
 
 // resetMembership forgets everything about the previous membership.
 func (g *Group) resetMembership() {
-	g.view = View{}
+	g.view, g.since = View{}, 0
 	g.resetView()
 	g.queued = nil
 	g.leaving, g.holding = false, false

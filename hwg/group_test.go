@@ -956,3 +956,36 @@ func TestReadyReuseMatchesReady(t *testing.T) {
 		t.Fatalf("Ready and ReadyReuse differ in length: %d vs %d", len(a), len(b))
 	}
 }
+
+// TestMulticastInEarlierMembershipRefused: a multicast made for a view of
+// an earlier membership (its maker had not seen the exclusion yet) is not
+// sent in the membership that followed.
+func TestMulticastInEarlierMembershipRefused(t *testing.T) {
+	c := newCluster(t, Config{}, procs(3)...)
+	if err := c.g(3).MulticastIn(1, []byte("in view 1")); err != nil {
+		t.Fatalf("a multicast in the current membership: %v", err)
+	}
+	c.pump()
+	c.suspect(proc(3))
+	c.pump()
+	if err := c.g(3).Join([]NodeID{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	c.pump()
+	assertLastView(t, c, View{ID: 3, Members: procs(3)}, 1, 2, 3)
+	if err := c.g(3).MulticastIn(1, []byte("late")); !errors.Is(err, ErrNotMember) {
+		t.Errorf("a multicast made in view 1 after a rejoin in view 3: %v, want ErrNotMember", err)
+	}
+	if err := c.g(3).MulticastIn(3, []byte("now")); err != nil {
+		t.Fatalf("a multicast made in view 3: %v", err)
+	}
+	c.pump()
+	for n := NodeID(1); n <= 3; n++ {
+		if got := c.delivered(n, 3); !slices.Equal(got, []string{"now"}) {
+			t.Errorf("node %d delivered %q in view 3, want only \"now\"", n, got)
+		}
+	}
+	if got := c.delivered(1, 1); !slices.Equal(got, []string{"in view 1"}) {
+		t.Errorf("node 1 delivered %q in view 1", got)
+	}
+}

@@ -105,6 +105,9 @@ type Node struct {
 	// installedKeep of them, oldest first in installedFIFO.
 	installed     map[GroupID]ViewID
 	installedFIFO []GroupID
+	// manual: groups whose ManualBlockOK differs from the template's
+	// (SetManualBlockOK).
+	manual map[GroupID]bool
 	ticks         uint64
 	contacts      map[GroupID][]NodeID // last view's other members, to rejoin through
 	waiters       map[GroupID][]waiter
@@ -129,7 +132,7 @@ type multicastReq struct {
 	group   GroupID
 	payload []byte
 	blockOK bool       // not a multicast: BlockOK, in order with the multicasts
-	view    ViewID     // BlockOK: the view whose Block it answers
+	view    ViewID     // BlockOK: the view whose Block it answers; MulticastIn: the caller's view
 	at      traceStamp // when queued, in hoptrace builds only (else empty)
 }
 
@@ -171,6 +174,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		groups:    map[GroupID]*Group{},
 		left:      map[GroupID]leftGroup{},
 		installed: map[GroupID]ViewID{},
+		manual:    map[GroupID]bool{},
 		contacts:  map[GroupID][]NodeID{},
 		waiters:   map[GroupID][]waiter{},
 		outbox:    map[NodeID][]Message{},
@@ -290,6 +294,22 @@ func (n *Node) LeaveAsync(ctx context.Context, group GroupID) (<-chan error, err
 // message that reaches the group after it was left is dropped and logged.
 // The payload must not be modified afterwards.
 func (n *Node) Multicast(ctx context.Context, group GroupID, payload []byte) error {
+	return n.enqueueMulticast(ctx, multicastReq{group: group, payload: payload})
+}
+
+// MulticastIn is Multicast for a caller that last saw view of group
+// installed: the group drops the message (and logs it) if, when it gets
+// there, that view belongs to an earlier membership of this node, which
+// was excluded and admitted again meanwhile (see Group.MulticastIn). A
+// reader behind on events multicasts what it made for the membership it
+// knows; without the view, that went out in the new one.
+func (n *Node) MulticastIn(ctx context.Context, group GroupID, view ViewID, payload []byte) error {
+	return n.enqueueMulticast(ctx, multicastReq{group: group, payload: payload, view: view})
+}
+
+func (n *Node) enqueueMulticast(ctx context.Context, m multicastReq) error {
+	group, payload := m.group, m.payload
+	m.at = stamp()
 	select {
 	case <-n.done:
 		return ErrNodeClosed
@@ -302,7 +322,7 @@ func (n *Node) Multicast(ctx context.Context, group GroupID, payload []byte) err
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(payload), n.maxPayload)
 	}
 	select {
-	case n.mcast <- multicastReq{group: group, payload: payload, at: stamp()}:
+	case n.mcast <- m:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -329,6 +349,24 @@ func (n *Node) BlockOK(ctx context.Context, group GroupID, view ViewID) error {
 	case <-n.done:
 		return ErrNodeClosed
 	}
+}
+
+// SetManualBlockOK overrides NodeConfig.Group.ManualBlockOK for group: for
+// its Group now, if the node has one (one waiting for its BlockOK is
+// answered at once when manual is false), and for every Group of that id
+// the node makes later. A reader that holds nothing at a Block of some
+// group (such as lwg.Service's directory) sets it false there, so that a
+// reader behind on events never gets this member excluded from that
+// group's view changes for answering late.
+func (n *Node) SetManualBlockOK(ctx context.Context, group GroupID, manual bool) error {
+	return n.do(ctx, func() error {
+		n.manual[group] = manual
+		if g := n.groups[group]; g != nil {
+			n.step(group, g)
+			g.setManualBlockOK(manual)
+		}
+		return nil
+	})
 }
 
 // Info returns a snapshot of group's state.

@@ -62,3 +62,46 @@ func TestNodeBlockOKKeepsOrderWithMulticasts(t *testing.T) {
 		got++
 	}
 }
+
+// TestNodeSetManualBlockOK: a group set to answer its Blocks itself
+// finishes a view change that no reader answers, and one set so while its
+// Block waits is answered at once.
+func TestNodeSetManualBlockOK(t *testing.T) {
+	ctx := ctxT(t)
+	net := transport.NewMemNetwork()
+	nodes := map[hwg.NodeID]*testNode{}
+	for _, id := range []hwg.NodeID{1, 2, 3} {
+		p := hwg.Process{Node: id, Inc: 1}
+		ep := net.Endpoint(transport.Peer{Node: uint64(id), Inc: 1})
+		cfg := hwg.FastTiming(hwg.NodeConfig{Self: p, Transport: ep})
+		cfg.Group.ManualBlockOK = true
+		n, err := hwg.NewNode(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close(); ep.Close() })
+		nodes[id] = &testNode{Node: n, ep: ep}
+	}
+	// Node 1 answers its Blocks itself from the start; node 2 only once
+	// its Block waits.
+	if err := nodes[1].SetManualBlockOK(ctx, grp, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if err := n.Bootstrap(ctx, grp, members(1, 2, 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes[3].Close()
+	nodes[3].ep.Close()
+	waitFor(t, ctx, nodes[2], "Block", func(e hwg.Event) bool { return e.Type == hwg.EventBlock })
+	if err := nodes[2].SetManualBlockOK(ctx, grp, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []hwg.NodeID{1, 2} {
+		e := waitFor(t, ctx, nodes[id], "the view without node 3", func(e hwg.Event) bool { return e.Type == hwg.EventInstall && e.View.ID > 1 })
+		if e.View.ID != 2 || len(e.View.Members) != 2 {
+			t.Errorf("node %d installed %v, want view 2 of nodes 1 and 2", id, e.View)
+		}
+	}
+}

@@ -183,6 +183,9 @@ func (n *Node) hand(g *Group, m multicastReq) error {
 		g.BlockOK(m.view)
 		return nil
 	}
+	if m.view != 0 {
+		return g.MulticastIn(m.view, m.payload)
+	}
 	return g.Multicast(m.payload)
 }
 
@@ -227,12 +230,18 @@ func (n *Node) newGroup(id GroupID, join bool) (*Group, error) {
 		// (A Group bootstrapped again under the name may have replaced
 		// one that installed later views: the note has them.)
 		g.lastView = max(g.lastView, n.installed[id])
+		if m, ok := n.manual[id]; ok {
+			g.setManualBlockOK(m)
+		}
 		n.groups[id] = g
 		n.known.Store(id, struct{}{})
 		return g, nil
 	}
 	cfg := n.cfg.Group
 	cfg.Group, cfg.Self = id, n.cfg.Self
+	if m, ok := n.manual[id]; ok {
+		cfg.ManualBlockOK = m
+	}
 	if join {
 		// (The note stays: the new Group remembers at least as much, and
 		// a later drop keeps the higher of the two.)

@@ -469,6 +469,9 @@ func (g *Group) applyDecision(dec *Decision) {
 // install makes v the current view and sends what was queued during the
 // flush.
 func (g *Group) install(v View, dec *Decision) {
+	if g.st == StatusIdle || g.st == StatusJoining {
+		g.since = v.ID // a membership begins
+	}
 	g.resetView()
 	g.view, g.decision = v.Clone(), dec
 	g.lastView = v.ID

@@ -381,7 +381,11 @@ func (c *Core) flushData(h hwg.GroupID) {
 	if len(pd.entries) > 1 {
 		c.stats.Batched += uint64(len(pd.entries))
 	}
-	c.actions = append(c.actions, Action{Type: ActMulticast, Group: h, Payload: b})
+	var view hwg.ViewID
+	if car := c.carriers[h]; car != nil {
+		view = car.view.ID // (the handles, and the entries' LWG views, are of it)
+	}
+	c.actions = append(c.actions, Action{Type: ActMulticast, Group: h, Payload: b, View: view})
 	clear(pd.entries)
 	pd.entries, pd.size = pd.entries[:0], 0
 	if cap(pd.entries) > keepDataEntries {

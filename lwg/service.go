@@ -18,8 +18,9 @@ import (
 type ServiceConfig struct {
 	// Node runs this node's HWGs. Its groups must use
 	// hwg.Config.ManualBlockOK: the Service answers a carrier's Block once
-	// every LWG on it has answered Hold.up. The Service reads Node.Events;
-	// nothing else may.
+	// every LWG on it has answered Hold.up. (NewService turns it off for
+	// the directory, whose Block the node answers itself.) The Service
+	// reads Node.Events; nothing else may.
 	Node *hwg.Node
 	// Core configures the protocol core; Self is taken from Node.
 	Core Config
@@ -161,6 +162,16 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	core, err := NewCore(cfg.Core)
 	if err != nil {
 		return nil, err
+	}
+	// The Core holds nothing at a Block of the directory: the node answers
+	// it itself. Answered by the Core, a loop behind on events by
+	// FlushWaitTicks got this node excluded from the directory's view
+	// change; were every node's loop that far behind at once, each
+	// directory member that held the directory's state was replaced by
+	// one that did not, and every LWG stalled for good (found by the LWG
+	// simulator with its layers wired as here and the Core slowed).
+	if err := cfg.Node.SetManualBlockOK(context.Background(), core.cfg.Directory, false); err != nil {
+		return nil, fmt.Errorf("lwg: directory %q: %w", core.cfg.Directory, err)
 	}
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = 50 * time.Millisecond
@@ -567,7 +578,11 @@ func (s *Service) act(a Action) {
 		// from the group's events, so the loop does not wait.
 		s.hwgm.do(ctx, a)
 	case ActMulticast:
-		err = s.node.Multicast(ctx, a.Group, a.Payload)
+		if a.View != 0 {
+			err = s.node.MulticastIn(ctx, a.Group, a.View, a.Payload)
+		} else {
+			err = s.node.Multicast(ctx, a.Group, a.Payload)
+		}
 	case ActBlockOK:
 		err = s.node.BlockOK(ctx, a.Group, a.View)
 	}

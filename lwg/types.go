@@ -145,7 +145,9 @@ type Action struct {
 	Contacts []hwg.NodeID  // ActJoin
 	Payload  []byte        // ActMulticast
 	// View: ActBlockOK, the view of Group whose Block it answers (see
-	// hwg.Group.BlockOK).
+	// hwg.Group.BlockOK); ActMulticast, if not zero, the view of Group
+	// the payload was made in: it must not be sent in a later membership
+	// (hwg.Node.MulticastIn).
 	View hwg.ViewID
 }
 

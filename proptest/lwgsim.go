@@ -58,6 +58,11 @@ type LWGOptions struct {
 	// happens. Group.LazyAcks and LazyRetransmit, which hwg.Node also
 	// sets, are apart (runtimeWiring in the tests sets all three).
 	Async bool
+
+	// manualDirectory has the core answer the directory's Blocks, as
+	// lwg.Service did before it set the directory to answer them itself
+	// (tests only: the hazard that change removed).
+	manualDirectory bool
 }
 
 func (o *LWGOptions) defaults() {
@@ -337,7 +342,9 @@ func (s *LWGSim) group(n *lwgSimNode, g hwg.GroupID) *hwg.Group {
 		return l.g
 	}
 	cfg := s.opts.Group
-	cfg.Group, cfg.Self, cfg.ManualBlockOK = g, n.self(), true
+	// As lwg.Service sets them: the directory's Block is answered by the
+	// group itself (hwg.Node.SetManualBlockOK), the carriers' by the core.
+	cfg.Group, cfg.Self, cfg.ManualBlockOK = g, n.self(), g != lwgDir || s.opts.manualDirectory
 	grp, err := hwg.New(cfg)
 	s.must(err)
 	n.groups[g] = grp
@@ -537,7 +544,12 @@ func (s *LWGSim) runLocal(n *lwgSimNode, k uint8) {
 	n.queued[k] = false
 	switch k {
 	case localEvents:
+		// Up to asyncEvents, or, half the time, what had reached the
+		// loop's channel by then: fewer, so the core may fall behind.
 		take := min(len(n.evq), asyncEvents)
+		if take > 1 && s.rng.IntN(2) == 0 {
+			take = 1 + s.rng.IntN(take)
+		}
 		for _, e := range n.evq[:take] {
 			// Traced when the core sees it: the LWG checkers hold each
 			// LWG event against the carrier events before it.
@@ -645,7 +657,13 @@ func (s *LWGSim) do(n *lwgSimNode, a lwg.Action) {
 	case lwg.ActLeave:
 		_ = g.Leave() // not a member any more is fine: the event says so
 	case lwg.ActMulticast:
-		switch err := g.Multicast(a.Payload); {
+		var err error
+		if a.View != 0 {
+			err = g.MulticastIn(a.View, a.Payload)
+		} else {
+			err = g.Multicast(a.Payload)
+		}
+		switch {
 		case errors.Is(err, hwg.ErrBusy):
 			n.backlog[a.Group] = append(n.backlog[a.Group], a)
 		case errors.Is(err, hwg.ErrNotMember):
