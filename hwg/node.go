@@ -107,11 +107,11 @@ type Node struct {
 	installedFIFO []GroupID
 	// manual: groups whose ManualBlockOK differs from the template's
 	// (SetManualBlockOK).
-	manual map[GroupID]bool
-	ticks         uint64
-	contacts      map[GroupID][]NodeID // last view's other members, to rejoin through
-	waiters       map[GroupID][]waiter
-	queue         eventQueue // events not yet taken by the reader
+	manual   map[GroupID]bool
+	ticks    uint64
+	contacts map[GroupID][]NodeID // last view's other members, to rejoin through
+	waiters  map[GroupID][]waiter
+	queue    eventQueue // events not yet taken by the reader
 	// backlog holds multicasts a busy group could not take yet (ErrBusy),
 	// in order; while it is full the loop stops taking new ones, which
 	// blocks senders: backpressure from the slowest member to the app.
