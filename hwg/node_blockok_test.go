@@ -13,20 +13,7 @@ import (
 // being flushed. BlockOK must not overtake multicasts made before it.
 func TestNodeBlockOKKeepsOrderWithMulticasts(t *testing.T) {
 	ctx := ctxT(t)
-	net := transport.NewMemNetwork()
-	nodes := map[hwg.NodeID]*testNode{}
-	for _, id := range []hwg.NodeID{1, 2, 3} {
-		p := hwg.Process{Node: id, Inc: 1}
-		ep := net.Endpoint(transport.Peer{Node: uint64(id), Inc: 1})
-		cfg := hwg.FastTiming(hwg.NodeConfig{Self: p, Transport: ep})
-		cfg.Group.ManualBlockOK = true
-		n, err := hwg.NewNode(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close(); ep.Close() })
-		nodes[id] = &testNode{Node: n, ep: ep}
-	}
+	nodes := manualNodes(t)
 	for _, n := range nodes {
 		if err := n.Bootstrap(ctx, grp, members(1, 2, 3)); err != nil {
 			t.Fatal(err)
@@ -68,20 +55,7 @@ func TestNodeBlockOKKeepsOrderWithMulticasts(t *testing.T) {
 // Block waits is answered at once.
 func TestNodeSetManualBlockOK(t *testing.T) {
 	ctx := ctxT(t)
-	net := transport.NewMemNetwork()
-	nodes := map[hwg.NodeID]*testNode{}
-	for _, id := range []hwg.NodeID{1, 2, 3} {
-		p := hwg.Process{Node: id, Inc: 1}
-		ep := net.Endpoint(transport.Peer{Node: uint64(id), Inc: 1})
-		cfg := hwg.FastTiming(hwg.NodeConfig{Self: p, Transport: ep})
-		cfg.Group.ManualBlockOK = true
-		n, err := hwg.NewNode(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close(); ep.Close() })
-		nodes[id] = &testNode{Node: n, ep: ep}
-	}
+	nodes := manualNodes(t)
 	// Node 1 answers its Blocks itself from the start; node 2 only once
 	// its Block waits.
 	if err := nodes[1].SetManualBlockOK(ctx, grp, false); err != nil {
@@ -104,4 +78,24 @@ func TestNodeSetManualBlockOK(t *testing.T) {
 			t.Errorf("node %d installed %v, want view 2 of nodes 1 and 2", id, e.View)
 		}
 	}
+}
+
+// manualNodes starts nodes 1, 2 and 3 on a memory network, their groups
+// with ManualBlockOK.
+func manualNodes(t *testing.T) map[hwg.NodeID]*testNode {
+	net := transport.NewMemNetwork()
+	nodes := map[hwg.NodeID]*testNode{}
+	for _, id := range []hwg.NodeID{1, 2, 3} {
+		p := hwg.Process{Node: id, Inc: 1}
+		ep := net.Endpoint(transport.Peer{Node: uint64(id), Inc: 1})
+		cfg := hwg.FastTiming(hwg.NodeConfig{Self: p, Transport: ep})
+		cfg.Group.ManualBlockOK = true
+		n, err := hwg.NewNode(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close(); ep.Close() })
+		nodes[id] = &testNode{Node: n, ep: ep}
+	}
+	return nodes
 }

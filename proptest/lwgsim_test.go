@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -81,39 +80,25 @@ func lwgRuns(t *testing.T) int {
 func TestLWGSimulations(t *testing.T) {
 	runs := lwgRuns(t)
 	var (
-		mu       sync.Mutex
 		failures int
 		lost     int
 		total    LWGStats
 	)
-	const workers = 2
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seed := uint64(1 + w); seed <= uint64(runs); seed += workers {
-				o := lwgOptions(seed)
-				r := RunLWG(o)
-				mu.Lock()
-				total.Switches += r.Stats.Switches
-				total.LWGInstalls += r.Stats.LWGInstalls
-				total.Delivered += r.Stats.Delivered
-				total.Crashes += r.Stats.Crashes
-				total.Partitions += r.Stats.Partitions
-				total.Batched += r.Stats.Batched
-				if r.Stats.PrimaryLost {
-					lost++
-				}
-				if len(r.Violations) > 0 && failures < 5 {
-					failures++
-					t.Errorf("seed %d (%+v): %d violations, first: %.3000s", seed, o, len(r.Violations), r.Violations[0])
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	eachSeed(runs, func(seed uint64) LWGResult { return RunLWG(lwgOptions(seed)) }, func(seed uint64, r LWGResult) {
+		total.Switches += r.Stats.Switches
+		total.LWGInstalls += r.Stats.LWGInstalls
+		total.Delivered += r.Stats.Delivered
+		total.Crashes += r.Stats.Crashes
+		total.Partitions += r.Stats.Partitions
+		total.Batched += r.Stats.Batched
+		if r.Stats.PrimaryLost {
+			lost++
+		}
+		if len(r.Violations) > 0 && failures < 5 {
+			failures++
+			t.Errorf("seed %d (%+v): %d violations, first: %.3000s", seed, lwgOptions(seed), len(r.Violations), r.Violations[0])
+		}
+	})
 	t.Logf("%d runs: %d switches requested, %d LWG installs, %d deliveries (%d multicasts sent in batches), %d crashes, %d partitions; %d ended with an HWG's primary lost",
 		runs, total.Switches, total.LWGInstalls, total.Delivered, total.Batched, total.Crashes, total.Partitions, lost)
 	if total.Batched == 0 {
@@ -140,33 +125,23 @@ func runtimeWiring(o *LWGOptions) {
 func TestLWGSimulationsAsync(t *testing.T) {
 	runs := lwgRuns(t) / 2
 	var (
-		mu       sync.Mutex
 		failures int
 		total    LWGStats
 	)
-	const workers = 2
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seed := uint64(1 + w); seed <= uint64(runs); seed += workers {
-				o := lwgOptions(seed)
-				runtimeWiring(&o)
-				r := RunLWG(o)
-				mu.Lock()
-				total.Waited += r.Stats.Waited
-				total.Moves += r.Stats.Moves
-				total.Crashes += r.Stats.Crashes
-				if len(r.Violations) > 0 && failures < 5 {
-					failures++
-					t.Errorf("seed %d (%+v): %d violations, first: %.3000s", seed, o, len(r.Violations), r.Violations[0])
-				}
-				mu.Unlock()
-			}
-		}()
+	opts := func(seed uint64) LWGOptions {
+		o := lwgOptions(seed)
+		runtimeWiring(&o)
+		return o
 	}
-	wg.Wait()
+	eachSeed(runs, func(seed uint64) LWGResult { return RunLWG(opts(seed)) }, func(seed uint64, r LWGResult) {
+		total.Waited += r.Stats.Waited
+		total.Moves += r.Stats.Moves
+		total.Crashes += r.Stats.Crashes
+		if len(r.Violations) > 0 && failures < 5 {
+			failures++
+			t.Errorf("seed %d (%+v): %d violations, first: %.3000s", seed, opts(seed), len(r.Violations), r.Violations[0])
+		}
+	})
 	t.Logf("%d runs: %d moves, %d crashes, %d joins or leaves waited for a leave", runs, total.Moves, total.Crashes, total.Waited)
 	if total.Waited == 0 || total.Moves == 0 || total.Crashes == 0 {
 		t.Errorf("the runs exercised too little: %+v", total)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/lwgkit/lwgkit/hwg"
@@ -57,35 +56,21 @@ func TestRSMSimNoFaults(t *testing.T) {
 func TestRSMSimulations(t *testing.T) {
 	runs := rsmRuns(t)
 	var (
-		mu       sync.Mutex
 		failures int
 		total    RSMStats
 	)
-	const workers = 2
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seed := uint64(1 + w); seed <= uint64(runs); seed += workers {
-				o := rsmOptions(seed)
-				r := RunRSM(o)
-				mu.Lock()
-				total.Proposals += r.Stats.Proposals
-				total.Reads += r.Stats.Reads
-				total.Unknown += r.Stats.Unknown
-				total.Received += r.Stats.Received
-				total.LWG.Crashes += r.Stats.LWG.Crashes
-				total.Operations += r.Stats.Operations
-				if len(r.Violations) > 0 && failures < 5 {
-					failures++
-					t.Errorf("seed %d (%+v): %d violations, first: %.3000s", seed, o.LWG, len(r.Violations), r.Violations[0])
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	eachSeed(runs, func(seed uint64) RSMResult { return RunRSM(rsmOptions(seed)) }, func(seed uint64, r RSMResult) {
+		total.Proposals += r.Stats.Proposals
+		total.Reads += r.Stats.Reads
+		total.Unknown += r.Stats.Unknown
+		total.Received += r.Stats.Received
+		total.LWG.Crashes += r.Stats.LWG.Crashes
+		total.Operations += r.Stats.Operations
+		if len(r.Violations) > 0 && failures < 5 {
+			failures++
+			t.Errorf("seed %d (%+v): %d violations, first: %.3000s", seed, rsmOptions(seed).LWG, len(r.Violations), r.Violations[0])
+		}
+	})
 	t.Logf("%d runs: %d proposals, %d reads, %d outcomes unknown, %d states received, %d crashes, %d operations checked",
 		runs, total.Proposals, total.Reads, total.Unknown, total.Received, total.LWG.Crashes, total.Operations)
 	if total.Received == 0 || total.LWG.Crashes == 0 || total.Unknown == 0 {
@@ -130,37 +115,27 @@ func TestRSMSimulationsForget(t *testing.T) {
 func TestRSMSimulationsAsync(t *testing.T) {
 	runs := rsmRuns(t)
 	var (
-		mu       sync.Mutex
 		failures int
 		total    RSMStats
 	)
-	const workers = 2
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seed := uint64(1 + w); seed <= uint64(runs); seed += workers {
-				o := rsmOptions(seed)
-				if seed%2 == 0 {
-					o = forgetOptions(seed)
-				}
-				runtimeWiring(&o.LWG)
-				r := RunRSM(o)
-				mu.Lock()
-				total.Received += r.Stats.Received
-				total.Unknown += r.Stats.Unknown
-				total.Forgets += r.Stats.Forgets
-				total.LWG.Waited += r.Stats.LWG.Waited
-				if len(r.Violations) > 0 && failures < 5 {
-					failures++
-					t.Errorf("seed %d (%+v): %d violations, first: %.3000s", seed, o.LWG, len(r.Violations), r.Violations[0])
-				}
-				mu.Unlock()
-			}
-		}()
+	opts := func(seed uint64) RSMOptions {
+		o := rsmOptions(seed)
+		if seed%2 == 0 {
+			o = forgetOptions(seed)
+		}
+		runtimeWiring(&o.LWG)
+		return o
 	}
-	wg.Wait()
+	eachSeed(runs, func(seed uint64) RSMResult { return RunRSM(opts(seed)) }, func(seed uint64, r RSMResult) {
+		total.Received += r.Stats.Received
+		total.Unknown += r.Stats.Unknown
+		total.Forgets += r.Stats.Forgets
+		total.LWG.Waited += r.Stats.LWG.Waited
+		if len(r.Violations) > 0 && failures < 5 {
+			failures++
+			t.Errorf("seed %d (%+v): %d violations, first: %.3000s", seed, opts(seed).LWG, len(r.Violations), r.Violations[0])
+		}
+	})
 	t.Logf("%d runs: %d states received, %d outcomes unknown, %d ForgetAbsent calls, %d joins or leaves waited for a leave",
 		runs, total.Received, total.Unknown, total.Forgets, total.LWG.Waited)
 	if total.Received == 0 || total.Forgets == 0 {
