@@ -143,7 +143,9 @@ func TestLWGSimulationsAsync(t *testing.T) {
 		}
 	})
 	t.Logf("%d runs: %d moves, %d crashes, %d joins or leaves waited for a leave", runs, total.Moves, total.Crashes, total.Waited)
-	if total.Waited == 0 || total.Moves == 0 || total.Crashes == 0 {
+	// (Requests held behind a leave are rare here, and frequent in
+	// TestRSMSimulationsAsync, which requires them.)
+	if total.Moves == 0 || total.Crashes == 0 {
 		t.Errorf("the runs exercised too little: %+v", total)
 	}
 }

@@ -138,7 +138,7 @@ func TestRSMSimulationsAsync(t *testing.T) {
 	})
 	t.Logf("%d runs: %d states received, %d outcomes unknown, %d ForgetAbsent calls, %d joins or leaves waited for a leave",
 		runs, total.Received, total.Unknown, total.Forgets, total.LWG.Waited)
-	if total.Received == 0 || total.Forgets == 0 {
+	if total.Received == 0 || total.Forgets == 0 || total.LWG.Waited == 0 {
 		t.Errorf("the runs exercised too little: %+v", total)
 	}
 }
