@@ -365,8 +365,15 @@ func (c *Core) flushData(h hwg.GroupID) {
 	if pd == nil || len(pd.entries) == 0 {
 		return
 	}
-	var b []byte
-	switch car := c.carriers[h]; {
+	var (
+		b    []byte
+		view hwg.ViewID
+		car  = c.carriers[h]
+	)
+	if car != nil {
+		view = car.view.ID // (the handles, and the entries' LWG views, are of it)
+	}
+	switch {
 	case car != nil && car.handlesOK(len(pd.entries)) && pd.size <= c.cfg.MaxMessageBytes:
 		// (A larger message is one entry too large to share one, which
 		// the HWG may refuse: its bindings would be lost with it.)
@@ -380,10 +387,6 @@ func (c *Core) flushData(h hwg.GroupID) {
 	}
 	if len(pd.entries) > 1 {
 		c.stats.Batched += uint64(len(pd.entries))
-	}
-	var view hwg.ViewID
-	if car := c.carriers[h]; car != nil {
-		view = car.view.ID // (the handles, and the entries' LWG views, are of it)
 	}
 	c.actions = append(c.actions, Action{Type: ActMulticast, Group: h, Payload: b, View: view})
 	clear(pd.entries)
