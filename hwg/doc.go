@@ -7,7 +7,9 @@
 //
 //   - Step(msg): a protocol message from a peer;
 //   - Tick(): the passage of one tick of time (the caller chooses its length);
-//   - local requests: Bootstrap, Join, Leave, Multicast, BlockOK, Suspect, Probe;
+//   - local requests: Bootstrap, Join, Leave, Multicast (MulticastIn: only
+//     in the membership of a given view), BlockOK (of a given view's Block),
+//     Suspect, Probe;
 //
 // and it hands back what must happen through Ready: messages to send and
 // events for the application (EventInstall, EventDeliver, EventBlock,
