@@ -2,7 +2,6 @@ package proptest
 
 import (
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -62,48 +61,39 @@ func TestComposeSimulationsAllFaults(t *testing.T) {
 func composeSimulations(t *testing.T, faults Faults, crashRate float64) {
 	runs := composeRuns(t)
 	var (
-		mu                          sync.Mutex
 		failures, settled           int
 		changes, dups, crashes, all int
 		routerCrashes, lost         int
 		seeded, blocked             uint64
 	)
-	const workers = 2
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seed := uint64(1 + w); seed <= uint64(runs); seed += workers {
-				o := composeOptions(seed)
-				o.LWG.Faults = faults
-				if crashRate > 0 {
-					o.RouterCrashes = crashRate
-				}
-				r := RunCompose(o)
-				mu.Lock()
-				all++
-				if r.Stats.Settled {
-					settled++
-				}
-				if r.Stats.StateLost {
-					lost++
-				}
-				changes += r.Stats.RouterChanges
-				dups += int(r.Stats.Duplicates)
-				crashes += r.Stats.LWG.Crashes
-				routerCrashes += r.Stats.RouterCrashes
-				seeded += r.Stats.Seeded
-				blocked += r.Stats.Blocked
-				if len(r.Violations) > 0 && failures < 5 {
-					failures++
-					t.Errorf("seed %d (%s single=%v): %d violations, first: %.3000s", seed, o.Topology, o.SingleSenders, len(r.Violations), r.Violations[0])
-				}
-				mu.Unlock()
-			}
-		}()
+	opts := func(seed uint64) ComposeOptions {
+		o := composeOptions(seed)
+		o.LWG.Faults = faults
+		if crashRate > 0 {
+			o.RouterCrashes = crashRate
+		}
+		return o
 	}
-	wg.Wait()
+	eachSeed(runs, func(seed uint64) ComposeResult { return RunCompose(opts(seed)) }, func(seed uint64, r ComposeResult) {
+		all++
+		if r.Stats.Settled {
+			settled++
+		}
+		if r.Stats.StateLost {
+			lost++
+		}
+		changes += r.Stats.RouterChanges
+		dups += int(r.Stats.Duplicates)
+		crashes += r.Stats.LWG.Crashes
+		routerCrashes += r.Stats.RouterCrashes
+		seeded += r.Stats.Seeded
+		blocked += r.Stats.Blocked
+		if len(r.Violations) > 0 && failures < 5 {
+			failures++
+			o := opts(seed)
+			t.Errorf("seed %d (%s single=%v): %d violations, first: %.3000s", seed, o.Topology, o.SingleSenders, len(r.Violations), r.Violations[0])
+		}
+	})
 	t.Logf("%d runs, %d lost a group's routing state, %d settled, %d crashes (%d of routers between delivery and forwarding), %d router changes, %d duplicate copies dropped, %d claim rounds seeded a group (%d blocked)",
 		all, lost, settled, crashes, routerCrashes, changes, dups, seeded, blocked)
 	// The faults must exercise the take-over: routers crash with copies

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
 )
 
@@ -59,40 +58,27 @@ func simOptions(seed uint64, steps int) Options {
 func TestSimulations(t *testing.T) {
 	runs, steps := simRuns(t)
 	var (
-		mu       sync.Mutex
 		lost     int
 		total    Stats
 		failures int
 	)
-	const workers = 2
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seed := uint64(1 + w); seed <= uint64(runs); seed += workers {
-				o := simOptions(seed, steps)
-				r := Run(o)
-				mu.Lock()
-				total = addStats(total, r.Stats)
-				if r.Stats.PrimaryLost {
-					lost++
+	eachSeed(runs, func(seed uint64) Result { return Run(simOptions(seed, steps)) }, func(seed uint64, r Result) {
+		total = addStats(total, r.Stats)
+		if r.Stats.PrimaryLost {
+			lost++
+		}
+		if len(r.Violations) > 0 && failures < 5 {
+			failures++
+			o := simOptions(seed, steps)
+			t.Errorf("seed %d (nodes %d, steps %d, manual BlockOK %v): %d violations; replay with go run ./proptest/cmd/lwgsim -seed %d -nodes %d -steps %d -faults all -manual-blockok=%v",
+				seed, o.Nodes, o.Steps, o.ManualBlockOK, len(r.Violations), seed, o.Nodes, o.Steps, o.ManualBlockOK)
+			for i, v := range r.Violations {
+				if i < 5 {
+					t.Log(v)
 				}
-				if len(r.Violations) > 0 && failures < 5 {
-					failures++
-					t.Errorf("seed %d (nodes %d, steps %d, manual BlockOK %v): %d violations; replay with go run ./proptest/cmd/lwgsim -seed %d -nodes %d -steps %d -faults all -manual-blockok=%v",
-						seed, o.Nodes, o.Steps, o.ManualBlockOK, len(r.Violations), seed, o.Nodes, o.Steps, o.ManualBlockOK)
-					for i, v := range r.Violations {
-						if i < 5 {
-							t.Log(v)
-						}
-					}
-				}
-				mu.Unlock()
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 	t.Logf("%d runs: %d installs, %d delivered, %d crashes, %d partitions, %d dropped, %d duplicated, %d joins, %d leaves, %d with the primary component lost",
 		runs, total.Installs, total.Delivered, total.Crashes, total.Partitions, total.Dropped, total.Duplicated, total.Joins, total.Leaves, lost)
 	if max := runs/20 + 1; lost > max {
