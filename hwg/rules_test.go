@@ -63,6 +63,18 @@ func decisionFor(c *cluster, prev ViewID) *Decision {
 	return nil
 }
 
+// thirdJoined makes a cluster of nodes 1 and 2 that node 3 joins, and
+// returns it with the decision that added node 3 in view 2.
+func thirdJoined(t *testing.T) (*cluster, *Decision) {
+	t.Helper()
+	c := newCluster(t, Config{}, procs(2)...)
+	if err := c.add(proc(3)).Join([]NodeID{1}); err != nil {
+		t.Fatal(err)
+	}
+	c.pump()
+	return c, decisionFor(c, 1)
+}
+
 // installOf returns node n's EventInstall of view id.
 func installOf(t *testing.T, c *cluster, n NodeID, id ViewID) Event {
 	t.Helper()
@@ -505,12 +517,7 @@ func TestJoinerInstallsOnlyDecisionThatAddsIt(t *testing.T) {
 		}
 	})
 	t.Run("view installed before", func(t *testing.T) {
-		c := newCluster(t, Config{}, procs(2)...)
-		if err := c.add(proc(3)).Join([]NodeID{1}); err != nil {
-			t.Fatal(err)
-		}
-		c.pump()
-		added := decisionFor(c, 1) // adds 3 in view 2
+		c, added := thirdJoined(t)
 		assertLastView(t, c, View{ID: 2, Members: procs(3)}, 1, 2, 3)
 		c.suspect(proc(3))
 		c.pump()
@@ -536,12 +543,7 @@ func TestJoinerInstallsOnlyDecisionThatAddsIt(t *testing.T) {
 	// longer keeps the one it left) knows the views installed before only
 	// through Config.Installed; without it, it took the old decision.
 	t.Run("view installed by a Group no longer kept", func(t *testing.T) {
-		c := newCluster(t, Config{}, procs(2)...)
-		if err := c.add(proc(3)).Join([]NodeID{1}); err != nil {
-			t.Fatal(err)
-		}
-		c.pump()
-		added := decisionFor(c, 1) // adds 3 in view 2
+		_, added := thirdJoined(t)
 		for _, tc := range []struct {
 			installed ViewID
 			install   bool
