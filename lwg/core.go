@@ -591,21 +591,34 @@ func (c *Core) Ready() Ready {
 	if len(c.actions) > 0 {
 		rd.Actions, c.actions, c.spareActs = c.actions, c.spareActs, nil
 	}
-	if len(c.events) > 0 {
-		rd.Events, c.events = c.events, nil
-		if n := len(c.spares); n > 0 {
-			c.events, c.spares[n-1] = c.spares[n-1], nil
-			c.spares = c.spares[:n-1]
-		} else {
-			// Every array is still with the reader: a new one the size
-			// of this batch (up to keepEventsCap), not one grown by
-			// doubling from nothing, which copies each event about
-			// twice more.
-			c.events = make([]Event, 0, min(len(rd.Events), keepEventsCap))
-		}
-	}
+	rd.Events = c.TakeEvents()
 	rd.switchEnds, c.switchEnds = c.switchEnds, nil
 	return rd
+}
+
+// TakeEvents returns the events raised since the last Ready or TakeEvents
+// and leaves the rest for the next Ready: the actions, and the data and
+// control still being gathered into one HWG message per carrier. A driver
+// that steps several inputs before it carries out their actions, as
+// Service does with a burst of HWG events, may call it after each input
+// to learn which events that input raised; the simulator does, to trace
+// each LWG event after the carrier events the Core had taken before it.
+// The slice is the caller's until it hands it to Recycle (in a Ready).
+func (c *Core) TakeEvents() []Event {
+	if len(c.events) == 0 {
+		return nil
+	}
+	evs := c.events
+	if n := len(c.spares); n > 0 {
+		c.events, c.spares[n-1] = c.spares[n-1], nil
+		c.spares = c.spares[:n-1]
+	} else {
+		// Every array is still with the reader: a new one the size of
+		// this batch (up to keepEventsCap), not one grown by doubling
+		// from nothing, which copies each event about twice more.
+		c.events = make([]Event, 0, min(len(evs), keepEventsCap))
+	}
+	return evs
 }
 
 // Recycle hands back the slices of a Ready once the caller is done with

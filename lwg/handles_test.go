@@ -282,3 +282,51 @@ func TestCarrierGoneLetsGo(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeEvents: TakeEvents hands over the events raised so far and
+// leaves the actions to Ready, so what is sent between two inputs still
+// goes in one data message per carrier; Ready then returns only the events
+// raised since.
+func TestTakeEvents(t *testing.T) {
+	c, h := handlesCore(t, "l/a", "l/b")
+	if evs := c.TakeEvents(); evs != nil {
+		t.Fatalf("TakeEvents with nothing raised: %+v", evs)
+	}
+	msg := sendData(t, c, h, "x", "l/a", "l/b")
+	c.HWGEvent(hwg.Event{Type: hwg.EventDeliver, Group: h, Msg: hwg.MsgID{Sender: self}, Payload: msg})
+	var got []string
+	for _, e := range c.TakeEvents() {
+		if e.Type == EventDeliver {
+			got = append(got, string(e.LWG)+":"+string(e.Payload))
+		}
+	}
+	if len(got) != 2 || got[0] != "l/a:x" || got[1] != "l/b:x" {
+		t.Fatalf("TakeEvents after the delivery: %v, want [l/a:x l/b:x]", got)
+	}
+	if err := c.Multicast("l/a", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	if evs := c.TakeEvents(); len(evs) != 1 || evs[0].Type != EventSend || string(evs[0].Payload) != "y" {
+		t.Fatalf("TakeEvents after a Multicast: %+v, want its EventSend", evs)
+	}
+	if err := c.Multicast("l/b", []byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	rd := c.Ready()
+	if len(rd.Events) != 1 || rd.Events[0].Type != EventSend || string(rd.Events[0].Payload) != "z" {
+		t.Fatalf("Ready's events: %+v, want only the second EventSend", rd.Events)
+	}
+	var data [][]byte
+	for _, a := range rd.Actions {
+		if a.Type == ActMulticast && a.Group == h {
+			data = append(data, a.Payload)
+		}
+	}
+	if len(data) != 1 {
+		t.Fatalf("%d data messages on %s, want the two multicasts in one", len(data), h)
+	}
+	_, es := decodeHandleEntries(t, data[0])
+	if len(es) != 2 || es[0].p != "y" || es[1].p != "z" {
+		t.Fatalf("entries %+v, want y then z", es)
+	}
+}

@@ -83,17 +83,34 @@ func withoutSeen(check func([]Event) []Violation) func([]Event) []Violation {
 // with Seen copies, a carrier's installs, leaves and exclusions count where
 // the LWG layer took them, as its own events do.
 func asSeen(check func([]Event) []Violation) func([]Event) []Violation {
+	return seenBy(func(group string) bool { return !isLWG(group) }, check)
+}
+
+// asSeenByApp wraps a checker of what the application did: in a trace with
+// Seen copies, an LWG's installs, leaves and exclusions count where the
+// application took them (its applies before them were of the views
+// before), and the carriers' copies are dropped.
+func asSeenByApp(check func([]Event) []Violation) func([]Event) []Violation {
+	return seenBy(isLWG, check)
+}
+
+// seenBy drops a trace's Seen copies but those of the groups mine picks:
+// if there are any, they replace those groups' installs, leaves and
+// exclusions.
+func seenBy(mine func(group string) bool, check func([]Event) []Violation) func([]Event) []Violation {
 	return func(tr []Event) []Violation {
 		if !slices.ContainsFunc(tr, func(e Event) bool { return e.Seen }) {
 			return check(tr)
 		}
+		copies := slices.ContainsFunc(tr, func(e Event) bool { return e.Seen && mine(e.Group) })
 		out := make([]Event, 0, len(tr))
 		for _, e := range tr {
 			switch {
-			case e.Seen:
+			case e.Seen && mine(e.Group):
 				e.Seen = false
 				out = append(out, e)
-			case !isLWG(e.Group) && (e.Ev == EvInstall || e.Ev == EvLeave || e.Ev == EvExclude):
+			case e.Seen:
+			case copies && mine(e.Group) && (e.Ev == EvInstall || e.Ev == EvLeave || e.Ev == EvExclude):
 				// counted where it was seen
 			default:
 				out = append(out, e)

@@ -21,9 +21,9 @@ const (
 // order. They look only at groups with "state" or "apply" events.
 func RSMCheckers() []Checker {
 	return []Checker{
-		{nameRSMDigest, "replicas holding the same life of an object's state have equal digests at equal applied index", checkRSMDigest},
-		{nameRSMIndex, "a replica applies only while it holds the state, and from the index of its state on, one at a time: after a state at i come i+1, i+2, ...", checkRSMIndex},
-		{nameRSMJoiner, "a joiner's state equals its donor's state at that index", checkRSMJoiner},
+		{nameRSMDigest, "replicas holding the same life of an object's state have equal digests at equal applied index", asSeenByApp(checkRSMDigest)},
+		{nameRSMIndex, "a replica applies only while it holds the state, and from the index of its state on, one at a time: after a state at i come i+1, i+2, ...", asSeenByApp(checkRSMIndex)},
+		{nameRSMJoiner, "a joiner's state equals its donor's state at that index", asSeenByApp(checkRSMJoiner)},
 	}
 }
 

@@ -555,8 +555,8 @@ func TestReadJSONLErrors(t *testing.T) {
 		{`{"t":2,"node":1,"inc":1,"ev":"deliver","group":"h/1","msg":"m"}`, `missing "from"`},
 		{`{"t":2,"node":1,"inc":1,"ev":"install","group":"h/1","view":1}`, `missing "members"`},
 		{`{"t":2,"node":1,"inc":1,"ev":"install","group":"h/1","members":[1,2],"incs":[1]}`, "2 members but 1 incs"},
-		{`{"t":2,"node":1,"inc":1,"ev":"deliver","group":"h/1","msg":"m","from":1,"seen":true}`, "only an HWG's install"},
-		{`{"t":2,"node":1,"inc":1,"ev":"install","group":"l/1","view":1,"members":[1],"seen":true}`, "only an HWG's install"},
+		{`{"t":2,"node":1,"inc":1,"ev":"deliver","group":"h/1","msg":"m","from":1,"seen":true}`, "only an install, leave or exclude"},
+		{`{"t":2,"node":1,"inc":1,"ev":"deliver","group":"l/1","msg":"m","from":1,"seen":true}`, "only an install, leave or exclude"},
 		{`{"t":2,"node":1,"inc":1,"ev":"apply","group":"h/1","index":1}`, `missing "digest"`},
 		{`{"t":2,"node":1,"inc":1,"ev":"crash","extra":true}`, `unknown field "extra"`},
 		{`{"t":2,"node":1,"inc":1,"ev":"crash"} {}`, "trailing data"},
@@ -878,5 +878,55 @@ func TestSeenCopies(t *testing.T) {
 	plain := slices.DeleteFunc(build(false), func(e Event) bool { return e.Seen })
 	if vs := checkerByName(t, nameOneCarrier).Check(plain); len(vs) != 1 {
 		t.Errorf("one-carrier on a delivery after the leave, no copies: got %v, want one violation", vs)
+	}
+}
+
+// TestAppSeenCopies: with the application wired apart from the LWG layer
+// (LWGOptions.Async), an LWG's exclusion is traced when the LWG layer
+// raises it and again, as seen, when the application takes it. A replica
+// applies what was delivered before the exclusion after the layer raised
+// it: the checkers of replicated objects count the exclusion where the
+// application took it, the LWG checkers where the layer raised it.
+func TestAppSeenCopies(t *testing.T) {
+	build := func(applyAfterSeen bool) []Event {
+		var b builder
+		b.installAll(g, 1, p1, p2)
+		b.installLWG(p1, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+		b.installLWG(p2, "l/a", 1, g, 1, []uint64{1, 2}, nil)
+		for _, p := range []proc{p1, p2} {
+			b.add(Event{Node: p.node, Inc: p.inc, Ev: EvInstall, Group: "l/a", View: 1, Members: []uint64{1, 2}, HWG: g, HWGView: 1, Seen: true})
+			b.add(Event{Node: p.node, Inc: p.inc, Ev: EvState, Group: "l/a", Index: 0, Digest: "d0"})
+		}
+		b.send(p1, "l/a", 1, "a")
+		b.deliverAll("l/a", 1, "a", 1, p1, p2)
+		b.apply(p1, "l/a", 1, "d1")
+		// p2's LWG layer excludes it before its application applied "a".
+		b.add(Event{Node: 2, Inc: 1, Ev: EvExclude, Group: "l/a", View: 1})
+		seen := Event{Node: 2, Inc: 1, Ev: EvExclude, Group: "l/a", View: 1, Seen: true}
+		if applyAfterSeen {
+			b.add(seen)
+		}
+		b.apply(p2, "l/a", 1, "d1")
+		if !applyAfterSeen {
+			b.add(seen)
+		}
+		return b.tr
+	}
+	// Applied before the application saw the exclusion: as rsm's router
+	// does. (The Seen install copies would break local-monotonicity if
+	// the LWG checkers read them.)
+	expectClean(t, build(false))
+	if vs := CheckRSM(build(false)); len(vs) > 0 {
+		t.Errorf("an apply before the application saw the exclusion: %v", vs)
+	}
+	// After it saw the exclusion, the replica no longer holds the state.
+	if vs := CheckRSM(build(true)); len(vs) != 1 || vs[0].Checker != nameRSMIndex {
+		t.Errorf("rsm checkers on an apply after the application saw the exclusion: got %v, want one rsm-index violation", vs)
+	}
+	// Without copies, the original counts: the same apply after it is
+	// out of the state.
+	plain := slices.DeleteFunc(build(false), func(e Event) bool { return e.Seen })
+	if vs := CheckRSM(plain); len(vs) != 1 || vs[0].Checker != nameRSMIndex {
+		t.Errorf("rsm checkers on an apply after the exclusion, no copies: got %v, want one rsm-index violation", vs)
 	}
 }

@@ -45,18 +45,22 @@ type LWGOptions struct {
 	Core     lwg.Config
 	Group    hwg.Config
 	Detector hwg.DetectorConfig
-	// Async wires each node's lwg core to its hwg cores as lwg.Service
-	// and hwg.Node are wired: through queues, each hop a scheduled step
-	// of its own. The core takes up to asyncEvents hwg events before its
-	// actions are carried out, and the hwg cores go on stepping messages
-	// meanwhile; the multicasts and BlockOKs it asks for (hwg.Node's
-	// multicast channel) and its joins and leaves (its request channel)
-	// travel apart, so one kind may overtake the other (looser than the
-	// runtime, where a join, leave or bootstrap the node takes at once is
-	// never overtaken by a later multicast). Without it the core sees
-	// each event at once and its actions run before anything else
-	// happens. Group.LazyAcks and LazyRetransmit, which hwg.Node also
-	// sets, are apart (runtimeWiring in the tests sets all three).
+	// Async wires each node's lwg core to its hwg cores, and the
+	// application to the core, as lwg.Service, hwg.Node and rsm.Node are
+	// wired: through queues, each hop a scheduled step of its own. The
+	// core takes up to asyncEvents hwg events, then its actions of them
+	// all are carried out (one Ready, as the Service's loop takes it),
+	// while the hwg cores go on stepping messages; the multicasts and
+	// BlockOKs it asks for (hwg.Node's multicast channel) and its joins
+	// and leaves (its request channel) travel apart, so one kind may
+	// overtake the other (looser than the runtime, where a join, leave or
+	// bootstrap the node takes at once is never overtaken by a later
+	// multicast); the application (the layer, Hold.up answers, rejoins)
+	// takes the core's events at its own hop, after the core went on.
+	// Without it the core sees each event at once, its actions run
+	// before anything else happens, and the application answers at once.
+	// Group.LazyAcks and LazyRetransmit, which hwg.Node also sets, are
+	// apart (runtimeWiring in the tests sets all three).
 	Async bool
 
 	// manualDirectory has the core answer the directory's Blocks, as
@@ -138,6 +142,8 @@ type lwgSimNode struct {
 	// scheduled.
 	evq    []hwg.Event
 	mq, rq []lwg.Action
+	// aq holds lwg events on their way to the application (Async).
+	aq     []lwg.Event
 	queued [localKinds]bool
 	// leaving and resumed model lwg.Service's hwgMembership: the groups
 	// with a Leave under way, each with the joins and leaves asked after
@@ -297,7 +303,7 @@ func (s *LWGSim) start(n *lwgSimNode) {
 	n.groups, n.backlog = map[hwg.GroupID]*hwg.Group{}, map[hwg.GroupID][]lwg.Action{}
 	n.contacts, n.leftGroups = map[hwg.GroupID][]hwg.NodeID{}, map[hwg.GroupID]*leftGroup{}
 	n.left = map[lwg.ID]bool{}
-	n.evq, n.mq, n.rq, n.queued = nil, nil, nil, [localKinds]bool{}
+	n.evq, n.mq, n.rq, n.aq, n.queued = nil, nil, nil, nil, [localKinds]bool{}
 	n.leaving, n.resumed = map[hwg.GroupID][]lwg.Action{}, nil
 	n.det = hwg.NewDetector(n.self(), s.opts.Detector)
 	n.probes = newProbes()
@@ -504,9 +510,7 @@ func (s *LWGSim) coreReady(n *lwgSimNode) bool {
 			s.schedLocal(n, localRequests)
 		}
 	}
-	for _, e := range rd.Events {
-		s.recordLWG(n, e)
-	}
+	s.lwgEvents(n, rd.Events)
 	return !rd.Empty()
 }
 
@@ -515,6 +519,7 @@ const (
 	localEvents     = iota + 1 // hwg events to the lwg core
 	localMulticasts            // multicasts and BlockOKs to the hwg cores
 	localRequests              // joins, leaves and bootstraps to the hwg cores
+	localApp                   // lwg events to the application
 	localKinds
 )
 
@@ -555,14 +560,23 @@ func (s *LWGSim) runLocal(n *lwgSimNode, k uint8) {
 			// LWG event against the carrier events before it.
 			s.recordSeen(n, e)
 			n.core.HWGEvent(e)
-			// Its events are traced before the next input's; its
-			// actions only queue (they run at their own hop).
-			for s.coreReady(n) {
-			}
+			// Its events are traced before the next input's; what it
+			// asks waits for the batch's Ready (drain, below), as
+			// lwg.Service's loop takes one Ready after draining, so
+			// the core gathers what several events send into one
+			// message per carrier.
+			s.lwgEvents(n, n.core.TakeEvents())
 		}
 		n.evq = slices.Delete(n.evq, 0, take)
 		if len(n.evq) > 0 {
 			s.schedLocal(n, localEvents)
+		}
+	case localApp:
+		q := n.aq
+		n.aq = nil
+		for _, e := range q {
+			s.recordAppSeen(n, e)
+			s.reactLWG(n, e)
 		}
 	case localMulticasts:
 		q := n.mq
@@ -795,15 +809,42 @@ func (s *LWGSim) recordSeen(n *lwgSimNode, e hwg.Event) {
 	}
 }
 
+// lwgEvents traces events of n's lwg core; the application takes them
+// at once, or, with LWGOptions.Async, at a hop of its own (as rsm's router
+// reads lwg.Service's batches), so the core may run ahead of it.
+func (s *LWGSim) lwgEvents(n *lwgSimNode, evs []lwg.Event) {
+	for _, e := range evs {
+		s.recordLWG(n, e)
+		if !s.opts.Async {
+			s.reactLWG(n, e)
+			continue
+		}
+		n.aq = append(n.aq, e)
+		s.schedLocal(n, localApp)
+	}
+}
+
+// recordLWG traces e and counts it.
+// recordAppSeen traces again, as seen (Event.Seen), an LWG's install,
+// leave or exclusion when n's application takes it (LWGOptions.Async): the
+// checkers of replicated objects hold what a replica applies against what
+// it had seen of its LWG.
+func (s *LWGSim) recordAppSeen(n *lwgSimNode, e lwg.Event) {
+	switch e.Type {
+	case lwg.EventInstall, lwg.EventLeft, lwg.EventExcluded:
+		if ev, ok := FromLWG(n.self(), e, uint64(s.stats.Steps)); ok {
+			ev.Seen = true
+			s.trace.Append(ev)
+		}
+	}
+}
+
 func (s *LWGSim) recordLWG(n *lwgSimNode, e lwg.Event) {
 	if ev, ok := FromLWG(n.self(), e, uint64(s.stats.Steps)); ok {
 		if s.layer != nil && ev.Msg != "" {
 			ev.Msg = s.layer.msgID(n, e)
 		}
 		s.trace.Append(ev)
-	}
-	if s.layer != nil {
-		s.layer.lwgEvent(n, e)
 	}
 	switch e.Type {
 	case lwg.EventInstall:
@@ -826,6 +867,16 @@ func (s *LWGSim) recordLWG(n *lwgSimNode, e lwg.Event) {
 			}
 			f.got[n.id][string(e.Payload)] = true
 		}
+	}
+}
+
+// reactLWG is the application's part: the layer's, a delayed answer to a
+// Hold.up, joining again an LWG it was excluded from.
+func (s *LWGSim) reactLWG(n *lwgSimNode, e lwg.Event) {
+	if s.layer != nil {
+		s.layer.lwgEvent(n, e)
+	}
+	switch e.Type {
 	case lwg.EventBlock:
 		if s.opts.ManualHoldOK {
 			s.net.schedule(&item{at: s.now + 1 + s.rng.Uint64N(2*tickUnits), to: n.id, inc: n.inc, msg: hwg.Message{Group: hwg.GroupID(e.LWG)}})

@@ -156,9 +156,11 @@ func TestLWGSimulationsAsync(t *testing.T) {
 // held the directory's state answered late, was excluded, and came back
 // without it, until no member held it and every LWG stalled for good. As
 // the Service sets it now, the group answers them itself and the same runs
-// pass. (Found by a review of the asynchronous wiring.)
+// pass. (Found by a review of the asynchronous wiring, in seeds 115 and
+// 139; with the application wired apart too, 1993 is the one seed of
+// 1..2,400 that stalls the old way.)
 func TestLWGDirectoryAnswersItsBlocks(t *testing.T) {
-	for _, seed := range []uint64{115, 139} {
+	for _, seed := range []uint64{1993} {
 		o := lwgOptions(seed)
 		runtimeWiring(&o)
 		for _, v := range RunLWG(o).Violations {

@@ -47,11 +47,12 @@ type Event struct {
 	// of its own, whose indexes may repeat the old life's with other
 	// commands.
 	Branch bool `json:"branch,omitempty"`
-	// Seen (install, leave, exclude of an HWG): a copy of an earlier
-	// event, traced again when the node's LWG layer took it, in a trace
-	// whose layers are wired asynchronously (LWGOptions.Async). The
-	// carrier checkers read these copies instead of the originals; the
-	// others ignore them.
+	// Seen (install, leave, exclude): a copy of an earlier event, traced
+	// again when the layer above took it, in a trace whose layers are
+	// wired asynchronously (LWGOptions.Async): an HWG's when the node's
+	// LWG layer took it, an LWG's when the application did. The carrier
+	// checkers read the HWG copies instead of the originals, the checkers
+	// of replicated objects the LWG copies; the others ignore them.
 	Seen bool `json:"seen,omitempty"`
 }
 
@@ -211,8 +212,8 @@ func validate(e *Event) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("%s event missing %s", e.Ev, strings.Join(missing, ", "))
 	}
-	if e.Seen && (strings.HasPrefix(e.Group, "l/") || e.Ev != EvInstall && e.Ev != EvLeave && e.Ev != EvExclude) {
-		return fmt.Errorf("seen %s event of %q: only an HWG's install, leave or exclude is traced again", e.Ev, e.Group)
+	if e.Seen && e.Ev != EvInstall && e.Ev != EvLeave && e.Ev != EvExclude {
+		return fmt.Errorf("seen %s event of %q: only an install, leave or exclude is traced again", e.Ev, e.Group)
 	}
 	if len(e.Incs) > 0 && len(e.Incs) != len(e.Members) {
 		return fmt.Errorf("install has %d members but %d incs", len(e.Members), len(e.Incs))
