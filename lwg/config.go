@@ -62,6 +62,13 @@ type Config struct {
 	// one. It proves the simulator and checkers catch a broken LWG flush.
 	brokenFlush bool
 
+	// currentSnapshotsOnly is a mutation for tests only (export_test.go):
+	// a joiner takes only the snapshot taken at the install of its
+	// current view, and the directory keeps no state for later, as before
+	// both recoveries (replica.go). It proves the simulator sees the
+	// directory left without a member holding its state.
+	currentSnapshotsOnly bool
+
 	// keepStaleRegs is a mutation for tests only (export_test.go): back in
 	// the directory, the node does not unregister carriers it is out of.
 	// It proves the simulator's lwg-directory-regs check sees a

@@ -200,6 +200,7 @@ func NewCore(cfg Config) (*Core, error) {
 		data:      map[hwg.GroupID]*pendingData{},
 	}
 	c.dir = newDirectory(cfg.Directory)
+	c.dir.currentOnly = cfg.currentSnapshotsOnly
 	c.dir.me = cfg.Self
 	c.dir.applied = c.dirApplied
 	return c, nil
@@ -431,10 +432,14 @@ func (c *Core) Switch(l ID, base hwg.GroupID) error {
 	return nil
 }
 
-// Tick advances time by one tick: HWG join timeouts, switch timeouts and
-// lazy leaves of idle carriers. Idle LWGs have no timers.
+// Tick advances time by one tick: HWG join timeouts, switch timeouts,
+// lazy leaves of idle carriers, and the offer of a directory state kept
+// through an exclusion. Idle LWGs have no timers.
 func (c *Core) Tick() {
 	c.ticks++
+	if k := c.dir.tick(); k != nil {
+		c.sendSnapshot(c.dir.group, k.view, k.at, k.snap, k.owed, k.since)
+	}
 	for _, car := range c.sortedCarriers() {
 		h := car.group
 		if c.settleGone(car) {
@@ -739,8 +744,10 @@ func (c *Core) dirEvent(e *hwg.Event) {
 	switch e.Type {
 	case hwg.EventInstall:
 		if d.onInstall(c.self, e, d) {
-			c.sendSnapshot(d.group, e.View.ID, d.snapshot(), d.owedList())
+			owed, since := d.owedList()
+			c.sendSnapshot(d.group, e.View.ID, 0, d.snapshot(), owed, since)
 		}
+
 	case hwg.EventDeliver:
 		c.replicaDeliver(&d.replica, d, e)
 	case hwg.EventBlock:
@@ -809,7 +816,7 @@ func nodesOf(ps []hwg.Process, except hwg.NodeID) []hwg.NodeID {
 }
 
 // replicaDeliver applies one delivered payload to a replicated state,
-// buffering it while the state is not synced.
+// logging it while the state is not synced.
 func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 	if len(e.Payload) == 0 || e.Payload[0] != tagControl {
 		if r.group != c.cfg.Directory {
@@ -824,47 +831,19 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 		c.stats.Malformed++
 		return
 	}
-	from := e.Msg.Sender
-	if !r.synced {
-		if ctl.Kind != kSnapshot || ctl.View != r.view.ID {
-			r.buf = append(r.buf, delivery{from, ctl})
-			return
+	restored, send, malformed := r.deliver(c.self, e.Msg.Sender, ctl, st)
+	if malformed {
+		c.stats.Malformed++
+	}
+	if send {
+		owed, since := r.owedList()
+		c.sendSnapshot(r.group, r.view.ID, r.delivered, st.snapshot(), owed, since)
+	}
+	if restored {
+		if ctl.View != r.view.ID || ctl.At != 0 {
+			c.stats.LateRestores++
 		}
-		// One member sends the parts in a row and FIFO order keeps them
-		// so; a part out of turn is a broken sender, dropped.
-		if ctl.Part != uint32(len(r.parts)) {
-			c.stats.Malformed++
-			return
-		}
-		r.parts = append(r.parts, ctl.Snap)
-		if ctl.Part+1 < ctl.parts() {
-			return
-		}
-		snap := r.parts[0]
-		if len(r.parts) > 1 {
-			snap = slices.Concat(r.parts...)
-		}
-		r.parts = nil
-		if err := st.restore(snap); err != nil {
-			c.stats.Malformed++
-			return
-		}
-		r.synced, r.owed = true, map[hwg.Process]bool{}
 		c.forgetInFlight(r.group)
-		buf := r.buf
-		r.buf = nil
-		// What it buffered was applied by the members that held the state
-		// while they owed the snapshot to its joiners, this one among
-		// them; the snapshot's delivery, here, ends that for all.
-		for _, p := range ctl.Owed {
-			r.owed[p] = true
-		}
-		for _, d := range buf {
-			if d.ctl.Kind != kSnapshot {
-				st.apply(d.from, d.ctl)
-			}
-		}
-		clear(r.owed)
 		if r != &c.dir.replica {
 			// It holds the table now: a member in the directory's sense.
 			c.ctl(c.cfg.Directory, kMember, item{Group: r.group})
@@ -939,18 +918,7 @@ func (c *Core) replicaDeliver(r *replica, st state, e *hwg.Event) {
 				c.checkBinding(c.eps[l])
 			}
 		}
-		return
 	}
-	if ctl.Kind == kSnapshot {
-		// The joiners hold the state once the last part is delivered:
-		// every member sees the same parts in this view, so they all
-		// stop owing it at the same point.
-		if ctl.View == r.view.ID && ctl.Part+1 == ctl.parts() {
-			clear(r.owed)
-		}
-		return
-	}
-	st.apply(from, ctl)
 }
 
 func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
@@ -966,7 +934,8 @@ func (c *Core) carrierEvent(car *carrier, e *hwg.Event) {
 		clear(car.received)
 		car.nextHandle, car.sentHandles = 0, nil
 		if car.onInstall(c.self, e, car) {
-			c.sendSnapshot(car.group, e.View.ID, car.snapshot(), car.owedList())
+			owed, since := car.owedList()
+			c.sendSnapshot(car.group, e.View.ID, 0, car.snapshot(), owed, since)
 			// Register the joiners as members now, before anything this
 			// node says later (such as its own departure) can leave the
 			// directory thinking the carrier has no member: the snapshot
@@ -1545,16 +1514,18 @@ func (c *Core) ctl(h hwg.GroupID, k kind, it item) {
 // send queues a whole control message for group h.
 func (c *Core) send(h hwg.GroupID, ctl *control) { c.batch[h] = append(c.batch[h], ctl) }
 
-// sendSnapshot queues snap, the state of group h at the install of view,
-// in parts of at most MaxMessageBytes.
-func (c *Core) sendSnapshot(h hwg.GroupID, view hwg.ViewID, snap []byte, owed []hwg.Process) {
+// sendSnapshot queues snap, the state of group h after the install of
+// view and the at control messages delivered after it, in parts of at most
+// MaxMessageBytes, with the members owed it and the views that admitted
+// them.
+func (c *Core) sendSnapshot(h hwg.GroupID, view hwg.ViewID, at uint64, snap []byte, owed []hwg.Process, since []hwg.ViewID) {
 	// Room for the control message around the part: kind, view, part
 	// numbers and msgpack framing take well under 64 bytes.
 	size := max(1, c.cfg.MaxMessageBytes-64)
 	parts := max(1, (len(snap)+size-1)/size)
 	for i := range parts {
 		part := snap[i*size : min(len(snap), (i+1)*size)]
-		ctl := &control{Kind: kSnapshot, View: view, Snap: part, Owed: owed}
+		ctl := &control{Kind: kSnapshot, View: view, At: at, Snap: part, Owed: owed, Since: since}
 		if parts > 1 {
 			ctl.Part, ctl.Parts = uint32(i), uint32(parts)
 		}

@@ -136,7 +136,9 @@ type directory struct {
 }
 
 func newDirectory(g hwg.GroupID) *directory {
-	d := &directory{replica: replica{group: g}}
+	// Nothing else holds the directory's state: a member cut off keeps it
+	// (replica.keep).
+	d := &directory{replica: replica{group: g, keep: true}}
 	d.reset()
 	return d
 }

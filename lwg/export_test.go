@@ -5,6 +5,10 @@ import "context"
 // BreakFlush arms the broken-flush mutation (see Config.brokenFlush).
 func BreakFlush(c *Config) { c.brokenFlush = true }
 
+// CurrentSnapshotsOnly arms the mutation that undoes the replicas'
+// recoveries (see Config.currentSnapshotsOnly).
+func CurrentSnapshotsOnly(c *Config) { c.currentSnapshotsOnly = true }
+
 // KeepStaleRegs arms the stale-registration mutation (see
 // Config.keepStaleRegs).
 func KeepStaleRegs(c *Config) { c.keepStaleRegs = true }

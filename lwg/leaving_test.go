@@ -335,7 +335,7 @@ func TestAdoptSkipsMembersWithoutTable(t *testing.T) {
 	car := newCarrier(c, "h/t")
 	a, b := hwg.Process{Node: 2, Inc: 1}, hwg.Process{Node: 3, Inc: 1}
 	car.view = hwg.View{ID: 5, Members: []hwg.Process{a, self, b}}
-	car.owed = map[hwg.Process]bool{b: true}
+	car.owed = map[hwg.Process]hwg.ViewID{b: 5}
 	var installs []Event
 	c.sawInstall = func(ev Event) { installs = append(installs, ev) }
 	car.adopt(item{LWG: "l/m", View: 1<<32 | 4, Members: []hwg.Process{a, b}})

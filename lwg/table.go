@@ -89,6 +89,9 @@ type carrier struct {
 
 func newCarrier(core *Core, h hwg.GroupID) *carrier {
 	car := &carrier{core: core, replica: replica{group: h}, local: map[ID]*endpoint{}, incoming: map[ID]bool{}}
+	if core != nil {
+		car.currentOnly = core.cfg.currentSnapshotsOnly
+	}
 	car.reset()
 	return car
 }
@@ -337,7 +340,10 @@ func (car *carrier) adopt(it item) {
 	// they left it or were excluded, their snapshot still to come) are
 	// not counted: the data of the LWG's first view here would reach
 	// them before they could take it.
-	in := func(p hwg.Process) bool { return car.view.Contains(p) && !car.owed[p] }
+	in := func(p hwg.Process) bool {
+		_, owed := car.owed[p]
+		return car.view.Contains(p) && !owed
+	}
 	members := slices.DeleteFunc(slices.Clone(it.Members), func(p hwg.Process) bool { return !in(p) })
 	if len(members) == 0 {
 		return

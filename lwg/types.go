@@ -177,4 +177,10 @@ type Stats struct {
 	// Batched counts the data messages this node sent together with
 	// others of the same carrier in one HWG message (tagBatch).
 	Batched uint64
+	// LateRestores counts the directory's and carrier tables' states this
+	// node took from a snapshot of an earlier view, or from a state a
+	// member kept when it was cut off (see Core's replicas): what it would
+	// have waited for in vain had the members that owed it a snapshot
+	// been cut off first.
+	LateRestores uint64
 }

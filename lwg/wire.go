@@ -281,6 +281,14 @@ type control struct {
 	// them owed, as the members that held the state applied it (the
 	// carrier's table does not count them in an announcement).
 	Owed []hwg.Process `msgpack:"o,omitempty"`
+	// At (kSnapshot): the control messages delivered in View before the
+	// snapshot was taken; 0 for one taken at the install, the sender's
+	// count for a state it kept when it was cut off.
+	At uint64 `msgpack:"t,omitempty"`
+	// Since (kSnapshot): for each of Owed, the view whose install admitted
+	// it. A member's log covers every snapshot taken from then on, so a
+	// late snapshot ends the debt of those it covers only.
+	Since []hwg.ViewID `msgpack:"a,omitempty"`
 }
 
 // parts is how many messages c's snapshot spans.
@@ -340,6 +348,9 @@ func decodeControl(b []byte) (*control, error) {
 		if len(c.Items) == 0 {
 			return nil, fmt.Errorf("%w: %v without a carrier", ErrMalformed, c.Kind)
 		}
+	}
+	if len(c.Since) > 0 && len(c.Since) != len(c.Owed) {
+		return nil, fmt.Errorf("%w: %v names the admission of %d members, owes %d", ErrMalformed, c.Kind, len(c.Since), len(c.Owed))
 	}
 	if c.Part >= c.parts() || (c.Kind != kSnapshot && c.Parts > 0) {
 		return nil, fmt.Errorf("%w: %v part %d of %d", ErrMalformed, c.Kind, c.Part, c.Parts)

@@ -27,7 +27,7 @@ var (
 // EncodeMsgpack writes c as a map of its non-empty fields.
 func (c *control) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := encoder{e: e}
-	w.mapLen(1 + count(len(c.Items) > 0, c.View != 0, len(c.Snap) > 0, c.Part != 0, c.Parts != 0, len(c.Owed) > 0))
+	w.mapLen(1 + count(len(c.Items) > 0, c.View != 0, len(c.Snap) > 0, c.Part != 0, c.Parts != 0, len(c.Owed) > 0, c.At != 0, len(c.Since) > 0))
 	w.str("k")
 	w.err = cmpErr(w.err, e.EncodeUint8(uint8(c.Kind)))
 	if len(c.Items) > 0 {
@@ -53,6 +53,14 @@ func (c *control) EncodeMsgpack(e *msgpack.Encoder) error {
 	if len(c.Owed) > 0 {
 		w.str("o")
 		w.procs(c.Owed)
+	}
+	w.u64("t", c.At)
+	if len(c.Since) > 0 {
+		w.str("a")
+		w.err = cmpErr(w.err, e.EncodeArrayLen(len(c.Since)))
+		for _, v := range c.Since {
+			w.err = cmpErr(w.err, e.EncodeUint64(uint64(v)))
+		}
 	}
 	return w.err
 }
@@ -121,9 +129,9 @@ var errNotMap = errors.New("not a map")
 // given twice is refused: reflection would merge the two values (the
 // second array decoded over the first's elements), which nothing lwgkit
 // writes and no reader should have to agree on.
-type fieldSet uint8
+type fieldSet uint16
 
-// add records key if it is one of fields (at most 8), and fails if it was
+// add records key if it is one of fields (at most 16), and fails if it was
 // already there; other keys are not recorded.
 func (s *fieldSet) add(key, fields string) error {
 	if len(key) != 1 {
@@ -168,7 +176,7 @@ func readFields(d *msgpack.Decoder, known string, field func(k string) error) er
 // has passed wirecheck, so every declared length fits in it.
 func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
 	*c = control{}
-	return readFields(d, "kivspno", func(k string) (err error) {
+	return readFields(d, "kivspnota", func(k string) (err error) {
 		switch k {
 		case "k":
 			var v uint8
@@ -188,6 +196,10 @@ func (c *control) DecodeMsgpack(d *msgpack.Decoder) error {
 			c.Parts, err = d.DecodeUint32()
 		case "o":
 			c.Owed, err = decodeMembers(d)
+		case "t":
+			c.At, err = d.DecodeUint64()
+		case "a":
+			c.Since, err = decodeViews(d)
 		default:
 			err = d.Skip()
 		}
@@ -261,4 +273,20 @@ func decodeMembers(d *msgpack.Decoder) ([]hwg.Process, error) {
 		}
 	}
 	return ps, nil
+}
+
+func decodeViews(d *msgpack.Decoder) ([]hwg.ViewID, error) {
+	n, err := d.DecodeArrayLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	vs := make([]hwg.ViewID, n)
+	for i := range vs {
+		v, err := d.DecodeUint64()
+		if err != nil {
+			return nil, err
+		}
+		vs[i] = hwg.ViewID(v)
+	}
+	return vs, nil
 }

@@ -21,6 +21,8 @@ type plainControl struct {
 	Part  uint32        `msgpack:"p,omitempty"`
 	Parts uint32        `msgpack:"n,omitempty"`
 	Owed  []hwg.Process `msgpack:"o,omitempty"`
+	At    uint64        `msgpack:"t,omitempty"`
+	Since []hwg.ViewID  `msgpack:"a,omitempty"`
 }
 
 func genControl(t *rapid.T) control {
@@ -42,8 +44,13 @@ func genControl(t *rapid.T) control {
 	}
 	c.Part = uint32(u64.Draw(t, "part"))
 	c.Parts = uint32(u64.Draw(t, "parts"))
+	c.At = u64.Draw(t, "at")
+	since := rapid.Bool().Draw(t, "since")
 	for range rapid.IntRange(0, 3).Draw(t, "owed") {
 		c.Owed = append(c.Owed, hwg.Process{Node: hwg.NodeID(u64.Draw(t, "on")), Inc: u64.Draw(t, "oi")})
+		if since {
+			c.Since = append(c.Since, hwg.ViewID(u64.Draw(t, "a")))
+		}
 	}
 	return c
 }

@@ -99,6 +99,7 @@ func FuzzDecodeControl(f *testing.F) {
 		{Kind: kSwitch, Items: []item{{LWG: "l/a", View: 5, Group: "h/b#2"}}},
 		{Kind: kSnapshot, View: 3, Snap: []byte{0x80}},
 		{Kind: kSnapshot, View: 3, Snap: []byte{0x81, 0xa1}, Part: 1, Parts: 3},
+		{Kind: kSnapshot, View: 4, At: 7, Snap: []byte{0x80}, Owed: []hwg.Process{{Node: 2, Inc: 1}}, Since: []hwg.ViewID{2}},
 		{Kind: kReg, Items: []item{{Group: "h/a#1"}, {Group: "h/b#2"}}},
 		{Kind: kMember, Items: []item{{Group: "h/a#1", Members: []hwg.Process{{Node: 1, Inc: 1}}}}},
 	} {
@@ -120,6 +121,9 @@ func FuzzDecodeControl(f *testing.F) {
 		}
 		if c.Part >= c.parts() {
 			t.Fatalf("accepted part %d of %d", c.Part, c.Parts)
+		}
+		if len(c.Since) > 0 && len(c.Since) != len(c.Owed) {
+			t.Fatalf("accepted the admissions of %d members for %d owed", len(c.Since), len(c.Owed))
 		}
 		// What the codec accepts, reflection decodes alike.
 		var plain plainControl
@@ -190,7 +194,7 @@ func TestControlSplit(t *testing.T) {
 	}
 	c.send("h/x", &control{Kind: kJoin, Items: want})
 	snap := bytes.Repeat([]byte("0123456789"), 55)
-	c.sendSnapshot("h/x", 7, snap, nil)
+	c.sendSnapshot("h/x", 7, 0, snap, nil, nil)
 	var got []item
 	var parts [][]byte
 	nparts := 0

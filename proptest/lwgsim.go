@@ -110,6 +110,8 @@ type LWGStats struct {
 	// Waited counts joins and leaves of an HWG that waited for a Leave
 	// of it under way (LWGOptions.Async, as lwg.Service holds them).
 	Waited int
+	// LateRestores sums the live nodes' lwg.Stats.LateRestores.
+	LateRestores uint64
 }
 
 type lwgSimNode struct {
@@ -948,12 +950,25 @@ func (s *LWGSim) Crash(id hwg.NodeID) bool {
 		return false
 	}
 	n.alive = false
+	// Its core's counts go with it: add them now (a malformed message it
+	// took still fails the run).
+	s.addCoreStats(n.core.Stats())
 	if s.layer != nil {
 		s.layer.crashed(n)
 	}
 	s.stats.Crashes++
 	s.trace.Append(Event{T: uint64(s.stats.Steps), Node: uint64(n.id), Inc: n.inc, Ev: EvCrash})
 	return true
+}
+
+// addCoreStats adds a node's lwg.Core counts to the run's: at the end of
+// the run for live nodes, at its crash for the others.
+func (s *LWGSim) addCoreStats(st lwg.Stats) {
+	s.stats.Interference += st.Interference
+	s.stats.Batched += st.Batched
+	s.stats.Stale += st.Stale
+	s.stats.Malformed += st.Malformed
+	s.stats.LateRestores += st.LateRestores
 }
 
 func (s *LWGSim) crashSafe(victim *lwgSimNode) bool {
@@ -1215,11 +1230,7 @@ func (s *LWGSim) Violations() []Violation {
 	}
 	for _, n := range s.nodes {
 		if n.alive {
-			st := n.core.Stats()
-			s.stats.Interference += st.Interference
-			s.stats.Batched += st.Batched
-			s.stats.Stale += st.Stale
-			s.stats.Malformed += st.Malformed
+			s.addCoreStats(n.core.Stats())
 		}
 	}
 	if s.stats.Converged {
