@@ -3,6 +3,8 @@ package hwg
 import (
 	"fmt"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // leftNode is a Node with only what its bookkeeping of left groups uses;
@@ -128,6 +130,34 @@ func TestLeftGroupReplacedKeepsItsViews(t *testing.T) {
 	}
 	if g.lastView != 7 {
 		t.Fatalf("took up a Group whose last view is %d, want 7", g.lastView)
+	}
+	checkLeft(t, n)
+}
+
+// TestLeftGroupGrowingIsBounded: a kept left group that takes a decision
+// after it was counted (an acceptor of the view it was excluded from) is
+// counted again, and the oldest kept groups go if that puts the node over
+// leftKeepBytes. Before, stepLeft counted the growth but dropped nothing
+// until the next leave.
+func TestLeftGroupGrowingIsBounded(t *testing.T) {
+	n := leftNode()
+	n.log = hclog.NewNullLogger()
+	n.outbox = map[NodeID][]Message{}
+	for i := range 4 {
+		leaveGroup(t, n, GroupID(fmt.Sprintf("h/old-%d", i)), 3, leftKeepBytes/8)
+	}
+	g := leaveGroup(t, n, "h/grows", 3, 10)
+	// The decision it took meanwhile holds most of the bound.
+	g.decision = &Decision{Prev: 3, Final: []Entry{{Seq: 1, Payload: make([]byte, leftKeepBytes*3/4)}}}
+	n.stepLeft(Message{Group: "h/grows", From: proc(2), Type: MsgJoin})
+	if n.leftBytes > leftKeepBytes {
+		t.Fatalf("the kept groups hold %d bytes after one grew, over %d", n.leftBytes, leftKeepBytes)
+	}
+	if _, ok := n.left["h/grows"]; !ok {
+		t.Fatal("the group that grew, the newest, was dropped")
+	}
+	if _, ok := n.left["h/old-0"]; ok {
+		t.Fatal("the oldest kept group stayed over the bound")
 	}
 	checkLeft(t, n)
 }

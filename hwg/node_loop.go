@@ -343,11 +343,7 @@ func (n *Node) retain(id GroupID, g *Group) {
 	n.left[id] = e
 	n.leftBytes += e.bytes
 	n.leftFIFO = append(n.leftFIFO, e)
-	for len(n.left) > 1 && (len(n.left) > leftKeep || n.leftBytes > leftKeepBytes) {
-		n.dropLeft(n.leftFIFO[0])
-		n.leftFIFO[0] = leftGroup{}
-		n.leftFIFO = n.leftFIFO[1:]
-	}
+	n.trimLeft()
 	// Stale entries (groups joined again) count for nothing but take
 	// room: drop them once they are half the FIFO.
 	if len(n.leftFIFO) > 2*len(n.left)+64 {
@@ -355,6 +351,16 @@ func (n *Node) retain(id GroupID, g *Group) {
 			l, ok := n.left[e.id]
 			return !ok || l.seq != e.seq
 		})
+	}
+}
+
+// trimLeft drops the oldest kept left groups while they are over the
+// bounds, keeping at least one.
+func (n *Node) trimLeft() {
+	for len(n.left) > 1 && (len(n.left) > leftKeep || n.leftBytes > leftKeepBytes) {
+		n.dropLeft(n.leftFIFO[0])
+		n.leftFIFO[0] = leftGroup{}
+		n.leftFIFO = n.leftFIFO[1:]
 	}
 }
 
@@ -419,6 +425,7 @@ func (n *Node) stepLeft(m Message) {
 	n.leftBytes += b - l.bytes
 	l.bytes = b
 	n.left[m.Group] = l
+	n.trimLeft()
 }
 
 // sendLeft queues a left group's messages for the next flush.
